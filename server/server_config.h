@@ -13,20 +13,21 @@ namespace rta::server {
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9464";  // "" disables the Prometheus endpoint
-  uint32_t workers = 0;                          // completion queues/threads; 0 = cores
-  uint32_t tick_ms = 1000;                       // aggregator tick, >= 50
+  uint32_t workers = 0;                         // completion queues/threads; 0 = cores
+  uint32_t tick_ms = 1000;                      // aggregator tick, >= 50
   // Limits.
   uint32_t max_subscribers = 20'000;
-  uint32_t max_streams = 50'000;             // open streaming calls of all kinds
+  uint32_t max_streams = 50'000;  // open streaming calls of all kinds
   uint32_t max_concurrent_streams_per_connection = 1'000;
   uint32_t max_message_bytes = 4 * 1024 * 1024;
   uint32_t max_event_bytes = 16 * 1024;
   uint32_t max_event_properties = 64;
   uint32_t max_batch_events = 10'000;
   uint32_t max_sessions_per_analyze_stream = 10'000;
-  uint64_t memory_quota_bytes = 1ull << 30;  // grpc ResourceQuota
-  uint32_t shutdown_grace_ms = 5'000;        // open streams get this long to finish
-  uint32_t pending_requests_per_method = 0;  // pre-posted requests per queue; 0 = default
+  uint64_t memory_quota_bytes = 1ull << 30;      // grpc ResourceQuota
+  uint32_t shutdown_grace_ms = 5'000;            // open streams get this long to finish
+  uint32_t slow_subscriber_timeout_ms = 30'000;  // a write pending this long ends the stream
+  uint32_t pending_requests_per_method = 0;      // pre-posted requests per queue; 0 = default
   agg::AggregatorConfig aggregator;
   // Test only: the server cancels every Nth ingest stream after its first message (0 = never).
   uint32_t fail_every_nth_ingest_stream_for_test = 0;

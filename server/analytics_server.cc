@@ -1,0 +1,239 @@
+#include "server/analytics_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <prometheus/exposer.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "server/get_metrics_call.h"
+#include "server/ingest_call.h"
+#include "server/log.h"
+#include "server/service_state.h"
+#include "server/subscribe_call.h"
+#include "server/worker.h"
+
+namespace rta::server {
+
+class AnalyticsServer::Impl {
+ public:
+  Impl(ServerConfig config, const agg::Clock* clock)
+      : config_(std::move(config)),
+        clock_(clock != nullptr ? *clock : system_clock_),
+        aggregator_(config_.aggregator, clock_),
+        state_{config_, service_, aggregator_, metrics_, hub_, clock_} {}
+
+  ~Impl() { Shutdown(std::chrono::milliseconds(0)); }
+
+  bool Start(std::string* error);
+  void Shutdown(std::chrono::milliseconds grace);
+  void Wait() {
+    std::unique_lock lock(lifecycle_mutex_);
+    lifecycle_cv_.wait(lock, [this] { return stopped_ || !started_; });
+  }
+  void Tick();
+
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  agg::Aggregator& aggregator() { return aggregator_; }
+
+ private:
+  void ScheduleTick();
+  void PostInitialRequests(Worker& worker);
+
+  const ServerConfig config_;
+  agg::SystemClock system_clock_;
+  const agg::Clock& clock_;
+  ServerMetrics metrics_;
+  agg::Aggregator aggregator_;
+  SnapshotHub hub_;
+  AsyncAnalyticsService service_;
+  ServiceState state_;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+
+  boost::asio::io_context tick_io_;
+  boost::asio::steady_timer tick_timer_{tick_io_};
+  std::chrono::steady_clock::time_point next_tick_;
+  std::thread tick_thread_;
+  std::mutex tick_mutex_;  // Tick() runs on the timer thread and from TickForTest()
+
+  std::mutex lifecycle_mutex_;
+  std::condition_variable lifecycle_cv_;
+  bool started_ = false;  // guarded by lifecycle_mutex_
+  bool stopped_ = false;  // guarded by lifecycle_mutex_
+};
+
+bool AnalyticsServer::Impl::Start(std::string* error) {
+  // Process-wide gRPC switches; idempotent.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.RegisterService(&service_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
+  // Transport limits, set on purpose (see the README's security section).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config_.max_concurrent_streams_per_connection));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 30 * 60'000);
+  // BDP probing grows each stream's flow-control window towards the bandwidth-delay product;
+  // with thousands of mostly idle subscriber streams that is memory for nothing.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  grpc::ResourceQuota quota("analytics_server");
+  quota.Resize(config_.memory_quota_bytes);
+  quota.SetMaxThreads(64);  // only the sync health/reflection services use threads from it
+  builder.SetResourceQuota(quota);
+
+  const unsigned workers =
+      config_.workers != 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;
+  for (unsigned i = 0; i < workers; ++i) queues.push_back(builder.AddCompletionQueue());
+
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    *error = "cannot listen on " + config_.listen +
+             " (address in use, not a local address, or not HOST:PORT)";
+    server_.reset();
+    return false;
+  }
+  if (!config_.metrics_listen.empty()) {
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen);
+      exposer_->RegisterCollectable(metrics_.registry());
+      const std::vector<int> ports = exposer_->GetListeningPorts();
+      metrics_port_ = ports.empty() ? 0 : ports.front();
+    } catch (const std::exception& e) {
+      *error = "cannot serve metrics on " + config_.metrics_listen + ": " + e.what();
+      server_->Shutdown();
+      for (auto& queue : queues) {
+        queue->Shutdown();
+        void* tag;
+        bool ok;
+        while (queue->Next(&tag, &ok)) {
+        }
+      }
+      server_.reset();
+      return false;
+    }
+  }
+
+  Tick();  // a first snapshot, so that GetMetrics and subscribers never see "nothing yet"
+  for (auto& queue : queues) workers_.push_back(std::make_unique<Worker>(state_, std::move(queue)));
+  for (auto& worker : workers_) {
+    PostInitialRequests(*worker);
+    worker->Start();
+  }
+  next_tick_ = std::chrono::steady_clock::now();
+  ScheduleTick();
+  tick_thread_ = std::thread([this] { tick_io_.run(); });
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    started_ = true;
+  }
+  LogInfo("listening", {{"address", config_.listen},
+                        {"port", std::to_string(grpc_port_)},
+                        {"workers", std::to_string(workers)},
+                        {"tick_ms", std::to_string(config_.tick_ms)}});
+  if (exposer_) {
+    LogInfo("metrics_listening",
+            {{"address", config_.metrics_listen}, {"port", std::to_string(metrics_port_)}});
+  }
+  return true;
+}
+
+void AnalyticsServer::Impl::PostInitialRequests(Worker& worker) {
+  // Many pending requests per method and queue so that bursts of new calls (10,000 dashboards
+  // reconnecting after a deploy) do not wait for one request to be re-posted at a time.
+  const uint32_t n =
+      config_.pending_requests_per_method != 0 ? config_.pending_requests_per_method : 32;
+  for (uint32_t i = 0; i < n; ++i) {
+    new SubscribeCall(state_, worker);
+    new IngestCall<analytics::EventData>(state_, worker);
+    new IngestCall<analytics::EventBatch>(state_, worker);
+    new GetMetricsCall(state_, worker);
+  }
+}
+
+void AnalyticsServer::Impl::ScheduleTick() {
+  next_tick_ += std::chrono::milliseconds(config_.tick_ms);
+  const auto now = std::chrono::steady_clock::now();
+  if (next_tick_ < now) next_tick_ = now;  // a slow tick delays the next one instead of bunching
+  tick_timer_.expires_at(next_tick_);
+  tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled at shutdown
+    Tick();
+    ScheduleTick();
+  });
+}
+
+void AnalyticsServer::Impl::Tick() {
+  std::lock_guard lock(tick_mutex_);
+  const auto start = std::chrono::steady_clock::now();
+  hub_.Publish(aggregator_.Tick());
+  metrics_.UpdateAggregatorStats(aggregator_.stats());
+  metrics_.ObserveTick(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  for (auto& worker : workers_) worker->NotifyPublished();
+}
+
+void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (!started_ || stopped_) return;
+  }
+  LogInfo("shutdown_started", {{"grace_ms", std::to_string(grace.count())}});
+  const auto begin = std::chrono::steady_clock::now();
+  // 1. Stop accepting: no new requests are posted, load balancers see NOT_SERVING.
+  state_.shutting_down.store(true);
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  // 2. Subscriptions never end on their own: finish them (after their write in flight).
+  for (auto& worker : workers_) worker->NotifyShutdown();
+  // 3. Other open calls get until the deadline, then gRPC cancels them.
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  // 4. No more ticks.
+  tick_io_.stop();
+  if (tick_thread_.joinable()) tick_thread_.join();
+  // 5. Drain every queue to the end; each call frees itself as its last operation completes.
+  for (auto& worker : workers_) worker->ShutdownQueue();
+  for (auto& worker : workers_) worker->Join();
+  workers_.clear();
+  exposer_.reset();
+  LogInfo("shutdown_complete",
+          {{"elapsed_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::steady_clock::now() - begin)
+                                             .count())}});
+  std::lock_guard lock(lifecycle_mutex_);
+  stopped_ = true;
+  lifecycle_cv_.notify_all();
+}
+
+AnalyticsServer::AnalyticsServer(ServerConfig config, const agg::Clock* clock)
+    : impl_(std::make_unique<Impl>(std::move(config), clock)) {}
+AnalyticsServer::~AnalyticsServer() = default;
+bool AnalyticsServer::Start(std::string* error) { return impl_->Start(error); }
+int AnalyticsServer::grpc_port() const { return impl_->grpc_port_; }
+int AnalyticsServer::metrics_port() const { return impl_->metrics_port_; }
+void AnalyticsServer::Shutdown(std::chrono::milliseconds grace) { impl_->Shutdown(grace); }
+void AnalyticsServer::Wait() { impl_->Wait(); }
+agg::Aggregator& AnalyticsServer::aggregator() { return impl_->aggregator(); }
+void AnalyticsServer::TickForTest() { impl_->Tick(); }
+
+}  // namespace rta::server

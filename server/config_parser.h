@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "server/server_config.h"
+
+namespace rta::server {
+
+// What the command line asked for.
+struct CommandLine {
+  ServerConfig config;
+  bool show_help = false;
+  bool show_version = false;
+};
+
+// Parses `analytics_server` arguments (argv without the program name). An optional
+// `--config FILE` (JSON object, same keys as the flags with '_' for '-') is applied first; flags
+// win over the file. Returns false and sets *error to a message naming the flag or key at fault.
+// Exceptions never escape.
+bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, std::string* error);
+
+// Checks ranges and relations between settings; the message names the key.
+bool ValidateServerConfig(const ServerConfig& config, std::string* error);
+
+// The --help text: every flag with its default.
+std::string ServerHelpText();
+
+}  // namespace rta::server

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/async_unary_call.h>
+
+#include <chrono>
+
+#include "server/service_state.h"
+
+namespace rta::server {
+
+class Worker;
+
+// State machine of one unary GetMetrics call: answered from the latest published snapshot.
+class GetMetricsCall final : public CallBase {
+ public:
+  GetMetricsCall(ServiceState& state, Worker& worker);
+  void OnEvent(int op, bool ok) override;
+
+ private:
+  enum Op { kRequest, kFinish };
+  ServiceState& state_;
+  Worker& worker_;
+  grpc::ServerContext context_;
+  analytics::MetricsQuery query_;
+  grpc::ServerAsyncResponseWriter<analytics::MetricsSnapshot> responder_{&context_};
+  Tag request_tag_{this, kRequest};
+  Tag finish_tag_{this, kFinish};
+  grpc::StatusCode code_ = grpc::StatusCode::OK;
+  std::chrono::steady_clock::time_point start_time_;
+};
+
+// Builds the answer to a query (shared with tests).
+grpc::Status AnswerQuery(const analytics::MetricsQuery& query, const PublishedSnapshot& latest,
+                         analytics::MetricsSnapshot* out);
+
+}  // namespace rta::server

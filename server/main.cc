@@ -1,0 +1,60 @@
+// analytics_server: parses the configuration, starts the server, and shuts it down in order on
+// SIGINT/SIGTERM. Everything else lives in the rta_server library.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/analytics_server.h"
+#include "server/config_parser.h"
+#include "server/log.h"
+
+int main(int argc, char** argv) {
+  using namespace rta::server;
+  CommandLine command_line;
+  std::string error;
+  if (!ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc), &command_line, &error)) {
+    std::fprintf(stderr, "analytics_server: %s\n", error.c_str());
+    return 2;
+  }
+  if (command_line.show_help) {
+    std::fputs(ServerHelpText().c_str(), stdout);
+    return 0;
+  }
+  if (command_line.show_version) {
+    std::printf("analytics_server %s (grpc %s)\n", RTA_VERSION, RTA_GRPC_VERSION);
+    return 0;
+  }
+  const auto grace = std::chrono::milliseconds(command_line.config.shutdown_grace_ms);
+  AnalyticsServer server(command_line.config);
+  if (!server.Start(&error)) {
+    std::fprintf(stderr, "analytics_server: %s\n", error.c_str());
+    return 1;
+  }
+
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::thread shutdown_thread;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal_number) {
+        if (ec) return;
+        if (shutdown_thread.joinable()) {
+          LogWarn("shutdown_forced", {{"signal", std::to_string(signal_number)}});
+          std::_Exit(130);
+        }
+        LogInfo("signal", {{"signal", std::to_string(signal_number)}});
+        shutdown_thread = std::thread([&] {
+          server.Shutdown(grace);
+          io.stop();
+        });
+        signals.async_wait(on_signal);  // a second signal forces the exit
+      };
+  signals.async_wait(on_signal);
+  io.run();
+  if (shutdown_thread.joinable()) shutdown_thread.join();
+  return 0;
+}

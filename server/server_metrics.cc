@@ -1,0 +1,172 @@
+#include "server/server_metrics.h"
+
+#include <prometheus/gauge.h>
+
+namespace rta::server {
+namespace {
+
+const char* const kCodeNames[17] = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
+
+}  // namespace
+
+const char* MethodName(Method method) {
+  switch (method) {
+    case Method::kSubscribeMetrics:
+      return "SubscribeMetrics";
+    case Method::kReportEvent:
+      return "ReportEvent";
+    case Method::kReportEventBatches:
+      return "ReportEventBatches";
+    case Method::kAnalyzeSession:
+      return "AnalyzeSession";
+    case Method::kGetMetrics:
+      return "GetMetrics";
+  }
+  return "unknown";
+}
+
+ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  prometheus::Registry& r = *registry_;
+
+  accepted_ = &BuildCounter()
+                   .Name("analytics_events_ingested_total")
+                   .Help("Events accepted and counted by the aggregator")
+                   .Register(r)
+                   .Add({});
+  duplicates_ = &BuildCounter()
+                     .Name("analytics_events_duplicate_total")
+                     .Help("Events whose event_id was already seen within the dedupe horizon")
+                     .Register(r)
+                     .Add({});
+  auto& rejected = BuildCounter()
+                       .Name("analytics_events_rejected_total")
+                       .Help("Events refused, by reason")
+                       .Register(r);
+  const char* const reasons[kRejectReasonCount] = {"invalid", "too_old", "in_future", "too_large"};
+  for (size_t i = 0; i < kRejectReasonCount; ++i)
+    rejected_[i] = &rejected.Add({{"reason", reasons[i]}});
+
+  updates_sent_ = &BuildCounter()
+                       .Name("analytics_metric_updates_sent_total")
+                       .Help("MetricUpdate messages written to subscribers")
+                       .Register(r)
+                       .Add({});
+  updates_conflated_ = &BuildCounter()
+                            .Name("analytics_metric_updates_conflated_total")
+                            .Help(
+                                "Updates a slow subscriber never received because a newer value "
+                                "replaced them (latest wins)")
+                            .Register(r)
+                            .Add({});
+  slow_disconnects_ = &BuildCounter()
+                           .Name("analytics_subscribers_disconnected_slow_total")
+                           .Help("Subscribers ended because they did not read for too long")
+                           .Register(r)
+                           .Add({});
+  subscribers_ = &BuildGauge()
+                      .Name("analytics_subscribers")
+                      .Help("SubscribeMetrics streams open now")
+                      .Register(r)
+                      .Add({});
+  auto& open =
+      BuildGauge().Name("analytics_open_streams").Help("Calls in progress, by method").Register(r);
+  rpcs_handled_family_ = &BuildCounter()
+                              .Name("analytics_rpcs_handled_total")
+                              .Help("RPCs completed, by method and status code")
+                              .Register(r);
+  auto& duration = BuildHistogram()
+                       .Name("analytics_rpc_duration_seconds")
+                       .Help("Time from the start of an RPC to its status, by method")
+                       .Register(r);
+  const prometheus::Histogram::BucketBoundaries rpc_buckets = {
+      0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600};
+  for (size_t i = 0; i < kMethodCount; ++i) {
+    const char* name = MethodName(static_cast<Method>(i));
+    open_streams_[i] = &open.Add({{"method", name}});
+    rpc_duration_[i] = &duration.Add({{"method", name}}, rpc_buckets);
+  }
+  tick_duration_ =
+      &BuildHistogram()
+           .Name("analytics_aggregator_tick_duration_seconds")
+           .Help("Time to fold ingested events into the windows and publish a snapshot")
+           .Register(r)
+           .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                            0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                            0.5, 1});
+  auto& signals = BuildCounter()
+                      .Name("analytics_session_signals_total")
+                      .Help("Signals raised by AnalyzeSession, by signal")
+                      .Register(r);
+  signals_[0] = &signals.Add({{"signal", "rage_click"}});
+  signals_[1] = &signals.Add({{"signal", "bot_suspected"}});
+  signals_[2] = &signals.Add({{"signal", "cart_abandonment_risk"}});
+  folded_ = &BuildCounter()
+                 .Name("analytics_dimension_values_folded_total")
+                 .Help("Events whose country/device value went to __other__ (cardinality cap)")
+                 .Register(r)
+                 .Add({});
+  dedupe_evictions_ = &BuildCounter()
+                           .Name("analytics_dedupe_evictions_total")
+                           .Help(
+                               "Event ids dropped from the dedupe table before their horizon "
+                               "because it was full")
+                           .Register(r)
+                           .Add({});
+  sessions_dropped_ = &BuildCounter()
+                           .Name("analytics_sessions_dropped_total")
+                           .Help("Sessions not tracked because max_sessions was reached")
+                           .Register(r)
+                           .Add({});
+  BuildGauge()
+      .Name("analytics_build_info")
+      .Help("Build information; the value is always 1")
+      .Register(r)
+      .Add({{"version", RTA_VERSION}, {"grpc", RTA_GRPC_VERSION}})
+      .Set(1);
+}
+
+void ServerMetrics::AddIngested(uint64_t accepted, uint64_t duplicates) {
+  if (accepted > 0) accepted_->Increment(static_cast<double>(accepted));
+  if (duplicates > 0) duplicates_->Increment(static_cast<double>(duplicates));
+}
+
+void ServerMetrics::AddRejected(RejectReason reason, uint64_t count) {
+  if (count > 0) rejected_[static_cast<size_t>(reason)]->Increment(static_cast<double>(count));
+}
+
+void ServerMetrics::RpcHandled(Method method, grpc::StatusCode code, double seconds) {
+  const size_t m = static_cast<size_t>(method);
+  const size_t c = static_cast<size_t>(code) < 17 ? static_cast<size_t>(code) : 2;  // UNKNOWN
+  prometheus::Counter* counter = rpcs_handled_[m][c].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // Family::Add is idempotent for equal labels, so a race here only repeats the lookup.
+    counter = &rpcs_handled_family_->Add({{"method", MethodName(method)}, {"code", kCodeNames[c]}});
+    rpcs_handled_[m][c].store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+  rpc_duration_[m]->Observe(seconds);
+}
+
+void ServerMetrics::SessionSignal(agg::SessionSignal signal) {
+  signals_[static_cast<size_t>(signal)]->Increment();
+}
+
+void ServerMetrics::UpdateAggregatorStats(const agg::AggregatorStats& stats) {
+  // Called from the tick thread only, so last_stats_ needs no synchronisation.
+  auto add = [](prometheus::Counter* counter, uint64_t now, uint64_t before) {
+    if (now > before) counter->Increment(static_cast<double>(now - before));
+  };
+  add(folded_, stats.dimension_values_folded, last_stats_.dimension_values_folded);
+  add(dedupe_evictions_, stats.dedupe_evictions, last_stats_.dedupe_evictions);
+  add(sessions_dropped_, stats.sessions_dropped, last_stats_.sessions_dropped);
+  last_stats_ = stats;
+}
+
+}  // namespace rta::server

@@ -1,0 +1,82 @@
+#pragma once
+
+#include <grpcpp/support/status.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "server/aggregator/aggregator.h"
+
+namespace rta::server {
+
+enum class Method {
+  kSubscribeMetrics,
+  kReportEvent,
+  kReportEventBatches,
+  kAnalyzeSession,
+  kGetMetrics
+};
+inline constexpr size_t kMethodCount = 5;
+const char* MethodName(Method method);
+
+// Why the server refused an event before or inside the aggregator (Prometheus label values).
+enum class RejectReason { kInvalid, kTooOld, kInFuture, kTooLarge };
+inline constexpr size_t kRejectReasonCount = 4;
+
+// The server's Prometheus series: the one registry of metrics (no other globals). Every member
+// is safe to use from any thread; counters are updated per message or per batch, never per
+// event, so that ingest threads do not contend on them.
+class ServerMetrics {
+ public:
+  ServerMetrics();
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  void AddIngested(uint64_t accepted, uint64_t duplicates);
+  void AddRejected(RejectReason reason, uint64_t count);
+  void AddUpdatesSent(uint64_t count) { updates_sent_->Increment(static_cast<double>(count)); }
+  void AddUpdatesConflated(uint64_t count) {
+    updates_conflated_->Increment(static_cast<double>(count));
+  }
+  void AddSlowSubscriberDisconnect() { slow_disconnects_->Increment(); }
+  prometheus::Gauge& subscribers() { return *subscribers_; }
+  prometheus::Gauge& open_streams(Method method) {
+    return *open_streams_[static_cast<size_t>(method)];
+  }
+  // Counts a finished RPC by method and status code and observes its duration.
+  void RpcHandled(Method method, grpc::StatusCode code, double seconds);
+  void ObserveTick(double seconds) { tick_duration_->Observe(seconds); }
+  void SessionSignal(agg::SessionSignal signal);
+  // Copies the aggregator's own monotonic counters (called after each tick).
+  void UpdateAggregatorStats(const agg::AggregatorStats& stats);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Counter* accepted_;
+  prometheus::Counter* duplicates_;
+  std::array<prometheus::Counter*, kRejectReasonCount> rejected_{};
+  prometheus::Counter* updates_sent_;
+  prometheus::Counter* updates_conflated_;
+  prometheus::Counter* slow_disconnects_;
+  prometheus::Gauge* subscribers_;
+  std::array<prometheus::Gauge*, kMethodCount> open_streams_{};
+  prometheus::Family<prometheus::Counter>* rpcs_handled_family_;
+  // Created on first use: most (method, code) pairs never happen.
+  std::array<std::array<std::atomic<prometheus::Counter*>, 17>, kMethodCount> rpcs_handled_{};
+  std::array<prometheus::Histogram*, kMethodCount> rpc_duration_{};
+  prometheus::Histogram* tick_duration_;
+  std::array<prometheus::Counter*, 3> signals_{};
+  prometheus::Counter* folded_;
+  prometheus::Counter* dedupe_evictions_;
+  prometheus::Counter* sessions_dropped_;
+  agg::AggregatorStats last_stats_{};
+};
+
+}  // namespace rta::server

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <grpcpp/server_context.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "analytics.grpc.pb.h"
+#include "server/aggregator/aggregator.h"
+#include "server/aggregator/clock.h"
+#include "server/server_config.h"
+#include "server/server_metrics.h"
+#include "server/snapshot_hub.h"
+
+namespace rta::server {
+
+// The async service: SubscribeMetrics is raw (ByteBuffer) so that one serialized update is
+// shared by every subscriber; the other methods are typed.
+using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_SubscribeMetrics<
+    analytics::AnalyticsService::WithAsyncMethod_ReportEvent<
+        analytics::AnalyticsService::WithAsyncMethod_ReportEventBatches<
+            analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
+                analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
+                    analytics::AnalyticsService::Service>>>>>;
+
+// What every call state machine shares. Owned by the server; outlives every call.
+struct ServiceState {
+  const ServerConfig& config;
+  AsyncAnalyticsService& service;
+  agg::Aggregator& aggregator;
+  ServerMetrics& metrics;
+  SnapshotHub& hub;
+  const agg::Clock& clock;
+  std::atomic<bool> shutting_down{false};
+  std::atomic<uint32_t> open_streams{0};
+  std::atomic<uint32_t> subscribers{0};
+  std::atomic<uint64_t> ingest_streams_started{0};
+};
+
+// One pending operation of a call: the completion-queue tag. Each call owns one Tag per kind of
+// operation it can have in flight, so a tag is never reused while pending.
+class CallBase;
+struct Tag {
+  CallBase* call;
+  int op;
+};
+
+// A call's state machine. OnEvent runs on the call's completion-queue thread only, so a call
+// needs no locks; it deletes itself when no operation can complete on it any more.
+class CallBase {
+ public:
+  virtual ~CallBase() = default;
+  virtual void OnEvent(int op, bool ok) = 0;
+};
+
+inline void DispatchTag(void* tag, bool ok) {
+  auto* t = static_cast<Tag*>(tag);
+  t->call->OnEvent(t->op, ok);
+}
+
+}  // namespace rta::server

@@ -1,0 +1,245 @@
+#include "server/subscribe_call.h"
+
+#include <algorithm>
+
+#include "server/log.h"
+#include "server/worker.h"
+
+namespace rta::server {
+
+SubscribeCall::SubscribeCall(ServiceState& state, Worker& worker) : state_(state), worker_(worker) {
+  context_.AsyncNotifyWhenDone(&done_tag_);
+  ++pending_ops_;
+  state_.service.RequestSubscribeMetrics(&context_, &request_, &writer_, worker_.cq(), worker_.cq(),
+                                         &request_tag_);
+}
+
+void SubscribeCall::OnEvent(int op, bool ok) {
+  --pending_ops_;
+  switch (op) {
+    case kRequest:
+      if (!ok) {  // the server is shutting down; the call never started, so no done tag comes
+        delete this;
+        return;
+      }
+      ++pending_ops_;  // the done tag is armed now that the call started
+      if (!state_.shutting_down.load(std::memory_order_relaxed)) new SubscribeCall(state_, worker_);
+      Start();
+      break;
+    case kWrite:
+      write_in_flight_ = false;
+      if (!ok) break;  // the stream is broken; the done tag follows
+      state_.metrics.AddUpdatesSent(1);
+      if (finish_requested_) {
+        Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+      } else if (batch_pos_ < batch_.size()) {
+        WriteNext();
+      } else {
+        sent_sequence_ = std::max(sent_sequence_, batch_sequence_);
+        batch_.clear();
+        batch_pos_ = 0;
+        OnPublished(state_.hub.Latest(), state_.clock.NowMs());
+      }
+      break;
+    case kFinish:
+      break;
+    case kDone:
+      done_ = true;
+      if (context_.IsCancelled() && !finish_called_) final_code_ = grpc::StatusCode::CANCELLED;
+      if (registered_) {
+        worker_.RemoveSubscriber(this);
+        registered_ = false;
+        state_.subscribers.fetch_sub(1, std::memory_order_relaxed);
+        state_.metrics.subscribers().Decrement();
+        LogInfo("subscriber_left", {{"peer", context_.peer()},
+                                    {"code", std::to_string(static_cast<int>(final_code_))}});
+      }
+      if (started_) {
+        state_.open_streams.fetch_sub(1, std::memory_order_relaxed);
+        state_.metrics.open_streams(Method::kSubscribeMetrics).Decrement();
+        state_.metrics.RpcHandled(
+            Method::kSubscribeMetrics, final_code_,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count());
+      }
+      break;
+  }
+  MaybeDelete();
+}
+
+void SubscribeCall::MaybeDelete() {
+  if (done_ && pending_ops_ == 0) delete this;
+}
+
+void SubscribeCall::Start() {
+  started_ = true;
+  start_time_ = std::chrono::steady_clock::now();
+  state_.metrics.open_streams(Method::kSubscribeMetrics).Increment();
+  if (state_.open_streams.fetch_add(1, std::memory_order_relaxed) >= state_.config.max_streams) {
+    Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, "server has reached max_streams (" +
+                                                      std::to_string(state_.config.max_streams) +
+                                                      " open streams); retry later"});
+    return;
+  }
+  analytics::SubscriptionRequest request;
+  if (!grpc::SerializationTraits<analytics::SubscriptionRequest>::Deserialize(&request_, &request)
+           .ok()) {
+    Finish({grpc::StatusCode::INVALID_ARGUMENT, "SubscriptionRequest could not be parsed"});
+    return;
+  }
+  request_.Clear();
+  grpc::Status status = MetricFilter::Build(request.metric_types(), request.windows(), &filter_);
+  if (status.ok() && request.history_seconds() > MetricHistory::kMaxSeconds) {
+    status = {grpc::StatusCode::INVALID_ARGUMENT,
+              "history_seconds: at most 3600, got " + std::to_string(request.history_seconds())};
+  }
+  if (status.ok() && request.dashboard_id().size() > 256) {
+    status = {grpc::StatusCode::INVALID_ARGUMENT, "dashboard_id: at most 256 bytes"};
+  }
+  if (!status.ok()) {
+    Finish(status);
+    return;
+  }
+  if (state_.subscribers.fetch_add(1, std::memory_order_relaxed) >= state_.config.max_subscribers) {
+    state_.subscribers.fetch_sub(1, std::memory_order_relaxed);
+    Finish({grpc::StatusCode::RESOURCE_EXHAUSTED,
+            "server has reached max_subscribers (" + std::to_string(state_.config.max_subscribers) +
+                "); retry later"});
+    return;
+  }
+  registered_ = true;
+  state_.metrics.subscribers().Increment();
+  worker_.AddSubscriber(this);
+  interval_ms_ = std::max<int64_t>(request.interval_ms(), 0);
+  LogInfo("subscriber_joined", {{"peer", context_.peer()},
+                                {"dashboard_id", request.dashboard_id()},
+                                {"metrics", std::to_string(request.metric_types_size())},
+                                {"history_seconds", std::to_string(request.history_seconds())}});
+  BuildInitialBatch(request, *state_.hub.Latest());
+  WriteNext();
+}
+
+void SubscribeCall::BuildInitialBatch(const analytics::SubscriptionRequest& request,
+                                      const PublishedSnapshot& latest) {
+  const agg::Snapshot& snapshot = *latest.snapshot;
+  epoch_ = snapshot.epoch;
+  const bool resumable = request.resume_epoch() != 0 && request.resume_epoch() == snapshot.epoch &&
+                         request.resume_after_sequence() <= snapshot.sequence;
+  const bool wants_resume = request.resume_epoch() != 0;
+  const uint64_t since = resumable ? request.resume_after_sequence() : 0;
+  analytics::MetricUpdate update;
+  for (size_t i = 0; i < snapshot.points.size(); ++i) {
+    const agg::MetricPoint& point = snapshot.points[i];
+    if (!filter_.Matches(latest.metric_ids[i], point.window)) continue;
+    if (resumable && point.changed_sequence <= since) continue;
+    if (wants_resume && batch_.empty()) {
+      // The first message says whether the resume worked; it is this subscriber's own copy.
+      update.Clear();
+      FillMetricUpdate(snapshot, point,
+                       resumable ? analytics::UPDATE_KIND_DELTA : analytics::UPDATE_KIND_SNAPSHOT,
+                       &update);
+      update.set_recovered(resumable);
+      batch_.push_back(SerializeUpdate(update));
+      continue;
+    }
+    batch_.push_back(resumable ? latest.delta_messages[i] : latest.snapshot_messages[i]);
+  }
+  if (request.history_seconds() > 0) {
+    std::vector<analytics::MetricUpdate> history;
+    state_.hub.history().Collect(filter_, request.history_seconds(), snapshot.epoch, &history);
+    for (const analytics::MetricUpdate& h : history) batch_.push_back(SerializeUpdate(h));
+  }
+  update.Clear();
+  update.set_kind(analytics::UPDATE_KIND_SNAPSHOT_END);
+  update.set_sequence(snapshot.sequence);
+  update.set_epoch(snapshot.epoch);
+  update.set_timestamp(snapshot.time_ms / 1000);
+  update.set_timestamp_ms(snapshot.time_ms);
+  update.set_recovered(resumable);
+  batch_.push_back(SerializeUpdate(update));
+  batch_sequence_ = snapshot.sequence;
+  last_batch_ms_ = state_.clock.NowMs();
+}
+
+bool SubscribeCall::BuildDeltaBatch(const PublishedSnapshot& latest, int64_t now_ms) {
+  const agg::Snapshot& snapshot = *latest.snapshot;
+  if (snapshot.sequence <= sent_sequence_ && snapshot.epoch == epoch_) return false;
+  if (now_ms - last_batch_ms_ < interval_ms_) return false;
+  last_batch_ms_ = now_ms;
+  const uint64_t skipped = missed_ticks_;
+  missed_ticks_ = 0;
+  auto add = [&](size_t i) {
+    const agg::MetricPoint& point = snapshot.points[i];
+    if (!filter_.Matches(latest.metric_ids[i], point.window)) return;
+    if (skipped > 0 && batch_.empty()) {
+      analytics::MetricUpdate update;
+      FillMetricUpdate(snapshot, point, analytics::UPDATE_KIND_DELTA, &update);
+      update.set_skipped(skipped);
+      batch_.push_back(SerializeUpdate(update));
+      return;
+    }
+    batch_.push_back(latest.delta_messages[i]);
+  };
+  if (snapshot.sequence == sent_sequence_ + 1) {
+    for (uint32_t i : latest.changed_now) add(i);
+  } else {
+    for (size_t i = 0; i < snapshot.points.size(); ++i) {
+      if (snapshot.points[i].changed_sequence > sent_sequence_) add(i);
+    }
+  }
+  if (skipped > 0) state_.metrics.AddUpdatesConflated(skipped);
+  batch_sequence_ = snapshot.sequence;
+  if (batch_.empty()) {
+    sent_sequence_ = snapshot.sequence;
+    return false;
+  }
+  return true;
+}
+
+void SubscribeCall::OnPublished(const std::shared_ptr<const PublishedSnapshot>& latest,
+                                int64_t now_ms) {
+  if (done_ || finish_called_) return;
+  if (write_in_flight_ || batch_pos_ < batch_.size()) {
+    if (write_in_flight_ &&
+        std::chrono::steady_clock::now() - write_started_ >
+            std::chrono::milliseconds(state_.config.slow_subscriber_timeout_ms)) {
+      // Hard limit for a reader that stopped reading: its flow-control window is full.
+      state_.metrics.AddSlowSubscriberDisconnect();
+      LogWarn("subscriber_too_slow", {{"peer", context_.peer()}});
+      context_.TryCancel();
+      return;
+    }
+    ++missed_ticks_;
+    return;
+  }
+  if (BuildDeltaBatch(*latest, now_ms)) WriteNext();
+}
+
+void SubscribeCall::WriteNext() {
+  grpc::WriteOptions options;
+  // Let gRPC coalesce the messages of a batch into fewer frames; the last one flushes.
+  if (batch_pos_ + 1 < batch_.size()) options.set_buffer_hint();
+  write_in_flight_ = true;
+  write_started_ = std::chrono::steady_clock::now();
+  ++pending_ops_;
+  writer_.Write(batch_[batch_pos_++], options, &write_tag_);
+}
+
+void SubscribeCall::OnShutdown() {
+  if (done_ || finish_called_) return;
+  if (write_in_flight_) {
+    finish_requested_ = true;  // finish once the write in flight completes
+    return;
+  }
+  Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+}
+
+void SubscribeCall::Finish(const grpc::Status& status) {
+  finish_called_ = true;
+  final_code_ = status.error_code();
+  batch_.clear();
+  batch_pos_ = 0;
+  ++pending_ops_;
+  writer_.Finish(status, &finish_tag_);
+}
+
+}  // namespace rta::server

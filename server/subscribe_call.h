@@ -1,0 +1,78 @@
+#pragma once
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/async_stream.h>
+#include <grpcpp/support/byte_buffer.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "server/metric_filter.h"
+#include "server/service_state.h"
+#include "server/snapshot_hub.h"
+
+namespace rta::server {
+
+class Worker;
+
+// State machine of one SubscribeMetrics stream.
+//
+// At most one write is in flight. Each write sends the next message of the current batch; a
+// batch is the initial snapshot (plus history), or the series that changed since the last
+// batch this subscriber completed. A subscriber still busy when a new snapshot is published
+// simply builds its next batch from the newest snapshot (latest wins), so its memory is bounded
+// by one batch of shared buffers; the ticks it missed are reported in `skipped`.
+class SubscribeCall final : public CallBase {
+ public:
+  SubscribeCall(ServiceState& state, Worker& worker);
+  void OnEvent(int op, bool ok) override;
+  // From the worker: a new snapshot is out / the server is shutting down.
+  void OnPublished(const std::shared_ptr<const PublishedSnapshot>& latest, int64_t now_ms);
+  void OnShutdown();
+  size_t worker_slot = 0;  // position in the worker's list, maintained by the worker
+
+ private:
+  enum Op { kRequest, kWrite, kFinish, kDone };
+  void Start();
+  void BuildInitialBatch(const analytics::SubscriptionRequest& request,
+                         const PublishedSnapshot& latest);
+  bool BuildDeltaBatch(const PublishedSnapshot& latest, int64_t now_ms);
+  void WriteNext();
+  void Finish(const grpc::Status& status);
+  void MaybeDelete();
+
+  ServiceState& state_;
+  Worker& worker_;
+  grpc::ServerContext context_;
+  grpc::ByteBuffer request_;
+  grpc::ServerAsyncWriter<grpc::ByteBuffer> writer_{&context_};
+  Tag request_tag_{this, kRequest};
+  Tag write_tag_{this, kWrite};
+  Tag finish_tag_{this, kFinish};
+  Tag done_tag_{this, kDone};
+
+  int pending_ops_ = 0;
+  bool started_ = false;
+  bool registered_ = false;
+  bool done_ = false;
+  bool write_in_flight_ = false;
+  bool finish_called_ = false;
+  bool finish_requested_ = false;
+  std::chrono::steady_clock::time_point start_time_;
+  std::chrono::steady_clock::time_point write_started_;
+  grpc::StatusCode final_code_ = grpc::StatusCode::OK;
+
+  MetricFilter filter_;
+  int64_t interval_ms_ = 0;
+  int64_t last_batch_ms_ = 0;
+  uint64_t epoch_ = 0;
+  uint64_t sent_sequence_ = 0;   // every change up to this sequence has been written
+  uint64_t batch_sequence_ = 0;  // the sequence the current batch brings the client to
+  uint64_t missed_ticks_ = 0;    // snapshots published while this subscriber was busy
+  std::vector<grpc::ByteBuffer> batch_;
+  size_t batch_pos_ = 0;
+};
+
+}  // namespace rta::server

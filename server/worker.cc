@@ -1,0 +1,66 @@
+#include "server/worker.h"
+
+#include "server/subscribe_call.h"
+
+namespace rta::server {
+
+Worker::Worker(ServiceState& state, std::unique_ptr<grpc::ServerCompletionQueue> cq)
+    : state_(state), cq_(std::move(cq)) {}
+
+Worker::~Worker() { Join(); }
+
+void Worker::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Run() {
+  void* tag = nullptr;
+  bool ok = false;
+  // Next() returns false only once the queue is shut down and fully drained, so every call's
+  // pending operations have completed and every call has freed itself by then.
+  while (cq_->Next(&tag, &ok)) DispatchTag(tag, ok);
+}
+
+void Worker::NotifyPublished() {
+  // One alarm in flight per queue: if the worker has not handled the previous notification yet,
+  // it will read the newest snapshot when it does.
+  if (publish_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  publish_alarm_.Set(cq_.get(), gpr_now(GPR_CLOCK_MONOTONIC), &publish_tag_);
+}
+
+void Worker::NotifyShutdown() {
+  if (shutdown_requested_.exchange(true, std::memory_order_acq_rel)) return;
+  shutdown_alarm_.Set(cq_.get(), gpr_now(GPR_CLOCK_MONOTONIC), &shutdown_tag_);
+}
+
+void Worker::OnEvent(int op, bool /*ok*/) {
+  // Alarms complete with ok == false only when cancelled, which this class never does; either
+  // way the right action is the same.
+  if (op == kPublished) {
+    publish_pending_.store(false, std::memory_order_release);
+    const auto latest = state_.hub.Latest();
+    const int64_t now_ms = state_.clock.NowMs();
+    // Calls leave the list only from their done tag, never from inside these loops.
+    for (SubscribeCall* call : subscribers_) call->OnPublished(latest, now_ms);
+  } else {
+    for (SubscribeCall* call : subscribers_) call->OnShutdown();
+  }
+}
+
+void Worker::AddSubscriber(SubscribeCall* call) {
+  call->worker_slot = subscribers_.size();
+  subscribers_.push_back(call);
+}
+
+void Worker::RemoveSubscriber(SubscribeCall* call) {
+  const size_t slot = call->worker_slot;
+  subscribers_[slot] = subscribers_.back();
+  subscribers_[slot]->worker_slot = slot;
+  subscribers_.pop_back();
+}
+
+}  // namespace rta::server

@@ -1,0 +1,577 @@
+// Integration tests: the real server on an ephemeral loopback port, real gRPC stubs, and the
+// Prometheus endpoint over HTTP.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/impl/codegen/client_unary_call.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <thread>
+
+#include "tests/support/server_harness.h"
+
+using analytics::MetricUpdate;
+using rta::testing::MakeEvent;
+using rta::testing::NowMs;
+using rta::testing::ServerHarness;
+using rta::testing::WaitFor;
+
+namespace {
+
+grpc::ByteBuffer BytesToBuffer(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string BufferToBytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  (void)buffer.Dump(&slices);
+  std::string out;
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+double ScrapeValue(ServerHarness& h, const std::string& series) {
+  return rta::testing::PrometheusValue(rta::testing::HttpGet(h.server().metrics_port(), "/metrics"),
+                                       series);
+}
+
+// Reads until the end of the initial snapshot; returns its updates (SNAPSHOT_END included).
+std::vector<MetricUpdate> ReadInitial(grpc::ClientReader<MetricUpdate>& reader) {
+  std::vector<MetricUpdate> updates;
+  MetricUpdate update;
+  while (reader.Read(&update)) {
+    updates.push_back(update);
+    if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) break;
+  }
+  return updates;
+}
+
+std::unique_ptr<grpc::ClientContext> DeadlineContext(int seconds = 10) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return context;
+}
+
+}  // namespace
+
+TEST_CASE("GetMetrics reflects reported events exactly", "[server][integration]") {
+  ServerHarness h;
+  const int64_t now = h.clock().NowMs();
+  auto purchase = MakeEvent("e4", "purchase", now - 1000, "v2", "s2");
+  purchase.set_value(20.5);
+  const auto response = h.ReportBatch({MakeEvent("e1", "page_view", now, "v1", "s1"),
+                                       MakeEvent("e2", "page_view", now - 5000, "v1", "s1"),
+                                       MakeEvent("e3", "page_view", now, "v3", "s3"), purchase,
+                                       MakeEvent("e5", "signup", now, "v2", "s2")});
+  CHECK(response.accepted() == 5);
+  CHECK(response.rejected() == 0);
+  CHECK(response.duplicates() == 0);
+  for (auto window : {analytics::WINDOW_1M, analytics::WINDOW_5M, analytics::WINDOW_1H,
+                      analytics::WINDOW_TOTAL}) {
+    INFO("window " << analytics::Window_Name(window));
+    CHECK(h.Metric("events_total", window) == 5);
+    CHECK(h.Metric("page_views", window) == 3);
+    CHECK(h.Metric("conversions", window) == 2);
+    CHECK(h.Metric("revenue", window) == Approx(20.5));
+    CHECK(h.Metric("unique_visitors", window) == Approx(3).margin(0.5));
+  }
+  // Every series of a snapshot carries the tick's sequence and the server's epoch.
+  const auto snapshot = h.Snapshot();
+  REQUIRE(snapshot.metrics_size() > 0);
+  CHECK(snapshot.epoch() != 0);
+  for (const auto& m : snapshot.metrics()) {
+    CHECK(m.epoch() == snapshot.epoch());
+    CHECK(m.window() != analytics::WINDOW_UNSPECIFIED);
+  }
+}
+
+TEST_CASE("ReportEvent counts one event per message, with duplicates once",
+          "[server][integration]") {
+  ServerHarness h;
+  auto stub = h.NewStub();
+  auto context = DeadlineContext();
+  analytics::EventResponse response;
+  auto writer = stub->ReportEvent(context.get(), &response);
+  const int64_t now = h.clock().NowMs();
+  for (const char* id : {"a", "b", "c", "a"}) REQUIRE(writer->Write(MakeEvent(id, "click", now)));
+  writer->WritesDone();
+  REQUIRE(writer->Finish().ok());
+  CHECK(response.accepted() == 3);
+  CHECK(response.duplicates() == 1);
+  CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 3);
+
+  SECTION("a retry of the same events on a new stream counts nothing twice") {
+    const auto again = h.ReportBatch({MakeEvent("a", "click", now), MakeEvent("b", "click", now)});
+    CHECK(again.accepted() == 0);
+    CHECK(again.duplicates() == 2);
+    CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 3);
+  }
+}
+
+TEST_CASE("bad events are refused with the field and position; good ones still count",
+          "[server][integration]") {
+  auto config = ServerHarness::DefaultConfig();
+  config.max_event_properties = 4;
+  ServerHarness h(config);
+  const int64_t now = h.clock().NowMs();
+  auto too_many_properties = MakeEvent("p", "click", now);
+  for (int i = 0; i < 5; ++i)
+    (*too_many_properties.mutable_properties())["k" + std::to_string(i)] = "v";
+  const auto response = h.ReportBatch(
+      {MakeEvent("ok1", "page_view", now), MakeEvent("old", "page_view", now - 2 * 3600 * 1000),
+       MakeEvent("future", "page_view", now + 120 * 1000), MakeEvent("", "page_view", now),
+       too_many_properties, MakeEvent("ok2", "page_view", now)});
+  CHECK(response.accepted() == 2);
+  CHECK(response.rejected() == 4);
+  REQUIRE(response.errors_size() == 4);
+  CHECK_THAT(response.errors(0), Catch::Contains("event #1") && Catch::Contains("id old") &&
+                                     Catch::Contains("timestamp_ms"));
+  CHECK_THAT(response.errors(1), Catch::Contains("event #2") && Catch::Contains("timestamp_ms"));
+  CHECK_THAT(response.errors(2), Catch::Contains("event #3") && Catch::Contains("event_id"));
+  CHECK_THAT(response.errors(3), Catch::Contains("event #4") && Catch::Contains("properties"));
+  CHECK(h.Metric("page_views", analytics::WINDOW_TOTAL) == 2);
+  const std::string metrics = rta::testing::HttpGet(h.server().metrics_port(), "/metrics");
+  CHECK(rta::testing::PrometheusValue(metrics, "analytics_events_ingested_total") == 2);
+  CHECK(rta::testing::PrometheusValue(metrics,
+                                      R"(analytics_events_rejected_total{reason="too_old"})") == 1);
+  CHECK(rta::testing::PrometheusValue(
+            metrics, R"(analytics_events_rejected_total{reason="in_future"})") == 1);
+  CHECK(rta::testing::PrometheusValue(metrics,
+                                      R"(analytics_events_rejected_total{reason="invalid"})") == 1);
+  CHECK(rta::testing::PrometheusValue(
+            metrics, R"(analytics_events_rejected_total{reason="too_large"})") == 1);
+}
+
+TEST_CASE("limits answer with their documented status codes", "[server][integration]") {
+  auto config = ServerHarness::DefaultConfig();
+  config.max_batch_events = 10;
+  config.max_message_bytes = 64 * 1024;
+  config.max_event_bytes = 16 * 1024;
+  config.max_subscribers = 2;
+  ServerHarness h(config);
+  const int64_t now = h.clock().NowMs();
+
+  SECTION("a batch over max_batch_events is INVALID_ARGUMENT naming the field") {
+    std::vector<analytics::EventData> events;
+    for (int i = 0; i < 11; ++i) events.push_back(MakeEvent("b" + std::to_string(i), "click", now));
+    grpc::Status status;
+    h.ReportBatch(events, &status);
+    CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(status.error_message(), Catch::Contains("events") && Catch::Contains("limit 10"));
+  }
+  SECTION("a message over max_message_bytes is RESOURCE_EXHAUSTED") {
+    auto big = MakeEvent("big", "click", now);
+    big.set_page(std::string(100 * 1024, 'x'));
+    grpc::Status status;
+    h.ReportBatch({big}, &status);
+    CHECK(status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  SECTION("an event over max_event_bytes is rejected, the rest of the batch counts") {
+    auto big = MakeEvent("big", "click", now);
+    big.set_page(std::string(20 * 1024, 'x'));
+    grpc::Status status;
+    const auto response = h.ReportBatch({big, MakeEvent("small", "click", now)}, &status);
+    CHECK(status.ok());
+    CHECK(response.accepted() == 1);
+    CHECK(response.rejected() == 1);
+  }
+  SECTION("an unknown metric is INVALID_ARGUMENT listing the valid ones") {
+    auto stub = h.NewStub();
+    analytics::MetricsQuery query;
+    query.add_metric_types("page_veiws");
+    analytics::MetricsSnapshot snapshot;
+    auto context = DeadlineContext();
+    grpc::Status status = stub->GetMetrics(context.get(), query, &snapshot);
+    CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(status.error_message(),
+               Catch::Contains("page_veiws") && Catch::Contains("page_views"));
+
+    analytics::SubscriptionRequest request;
+    request.add_metric_types("nope");
+    auto sub_context = DeadlineContext();
+    auto reader = stub->SubscribeMetrics(sub_context.get(), request);
+    MetricUpdate update;
+    CHECK_FALSE(reader->Read(&update));
+    const grpc::Status sub_status = reader->Finish();
+    CHECK(sub_status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(sub_status.error_message(), Catch::Contains("events_total"));
+  }
+  SECTION("history beyond the longest window is INVALID_ARGUMENT") {
+    auto stub = h.NewStub();
+    analytics::SubscriptionRequest request;
+    request.set_history_seconds(3601);
+    auto context = DeadlineContext();
+    auto reader = stub->SubscribeMetrics(context.get(), request);
+    MetricUpdate update;
+    CHECK_FALSE(reader->Read(&update));
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  SECTION("subscribers beyond max_subscribers get RESOURCE_EXHAUSTED") {
+    auto stub = h.NewStub();
+    analytics::SubscriptionRequest request;
+    request.add_metric_types("events_total");
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReader<MetricUpdate>>> readers;
+    for (int i = 0; i < 2; ++i) {
+      contexts.push_back(DeadlineContext());
+      readers.push_back(stub->SubscribeMetrics(contexts.back().get(), request));
+      ReadInitial(*readers.back());
+    }
+    auto context = DeadlineContext();
+    auto third = stub->SubscribeMetrics(context.get(), request);
+    MetricUpdate update;
+    CHECK_FALSE(third->Read(&update));
+    const grpc::Status status = third->Finish();
+    CHECK(status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK_THAT(status.error_message(), Catch::Contains("max_subscribers"));
+    for (auto& c : contexts) c->TryCancel();
+  }
+}
+
+TEST_CASE("a subscriber gets an initial snapshot, then the values that changed",
+          "[server][integration][subscribe]") {
+  ServerHarness h;
+  auto stub = h.NewStub();
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("page_views");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  request.set_dashboard_id("test-dashboard");
+  auto context = DeadlineContext();
+  auto reader = stub->SubscribeMetrics(context.get(), request);
+  const auto initial = ReadInitial(*reader);
+  REQUIRE(initial.size() == 2);
+  CHECK(initial[0].metric_type() == "page_views");
+  CHECK(initial[0].kind() == analytics::UPDATE_KIND_SNAPSHOT);
+  CHECK(initial[0].value() == 0);
+  CHECK(initial[1].kind() == analytics::UPDATE_KIND_SNAPSHOT_END);
+
+  const int64_t now = h.clock().NowMs();
+  h.ReportBatch({MakeEvent("x1", "page_view", now), MakeEvent("x2", "page_view", now),
+                 MakeEvent("x3", "click", now)});
+  h.server().TickForTest();
+  MetricUpdate update;
+  double last = 0;
+  uint64_t last_sequence = initial[0].sequence();
+  while (last != 2 && reader->Read(&update)) {
+    CHECK(update.metric_type() == "page_views");
+    CHECK(update.window() == analytics::WINDOW_TOTAL);
+    CHECK(update.kind() == analytics::UPDATE_KIND_DELTA);
+    CHECK(update.sequence() > last_sequence);
+    last_sequence = update.sequence();
+    last = update.value();
+  }
+  CHECK(last == 2);
+  context->TryCancel();
+}
+
+TEST_CASE("two subscribers with different filters each get only their series",
+          "[server][integration][subscribe]") {
+  ServerHarness h;
+  auto stub = h.NewStub();
+  analytics::SubscriptionRequest a;
+  a.add_metric_types("page_views");
+  analytics::SubscriptionRequest b;
+  b.add_metric_types("revenue");
+  b.add_metric_types("events_by_country");
+  b.add_windows(analytics::WINDOW_1M);
+  auto ca = DeadlineContext();
+  auto cb = DeadlineContext();
+  auto ra = stub->SubscribeMetrics(ca.get(), a);
+  auto rb = stub->SubscribeMetrics(cb.get(), b);
+  const auto ia = ReadInitial(*ra);
+  const auto ib = ReadInitial(*rb);
+  CHECK(ia.size() == 5);  // page_views in 4 windows + end
+  for (size_t i = 0; i + 1 < ia.size(); ++i) CHECK(ia[i].metric_type() == "page_views");
+  const int64_t now = h.clock().NowMs();
+  auto purchase = MakeEvent("p1", "purchase", now);
+  purchase.set_value(9.75);
+  purchase.set_country("FR");
+  h.ReportBatch({purchase});
+  h.server().TickForTest();
+  bool saw_revenue = false, saw_fr = false;
+  MetricUpdate update;
+  while (!(saw_revenue && saw_fr) && rb->Read(&update)) {
+    CHECK(update.window() == analytics::WINDOW_1M);
+    CHECK((update.metric_type() == "revenue" || update.metric_type() == "events_by_country"));
+    if (update.metric_type() == "revenue" && update.value() == Approx(9.75)) saw_revenue = true;
+    if (update.metric_type() == "events_by_country" && update.labels().count("country") &&
+        update.labels().at("country") == "FR" && update.value() == 1) {
+      saw_fr = true;
+    }
+  }
+  CHECK(saw_revenue);
+  CHECK(saw_fr);
+  ca->TryCancel();
+  cb->TryCancel();
+}
+
+TEST_CASE("a subscriber that never reads does not hold back a fast one",
+          "[server][integration][subscribe]") {
+  ServerHarness h;
+  // The slow one asks for everything, so its flow-control window fills within a few ticks.
+  auto slow_stub = h.NewStub();
+  analytics::SubscriptionRequest everything;
+  auto slow_context = DeadlineContext(60);
+  auto slow = slow_stub->SubscribeMetrics(slow_context.get(), everything);
+
+  auto fast_stub = h.NewStub();
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  auto fast_context = DeadlineContext(60);
+  auto fast = fast_stub->SubscribeMetrics(fast_context.get(), request);
+  ReadInitial(*fast);
+
+  const int kTicks = 150;
+  MetricUpdate update;
+  double expected = 0;
+  for (int tick = 0; tick < kTicks; ++tick) {
+    std::vector<analytics::EventData> events;
+    for (int i = 0; i < 20; ++i) {
+      events.push_back(MakeEvent("t" + std::to_string(tick) + "-" + std::to_string(i), "page_view",
+                                 h.clock().NowMs(), "v" + std::to_string(i),
+                                 "s" + std::to_string(tick)));
+      events.back().set_page("/p" + std::to_string(tick) + "/" + std::to_string(i));
+    }
+    h.ReportBatch(events);
+    expected += 20;
+    h.clock().AdvanceMs(1000);  // windows slide: most series change every tick
+    h.server().TickForTest();
+    // The fast subscriber sees this tick's value promptly even though the slow one is stuck.
+    while (fast->Read(&update) && update.value() < expected) {
+    }
+    REQUIRE(update.value() == expected);
+  }
+  const double conflated = ScrapeValue(h, "analytics_metric_updates_conflated_total");
+  CHECK(conflated > 0);
+  CHECK(ScrapeValue(h, "analytics_subscribers") == 2);
+  fast_context->TryCancel();
+  slow_context->TryCancel();
+  CHECK(WaitFor([&] { return ScrapeValue(h, "analytics_subscribers") == 0; }));
+}
+
+TEST_CASE("a client cancelling mid-stream is noticed and cleaned up",
+          "[server][integration][subscribe]") {
+  ServerHarness h;
+  auto stub = h.NewStub();
+  analytics::SubscriptionRequest request;
+  auto context = DeadlineContext();
+  auto reader = stub->SubscribeMetrics(context.get(), request);
+  ReadInitial(*reader);
+  CHECK(WaitFor([&] { return ScrapeValue(h, "analytics_subscribers") == 1; }));
+  context->TryCancel();
+  CHECK(WaitFor([&] { return ScrapeValue(h, "analytics_subscribers") == 0; }));
+  CHECK(WaitFor([&] {
+    return ScrapeValue(
+               h, R"(analytics_rpcs_handled_total{method="SubscribeMetrics",code="CANCELLED"})") ==
+           1;
+  }));
+  CHECK(ScrapeValue(h, R"(analytics_open_streams{method="SubscribeMetrics"})") == 0);
+}
+
+TEST_CASE("resume after reconnect sends only what changed, or a full snapshot",
+          "[server][integration][subscribe]") {
+  ServerHarness h;
+  auto stub = h.NewStub();
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("page_views");
+  request.add_metric_types("revenue");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  uint64_t epoch = 0, sequence = 0;
+  {
+    auto context = DeadlineContext();
+    auto reader = stub->SubscribeMetrics(context.get(), request);
+    const auto initial = ReadInitial(*reader);
+    REQUIRE(initial.size() == 3);
+    epoch = initial.back().epoch();
+    sequence = initial.back().sequence();
+    context->TryCancel();
+  }
+  h.ReportBatch({MakeEvent("r1", "page_view", h.clock().NowMs())});
+  h.server().TickForTest();
+
+  SECTION("same epoch: only page_views changed, recovered = true") {
+    request.set_resume_epoch(epoch);
+    request.set_resume_after_sequence(sequence);
+    auto context = DeadlineContext();
+    auto reader = stub->SubscribeMetrics(context.get(), request);
+    const auto initial = ReadInitial(*reader);
+    REQUIRE(initial.size() == 2);
+    CHECK(initial[0].metric_type() == "page_views");
+    CHECK(initial[0].value() == 1);
+    CHECK(initial[0].recovered());
+    CHECK(initial[1].recovered());
+    context->TryCancel();
+  }
+  SECTION("another epoch: full snapshot, recovered = false") {
+    request.set_resume_epoch(epoch + 1);
+    request.set_resume_after_sequence(sequence);
+    auto context = DeadlineContext();
+    auto reader = stub->SubscribeMetrics(context.get(), request);
+    const auto initial = ReadInitial(*reader);
+    REQUIRE(initial.size() == 3);
+    CHECK_FALSE(initial[0].recovered());
+    CHECK_FALSE(initial.back().recovered());
+    CHECK(initial[0].kind() == analytics::UPDATE_KIND_SNAPSHOT);
+    context->TryCancel();
+  }
+}
+
+TEST_CASE("history on join fills the last N seconds per series",
+          "[server][integration][subscribe]") {
+  ServerHarness h;
+  for (int second = 0; second < 5; ++second) {
+    h.ReportBatch({MakeEvent("h" + std::to_string(second), "page_view", h.clock().NowMs())});
+    h.server().TickForTest();
+    h.clock().AdvanceMs(1000);
+  }
+  h.server().TickForTest();
+  auto stub = h.NewStub();
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("page_views");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  request.set_history_seconds(10);
+  auto context = DeadlineContext();
+  auto reader = stub->SubscribeMetrics(context.get(), request);
+  const auto initial = ReadInitial(*reader);
+  std::vector<double> history;
+  for (const auto& u : initial) {
+    if (u.kind() == analytics::UPDATE_KIND_HISTORY) history.push_back(u.value());
+  }
+  // One point per second: the totals after each report (the first tick's 0 is also recorded
+  // at start-up, but that second is older than the window asked for only if >10 s passed).
+  REQUIRE(history.size() >= 5);
+  CHECK(history.back() == 5);
+  CHECK(std::is_sorted(history.begin(), history.end()));
+  context->TryCancel();
+}
+
+TEST_CASE("shutdown with 1,000 open subscriber streams completes in seconds",
+          "[server][integration][shutdown]") {
+  auto config = ServerHarness::DefaultConfig();
+  ServerHarness h(config);
+  constexpr int kStreams = 1000;
+  constexpr int kChannels = 4;
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<analytics::AnalyticsService::Stub>> stubs;
+  for (int i = 0; i < kChannels; ++i) stubs.push_back(h.NewStub());
+  struct Stream {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientAsyncReader<MetricUpdate>> reader;
+    MetricUpdate update;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Stream>> streams;
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  for (int i = 0; i < kStreams; ++i) {
+    auto s = std::make_unique<Stream>();
+    s->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    s->reader = stubs[i % kChannels]->AsyncSubscribeMetrics(&s->context, request, &cq,
+                                                            reinterpret_cast<void*>(2 * i));
+    streams.push_back(std::move(s));
+  }
+  // Tags: 2i = started / read done (keep reading), 2i+1 = finished.
+  int finished = 0;
+  std::thread client([&] {
+    void* tag;
+    bool ok;
+    while (finished < kStreams && cq.Next(&tag, &ok)) {
+      const auto value = reinterpret_cast<intptr_t>(tag);
+      Stream& s = *streams[value / 2];
+      if (value % 2 == 1) {
+        ++finished;
+      } else if (ok) {
+        s.reader->Read(&s.update, tag);
+      } else {
+        s.reader->Finish(&s.status, reinterpret_cast<void*>(value + 1));
+      }
+    }
+  });
+  REQUIRE(WaitFor([&] { return ScrapeValue(h, "analytics_subscribers") == kStreams; },
+                  std::chrono::seconds(30)));
+  const auto begin = std::chrono::steady_clock::now();
+  h.server().Shutdown(std::chrono::seconds(5));
+  const auto elapsed = std::chrono::steady_clock::now() - begin;
+  CHECK(elapsed < std::chrono::seconds(10));
+  client.join();
+  CHECK(finished == kStreams);
+  int unavailable = 0;
+  for (const auto& s : streams)
+    unavailable += s->status.error_code() == grpc::StatusCode::UNAVAILABLE;
+  CHECK(unavailable == kStreams);
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+TEST_CASE("health is SERVING and reflection lists the service", "[server][integration]") {
+  ServerHarness h;
+  auto channel = h.NewChannel();
+  {
+    grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check",
+                                     grpc::internal::RpcMethod::NORMAL_RPC);
+    auto context = DeadlineContext();
+    grpc::ByteBuffer response;
+    grpc::Status status = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+        channel.get(), method, context.get(), BytesToBuffer(""), &response);
+    REQUIRE(status.ok());
+    CHECK(BufferToBytes(response) == std::string("\x08\x01", 2));  // status: SERVING
+  }
+  {
+    grpc::internal::RpcMethod method(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        grpc::internal::RpcMethod::BIDI_STREAMING);
+    auto context = DeadlineContext();
+    std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
+        grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+            channel.get(), method, context.get()));
+    REQUIRE(stream->Write(BytesToBuffer(std::string("\x3a\x00", 2))));  // list_services: ""
+    grpc::ByteBuffer response;
+    REQUIRE(stream->Read(&response));
+    CHECK_THAT(BufferToBytes(response), Catch::Contains("analytics.AnalyticsService"));
+    stream->WritesDone();
+    CHECK(stream->Finish().ok());
+  }
+}
+
+TEST_CASE("the Prometheus endpoint has the expected series with the right values",
+          "[server][integration][prometheus]") {
+  ServerHarness h;
+  const int64_t now = h.clock().NowMs();
+  h.ReportBatch({MakeEvent("m1", "page_view", now), MakeEvent("m2", "page_view", now),
+                 MakeEvent("m1", "page_view", now), MakeEvent("m3", "BAD TYPE", now)});
+  h.Snapshot();
+  const std::string metrics = rta::testing::HttpGet(h.server().metrics_port(), "/metrics");
+  using rta::testing::PrometheusValue;
+  CHECK(PrometheusValue(metrics, "analytics_events_ingested_total") == 2);
+  CHECK(PrometheusValue(metrics, "analytics_events_duplicate_total") == 1);
+  CHECK(PrometheusValue(metrics, R"(analytics_events_rejected_total{reason="invalid"})") == 1);
+  CHECK(PrometheusValue(metrics,
+                        R"(analytics_rpcs_handled_total{method="ReportEventBatches",code="OK"})") ==
+        1);
+  CHECK(PrometheusValue(metrics,
+                        R"(analytics_rpcs_handled_total{method="GetMetrics",code="OK"})") == 1);
+  CHECK(PrometheusValue(metrics, "analytics_subscribers") == 0);
+  CHECK(PrometheusValue(metrics, "analytics_aggregator_tick_duration_seconds_count") >= 2);
+  CHECK_THAT(metrics, Catch::Contains("analytics_build_info{"));
+  CHECK_THAT(metrics,
+             Catch::Contains("analytics_rpc_duration_seconds_bucket{method=\"GetMetrics\""));
+  CHECK_THAT(metrics, Catch::Contains(R"(analytics_open_streams{method="ReportEvent"} 0)"));
+}
+
+TEST_CASE("streams failed on purpose for tests lose nothing once retried",
+          "[server][integration]") {
+  auto config = ServerHarness::DefaultConfig();
+  config.fail_every_nth_ingest_stream_for_test = 1;
+  ServerHarness h(config);
+  grpc::Status status;
+  const auto response = h.ReportBatch({MakeEvent("f1", "click", h.clock().NowMs())}, &status);
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  // The first message was counted before the failure; its retry is a duplicate.
+  CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 1);
+}
