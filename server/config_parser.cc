@@ -36,6 +36,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"max_batch_events", &c.max_batch_events, "events one EventBatch may carry"},
       {"max_sessions_per_analyze_stream", &c.max_sessions_per_analyze_stream,
        "sessions one AnalyzeSession stream may track"},
+      {"max_invalid_actions_per_analyze_stream", &c.max_invalid_actions_per_analyze_stream,
+       "invalid actions answered with an error before the stream ends with INVALID_ARGUMENT"},
       {"memory_quota_bytes", &c.memory_quota_bytes, "gRPC ResourceQuota for transport buffers"},
       {"shutdown_grace_ms", &c.shutdown_grace_ms,
        "on SIGINT/SIGTERM, how long open streams get to finish, ms"},

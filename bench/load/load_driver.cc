@@ -1,0 +1,656 @@
+// load_driver: end-to-end load against a real analytics_server process on loopback.
+//
+// Scenarios (each bounded by time and count): ingest-single, ingest-batched (10 and 100 events
+// per message), fanout (subscribers x ticks), latency (event send -> first MetricUpdate that
+// includes it), analyze (AnalyzeSession round trips). The server runs as a separate process;
+// its CPU time and RSS come from /proc, so every throughput figure has a CPU cost beside it.
+//
+// The client is built to cost less than the server: ingest messages are serialized once and
+// only their fixed-width event ids are patched per send, and each scenario drives all its
+// streams from one completion queue on one thread.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "analytics.grpc.pb.h"
+#include "bench/load/process_stats.h"
+
+namespace rta::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// prefix + number. (Not `literal + std::to_string()`: GCC 12 warns falsely, -Wrestrict.)
+std::string Tagged(const char* prefix, uint64_t n) {
+  std::string out(prefix);
+  out += std::to_string(n);
+  return out;
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double ClientCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+         usage.ru_stime.tv_usec / 1e6;
+}
+
+double Percentile(std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const size_t index = std::min(sorted.size() - 1, static_cast<size_t>(p * sorted.size()));
+  return sorted[index];
+}
+
+struct Options {
+  std::string server_binary = RTA_SERVER_BINARY;
+  std::string scenario = "all";
+  double seconds = 5;
+  bool smoke = false;
+  std::string output_dir;
+};
+
+struct Result {
+  std::string scenario;
+  std::string variant;
+  double rate = 0;           // units per second
+  std::string unit;          // "events/s", "updates/s", "actions/s"
+  double server_cpu_us = 0;  // server CPU microseconds per unit
+  double client_cpu_us = 0;  // load generator CPU microseconds per unit
+  json extra = json::object();
+};
+
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int index) {
+  grpc::ChannelArguments args;
+  args.SetInt("rta.bench.channel", index);  // distinct args: a connection per channel
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+// A realistic event with a fixed-width id, serialized once; PatchIds writes new ids in place.
+class MessageTemplate {
+ public:
+  MessageTemplate(int events_per_message, bool batched) {
+    analytics::EventBatch batch;
+    const int64_t now = WallMs();
+    for (int i = 0; i < events_per_message; ++i) {
+      analytics::EventData& e = *batch.add_events();
+      e.set_event_id(std::string(kIdWidth, '0'));
+      e.set_event_type(i % 10 == 0 ? "click" : "page_view");
+      e.set_timestamp_ms(now);
+      e.set_session_id(Tagged("s", i % 97));
+      e.set_visitor_id(Tagged("v", i % 1013));
+      e.set_page(Tagged("/products/", i % 50));
+      e.set_referrer(i % 3 == 0 ? "google.com" : "");
+      e.set_country(i % 2 == 0 ? "DE" : "US");
+      e.set_device(i % 3 == 0 ? "mobile" : "desktop");
+    }
+    bytes_ = batched ? batch.SerializeAsString() : batch.events(0).SerializeAsString();
+    const std::string zeros(kIdWidth, '0');
+    for (size_t pos = bytes_.find(zeros); pos != std::string::npos;
+         pos = bytes_.find(zeros, pos + kIdWidth)) {
+      offsets_.push_back(pos);
+    }
+  }
+  // A copy of the message with the next ids: 4 hex digits of stream, 12 of counter.
+  grpc::ByteBuffer Next(uint64_t stream, uint64_t* counter) {
+    for (size_t offset : offsets_) {
+      WriteHex(&bytes_[offset], stream, 4);
+      WriteHex(&bytes_[offset + 4], (*counter)++, kIdWidth - 4);
+    }
+    grpc::Slice slice(bytes_);
+    return grpc::ByteBuffer(&slice, 1);
+  }
+  size_t events() const { return offsets_.size(); }
+
+ private:
+  static void WriteHex(char* out, uint64_t value, size_t width) {
+    for (size_t i = width; i-- > 0; value >>= 4) out[i] = "0123456789abcdef"[value & 15];
+  }
+  static constexpr size_t kIdWidth = 16;
+  std::string bytes_;
+  std::vector<size_t> offsets_;
+};
+
+// ingest: `streams` client streams in a closed loop, each sending messages until time is up.
+Result RunIngest(const Options& options, const std::string& variant, int streams,
+                 int events_per_message, bool batched) {
+  ServerProcess server(options.server_binary, 1000);
+  if (!server.ok()) throw std::runtime_error("server did not start");
+  const std::string method = batched ? "/analytics.AnalyticsService/ReportEventBatches"
+                                     : "/analytics.AnalyticsService/ReportEvent";
+  const int channels = std::max(1, streams / 4);
+  std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
+  for (int i = 0; i < channels; ++i) {
+    stubs.push_back(std::make_unique<grpc::GenericStub>(NewChannel(server.address(), i)));
+  }
+  grpc::CompletionQueue cq;
+  enum Step { kStarted, kWrote, kWritesDone, kRead, kFinished };
+  struct Stream {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call;
+    MessageTemplate message{1, false};
+    uint64_t counter = 0;
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    uint64_t messages = 0;
+    Step step = kStarted;
+  };
+  std::vector<std::unique_ptr<Stream>> all;
+  const auto duration = std::chrono::duration<double>(options.seconds);
+  const ProcessSample before = SampleProcess(server.pid());
+  const double client_before = ClientCpuSeconds();
+  const auto start = Clock::now();
+  const auto stop_at = start + std::chrono::duration_cast<Clock::duration>(duration);
+  for (int i = 0; i < streams; ++i) {
+    auto s = std::make_unique<Stream>();
+    s->message = MessageTemplate(events_per_message, batched);
+    s->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    s->call = stubs[i % channels]->PrepareCall(&s->context, method, &cq);
+    s->call->StartCall(s.get());
+    all.push_back(std::move(s));
+  }
+  uint64_t accepted = 0, rejected = 0;
+  int finished = 0;
+  void* tag;
+  bool ok;
+  while (finished < streams && cq.Next(&tag, &ok)) {
+    Stream& s = *static_cast<Stream*>(tag);
+    switch (s.step) {
+      case kStarted:
+      case kWrote:
+        if (ok && Clock::now() < stop_at) {
+          s.step = kWrote;
+          ++s.messages;
+          s.call->Write(s.message.Next(static_cast<uint64_t>(&s - all[0].get()), &s.counter), &s);
+        } else {
+          s.step = kWritesDone;
+          s.call->WritesDone(&s);
+        }
+        break;
+      case kWritesDone:
+        s.step = kRead;
+        s.call->Read(&s.response, &s);
+        break;
+      case kRead:
+        if (ok) {
+          analytics::EventResponse response;
+          if (grpc::SerializationTraits<analytics::EventResponse>::Deserialize(&s.response,
+                                                                               &response)
+                  .ok()) {
+            accepted += response.accepted();
+            rejected += response.rejected() + response.duplicates();
+          }
+        }
+        s.step = kFinished;
+        s.call->Finish(&s.status, &s);
+        break;
+      case kFinished:
+        ++finished;
+        if (!s.status.ok()) {
+          std::fprintf(stderr, "stream failed: %s\n", s.status.error_message().c_str());
+        }
+        break;
+    }
+  }
+  const double elapsed = Seconds(Clock::now() - start);
+  const ProcessSample after = SampleProcess(server.pid());
+  Result r;
+  r.scenario = batched ? "ingest-batched" : "ingest-single";
+  r.variant = variant;
+  r.unit = "events/s";
+  r.rate = accepted / elapsed;
+  r.server_cpu_us =
+      (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, accepted);
+  r.client_cpu_us = (ClientCpuSeconds() - client_before) * 1e6 / std::max<uint64_t>(1, accepted);
+  r.extra = {{"accepted", accepted},
+             {"not_accepted", rejected},
+             {"seconds", elapsed},
+             {"streams", streams},
+             {"events_per_message", events_per_message}};
+  return r;
+}
+
+// Sends `rate` events/s as batches of 10 from its own thread until stopped (fan-out's steady
+// ingest and the latency scenario's open-loop load). Records the send time of every 10th event.
+class SteadyIngest {
+ public:
+  SteadyIngest(const std::string& address, double rate) : address_(address), rate_(rate) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~SteadyIngest() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // (cumulative events after this message, send time)
+  const std::vector<std::pair<uint64_t, Clock::time_point>>& sends() const { return sends_; }
+
+ private:
+  void Run() {
+    auto stub = analytics::AnalyticsService::NewStub(NewChannel(address_, 1000));
+    grpc::ClientContext context;
+    analytics::EventResponse response;
+    auto writer = stub->ReportEventBatches(&context, &response);
+    analytics::EventBatch batch;
+    for (int i = 0; i < 10; ++i) {
+      auto* e = batch.add_events();
+      e->set_event_type("page_view");
+      e->set_visitor_id(Tagged("v", i));
+      e->set_session_id("steady");
+      e->set_page("/steady");
+    }
+    const auto interval = std::chrono::duration<double>(10.0 / rate_);
+    auto next = Clock::now();
+    uint64_t sent = 0;
+    while (!stop_) {
+      next += std::chrono::duration_cast<Clock::duration>(interval);
+      std::this_thread::sleep_until(next);  // open loop: the schedule does not wait for acks
+      const int64_t now = WallMs();
+      for (auto& e : *batch.mutable_events()) {
+        e.set_event_id(Tagged("steady-", sent++));
+        e.set_timestamp_ms(now);
+      }
+      if (!writer->Write(batch)) break;
+      sends_.emplace_back(sent, Clock::now());
+    }
+    writer->WritesDone();
+    writer->Finish();
+  }
+
+  std::string address_;
+  double rate_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::vector<std::pair<uint64_t, Clock::time_point>> sends_;
+};
+
+// fanout: `subscribers` streams over a few connections, tick 100 ms, steady ingest beside.
+Result RunFanout(const Options& options, int subscribers) {
+  constexpr int kTickMs = 100;
+  ServerProcess server(options.server_binary, kTickMs,
+                       "--max-subscribers 20000 --max-streams 30000 --workers 2");
+  if (!server.ok()) throw std::runtime_error("server did not start");
+  const ProcessSample idle = SampleProcess(server.pid());
+  const int channels = std::max(1, subscribers / 500);
+  std::vector<std::unique_ptr<analytics::AnalyticsService::Stub>> stubs;
+  for (int i = 0; i < channels; ++i) {
+    stubs.push_back(analytics::AnalyticsService::NewStub(NewChannel(server.address(), i)));
+  }
+  analytics::SubscriptionRequest request;
+  for (const char* m : {"events_total", "page_views", "unique_visitors"})
+    request.add_metric_types(m);
+  request.add_windows(analytics::WINDOW_TOTAL);
+  struct Sub {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientAsyncReader<analytics::MetricUpdate>> reader;
+    analytics::MetricUpdate update;
+    grpc::Status status;
+    uint64_t received = 0;
+    uint64_t last_sequence = 0;
+    uint64_t sequences = 0;  // distinct ticks seen while measuring
+    bool finishing = false;
+  };
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<Sub>> subs;
+  for (int i = 0; i < subscribers; ++i) {
+    auto s = std::make_unique<Sub>();
+    s->reader = stubs[i % channels]->AsyncSubscribeMetrics(&s->context, request, &cq, s.get());
+    subs.push_back(std::move(s));
+  }
+  std::atomic<bool> measuring{false};
+  std::atomic<uint64_t> delivered{0};
+  int finished = 0;
+  std::thread client([&] {
+    void* tag;
+    bool ok;
+    while (finished < subscribers && cq.Next(&tag, &ok)) {
+      Sub& s = *static_cast<Sub*>(tag);
+      if (s.finishing) {
+        ++finished;
+        continue;
+      }
+      if (!ok) {
+        s.finishing = true;
+        s.reader->Finish(&s.status, &s);
+        continue;
+      }
+      if (s.received > 0 || s.update.metric_type().size() > 0) {
+        if (measuring.load(std::memory_order_relaxed)) {
+          delivered.fetch_add(1, std::memory_order_relaxed);
+          if (s.update.sequence() != s.last_sequence) ++s.sequences;
+        }
+        s.last_sequence = s.update.sequence();
+      }
+      ++s.received;
+      s.reader->Read(&s.update, &s);
+    }
+  });
+  // Wait until every subscriber has its initial snapshot (bounded).
+  const auto join_deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < join_deadline) {
+    size_t joined = 0;
+    for (const auto& s : subs) joined += s->received > 1;
+    if (joined == subs.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  SteadyIngest ingest(server.address(), 2000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const ProcessSample before = SampleProcess(server.pid());
+  const double client_before = ClientCpuSeconds();
+  const auto start = Clock::now();
+  measuring = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.seconds));
+  measuring = false;
+  const double elapsed = Seconds(Clock::now() - start);
+  const ProcessSample after = SampleProcess(server.pid());
+  const double client_cpu = ClientCpuSeconds() - client_before;
+  ingest.Stop();
+  const double ticks = elapsed * 1000 / kTickMs;
+  uint64_t min_sequences = UINT64_MAX;
+  for (const auto& s : subs) min_sequences = std::min(min_sequences, s->sequences);
+  for (auto& s : subs) s->context.TryCancel();
+  client.join();
+  Result r;
+  r.scenario = "fanout";
+  r.variant = std::to_string(subscribers) + " subscribers";
+  r.unit = "updates/s";
+  const uint64_t deliveries = delivered.load();
+  r.rate = deliveries / elapsed;
+  r.server_cpu_us =
+      (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, deliveries);
+  r.client_cpu_us = client_cpu * 1e6 / std::max<uint64_t>(1, deliveries);
+  r.extra = {{"subscribers", subscribers},
+             {"ticks", ticks},
+             {"min_ticks_seen_by_a_subscriber", min_sequences},
+             {"every_subscriber_kept_up", min_sequences + 2 >= static_cast<uint64_t>(ticks)},
+             {"server_rss_bytes_per_subscriber",
+              subscribers > 0 ? static_cast<double>(after.rss_bytes - idle.rss_bytes) / subscribers
+                              : 0.0}};
+  return r;
+}
+
+// latency: open-loop ingest at a fixed rate; one subscriber on events_total. An event is
+// "included" by the first update whose events_total reaches the event's cumulative count (one
+// ordered ingest stream, exact counting), so latency = that update's arrival - the send time.
+Result RunLatency(const Options& options, double rate) {
+  constexpr int kTickMs = 100;
+  ServerProcess server(options.server_binary, kTickMs);
+  if (!server.ok()) throw std::runtime_error("server did not start");
+  auto stub = analytics::AnalyticsService::NewStub(NewChannel(server.address(), 0));
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  grpc::ClientContext context;
+  auto reader = stub->SubscribeMetrics(&context, request);
+  std::vector<std::pair<double, Clock::time_point>> arrivals;
+  std::thread subscriber([&] {
+    analytics::MetricUpdate update;
+    while (reader->Read(&update)) {
+      if (update.kind() == analytics::UPDATE_KIND_DELTA)
+        arrivals.emplace_back(update.value(), Clock::now());
+    }
+  });
+  const ProcessSample before = SampleProcess(server.pid());
+  SteadyIngest ingest(server.address(), rate);
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.seconds));
+  ingest.Stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * kTickMs));
+  const ProcessSample after = SampleProcess(server.pid());
+  context.TryCancel();
+  subscriber.join();
+  std::vector<double> latencies_ms;
+  size_t a = 0;
+  for (const auto& [count, sent] : ingest.sends()) {
+    while (a < arrivals.size() && arrivals[a].first < static_cast<double>(count)) ++a;
+    if (a == arrivals.size()) break;
+    latencies_ms.push_back(
+        std::chrono::duration<double, std::milli>(arrivals[a].second - sent).count());
+  }
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  Result r;
+  r.scenario = "latency";
+  r.variant = std::to_string(static_cast<int>(rate)) + " events/s, tick 100 ms";
+  r.unit = "events/s";
+  const uint64_t events = ingest.sends().empty() ? 0 : ingest.sends().back().first;
+  r.rate = events / options.seconds;
+  r.server_cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, events);
+  r.extra = {{"samples", latencies_ms.size()},
+             {"p50_ms", Percentile(latencies_ms, 0.50)},
+             {"p99_ms", Percentile(latencies_ms, 0.99)},
+             {"p999_ms", Percentile(latencies_ms, 0.999)},
+             {"max_ms", latencies_ms.empty() ? 0.0 : latencies_ms.back()}};
+  return r;
+}
+
+// analyze: one AnalyzeSession stream with `window` actions in flight; replies come in order.
+Result RunAnalyze(const Options& options, int window) {
+  ServerProcess server(options.server_binary, 1000);
+  if (!server.ok()) throw std::runtime_error("server did not start");
+  auto stub = analytics::AnalyticsService::NewStub(NewChannel(server.address(), 0));
+  grpc::ClientContext context;
+  auto stream = stub->AnalyzeSession(&context);
+  std::mutex mutex;
+  std::vector<Clock::time_point> send_times;  // by action index
+  std::vector<double> latencies_us;
+  std::atomic<uint64_t> replies{0};
+  std::thread reader([&] {
+    analytics::AnalysisResult result;
+    uint64_t index = 0;
+    while (stream->Read(&result)) {
+      if (result.action_sequence() == 0) continue;  // server-initiated
+      const auto now = Clock::now();
+      std::lock_guard lock(mutex);
+      latencies_us.push_back(
+          std::chrono::duration<double, std::micro>(now - send_times[index++]).count());
+      replies.fetch_add(1, std::memory_order_release);
+    }
+  });
+  const ProcessSample before = SampleProcess(server.pid());
+  const auto start = Clock::now();
+  const auto stop_at = start + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(options.seconds));
+  analytics::UserAction action;
+  const char* types[] = {"page_view", "scroll", "click", "page_view", "add_to_cart"};
+  uint64_t sent = 0;
+  while (Clock::now() < stop_at) {
+    while (sent - replies.load(std::memory_order_acquire) >= static_cast<uint64_t>(window)) {
+      std::this_thread::yield();
+    }
+    action.set_session_id(Tagged("s", sent % 1000));
+    action.set_visitor_id(Tagged("v", sent % 1000));
+    action.set_action_type(types[sent % 5]);
+    action.set_target(Tagged("/p/", sent % 37));
+    action.set_timestamp_ms(WallMs());
+    action.set_sequence(sent + 1);
+    {
+      std::lock_guard lock(mutex);
+      send_times.push_back(Clock::now());
+    }
+    if (!stream->Write(action)) break;
+    ++sent;
+  }
+  stream->WritesDone();
+  const double elapsed = Seconds(Clock::now() - start);
+  reader.join();
+  stream->Finish();
+  const ProcessSample after = SampleProcess(server.pid());
+  std::sort(latencies_us.begin(), latencies_us.end());
+  Result r;
+  r.scenario = "analyze";
+  r.variant = std::to_string(window) + " in flight";
+  r.unit = "actions/s";
+  r.rate = replies.load() / elapsed;
+  r.server_cpu_us =
+      (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, replies.load());
+  r.extra = {{"replies", replies.load()},
+             {"p50_us", Percentile(latencies_us, 0.5)},
+             {"p99_us", Percentile(latencies_us, 0.99)}};
+  return r;
+}
+
+std::string Today() {
+  const std::time_t t = std::time(nullptr);
+  char buffer[16];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", std::gmtime(&t));
+  return buffer;
+}
+
+std::string MarkdownTable(const std::vector<Result>& results) {
+  std::string out =
+      "| scenario | variant | throughput | server CPU/unit | client CPU/unit | details |\n"
+      "|---|---|---|---|---|---|\n";
+  char line[1024];
+  for (const Result& r : results) {
+    std::snprintf(line, sizeof line, "| %s | %s | %.0f %s | %.2f us | %.2f us | %s |\n",
+                  r.scenario.c_str(), r.variant.c_str(), r.rate, r.unit.c_str(), r.server_cpu_us,
+                  r.client_cpu_us, r.extra.dump().c_str());
+    out += line;
+  }
+  return out;
+}
+
+// Writes <dir>/<date>.json and <date>.md: the load results, plus the Google Benchmark
+// micro-benchmarks when bench/run.sh left them in <dir>/<date>-micro.json.
+void WriteReport(const Options& options, const std::vector<Result>& results) {
+  const std::string base = options.output_dir + "/" + Today();
+  json doc = {{"date", Today()},
+              {"seconds_per_measurement", options.seconds},
+              {"cores", std::thread::hardware_concurrency()},
+              {"load", json::array()}};
+  for (const Result& r : results) {
+    doc["load"].push_back({{"scenario", r.scenario},
+                           {"variant", r.variant},
+                           {"rate", r.rate},
+                           {"unit", r.unit},
+                           {"server_cpu_us_per_unit", r.server_cpu_us},
+                           {"client_cpu_us_per_unit", r.client_cpu_us},
+                           {"details", r.extra}});
+  }
+  // Appended, not `literal + string`: GCC 12 warns falsely (-Wrestrict) on the latter.
+  std::string markdown = "## Load (server and load generator on the same 2 cores)\n\n";
+  markdown += MarkdownTable(results);
+  std::ifstream micro_file(base + "-micro.json");
+  if (micro_file) {
+    try {
+      const json micro = json::parse(micro_file);
+      doc["micro"] = micro;
+      markdown +=
+          "\n## Aggregator micro-benchmarks\n\n| benchmark | time/op | items/s |\n|---|---|---|\n";
+      char line[512];
+      for (const auto& b : micro.at("benchmarks")) {
+        std::snprintf(line, sizeof line, "| %s | %.1f %s | %.3g |\n", b.value("name", "").c_str(),
+                      b.value("real_time", 0.0), b.value("time_unit", "").c_str(),
+                      b.value("items_per_second", 0.0));
+        markdown += line;
+      }
+    } catch (const json::exception& e) {
+      std::fprintf(stderr, "load_driver: ignoring %s-micro.json: %s\n", base.c_str(), e.what());
+    }
+  }
+  std::ofstream(base + ".json") << doc.dump(2) << "\n";
+  std::ofstream(base + ".md") << markdown;
+  std::printf("wrote %s.json and %s.md\n", base.c_str(), base.c_str());
+}
+
+int Main(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(arg + ": missing value");
+      return argv[++i];
+    };
+    if (arg == "--server-binary")
+      options.server_binary = value();
+    else if (arg == "--scenario")
+      options.scenario = value();
+    else if (arg == "--seconds")
+      options.seconds = std::stod(value());
+    else if (arg == "--smoke")
+      options.smoke = true;
+    else if (arg == "--output-dir")
+      options.output_dir = value();
+    else if (arg == "--help") {
+      std::puts(
+          "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze]\n"
+          "            [--seconds S (per measurement, default 5)] [--smoke]\n"
+          "            [--server-binary PATH] [--output-dir DIR (writes <date>.json and .md)]\n"
+          "Starts analytics_server processes on 127.0.0.1 and measures them.");
+      return 0;
+    } else {
+      throw std::runtime_error("unknown flag " + arg);
+    }
+  }
+  if (options.smoke) options.seconds = 0.5;
+  const bool all = options.scenario == "all";
+  std::vector<Result> results;
+  auto run = [&](const Result& r) {
+    results.push_back(r);
+    std::printf("%-15s %-28s %12.0f %-10s server %.2f us/unit  client %.2f us/unit  %s\n",
+                r.scenario.c_str(), r.variant.c_str(), r.rate, r.unit.c_str(), r.server_cpu_us,
+                r.client_cpu_us, r.extra.dump().c_str());
+    std::fflush(stdout);
+  };
+  double single_capacity = 0;
+  if (all || options.scenario == "ingest-single") {
+    for (int streams : options.smoke ? std::vector<int>{4} : std::vector<int>{4, 16}) {
+      run(RunIngest(options, std::to_string(streams) + " streams", streams, 1, false));
+      single_capacity = std::max(single_capacity, results.back().rate);
+    }
+  }
+  if (all || options.scenario == "ingest-batched") {
+    for (int per_message : {10, 100}) {
+      run(RunIngest(options, std::to_string(per_message) + " per message, 4 streams", 4,
+                    per_message, true));
+    }
+  }
+  if (all || options.scenario == "fanout") {
+    for (int subscribers : options.smoke ? std::vector<int>{100} : std::vector<int>{1000, 10000}) {
+      run(RunFanout(options, subscribers));
+    }
+  }
+  if (all || options.scenario == "latency") {
+    const double rate = options.smoke ? 1000 : std::clamp(single_capacity * 0.5, 1000.0, 100000.0);
+    run(RunLatency(options, rate));
+  }
+  if (all || options.scenario == "analyze") run(RunAnalyze(options, 64));
+
+  if (!options.output_dir.empty()) WriteReport(options, results);
+  return 0;
+}
+
+}  // namespace
+}  // namespace rta::bench
+
+int main(int argc, char** argv) {
+  try {
+    return rta::bench::Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "load_driver: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,73 @@
+#include "bench/load/process_stats.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+namespace rta::bench {
+
+ProcessSample SampleProcess(pid_t pid) {
+  ProcessSample sample;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (std::getline(stat, line)) {
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    unsigned long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i == 14) utime = std::stoul(field);
+      if (i == 15) stime = std::stoul(field);
+    }
+    sample.cpu_seconds = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+  }
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) sample.rss_bytes = std::stoull(line.substr(6)) * 1024;
+  }
+  return sample;
+}
+
+ServerProcess::ServerProcess(const std::string& binary, int tick_ms,
+                             const std::string& extra_flags) {
+  char path[] = "/tmp/rta_bench_server_XXXXXX";
+  const int fd = mkstemp(path);
+  close(fd);
+  log_path_ = path;
+  const std::string command = "exec " + binary +
+                              " --listen 127.0.0.1:0 --metrics-listen '' --tick-ms " +
+                              std::to_string(tick_ms) + " " + extra_flags + " 2>" + log_path_;
+  pid_ = fork();
+  if (pid_ == 0) {
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const std::regex listening(R"(event=listening .*port=(\d+))");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline && port_ == 0) {
+    std::ifstream log(log_path_);
+    std::string line;
+    std::smatch match;
+    while (std::getline(log, line)) {
+      if (std::regex_search(line, match, listening)) port_ = std::stoi(match[1]);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+  unlink(log_path_.c_str());
+}
+
+}  // namespace rta::bench

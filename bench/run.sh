@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole benchmark suite in a few minutes: aggregator micro-benchmarks, then every load
+# scenario against real server processes on loopback. Writes bench/results/<date>.json and
+# <date>.md (the table to copy into bench/README.md).
+#   bash bench/run.sh              # full run (about 5 minutes on 2 cores)
+#   SECONDS_PER_RUN=2 bash bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/setup.sh
+cmake --preset release >/dev/null
+cmake --build --preset release --parallel "$(nproc)" --target aggregator_bench load_driver
+mkdir -p bench/results
+date=$(date -u +%F)
+build/release/bench/micro/aggregator_bench --benchmark_format=console \
+  --benchmark_out="bench/results/${date}-micro.json" --benchmark_out_format=json
+build/release/bench/load/load_driver --seconds "${SECONDS_PER_RUN:-5}" --output-dir bench/results
+rm -f "bench/results/${date}-micro.json"
+cat "bench/results/${date}.md"
