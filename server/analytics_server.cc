@@ -9,6 +9,7 @@
 #include <prometheus/exposer.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
 #include <mutex>
@@ -30,7 +31,9 @@ class AnalyticsServer::Impl {
       : config_(std::move(config)),
         clock_(clock != nullptr ? *clock : system_clock_),
         aggregator_(config_.aggregator, clock_),
-        state_{config_, service_, aggregator_, metrics_, hub_, clock_} {}
+        state_(config_, service_, aggregator_, metrics_, hub_, clock_) {
+    state_.request_early_tick = [this] { RequestEarlyTick(); };
+  }
 
   ~Impl() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -40,7 +43,7 @@ class AnalyticsServer::Impl {
     std::unique_lock lock(lifecycle_mutex_);
     lifecycle_cv_.wait(lock, [this] { return stopped_ || !started_; });
   }
-  void Tick();
+  void Tick(bool early = false);
 
   int grpc_port_ = 0;
   int metrics_port_ = 0;
@@ -48,6 +51,7 @@ class AnalyticsServer::Impl {
 
  private:
   void ScheduleTick();
+  void RequestEarlyTick();
   void PostInitialRequests(Worker& worker);
 
   const ServerConfig config_;
@@ -67,6 +71,7 @@ class AnalyticsServer::Impl {
   std::chrono::steady_clock::time_point next_tick_;
   std::thread tick_thread_;
   std::mutex tick_mutex_;  // Tick() runs on the timer thread and from TickForTest()
+  std::atomic<bool> early_tick_pending_{false};
 
   std::mutex lifecycle_mutex_;
   std::condition_variable lifecycle_cv_;
@@ -184,10 +189,18 @@ void AnalyticsServer::Impl::ScheduleTick() {
   });
 }
 
-void AnalyticsServer::Impl::Tick() {
+void AnalyticsServer::Impl::RequestEarlyTick() {
+  if (early_tick_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  boost::asio::post(tick_io_, [this] {
+    early_tick_pending_.store(false, std::memory_order_release);
+    Tick(/*early=*/true);
+  });
+}
+
+void AnalyticsServer::Impl::Tick(bool early) {
   std::lock_guard lock(tick_mutex_);
   const auto start = std::chrono::steady_clock::now();
-  hub_.Publish(aggregator_.Tick());
+  hub_.Publish(aggregator_.Tick(), early);
   metrics_.UpdateAggregatorStats(aggregator_.stats());
   metrics_.ObserveTick(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -146,6 +146,7 @@ grpc::Status IngestCall<Message>::Consume() {
     tally_.Ingest(state_, message_);
   }
   tally_.FlushMetrics(state_.metrics);
+  if (state_.push_subscribers.load(std::memory_order_relaxed) > 0) state_.request_early_tick();
   const uint32_t fail_every = state_.config.fail_every_nth_ingest_stream_for_test;
   if (fail_every > 0 && messages_ == 1 && stream_number_ % fail_every == 0) {
     return {grpc::StatusCode::UNAVAILABLE, "injected stream failure (test only)"};

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "analytics.grpc.pb.h"
 #include "server/aggregator/aggregator.h"
@@ -25,6 +26,16 @@ using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_Subscri
 
 // What every call state machine shares. Owned by the server; outlives every call.
 struct ServiceState {
+  ServiceState(const ServerConfig& config_in, AsyncAnalyticsService& service_in,
+               agg::Aggregator& aggregator_in, ServerMetrics& metrics_in, SnapshotHub& hub_in,
+               const agg::Clock& clock_in)
+      : config(config_in),
+        service(service_in),
+        aggregator(aggregator_in),
+        metrics(metrics_in),
+        hub(hub_in),
+        clock(clock_in) {}
+
   const ServerConfig& config;
   AsyncAnalyticsService& service;
   agg::Aggregator& aggregator;
@@ -35,6 +46,10 @@ struct ServiceState {
   std::atomic<uint32_t> open_streams{0};
   std::atomic<uint32_t> subscribers{0};
   std::atomic<uint64_t> ingest_streams_started{0};
+  // Subscribers that asked for push_on_change; while there are any, ingest asks for an early
+  // tick after each message (coalesced: at most one early tick pending).
+  std::atomic<uint32_t> push_subscribers{0};
+  std::function<void()> request_early_tick;
 };
 
 // One pending operation of a call: the completion-queue tag. Each call owns one Tag per kind of

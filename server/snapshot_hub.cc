@@ -80,8 +80,9 @@ SnapshotHub::SnapshotHub() {
 }
 
 std::shared_ptr<const PublishedSnapshot> SnapshotHub::Publish(
-    std::shared_ptr<const agg::Snapshot> snapshot) {
+    std::shared_ptr<const agg::Snapshot> snapshot, bool early) {
   auto published = std::make_shared<PublishedSnapshot>();
+  published->early = early;
   const size_t n = snapshot->points.size();
   published->metric_ids.reserve(n);
   published->delta_messages.reserve(n);

@@ -30,6 +30,7 @@ struct PublishedSnapshot {
   std::vector<grpc::ByteBuffer> delta_messages;     // per point, kind DELTA
   std::vector<grpc::ByteBuffer> snapshot_messages;  // per point, kind SNAPSHOT
   std::vector<uint32_t> changed_now;  // points whose changed_sequence is this sequence
+  bool early = false;  // published ahead of the tick schedule for push_on_change subscribers
 
   uint64_t sequence() const { return snapshot->sequence; }
   uint64_t epoch() const { return snapshot->epoch; }
@@ -65,7 +66,8 @@ class MetricHistory {
 class SnapshotHub {
  public:
   SnapshotHub();
-  std::shared_ptr<const PublishedSnapshot> Publish(std::shared_ptr<const agg::Snapshot> snapshot);
+  std::shared_ptr<const PublishedSnapshot> Publish(std::shared_ptr<const agg::Snapshot> snapshot,
+                                                   bool early = false);
   std::shared_ptr<const PublishedSnapshot> Latest() const {
     return latest_.load(std::memory_order_acquire);
   }

@@ -6,6 +6,16 @@
 #include "server/worker.h"
 
 namespace rta::server {
+namespace {
+
+// Update pacing (interval_ms) is about real elapsed time, not the injectable event clock.
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
 
 SubscribeCall::SubscribeCall(ServiceState& state, Worker& worker) : state_(state), worker_(worker) {
   context_.AsyncNotifyWhenDone(&done_tag_);
@@ -38,7 +48,7 @@ void SubscribeCall::OnEvent(int op, bool ok) {
         sent_sequence_ = std::max(sent_sequence_, batch_sequence_);
         batch_.clear();
         batch_pos_ = 0;
-        OnPublished(state_.hub.Latest(), state_.clock.NowMs());
+        OnPublished(state_.hub.Latest(), SteadyNowMs());
       }
       break;
     case kFinish:
@@ -50,6 +60,7 @@ void SubscribeCall::OnEvent(int op, bool ok) {
         worker_.RemoveSubscriber(this);
         registered_ = false;
         state_.subscribers.fetch_sub(1, std::memory_order_relaxed);
+        if (push_on_change_) state_.push_subscribers.fetch_sub(1, std::memory_order_relaxed);
         state_.metrics.subscribers().Decrement();
         LogInfo("subscriber_left", {{"peer", context_.peer()},
                                     {"code", std::to_string(static_cast<int>(final_code_))}});
@@ -109,7 +120,9 @@ void SubscribeCall::Start() {
   registered_ = true;
   state_.metrics.subscribers().Increment();
   worker_.AddSubscriber(this);
-  interval_ms_ = std::max<int64_t>(request.interval_ms(), 0);
+  push_on_change_ = request.push_on_change();
+  if (push_on_change_) state_.push_subscribers.fetch_add(1, std::memory_order_relaxed);
+  interval_ms_ = request.interval_ms();
   LogInfo("subscriber_joined", {{"peer", context_.peer()},
                                 {"dashboard_id", request.dashboard_id()},
                                 {"metrics", std::to_string(request.metric_types_size())},
@@ -157,12 +170,15 @@ void SubscribeCall::BuildInitialBatch(const analytics::SubscriptionRequest& requ
   update.set_recovered(resumable);
   batch_.push_back(SerializeUpdate(update));
   batch_sequence_ = snapshot.sequence;
-  last_batch_ms_ = state_.clock.NowMs();
+  last_batch_ms_ = SteadyNowMs();
 }
 
 bool SubscribeCall::BuildDeltaBatch(const PublishedSnapshot& latest, int64_t now_ms) {
   const agg::Snapshot& snapshot = *latest.snapshot;
   if (snapshot.sequence <= sent_sequence_ && snapshot.epoch == epoch_) return false;
+  // Early ticks exist for push subscribers; everyone else takes their changes at the next
+  // regular tick (batches are cumulative, so nothing is lost).
+  if (latest.early && !push_on_change_) return false;
   if (now_ms - last_batch_ms_ < interval_ms_) return false;
   last_batch_ms_ = now_ms;
   const uint64_t skipped = missed_ticks_;
@@ -208,7 +224,7 @@ void SubscribeCall::OnPublished(const std::shared_ptr<const PublishedSnapshot>& 
       context_.TryCancel();
       return;
     }
-    ++missed_ticks_;
+    if (!latest->early || push_on_change_) ++missed_ticks_;
     return;
   }
   if (BuildDeltaBatch(*latest, now_ms)) WriteNext();

@@ -66,6 +66,7 @@ class SubscribeCall final : public CallBase {
 
   MetricFilter filter_;
   int64_t interval_ms_ = 0;
+  bool push_on_change_ = false;
   int64_t last_batch_ms_ = 0;
   uint64_t epoch_ = 0;
   uint64_t sent_sequence_ = 0;   // every change up to this sequence has been written

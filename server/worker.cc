@@ -43,7 +43,9 @@ void Worker::OnEvent(int op, bool /*ok*/) {
   if (op == kPublished) {
     publish_pending_.store(false, std::memory_order_release);
     const auto latest = state_.hub.Latest();
-    const int64_t now_ms = state_.clock.NowMs();
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
     // Calls leave the list only from their done tag, never from inside these loops.
     for (SubscribeCall* call : subscribers_) call->OnPublished(latest, now_ms);
   } else {
