@@ -27,10 +27,10 @@ struct AggregatorConfig {
 // Why Ingest() refused or skipped an event. Stable names: they are Prometheus label values.
 enum class IngestOutcome {
   kAccepted,
-  kDuplicate,        // event_id seen within the dedupe horizon
-  kInvalid,          // a field is malformed (see IngestResult::field / reason)
-  kTooOld,           // event time older than max_event_age_seconds
-  kInFuture,         // event time more than max_event_future_seconds ahead
+  kDuplicate,  // event_id seen within the dedupe horizon
+  kInvalid,    // a field is malformed (see IngestResult::field / reason)
+  kTooOld,     // event time older than max_event_age_seconds
+  kInFuture,   // event time more than max_event_future_seconds ahead
 };
 std::string_view OutcomeName(IngestOutcome outcome);  // "accepted", "duplicate", "invalid", ...
 

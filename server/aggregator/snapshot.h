@@ -20,10 +20,10 @@ struct TopItem {
 
 // One series: a metric in one window, optionally for one dimension value.
 struct MetricPoint {
-  std::string name;                                         // e.g. "page_views"
+  std::string name;                                          // e.g. "page_views"
   analytics::Window window = analytics::WINDOW_UNSPECIFIED;  // never UNSPECIFIED in a snapshot
-  std::string label_key;    // "" or the dimension, e.g. "country"
-  std::string label_value;  // e.g. "DE" or "__other__"
+  std::string label_key;                                     // "" or the dimension, e.g. "country"
+  std::string label_value;                                   // e.g. "DE" or "__other__"
   double value = 0.0;
   std::vector<TopItem> top;  // only for top_* metrics, highest count first
   // Sequence of the tick at which value/top last changed (or the series first appeared).

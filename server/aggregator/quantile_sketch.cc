@@ -1,0 +1,88 @@
+#include "server/aggregator/quantile_sketch.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace rta::agg {
+namespace {
+
+constexpr double kGamma =
+    (1.0 + QuantileSketch::kRelativeAccuracy) / (1.0 - QuantileSketch::kRelativeAccuracy);
+const double kLogGamma = std::log(kGamma);
+const double kInverseLogGamma = 1.0 / kLogGamma;
+// Bin k holds values in (gamma^(k-1), gamma^k]. The keys of kMinValue and kMaxValue,
+// ceil(log(v) / log(gamma)), are constants so that the bin count needs no dynamic
+// initialisation; the unit test checks values at both ends of the range.
+constexpr int kMinKey = -460;
+constexpr int kMaxKey = 1843;
+constexpr int kBins = kMaxKey - kMinKey + 1;
+
+int BinOf(double value) {
+  if (value >= QuantileSketch::kMaxValue) return kBins - 1;
+  const int key = static_cast<int>(std::ceil(std::log(value) * kInverseLogGamma));
+  return std::clamp(key, kMinKey, kMaxKey) - kMinKey;
+}
+
+// The point of bin k with the smallest worst-case relative error: 2 gamma^k / (gamma + 1).
+double ValueOf(int bin) { return 2.0 * std::exp((bin + kMinKey) * kLogGamma) / (kGamma + 1.0); }
+
+}  // namespace
+
+QuantileSketch::QuantileSketch() : bins_(static_cast<size_t>(kBins), 0) {}
+
+void QuantileSketch::Add(double value, uint64_t count) {
+  count_ += count;
+  if (!(value >= kMinValue)) {
+    zero_count_ += count;
+    return;
+  }
+  const int bin = BinOf(value);
+  bins_[static_cast<size_t>(bin)] += count;
+  if (lowest_ > highest_) {
+    lowest_ = highest_ = bin;
+  } else {
+    lowest_ = std::min(lowest_, bin);
+    highest_ = std::max(highest_, bin);
+  }
+}
+
+void QuantileSketch::Merge(const QuantileSketch& other) {
+  if (other.count_ == 0) return;
+  count_ += other.count_;
+  zero_count_ += other.zero_count_;
+  if (other.lowest_ > other.highest_) return;
+  for (int bin = other.lowest_; bin <= other.highest_; ++bin) {
+    bins_[static_cast<size_t>(bin)] += other.bins_[static_cast<size_t>(bin)];
+  }
+  if (lowest_ > highest_) {
+    lowest_ = other.lowest_;
+    highest_ = other.highest_;
+  } else {
+    lowest_ = std::min(lowest_, other.lowest_);
+    highest_ = std::max(highest_, other.highest_);
+  }
+}
+
+double QuantileSketch::Quantile(double q) const {
+  if (count_ == 0) return 0.0;
+  const double rank = std::clamp(q, 0.0, 1.0) * static_cast<double>(count_ - 1);
+  double seen = static_cast<double>(zero_count_);
+  if (seen > rank) return 0.0;
+  for (int bin = lowest_; bin <= highest_; ++bin) {
+    seen += static_cast<double>(bins_[static_cast<size_t>(bin)]);
+    if (seen > rank) return ValueOf(bin);
+  }
+  return ValueOf(highest_);
+}
+
+void QuantileSketch::Clear() {
+  if (lowest_ <= highest_) {
+    std::fill(bins_.begin() + lowest_, bins_.begin() + highest_ + 1, 0);
+  }
+  lowest_ = 0;
+  highest_ = -1;
+  zero_count_ = 0;
+  count_ = 0;
+}
+
+}  // namespace rta::agg

@@ -1,0 +1,305 @@
+#include "server/aggregator/windowed_state.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+namespace rta::agg::detail {
+namespace {
+
+constexpr int64_t kSessionSweepPeriodSeconds = 60;
+constexpr size_t kIngestRing = 16;
+
+size_t RingIndex(int64_t unit, size_t size) {
+  const auto n = static_cast<int64_t>(size);
+  return static_cast<size_t>(((unit % n) + n) % n);
+}
+
+void AddDimensionCounts(std::vector<uint64_t>& into, const std::vector<uint64_t>& from) {
+  if (into.size() < from.size()) into.resize(from.size(), 0);
+  for (size_t i = 0; i < from.size(); ++i) into[i] += from[i];
+}
+
+}  // namespace
+
+void WindowBucket::Reset(int64_t new_tag) {
+  tag = new_tag;
+  counters = BucketCounters{};
+  if (has_visitors) visitors->Clear();
+  has_visitors = false;
+  if (page_loads) page_loads->Clear();
+  for (auto& summary : ranked) {
+    if (summary) summary->Clear();
+  }
+  for (auto& counts : dimensions) std::fill(counts.begin(), counts.end(), 0);
+}
+
+// Sums buckets into one window. Reset() keeps every allocation; Fill() only reads, so a window
+// can be extended after it was read (1m, then the rest of 5m).
+class WindowedState::Accumulator {
+ public:
+  Accumulator()
+      : visitors_(std::make_unique<HyperLogLog>()),
+        page_loads_(std::make_unique<QuantileSketch>()) {}
+
+  void Reset() {
+    counters_ = BucketCounters{};
+    if (has_visitors_) visitors_->Clear();
+    has_visitors_ = false;
+    page_loads_->Clear();
+    for (TopMerger& merger : top_) merger.Reset();
+    for (auto& counts : dimensions_) counts.clear();
+  }
+
+  void Add(const WindowBucket& bucket) {
+    counters_.Add(bucket.counters);
+    if (bucket.has_visitors) {
+      visitors_->Merge(*bucket.visitors);
+      has_visitors_ = true;
+    }
+    if (bucket.page_loads) page_loads_->Merge(*bucket.page_loads);
+    for (size_t kind = 0; kind < kRankedCount; ++kind) {
+      if (bucket.ranked[kind]) top_[kind].Add(*bucket.ranked[kind]);
+    }
+    for (size_t d = 0; d < kDimensionCount; ++d) {
+      AddDimensionCounts(dimensions_[d], bucket.dimensions[d]);
+    }
+  }
+
+  void Fill(size_t top_k, const KeyDictionary& dictionary,
+            const std::array<DimensionTable, kDimensionCount>& tables, WindowResult* out) const {
+    out->counters = counters_;
+    // HLL estimates are fractional; a whole number of visitors reads better and does not make
+    // the series "change" from estimator noise.
+    out->unique_visitors = has_visitors_ ? std::round(visitors_->Estimate()) : 0.0;
+    out->page_load_p50 = page_loads_->Quantile(0.50);
+    out->page_load_p95 = page_loads_->Quantile(0.95);
+    out->page_load_p99 = page_loads_->Quantile(0.99);
+    for (size_t kind = 0; kind < kRankedCount; ++kind) {
+      out->top[kind] = top_[kind].Top(top_k, counters_.ranked_totals[kind], dictionary);
+    }
+    for (size_t d = 0; d < kDimensionCount; ++d) {
+      out->dimensions[d] = dimensions_[d];
+      out->dimensions[d].resize(tables[d].values().size(), 0);
+    }
+  }
+
+ private:
+  BucketCounters counters_;
+  std::unique_ptr<HyperLogLog> visitors_;
+  bool has_visitors_ = false;
+  std::unique_ptr<QuantileSketch> page_loads_;
+  std::array<TopMerger, kRankedCount> top_;
+  std::array<std::vector<uint64_t>, kDimensionCount> dimensions_;
+};
+
+WindowedState::WindowedState(const AggregatorConfig& config)
+    : config_(config),
+      future_seconds_(std::clamp<int64_t>(config.max_event_future_seconds, 0, 3600)),
+      future_minutes_((future_seconds_ + 59) / 60),
+      seconds_(static_cast<size_t>(kSecondSpan + future_seconds_ + 2)),
+      minutes_(static_cast<size_t>(kMinuteSpan + future_minutes_ + 2)),
+      dimensions_{DimensionTable(config.dimension_cardinality_cap),
+                  DimensionTable(config.dimension_cardinality_cap)},
+      sessions_(config.max_sessions,
+                std::max<int64_t>(kMinuteSpan * 60, config.active_session_seconds) +
+                    future_seconds_ + 120),
+      accumulator_(std::make_unique<Accumulator>()) {
+  config_.active_session_seconds =
+      std::clamp<int64_t>(config.active_session_seconds, 1, kMinuteSpan * 60);
+}
+
+WindowedState::~WindowedState() = default;
+
+WindowBucket* WindowedState::SecondBucket(int64_t second, int64_t now_second) {
+  if (second <= now_second - kSecondSpan || second > now_second + future_seconds_) return nullptr;
+  WindowBucket& bucket = seconds_[RingIndex(second, seconds_.size())];
+  if (bucket.tag != second) {
+    if (bucket.tag > second) return nullptr;  // only after the clock stepped back
+    bucket.Reset(second);
+  }
+  return &bucket;
+}
+
+WindowBucket* WindowedState::MinuteBucket(int64_t minute, int64_t now_second) {
+  const int64_t now_minute = FloorDiv(now_second, 60);
+  if (minute <= now_minute - kMinuteSpan || minute > now_minute + future_minutes_) return nullptr;
+  WindowBucket& bucket = minutes_[RingIndex(minute, minutes_.size())];
+  if (bucket.tag != minute) {
+    if (bucket.tag > minute) return nullptr;
+    bucket.Reset(minute);
+  }
+  return &bucket;
+}
+
+void WindowedState::EnsureRanked(WindowBucket* bucket, size_t kind) const {
+  if (!bucket->ranked[kind]) {
+    bucket->ranked[kind] = std::make_unique<SpaceSaving>(config_.top_k_capacity);
+  }
+}
+
+void WindowedState::Merge(const ShardDelta& delta, int64_t now_ms) {
+  const int64_t now_second = FloorDiv(now_ms, 1000);
+  for (const std::unique_ptr<DeltaBucket>& owned : delta.buckets()) {
+    const DeltaBucket& part = *owned;
+    std::array<WindowBucket*, 3> targets{};
+    size_t n = 0;
+    switch (part.key.granularity()) {
+      case TimeKey::Granularity::kSecond:
+        if (WindowBucket* b = SecondBucket(part.key.unit(), now_second)) targets[n++] = b;
+        if (WindowBucket* b = MinuteBucket(FloorDiv(part.key.unit(), 60), now_second)) {
+          targets[n++] = b;
+        }
+        break;
+      case TimeKey::Granularity::kMinute:
+        if (WindowBucket* b = MinuteBucket(part.key.unit(), now_second)) targets[n++] = b;
+        break;
+      case TimeKey::Granularity::kTotalOnly:
+        break;
+    }
+    targets[n++] = &total_;
+    const std::span<WindowBucket* const> into(targets.data(), n);
+
+    for (WindowBucket* b : into) b->counters.Add(part.counters);
+    if (part.has_visitors) {
+      for (WindowBucket* b : into) {
+        if (!b->visitors) b->visitors = std::make_unique<HyperLogLog>();
+        b->visitors->Merge(*part.visitors);
+        b->has_visitors = true;
+      }
+    }
+    if (part.page_loads && !part.page_loads->empty()) {
+      for (WindowBucket* b : into) {
+        if (!b->page_loads) b->page_loads = std::make_unique<QuantileSketch>();
+        b->page_loads->Merge(*part.page_loads);
+      }
+    }
+    for (size_t kind = 0; kind < kRankedCount; ++kind) {
+      part.ranked[kind].ForEach([&](uint64_t key, const KeyCount& count) {
+        dictionary_.Intern(key, delta.Text(count));
+        for (WindowBucket* b : into) {
+          EnsureRanked(b, kind);
+          b->ranked[kind]->Add(key, count.count);
+        }
+      });
+    }
+    for (size_t d = 0; d < kDimensionCount; ++d) {
+      part.dimensions[d].ForEach([&](uint64_t key, const KeyCount& count) {
+        bool folded = false;
+        const uint32_t index = dimensions_[d].Resolve(key, delta.Text(count), &folded);
+        if (folded)
+          folded_.store(folded_.load(std::memory_order_relaxed) + count.count,
+                        std::memory_order_relaxed);
+        for (WindowBucket* b : into) {
+          std::vector<uint64_t>& counts = b->dimensions[d];
+          if (counts.size() <= index) counts.resize(index + 1, 0);
+          counts[index] += count.count;
+        }
+      });
+    }
+  }
+
+  delta.sessions().ForEach([&](uint64_t hash, const SessionDelta& session) {
+    if (sessions_.Merge(hash, session)) return;
+    // Full: make room by expiring idle sessions (at most once per clock second), then retry.
+    if (swept_for_space_second_ != now_second) {
+      swept_for_space_second_ = now_second;
+      ExpireSessions(now_second);
+      if (sessions_.Merge(hash, session)) return;
+    }
+    sessions_dropped_.store(sessions_dropped_.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
+  });
+
+  for (const IngestCount& count : delta.ingest_counts()) {
+    if (count.count == 0) continue;
+    IngestCount& slot = ingest_counts_[RingIndex(count.second, kIngestRing)];
+    if (slot.second != count.second) {
+      if (slot.second > count.second) continue;
+      slot = IngestCount{count.second, 0};
+    }
+    slot.count += count.count;
+  }
+}
+
+void WindowedState::ExpireSessions(int64_t now_second) {
+  // Older than every window's start: 1h starts at most 3659 s back, active sessions at most
+  // active_session_seconds back.
+  const int64_t keep = std::max<int64_t>(kMinuteSpan * 60 + 60, config_.active_session_seconds);
+  sessions_.Expire(now_second - keep);
+}
+
+void WindowedState::CollectDictionary() {
+  std::unordered_set<uint64_t> live;
+  auto mark = [&](const WindowBucket& bucket) {
+    for (const auto& summary : bucket.ranked) {
+      if (!summary) continue;
+      for (const SpaceSaving::Counter& counter : summary->counters()) live.insert(counter.key);
+    }
+  };
+  for (const WindowBucket& bucket : seconds_) mark(bucket);
+  for (const WindowBucket& bucket : minutes_) mark(bucket);
+  mark(total_);
+  dictionary_.Collect(live);
+  dictionary_live_after_collect_ = dictionary_.size();
+}
+
+void WindowedState::Maintain(int64_t now_ms) {
+  const int64_t now_second = FloorDiv(now_ms, 1000);
+  if (now_second - last_session_sweep_second_ >= kSessionSweepPeriodSeconds ||
+      now_second < last_session_sweep_second_) {
+    last_session_sweep_second_ = now_second;
+    ExpireSessions(now_second);
+  }
+  // Amortized: a collection costs about as much as the texts added since the previous one.
+  if (dictionary_.size() > 2 * dictionary_live_after_collect_ + 4096) CollectDictionary();
+}
+
+void WindowedState::Compute(int64_t now_ms, TickMetrics* out) {
+  const int64_t now_second = FloorDiv(now_ms, 1000);
+  const int64_t now_minute = FloorDiv(now_second, 60);
+  const int64_t start_1m = now_second - kOneMinuteWindowSeconds + 1;
+  const int64_t start_5m = now_second - kSecondSpan + 1;
+  const int64_t end_second = now_second + future_seconds_;
+  const int64_t start_1h_minute = now_minute - kMinuteSpan + 1;
+  const size_t top_k = config_.top_k;
+  Accumulator& acc = *accumulator_;
+
+  acc.Reset();
+  for (const WindowBucket& b : seconds_) {
+    if (b.tag >= start_1m && b.tag <= end_second) acc.Add(b);
+  }
+  acc.Fill(top_k, dictionary_, dimensions_, &out->windows[0]);
+  for (const WindowBucket& b : seconds_) {
+    if (b.tag >= start_5m && b.tag < start_1m) acc.Add(b);
+  }
+  acc.Fill(top_k, dictionary_, dimensions_, &out->windows[1]);
+
+  acc.Reset();
+  for (const WindowBucket& b : minutes_) {
+    if (b.tag >= start_1h_minute && b.tag <= now_minute + future_minutes_) acc.Add(b);
+  }
+  acc.Fill(top_k, dictionary_, dimensions_, &out->windows[2]);
+
+  acc.Reset();
+  acc.Add(total_);
+  acc.Fill(top_k, dictionary_, dimensions_, &out->windows[3]);
+
+  out->windows[0].sessions = sessions_.Window(start_1m);
+  out->windows[1].sessions = sessions_.Window(start_5m);
+  out->windows[2].sessions = sessions_.Window(start_1h_minute * 60);
+  out->windows[3].sessions = sessions_.totals();
+  out->active_sessions = sessions_.Window(now_second - config_.active_session_seconds + 1).sessions;
+
+  uint64_t last_second = 0;
+  uint64_t last_ten = 0;
+  for (const IngestCount& count : ingest_counts_) {
+    if (count.second == now_second - 1) last_second = count.count;
+    if (count.second >= now_second - 10 && count.second <= now_second - 1) last_ten += count.count;
+  }
+  out->events_per_second = static_cast<double>(last_second);
+  out->events_per_second_10s = static_cast<double>(last_ten) / 10.0;
+  for (size_t d = 0; d < kDimensionCount; ++d) out->dimension_values[d] = &dimensions_[d].values();
+}
+
+}  // namespace rta::agg::detail

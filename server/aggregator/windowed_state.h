@@ -1,0 +1,125 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/aggregator/aggregator.h"
+#include "server/aggregator/counters.h"
+#include "server/aggregator/dimension_table.h"
+#include "server/aggregator/hyperloglog.h"
+#include "server/aggregator/key_dictionary.h"
+#include "server/aggregator/metric_catalog.h"
+#include "server/aggregator/quantile_sketch.h"
+#include "server/aggregator/session_table.h"
+#include "server/aggregator/shard_delta.h"
+#include "server/aggregator/snapshot.h"
+#include "server/aggregator/space_saving.h"
+#include "server/aggregator/time_key.h"
+#include "server/aggregator/top_merger.h"
+
+namespace rta::agg::detail {
+
+// The aggregates of one second, one minute, or since start. Sketches and summaries are
+// allocated on first use and kept when the bucket is reused for a later time.
+struct WindowBucket {
+  int64_t tag = std::numeric_limits<int64_t>::min();  // the second or minute held
+  BucketCounters counters;
+  std::unique_ptr<HyperLogLog> visitors;
+  bool has_visitors = false;
+  std::unique_ptr<QuantileSketch> page_loads;
+  std::array<std::unique_ptr<SpaceSaving>, kRankedCount> ranked;
+  std::array<std::vector<uint64_t>, kDimensionCount> dimensions;  // by series index
+
+  void Reset(int64_t new_tag);
+};
+
+// Every value of one window, computed at a tick.
+struct WindowResult {
+  BucketCounters counters;
+  double unique_visitors = 0.0;
+  double page_load_p50 = 0.0;
+  double page_load_p95 = 0.0;
+  double page_load_p99 = 0.0;
+  std::array<std::vector<TopItem>, kRankedCount> top;
+  std::array<std::vector<uint64_t>, kDimensionCount> dimensions;  // by series index
+  SessionTotals sessions;
+};
+
+// What a tick reports: the four windows plus the clock-time values shared by all of them.
+struct TickMetrics {
+  std::array<WindowResult, kWindowCount> windows;  // kWindows order
+  double events_per_second = 0.0;
+  double events_per_second_10s = 0.0;
+  uint64_t active_sessions = 0;
+  std::array<const std::vector<std::string>*, kDimensionCount> dimension_values{};
+};
+
+// The global windows, by event time, sliding with the clock:
+//   - a ring of per-second buckets covering the last kSecondSpan (300) seconds plus the future
+//     allowance: WINDOW_1M sums the seconds > now - 60, WINDOW_5M those > now - 300;
+//   - a ring of per-minute buckets: WINDOW_1H sums the current minute and the 59 before, so it is
+//     minute-granular and covers between 59 and 60 minutes of event time;
+//   - the since-start total (WINDOW_TOTAL).
+// Every window also includes accepted events time-stamped in the future (up to
+// max_event_future_seconds). A bucket leaves a window when the clock passes it (expiry by clock):
+// windows select buckets by tag, and a ring slot is reset when a later time reuses it.
+// Sessions and their metrics come from the SessionTable; top-k lists from per-bucket
+// Space-Saving summaries merged by TopMerger; unique visitors from per-bucket HyperLogLogs merged
+// register-wise; quantiles from per-bucket DDSketches summed.
+//
+// Not thread-safe: owned by the tick thread (stats counters are atomics readable anywhere).
+class WindowedState {
+ public:
+  explicit WindowedState(const AggregatorConfig& config);
+  ~WindowedState();
+  WindowedState(const WindowedState&) = delete;
+  WindowedState& operator=(const WindowedState&) = delete;
+
+  // Folds one shard delta in, as seen at clock time now_ms.
+  void Merge(const ShardDelta& delta, int64_t now_ms);
+
+  // Periodic housekeeping: expires idle sessions and drops texts no summary needs.
+  void Maintain(int64_t now_ms);
+
+  // Computes every window at clock time now_ms. `out` keeps pointers into this object.
+  void Compute(int64_t now_ms, TickMetrics* out);
+
+  uint64_t dimension_values_folded() const { return folded_.load(std::memory_order_relaxed); }
+  uint64_t sessions_dropped() const { return sessions_dropped_.load(std::memory_order_relaxed); }
+  size_t tracked_sessions() const { return sessions_.size(); }
+  size_t dictionary_size() const { return dictionary_.size(); }
+
+ private:
+  class Accumulator;
+
+  WindowBucket* SecondBucket(int64_t second, int64_t now_second);
+  WindowBucket* MinuteBucket(int64_t minute, int64_t now_second);
+  void EnsureRanked(WindowBucket* bucket, size_t kind) const;
+  void ExpireSessions(int64_t now_second);
+  void CollectDictionary();
+
+  AggregatorConfig config_;
+  int64_t future_seconds_;
+  int64_t future_minutes_;
+  std::vector<WindowBucket> seconds_;
+  std::vector<WindowBucket> minutes_;
+  WindowBucket total_;
+  std::array<DimensionTable, kDimensionCount> dimensions_;
+  KeyDictionary dictionary_;
+  size_t dictionary_live_after_collect_ = 0;
+  SessionTable sessions_;
+  int64_t last_session_sweep_second_ = std::numeric_limits<int64_t>::min();
+  int64_t swept_for_space_second_ = std::numeric_limits<int64_t>::min();
+  std::array<IngestCount, 16> ingest_counts_{};
+  std::unique_ptr<Accumulator> accumulator_;
+  uint64_t merges_since_collect_ = 0;
+  std::atomic<uint64_t> folded_{0};
+  std::atomic<uint64_t> sessions_dropped_{0};
+};
+
+}  // namespace rta::agg::detail
