@@ -61,8 +61,8 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   updates_conflated_ = &BuildCounter()
                             .Name("analytics_metric_updates_conflated_total")
                             .Help(
-                                "Updates a slow subscriber never received because a newer value "
-                                "replaced them (latest wins)")
+                                "Ticks a busy subscriber missed; their changes were folded into "
+                                "its next batch (latest value wins)")
                             .Register(r)
                             .Add({});
   slow_disconnects_ = &BuildCounter()

@@ -202,7 +202,6 @@ bool SubscribeCall::BuildDeltaBatch(const PublishedSnapshot& latest, int64_t now
       if (snapshot.points[i].changed_sequence > sent_sequence_) add(i);
     }
   }
-  if (skipped > 0) state_.metrics.AddUpdatesConflated(skipped);
   batch_sequence_ = snapshot.sequence;
   if (batch_.empty()) {
     sent_sequence_ = snapshot.sequence;
@@ -224,20 +223,22 @@ void SubscribeCall::OnPublished(const std::shared_ptr<const PublishedSnapshot>& 
       context_.TryCancel();
       return;
     }
-    if (!latest->early || push_on_change_) ++missed_ticks_;
+    if (!latest->early || push_on_change_) {
+      ++missed_ticks_;
+      state_.metrics.AddUpdatesConflated(1);
+    }
     return;
   }
   if (BuildDeltaBatch(*latest, now_ms)) WriteNext();
 }
 
 void SubscribeCall::WriteNext() {
-  grpc::WriteOptions options;
-  // Let gRPC coalesce the messages of a batch into fewer frames; the last one flushes.
-  if (batch_pos_ + 1 < batch_.size()) options.set_buffer_hint();
+  // No buffer hint: a hinted write completes only once something flushes it, and with one
+  // write in flight nothing else would.
   write_in_flight_ = true;
   write_started_ = std::chrono::steady_clock::now();
   ++pending_ops_;
-  writer_.Write(batch_[batch_pos_++], options, &write_tag_);
+  writer_.Write(batch_[batch_pos_++], &write_tag_);
 }
 
 void SubscribeCall::OnShutdown() {
