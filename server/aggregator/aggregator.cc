@@ -123,18 +123,8 @@ class Aggregator::Impl {
       return result;
     }
     const int64_t now_second = detail::FloorDiv(now_ms, 1000);
-    const uint32_t home = ThreadOrdinal() % kShardCount;
-    switch (dedupe_.CheckAndInsert(id_hash, now_second)) {
-      case DedupeTable::Outcome::kDuplicate:
-        result.outcome = IngestOutcome::kDuplicate;
-        return result;
-      case DedupeTable::Outcome::kInsertedEvicted:
-        shards_[home].dedupe_evictions.fetch_add(1, std::memory_order_relaxed);
-        break;
-      case DedupeTable::Outcome::kInserted:
-        break;
-    }
-
+    // Everything up to the dedupe check is independent of the table, so it overlaps the miss
+    // started by the prefetch above.
     record.ingest_second = now_second;
     record.value = event.value();
     if (!event.visitor_id().empty()) {
@@ -153,6 +143,18 @@ class Aggregator::Impl {
     record.dimensions[0] = event.country().empty() ? unknown_ : KeyOf(event.country());
     record.dimensions[1] = event.device().empty() ? unknown_ : KeyOf(event.device());
     const detail::TimeKey key = detail::TimeKey::For(record.event_ms, now_ms);
+    const uint32_t home = ThreadOrdinal() % kShardCount;
+
+    switch (dedupe_.CheckAndInsert(id_hash, now_second)) {
+      case DedupeTable::Outcome::kDuplicate:
+        result.outcome = IngestOutcome::kDuplicate;
+        return result;
+      case DedupeTable::Outcome::kInsertedEvicted:
+        shards_[home].dedupe_evictions.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case DedupeTable::Outcome::kInserted:
+        break;
+    }
 
     const auto [shard, sequence] = Claim(home);
     shard->active.load(std::memory_order_seq_cst)->Apply(record, key);

@@ -9,8 +9,9 @@ namespace rta::agg {
 // Remembers the event_ids accepted in the last `horizon_seconds`, across every thread, in a fixed
 // amount of memory, without locks.
 //
-// Layout: 2^capacity_log2 64-bit words (8 bytes per id; the default 2^22 is 32 MiB), in groups of
-// 8 words aligned to one cache line. A word packs a 40-bit fingerprint of the id's hash (its top
+// Layout: 2^capacity_log2 64-bit words (8 bytes per id; the default 2^22 is 32 MiB, mapped lazily
+// and on transparent huge pages where available), in groups of 8 words aligned to one cache
+// line. A word packs a 40-bit fingerprint of the id's hash (its top
 // 40 bits; never 0, so 0 means empty) and the 24-bit second, relative to the table's creation, at
 // which the id was accepted. An id probes only its home group, starting at its home slot and
 // wrapping inside the group (a bounded probe of 8 slots, one cache miss; Prefetch() hides it).
@@ -61,6 +62,7 @@ class DedupeTable {
   size_t SlotOf(uint64_t hash) const { return static_cast<size_t>(hash) & mask_; }
 
   void* allocation_ = nullptr;
+  size_t allocation_size_ = 0;
   uint64_t* words_ = nullptr;  // accessed only through std::atomic_ref
   size_t mask_ = 0;
   int64_t horizon_seconds_;

@@ -246,8 +246,9 @@ void WindowedState::CollectDictionary() {
 
 void WindowedState::Maintain(int64_t now_ms) {
   const int64_t now_second = FloorDiv(now_ms, 1000);
-  if (now_second - last_session_sweep_second_ >= kSessionSweepPeriodSeconds ||
-      now_second < last_session_sweep_second_) {
+  const bool never_swept = last_session_sweep_second_ == std::numeric_limits<int64_t>::min();
+  if (never_swept || now_second < last_session_sweep_second_ ||
+      now_second - last_session_sweep_second_ >= kSessionSweepPeriodSeconds) {
     last_session_sweep_second_ = now_second;
     ExpireSessions(now_second);
   }
