@@ -204,6 +204,37 @@ void BM_AggregatorIngest(benchmark::State& state) {
 }
 BENCHMARK(BM_AggregatorIngest)->Threads(1)->Threads(2)->UseRealTime();
 
+// One tick at steady state: 5 minutes of history at 2000 events/s (the 5m window spans 300
+// populated per-second buckets), then per iteration one more second of events and a Tick().
+// Reports the cost of the tick thread's work (merge, window computation, snapshot), which bounds
+// how short the server's tick_ms can usefully be.
+void BM_TickSteadyState(benchmark::State& state) {
+  constexpr int64_t kStartMs = 1'795'600'800'000;
+  constexpr int kEventsPerSecond = 2000;
+  agg::ManualClock clock(kStartMs);
+  agg::AggregatorConfig config;
+  config.dedupe_capacity_log2 = 20;
+  agg::Aggregator aggregator(config, clock);
+  EventSource source(NextSourceSeed());
+  auto one_second = [&] {
+    clock.AdvanceMs(1000);
+    for (int i = 0; i < kEventsPerSecond; ++i) aggregator.Ingest(source.Next());
+  };
+  for (int second = 0; second < 300; ++second) {
+    one_second();
+    aggregator.Tick();
+  }
+  size_t points = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    one_second();
+    state.ResumeTiming();
+    points = aggregator.Tick()->points.size();
+  }
+  state.counters["points"] = static_cast<double>(points);
+}
+BENCHMARK(BM_TickSteadyState)->Unit(benchmark::kMillisecond);
+
 agg::SystemClock baseline_clock;
 
 void BM_MutexBaselineIngest(benchmark::State& state) {
