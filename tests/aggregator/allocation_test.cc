@@ -21,11 +21,22 @@ void* CountedAllocate(std::size_t size) {
 
 }  // namespace
 
-// Replacing the global operator new / delete is the standard way to observe allocations; the
-// other forms (arrays, nothrow, aligned) keep their library definitions, which call these or
-// have their own counterparts.
+// Replacing the global operator new / delete is the standard way to observe allocations. Every
+// form that frees with our delete must allocate with malloc too (ASan checks the pairing), so
+// the nothrow forms are replaced as well; the aligned forms keep their library definitions,
+// which pair with each other.
 void* operator new(std::size_t size) { return CountedAllocate(size); }
 void* operator new[](std::size_t size) { return CountedAllocate(size); }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  ++t_allocations;
+  return std::malloc(size == 0 ? 1 : size);
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  ++t_allocations;
+  return std::malloc(size == 0 ? 1 : size);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
