@@ -253,6 +253,7 @@ class SteadyIngest {
   void Run() {
     auto stub = analytics::AnalyticsService::NewStub(NewChannel(address_, 1000));
     grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
     analytics::EventResponse response;
     auto writer = stub->ReportEventBatches(&context, &response);
     analytics::EventBatch batch;
@@ -318,6 +319,7 @@ Result RunFanout(const Options& options, int subscribers) {
   std::vector<std::unique_ptr<Sub>> subs;
   for (int i = 0; i < subscribers; ++i) {
     auto s = std::make_unique<Sub>();
+    s->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
     s->reader = stubs[i % channels]->AsyncSubscribeMetrics(&s->context, request, &cq, s.get());
     subs.push_back(std::move(s));
   }
@@ -405,6 +407,9 @@ Result RunLatency(const Options& options, double rate) {
   request.add_metric_types("events_total");
   request.add_windows(analytics::WINDOW_TOTAL);
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::duration<double>(options.seconds + 30)));
   auto reader = stub->SubscribeMetrics(&context, request);
   std::vector<std::pair<double, Clock::time_point>> arrivals;
   std::thread subscriber([&] {
@@ -452,6 +457,9 @@ Result RunAnalyze(const Options& options, int window) {
   if (!server.ok()) throw std::runtime_error("server did not start");
   auto stub = analytics::AnalyticsService::NewStub(NewChannel(server.address(), 0));
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::duration<double>(options.seconds + 30)));
   auto stream = stub->AnalyzeSession(&context);
   std::mutex mutex;
   std::vector<Clock::time_point> send_times;  // by action index
@@ -477,9 +485,11 @@ Result RunAnalyze(const Options& options, int window) {
   const char* types[] = {"page_view", "scroll", "click", "page_view", "add_to_cart"};
   uint64_t sent = 0;
   while (Clock::now() < stop_at) {
-    while (sent - replies.load(std::memory_order_acquire) >= static_cast<uint64_t>(window)) {
+    while (sent - replies.load(std::memory_order_acquire) >= static_cast<uint64_t>(window) &&
+           Clock::now() < stop_at) {
       std::this_thread::yield();
     }
+    if (Clock::now() >= stop_at) break;
     action.set_session_id(Tagged("s", sent % 1000));
     action.set_visitor_id(Tagged("v", sent % 1000));
     action.set_action_type(types[sent % 5]);

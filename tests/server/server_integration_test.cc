@@ -335,10 +335,13 @@ TEST_CASE("a subscriber that never reads does not hold back a fast one",
   for (int tick = 0; tick < kTicks; ++tick) {
     std::vector<analytics::EventData> events;
     for (int i = 0; i < 20; ++i) {
-      events.push_back(MakeEvent("t" + std::to_string(tick) + "-" + std::to_string(i), "page_view",
-                                 h.clock().NowMs(), "v" + std::to_string(i),
-                                 "s" + std::to_string(tick)));
-      events.back().set_page("/p" + std::to_string(tick) + "/" + std::to_string(i));
+      // Built with append: GCC 12 warns falsely (-Wrestrict) on `literal + std::string`.
+      std::string suffix = std::to_string(tick);
+      suffix.append("-").append(std::to_string(i));
+      events.push_back(MakeEvent(std::string("t").append(suffix), "page_view", h.clock().NowMs(),
+                                 std::string("v").append(std::to_string(i)),
+                                 std::string("s").append(std::to_string(tick))));
+      events.back().set_page(std::string("/p").append(suffix));
     }
     h.ReportBatch(events);
     expected += 20;
