@@ -76,7 +76,7 @@ void MetricHistory::Collect(const MetricFilter& filter, uint32_t seconds, uint64
 SnapshotHub::SnapshotHub() {
   auto empty = std::make_shared<PublishedSnapshot>();
   empty->snapshot = std::make_shared<agg::Snapshot>();
-  latest_.store(std::move(empty));
+  latest_.Set(std::move(empty));
 }
 
 std::shared_ptr<const PublishedSnapshot> SnapshotHub::Publish(
@@ -104,7 +104,7 @@ std::shared_ptr<const PublishedSnapshot> SnapshotHub::Publish(
   history_.Record(*snapshot, published->metric_ids);
   published->snapshot = std::move(snapshot);
   std::shared_ptr<const PublishedSnapshot> result = published;
-  latest_.store(result, std::memory_order_release);
+  latest_.Set(result);
   return result;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "analytics.pb.h"
+#include "server/aggregator/latest_value.h"
 #include "server/aggregator/snapshot.h"
 #include "server/metric_filter.h"
 
@@ -61,20 +62,17 @@ class MetricHistory {
   int64_t last_second_ = 0;                        // guarded by mutex_
 };
 
-// Holds the latest published snapshot. Publish() runs on the tick thread; Latest() anywhere,
-// lock-free for readers.
+// Holds the latest published snapshot. Publish() runs on the tick thread; Latest() anywhere.
 class SnapshotHub {
  public:
   SnapshotHub();
   std::shared_ptr<const PublishedSnapshot> Publish(std::shared_ptr<const agg::Snapshot> snapshot,
                                                    bool early = false);
-  std::shared_ptr<const PublishedSnapshot> Latest() const {
-    return latest_.load(std::memory_order_acquire);
-  }
+  std::shared_ptr<const PublishedSnapshot> Latest() const { return latest_.Get(); }
   const MetricHistory& history() const { return history_; }
 
  private:
-  std::atomic<std::shared_ptr<const PublishedSnapshot>> latest_;
+  agg::LatestValue<PublishedSnapshot> latest_{nullptr};
   MetricHistory history_;
 };
 

@@ -1,4 +1,5 @@
 #include "server/aggregator/aggregator.h"
+#include "server/aggregator/latest_value.h"
 
 #include <array>
 #include <atomic>
@@ -108,7 +109,7 @@ class Aggregator::Impl {
     }
     auto empty = std::make_shared<Snapshot>();
     empty->epoch = epoch_;
-    latest_.store(std::move(empty), std::memory_order_release);
+    latest_.Set(std::move(empty));
   }
 
   IngestResult Ingest(const analytics::EventData& event) {
@@ -188,15 +189,15 @@ class Aggregator::Impl {
     state_.Maintain(now_ms);
     state_.Compute(now_ms, &metrics_);
     const uint64_t sequence = ++sequence_;
-    const std::shared_ptr<const Snapshot> previous = latest_.load(std::memory_order_acquire);
+    const std::shared_ptr<const Snapshot> previous = latest_.Get();
     std::shared_ptr<const Snapshot> snapshot =
         detail::BuildSnapshot(metrics_, epoch_, sequence, now_ms, previous.get());
-    latest_.store(snapshot, std::memory_order_release);
+    latest_.Set(snapshot);
     ticks_.store(sequence, std::memory_order_relaxed);
     return snapshot;
   }
 
-  std::shared_ptr<const Snapshot> Latest() const { return latest_.load(std::memory_order_acquire); }
+  std::shared_ptr<const Snapshot> Latest() const { return latest_.Get(); }
 
   AggregatorStats stats() const {
     AggregatorStats stats;
@@ -259,7 +260,7 @@ class Aggregator::Impl {
   const detail::KeyRef unknown_;
   uint64_t sequence_ = 0;  // tick thread only
   std::atomic<uint64_t> ticks_{0};
-  std::atomic<std::shared_ptr<const Snapshot>> latest_;
+  LatestValue<Snapshot> latest_{nullptr};
 };
 
 Aggregator::Aggregator(AggregatorConfig config, const Clock& clock)
