@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/analyze_unavailable_call.h"
 #include "server/get_metrics_call.h"
 #include "server/ingest_call.h"
 #include "server/log.h"
@@ -174,6 +175,7 @@ void AnalyticsServer::Impl::PostInitialRequests(Worker& worker) {
     new IngestCall<analytics::EventData>(state_, worker);
     new IngestCall<analytics::EventBatch>(state_, worker);
     new GetMetricsCall(state_, worker);
+    new AnalyzeUnavailableCall(state_, worker);
   }
 }
 

@@ -607,3 +607,14 @@ TEST_CASE("a push_on_change subscriber gets a change without waiting for the tic
   CHECK(update.value() == 1);
   context->TryCancel();
 }
+
+TEST_CASE("AnalyzeSession answers at once, never hangs", "[server][integration]") {
+  ServerHarness h;
+  auto stub = h.NewStub();
+  auto context = DeadlineContext(10);
+  auto stream = stub->AnalyzeSession(context.get());
+  analytics::AnalysisResult result;
+  CHECK_FALSE(stream->Read(&result));
+  const grpc::Status status = stream->Finish();
+  CHECK(status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+}
