@@ -69,13 +69,7 @@ void AnalyzeCall::OnEvent(int op, bool ok) {
       done_ = true;
       if (context_.IsCancelled() && !finish_called_) final_code_ = grpc::StatusCode::CANCELLED;
       if (timer_armed_) timer_.Cancel();  // its completion (ok == false) is still pending
-      if (started_) {
-        state_.open_streams.fetch_sub(1, std::memory_order_relaxed);
-        state_.metrics.open_streams(Method::kAnalyzeSession).Decrement();
-        state_.metrics.RpcHandled(
-            Method::kAnalyzeSession, final_code_,
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count());
-      }
+      booking_.Close(state_, final_code_);
       break;
   }
   if (!done_ && !finish_called_) {
@@ -88,13 +82,8 @@ void AnalyzeCall::OnEvent(int op, bool ok) {
 }
 
 void AnalyzeCall::Start() {
-  started_ = true;
-  start_time_ = std::chrono::steady_clock::now();
-  state_.metrics.open_streams(Method::kAnalyzeSession).Increment();
-  if (state_.open_streams.fetch_add(1, std::memory_order_relaxed) >= state_.config.max_streams) {
-    Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, "server has reached max_streams (" +
-                                                      std::to_string(state_.config.max_streams) +
-                                                      " open streams); retry later"});
+  if (grpc::Status status = booking_.Open(state_, Method::kAnalyzeSession); !status.ok()) {
+    Finish(status);
   }
 }
 

@@ -56,7 +56,6 @@ class AnalyzeCall final : public CallBase {
   Tag finish_tag_{this, kFinish};
   Tag done_tag_{this, kDone};
   int pending_ops_ = 0;
-  bool started_ = false;
   bool done_ = false;
   bool read_in_flight_ = false;
   bool reads_closed_ = false;
@@ -66,7 +65,7 @@ class AnalyzeCall final : public CallBase {
   uint64_t invalid_actions_ = 0;
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;
   grpc::Status final_status_;
-  std::chrono::steady_clock::time_point start_time_;
+  StreamBooking booking_;
 };
 
 }  // namespace rta::server

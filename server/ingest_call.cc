@@ -87,18 +87,12 @@ void IngestCall<Message>::OnEvent(int op, bool ok) {
         return;
       }
       ++pending_ops_;  // done tag
-      started_ = true;
-      start_time_ = std::chrono::steady_clock::now();
       if (!state_.shutting_down.load(std::memory_order_relaxed)) {
         new IngestCall<Message>(state_, worker_);
       }
-      state_.metrics.open_streams(kMethod).Increment();
       stream_number_ = state_.ingest_streams_started.fetch_add(1, std::memory_order_relaxed) + 1;
-      if (state_.open_streams.fetch_add(1, std::memory_order_relaxed) >=
-          state_.config.max_streams) {
-        Finish({grpc::StatusCode::RESOURCE_EXHAUSTED,
-                "server has reached max_streams (" + std::to_string(state_.config.max_streams) +
-                    " open streams); retry later"});
+      if (grpc::Status status = booking_.Open(state_, kMethod); !status.ok()) {
+        Finish(status);
         break;
       }
       ++pending_ops_;
@@ -121,11 +115,7 @@ void IngestCall<Message>::OnEvent(int op, bool ok) {
     case kDone:
       done_ = true;
       if (context_.IsCancelled() && !finish_called_) final_code_ = grpc::StatusCode::CANCELLED;
-      state_.open_streams.fetch_sub(1, std::memory_order_relaxed);
-      state_.metrics.open_streams(kMethod).Decrement();
-      state_.metrics.RpcHandled(
-          kMethod, final_code_,
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count());
+      booking_.Close(state_, final_code_);
       break;
   }
   if (done_ && pending_ops_ == 0) delete this;

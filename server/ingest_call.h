@@ -63,13 +63,12 @@ class IngestCall final : public CallBase {
   Tag finish_tag_{this, kFinish};
   Tag done_tag_{this, kDone};
   int pending_ops_ = 0;
-  bool started_ = false;
   bool done_ = false;
   bool finish_called_ = false;
   uint64_t stream_number_ = 0;
   uint64_t messages_ = 0;
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;
-  std::chrono::steady_clock::time_point start_time_;
+  StreamBooking booking_;
 };
 
 extern template class IngestCall<analytics::EventData>;

@@ -25,8 +25,8 @@ struct ServerConfig {
   uint32_t max_batch_events = 10'000;
   uint32_t max_sessions_per_analyze_stream = 10'000;
   uint32_t max_invalid_actions_per_analyze_stream = 100;  // then INVALID_ARGUMENT ends it
-  uint64_t memory_quota_bytes = 1ull << 30;      // grpc ResourceQuota
-  uint32_t shutdown_grace_ms = 5'000;            // open streams get this long to finish
+  uint64_t memory_quota_bytes = 1ull << 30;               // grpc ResourceQuota
+  uint32_t shutdown_grace_ms = 5'000;                     // open streams get this long to finish
   uint32_t slow_subscriber_timeout_ms = 30'000;  // a write pending this long ends the stream
   uint32_t pending_requests_per_method = 0;      // pre-posted requests per queue; 0 = default
   agg::AggregatorConfig aggregator;

@@ -3,8 +3,10 @@
 #include <grpcpp/server_context.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "analytics.grpc.pb.h"
 #include "server/aggregator/aggregator.h"
@@ -50,6 +52,42 @@ struct ServiceState {
   // tick after each message (coalesced: at most one early tick pending).
   std::atomic<uint32_t> push_subscribers{0};
   std::function<void()> request_early_tick;
+};
+
+// Books one streaming call in the server-wide accounting: the open-streams limit and gauge when
+// it starts, the RPC count by status code and its duration when it ends. Used from the call's
+// thread only.
+class StreamBooking {
+ public:
+  // Counts the stream as open; RESOURCE_EXHAUSTED when the server already holds max_streams
+  // (the stream stays booked either way, so Close() must follow).
+  grpc::Status Open(ServiceState& state, Method method) {
+    method_ = method;
+    open_ = true;
+    start_ = std::chrono::steady_clock::now();
+    state.metrics.open_streams(method).Increment();
+    if (state.open_streams.fetch_add(1, std::memory_order_relaxed) >= state.config.max_streams) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "server has reached max_streams (" +
+                                                        std::to_string(state.config.max_streams) +
+                                                        " open streams); retry later"};
+    }
+    return grpc::Status::OK;
+  }
+  // Ends the booking once, with the call's final status code; no-op if Open() never ran.
+  void Close(ServiceState& state, grpc::StatusCode code) {
+    if (!open_) return;
+    open_ = false;
+    state.open_streams.fetch_sub(1, std::memory_order_relaxed);
+    state.metrics.open_streams(method_).Decrement();
+    state.metrics.RpcHandled(
+        method_, code,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+  }
+
+ private:
+  Method method_ = Method::kSubscribeMetrics;
+  bool open_ = false;
+  std::chrono::steady_clock::time_point start_;
 };
 
 // One pending operation of a call: the completion-queue tag. Each call owns one Tag per kind of

@@ -65,13 +65,7 @@ void SubscribeCall::OnEvent(int op, bool ok) {
         LogInfo("subscriber_left", {{"peer", context_.peer()},
                                     {"code", std::to_string(static_cast<int>(final_code_))}});
       }
-      if (started_) {
-        state_.open_streams.fetch_sub(1, std::memory_order_relaxed);
-        state_.metrics.open_streams(Method::kSubscribeMetrics).Decrement();
-        state_.metrics.RpcHandled(
-            Method::kSubscribeMetrics, final_code_,
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count());
-      }
+      booking_.Close(state_, final_code_);
       break;
   }
   MaybeDelete();
@@ -82,13 +76,8 @@ void SubscribeCall::MaybeDelete() {
 }
 
 void SubscribeCall::Start() {
-  started_ = true;
-  start_time_ = std::chrono::steady_clock::now();
-  state_.metrics.open_streams(Method::kSubscribeMetrics).Increment();
-  if (state_.open_streams.fetch_add(1, std::memory_order_relaxed) >= state_.config.max_streams) {
-    Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, "server has reached max_streams (" +
-                                                      std::to_string(state_.config.max_streams) +
-                                                      " open streams); retry later"});
+  if (grpc::Status status = booking_.Open(state_, Method::kSubscribeMetrics); !status.ok()) {
+    Finish(status);
     return;
   }
   analytics::SubscriptionRequest request;

@@ -54,13 +54,12 @@ class SubscribeCall final : public CallBase {
   Tag done_tag_{this, kDone};
 
   int pending_ops_ = 0;
-  bool started_ = false;
   bool registered_ = false;
   bool done_ = false;
   bool write_in_flight_ = false;
   bool finish_called_ = false;
   bool finish_requested_ = false;
-  std::chrono::steady_clock::time_point start_time_;
+  StreamBooking booking_;
   std::chrono::steady_clock::time_point write_started_;
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;
 
