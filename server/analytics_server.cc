@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "server/analyze_unavailable_call.h"
+#include "server/analyze_call.h"
 #include "server/get_metrics_call.h"
 #include "server/ingest_call.h"
 #include "server/log.h"
@@ -175,7 +175,7 @@ void AnalyticsServer::Impl::PostInitialRequests(Worker& worker) {
     new IngestCall<analytics::EventData>(state_, worker);
     new IngestCall<analytics::EventBatch>(state_, worker);
     new GetMetricsCall(state_, worker);
-    new AnalyzeUnavailableCall(state_, worker);
+    new AnalyzeCall(state_, worker);
   }
 }
 
