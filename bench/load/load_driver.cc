@@ -420,6 +420,7 @@ Result RunLatency(const Options& options, double rate) {
     }
   });
   const ProcessSample before = SampleProcess(server.pid());
+  const double client_before = ClientCpuSeconds();
   SteadyIngest ingest(server.address(), rate);
   std::this_thread::sleep_for(std::chrono::duration<double>(options.seconds));
   ingest.Stop();
@@ -438,11 +439,13 @@ Result RunLatency(const Options& options, double rate) {
   std::sort(latencies_ms.begin(), latencies_ms.end());
   Result r;
   r.scenario = "latency";
+  const double client_cpu = ClientCpuSeconds() - client_before;
   r.variant = std::to_string(static_cast<int>(rate)) + " events/s, tick 100 ms";
   r.unit = "events/s";
   const uint64_t events = ingest.sends().empty() ? 0 : ingest.sends().back().first;
   r.rate = events / options.seconds;
   r.server_cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, events);
+  r.client_cpu_us = client_cpu * 1e6 / std::max<uint64_t>(1, events);
   r.extra = {{"samples", latencies_ms.size()},
              {"p50_ms", Percentile(latencies_ms, 0.50)},
              {"p99_ms", Percentile(latencies_ms, 0.99)},
@@ -478,6 +481,7 @@ Result RunAnalyze(const Options& options, int window) {
     }
   });
   const ProcessSample before = SampleProcess(server.pid());
+  const double client_before = ClientCpuSeconds();
   const auto start = Clock::now();
   const auto stop_at = start + std::chrono::duration_cast<Clock::duration>(
                                    std::chrono::duration<double>(options.seconds));
@@ -511,6 +515,8 @@ Result RunAnalyze(const Options& options, int window) {
   std::sort(latencies_us.begin(), latencies_us.end());
   Result r;
   r.scenario = "analyze";
+  r.client_cpu_us =
+      (ClientCpuSeconds() - client_before) * 1e6 / std::max<uint64_t>(1, replies.load());
   r.variant = std::to_string(window) + " in flight";
   r.unit = "actions/s";
   r.rate = replies.load() / elapsed;
