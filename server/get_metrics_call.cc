@@ -3,6 +3,7 @@
 #include "server/worker.h"
 
 namespace rta::server {
+namespace {
 
 grpc::Status AnswerQuery(const analytics::MetricsQuery& query, const PublishedSnapshot& latest,
                          analytics::MetricsSnapshot* out) {
@@ -20,6 +21,8 @@ grpc::Status AnswerQuery(const analytics::MetricsQuery& query, const PublishedSn
   }
   return grpc::Status::OK;
 }
+
+}  // namespace
 
 GetMetricsCall::GetMetricsCall(ServiceState& state, Worker& worker)
     : state_(state), worker_(worker) {

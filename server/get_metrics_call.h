@@ -30,8 +30,4 @@ class GetMetricsCall final : public CallBase {
   std::chrono::steady_clock::time_point start_time_;
 };
 
-// Builds the answer to a query (shared with tests).
-grpc::Status AnswerQuery(const analytics::MetricsQuery& query, const PublishedSnapshot& latest,
-                         analytics::MetricsSnapshot* out);
-
 }  // namespace rta::server

@@ -34,7 +34,6 @@ class Worker final : public CallBase {
   void Join();
 
   grpc::ServerCompletionQueue* cq() { return cq_.get(); }
-  ServiceState& state() { return state_; }
   void AddSubscriber(SubscribeCall* call);
   void RemoveSubscriber(SubscribeCall* call);
 

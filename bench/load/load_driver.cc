@@ -20,7 +20,6 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -124,7 +123,6 @@ class MessageTemplate {
     grpc::Slice slice(bytes_);
     return grpc::ByteBuffer(&slice, 1);
   }
-  size_t events() const { return offsets_.size(); }
 
  private:
   static void WriteHex(char* out, uint64_t value, size_t width) {
