@@ -8,7 +8,9 @@
 #include <grpcpp/server_builder.h>
 #include <prometheus/exposer.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
@@ -25,6 +27,39 @@
 #include "server/worker.h"
 
 namespace rta::server {
+
+namespace {
+
+// Stops the Prometheus exposer without civetweb's idle wait. Its accept loop polls the listening
+// socket with a 2 s timeout and checks the stop flag only when poll() returns, so every shutdown
+// (and every test server) would take 2 s; a connection to our own port wakes it at once.
+void StopExposer(std::unique_ptr<prometheus::Exposer>& exposer, const std::string& listen,
+                 int port) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  boost::system::error_code error;
+  boost::asio::ip::address address = boost::asio::ip::make_address(host, error);
+  if (error || address.is_unspecified()) {
+    address = address.is_v6() && !error
+                  ? boost::asio::ip::address(boost::asio::ip::address_v6::loopback())
+                  : boost::asio::ip::address(boost::asio::ip::address_v4::loopback());
+  }
+  std::atomic<bool> stopped{false};
+  std::thread waker([&] {
+    boost::asio::io_context io;
+    while (!stopped.load()) {
+      boost::asio::ip::tcp::socket socket(io);
+      boost::system::error_code ignored;
+      socket.connect({address, static_cast<unsigned short>(port)}, ignored);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  exposer.reset();
+  stopped.store(true);
+  waker.join();
+}
+
+}  // namespace
 
 class AnalyticsServer::Impl {
  public:
@@ -230,7 +265,7 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
   for (auto& worker : workers_) worker->ShutdownQueue();
   for (auto& worker : workers_) worker->Join();
   workers_.clear();
-  exposer_.reset();
+  if (exposer_) StopExposer(exposer_, config_.metrics_listen, metrics_port_);
   LogInfo("shutdown_complete",
           {{"elapsed_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                              std::chrono::steady_clock::now() - begin)

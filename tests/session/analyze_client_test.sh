@@ -2,13 +2,11 @@
 # The shell path a user takes: the real server, analyze_session_client fed JSON Lines on stdin.
 set -euo pipefail
 server=$1 client=$2
+source "$(dirname "$0")/../support/start_server.sh"
 log=$(mktemp)
-trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
-"$server" --listen 127.0.0.1:0 --metrics-listen '' 2>"$log" &
-pid=$!
-for _ in $(seq 100); do grep -q "event=listening" "$log" && break; sleep 0.1; done
-port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$log")
-[[ -n $port ]] || { cat "$log"; exit 1; }
+trap 'kill "$server_pid" 2>/dev/null || true; rm -f "$log"' EXIT
+start_server "$server" "$log"
+port=$server_port
 status=0
 out=$(printf '%s\n' \
   '{"session_id":"s1","action_type":"click","target":"#buy"}' \

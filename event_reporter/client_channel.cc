@@ -1,0 +1,172 @@
+#include "event_reporter/client_channel.h"
+
+#include <arpa/inet.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace rta::client {
+namespace {
+
+struct HostPort {
+  std::string host;  // without brackets
+  std::string port;
+};
+
+bool ParseHostPort(const std::string& address, HostPort* out) {
+  std::string host;
+  std::string port;
+  if (!address.empty() && address.front() == '[') {  // [v6]:port
+    const size_t close = address.find(']');
+    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
+      return false;
+    }
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
+  } else {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos || address.find(':') != colon) return false;
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+  }
+  if (host.empty() || port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535) {
+    return false;
+  }
+  *out = {host, port};
+  return true;
+}
+
+bool IsIpv4(const std::string& host) {
+  in_addr address;
+  return inet_pton(AF_INET, host.c_str(), &address) == 1;
+}
+
+bool IsIpv6(const std::string& host) {
+  in6_addr address;
+  return inet_pton(AF_INET6, host.c_str(), &address) == 1;
+}
+
+// The gRPC target for the servers: one address as it is (DNS resolves it; round_robin then
+// spreads calls over every record), several IP literals as an ipv4:/ipv6: address list.
+bool BuildTarget(const std::vector<std::string>& servers, std::string* target, std::string* error) {
+  if (servers.empty()) {
+    *error = "no --server given";
+    return false;
+  }
+  std::vector<HostPort> parsed;
+  for (const std::string& server : servers) {
+    // Targets with a scheme (dns:///, unix:, ipv4:) are the user's to get right.
+    if (servers.size() == 1 && server.find(":/") != std::string::npos) {
+      *target = server;
+      return true;
+    }
+    HostPort host_port;
+    if (!ParseHostPort(server, &host_port)) {
+      *error = "bad server address \"" + server + "\": expected HOST:PORT, e.g. 127.0.0.1:50051";
+      return false;
+    }
+    if (host_port.host == "localhost") host_port.host = "127.0.0.1";
+    parsed.push_back(host_port);
+  }
+  if (parsed.size() == 1) {
+    *target = servers.front();
+    return true;
+  }
+  const bool all_v4 =
+      std::all_of(parsed.begin(), parsed.end(), [](const HostPort& p) { return IsIpv4(p.host); });
+  const bool all_v6 =
+      std::all_of(parsed.begin(), parsed.end(), [](const HostPort& p) { return IsIpv6(p.host); });
+  if (!all_v4 && !all_v6) {
+    *error =
+        "several servers must all be IPv4 or all IPv6 literals (or localhost); for host names, "
+        "give one name whose DNS records list every server";
+    return false;
+  }
+  *target = all_v4 ? "ipv4:" : "ipv6:";
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    if (i > 0) *target += ',';
+    *target += all_v4 ? parsed[i].host + ":" + parsed[i].port
+                      : "[" + parsed[i].host + "]:" + parsed[i].port;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options, std::string* error) {
+  std::string target;
+  if (!BuildTarget(options.servers, &target, error)) return nullptr;
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca_file.empty()) {
+    std::ifstream file(options.tls_ca_file);
+    std::stringstream pem;
+    if (!file || !(pem << file.rdbuf())) {
+      *error = "cannot read the TLS CA file " + options.tls_ca_file;
+      return nullptr;
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem.str();
+    credentials = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments arguments;
+  arguments.SetLoadBalancingPolicyName("round_robin");
+  // Reconnect quickly after a server restart instead of gRPC's default of up to 2 minutes;
+  // our own retry loop paces the calls.
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  return grpc::CreateCustomChannel(target, credentials, arguments);
+}
+
+void AddCredentials(const ChannelOptions& options, grpc::ClientContext* context) {
+  if (!options.token.empty()) context->AddMetadata("authorization", "Bearer " + options.token);
+}
+
+std::string DescribeServers(const ChannelOptions& options) {
+  std::string text;
+  for (const std::string& server : options.servers) {
+    if (!text.empty()) text += ", ";
+    text += server;
+  }
+  return text;
+}
+
+const char* StatusCodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  const auto index = static_cast<size_t>(code);
+  return index < std::size(kNames) ? kNames[index] : "UNKNOWN";
+}
+
+bool IsRetryable(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::CANCELLED:  // by the server, e.g. while it shuts down
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace rta::client

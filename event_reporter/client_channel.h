@@ -1,0 +1,37 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rta::client {
+
+// How a command-line client reaches the server(s); shared by event_reporter and
+// dashboard_client so both take the same --server / --token / --tls-ca flags.
+struct ChannelOptions {
+  // HOST:PORT each. Several are balanced with gRPC's round_robin policy, one call at a time
+  // (each stream goes to the next ready server; a server that is down is skipped).
+  std::vector<std::string> servers = {"127.0.0.1:50051"};
+  std::string tls_ca_file;  // PEM roots; empty: plaintext
+  std::string token;        // sent as "authorization: Bearer <token>"; empty: none
+};
+
+// The channel, or nullptr with the reason in *error (a malformed address, an unreadable CA
+// file). Does not connect: an unreachable server shows up on the first call.
+std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options, std::string* error);
+
+// Adds the bearer token (if any) to a call.
+void AddCredentials(const ChannelOptions& options, grpc::ClientContext* context);
+
+// The servers for messages, e.g. "127.0.0.1:50051" or "10.0.0.1:50051, 10.0.0.2:50051".
+std::string DescribeServers(const ChannelOptions& options);
+
+// "UNAVAILABLE", "DEADLINE_EXCEEDED", ...
+const char* StatusCodeName(grpc::StatusCode code);
+
+// Whether a call that failed with this code may succeed if tried again as it is.
+bool IsRetryable(grpc::StatusCode code);
+
+}  // namespace rta::client

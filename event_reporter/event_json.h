@@ -1,0 +1,20 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "analytics.pb.h"
+
+namespace rta::reporter {
+
+// Parses one JSON Lines record into an event. Field names are EventData's (snake_case, e.g.
+// {"event_type":"page_view","page":"/","visitor_id":"v1"}); unknown fields are refused so that a
+// typo does not silently drop data. Only the JSON shape and types are checked here: the server
+// validates the values and says what is wrong with them.
+// Returns "" on success, else the reason (with the column for malformed JSON).
+std::string ParseEventJson(std::string_view line, analytics::EventData* event);
+
+// One event as a single JSON line (no trailing newline); empty fields are left out.
+std::string EventToJson(const analytics::EventData& event);
+
+}  // namespace rta::reporter

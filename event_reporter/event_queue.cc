@@ -1,0 +1,69 @@
+#include "event_reporter/event_queue.h"
+
+namespace rta::reporter {
+
+bool EventQueue::Push(QueuedEvent event) {
+  std::unique_lock lock(mutex_);
+  not_full_.wait(lock, [&] { return events_.size() < capacity_ || aborted_; });
+  if (aborted_) return false;
+  events_.push_back(std::move(event));
+  not_empty_.notify_one();
+  return true;
+}
+
+void EventQueue::Close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+  not_empty_.notify_all();
+}
+
+size_t EventQueue::Abort() {
+  std::lock_guard lock(mutex_);
+  const size_t dropped = events_.size();
+  events_.clear();
+  closed_ = aborted_ = true;
+  not_empty_.notify_all();
+  not_full_.notify_all();
+  return dropped;
+}
+
+bool EventQueue::WaitNonEmpty() {
+  std::unique_lock lock(mutex_);
+  not_empty_.wait(lock, [&] { return !events_.empty() || closed_; });
+  return !events_.empty();
+}
+
+size_t EventQueue::PopBatch(size_t max_events, size_t max_bytes,
+                            std::chrono::steady_clock::time_point first_by,
+                            std::chrono::milliseconds linger, analytics::EventBatch* batch,
+                            std::vector<uint64_t>* lines) {
+  std::unique_lock lock(mutex_);
+  if (!not_empty_.wait_until(lock, first_by, [&] { return !events_.empty() || closed_; })) {
+    return 0;
+  }
+  const auto linger_until = std::chrono::steady_clock::now() + linger;
+  size_t taken = 0;
+  size_t bytes = 0;
+  while (taken < max_events) {
+    if (events_.empty()) {
+      if (closed_) break;
+      if (!not_empty_.wait_until(lock, linger_until, [&] { return !events_.empty() || closed_; })) {
+        break;
+      }
+      continue;
+    }
+    QueuedEvent& next = events_.front();
+    // A batch always takes its first event, even one larger than max_bytes on its own (the
+    // server then refuses that event by name instead of the client stalling on it).
+    if (taken > 0 && bytes + next.bytes > max_bytes) break;
+    bytes += next.bytes;
+    lines->push_back(next.line);
+    batch->add_events()->Swap(&next.event);
+    events_.pop_front();
+    ++taken;
+    not_full_.notify_one();
+  }
+  return taken;
+}
+
+}  // namespace rta::reporter
