@@ -1,11 +1,43 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian 12 machine: set up, build, and run analytics_server on its
-# defaults (gRPC on 0.0.0.0:50051, Prometheus on 0.0.0.0:9464/metrics). Ctrl-C stops it in order.
-#   bash deploy/run.sh [analytics_server flags...]
+# The main job on a fresh Debian 12 machine: set up, build, then run analytics_server on its
+# defaults (gRPC 0.0.0.0:50051, Prometheus 0.0.0.0:9464/metrics), realistic generated website
+# traffic into it (event_reporter generate), and the live dashboard on top. Quit the dashboard
+# with q (or Ctrl-C) and everything stops in order.
+#   bash deploy/run.sh                 # RATE=500 bash deploy/run.sh for busier traffic
+#   bash deploy/run.sh --tick-ms 250   # extra flags go to analytics_server
+# Without a terminal the dashboard prints one line per update (--plain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release --parallel "$(nproc)" --target analytics_server
-exec build/release/server/analytics_server "$@"
+cmake --build --preset release --parallel "$(nproc)" \
+  --target analytics_server event_reporter dashboard_client
+
+bin=build/release
+logs=$(mktemp -d -t rta-run.XXXXXX)
+server_pid="" reporter_pid=""
+stop() {
+  [[ -n $reporter_pid ]] && kill -INT "$reporter_pid" 2>/dev/null && wait "$reporter_pid" || true
+  [[ -n $server_pid ]] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" || true
+  echo "logs: $logs"
+}
+trap stop EXIT
+
+"$bin/server/analytics_server" "$@" 2>"$logs/server.log" &
+server_pid=$!
+for _ in $(seq 100); do
+  grep -q "event=listening" "$logs/server.log" && break
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q "event=listening" "$logs/server.log" || { cat "$logs/server.log"; exit 1; }
+port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$logs/server.log" | head -1)
+
+"$bin/event_reporter/event_reporter" generate --rate "${RATE:-100}" --quiet \
+  --server "127.0.0.1:$port" >"$logs/event_reporter.log" 2>&1 &
+reporter_pid=$!
+
+dashboard=("$bin/dashboard_client/dashboard_client" --server "127.0.0.1:$port")
+[[ -t 1 ]] || dashboard+=(--plain)
+"${dashboard[@]}"

@@ -17,6 +17,7 @@
 #include "event_reporter/client_channel.h"
 #include "event_reporter/event_json.h"
 #include "event_reporter/flags.h"
+#include "event_reporter/number_text.h"
 #include "event_reporter/reporter.h"
 #include "event_reporter/traffic_generator.h"
 
@@ -24,6 +25,8 @@ namespace rta::reporter {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using client::Flags;
+using client::WithThousands;
 using nlohmann::json;
 
 constexpr char kUsage[] = R"(event_reporter: stream events into the analytics server.
@@ -125,16 +128,6 @@ const std::vector<std::string> kDeliverySwitches = {"no-batch", "quiet", "json",
 std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
-}
-
-std::string WithThousands(uint64_t value) {
-  const std::string digits = std::to_string(value);
-  std::string text;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) text += ',';
-    text += digits[i];
-  }
-  return text;
 }
 
 std::string ClockText(double seconds) {

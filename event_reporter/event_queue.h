@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -50,6 +51,10 @@ class EventQueue {
   std::deque<QueuedEvent> events_;
   bool closed_ = false;
   bool aborted_ = false;
+  int first_waiters_ = 0;      // consumers waiting for any event
+  int producers_waiting_ = 0;  // producers waiting for room
+  // A lingering consumer wants waking once this many events are queued (SIZE_MAX: none).
+  size_t linger_wake_size_ = SIZE_MAX;
 };
 
 }  // namespace rta::reporter

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace rta::reporter {
+namespace rta::client {
 
 Flags::Flags(const std::vector<std::string>& args, const std::vector<std::string>& value_flags,
              const std::vector<std::string>& switches) {
@@ -79,4 +79,4 @@ int64_t Flags::Integer(const std::string& name, int64_t fallback, int64_t min, i
   return value;
 }
 
-}  // namespace rta::reporter
+}  // namespace rta::client

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-namespace rta::reporter {
+namespace rta::client {
 
 // Command-line flags of one mode: `--name value`, `--name=value` or a bare `--switch`, plus
 // positional arguments. Knows which flags the mode takes, so a typo is an error that names it.
@@ -35,4 +35,4 @@ class Flags {
   std::string error_;
 };
 
-}  // namespace rta::reporter
+}  // namespace rta::client

@@ -137,6 +137,10 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   // BDP probing grows each stream's flow-control window towards the bandwidth-delay product;
   // with thousands of mostly idle subscriber streams that is memory for nothing.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // gRPC binds with SO_REUSEPORT by default: a second server started on the same port by
+  // mistake (or a restart while the old process is still draining) would silently take half
+  // the connections. Refuse to start instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   grpc::ResourceQuota quota("analytics_server");
   quota.Resize(config_.memory_quota_bytes);
   quota.SetMaxThreads(64);  // only the sync health/reflection services use threads from it

@@ -1,0 +1,151 @@
+#include "dashboard_client/dashboard_cli.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "dashboard_client/render.h"
+#include "dashboard_client/script_modes.h"
+#include "dashboard_client/subscription.h"
+#include "dashboard_client/terminal_ui.h"
+#include "event_reporter/flags.h"
+
+namespace rta::dashboard {
+namespace {
+
+constexpr char kUsage[] =
+    R"usage(dashboard_client: the live terminal dashboard of the analytics server.
+
+Usage: dashboard_client [flags]
+
+  --server HOST:PORT    server address, default 127.0.0.1:50051
+  --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
+  --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
+  --metrics a,b,c       subscribe to these metrics only (default: what the dashboard shows)
+  --window 1m|5m|1h     the window shown first (w switches), default 1m
+  --interval MS         ask the server for at most one update per MS milliseconds
+  --history-seconds N   per-second history to fill the sparklines with on join, default 3600
+  --dashboard-id ID     shown in the status line and the server's logs, default dash-<pid>
+  --plain               one line per update ("Updated metric: page_views = 1234 (1m)") for
+                        logs and pipes; the default when stdout is not a terminal
+  --once                print the current snapshot and exit (0; 1 when the server is
+                        unreachable or refuses); with --json as one JSON document
+  --timeout-ms N        how long --once waits for the server, default 5000
+
+Keys: w window 1m/5m/1h, p pause, r reconnect now, ? help, q quit.
+The dashboard reconnects by itself when the server goes away and resumes where it left off.
+
+Examples:
+  dashboard_client
+  dashboard_client --server analytics.internal:50051 --window 5m --interval 2000
+  dashboard_client --once --json --metrics page_views,revenue | jq .metrics.revenue
+  dashboard_client --plain --metrics events_per_second >> traffic.log
+)usage";
+
+// The metrics the terminal dashboard draws.
+const char* const kDashboardMetrics[] = {
+    "events_per_second", "page_views",    "unique_visitors", "active_sessions",
+    "conversion_rate",   "revenue",       "bounce_rate",     "page_load_ms_p95",
+    "top_pages",         "top_referrers", "top_campaigns",   "events_by_country",
+    "events_by_device"};
+
+bool ParseWindow(const std::string& text, analytics::Window* window) {
+  if (text == "1m")
+    *window = analytics::WINDOW_1M;
+  else if (text == "5m")
+    *window = analytics::WINDOW_5M;
+  else if (text == "1h")
+    *window = analytics::WINDOW_1H;
+  else if (text == "total")
+    *window = analytics::WINDOW_TOTAL;
+  else
+    return false;
+  return true;
+}
+
+std::vector<std::string> SplitList(const std::vector<std::string>& values) {
+  std::vector<std::string> items;
+  for (const std::string& value : values) {
+    std::stringstream list(value);
+    for (std::string item; std::getline(list, item, ',');) {
+      if (!item.empty()) items.push_back(item);
+    }
+  }
+  return items;
+}
+
+}  // namespace
+
+int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_terminal,
+                    const std::atomic<bool>& quit) {
+  client::Flags flags(args,
+                      {"server", "token", "tls-ca", "metrics", "window", "interval",
+                       "history-seconds", "dashboard-id", "timeout-ms"},
+                      {"plain", "once", "json", "help"});
+  if (flags.Has("help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  SubscriptionOptions options;
+  if (const auto servers = SplitList(flags.All("server")); !servers.empty()) {
+    options.channel.servers = servers;
+  }
+  options.channel.token = flags.String("token");
+  options.channel.tls_ca_file = flags.String("tls-ca");
+  analytics::Window window = analytics::WINDOW_1M;
+  if (flags.Has("window") && !ParseWindow(flags.String("window"), &window)) {
+    flags.Fail("--window: expected 1m, 5m or 1h, got \"" + flags.String("window") + "\"");
+  }
+  const auto interval = flags.Integer("interval", 0, 0, 3'600'000);
+  const auto history = flags.Integer("history-seconds", 3'600, 0, 3'600);
+  const auto timeout = flags.Integer("timeout-ms", 5'000, 100, 600'000);
+  const std::string dashboard_id =
+      flags.String("dashboard-id", "dash-" + std::to_string(::getpid()));
+  const bool once = flags.Has("once");
+  const bool plain = flags.Has("plain") || (!once && !stdout_is_terminal);
+  if (flags.Has("json") && !once) flags.Fail("--json goes with --once");
+  if (!flags.positional().empty()) flags.Fail("unexpected argument " + flags.positional()[0]);
+  if (!flags.error().empty()) {
+    std::fprintf(stderr, "dashboard_client: %s (see dashboard_client --help)\n",
+                 flags.error().c_str());
+    return 2;
+  }
+
+  analytics::SubscriptionRequest& request = options.request;
+  std::vector<std::string> metrics = SplitList(flags.All("metrics"));
+  if (metrics.empty() && !once && !plain)
+    metrics.assign(std::begin(kDashboardMetrics), std::end(kDashboardMetrics));
+  for (const std::string& metric : metrics) request.add_metric_types(metric);
+  request.set_dashboard_id(dashboard_id);
+  request.set_interval_ms(static_cast<uint32_t>(interval));
+  if (plain || (once && flags.Has("window"))) {
+    request.add_windows(window);  // scripts get the one window they asked for
+  } else if (!once) {
+    for (analytics::Window w : {analytics::WINDOW_1M, analytics::WINDOW_5M, analytics::WINDOW_1H}) {
+      request.add_windows(w);
+    }
+  }
+  if (!once && !plain) request.set_history_seconds(static_cast<uint32_t>(history));
+
+  std::string error;
+  std::shared_ptr<grpc::Channel> channel = client::MakeChannel(options.channel, &error);
+  if (!channel) {
+    std::fprintf(stderr, "dashboard_client: %s\n", error.c_str());
+    return 2;
+  }
+  const std::string servers = client::DescribeServers(options.channel);
+  if (once) {
+    return RunOnce(channel, options, flags.Has("json"), std::chrono::milliseconds(timeout), stdout,
+                   stderr);
+  }
+  Subscription subscription(channel, options);
+  if (plain) return RunPlain(subscription, servers, stdout, stderr, quit);
+  ViewState view;
+  view.server = servers;
+  view.dashboard_id = dashboard_id;
+  view.window = window;
+  return RunTerminalUi(subscription, view, quit);
+}
+
+}  // namespace rta::dashboard

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The script modes against the real server: --once --json, --plain, an unreachable server, and
+# a bad flag.
+set -euo pipefail
+server=$1 dashboard=$2 reporter=$3
+source "$(dirname "$0")/../support/start_server.sh"
+dir=$(mktemp -d)
+trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+start_server "$server" "$dir/server.log" --tick-ms 100
+address=127.0.0.1:$server_port
+
+for i in 1 2 3; do
+  "$reporter" send --server "$address" --type page_view --page /pricing --visitor "v$i" \
+    --session "s$i" --country DE >/dev/null
+done
+"$reporter" send --server "$address" --type purchase --value 42.5 --visitor v1 --session s1 >/dev/null
+
+echo "== --once --json"
+# The events show from the server's next tick (100 ms) on.
+for _ in $(seq 50); do
+  json=$(timeout 20 "$dashboard" --server "$address" --once --json)
+  grep -q '"page_views"' <<<"$json" && python3 -c 'import json,sys
+sys.exit(json.loads(sys.argv[1])["metrics"]["page_views"]["1m"] != 3)' "$json" && break
+  sleep 0.1
+done
+python3 - "$json" <<'PY'
+import json, sys
+doc = json.loads(sys.argv[1])
+m = doc["metrics"]
+assert m["page_views"]["1m"] == 3, m["page_views"]
+assert m["revenue"]["total"] == 42.5, m["revenue"]
+assert m["top_pages"]["1m"]["top"][0]["key"] == "/pricing", m["top_pages"]
+assert m["events_by_country"]["1m"]["DE"] == 3, m["events_by_country"]
+assert doc["epoch"] > 0
+PY
+
+echo "== --plain"
+status=0
+timeout --preserve-status -s INT 3 "$dashboard" --server "$address" --plain --metrics page_views,revenue \
+  >"$dir/plain.out" 2>"$dir/plain.err" || status=$?
+cat "$dir/plain.out" "$dir/plain.err"
+[[ $status -eq 0 ]] || { echo "--plain exited with $status after SIGINT"; exit 1; }
+grep -qx 'Updated metric: page_views = 3 (1m)' "$dir/plain.out"
+grep -qx 'Updated metric: revenue = 42.5 (1m)' "$dir/plain.out"
+grep -q "connected to $address" "$dir/plain.err"
+
+echo "== unreachable"
+status=0
+err=$(timeout 20 "$dashboard" --server 127.0.0.1:1 --once --json --timeout-ms 2000 2>&1) || status=$?
+echo "$err"
+[[ $status -eq 1 ]] || { echo "expected exit 1, got $status"; exit 1; }
+grep -q 'server unreachable at 127.0.0.1:1 (UNAVAILABLE)' <<<"$err"
+
+echo "== refused request"
+status=0
+err=$(timeout 20 "$dashboard" --server "$address" --once --json --metrics nope 2>&1) || status=$?
+[[ $status -eq 1 ]] && grep -q 'INVALID_ARGUMENT' <<<"$err" || { echo "$err"; exit 1; }
+
+echo "== bad usage"
+status=0
+"$dashboard" --server no-port --once 2>"$dir/bad.err" || status=$?
+[[ $status -eq 2 ]] && grep -q 'bad server address' "$dir/bad.err"
+status=0
+"$dashboard" --window 2m 2>/dev/null || status=$?
+[[ $status -eq 2 ]]

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End to end in tmux: the real server, known events, the dashboard in a 100x30 pane read with
+# capture-pane: numbers appear, w switches the window, a stopped server shows "reconnecting",
+# restarted it shows "connected" again, q exits with status 0 and restores the terminal.
+set -euo pipefail
+server=$1 dashboard=$2 reporter=$3
+source "$(dirname "$0")/../support/start_server.sh"
+dir=$(mktemp -d)
+session="rta-dash-$$"
+cleanup() {
+  tmux kill-session -t "$session" 2>/dev/null || true
+  kill "$server_pid" 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+screen() { tmux capture-pane -p -t "$session"; }
+# wait_for TEXT [SECONDS]: until the pane shows TEXT.
+wait_for() {
+  local deadline=$((SECONDS + ${2:-15}))
+  while ((SECONDS < deadline)); do
+    screen | grep -qF -- "$1" && return 0
+    sleep 0.2
+  done
+  echo "timed out waiting for: $1"
+  screen
+  return 1
+}
+
+start_server "$server" "$dir/server.log" --tick-ms 100
+address=127.0.0.1:$server_port
+for i in 1 2 3 4 5 6 7; do
+  "$reporter" send --server "$address" --type page_view --page /landing --visitor "v$i" \
+    --session "s$i" --referrer news.example --device tablet >/dev/null
+done
+"$reporter" send --server "$address" --type purchase --value 20 --visitor v1 --session s1 >/dev/null
+"$reporter" send --server "$address" --type purchase --value 30.5 --visitor v2 --session s2 >/dev/null
+
+tmux new-session -d -s "$session" -x 100 -y 30 \
+  "env LANG=C.UTF-8 ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} '$dashboard' --server '$address' --dashboard-id tmux-e2e; echo EXIT=\$? >'$dir/exit'; sleep 60"
+
+echo "== numbers appear"
+wait_for "● connected"
+wait_for '$50.50'            # revenue
+wait_for "news.example"      # top referrers
+wait_for "tablet"            # devices
+screen | grep -F "Page views" -A1 | grep -q "│ 7 " || { screen; echo "page views 7 missing"; exit 1; }
+wait_for "tmux-e2e"
+
+echo "== w switches the window"
+tmux send-keys -t "$session" w
+wait_for "window 5m"
+
+echo "== the server stops: reconnecting"
+kill -TERM "$server_pid"
+wait "$server_pid" || true
+wait_for "reconnecting in"
+wait_for "server unreachable at $address"
+
+echo "== the server is back: connected again"
+"$server" --listen "$address" --metrics-listen '' --tick-ms 100 2>"$dir/server2.log" &
+server_pid=$!
+wait_for "● connected" 30
+
+echo "== q exits 0 and restores the terminal"
+tmux send-keys -t "$session" q
+for _ in $(seq 50); do [[ -s $dir/exit ]] && break; sleep 0.2; done
+cat "$dir/exit"
+grep -qx "EXIT=0" "$dir/exit"
+if screen | grep -q "Real-time analytics"; then
+  echo "the dashboard is still on screen after exit"; screen; exit 1
+fi
+echo "ok"
