@@ -19,8 +19,9 @@ echo "== --once --json"
 # The events show from the server's next tick (100 ms) on.
 for _ in $(seq 50); do
   json=$(timeout 20 "$dashboard" --server "$address" --once --json)
-  grep -q '"page_views"' <<<"$json" && python3 -c 'import json,sys
-sys.exit(json.loads(sys.argv[1])["metrics"]["page_views"]["1m"] != 3)' "$json" && break
+  python3 -c 'import json,sys
+m = json.loads(sys.argv[1])["metrics"]
+sys.exit(m["page_views"]["1m"] != 3 or m["revenue"]["1m"] != 42.5)' "$json" && break
   sleep 0.1
 done
 python3 - "$json" <<'PY'
