@@ -79,17 +79,19 @@ int RunOnce(const std::shared_ptr<grpc::Channel>& channel, const SubscriptionOpt
   grpc::ClientContext context;
   client::AddCredentials(options.channel, &context);
   context.set_deadline(std::chrono::system_clock::now() + timeout);
-  auto reader = stub->SubscribeMetrics(&context, options.request);
+  auto reader = stub->SubscribeMetricBatches(&context, options.request);
   std::vector<analytics::MetricUpdate> updates;
-  analytics::MetricUpdate update;
+  analytics::MetricUpdateBatch batch;
   bool complete = false;
-  while (reader->Read(&update)) {
-    if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) {
-      complete = true;
-      context.TryCancel();  // that is all we wanted
-      break;
+  while (!complete && reader->Read(&batch)) {
+    for (const analytics::MetricUpdate& update : batch.updates()) {
+      if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) {
+        complete = true;
+        context.TryCancel();  // that is all we wanted
+        break;
+      }
+      updates.push_back(update);
     }
-    updates.push_back(update);
   }
   const grpc::Status status = reader->Finish();
   const std::string servers = client::DescribeServers(options.channel);

@@ -138,32 +138,35 @@ grpc::Status Subscription::RunStream(bool* received_any) {
     context_ = &context;
     if (status_.link != LinkState::kReconnecting) status_.link = LinkState::kConnecting;
   }
-  std::unique_ptr<grpc::ClientReader<analytics::MetricUpdate>> reader =
-      stub_->SubscribeMetrics(&context, request);
-  analytics::MetricUpdate update;
+  // The batched method: one message per tick instead of one per changed series.
+  std::unique_ptr<grpc::ClientReader<analytics::MetricUpdateBatch>> reader =
+      stub_->SubscribeMetricBatches(&context, request);
+  analytics::MetricUpdateBatch batch;
   bool first = true;
-  while (reader->Read(&update)) {
+  while (reader->Read(&batch)) {
     *received_any = true;
-    if (update.epoch() != 0) {
-      if (update.epoch() != resume_epoch_) resume_sequence_ = 0;
-      resume_epoch_ = update.epoch();
-    }
-    if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT ||
-        update.kind() == analytics::UPDATE_KIND_DELTA) {
-      resume_sequence_ = std::max(resume_sequence_, update.sequence());
-    }
     std::lock_guard lock(mutex_);
-    if (first) {
-      first = false;
-      status_.link = LinkState::kConnected;
-      status_.message.clear();
-      // The server could not resume: what we hold is stale, a full snapshot follows.
-      if (!update.recovered()) {
-        queue_.clear();
-        status_.reset = true;
+    for (analytics::MetricUpdate& update : *batch.mutable_updates()) {
+      if (update.epoch() != 0) {
+        if (update.epoch() != resume_epoch_) resume_sequence_ = 0;
+        resume_epoch_ = update.epoch();
       }
+      if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT ||
+          update.kind() == analytics::UPDATE_KIND_DELTA) {
+        resume_sequence_ = std::max(resume_sequence_, update.sequence());
+      }
+      if (first) {
+        first = false;
+        status_.link = LinkState::kConnected;
+        status_.message.clear();
+        // The server could not resume: what we hold is stale, a full snapshot follows.
+        if (!update.recovered()) {
+          queue_.clear();
+          status_.reset = true;
+        }
+      }
+      queue_.push_back(std::move(update));
     }
-    queue_.push_back(std::move(update));
   }
   grpc::Status status = reader->Finish();
   std::lock_guard lock(mutex_);

@@ -33,7 +33,8 @@ struct SubscriptionStatus {
   bool reset = false;
 };
 
-// A SubscribeMetrics stream that keeps itself alive, on its own thread.
+// A subscription (SubscribeMetricBatches: one message per tick) that keeps itself alive, on its
+// own thread.
 //
 // When the stream ends (the server went away, a network error), it reconnects with exponential
 // backoff and jitter, and resubscribes naming the last epoch and sequence it saw, so the server

@@ -210,7 +210,8 @@ void AnalyticsServer::Impl::PostInitialRequests(Worker& worker) {
   const uint32_t n =
       config_.pending_requests_per_method != 0 ? config_.pending_requests_per_method : 32;
   for (uint32_t i = 0; i < n; ++i) {
-    new SubscribeCall(state_, worker);
+    new SubscribeCall(state_, worker, /*batched=*/false);
+    new SubscribeCall(state_, worker, /*batched=*/true);
     new IngestCall<analytics::EventData>(state_, worker);
     new IngestCall<analytics::EventBatch>(state_, worker);
     new GetMetricsCall(state_, worker);

@@ -25,6 +25,8 @@ const char* MethodName(Method method) {
       return "AnalyzeSession";
     case Method::kGetMetrics:
       return "GetMetrics";
+    case Method::kSubscribeMetricBatches:
+      return "SubscribeMetricBatches";
   }
   return "unknown";
 }

@@ -21,9 +21,10 @@ enum class Method {
   kReportEvent,
   kReportEventBatches,
   kAnalyzeSession,
-  kGetMetrics
+  kGetMetrics,
+  kSubscribeMetricBatches
 };
-inline constexpr size_t kMethodCount = 5;
+inline constexpr size_t kMethodCount = 6;
 const char* MethodName(Method method);
 
 // Why the server refused an event before or inside the aggregator (Prometheus label values).

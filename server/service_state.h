@@ -17,14 +17,15 @@
 
 namespace rta::server {
 
-// The async service: SubscribeMetrics is raw (ByteBuffer) so that one serialized update is
-// shared by every subscriber; the other methods are typed.
+// The async service: the two subscription methods are raw (ByteBuffer) so that one serialized
+// update is shared by every subscriber; the other methods are typed.
 using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_SubscribeMetrics<
-    analytics::AnalyticsService::WithAsyncMethod_ReportEvent<
-        analytics::AnalyticsService::WithAsyncMethod_ReportEventBatches<
-            analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
-                analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
-                    analytics::AnalyticsService::Service>>>>>;
+    analytics::AnalyticsService::WithRawMethod_SubscribeMetricBatches<
+        analytics::AnalyticsService::WithAsyncMethod_ReportEvent<
+            analytics::AnalyticsService::WithAsyncMethod_ReportEventBatches<
+                analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
+                    analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
+                        analytics::AnalyticsService::Service>>>>>>;
 
 // What every call state machine shares. Owned by the server; outlives every call.
 struct ServiceState {

@@ -17,11 +17,17 @@ int64_t SteadyNowMs() {
 
 }  // namespace
 
-SubscribeCall::SubscribeCall(ServiceState& state, Worker& worker) : state_(state), worker_(worker) {
+SubscribeCall::SubscribeCall(ServiceState& state, Worker& worker, bool batched)
+    : state_(state), worker_(worker), batched_(batched) {
   context_.AsyncNotifyWhenDone(&done_tag_);
   ++pending_ops_;
-  state_.service.RequestSubscribeMetrics(&context_, &request_, &writer_, worker_.cq(), worker_.cq(),
-                                         &request_tag_);
+  if (batched_) {
+    state_.service.RequestSubscribeMetricBatches(&context_, &request_, &writer_, worker_.cq(),
+                                                 worker_.cq(), &request_tag_);
+  } else {
+    state_.service.RequestSubscribeMetrics(&context_, &request_, &writer_, worker_.cq(),
+                                           worker_.cq(), &request_tag_);
+  }
 }
 
 void SubscribeCall::OnEvent(int op, bool ok) {
@@ -33,13 +39,15 @@ void SubscribeCall::OnEvent(int op, bool ok) {
         return;
       }
       ++pending_ops_;  // the done tag is armed now that the call started
-      if (!state_.shutting_down.load(std::memory_order_relaxed)) new SubscribeCall(state_, worker_);
+      if (!state_.shutting_down.load(std::memory_order_relaxed)) {
+        new SubscribeCall(state_, worker_, batched_);
+      }
       Start();
       break;
     case kWrite:
       write_in_flight_ = false;
       if (!ok) break;  // the stream is broken; the done tag follows
-      state_.metrics.AddUpdatesSent(1);
+      state_.metrics.AddUpdatesSent(updates_in_flight_);
       if (finish_requested_) {
         Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
       } else if (batch_pos_ < batch_.size()) {
@@ -76,7 +84,8 @@ void SubscribeCall::MaybeDelete() {
 }
 
 void SubscribeCall::Start() {
-  if (grpc::Status status = booking_.Open(state_, Method::kSubscribeMetrics); !status.ok()) {
+  const Method method = batched_ ? Method::kSubscribeMetricBatches : Method::kSubscribeMetrics;
+  if (grpc::Status status = booking_.Open(state_, method); !status.ok()) {
     Finish(status);
     return;
   }
@@ -227,7 +236,39 @@ void SubscribeCall::WriteNext() {
   write_in_flight_ = true;
   write_started_ = std::chrono::steady_clock::now();
   ++pending_ops_;
-  writer_.Write(batch_[batch_pos_++], &write_tag_);
+  if (!batched_) {
+    updates_in_flight_ = 1;
+    writer_.Write(batch_[batch_pos_++], &write_tag_);
+    return;
+  }
+  // One MetricUpdateBatch: each update is its field 1 on the wire (tag 0x0A, the length as a
+  // varint, the serialized update), so the message is the updates' bytes with a few header
+  // bytes between them, copied once into one contiguous slice (cheaper for gRPC to frame than
+  // a slice per update).
+  message_bytes_.clear();
+  updates_in_flight_ = 0;
+  while (batch_pos_ < batch_.size()) {
+    const grpc::ByteBuffer& update = batch_[batch_pos_];
+    const size_t length = update.Length();
+    if (updates_in_flight_ > 0 && message_bytes_.size() + length + 6 > kMaxBatchMessageBytes) {
+      break;
+    }
+    message_bytes_.push_back('\x0A');
+    for (size_t rest = length;; rest >>= 7) {
+      message_bytes_.push_back(static_cast<char>((rest & 0x7F) | (rest >= 0x80 ? 0x80 : 0)));
+      if (rest < 0x80) break;
+    }
+    update_slices_.clear();
+    (void)update.Dump(&update_slices_);  // cannot fail on a buffer we serialized
+    for (const grpc::Slice& slice : update_slices_) {
+      message_bytes_.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    ++batch_pos_;
+    ++updates_in_flight_;
+  }
+  grpc::Slice slice(message_bytes_.data(), message_bytes_.size());
+  message_ = grpc::ByteBuffer(&slice, 1);
+  writer_.Write(message_, &write_tag_);
 }
 
 void SubscribeCall::OnShutdown() {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "server/metric_filter.h"
@@ -17,16 +18,20 @@ namespace rta::server {
 
 class Worker;
 
-// State machine of one SubscribeMetrics stream.
+// State machine of one SubscribeMetrics or SubscribeMetricBatches stream.
 //
 // At most one write is in flight. Each write sends the next message of the current batch; a
 // batch is the initial snapshot (plus history), or the series that changed since the last
 // batch this subscriber completed. A subscriber still busy when a new snapshot is published
 // simply builds its next batch from the newest snapshot (latest wins), so its memory is bounded
 // by one batch of shared buffers; the ticks it missed are reported in `skipped`.
+// SubscribeMetricBatches sends the same updates with as many of them per message as fit in
+// kMaxBatchMessageBytes: the message is the shared buffers' bytes with field headers between.
 class SubscribeCall final : public CallBase {
  public:
-  SubscribeCall(ServiceState& state, Worker& worker);
+  static constexpr size_t kMaxBatchMessageBytes = 256 * 1024;
+
+  SubscribeCall(ServiceState& state, Worker& worker, bool batched);
   void OnEvent(int op, bool ok) override;
   // From the worker: a new snapshot is out / the server is shutting down.
   void OnPublished(const std::shared_ptr<const PublishedSnapshot>& latest, int64_t now_ms);
@@ -45,6 +50,7 @@ class SubscribeCall final : public CallBase {
 
   ServiceState& state_;
   Worker& worker_;
+  const bool batched_;  // SubscribeMetricBatches
   grpc::ServerContext context_;
   grpc::ByteBuffer request_;
   grpc::ServerAsyncWriter<grpc::ByteBuffer> writer_{&context_};
@@ -73,6 +79,10 @@ class SubscribeCall final : public CallBase {
   uint64_t missed_ticks_ = 0;    // snapshots published while this subscriber was busy
   std::vector<grpc::ByteBuffer> batch_;
   size_t batch_pos_ = 0;
+  size_t updates_in_flight_ = 0;  // in the write in flight
+  grpc::ByteBuffer message_;      // the write in flight, when batched
+  std::string message_bytes_;     // reused to assemble it
+  std::vector<grpc::Slice> update_slices_;
 };
 
 }  // namespace rta::server

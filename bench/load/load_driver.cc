@@ -288,7 +288,9 @@ class SteadyIngest {
 };
 
 // fanout: `subscribers` streams over a few connections, tick 100 ms, steady ingest beside.
-Result RunFanout(const Options& options, int subscribers) {
+// batched: SubscribeMetricBatches (a tick's updates in one message) instead of SubscribeMetrics.
+// dashboards: every metric of the 1m window, as dashboard_client asks, instead of three totals.
+Result RunFanout(const Options& options, int subscribers, bool batched, bool dashboards = false) {
   constexpr int kTickMs = 100;
   ServerProcess server(options.server_binary, kTickMs,
                        "--max-subscribers 20000 --max-streams 30000 --workers 2");
@@ -300,15 +302,23 @@ Result RunFanout(const Options& options, int subscribers) {
     stubs.push_back(analytics::AnalyticsService::NewStub(NewChannel(server.address(), i)));
   }
   analytics::SubscriptionRequest request;
-  for (const char* m : {"events_total", "page_views", "unique_visitors"})
-    request.add_metric_types(m);
-  request.add_windows(analytics::WINDOW_TOTAL);
+  if (dashboards) {
+    request.add_windows(analytics::WINDOW_1M);
+  } else {
+    for (const char* m : {"events_total", "page_views", "unique_visitors"}) {
+      request.add_metric_types(m);
+    }
+    request.add_windows(analytics::WINDOW_TOTAL);
+  }
   struct Sub {
     grpc::ClientContext context;
     std::unique_ptr<grpc::ClientAsyncReader<analytics::MetricUpdate>> reader;
+    std::unique_ptr<grpc::ClientAsyncReader<analytics::MetricUpdateBatch>> batch_reader;
     analytics::MetricUpdate update;
+    analytics::MetricUpdateBatch batch;
     grpc::Status status;
-    uint64_t received = 0;
+    bool started = false;
+    bool joined = false;  // has its initial snapshot
     uint64_t last_sequence = 0;
     uint64_t sequences = 0;  // distinct ticks seen while measuring
     bool finishing = false;
@@ -318,15 +328,32 @@ Result RunFanout(const Options& options, int subscribers) {
   for (int i = 0; i < subscribers; ++i) {
     auto s = std::make_unique<Sub>();
     s->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
-    s->reader = stubs[i % channels]->AsyncSubscribeMetrics(&s->context, request, &cq, s.get());
+    if (batched) {
+      s->batch_reader =
+          stubs[i % channels]->AsyncSubscribeMetricBatches(&s->context, request, &cq, s.get());
+    } else {
+      s->reader = stubs[i % channels]->AsyncSubscribeMetrics(&s->context, request, &cq, s.get());
+    }
     subs.push_back(std::move(s));
   }
   std::atomic<bool> measuring{false};
   std::atomic<uint64_t> delivered{0};
+  std::atomic<uint64_t> messages{0};
   int finished = 0;
   std::thread client([&] {
     void* tag;
     bool ok;
+    const auto take = [&](Sub& s, const analytics::MetricUpdate& update) {
+      if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) {
+        s.joined = true;
+        return;
+      }
+      if (measuring.load(std::memory_order_relaxed)) {
+        delivered.fetch_add(1, std::memory_order_relaxed);
+        if (update.sequence() != s.last_sequence) ++s.sequences;
+      }
+      s.last_sequence = update.sequence();
+    };
     while (finished < subscribers && cq.Next(&tag, &ok)) {
       Sub& s = *static_cast<Sub*>(tag);
       if (s.finishing) {
@@ -335,25 +362,36 @@ Result RunFanout(const Options& options, int subscribers) {
       }
       if (!ok) {
         s.finishing = true;
-        s.reader->Finish(&s.status, &s);
+        if (batched) {
+          s.batch_reader->Finish(&s.status, &s);
+        } else {
+          s.reader->Finish(&s.status, &s);
+        }
         continue;
       }
-      if (s.received > 0 || s.update.metric_type().size() > 0) {
+      if (s.started) {  // a message arrived
         if (measuring.load(std::memory_order_relaxed)) {
-          delivered.fetch_add(1, std::memory_order_relaxed);
-          if (s.update.sequence() != s.last_sequence) ++s.sequences;
+          messages.fetch_add(1, std::memory_order_relaxed);
         }
-        s.last_sequence = s.update.sequence();
+        if (batched) {
+          for (const analytics::MetricUpdate& update : s.batch.updates()) take(s, update);
+        } else {
+          take(s, s.update);
+        }
       }
-      ++s.received;
-      s.reader->Read(&s.update, &s);
+      s.started = true;
+      if (batched) {
+        s.batch_reader->Read(&s.batch, &s);
+      } else {
+        s.reader->Read(&s.update, &s);
+      }
     }
   });
   // Wait until every subscriber has its initial snapshot (bounded).
   const auto join_deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < join_deadline) {
     size_t joined = 0;
-    for (const auto& s : subs) joined += s->received > 1;
+    for (const auto& s : subs) joined += s->joined;
     if (joined == subs.size()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -376,7 +414,9 @@ Result RunFanout(const Options& options, int subscribers) {
   client.join();
   Result r;
   r.scenario = "fanout";
-  r.variant = std::to_string(subscribers) + " subscribers";
+  r.variant = std::to_string(subscribers) +
+              (dashboards ? " dashboards (all metrics, 1m)" : " subscribers") +
+              (batched ? ", batched" : "");
   r.unit = "updates/s";
   const uint64_t deliveries = delivered.load();
   r.rate = deliveries / elapsed;
@@ -384,6 +424,9 @@ Result RunFanout(const Options& options, int subscribers) {
       (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, deliveries);
   r.client_cpu_us = client_cpu * 1e6 / std::max<uint64_t>(1, deliveries);
   r.extra = {{"subscribers", subscribers},
+             {"messages_per_second", messages.load() / elapsed},
+             {"updates_per_message",
+              static_cast<double>(deliveries) / std::max<uint64_t>(1, messages.load())},
              {"ticks", ticks},
              {"min_ticks_seen_by_a_subscriber", min_sequences},
              {"every_subscriber_kept_up", min_sequences + 2 >= static_cast<uint64_t>(ticks)},
@@ -639,15 +682,23 @@ int Main(int argc, char** argv) {
     }
   }
   if (all || options.scenario == "ingest-batched") {
+    // With fewer than 8 streams the server's two queues are not both kept busy.
     for (int per_message : {10, 100}) {
-      run(RunIngest(options, std::to_string(per_message) + " per message, 4 streams", 4,
-                    per_message, true));
+      for (int streams : options.smoke ? std::vector<int>{4} : std::vector<int>{4, 16}) {
+        run(RunIngest(
+            options,
+            std::to_string(per_message) + " per message, " + std::to_string(streams) + " streams",
+            streams, per_message, true));
+      }
     }
   }
   if (all || options.scenario == "fanout") {
     for (int subscribers : options.smoke ? std::vector<int>{100} : std::vector<int>{1000, 10000}) {
-      run(RunFanout(options, subscribers));
+      for (bool batched : {false, true}) run(RunFanout(options, subscribers, batched));
     }
+    // What dashboard_client subscribes to: many series change per tick.
+    const int dashboards = options.smoke ? 100 : 1000;
+    for (bool batched : {false, true}) run(RunFanout(options, dashboards, batched, true));
   }
   if (all || options.scenario == "latency") {
     const double rate = options.smoke ? 1000 : std::clamp(single_capacity * 0.5, 1000.0, 100000.0);

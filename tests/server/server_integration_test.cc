@@ -6,8 +6,10 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <map>
 #include <thread>
 
+#include "server/subscribe_call.h"
 #include "tests/support/server_harness.h"
 
 using analytics::MetricUpdate;
@@ -456,6 +458,97 @@ TEST_CASE("history on join fills the last N seconds per series",
   CHECK(history.back() == 5);
   CHECK(std::is_sorted(history.begin(), history.end()));
   context->TryCancel();
+}
+
+TEST_CASE("SubscribeMetricBatches sends SubscribeMetrics' updates, many per message",
+          "[server][integration][subscribe]") {
+  ServerHarness h;
+  // 100 seconds of history on every series: more than one 256 KiB message on join.
+  for (int second = 0; second < 100; ++second) {
+    h.ReportBatch(
+        {MakeEvent(std::string("b").append(std::to_string(second)), "page_view", h.clock().NowMs(),
+                   std::string("v").append(std::to_string(second % 7)))});
+    h.server().TickForTest();
+    h.clock().AdvanceMs(1000);
+  }
+  h.server().TickForTest();
+  analytics::SubscriptionRequest request;
+  request.set_history_seconds(120);
+  auto stub = h.NewStub();
+  auto plain_context = DeadlineContext();
+  auto plain = stub->SubscribeMetrics(plain_context.get(), request);
+  const auto expected = ReadInitial(*plain);
+  auto batched_context = DeadlineContext();
+  auto batched = stub->SubscribeMetricBatches(batched_context.get(), request);
+
+  // Reads batches until `count` updates have come; returns them, counting the messages.
+  analytics::MetricUpdateBatch batch;
+  size_t messages = 0;
+  size_t largest = 0;
+  const auto read_updates = [&](size_t count) {
+    std::vector<MetricUpdate> updates;
+    while (updates.size() < count && batched->Read(&batch)) {
+      ++messages;
+      largest = std::max(largest, batch.ByteSizeLong());
+      updates.insert(updates.end(), batch.updates().begin(), batch.updates().end());
+    }
+    return updates;
+  };
+  const auto same = [](const std::vector<MetricUpdate>& a, const std::vector<MetricUpdate>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].SerializeAsString() != b[i].SerializeAsString()) return false;
+    }
+    return true;
+  };
+  const auto initial = read_updates(expected.size());
+  CHECK(expected.size() > 5'000);
+  CHECK(same(initial, expected));
+  CHECK(messages >= 2);
+  CHECK(messages < 10);
+  CHECK(largest <= rta::server::SubscribeCall::kMaxBatchMessageBytes);
+
+  // Live changes: the same latest values on both streams, in far fewer messages. (The
+  // server's own timer also ticks, so the changes may be split over ticks differently.)
+  h.ReportBatch({MakeEvent("late", "purchase", h.clock().NowMs(), "v1")});
+  h.server().TickForTest();
+  const auto key = [](const MetricUpdate& u) {
+    std::string k = u.metric_type() + "/" + std::to_string(u.window());
+    for (const auto& [name, value] : u.labels()) k += "/" + name + "=" + value;
+    return k;
+  };
+  const auto converted = [](const MetricUpdate& u) {
+    return u.metric_type() == "conversions" && u.window() == analytics::WINDOW_TOTAL &&
+           u.value() == 1;
+  };
+  std::map<std::string, double> batched_values, plain_values;
+  messages = 0;
+  size_t batched_updates = 0;
+  bool seen = false;
+  while (!seen && batched->Read(&batch)) {
+    ++messages;
+    for (const MetricUpdate& u : batch.updates()) {
+      batched_values[key(u)] = u.value();
+      ++batched_updates;
+      seen |= converted(u);
+    }
+  }
+  CHECK(seen);
+  // The plain stream reaches the same values (its context's deadline bounds the wait).
+  const auto caught_up = [&] {
+    for (const auto& [k, v] : batched_values) {
+      const auto it = plain_values.find(k);
+      if (it == plain_values.end() || it->second != v) return false;
+    }
+    return true;
+  };
+  MetricUpdate update;
+  while (!caught_up() && plain->Read(&update)) plain_values[key(update)] = update.value();
+  CHECK(caught_up());
+  CHECK(batched_updates > 5);
+  CHECK(messages <= 3);
+  plain_context->TryCancel();
+  batched_context->TryCancel();
 }
 
 TEST_CASE("shutdown with 1,000 open subscriber streams completes in seconds",
