@@ -47,6 +47,19 @@ wait_for "tablet"            # devices
 screen | grep -F "Page views" -A1 | grep -q "│ 7 " || { screen; echo "page views 7 missing"; exit 1; }
 wait_for "tmux-e2e"
 
+echo "== resizes are followed"
+tmux resize-window -t "$session" -x 200 -y 50
+wait_for "Top campaigns"
+# Wide: all five tables share one header line.
+screen | grep "Top pages" | grep -q "Devices" || { screen; echo "no wide layout"; exit 1; }
+tmux resize-window -t "$session" -x 80 -y 24
+deadline=$((SECONDS + 15))
+until screen | grep "Top pages" | grep -vq "Devices" && [[ $(screen | wc -l) -le 24 ]]; do
+  ((SECONDS < deadline)) || { screen; echo "no narrow layout"; exit 1; }
+  sleep 0.2
+done
+tmux resize-window -t "$session" -x 100 -y 30
+
 echo "== w switches the window"
 tmux send-keys -t "$session" w
 wait_for "window 5m"
