@@ -1,6 +1,7 @@
 #include "dashboard_client/script_modes.h"
 
 #include <cmath>
+#include <map>
 #include <thread>
 
 #include "dashboard_client/render.h"

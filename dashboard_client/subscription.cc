@@ -19,15 +19,20 @@ bool RetryCannotFix(grpc::StatusCode code) {
 std::string DescribeFailure(const grpc::Status& status, const std::string& servers) {
   const std::string code = client::StatusCodeName(status.error_code());
   switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      // Connection failures carry gRPC's internal details; the server's own messages (such as
-      // "server shutting down") are worth showing.
-      if (status.error_message().find("failed to connect") != std::string::npos ||
-          status.error_message().find("connections to all backends failing") != std::string::npos ||
-          status.error_message().find("Connection refused") != std::string::npos) {
+    case grpc::StatusCode::UNAVAILABLE: {
+      // Connection failures carry gRPC's internal details; say what they mean. The server's
+      // own messages (such as "server shutting down") are worth showing as they are.
+      const std::string& message = status.error_message();
+      if (message.find("DNS resolution failed") != std::string::npos) {
+        return "cannot resolve the server address " + servers + " (" + code + ")";
+      }
+      if (message.find("failed to connect") != std::string::npos ||
+          message.find("connections to all backends failing") != std::string::npos ||
+          message.find("Connection refused") != std::string::npos) {
         return "server unreachable at " + servers + " (" + code + ")";
       }
-      return "lost the server at " + servers + " (" + code + ": " + status.error_message() + ")";
+      return "lost the server at " + servers + " (" + code + ": " + message + ")";
+    }
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED:
       return "the server refused the token (" + code + ": " + status.error_message() +

@@ -332,6 +332,23 @@ TEST_CASE("plain lines and the --once JSON document", "[dashboard][script]") {
   CHECK(json["epoch"] == 7);
 }
 
+TEST_CASE("failures are described in words", "[dashboard][subscription]") {
+  const std::string server = "10.0.0.1:50051";
+  CHECK(DescribeFailure({grpc::StatusCode::UNAVAILABLE,
+                         "failed to connect to all addresses; last error: Connection refused"},
+                        server) == "server unreachable at 10.0.0.1:50051 (UNAVAILABLE)");
+  CHECK(DescribeFailure({grpc::StatusCode::UNAVAILABLE,
+                         "DNS resolution failed for nope:50051: Domain name not found"},
+                        "nope:50051") ==
+        "cannot resolve the server address nope:50051 (UNAVAILABLE)");
+  CHECK(DescribeFailure({grpc::StatusCode::UNAVAILABLE, "server shutting down"}, server) ==
+        "lost the server at 10.0.0.1:50051 (UNAVAILABLE: server shutting down)");
+  CHECK(DescribeFailure({grpc::StatusCode::UNAUTHENTICATED, "bad token"}, server) ==
+        "the server refused the token (UNAUTHENTICATED: bad token); check --token, then press r");
+  CHECK(Contains(DescribeFailure({grpc::StatusCode::INVALID_ARGUMENT, "metric_types: x"}, server),
+                 "refused the subscription (INVALID_ARGUMENT: metric_types: x)"));
+}
+
 TEST_CASE("the subscription feeds the model from the real server", "[dashboard][subscription]") {
   rta::testing::ServerHarness server;
   const int64_t now = rta::testing::NowMs();
