@@ -318,7 +318,7 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
     analytics::MetricUpdateBatch batch;
     grpc::Status status;
     bool started = false;
-    bool joined = false;  // has its initial snapshot
+    std::atomic<bool> joined{false};  // has its initial snapshot; read by the main thread
     uint64_t last_sequence = 0;
     uint64_t sequences = 0;  // distinct ticks seen while measuring
     bool finishing = false;
@@ -391,7 +391,7 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   const auto join_deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < join_deadline) {
     size_t joined = 0;
-    for (const auto& s : subs) joined += s->joined;
+    for (const auto& s : subs) joined += s->joined.load();
     if (joined == subs.size()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -408,10 +408,11 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   const double client_cpu = ClientCpuSeconds() - client_before;
   ingest.Stop();
   const double ticks = elapsed * 1000 / kTickMs;
-  uint64_t min_sequences = UINT64_MAX;
-  for (const auto& s : subs) min_sequences = std::min(min_sequences, s->sequences);
   for (auto& s : subs) s->context.TryCancel();
   client.join();
+  // Read once the client thread is done with the subscribers (measuring stopped before).
+  uint64_t min_sequences = UINT64_MAX;
+  for (const auto& s : subs) min_sequences = std::min(min_sequences, s->sequences);
   Result r;
   r.scenario = "fanout";
   r.variant = std::to_string(subscribers) +
