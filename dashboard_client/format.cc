@@ -82,8 +82,14 @@ std::string FormatAge(double seconds) {
 }
 
 std::string Sparkline(const std::vector<double>& values, int width) {
+  return width <= 0 ? "" : SparkChart(values, width, 1).front();
+}
+
+std::vector<std::string> SparkChart(const std::vector<double>& values, int width, int rows) {
   static const char* const kBlocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
-  if (width <= 0) return "";
+  rows = std::max(rows, 1);
+  std::vector<std::string> lines(static_cast<size_t>(rows));
+  if (width <= 0) return lines;
   // Bucket the values into at most `width` columns (the mean of each bucket).
   std::vector<double> columns;
   const size_t n = values.size();
@@ -107,17 +113,25 @@ std::string Sparkline(const std::vector<double>& values, int width) {
     low = std::min(low, v);
     high = std::max(high, v);
   }
-  std::string line(static_cast<size_t>(width) - count, ' ');
+  // Fewer values than columns: right-aligned, so the newest value is always at the right edge.
+  for (std::string& line : lines) line.assign(static_cast<size_t>(width) - count, ' ');
+  const int levels = rows * 8;
   for (double v : columns) {
-    if (std::isnan(v)) {
-      line += ' ';
-    } else if (high <= low) {
-      line += kBlocks[v > 0 ? 3 : 0];  // flat: a middle line, or the floor for zero
-    } else {
-      line += kBlocks[std::clamp(static_cast<int>((v - low) / (high - low) * 7.999), 0, 7)];
+    // Every known value gets at least the lowest eighth, so "zero" differs from "no data".
+    int level = 0;
+    if (!std::isnan(v)) {
+      level =
+          high <= low
+              ? (v > 0 ? levels / 2 : 1)  // flat: a middle line, or the floor for 0
+              : 1 + std::clamp(static_cast<int>((v - low) / (high - low) * (levels - 1 + 0.999)), 0,
+                               levels - 1);
+    }
+    for (int r = 0; r < rows; ++r) {
+      const int fill = level - (rows - 1 - r) * 8;  // eighths of this line (top line first)
+      lines[static_cast<size_t>(r)] += fill <= 0 ? " " : kBlocks[std::min(fill, 8) - 1];
     }
   }
-  return line;
+  return lines;
 }
 
 size_t DisplayWidth(const std::string& utf8) {

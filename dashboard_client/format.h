@@ -26,6 +26,9 @@ std::string FormatAge(double seconds);
 // ▁▂▃▄▅▆▇█, scaled between the minimum and the maximum; NaN (no data) is a space. More values
 // than width are averaged into buckets; fewer are right-aligned.
 std::string Sparkline(const std::vector<double>& values, int width);
+// The same as a chart `rows` lines tall (top line first), for tiles with room to spare: each
+// column is a bar of up to rows * 8 eighths. Sparkline(v, w) == SparkChart(v, w, 1)[0].
+std::vector<std::string> SparkChart(const std::vector<double>& values, int width, int rows);
 
 // The number of characters (code points) in UTF-8 text: every character the dashboard draws is
 // one terminal column wide.

@@ -11,7 +11,11 @@ namespace {
 
 constexpr int kMinWidth = 40;
 constexpr int kMinHeight = 12;
+// A tile: borders, the value line and at least one line of chart.
 constexpr int kTileHeight = 4;
+constexpr int kMaxChartRows = 8;
+// A table row wants its header and all ten entries of a top-k list before tiles grow taller.
+constexpr int kFullTableRows = 11;
 
 // Shares in a table column of 5: "13%", "100%", "9.7%".
 std::string FormatShare(double share) {
@@ -41,15 +45,19 @@ constexpr Kpi kKpis[] = {
 void DrawTitle(const ViewState& view, Screen* screen) {
   screen->Fill(0, 0, screen->width(), L' ', Style::kTitle);
   screen->Put(1, 0, "Real-time analytics · window " + WindowLabel(view.window), Style::kTitle);
-  const std::string keys = "w window  p pause  r reconnect  ? help  q quit ";
-  if (static_cast<int>(DisplayWidth(keys)) + 36 <= screen->width()) {
-    screen->PutRight(screen->width(), 0, keys, Style::kTitle);
+  // Every key when they fit, else the two that matter most to someone new.
+  for (const std::string keys :
+       {"w window  p pause  r reconnect  ? help  q quit ", "? help  q quit "}) {
+    if (static_cast<int>(DisplayWidth(keys)) + 36 <= screen->width()) {
+      screen->PutRight(screen->width(), 0, keys, Style::kTitle);
+      break;
+    }
   }
 }
 
 void DrawTile(const DashboardModel& model, const ViewState& view, const Kpi& kpi, int x, int y,
-              int width, Screen* screen) {
-  screen->Box(x, y, width, kTileHeight, kpi.title, Style::kDim, Style::kHeader);
+              int width, int chart_rows, Screen* screen) {
+  screen->Box(x, y, width, kTileHeight - 1 + chart_rows, kpi.title, Style::kDim, Style::kHeader);
   const int inner = width - 4;
   const double value = model.Value(kpi.metric, view.window);
   screen->Put(x + 2, y + 1, kpi.format(value), Style::kNormal, inner);
@@ -67,7 +75,10 @@ void DrawTile(const DashboardModel& model, const ViewState& view, const Kpi& kpi
     screen->PutRight(x + width - 2, y + 1, change, style);
   }
   const std::vector<double> series = model.Series(kpi.metric, view.window, now - span + 1, now);
-  screen->Put(x + 2, y + 2, Sparkline(series, inner), Style::kSpark, inner);
+  const std::vector<std::string> chart = SparkChart(series, inner, chart_rows);
+  for (int row = 0; row < chart_rows; ++row) {
+    screen->Put(x + 2, y + 2 + row, chart[static_cast<size_t>(row)], Style::kSpark, inner);
+  }
 }
 
 // A table with a header line: key, count, share; as many rows as fit.
@@ -243,18 +254,36 @@ void RenderDashboard(const DashboardModel& model, const ViewState& view, Screen*
   }
   DrawTitle(view, screen);
 
-  // KPI tiles: 8 in a row on wide terminals, 4 per row from 80 columns, else 2.
+  // Rows of tables, each table with a share of the width: all five side by side on wide
+  // terminals; on narrower ones the top-k tables get the room their long keys need.
+  using Row = std::vector<std::pair<size_t, int>>;  // (table, weight)
+  std::vector<Row> layout;
+  if (width >= 160) {
+    layout = {{{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}}};
+  } else if (width >= 120) {
+    layout = {{{0, 1}, {1, 1}, {2, 1}}, {{3, 1}, {4, 1}}};
+  } else {
+    layout = {{{0, 1}, {1, 1}}, {{2, 6}, {3, 5}, {4, 5}}};
+  }
+
+  // KPI tiles: 8 in a row on wide terminals, 4 per row from 80 columns, else 2. Height the
+  // tables do not need (all ten entries shown) makes the tiles' charts taller.
   const int per_row = width >= 160 ? 8 : width >= 80 ? 4 : 2;
   const int tile_width = width / per_row;
   const int tile_rows = (static_cast<int>(std::size(kKpis)) + per_row - 1) / per_row;
+  const int spare =
+      height - 3 - tile_rows * kTileHeight - static_cast<int>(layout.size()) * kFullTableRows;
+  const int chart_rows = std::clamp(1 + spare / tile_rows, 1, kMaxChartRows);
+  const int tile_height = kTileHeight - 1 + chart_rows;
   for (size_t i = 0; i < std::size(kKpis); ++i) {
     const int column = static_cast<int>(i) % per_row;
     const int row = static_cast<int>(i) / per_row;
-    DrawTile(model, view, kKpis[i], column * tile_width, 1 + row * kTileHeight, tile_width, screen);
+    DrawTile(model, view, kKpis[i], column * tile_width, 1 + row * tile_height, tile_width,
+             chart_rows, screen);
   }
 
   // Tables between the tiles and the two status lines.
-  const int top = 1 + tile_rows * kTileHeight;
+  const int top = 1 + tile_rows * tile_height;
   const int bottom = height - 2;  // the line above the status line holds messages
   const analytics::Window window = view.window;
   struct Table {
@@ -268,17 +297,6 @@ void RenderDashboard(const DashboardModel& model, const ViewState& view, Screen*
       {"Countries", BreakdownRows(model, "events_by_country", window)},
       {"Devices", BreakdownRows(model, "events_by_device", window)},
   };
-  // Rows of tables, each table with a share of the width: all five side by side on wide
-  // terminals; on narrower ones the top-k tables get the room their long keys need.
-  using Row = std::vector<std::pair<size_t, int>>;  // (table, weight)
-  std::vector<Row> layout;
-  if (width >= 160) {
-    layout = {{{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}}};
-  } else if (width >= 120) {
-    layout = {{{0, 1}, {1, 1}, {2, 1}}, {{3, 1}, {4, 1}}};
-  } else {
-    layout = {{{0, 1}, {1, 1}}, {{2, 6}, {3, 5}, {4, 5}}};
-  }
   int y = top;
   for (size_t r = 0; r < layout.size(); ++r) {
     const int rows_for_this = (bottom - y) / static_cast<int>(layout.size() - r);

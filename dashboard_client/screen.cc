@@ -70,6 +70,36 @@ std::string Screen::Text() const {
   return text;
 }
 
+wchar_t AsciiFallback(wchar_t c) {
+  if (c < 0x80) return c;
+  if (c >= L'▁' && c <= L'█') return L"_.:-=+*#"[c - L'▁'];
+  switch (c) {
+    case L'─':
+    case L'—':
+    case L'·':
+      return L'-';
+    case L'│':
+      return L'|';
+    case L'┌':
+    case L'┐':
+    case L'└':
+    case L'┘':
+      return L'+';
+    case L'▲':
+      return L'^';
+    case L'▼':
+      return L'v';
+    case L'●':
+      return L'*';
+    case L'→':
+      return L'>';
+    case L'…':
+      return L'~';
+    default:
+      return L'?';
+  }
+}
+
 std::wstring DecodeUtf8(const std::string& utf8) {
   std::wstring text;
   text.reserve(utf8.size());

@@ -54,6 +54,11 @@ class Screen {
   std::vector<Style> styles_;
 };
 
+// What a cell shows on a terminal whose locale is not UTF-8: the dashboard's box, block, arrow
+// and bullet characters as their nearest ASCII ("-", "|", "+", "_.:-=+*#", "^", "v", "*"),
+// anything else outside ASCII as "?".
+wchar_t AsciiFallback(wchar_t c);
+
 // UTF-8 to code points (malformed bytes become U+FFFD).
 std::wstring DecodeUtf8(const std::string& utf8);
 std::string EncodeUtf8(const std::wstring& text);

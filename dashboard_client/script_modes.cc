@@ -97,10 +97,18 @@ int RunOnce(const std::shared_ptr<grpc::Channel>& channel, const SubscriptionOpt
   const grpc::Status status = reader->Finish();
   const std::string servers = client::DescribeServers(options.channel);
   if (!complete) {
-    std::fprintf(err, "dashboard_client: %s\n",
-                 (status.ok() ? std::string("the stream ended before the snapshot did")
-                              : DescribeFailure(status, servers))
-                     .c_str());
+    std::string message;
+    if (status.ok()) {
+      message = "the stream ended before the snapshot did";
+    } else if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      // A host that drops packets (or a stuck server) answers nothing at all; say so instead
+      // of gRPC's "Deadline Exceeded".
+      message = "no snapshot from " + servers + " within " + std::to_string(timeout.count()) +
+                " ms (DEADLINE_EXCEEDED); is the server up and reachable?";
+    } else {
+      message = DescribeFailure(status, servers);
+    }
+    std::fprintf(err, "dashboard_client: %s\n", message.c_str());
     return 1;
   }
   if (as_json) {

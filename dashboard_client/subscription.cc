@@ -35,8 +35,9 @@ std::string DescribeFailure(const grpc::Status& status, const std::string& serve
     }
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED:
-      return "the server refused the token (" + code + ": " + status.error_message() +
-             "); check --token, then press r";
+      // The advice first: on an 80-column screen the server's own words may be cut off.
+      return "the server refused the token; check --token (" + code + ": " +
+             status.error_message() + ")";
     case grpc::StatusCode::INVALID_ARGUMENT:
       return "the server refused the subscription (" + code + ": " + status.error_message() + ")";
     default:

@@ -4,9 +4,12 @@
 #define NCURSES_WIDECHAR 1
 #endif
 #include <curses.h>
+#include <langinfo.h>
 
 #include <chrono>
 #include <clocale>
+#include <cstring>
+#include <string>
 
 #include "dashboard_client/dashboard_model.h"
 #include "dashboard_client/screen.h"
@@ -56,8 +59,10 @@ attr_t Attributes(Style style) {
   return A_NORMAL;
 }
 
-// Copies the grid to the terminal, one call per run of cells with the same style.
-void Blit(const Screen& screen) {
+// Copies the grid to the terminal, one call per run of cells with the same style; in ASCII on
+// terminals whose locale cannot show the box and block characters.
+void Blit(const Screen& screen, bool ascii) {
+  std::wstring run;
   for (int y = 0; y < screen.height(); ++y) {
     int x = 0;
     while (x < screen.width()) {
@@ -68,7 +73,13 @@ void Blit(const Screen& screen) {
       // The bottom-right cell cannot be written without scrolling; leave it.
       const int length =
           (y == screen.height() - 1 && end == screen.width()) ? end - x - 1 : end - x;
-      if (length > 0) mvaddnwstr(y, x, screen.Row(y) + x, length);
+      if (length > 0) {
+        run.assign(screen.Row(y) + x, static_cast<size_t>(length));
+        if (ascii) {
+          for (wchar_t& c : run) c = AsciiFallback(c);
+        }
+        mvaddnwstr(y, x, run.c_str(), length);
+      }
       x = end;
     }
   }
@@ -80,6 +91,7 @@ class CursesSession {
  public:
   CursesSession() {
     std::setlocale(LC_ALL, "");
+    utf8_ = std::strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
     initscr();
     cbreak();
     noecho();
@@ -91,6 +103,12 @@ class CursesSession {
   ~CursesSession() { endwin(); }
   CursesSession(const CursesSession&) = delete;
   CursesSession& operator=(const CursesSession&) = delete;
+
+  // Whether the terminal's locale can show the dashboard's Unicode characters.
+  bool utf8() const { return utf8_; }
+
+ private:
+  bool utf8_ = false;
 };
 
 }  // namespace
@@ -122,7 +140,7 @@ int RunTerminalUi(Subscription& subscription, ViewState view, const std::atomic<
     Screen screen(COLS, LINES);
     RenderDashboard(view.paused ? frozen : model, view, &screen);
     erase();
-    Blit(screen);
+    Blit(screen, !session.utf8());
     refresh();
 
     const int key = getch();  // waits up to one frame

@@ -1,7 +1,12 @@
 // dashboard_client: number formatting, the model, the layout at 80x24 and 200x50 (rendered into
 // a character grid, no terminal), and the subscription against the real server on loopback.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "dashboard_client/dashboard_model.h"
 #include "dashboard_client/format.h"
@@ -146,6 +151,42 @@ TEST_CASE("sparklines scale between min and max and fit their width", "[dashboar
   CHECK(line.substr(line.size() - 3) == "█");
 }
 
+TEST_CASE("taller charts: bars of eighths over several lines", "[dashboard][format]") {
+  const std::vector<double> ramp = {0, 1, 2, 3};
+  // Two lines: 16 eighths; 0 is the floor (one eighth), 3 is full height.
+  const auto chart = SparkChart(ramp, 4, 2);
+  REQUIRE(chart.size() == 2);
+  CHECK(chart[0] == "  ▃█");
+  CHECK(chart[1] == "▁▆██");
+  CHECK(SparkChart({5, 5}, 3, 2) == std::vector<std::string>{"   ", " ██"});  // flat: half
+  CHECK(SparkChart({NAN, 1, 2}, 3, 3)[2] == " ▁█");
+  // One line is exactly the sparkline.
+  for (const std::vector<double>& values :
+       {std::vector<double>{3, 1, 4, 1, 5, 9, 2, 6}, std::vector<double>{0, 0.5, 1}}) {
+    CHECK(SparkChart(values, 5, 1)[0] == Sparkline(values, 5));
+  }
+}
+
+TEST_CASE("without a UTF-8 locale the grid is drawn in ASCII", "[dashboard][render]") {
+  Screen screen(80, 24);
+  RenderDashboard(BusyModel(), ConnectedView(), &screen);
+  std::wstring ascii;
+  int unmatched = 0;  // every character the layout uses has an ASCII stand-in
+  for (int y = 0; y < screen.height(); ++y) {
+    for (int x = 0; x < screen.width(); ++x) {
+      ascii += AsciiFallback(screen.At(x, y));
+      unmatched += screen.At(x, y) >= 0x80 && ascii.back() == L'?';
+    }
+  }
+  CHECK(std::all_of(ascii.begin(), ascii.end(), [](wchar_t c) { return c >= 0x20 && c < 0x7F; }));
+  CHECK(unmatched == 0);
+  CHECK(ascii.find(L"+- Page views ---") != std::wstring::npos);
+  CHECK(EncodeUtf8(std::wstring(1, AsciiFallback(L'█'))) == "#");
+  CHECK(AsciiFallback(L'▁') == L'_');
+  CHECK(AsciiFallback(L'▲') == L'^');
+  CHECK(AsciiFallback(L'é') == L'?');
+}
+
 TEST_CASE("text is cut to fit with an ellipsis", "[dashboard][format]") {
   CHECK(Truncate("short", 10) == "short");
   CHECK(Truncate("/products/long-name", 8) == "/produc…");
@@ -231,6 +272,9 @@ TEST_CASE("layout at 80x24: every tile, trimmed tables, the status line", "[dash
   // Long keys are cut to the column, and only the rows that fit are shown.
   CHECK(Contains(text, "/products/a-very-long-pr…"));
   CHECK(!Contains(text, "does-not-fit"));
+  // The title keeps the two keys a newcomer needs.
+  CHECK(Contains(screen.RowText(0), "window 1m"));
+  CHECK(Contains(screen.RowText(0), "? help  q quit"));
   const std::string status = screen.RowText(23);
   CHECK(Contains(status, "127.0.0.1:50051"));
   CHECK(Contains(status, "● connected"));
@@ -253,8 +297,22 @@ TEST_CASE("layout at 200x50: tiles in one row, all tables side by side, more row
   for (const char* title : {"Events/s", "Revenue", "p95 page load"}) {
     CHECK(Contains(tile_titles, title));
   }
-  // The five tables share one header row.
-  const std::string headers = screen.RowText(5);
+  // The tables need 11 lines (header and ten entries); the rest of the height goes to the
+  // tiles: charts 8 lines tall (rows 3 to 10), the last minute of the history.
+  CHECK(Contains(screen.RowText(11), "└"));
+  // Events/s fell from 159 to 101 over the minute: full bars on the left of the top line
+  // (x = 2 to 22 inside the first tile), a bar in every column of the bottom line.
+  int top_blanks = 0;
+  int bottom_blanks = 0;
+  for (int x = 2; x <= 22; ++x) {
+    top_blanks += screen.At(x, 3) == L' ';
+    bottom_blanks += screen.At(x, 10) == L' ';
+  }
+  CHECK(screen.At(2, 3) == L'█');
+  CHECK(top_blanks > 10);
+  CHECK(bottom_blanks == 0);
+  // The five tables share one header row, under the tiles.
+  const std::string headers = screen.RowText(12);
   for (const char* title :
        {"Top pages", "Top referrers", "Top campaigns", "Countries", "Devices"}) {
     CHECK(Contains(headers, title));
@@ -266,7 +324,7 @@ TEST_CASE("layout at 200x50: tiles in one row, all tables side by side, more row
   CHECK(page_rows == 10);
 }
 
-TEST_CASE("status line: reconnecting, refused token, paused, skipped; help; too small",
+TEST_CASE("status line: reconnecting, refused token, paused, skipped, help, too small",
           "[dashboard][render]") {
   DashboardModel model = BusyModel();
   ViewState view = ConnectedView();
@@ -281,7 +339,7 @@ TEST_CASE("status line: reconnecting, refused token, paused, skipped; help; too 
   }
   SECTION("refused token") {
     view.link = LinkState::kRefused;
-    view.link_message = "the server refused the token (UNAUTHENTICATED: bad token)";
+    view.link_message = "the server refused the token; check --token (UNAUTHENTICATED: bad token)";
     Screen screen(80, 24);
     RenderDashboard(model, view, &screen);
     CHECK(Contains(screen.RowText(23), "● unauthenticated"));
@@ -344,7 +402,7 @@ TEST_CASE("failures are described in words", "[dashboard][subscription]") {
   CHECK(DescribeFailure({grpc::StatusCode::UNAVAILABLE, "server shutting down"}, server) ==
         "lost the server at 10.0.0.1:50051 (UNAVAILABLE: server shutting down)");
   CHECK(DescribeFailure({grpc::StatusCode::UNAUTHENTICATED, "bad token"}, server) ==
-        "the server refused the token (UNAUTHENTICATED: bad token); check --token, then press r");
+        "the server refused the token; check --token (UNAUTHENTICATED: bad token)");
   CHECK(Contains(DescribeFailure({grpc::StatusCode::INVALID_ARGUMENT, "metric_types: x"}, server),
                  "refused the subscription (INVALID_ARGUMENT: metric_types: x)"));
 }
@@ -474,5 +532,170 @@ TEST_CASE("the subscription reports an unreachable server and a refused request"
     CHECK(status.link == LinkState::kRefused);
     CHECK(Contains(status.message, "INVALID_ARGUMENT"));
     CHECK(Contains(status.message, "no_such_metric"));
+  }
+}
+
+namespace {
+
+// A stand-in for a server that checks bearer tokens (analytics_server has no authentication of
+// its own; a proxy in front of it would): SubscribeMetricBatches refuses a missing or wrong
+// token with UNAUTHENTICATED, and with the right one sends a one-metric snapshot and holds the
+// stream open until the client cancels. With `silent`, it never answers at all (a stuck server).
+class FakeAuthServer final : public analytics::AnalyticsService::Service {
+ public:
+  explicit FakeAuthServer(bool silent = false) : silent_(silent) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeAuthServer() override {
+    // Streams still open are cancelled at the deadline, which ends their handlers' waits.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string last_authorization() {
+    std::lock_guard lock(mutex_);
+    return last_authorization_;
+  }
+
+  grpc::Status SubscribeMetricBatches(
+      grpc::ServerContext* context, const analytics::SubscriptionRequest*,
+      grpc::ServerWriter<analytics::MetricUpdateBatch>* writer) override {
+    const auto& metadata = context->client_metadata();
+    const auto it = metadata.find("authorization");
+    const std::string authorization =
+        it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+    {
+      std::lock_guard lock(mutex_);
+      last_authorization_ = authorization;
+    }
+    if (!silent_) {
+      if (authorization != "Bearer s3cret") {
+        return {grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token"};
+      }
+      analytics::MetricUpdateBatch batch;
+      *batch.add_updates() = Update("page_views", 42);
+      batch.add_updates()->set_kind(analytics::UPDATE_KIND_SNAPSHOT_END);
+      writer->Write(batch);
+    }
+    while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return grpc::Status::CANCELLED;
+  }
+
+ private:
+  const bool silent_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::mutex mutex_;
+  std::string last_authorization_;  // guarded by mutex_
+};
+
+// Everything a FILE* received, for the script modes' output.
+std::string ReadBack(FILE* file) {
+  std::string text;
+  std::rewind(file);
+  for (int c; (c = std::fgetc(file)) != EOF;) text += static_cast<char>(c);
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("the token goes out as a bearer header, a refused one stops the retries",
+          "[dashboard][subscription]") {
+  FakeAuthServer server;
+  SubscriptionOptions options;
+  options.channel.servers = {server.address()};
+  SECTION("accepted") {
+    options.channel.token = "s3cret";
+    std::string error;
+    Subscription subscription(rta::client::MakeChannel(options.channel, &error), options);
+    DashboardModel model;
+    std::vector<MetricUpdate> updates;
+    REQUIRE(rta::testing::WaitFor([&] {
+      updates.clear();
+      const SubscriptionStatus status = subscription.Drain(&updates);
+      for (const auto& update : updates) model.Apply(update);
+      return status.link == LinkState::kConnected && model.snapshot_complete();
+    }));
+    CHECK(server.last_authorization() == "Bearer s3cret");
+    CHECK(model.Value("page_views", analytics::WINDOW_1M) == 42);
+  }
+  SECTION("refused: unauthenticated on the status line, no reconnect loop") {
+    options.channel.token = "wrong";
+    std::string error;
+    Subscription subscription(rta::client::MakeChannel(options.channel, &error), options);
+    std::vector<MetricUpdate> updates;
+    SubscriptionStatus status;
+    REQUIRE(rta::testing::WaitFor([&] {
+      status = subscription.Drain(&updates);
+      return status.link == LinkState::kRefused;
+    }));
+    CHECK(server.last_authorization() == "Bearer wrong");
+    CHECK(Contains(status.message, "the server refused the token; check --token (UNAUTHENTICATED"));
+    ViewState view = ConnectedView();
+    view.link = status.link;
+    view.link_message = status.message;
+    Screen screen(80, 24);
+    RenderDashboard(DashboardModel(), view, &screen);
+    CHECK(Contains(screen.RowText(23), "● unauthenticated"));
+    CHECK(Contains(screen.RowText(22), "check --token"));
+  }
+  SECTION("no token at all") {
+    const SubscriptionStatus status = LinkStatusOnceIn(server.address(), "", LinkState::kRefused);
+    CHECK(status.link == LinkState::kRefused);
+    CHECK(server.last_authorization().empty());
+  }
+}
+
+TEST_CASE("once: the snapshot as JSON, or a clear message and exit 1", "[dashboard][script]") {
+  SubscriptionOptions options;
+  const auto run_once = [&](const std::string& address, std::chrono::milliseconds timeout,
+                            std::string* out_text, std::string* err_text) {
+    options.channel.servers = {address};
+    std::string error;
+    const auto channel = rta::client::MakeChannel(options.channel, &error);
+    FILE* out = std::tmpfile();
+    FILE* err = std::tmpfile();
+    const int status = RunOnce(channel, options, /*as_json=*/true, timeout, out, err);
+    *out_text = ReadBack(out);
+    *err_text = ReadBack(err);
+    std::fclose(out);
+    std::fclose(err);
+    return status;
+  };
+  std::string out;
+  std::string err;
+  SECTION("from the real server") {
+    rta::testing::ServerHarness server;
+    const int64_t now = rta::testing::NowMs();
+    std::vector<analytics::EventData> events = {
+        rta::testing::MakeEvent("o1", "page_view", now, "v1", "s1"),
+        rta::testing::MakeEvent("o2", "page_view", now, "v2", "s2"),
+        rta::testing::MakeEvent("o3", "purchase", now, "v1", "s1")};
+    events[2].set_value(19.99);
+    REQUIRE(server.ReportBatch(events).accepted() == 3);
+    REQUIRE(server.Metric("page_views", analytics::WINDOW_1M) == 2);  // ticks
+    REQUIRE(run_once(server.address(), std::chrono::seconds(5), &out, &err) == 0);
+    INFO(out << err);
+    const auto json = nlohmann::json::parse(out);
+    CHECK(json["metrics"]["page_views"]["1m"] == 2);
+    CHECK(json["metrics"]["revenue"]["total"].get<double>() == Approx(19.99));
+    CHECK(json["metrics"]["unique_visitors"]["5m"] == 2);
+    CHECK(json["server"] == server.address());
+  }
+  SECTION("a server that never answers: the deadline, in words") {
+    FakeAuthServer server(/*silent=*/true);
+    CHECK(run_once(server.address(), std::chrono::milliseconds(300), &out, &err) == 1);
+    CHECK(out.empty());
+    CHECK(Contains(err, "no snapshot from " + server.address() + " within 300 ms"));
+  }
+  SECTION("a refused token") {
+    FakeAuthServer server;
+    CHECK(run_once(server.address(), std::chrono::seconds(5), &out, &err) == 1);
+    CHECK(Contains(err,
+                   "the server refused the token; check --token (UNAUTHENTICATED: invalid "
+                   "bearer token)"));
   }
 }

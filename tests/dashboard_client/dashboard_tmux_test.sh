@@ -7,14 +7,17 @@ server=$1 dashboard=$2 reporter=$3
 source "$(dirname "$0")/../support/start_server.sh"
 dir=$(mktemp -d)
 session="rta-dash-$$"
+# A tmux server of our own (its own socket), so that the test neither sees nor disturbs the
+# user's sessions and its panes start from this script's environment.
+tm() { tmux -L "$session" "$@"; }
 cleanup() {
-  tmux kill-session -t "$session" 2>/dev/null || true
+  tm kill-server 2>/dev/null || true
   kill "$server_pid" 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
 
-screen() { tmux capture-pane -p -t "$session"; }
+screen() { tm capture-pane -p -t "$session"; }
 # wait_for TEXT [SECONDS]: until the pane shows TEXT.
 wait_for() {
   local deadline=$((SECONDS + ${2:-15}))
@@ -24,6 +27,7 @@ wait_for() {
   done
   echo "timed out waiting for: $1"
   screen
+  tail -n 5 "$dir"/server*.log "$dir/dashboard.err"
   return 1
 }
 
@@ -36,8 +40,10 @@ done
 "$reporter" send --server "$address" --type purchase --value 20 --visitor v1 --session s1 >/dev/null
 "$reporter" send --server "$address" --type purchase --value 30.5 --visitor v2 --session s2 >/dev/null
 
-tmux new-session -d -s "$session" -x 100 -y 30 \
-  "env LANG=C.UTF-8 ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} '$dashboard' --server '$address' --dashboard-id tmux-e2e; echo EXIT=\$? >'$dir/exit'; sleep 60"
+# The pane inherits this script's environment (sanitizer options included: under ASan, a leak
+# at exit makes the exit status non-zero). Its stderr goes to a file, shown when a step fails.
+tm new-session -d -s "$session" -x 100 -y 30 \
+  "env LANG=C.UTF-8 '$dashboard' --server '$address' --dashboard-id tmux-e2e 2>'$dir/dashboard.err'; echo EXIT=\$? >'$dir/exit'; sleep 60"
 
 echo "== numbers appear"
 wait_for "● connected"
@@ -48,20 +54,20 @@ screen | grep -F "Page views" -A1 | grep -q "│ 7 " || { screen; echo "page vie
 wait_for "tmux-e2e"
 
 echo "== resizes are followed"
-tmux resize-window -t "$session" -x 200 -y 50
+tm resize-window -t "$session" -x 200 -y 50
 wait_for "Top campaigns"
 # Wide: all five tables share one header line.
 screen | grep "Top pages" | grep -q "Devices" || { screen; echo "no wide layout"; exit 1; }
-tmux resize-window -t "$session" -x 80 -y 24
+tm resize-window -t "$session" -x 80 -y 24
 deadline=$((SECONDS + 15))
 until screen | grep "Top pages" | grep -vq "Devices" && [[ $(screen | wc -l) -le 24 ]]; do
   ((SECONDS < deadline)) || { screen; echo "no narrow layout"; exit 1; }
   sleep 0.2
 done
-tmux resize-window -t "$session" -x 100 -y 30
+tm resize-window -t "$session" -x 100 -y 30
 
 echo "== w switches the window"
-tmux send-keys -t "$session" w
+tm send-keys -t "$session" w
 wait_for "window 5m"
 
 echo "== the server stops: reconnecting"
@@ -71,15 +77,31 @@ wait_for "reconnecting in"
 wait_for "server unreachable at $address"
 
 echo "== the server is back: connected again"
-"$server" --listen "$address" --metrics-listen '' --tick-ms 100 2>"$dir/server2.log" &
-server_pid=$!
+# On the same port. Until it is bound again, any new connection on the machine (other tests
+# run in parallel) may get that port as its ephemeral source port: retry the bind a while.
+deadline=$((SECONDS + 20))
+while :; do
+  "$server" --listen "$address" --metrics-listen '' --tick-ms 100 2>"$dir/server2.log" &
+  server_pid=$!
+  until grep -q "event=listening" "$dir/server2.log" || ! kill -0 "$server_pid" 2>/dev/null ||
+    ((SECONDS >= deadline)); do
+    sleep 0.1
+  done
+  grep -q "event=listening" "$dir/server2.log" && break
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" || true
+  if ((SECONDS >= deadline)); then
+    echo "cannot listen on $address again:"; cat "$dir/server2.log"; exit 1
+  fi
+  sleep 0.5
+done
 wait_for "● connected" 30
 
 echo "== q exits 0 and restores the terminal"
-tmux send-keys -t "$session" q
+tm send-keys -t "$session" q
 for _ in $(seq 50); do [[ -s $dir/exit ]] && break; sleep 0.2; done
 cat "$dir/exit"
-grep -qx "EXIT=0" "$dir/exit"
+grep -qx "EXIT=0" "$dir/exit" || { cat "$dir/dashboard.err"; exit 1; }
 if screen | grep -q "Real-time analytics"; then
   echo "the dashboard is still on screen after exit"; screen; exit 1
 fi

@@ -111,7 +111,7 @@ TEST_CASE("ReportEvent counts one event per message, with duplicates once",
   }
 }
 
-TEST_CASE("bad events are refused with the field and position; good ones still count",
+TEST_CASE("bad events are refused with the field and position, good ones still count",
           "[server][integration]") {
   auto config = ServerHarness::DefaultConfig();
   config.max_event_properties = 4;

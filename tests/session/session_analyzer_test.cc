@@ -158,7 +158,7 @@ TEST_CASE("bounce: idle 30 minutes after a single page view", "[session]") {
   CHECK(due[0].action_sequence() == 0);
 }
 
-TEST_CASE("converted on purchase; funnel stages advance and never go back", "[session]") {
+TEST_CASE("converted on purchase, funnel stages advance and never go back", "[session]") {
   Fixture f;
   CHECK(f.Act("s", "page_view", 0, "/").funnel_stage() == analytics::FUNNEL_STAGE_LANDING);
   CHECK(f.Act("s", "page_view", 5000, "/products/7").funnel_stage() ==
