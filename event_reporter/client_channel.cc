@@ -116,6 +116,13 @@ std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options, std::s
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  // Keepalive pings notice a server or network path that died without a reset (a dashboard
+  // would otherwise show "connected" for as long as TCP takes to give up). Every 20 s, also
+  // while the client sends nothing (a subscription only receives); the server accepts pings
+  // 10 s apart or more.
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   return grpc::CreateCustomChannel(target, credentials, arguments);
 }
 

@@ -22,3 +22,26 @@ err=$(printf '%s\n' '{"event_type":"page_view","page":"/a"}' 'oops' '{"event_typ
 echo "$err"
 [[ $status -eq 1 ]] || { echo "expected exit 1 for the bad line, got $status"; exit 1; }
 grep -q 'line 2: invalid JSON at column 1' <<<"$err"
+
+echo "== Ctrl-C: delivers what is queued and prints the summary; a second one later quits"
+"$reporter" generate --rate 200 --server "127.0.0.1:$port" --quiet --json >"$dir/gen.out" &
+gen=$!
+sleep 1
+kill -INT "$gen"; kill -INT "$gen"  # one interruption delivered twice (as `timeout` does)
+status=0
+wait "$gen" || status=$?
+cat "$dir/gen.out"
+[[ $status -eq 0 ]] || { echo "expected exit 0 after Ctrl-C, got $status"; exit 1; }
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["sent"] > 0 and s["failed"] == 0, s' "$dir/gen.out"
+# Against a server that is not there it keeps retrying: the second Ctrl-C ends it at once.
+"$reporter" send --type click --server 127.0.0.1:1 --quiet 2>/dev/null &
+stuck=$!
+sleep 0.5
+kill -INT "$stuck"
+sleep 0.7
+kill -INT "$stuck"
+status=0
+timeout 10 tail --pid="$stuck" -f /dev/null || { echo "still running after a second Ctrl-C"; exit 1; }
+wait "$stuck" || status=$?
+[[ $status -eq 130 ]] || { echo "expected exit 130 after a second Ctrl-C, got $status"; exit 1; }
+echo ok
