@@ -24,7 +24,9 @@ stop() {
 }
 trap stop EXIT
 
-"$bin/server/analytics_server" "$@" 2>"$logs/server.log" &
+# setsid: the server and the traffic generator get no Ctrl-C from the terminal; the dashboard
+# alone takes it, and then this script stops the other two, each with one signal.
+setsid "$bin/server/analytics_server" "$@" 2>"$logs/server.log" &
 server_pid=$!
 for _ in $(seq 100); do
   grep -q "event=listening" "$logs/server.log" && break
@@ -34,7 +36,7 @@ done
 grep -q "event=listening" "$logs/server.log" || { cat "$logs/server.log"; exit 1; }
 port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$logs/server.log" | head -1)
 
-"$bin/event_reporter/event_reporter" generate --rate "${RATE:-100}" --quiet \
+setsid "$bin/event_reporter/event_reporter" generate --rate "${RATE:-100}" --quiet \
   --server "127.0.0.1:$port" >"$logs/event_reporter.log" 2>&1 &
 reporter_pid=$!
 
