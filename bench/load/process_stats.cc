@@ -1,6 +1,7 @@
 #include "bench/load/process_stats.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,8 @@ ServerProcess::ServerProcess(const std::string& binary, int tick_ms,
                               std::to_string(tick_ms) + " " + extra_flags + " 2>" + log_path_;
   pid_ = fork();
   if (pid_ == 0) {
+    // If the driver dies (a ctest timeout kills it), the server goes too instead of lingering.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
