@@ -656,8 +656,18 @@ TEST_CASE("the Prometheus endpoint has the expected series with the right values
   h.ReportBatch({MakeEvent("m1", "page_view", now), MakeEvent("m2", "page_view", now),
                  MakeEvent("m1", "page_view", now), MakeEvent("m3", "BAD TYPE", now)});
   h.Snapshot();
-  const std::string metrics = rta::testing::HttpGet(h.server().metrics_port(), "/metrics");
   using rta::testing::PrometheusValue;
+  // The server counts an RPC once it has seen the call end, which can be just after the client
+  // has its response: scrape until both calls are counted (bounded).
+  std::string metrics;
+  rta::testing::WaitFor([&] {
+    metrics = rta::testing::HttpGet(h.server().metrics_port(), "/metrics");
+    return PrometheusValue(metrics,
+                           R"(analytics_rpcs_handled_total{code="OK",method="GetMetrics"})") == 1 &&
+           PrometheusValue(
+               metrics, R"(analytics_rpcs_handled_total{code="OK",method="ReportEventBatches"})") ==
+               1;
+  });
   CHECK(PrometheusValue(metrics, "analytics_events_ingested_total") == 2);
   CHECK(PrometheusValue(metrics, "analytics_events_duplicate_total") == 1);
   CHECK(PrometheusValue(metrics, R"(analytics_events_rejected_total{reason="invalid"})") == 1);
