@@ -52,8 +52,19 @@ bool HyperLogLog::IsEmpty() const {
 }
 
 double HyperLogLog::Estimate() const {
+  // Four partial histograms: most registers hold one of a few ranks, and with one histogram
+  // each increment would wait for the previous one to the same counter.
+  std::array<std::array<uint32_t, kMaxRank + 1>, 4> partial{};
+  for (size_t i = 0; i < kRegisters; i += 4) {
+    ++partial[0][registers_[i]];
+    ++partial[1][registers_[i + 1]];
+    ++partial[2][registers_[i + 2]];
+    ++partial[3][registers_[i + 3]];
+  }
   std::array<uint32_t, kMaxRank + 1> histogram{};
-  for (uint8_t r : registers_) ++histogram[r];
+  for (size_t r = 0; r <= kMaxRank; ++r) {
+    histogram[r] = partial[0][r] + partial[1][r] + partial[2][r] + partial[3][r];
+  }
   constexpr double m = static_cast<double>(kRegisters);
   if (histogram[0] == kRegisters) return 0.0;
   constexpr int q = 64 - kPrecision;

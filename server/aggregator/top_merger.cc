@@ -23,6 +23,16 @@ void TopMerger::Add(const SpaceSaving& summary) {
   }
 }
 
+void TopMerger::Add(const TopMerger& other) {
+  full_min_sum_ += other.full_min_sum_;
+  other.entries_.ForEach([&](uint64_t key, const Entry& from) {
+    Entry& entry = *entries_.FindOrInsert(key).first;
+    entry.count += from.count;
+    entry.error += from.error;
+    entry.present_min += from.present_min;
+  });
+}
+
 std::vector<TopItem> TopMerger::Top(size_t k, uint64_t total,
                                     const KeyDictionary& dictionary) const {
   struct Candidate {

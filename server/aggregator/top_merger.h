@@ -26,6 +26,8 @@ class TopMerger {
  public:
   void Reset();
   void Add(const SpaceSaving& summary);
+  // Adds what another merger has taken in, as if its summaries had been added here.
+  void Add(const TopMerger& other);
   std::vector<TopItem> Top(size_t k, uint64_t total, const KeyDictionary& dictionary) const;
 
  private:

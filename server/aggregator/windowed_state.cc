@@ -66,6 +66,19 @@ class WindowedState::Accumulator {
     }
   }
 
+  void Add(const Accumulator& other) {
+    counters_.Add(other.counters_);
+    if (other.has_visitors_) {
+      visitors_->Merge(*other.visitors_);
+      has_visitors_ = true;
+    }
+    page_loads_->Merge(*other.page_loads_);
+    for (size_t kind = 0; kind < kRankedCount; ++kind) top_[kind].Add(other.top_[kind]);
+    for (size_t d = 0; d < kDimensionCount; ++d) {
+      AddDimensionCounts(dimensions_[d], other.dimensions_[d]);
+    }
+  }
+
   void Fill(size_t top_k, const KeyDictionary& dictionary,
             const std::array<DimensionTable, kDimensionCount>& tables, WindowResult* out) const {
     out->counters = counters_;
@@ -104,7 +117,10 @@ WindowedState::WindowedState(const AggregatorConfig& config)
       sessions_(config.max_sessions,
                 std::max<int64_t>(kMinuteSpan * 60, config.active_session_seconds) +
                     future_seconds_ + 120),
-      accumulator_(std::make_unique<Accumulator>()) {
+      accumulator_(std::make_unique<Accumulator>()),
+      closed_1m_(std::make_unique<Accumulator>()),
+      closed_5m_rest_(std::make_unique<Accumulator>()),
+      closed_1h_(std::make_unique<Accumulator>()) {
   config_.active_session_seconds =
       std::clamp<int64_t>(config.active_session_seconds, 1, kMinuteSpan * 60);
 }
@@ -146,13 +162,20 @@ void WindowedState::Merge(const ShardDelta& delta, int64_t now_ms) {
     size_t n = 0;
     switch (part.key.granularity()) {
       case TimeKey::Granularity::kSecond:
-        if (WindowBucket* b = SecondBucket(part.key.unit(), now_second)) targets[n++] = b;
+        if (WindowBucket* b = SecondBucket(part.key.unit(), now_second)) {
+          targets[n++] = b;
+          oldest_changed_second_ = std::min(oldest_changed_second_, part.key.unit());
+        }
         if (WindowBucket* b = MinuteBucket(FloorDiv(part.key.unit(), 60), now_second)) {
           targets[n++] = b;
+          oldest_changed_minute_ = std::min(oldest_changed_minute_, FloorDiv(part.key.unit(), 60));
         }
         break;
       case TimeKey::Granularity::kMinute:
-        if (WindowBucket* b = MinuteBucket(part.key.unit(), now_second)) targets[n++] = b;
+        if (WindowBucket* b = MinuteBucket(part.key.unit(), now_second)) {
+          targets[n++] = b;
+          oldest_changed_minute_ = std::min(oldest_changed_minute_, part.key.unit());
+        }
         break;
       case TimeKey::Granularity::kTotalOnly:
         break;
@@ -256,6 +279,32 @@ void WindowedState::Maintain(int64_t now_ms) {
   if (dictionary_.size() > 2 * dictionary_live_after_collect_ + 4096) CollectDictionary();
 }
 
+void WindowedState::SumClosedSeconds(int64_t now_second) {
+  const int64_t start_1m = now_second - kOneMinuteWindowSeconds + 1;
+  const int64_t start_5m = now_second - kSecondSpan + 1;
+  closed_1m_->Reset();
+  closed_5m_rest_->Reset();
+  for (const WindowBucket& b : seconds_) {
+    if (b.tag >= start_1m && b.tag < now_second) {
+      closed_1m_->Add(b);
+    } else if (b.tag >= start_5m && b.tag < start_1m) {
+      closed_5m_rest_->Add(b);
+    }
+  }
+  closed_at_second_ = now_second;
+  oldest_changed_second_ = std::numeric_limits<int64_t>::max();
+}
+
+void WindowedState::SumClosedMinutes(int64_t now_minute) {
+  const int64_t start_1h_minute = now_minute - kMinuteSpan + 1;
+  closed_1h_->Reset();
+  for (const WindowBucket& b : minutes_) {
+    if (b.tag >= start_1h_minute && b.tag < now_minute) closed_1h_->Add(b);
+  }
+  closed_at_minute_ = now_minute;
+  oldest_changed_minute_ = std::numeric_limits<int64_t>::max();
+}
+
 void WindowedState::Compute(int64_t now_ms, TickMetrics* out) {
   const int64_t now_second = FloorDiv(now_ms, 1000);
   const int64_t now_minute = FloorDiv(now_second, 60);
@@ -266,19 +315,26 @@ void WindowedState::Compute(int64_t now_ms, TickMetrics* out) {
   const size_t top_k = config_.top_k;
   Accumulator& acc = *accumulator_;
 
+  if (closed_at_second_ != now_second || oldest_changed_second_ < now_second) {
+    SumClosedSeconds(now_second);
+  }
+  if (closed_at_minute_ != now_minute || oldest_changed_minute_ < now_minute) {
+    SumClosedMinutes(now_minute);
+  }
+
   acc.Reset();
+  acc.Add(*closed_1m_);
   for (const WindowBucket& b : seconds_) {
-    if (b.tag >= start_1m && b.tag <= end_second) acc.Add(b);
+    if (b.tag >= now_second && b.tag <= end_second) acc.Add(b);
   }
   acc.Fill(top_k, dictionary_, dimensions_, &out->windows[0]);
-  for (const WindowBucket& b : seconds_) {
-    if (b.tag >= start_5m && b.tag < start_1m) acc.Add(b);
-  }
+  acc.Add(*closed_5m_rest_);
   acc.Fill(top_k, dictionary_, dimensions_, &out->windows[1]);
 
   acc.Reset();
+  acc.Add(*closed_1h_);
   for (const WindowBucket& b : minutes_) {
-    if (b.tag >= start_1h_minute && b.tag <= now_minute + future_minutes_) acc.Add(b);
+    if (b.tag >= now_minute && b.tag <= now_minute + future_minutes_) acc.Add(b);
   }
   acc.Fill(top_k, dictionary_, dimensions_, &out->windows[2]);
 

@@ -72,6 +72,15 @@ struct TickMetrics {
 // Space-Saving summaries merged by TopMerger; unique visitors from per-bucket HyperLogLogs merged
 // register-wise; quantiles from per-bucket DDSketches summed.
 //
+// Incremental: summing 300 seconds and 60 minutes of sketches is most of a tick, and with ticks
+// every 100 ms (or an early tick per message for push_on_change subscribers) almost all of it is
+// the same from one tick to the next. So the closed part of each window (the seconds before the
+// current one, the minutes before the current one) is summed once and kept until the clock
+// reaches the next second (minute), or until a late event changes a bucket in that part; a tick
+// then only adds the current and future buckets to it. Every sum here is order-independent
+// (counts add, registers take the max, Space-Saving merges add), so the result is the same as
+// summing every bucket afresh.
+//
 // Not thread-safe: owned by the tick thread (stats counters are atomics readable anywhere).
 class WindowedState {
  public:
@@ -97,6 +106,8 @@ class WindowedState {
  private:
   class Accumulator;
 
+  void SumClosedSeconds(int64_t now_second);
+  void SumClosedMinutes(int64_t now_minute);
   WindowBucket* SecondBucket(int64_t second, int64_t now_second);
   WindowBucket* MinuteBucket(int64_t minute, int64_t now_second);
   void EnsureRanked(WindowBucket* bucket, size_t kind) const;
@@ -117,6 +128,16 @@ class WindowedState {
   int64_t swept_for_space_second_ = std::numeric_limits<int64_t>::min();
   std::array<IngestCount, 16> ingest_counts_{};
   std::unique_ptr<Accumulator> accumulator_;
+  // The closed parts of the windows (see the class comment), for the clock second (minute) in
+  // closed_at_second_ (closed_at_minute_), and the oldest second (minute) bucket that Merge()
+  // changed since they were summed.
+  std::unique_ptr<Accumulator> closed_1m_;       // seconds [now - 59, now - 1]
+  std::unique_ptr<Accumulator> closed_5m_rest_;  // seconds [now - 299, now - 60]
+  std::unique_ptr<Accumulator> closed_1h_;       // minutes [now - 59, now - 1]
+  int64_t closed_at_second_ = std::numeric_limits<int64_t>::min();
+  int64_t closed_at_minute_ = std::numeric_limits<int64_t>::min();
+  int64_t oldest_changed_second_ = std::numeric_limits<int64_t>::min();
+  int64_t oldest_changed_minute_ = std::numeric_limits<int64_t>::min();
   uint64_t merges_since_collect_ = 0;
   std::atomic<uint64_t> folded_{0};
   std::atomic<uint64_t> sessions_dropped_{0};
