@@ -104,7 +104,9 @@ class AnalyticsServer::Impl {
 
   boost::asio::io_context tick_io_;
   boost::asio::steady_timer tick_timer_{tick_io_};
+  boost::asio::steady_timer early_tick_timer_{tick_io_};  // paces early ticks
   std::chrono::steady_clock::time_point next_tick_;
+  std::chrono::steady_clock::time_point last_tick_end_;  // guarded by tick_mutex_
   std::thread tick_thread_;
   std::mutex tick_mutex_;  // Tick() runs on the timer thread and from TickForTest()
   std::atomic<bool> early_tick_pending_{false};
@@ -232,10 +234,27 @@ void AnalyticsServer::Impl::ScheduleTick() {
 }
 
 void AnalyticsServer::Impl::RequestEarlyTick() {
+  // Coalesced: while one early tick is pending, the events that ask for another are in it.
   if (early_tick_pending_.exchange(true, std::memory_order_acq_rel)) return;
   boost::asio::post(tick_io_, [this] {
-    early_tick_pending_.store(false, std::memory_order_release);
-    Tick(/*early=*/true);
+    auto run = [this] {
+      // Cleared before the tick, so that an event it misses asks for the next one.
+      early_tick_pending_.store(false, std::memory_order_release);
+      Tick(/*early=*/true);
+    };
+    std::chrono::steady_clock::time_point due;
+    {
+      std::lock_guard lock(tick_mutex_);  // TickForTest() ticks from other threads
+      due = last_tick_end_ + std::chrono::milliseconds(config_.push_min_interval_ms);
+    }
+    if (std::chrono::steady_clock::now() >= due) {
+      run();
+      return;
+    }
+    early_tick_timer_.expires_at(due);
+    early_tick_timer_.async_wait([run](const boost::system::error_code& ec) {
+      if (!ec) run();  // cancelled only at shutdown
+    });
   });
 }
 
@@ -246,7 +265,8 @@ void AnalyticsServer::Impl::Tick(bool early) {
   metrics_.UpdateAggregatorStats(aggregator_.stats());
   metrics_.ObserveTick(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  for (auto& worker : workers_) worker->NotifyPublished();
+  for (auto& worker : workers_) worker->NotifyPublished(early);
+  last_tick_end_ = std::chrono::steady_clock::now();
 }
 
 void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {

@@ -26,6 +26,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "Prometheus /metrics listen address HOST:PORT (empty disables it)"},
       {"workers", &c.workers, "completion queues, one thread each (0 = number of cores)"},
       {"tick_ms", &c.tick_ms, "aggregator tick and subscriber update period, ms (>= 50)"},
+      {"push_min_interval_ms", &c.push_min_interval_ms,
+       "least time between two snapshots published early for push_on_change subscribers, ms"},
       {"max_subscribers", &c.max_subscribers, "SubscribeMetrics streams open at once"},
       {"max_streams", &c.max_streams, "streaming calls of all kinds open at once"},
       {"max_concurrent_streams_per_connection", &c.max_concurrent_streams_per_connection,
@@ -225,6 +227,9 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   }
   if (c.workers > 256) return fail("workers: at most 256");
   if (c.tick_ms < 50 || c.tick_ms > 60'000) return fail("tick_ms: must be within 50..60000");
+  if (c.push_min_interval_ms > c.tick_ms) {
+    return fail("push_min_interval_ms: at most tick_ms (" + std::to_string(c.tick_ms) + ")");
+  }
   if (c.max_subscribers == 0) return fail("max_subscribers: must be positive");
   if (c.max_streams == 0) return fail("max_streams: must be positive");
   if (c.max_message_bytes < 1024) return fail("max_message_bytes: at least 1024");

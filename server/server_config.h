@@ -15,6 +15,9 @@ struct ServerConfig {
   std::string metrics_listen = "0.0.0.0:9464";  // "" disables the Prometheus endpoint
   uint32_t workers = 0;                         // completion queues/threads; 0 = cores
   uint32_t tick_ms = 1000;                      // aggregator tick, >= 50
+  // Early ticks for push_on_change subscribers come at most this often, so that heavy ingest
+  // cannot keep the tick thread busy all the time (each early tick is a full snapshot).
+  uint32_t push_min_interval_ms = 2;
   // Limits.
   uint32_t max_subscribers = 20'000;
   uint32_t max_streams = 50'000;  // open streaming calls of all kinds

@@ -1,6 +1,6 @@
 #include "server/snapshot_hub.h"
 
-#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpc/slice.h>
 
 namespace rta::server {
 
@@ -24,12 +24,11 @@ void FillMetricUpdate(const agg::Snapshot& snapshot, const agg::MetricPoint& poi
   }
 }
 
-grpc::ByteBuffer SerializeUpdate(const analytics::MetricUpdate& update) {
-  grpc::ByteBuffer buffer;
-  bool own_buffer = false;
-  // Serialization of a well-formed message into memory cannot fail short of OOM.
-  grpc::SerializationTraits<analytics::MetricUpdate>::Serialize(update, &buffer, &own_buffer);
-  return buffer;
+SerializedUpdate SerializeUpdate(const analytics::MetricUpdate& update) {
+  grpc_slice raw = grpc_slice_malloc(update.ByteSizeLong());  // caches the sizes used below
+  update.SerializeWithCachedSizesToArray(GRPC_SLICE_START_PTR(raw));
+  grpc::Slice bytes(raw, grpc::Slice::STEAL_REF);
+  return {grpc::ByteBuffer(&bytes, 1), std::move(bytes)};
 }
 
 void MetricHistory::Record(const agg::Snapshot& snapshot, const std::vector<uint16_t>& metric_ids) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
 
 #include <atomic>
 #include <cstdint>
@@ -21,15 +22,22 @@ namespace rta::server {
 // Fills *out with one series of a snapshot.
 void FillMetricUpdate(const agg::Snapshot& snapshot, const agg::MetricPoint& point,
                       analytics::UpdateKind kind, analytics::MetricUpdate* out);
-grpc::ByteBuffer SerializeUpdate(const analytics::MetricUpdate& update);
 
-// A snapshot made ready for fan-out: every series serialized once, shared by every subscriber
-// (a grpc::ByteBuffer copy only takes references to the same slices). Immutable.
+// One MetricUpdate serialized once, in one slice: `buffer` is what a SubscribeMetrics write
+// sends, `bytes` (the same memory) what a MetricUpdateBatch message is assembled from.
+struct SerializedUpdate {
+  grpc::ByteBuffer buffer;
+  grpc::Slice bytes;
+};
+SerializedUpdate SerializeUpdate(const analytics::MetricUpdate& update);
+
+// A snapshot made ready for fan-out: every series serialized once, shared by every subscriber,
+// which refers to these messages while it writes them instead of copying them. Immutable.
 struct PublishedSnapshot {
   std::shared_ptr<const agg::Snapshot> snapshot;
   std::vector<uint16_t> metric_ids;                 // per point
-  std::vector<grpc::ByteBuffer> delta_messages;     // per point, kind DELTA
-  std::vector<grpc::ByteBuffer> snapshot_messages;  // per point, kind SNAPSHOT
+  std::vector<SerializedUpdate> delta_messages;     // per point, kind DELTA
+  std::vector<SerializedUpdate> snapshot_messages;  // per point, kind SNAPSHOT
   std::vector<uint32_t> changed_now;  // points whose changed_sequence is this sequence
   bool early = false;  // published ahead of the tick schedule for push_on_change subscribers
 

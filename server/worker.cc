@@ -1,5 +1,7 @@
 #include "server/worker.h"
 
+#include <algorithm>
+
 #include "server/subscribe_call.h"
 
 namespace rta::server {
@@ -25,10 +27,15 @@ void Worker::Run() {
   while (cq_->Next(&tag, &ok)) DispatchTag(tag, ok);
 }
 
-void Worker::NotifyPublished() {
+void Worker::NotifyPublished(bool early) {
+  if (!early) {
+    regular_tick_pending_.store(true, std::memory_order_seq_cst);
+  } else if (push_subscriber_count_.load(std::memory_order_relaxed) == 0) {
+    return;  // nobody here wants early snapshots
+  }
   // One alarm in flight per queue: if the worker has not handled the previous notification yet,
-  // it will read the newest snapshot when it does.
-  if (publish_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  // it will read the newest snapshot (and the regular-tick flag) when it does.
+  if (publish_pending_.exchange(true, std::memory_order_seq_cst)) return;
   publish_alarm_.Set(cq_.get(), gpr_now(GPR_CLOCK_MONOTONIC), &publish_tag_);
 }
 
@@ -41,24 +48,40 @@ void Worker::OnEvent(int op, bool /*ok*/) {
   // Alarms complete with ok == false only when cancelled, which this class never does; either
   // way the right action is the same.
   if (op == kPublished) {
-    publish_pending_.store(false, std::memory_order_release);
+    // In this order: a notification arriving from here on sets a new alarm, and what it
+    // published is read below or by that alarm.
+    publish_pending_.store(false, std::memory_order_seq_cst);
+    const bool regular = regular_tick_pending_.exchange(false, std::memory_order_seq_cst);
     const auto latest = state_.hub.Latest();
     const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::steady_clock::now().time_since_epoch())
                                .count();
     // Calls leave the list only from their done tag, never from inside these loops.
-    for (SubscribeCall* call : subscribers_) call->OnPublished(latest, now_ms);
+    for (SubscribeCall* call : regular ? subscribers_ : push_subscribers_) {
+      call->OnPublished(latest, now_ms, regular);
+    }
   } else {
     for (SubscribeCall* call : subscribers_) call->OnShutdown();
   }
 }
 
-void Worker::AddSubscriber(SubscribeCall* call) {
+void Worker::AddSubscriber(SubscribeCall* call, bool push_on_change) {
   call->worker_slot = subscribers_.size();
   subscribers_.push_back(call);
+  if (push_on_change) {
+    push_subscribers_.push_back(call);
+    push_subscriber_count_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Worker::RemoveSubscriber(SubscribeCall* call) {
+  // Push subscribers are few: a linear search is fine.
+  if (auto it = std::find(push_subscribers_.begin(), push_subscribers_.end(), call);
+      it != push_subscribers_.end()) {
+    *it = push_subscribers_.back();
+    push_subscribers_.pop_back();
+    push_subscriber_count_.fetch_sub(1, std::memory_order_relaxed);
+  }
   const size_t slot = call->worker_slot;
   subscribers_[slot] = subscribers_.back();
   subscribers_[slot]->worker_slot = slot;

@@ -69,6 +69,7 @@ struct Options {
   std::string scenario = "all";
   double seconds = 5;
   bool smoke = false;
+  double latency_rate = 0;  // events/s for the latency scenario; 0: derived (see --help)
   std::string output_dir;
 };
 
@@ -650,6 +651,8 @@ int Main(int argc, char** argv) {
       options.scenario = value();
     else if (arg == "--seconds")
       options.seconds = std::stod(value());
+    else if (arg == "--latency-rate")
+      options.latency_rate = std::stod(value());
     else if (arg == "--smoke")
       options.smoke = true;
     else if (arg == "--output-dir")
@@ -659,6 +662,8 @@ int Main(int argc, char** argv) {
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze]\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
           "            [--server-binary PATH] [--output-dir DIR (writes <date>.json and .md)]\n"
+          "            [--latency-rate EVENTS_PER_S (default: half of ingest-single's capacity\n"
+          "             when that ran first, else 1000)]\n"
           "Starts analytics_server processes on 127.0.0.1 and measures them.");
       return 0;
     } else {
@@ -702,7 +707,9 @@ int Main(int argc, char** argv) {
     for (bool batched : {false, true}) run(RunFanout(options, dashboards, batched, true));
   }
   if (all || options.scenario == "latency") {
-    const double rate = options.smoke ? 1000 : std::clamp(single_capacity * 0.5, 1000.0, 100000.0);
+    const double rate = options.latency_rate > 0 ? options.latency_rate
+                        : options.smoke          ? 1000
+                                        : std::clamp(single_capacity * 0.5, 1000.0, 100000.0);
     run(RunLatency(options, rate, /*push_on_change=*/false));
     // Push: every ingest message asks for an early (coalesced) tick, so a lower rate.
     run(RunLatency(options, std::min(rate, 10000.0), /*push_on_change=*/true));

@@ -76,6 +76,11 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
     CHECK_FALSE(ParseCommandLine({"--tick-ms", "10"}, &cl, &error));
     CHECK_THAT(error, Catch::Contains("tick_ms"));
   }
+  SECTION("push pacing longer than the tick") {
+    CHECK_FALSE(
+        ParseCommandLine({"--tick-ms", "100", "--push-min-interval-ms", "150"}, &cl, &error));
+    CHECK_THAT(error, Catch::Contains("push_min_interval_ms: at most tick_ms (100)"));
+  }
   SECTION("not a number") {
     CHECK_FALSE(ParseCommandLine({"--workers", "many"}, &cl, &error));
     CHECK_THAT(error, Catch::Contains("--workers"));
@@ -92,9 +97,9 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
 
 TEST_CASE("help documents every flag", "[server][config]") {
   const std::string help = rta::server::ServerHelpText();
-  for (const char* flag :
-       {"--listen", "--metrics-listen", "--workers", "--tick-ms", "--max-subscribers",
-        "--max-event-bytes", "--dedupe-horizon-seconds", "--shutdown-grace-ms", "--config"}) {
+  for (const char* flag : {"--listen", "--metrics-listen", "--workers", "--tick-ms",
+                           "--max-subscribers", "--max-event-bytes", "--dedupe-horizon-seconds",
+                           "--shutdown-grace-ms", "--config", "--push-min-interval-ms"}) {
     CHECK_THAT(help, Catch::Contains(flag));
   }
 }
