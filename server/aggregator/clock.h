@@ -1,5 +1,7 @@
 #pragma once
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -16,13 +18,16 @@ class Clock {
   virtual int64_t NowMs() const = 0;
 };
 
-// Wall-clock time (system_clock).
+// Wall-clock time from CLOCK_REALTIME_COARSE: the time of the kernel's last timer tick (1-4 ms
+// resolution), read without the clock-source arithmetic of CLOCK_REALTIME. Ingest reads the
+// clock once per event, where the precise clock was about a tenth of the aggregator's cost;
+// everything the aggregator does with the time is per second or coarser.
 class SystemClock final : public Clock {
  public:
   int64_t NowMs() const override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000;
   }
 };
 
