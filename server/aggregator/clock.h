@@ -21,7 +21,9 @@ class Clock {
 // Wall-clock time from CLOCK_REALTIME_COARSE: the time of the kernel's last timer tick (1-4 ms
 // resolution), read without the clock-source arithmetic of CLOCK_REALTIME. Ingest reads the
 // clock once per event, where the precise clock was about a tenth of the aggregator's cost;
-// everything the aggregator does with the time is per second or coarser.
+// everything the aggregator does with the time is per second or coarser, and the session
+// analyzer's rules (a second for rage clicks, minutes for idle sessions) do not notice a few ms
+// (its timer may wake once early and re-arm).
 class SystemClock final : public Clock {
  public:
   int64_t NowMs() const override {
