@@ -23,7 +23,7 @@ class Clock {
 // clock once per event, where the precise clock was about a tenth of the aggregator's cost;
 // everything the aggregator does with the time is per second or coarser, and the session
 // analyzer's rules (a second for rage clicks, minutes for idle sessions) do not notice a few ms
-// (its timer may wake once early and re-arm).
+// (its timer may wake a few ms early and re-arm).
 class SystemClock final : public Clock {
  public:
   int64_t NowMs() const override {
