@@ -49,8 +49,9 @@ struct ServiceState {
   std::atomic<uint32_t> open_streams{0};
   std::atomic<uint32_t> subscribers{0};
   std::atomic<uint64_t> ingest_streams_started{0};
-  // Subscribers that asked for push_on_change; while there are any, ingest asks for an early
-  // tick after each message (coalesced: at most one early tick pending).
+  // Subscribers that asked for push_on_change, counted by the workers as they register them;
+  // while there are any, ingest asks for an early tick after each message (coalesced: at most
+  // one early tick pending).
   std::atomic<uint32_t> push_subscribers{0};
   std::function<void()> request_early_tick;
 };

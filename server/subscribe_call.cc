@@ -76,7 +76,6 @@ void SubscribeCall::OnEvent(int op, bool ok) {
         worker_.RemoveSubscriber(this);
         registered_ = false;
         state_.subscribers.fetch_sub(1, std::memory_order_relaxed);
-        if (push_on_change_) state_.push_subscribers.fetch_sub(1, std::memory_order_relaxed);
         state_.metrics.subscribers().Decrement();
         LogInfo("subscriber_left", {{"peer", context_.peer()},
                                     {"code", std::to_string(static_cast<int>(final_code_))}});
@@ -127,7 +126,6 @@ void SubscribeCall::Start() {
   state_.metrics.subscribers().Increment();
   push_on_change_ = request.push_on_change();
   worker_.AddSubscriber(this, push_on_change_);
-  if (push_on_change_) state_.push_subscribers.fetch_add(1, std::memory_order_relaxed);
   interval_ms_ = request.interval_ms();
   LogInfo("subscriber_joined", {{"peer", context_.peer()},
                                 {"dashboard_id", request.dashboard_id()},

@@ -71,6 +71,7 @@ void Worker::AddSubscriber(SubscribeCall* call, bool push_on_change) {
   if (push_on_change) {
     push_subscribers_.push_back(call);
     push_subscriber_count_.fetch_add(1, std::memory_order_relaxed);
+    state_.push_subscribers.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -81,6 +82,7 @@ void Worker::RemoveSubscriber(SubscribeCall* call) {
     *it = push_subscribers_.back();
     push_subscribers_.pop_back();
     push_subscriber_count_.fetch_sub(1, std::memory_order_relaxed);
+    state_.push_subscribers.fetch_sub(1, std::memory_order_relaxed);
   }
   const size_t slot = call->worker_slot;
   subscribers_[slot] = subscribers_.back();
