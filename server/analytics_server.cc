@@ -59,6 +59,19 @@ void StopExposer(std::unique_ptr<prometheus::Exposer>& exposer, const std::strin
   waker.join();
 }
 
+// The port of a HOST:PORT address (0 when it asks for any free port or does not parse; the
+// config validation has refused malformed ones already).
+int RequestedPort(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return 0;
+  int port = 0;
+  for (char ch : listen.substr(colon + 1)) {
+    if (ch < '0' || ch > '9' || port > 65535) return 0;
+    port = port * 10 + (ch - '0');
+  }
+  return port;
+}
+
 }  // namespace
 
 class AnalyticsServer::Impl {
@@ -84,6 +97,9 @@ class AnalyticsServer::Impl {
   int grpc_port_ = 0;
   int metrics_port_ = 0;
   agg::Aggregator& aggregator() { return aggregator_; }
+  void SetIngestFault(std::function<grpc::Status(uint64_t, uint64_t)> fault) {
+    state_.ingest_fault_for_test = std::move(fault);
+  }
 
  private:
   void ScheduleTick();
@@ -153,12 +169,26 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;
   for (unsigned i = 0; i < workers; ++i) queues.push_back(builder.AddCompletionQueue());
 
-  server_ = builder.BuildAndStart();
-  if (server_ == nullptr || grpc_port_ == 0) {
-    *error = "cannot listen on " + config_.listen +
-             " (address in use, not a local address, or not HOST:PORT)";
+  // Before any call exists (no worker has started): stop and drain what BuildAndStart made.
+  auto abandon_start = [&](const std::string& message) {
+    *error = message;
+    if (server_ != nullptr) server_->Shutdown();
+    for (auto& queue : queues) {
+      queue->Shutdown();
+      void* tag;
+      bool ok;
+      while (queue->Next(&tag, &ok)) {
+      }
+    }
     server_.reset();
     return false;
+  };
+  server_ = builder.BuildAndStart();
+  const int requested_port = RequestedPort(config_.listen);
+  if (server_ == nullptr || grpc_port_ == 0 ||
+      (requested_port != 0 && grpc_port_ != requested_port)) {
+    return abandon_start("cannot listen on " + config_.listen +
+                         " (address in use, not a local address, or not HOST:PORT)");
   }
   if (!config_.metrics_listen.empty()) {
     try {
@@ -167,17 +197,7 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
       const std::vector<int> ports = exposer_->GetListeningPorts();
       metrics_port_ = ports.empty() ? 0 : ports.front();
     } catch (const std::exception& e) {
-      *error = "cannot serve metrics on " + config_.metrics_listen + ": " + e.what();
-      server_->Shutdown();
-      for (auto& queue : queues) {
-        queue->Shutdown();
-        void* tag;
-        bool ok;
-        while (queue->Next(&tag, &ok)) {
-        }
-      }
-      server_.reset();
-      return false;
+      return abandon_start("cannot serve metrics on " + config_.metrics_listen + ": " + e.what());
     }
   }
 
@@ -286,8 +306,9 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
   // 4. No more ticks.
   tick_io_.stop();
   if (tick_thread_.joinable()) tick_thread_.join();
-  // 5. Drain every queue to the end; each call frees itself as its last operation completes.
-  for (auto& worker : workers_) worker->ShutdownQueue();
+  // 5. Drain every queue to the end: each call frees itself as its last operation completes,
+  // and each worker shuts its queue down once no call is left on it.
+  for (auto& worker : workers_) worker->ShutdownQueueWhenIdle();
   for (auto& worker : workers_) worker->Join();
   workers_.clear();
   if (exposer_) StopExposer(exposer_, config_.metrics_listen, metrics_port_);
@@ -310,5 +331,9 @@ void AnalyticsServer::Shutdown(std::chrono::milliseconds grace) { impl_->Shutdow
 void AnalyticsServer::Wait() { impl_->Wait(); }
 agg::Aggregator& AnalyticsServer::aggregator() { return impl_->aggregator(); }
 void AnalyticsServer::TickForTest() { impl_->Tick(); }
+void AnalyticsServer::SetIngestFaultForTest(
+    std::function<grpc::Status(uint64_t stream, uint64_t message)> fault) {
+  impl_->SetIngestFault(std::move(fault));
+}
 
 }  // namespace rta::server

@@ -1,6 +1,10 @@
 #pragma once
 
+#include <grpcpp/support/status.h>
+
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -38,6 +42,10 @@ class AnalyticsServer {
   agg::Aggregator& aggregator();
   // Runs one aggregator tick now and publishes it to subscribers (tests).
   void TickForTest();
+  // Before Start(): called after each ingest message is counted, with the stream's server-wide
+  // number (1-based) and the message's (1-based); a non-OK status ends that stream with it
+  // (tests of client retries).
+  void SetIngestFaultForTest(std::function<grpc::Status(uint64_t stream, uint64_t message)> fault);
 
  private:
   class Impl;

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "server/worker.h"
-
 namespace rta::server {
 namespace {
 
@@ -49,8 +47,24 @@ void AnalyzeCall::OnEvent(int op, bool ok) {
       read_in_flight_ = false;
       if (!ok) {
         reads_closed_ = true;  // the client half-closed: answer what is queued, then finish
+        idle_.Cancel();        // it owes us nothing more
       } else if (!finish_called_) {
+        idle_.Touch();
         OnRead();
+      }
+      break;
+    case kIdle:
+      if (!ok || done_ || finish_called_ || reads_closed_) {
+        idle_.OnCancelled();
+        break;
+      }
+      ++pending_ops_;
+      if (idle_.ExpiredOrRearm(worker_.cq(), &idle_tag_)) {
+        --pending_ops_;  // not re-armed
+        state_.metrics.AddIdleStreamClosed(Method::kAnalyzeSession);
+        Finish({grpc::StatusCode::DEADLINE_EXCEEDED,
+                "no action for " + std::to_string(state_.config.stream_idle_timeout_ms) +
+                    " ms (stream_idle_timeout_ms): stream closed"});
       }
       break;
     case kWrite:
@@ -67,8 +81,9 @@ void AnalyzeCall::OnEvent(int op, bool ok) {
       break;
     case kDone:
       done_ = true;
-      if (context_.IsCancelled() && !finish_called_) final_code_ = grpc::StatusCode::CANCELLED;
+      if (context_.IsCancelled()) final_code_ = grpc::StatusCode::CANCELLED;
       if (timer_armed_) timer_.Cancel();  // its completion (ok == false) is still pending
+      idle_.Cancel();
       booking_.Close(state_, final_code_);
       break;
   }
@@ -82,9 +97,17 @@ void AnalyzeCall::OnEvent(int op, bool ok) {
 }
 
 void AnalyzeCall::Start() {
-  if (grpc::Status status = booking_.Open(state_, Method::kAnalyzeSession); !status.ok()) {
+  if (grpc::Status status = booking_.Open(state_, Method::kAnalyzeSession, context_);
+      !status.ok()) {
     Finish(status);
+    return;
   }
+  if (state_.shutting_down.load(std::memory_order_relaxed)) {
+    Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+    return;
+  }
+  ++pending_ops_;
+  idle_.Arm(worker_.cq(), &idle_tag_, state_.config.stream_idle_timeout_ms);
 }
 
 void AnalyzeCall::OnRead() {
@@ -152,6 +175,7 @@ void AnalyzeCall::Finish(const grpc::Status& status) {
   final_code_ = status.error_code();
   final_status_ = status;
   if (timer_armed_) timer_.Cancel();
+  idle_.Cancel();
   // Results not yet written are dropped: the status says why the stream ended. The status is
   // sent once the write in flight (if any) completes, never beside it.
   while (outbox_.size() > (write_in_flight_ ? 1 : 0)) outbox_.pop_back();

@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <deque>
 
+#include "server/idle_timer.h"
 #include "server/service_state.h"
 #include "server/session/session_analyzer.h"
+#include "server/worker.h"
 
 namespace rta::server {
-
-class Worker;
 
 // State machine of one bidirectional AnalyzeSession stream.
 //
@@ -29,7 +29,7 @@ class AnalyzeCall final : public CallBase {
   void OnEvent(int op, bool ok) override;
 
  private:
-  enum Op { kRequest, kRead, kWrite, kTimer, kFinish, kDone };
+  enum Op { kRequest, kRead, kWrite, kTimer, kFinish, kDone, kIdle };
   void Start();
   void OnRead();
   void CollectDue();
@@ -41,6 +41,7 @@ class AnalyzeCall final : public CallBase {
 
   ServiceState& state_;
   Worker& worker_;
+  LiveCall live_call_{worker_};
   grpc::ServerContext context_;
   grpc::ServerAsyncReaderWriter<analytics::AnalysisResult, analytics::UserAction> stream_{
       &context_};
@@ -55,6 +56,8 @@ class AnalyzeCall final : public CallBase {
   Tag timer_tag_{this, kTimer};
   Tag finish_tag_{this, kFinish};
   Tag done_tag_{this, kDone};
+  Tag idle_tag_{this, kIdle};
+  IdleTimer idle_;  // ends a stream whose client sends nothing for stream_idle_timeout_ms
   int pending_ops_ = 0;
   bool done_ = false;
   bool read_in_flight_ = false;

@@ -1,5 +1,8 @@
 #include "server/config_parser.h"
 
+#include <algorithm>
+#include <boost/asio/ip/address.hpp>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -21,7 +24,8 @@ struct Setting {
 std::vector<Setting> Settings(ServerConfig& c) {
   agg::AggregatorConfig& a = c.aggregator;
   return {
-      {"listen", &c.listen, "gRPC listen address HOST:PORT (port 0 picks a free port)"},
+      {"listen", &c.listen,
+       "gRPC listen address HOST:PORT (HOST: IPv4, [IPv6] or a name; port 0 picks a free port)"},
       {"metrics_listen", &c.metrics_listen,
        "Prometheus /metrics listen address HOST:PORT (empty disables it)"},
       {"workers", &c.workers, "completion queues, one thread each (0 = number of cores)"},
@@ -30,6 +34,10 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "least time between two snapshots published early for push_on_change subscribers, ms"},
       {"max_subscribers", &c.max_subscribers, "SubscribeMetrics streams open at once"},
       {"max_streams", &c.max_streams, "streaming calls of all kinds open at once"},
+      {"max_streams_per_peer", &c.max_streams_per_peer,
+       "streaming calls one client address may hold open at once"},
+      {"stream_idle_timeout_ms", &c.stream_idle_timeout_ms,
+       "an ingest or AnalyzeSession stream that sends nothing this long is ended, ms"},
       {"max_concurrent_streams_per_connection", &c.max_concurrent_streams_per_connection,
        "HTTP/2 concurrent streams one connection may open"},
       {"max_message_bytes", &c.max_message_bytes, "largest gRPC message accepted, bytes"},
@@ -219,42 +227,105 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
     *error = message;
     return false;
   };
-  if (c.listen.empty() || c.listen.rfind(':') == std::string::npos) {
-    return fail("listen: expected HOST:PORT, got '" + c.listen + "'");
+  // Inclusive bounds; the upper ones keep every value that is cast to int (gRPC channel
+  // arguments, message sizes) or multiplied (ms, bytes) far from overflow.
+  auto within = [&](const char* key, auto value, uint64_t low, uint64_t high,
+                    const char* high_is = nullptr) {
+    if (static_cast<int64_t>(value) >= 0 && static_cast<uint64_t>(value) >= low &&
+        static_cast<uint64_t>(value) <= high) {
+      return true;
+    }
+    *error = std::string(key) + ": must be within " + std::to_string(low) + ".." +
+             std::to_string(high) + (high_is ? std::string(" (") + high_is + ")" : "") + ", got " +
+             std::to_string(value);
+    return false;
+  };
+  std::string why;
+  if (!ValidateListenAddress(c.listen, &why)) return fail("listen: " + why);
+  if (!c.metrics_listen.empty() && !ValidateListenAddress(c.metrics_listen, &why)) {
+    return fail("metrics_listen: " + why);
   }
-  if (!c.metrics_listen.empty() && c.metrics_listen.rfind(':') == std::string::npos) {
-    return fail("metrics_listen: expected HOST:PORT, got '" + c.metrics_listen + "'");
+  if (!within("workers", c.workers, 0, 256) || !within("tick_ms", c.tick_ms, 50, 60'000) ||
+      !within("push_min_interval_ms", c.push_min_interval_ms, 0, c.tick_ms, "tick_ms") ||
+      !within("max_subscribers", c.max_subscribers, 1, 1'000'000) ||
+      !within("max_streams", c.max_streams, 1, 1'000'000) ||
+      !within("max_streams_per_peer", c.max_streams_per_peer, 1, c.max_streams, "max_streams") ||
+      !within("stream_idle_timeout_ms", c.stream_idle_timeout_ms, 100, 86'400'000) ||
+      !within("max_concurrent_streams_per_connection", c.max_concurrent_streams_per_connection, 1,
+              100'000) ||
+      !within("max_message_bytes", c.max_message_bytes, 1024, 256u << 20) ||
+      !within("max_event_bytes", c.max_event_bytes, 1, c.max_message_bytes, "max_message_bytes") ||
+      !within("max_event_properties", c.max_event_properties, 0, 10'000) ||
+      !within("max_batch_events", c.max_batch_events, 1, 1'000'000) ||
+      !within("max_sessions_per_analyze_stream", c.max_sessions_per_analyze_stream, 1,
+              10'000'000) ||
+      !within("max_invalid_actions_per_analyze_stream", c.max_invalid_actions_per_analyze_stream, 0,
+              1'000'000'000) ||
+      !within("memory_quota_bytes", c.memory_quota_bytes, 16u << 20, 1ull << 40) ||
+      !within("shutdown_grace_ms", c.shutdown_grace_ms, 0, 3'600'000) ||
+      !within("slow_subscriber_timeout_ms", c.slow_subscriber_timeout_ms, 1000, 3'600'000) ||
+      !within("pending_requests_per_method", c.pending_requests_per_method, 0, 10'000)) {
+    return false;
   }
-  if (c.workers > 256) return fail("workers: at most 256");
-  if (c.tick_ms < 50 || c.tick_ms > 60'000) return fail("tick_ms: must be within 50..60000");
-  if (c.push_min_interval_ms > c.tick_ms) {
-    return fail("push_min_interval_ms: at most tick_ms (" + std::to_string(c.tick_ms) + ")");
-  }
-  if (c.max_subscribers == 0) return fail("max_subscribers: must be positive");
-  if (c.max_streams == 0) return fail("max_streams: must be positive");
-  if (c.max_message_bytes < 1024) return fail("max_message_bytes: at least 1024");
-  if (c.max_event_bytes == 0 || c.max_event_bytes > c.max_message_bytes) {
-    return fail("max_event_bytes: must be within 1..max_message_bytes");
-  }
-  if (c.slow_subscriber_timeout_ms < 1000) return fail("slow_subscriber_timeout_ms: at least 1000");
-  if (c.max_batch_events == 0) return fail("max_batch_events: must be positive");
-  if (c.max_concurrent_streams_per_connection == 0) {
-    return fail("max_concurrent_streams_per_connection: must be positive");
-  }
-  if (c.memory_quota_bytes < (16u << 20)) return fail("memory_quota_bytes: at least 16 MiB");
   const agg::AggregatorConfig& a = c.aggregator;
-  if (a.dedupe_horizon_seconds < 1) return fail("dedupe_horizon_seconds: must be positive");
-  if (a.dedupe_capacity_log2 < 10 || a.dedupe_capacity_log2 > 30) {
-    return fail("dedupe_capacity_log2: must be within 10..30");
+  if (!within("dedupe_horizon_seconds", a.dedupe_horizon_seconds, 1, 7 * 86'400) ||
+      !within("dedupe_capacity_log2", a.dedupe_capacity_log2, 10, 30) ||
+      !within("max_event_age_seconds", a.max_event_age_seconds, 1, 3600) ||
+      !within("max_event_future_seconds", a.max_event_future_seconds, 0, 86'400) ||
+      !within("dimension_cardinality_cap", a.dimension_cardinality_cap, 1, 100'000) ||
+      !within("top_k_capacity", a.top_k_capacity, a.top_k, 100'000) ||
+      !within("max_sessions", a.max_sessions, 1, 100'000'000) ||
+      !within("active_session_seconds", a.active_session_seconds, 1, 86'400)) {
+    return false;
   }
-  if (a.max_event_age_seconds < 1 || a.max_event_age_seconds > 3600) {
-    return fail("max_event_age_seconds: must be within 1..3600 (the longest window)");
+  return true;
+}
+
+bool ValidateListenAddress(const std::string& address, std::string* why) {
+  const size_t colon = address.rfind(':');
+  if (address.empty() || colon == std::string::npos) {
+    *why = "expected HOST:PORT, got '" + address + "'";
+    return false;
   }
-  if (a.max_event_future_seconds < 0) return fail("max_event_future_seconds: must be >= 0");
-  if (a.dimension_cardinality_cap == 0) return fail("dimension_cardinality_cap: must be positive");
-  if (a.top_k_capacity < a.top_k) return fail("top_k_capacity: must be at least top_k (10)");
-  if (a.max_sessions == 0) return fail("max_sessions: must be positive");
-  if (a.active_session_seconds < 1) return fail("active_session_seconds: must be positive");
+  const std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  uint32_t port_number = 0;
+  if (!ParseInteger(std::string_view(port), &port_number) || port_number > 65535) {
+    *why = "port must be a number within 0..65535 (0 picks a free port), got '" + port + "' in '" +
+           address + "'";
+    return false;
+  }
+  boost::system::error_code parse_error;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    boost::asio::ip::make_address_v6(host.substr(1, host.size() - 2), parse_error);
+    if (parse_error) {
+      *why = "'" + host + "' is not an IPv6 address in '" + address + "'";
+      return false;
+    }
+    return true;
+  }
+  if (host.find(':') != std::string::npos) {
+    *why = "an IPv6 address needs brackets ([::1]:50051), got '" + address + "'";
+    return false;
+  }
+  boost::asio::ip::make_address_v4(host, parse_error);
+  if (!parse_error) return true;
+  // Otherwise a DNS name (RFC 1123 labels).
+  const bool name_ok =
+      !host.empty() && host.size() <= 253 && host.front() != '-' && host.front() != '.' &&
+      std::all_of(host.begin(), host.end(),
+                  [](char ch) {
+                    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.';
+                  }) &&
+      !std::all_of(host.begin(), host.end(), [](char ch) {
+        return std::isdigit(static_cast<unsigned char>(ch)) || ch == '.';
+      });
+  if (!name_ok) {
+    *why = "'" + host +
+           "' is neither an IPv4 address, a bracketed IPv6 address nor a host name in '" + address +
+           "'";
+    return false;
+  }
   return true;
 }
 

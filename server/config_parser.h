@@ -23,6 +23,10 @@ bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, st
 // Checks ranges and relations between settings; the message names the key.
 bool ValidateServerConfig(const ServerConfig& config, std::string* error);
 
+// Checks a listen address: HOST:PORT with PORT within 0..65535 (0 = any free port) and HOST an
+// IPv4 address, a bracketed IPv6 address or a host name. On failure *why says what is wrong.
+bool ValidateListenAddress(const std::string& address, std::string* why);
+
 // The --help text: every flag with its default.
 std::string ServerHelpText();
 

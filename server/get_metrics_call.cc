@@ -1,7 +1,5 @@
 #include "server/get_metrics_call.h"
 
-#include "server/worker.h"
-
 namespace rta::server {
 namespace {
 

@@ -6,10 +6,9 @@
 #include <chrono>
 
 #include "server/service_state.h"
+#include "server/worker.h"
 
 namespace rta::server {
-
-class Worker;
 
 // State machine of one unary GetMetrics call: answered from the latest published snapshot.
 class GetMetricsCall final : public CallBase {
@@ -21,6 +20,7 @@ class GetMetricsCall final : public CallBase {
   enum Op { kRequest, kFinish };
   ServiceState& state_;
   Worker& worker_;
+  LiveCall live_call_{worker_};
   grpc::ServerContext context_;
   analytics::MetricsQuery query_;
   grpc::ServerAsyncResponseWriter<analytics::MetricsSnapshot> responder_{&context_};

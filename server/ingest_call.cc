@@ -1,5 +1,8 @@
 #include "server/ingest_call.h"
 
+#include <grpcpp/impl/codegen/proto_utils.h>
+
+#include "server/message_parse.h"
 #include "server/worker.h"
 
 namespace rta::server {
@@ -78,6 +81,12 @@ void IngestCall<Message>::Request() {
 }
 
 template <typename Message>
+void IngestCall<Message>::StartRead() {
+  ++pending_ops_;
+  reader_.Read(&request_, &read_tag_);
+}
+
+template <typename Message>
 void IngestCall<Message>::OnEvent(int op, bool ok) {
   --pending_ops_;
   switch (op) {
@@ -91,30 +100,59 @@ void IngestCall<Message>::OnEvent(int op, bool ok) {
         new IngestCall<Message>(state_, worker_);
       }
       stream_number_ = state_.ingest_streams_started.fetch_add(1, std::memory_order_relaxed) + 1;
-      if (grpc::Status status = booking_.Open(state_, kMethod); !status.ok()) {
+      if (grpc::Status status = booking_.Open(state_, kMethod, context_); !status.ok()) {
         Finish(status);
         break;
       }
-      ++pending_ops_;
-      reader_.Read(&message_, &read_tag_);
-      break;
-    case kRead:
-      if (!ok) {  // the client half-closed (or the call broke): answer with the tally
-        if (!done_) Finish(grpc::Status::OK);
+      if (state_.shutting_down.load(std::memory_order_relaxed)) {
+        // Matched just as shutdown began: nothing read yet, so the client can safely go elsewhere.
+        Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
         break;
       }
+      ++pending_ops_;
+      idle_.Arm(worker_.cq(), &idle_tag_, state_.config.stream_idle_timeout_ms);
+      StartRead();
+      break;
+    case kRead:
+      if (finish_called_) break;  // the stream was ended while this read was pending
+      if (!ok) {  // the client half-closed, or the call broke (then the done tag says CANCELLED)
+        Finish(grpc::Status::OK);
+        break;
+      }
+      idle_.Touch();
       if (grpc::Status status = Consume(); !status.ok()) {
         Finish(status);
         break;
       }
+      StartRead();
+      break;
+    case kIdle:
+      if (!ok) {
+        idle_.OnCancelled();
+        break;
+      }
+      if (done_ || finish_called_) {
+        idle_.OnCancelled();
+        break;
+      }
       ++pending_ops_;
-      reader_.Read(&message_, &read_tag_);
+      if (idle_.ExpiredOrRearm(worker_.cq(), &idle_tag_)) {
+        --pending_ops_;  // not re-armed
+        state_.metrics.AddIdleStreamClosed(kMethod);
+        Finish({grpc::StatusCode::DEADLINE_EXCEEDED,
+                "no message for " + std::to_string(state_.config.stream_idle_timeout_ms) +
+                    " ms (stream_idle_timeout_ms): stream closed; what it sent before was "
+                    "counted (trailer rta-event-response-bin)"});
+      }
       break;
     case kFinish:
       break;
     case kDone:
       done_ = true;
-      if (context_.IsCancelled() && !finish_called_) final_code_ = grpc::StatusCode::CANCELLED;
+      // A client that cancels (or whose connection breaks) ends the call however the server
+      // meant to finish it: count what really happened.
+      if (context_.IsCancelled()) final_code_ = grpc::StatusCode::CANCELLED;
+      idle_.Cancel();
       booking_.Close(state_, final_code_);
       break;
   }
@@ -123,11 +161,24 @@ void IngestCall<Message>::OnEvent(int op, bool ok) {
 
 template <typename Message>
 grpc::Status IngestCall<Message>::Consume() {
-  ++messages_;
+  const uint64_t position = messages_++;
+  std::string why;
+  if (!ParseRequestMessage(request_, &message_, &parse_scratch_, &why)) {
+    state_.metrics.AddUnparseableMessage(kMethod);
+    const analytics::EventResponse& counted = tally_.response();
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "message #" + std::to_string(position) + " is not a valid " +
+                Message::descriptor()->name() + ": " + why + "; the " + std::to_string(position) +
+                " message(s) before it were counted (accepted " +
+                std::to_string(counted.accepted()) + ", duplicates " +
+                std::to_string(counted.duplicates()) + ", rejected " +
+                std::to_string(counted.rejected()) + "; trailer rta-event-response-bin)"};
+  }
+  request_.Clear();
   if constexpr (kMethod == Method::kReportEventBatches) {
     if (static_cast<uint32_t>(message_.events_size()) > state_.config.max_batch_events) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
-              "events: batch #" + std::to_string(messages_ - 1) + " has " +
+              "events: batch #" + std::to_string(position) + " has " +
                   std::to_string(message_.events_size()) + " events, limit " +
                   std::to_string(state_.config.max_batch_events)};
     }
@@ -137,10 +188,7 @@ grpc::Status IngestCall<Message>::Consume() {
   }
   tally_.FlushMetrics(state_.metrics);
   if (state_.push_subscribers.load(std::memory_order_relaxed) > 0) state_.request_early_tick();
-  const uint32_t fail_every = state_.config.fail_every_nth_ingest_stream_for_test;
-  if (fail_every > 0 && messages_ == 1 && stream_number_ % fail_every == 0) {
-    return {grpc::StatusCode::UNAVAILABLE, "injected stream failure (test only)"};
-  }
+  if (state_.ingest_fault_for_test) return state_.ingest_fault_for_test(stream_number_, messages_);
   return grpc::Status::OK;
 }
 
@@ -148,10 +196,18 @@ template <typename Message>
 void IngestCall<Message>::Finish(const grpc::Status& status) {
   finish_called_ = true;
   final_code_ = status.error_code();
+  idle_.Cancel();
   ++pending_ops_;
   if (status.ok()) {
-    reader_.Finish(tally_.response(), status, &finish_tag_);
+    grpc::ByteBuffer response;
+    bool own_buffer = false;
+    grpc::SerializationTraits<analytics::EventResponse>::Serialize(tally_.response(), &response,
+                                                                   &own_buffer);
+    reader_.Finish(response, status, &finish_tag_);
   } else {
+    // A non-OK status carries no response message; the trailer tells the client what of its
+    // stream was counted, so that it can reconcile before it retries.
+    context_.AddTrailingMetadata("rta-event-response-bin", tally_.response().SerializeAsString());
     reader_.FinishWithError(status, &finish_tag_);
   }
 }

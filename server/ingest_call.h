@@ -2,15 +2,17 @@
 
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/async_stream.h>
+#include <grpcpp/support/byte_buffer.h>
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
+#include "server/idle_timer.h"
 #include "server/service_state.h"
+#include "server/worker.h"
 
 namespace rta::server {
-
-class Worker;
 
 // Counts a stream's events and builds its EventResponse; shared by both ingest methods.
 class EventTally {
@@ -21,6 +23,7 @@ class EventTally {
   // Adds this message's counts to Prometheus and resets the per-message counters.
   void FlushMetrics(ServerMetrics& metrics);
   const analytics::EventResponse& response() const { return response_; }
+  uint64_t events() const { return position_; }
 
  private:
   void Reject(RejectReason reason, const analytics::EventData& event, std::string_view field,
@@ -34,8 +37,11 @@ class EventTally {
 };
 
 // State machine of one client-streaming ingest call: ReportEvent (one EventData per message) or
-// ReportEventBatches (an EventBatch per message). One read in flight; each message is ingested
-// on this queue's thread as it arrives; the response is sent when the client half-closes.
+// ReportEventBatches (an EventBatch per message). One read in flight; each message is parsed
+// (raw: see message_parse.h) and ingested on this queue's thread as it arrives; the response is
+// sent when the client half-closes. A message that does not parse, an idle client
+// (stream_idle_timeout_ms) or shutdown end the stream early with a non-OK status, and the
+// counts so far go in the trailer `rta-event-response-bin`.
 template <typename Message>
 class IngestCall final : public CallBase {
  public:
@@ -43,25 +49,31 @@ class IngestCall final : public CallBase {
   void OnEvent(int op, bool ok) override;
 
  private:
-  enum Op { kRequest, kRead, kFinish, kDone };
+  enum Op { kRequest, kRead, kFinish, kDone, kIdle };
   static constexpr Method kMethod = std::is_same_v<Message, analytics::EventBatch>
                                         ? Method::kReportEventBatches
                                         : Method::kReportEvent;
   void Request();
-  // Ingests one message; returns a non-OK status to end the stream with.
+  void StartRead();
+  // Parses and ingests one message; returns a non-OK status to end the stream with.
   grpc::Status Consume();
   void Finish(const grpc::Status& status);
 
   ServiceState& state_;
   Worker& worker_;
+  LiveCall live_call_{worker_};
   grpc::ServerContext context_;
-  grpc::ServerAsyncReader<analytics::EventResponse, Message> reader_{&context_};
+  grpc::ServerAsyncReader<grpc::ByteBuffer, grpc::ByteBuffer> reader_{&context_};
+  grpc::ByteBuffer request_;
   Message message_;
+  std::string parse_scratch_;
   EventTally tally_;
+  IdleTimer idle_;
   Tag request_tag_{this, kRequest};
   Tag read_tag_{this, kRead};
   Tag finish_tag_{this, kFinish};
   Tag done_tag_{this, kDone};
+  Tag idle_tag_{this, kIdle};
   int pending_ops_ = 0;
   bool done_ = false;
   bool finish_called_ = false;

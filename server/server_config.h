@@ -21,6 +21,11 @@ struct ServerConfig {
   // Limits.
   uint32_t max_subscribers = 20'000;
   uint32_t max_streams = 50'000;  // open streaming calls of all kinds
+  // Open streaming calls of one client address, so that one client cannot take all max_streams.
+  uint32_t max_streams_per_peer = 2'000;
+  // An ingest or AnalyzeSession stream that sends nothing for this long is ended
+  // (DEADLINE_EXCEEDED), so that idle or abandoned streams do not hold their slots.
+  uint32_t stream_idle_timeout_ms = 300'000;
   uint32_t max_concurrent_streams_per_connection = 1'000;
   uint32_t max_message_bytes = 4 * 1024 * 1024;
   uint32_t max_event_bytes = 16 * 1024;
@@ -33,8 +38,6 @@ struct ServerConfig {
   uint32_t slow_subscriber_timeout_ms = 30'000;  // a write pending this long ends the stream
   uint32_t pending_requests_per_method = 0;      // pre-posted requests per queue; 0 = default
   agg::AggregatorConfig aggregator;
-  // Test only: the server cancels every Nth ingest stream after its first message (0 = never).
-  uint32_t fail_every_nth_ingest_stream_for_test = 0;
 };
 
 }  // namespace rta::server

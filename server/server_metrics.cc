@@ -89,10 +89,34 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                        .Register(r);
   const prometheus::Histogram::BucketBoundaries rpc_buckets = {
       0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600};
+  auto& refused = BuildCounter()
+                      .Name("analytics_streams_refused_total")
+                      .Help(
+                          "Streaming calls refused at their start (RESOURCE_EXHAUSTED), by the "
+                          "limit reached: max_streams (server) or max_streams_per_peer (peer)")
+                      .Register(r);
+  streams_refused_[static_cast<size_t>(StreamRefusal::kServerLimit)] =
+      &refused.Add({{"limit", "server"}});
+  streams_refused_[static_cast<size_t>(StreamRefusal::kPeerLimit)] =
+      &refused.Add({{"limit", "peer"}});
+  auto& idle = BuildCounter()
+                   .Name("analytics_streams_idle_closed_total")
+                   .Help(
+                       "Ingest and AnalyzeSession streams ended because the client sent nothing "
+                       "for stream_idle_timeout_ms, by method")
+                   .Register(r);
+  auto& unparseable = BuildCounter()
+                          .Name("analytics_messages_unparseable_total")
+                          .Help(
+                              "Request messages that were not valid protobuf for their method "
+                              "(the stream ended with INVALID_ARGUMENT), by method")
+                          .Register(r);
   for (size_t i = 0; i < kMethodCount; ++i) {
     const char* name = MethodName(static_cast<Method>(i));
     open_streams_[i] = &open.Add({{"method", name}});
     rpc_duration_[i] = &duration.Add({{"method", name}}, rpc_buckets);
+    idle_streams_closed_[i] = &idle.Add({{"method", name}});
+    unparseable_messages_[i] = &unparseable.Add({{"method", name}});
   }
   tick_duration_ =
       &BuildHistogram()

@@ -31,6 +31,11 @@ const char* MethodName(Method method);
 enum class RejectReason { kInvalid, kTooOld, kInFuture, kTooLarge };
 inline constexpr size_t kRejectReasonCount = 4;
 
+// Why a streaming call was refused at its start (label values of
+// analytics_streams_refused_total).
+enum class StreamRefusal { kServerLimit, kPeerLimit };
+inline constexpr size_t kStreamRefusalCount = 2;
+
 // The server's Prometheus series: the one registry of metrics (no other globals). Every member
 // is safe to use from any thread; counters are updated per message or per batch, never per
 // event, so that ingest threads do not contend on them.
@@ -47,6 +52,15 @@ class ServerMetrics {
     updates_conflated_->Increment(static_cast<double>(count));
   }
   void AddSlowSubscriberDisconnect() { slow_disconnects_->Increment(); }
+  void AddStreamRefused(StreamRefusal reason) {
+    streams_refused_[static_cast<size_t>(reason)]->Increment();
+  }
+  void AddIdleStreamClosed(Method method) {
+    idle_streams_closed_[static_cast<size_t>(method)]->Increment();
+  }
+  void AddUnparseableMessage(Method method) {
+    unparseable_messages_[static_cast<size_t>(method)]->Increment();
+  }
   prometheus::Gauge& subscribers() { return *subscribers_; }
   prometheus::Gauge& open_streams(Method method) {
     return *open_streams_[static_cast<size_t>(method)];
@@ -66,6 +80,9 @@ class ServerMetrics {
   prometheus::Counter* updates_sent_;
   prometheus::Counter* updates_conflated_;
   prometheus::Counter* slow_disconnects_;
+  std::array<prometheus::Counter*, kStreamRefusalCount> streams_refused_{};
+  std::array<prometheus::Counter*, kMethodCount> idle_streams_closed_{};
+  std::array<prometheus::Counter*, kMethodCount> unparseable_messages_{};
   prometheus::Gauge* subscribers_;
   std::array<prometheus::Gauge*, kMethodCount> open_streams_{};
   prometheus::Family<prometheus::Counter>* rpcs_handled_family_;

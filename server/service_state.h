@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "analytics.grpc.pb.h"
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
+#include "server/peer_stream_limiter.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
 #include "server/snapshot_hub.h"
@@ -19,10 +21,12 @@ namespace rta::server {
 
 // The async service: the two subscription methods are raw (ByteBuffer) so that one serialized
 // update is shared by every subscriber; the other methods are typed.
+// The ingest methods are raw too, so that a message that fails to parse is told apart from the
+// client's half-close (see message_parse.h).
 using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_SubscribeMetrics<
     analytics::AnalyticsService::WithRawMethod_SubscribeMetricBatches<
-        analytics::AnalyticsService::WithAsyncMethod_ReportEvent<
-            analytics::AnalyticsService::WithAsyncMethod_ReportEventBatches<
+        analytics::AnalyticsService::WithRawMethod_ReportEvent<
+            analytics::AnalyticsService::WithRawMethod_ReportEventBatches<
                 analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
                     analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
                         analytics::AnalyticsService::Service>>>>>>;
@@ -37,7 +41,8 @@ struct ServiceState {
         aggregator(aggregator_in),
         metrics(metrics_in),
         hub(hub_in),
-        clock(clock_in) {}
+        clock(clock_in),
+        peer_streams(config_in.max_streams_per_peer) {}
 
   const ServerConfig& config;
   AsyncAnalyticsService& service;
@@ -54,6 +59,11 @@ struct ServiceState {
   // one early tick pending).
   std::atomic<uint32_t> push_subscribers{0};
   std::function<void()> request_early_tick;
+  PeerStreamLimiter peer_streams;
+  // Test only, set through AnalyticsServer::SetIngestFaultForTest() before Start(): called after
+  // each ingest message is counted with the stream's number (1-based, server-wide) and the
+  // message's (1-based); a non-OK status ends the stream with it.
+  std::function<grpc::Status(uint64_t stream, uint64_t message)> ingest_fault_for_test;
 };
 
 // Books one streaming call in the server-wide accounting: the open-streams limit and gauge when
@@ -61,24 +71,37 @@ struct ServiceState {
 // thread only.
 class StreamBooking {
  public:
-  // Counts the stream as open; RESOURCE_EXHAUSTED when the server already holds max_streams
-  // (the stream stays booked either way, so Close() must follow).
-  grpc::Status Open(ServiceState& state, Method method) {
+  // Counts the stream as open; RESOURCE_EXHAUSTED when the server already holds max_streams,
+  // or the client's address already holds max_streams_per_peer (the stream stays booked either
+  // way, so Close() must follow).
+  grpc::Status Open(ServiceState& state, Method method, const grpc::ServerContext& context) {
     method_ = method;
     open_ = true;
     start_ = std::chrono::steady_clock::now();
     state.metrics.open_streams(method).Increment();
     if (state.open_streams.fetch_add(1, std::memory_order_relaxed) >= state.config.max_streams) {
+      state.metrics.AddStreamRefused(StreamRefusal::kServerLimit);
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, "server has reached max_streams (" +
                                                         std::to_string(state.config.max_streams) +
                                                         " open streams); retry later"};
     }
+    const std::string peer = context.peer();
+    const std::string_view address = PeerStreamLimiter::AddressOf(peer);
+    if (!state.peer_streams.TryAcquire(address)) {
+      state.metrics.AddStreamRefused(StreamRefusal::kPeerLimit);
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "client " + std::string(address) + " has reached max_streams_per_peer (" +
+                  std::to_string(state.config.max_streams_per_peer) +
+                  " open streams); close some or retry later"};
+    }
+    peer_address_ = address;
     return grpc::Status::OK;
   }
   // Ends the booking once, with the call's final status code; no-op if Open() never ran.
   void Close(ServiceState& state, grpc::StatusCode code) {
     if (!open_) return;
     open_ = false;
+    if (peer_address_) state.peer_streams.Release(*peer_address_);
     state.open_streams.fetch_sub(1, std::memory_order_relaxed);
     state.metrics.open_streams(method_).Decrement();
     state.metrics.RpcHandled(
@@ -89,6 +112,7 @@ class StreamBooking {
  private:
   Method method_ = Method::kSubscribeMetrics;
   bool open_ = false;
+  std::optional<std::string> peer_address_;  // set once the peer's stream count holds this one
   std::chrono::steady_clock::time_point start_;
 };
 

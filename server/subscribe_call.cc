@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "server/log.h"
-#include "server/worker.h"
 
 namespace rta::server {
 namespace {
@@ -71,7 +70,7 @@ void SubscribeCall::OnEvent(int op, bool ok) {
       break;
     case kDone:
       done_ = true;
-      if (context_.IsCancelled() && !finish_called_) final_code_ = grpc::StatusCode::CANCELLED;
+      if (context_.IsCancelled()) final_code_ = grpc::StatusCode::CANCELLED;
       if (registered_) {
         worker_.RemoveSubscriber(this);
         registered_ = false;
@@ -92,8 +91,13 @@ void SubscribeCall::MaybeDelete() {
 
 void SubscribeCall::Start() {
   const Method method = batched_ ? Method::kSubscribeMetricBatches : Method::kSubscribeMetrics;
-  if (grpc::Status status = booking_.Open(state_, method); !status.ok()) {
+  if (grpc::Status status = booking_.Open(state_, method, context_); !status.ok()) {
     Finish(status);
+    return;
+  }
+  if (state_.shutting_down.load(std::memory_order_relaxed)) {
+    // Started after this worker handled the shutdown notification: it would never be told.
+    Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
     return;
   }
   analytics::SubscriptionRequest request;

@@ -13,10 +13,9 @@
 #include "server/metric_filter.h"
 #include "server/service_state.h"
 #include "server/snapshot_hub.h"
+#include "server/worker.h"
 
 namespace rta::server {
-
-class Worker;
 
 // State machine of one SubscribeMetrics or SubscribeMetricBatches stream.
 //
@@ -58,6 +57,7 @@ class SubscribeCall final : public CallBase {
 
   ServiceState& state_;
   Worker& worker_;
+  LiveCall live_call_{worker_};
   const bool batched_;  // SubscribeMetricBatches
   grpc::ServerContext context_;
   grpc::ByteBuffer request_;

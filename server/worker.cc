@@ -22,9 +22,28 @@ void Worker::Join() {
 void Worker::Run() {
   void* tag = nullptr;
   bool ok = false;
-  // Next() returns false only once the queue is shut down and fully drained, so every call's
-  // pending operations have completed and every call has freed itself by then.
-  while (cq_->Next(&tag, &ok)) DispatchTag(tag, ok);
+  // Next() returns false only once the queue is shut down and fully drained; the queue is shut
+  // down only when no call is left (MaybeShutdownQueue), so nothing can start an operation on
+  // it afterwards.
+  while (cq_->Next(&tag, &ok)) {
+    DispatchTag(tag, ok);
+    MaybeShutdownQueue();
+  }
+}
+
+void Worker::ShutdownQueueWhenIdle() {
+  if (drain_alarm_set_.exchange(true, std::memory_order_acq_rel)) return;
+  // The request itself travels through the queue (the worker notes it when the alarm fires), so
+  // the queue cannot be shut down before this Set() has started its operation on it.
+  drain_alarm_.Set(cq_.get(), gpr_now(GPR_CLOCK_MONOTONIC), &drain_tag_);
+}
+
+void Worker::MaybeShutdownQueue() {
+  if (queue_shut_down_ || live_calls_ != 0 || !drain_requested_) return;
+  // The worker's own alarms may still be pending; they complete during the drain (a queue that
+  // is shut down still delivers what was started before).
+  queue_shut_down_ = true;
+  cq_->Shutdown();
 }
 
 void Worker::NotifyPublished(bool early) {
@@ -60,8 +79,10 @@ void Worker::OnEvent(int op, bool /*ok*/) {
     for (SubscribeCall* call : regular ? subscribers_ : push_subscribers_) {
       call->OnPublished(latest, now_ms, regular);
     }
-  } else {
+  } else if (op == kShutdown) {
     for (SubscribeCall* call : subscribers_) call->OnShutdown();
+  } else {  // kDrain: Run() checks MaybeShutdownQueue() right after this
+    drain_requested_ = true;
   }
 }
 

@@ -22,9 +22,17 @@ class SubscribeCall;
 // them; a regular tick reaches everyone even if an early snapshot superseded it before the
 // worker got to it (snapshots are cumulative, so the newest one covers it).
 //
-// Thread-safety: NotifyPublished() and NotifyShutdown() may be called from any thread; the rest
-// runs on the worker's own thread. Shut down by the server: Shutdown() on the queue after the
-// grpc::Server is shut down, then Join().
+// Every call state machine is counted here for its whole life (CallStarted() in its constructor,
+// CallEnded() in its destructor, through a LiveCall member), and the queue is shut down only once
+// that count is zero: an operation started on a completion queue that is already shut down is a
+// fatal assertion in gRPC core, and a call can still start one (a Finish after its last write, a
+// read after a message) while completions for it sit in the queue after grpc::Server::Shutdown()
+// has returned. So the worker thread itself shuts its queue down, between two events, when no
+// call is left to start anything.
+//
+// Thread-safety: NotifyPublished(), NotifyShutdown() and ShutdownQueueWhenIdle() may be called
+// from any thread; the rest runs on the worker's own thread (or before Start()). Shut down by
+// the server: ShutdownQueueWhenIdle() after the grpc::Server is shut down, then Join().
 class Worker final : public CallBase {
  public:
   Worker(ServiceState& state, std::unique_ptr<grpc::ServerCompletionQueue> cq);
@@ -33,8 +41,13 @@ class Worker final : public CallBase {
   void Start();
   void NotifyPublished(bool early);
   void NotifyShutdown();
-  void ShutdownQueue() { cq_->Shutdown(); }
+  // After grpc::Server::Shutdown() has returned (no call can start any more): the queue is
+  // shut down as soon as every call on it has freed itself; Join() then returns.
+  void ShutdownQueueWhenIdle();
   void Join();
+  // Call lifetime accounting, on the worker thread (or before Start()).
+  void CallStarted() { ++live_calls_; }
+  void CallEnded() { --live_calls_; }
 
   grpc::ServerCompletionQueue* cq() { return cq_.get(); }
   void AddSubscriber(SubscribeCall* call, bool push_on_change);
@@ -43,8 +56,9 @@ class Worker final : public CallBase {
   void OnEvent(int op, bool ok) override;
 
  private:
-  enum Op { kPublished, kShutdown };
+  enum Op { kPublished, kShutdown, kDrain };
   void Run();
+  void MaybeShutdownQueue();
 
   ServiceState& state_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
@@ -57,8 +71,27 @@ class Worker final : public CallBase {
   grpc::Alarm shutdown_alarm_;
   Tag shutdown_tag_{this, kShutdown};
   std::atomic<bool> shutdown_requested_{false};
+  grpc::Alarm drain_alarm_;
+  Tag drain_tag_{this, kDrain};
+  std::atomic<bool> drain_alarm_set_{false};
+  bool drain_requested_ = false;                  // this thread only: the drain alarm has fired
+  bool queue_shut_down_ = false;                  // this thread only
+  int64_t live_calls_ = 0;                        // this thread only (or before Start())
   std::vector<SubscribeCall*> subscribers_;       // this thread only
   std::vector<SubscribeCall*> push_subscribers_;  // this thread only; also in subscribers_
+};
+
+// A call's membership in its worker's live-call count: a member of every call state machine, so
+// that the count covers the call from construction to destruction.
+class LiveCall {
+ public:
+  explicit LiveCall(Worker& worker) : worker_(worker) { worker_.CallStarted(); }
+  ~LiveCall() { worker_.CallEnded(); }
+  LiveCall(const LiveCall&) = delete;
+  LiveCall& operator=(const LiveCall&) = delete;
+
+ private:
+  Worker& worker_;
 };
 
 }  // namespace rta::server

@@ -296,9 +296,9 @@ TEST_CASE("bad lines are reported by number and the rest still go in", "[reporte
 
 TEST_CASE("streams broken mid-way are re-sent: nothing lost, nothing counted twice",
           "[reporter][retry]") {
-  auto config = ServerHarness::DefaultConfig();
-  config.fail_every_nth_ingest_stream_for_test = 3;  // after its first message is counted
-  ServerHarness server(config);
+  // Every third stream fails after its first message is counted.
+  ServerHarness server(ServerHarness::DefaultConfig(),
+                       ServerHarness::FailEveryNthStreamAfterFirstMessage(3));
   const std::string path = GenerateFile("retry.jsonl", 5'000, 11);
   const FileAnswers answers = Answer(path);
   const bool batched = GENERATE(true, false);

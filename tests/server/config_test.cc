@@ -45,6 +45,13 @@ TEST_CASE("a JSON config file applies, and flags win over it", "[server][config]
   std::remove(path.c_str());
 }
 
+// Parses `args` into a fresh configuration: "" when accepted, otherwise the error message.
+std::string Refusal(const std::vector<std::string>& args) {
+  CommandLine fresh;
+  std::string error;
+  return ParseCommandLine(args, &fresh, &error) ? "" : error;
+}
+
 TEST_CASE("a bad configuration is refused with a message naming the key", "[server][config]") {
   CommandLine cl;
   std::string error;
@@ -79,7 +86,48 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
   SECTION("push pacing longer than the tick") {
     CHECK_FALSE(
         ParseCommandLine({"--tick-ms", "100", "--push-min-interval-ms", "150"}, &cl, &error));
-    CHECK_THAT(error, Catch::Contains("push_min_interval_ms: at most tick_ms (100)"));
+    CHECK_THAT(error, Catch::Contains("push_min_interval_ms: must be within 0..100 (tick_ms)"));
+  }
+  SECTION("a port that does not exist") {
+    CHECK_THAT(Refusal({"--listen", "127.0.0.1:99999"}),
+               Catch::Contains("listen: port must be a number within 0..65535"));
+    CHECK_THAT(Refusal({"--metrics-listen", "0.0.0.0:-1"}),
+               Catch::Contains("metrics_listen: port"));
+    CHECK_THAT(Refusal({"--listen", "127.0.0.1:"}), Catch::Contains("listen: port"));
+  }
+  SECTION("a host that does not parse") {
+    CHECK_THAT(Refusal({"--listen", "127.0.0.999:50051"}),
+               Catch::Contains("'127.0.0.999' is neither"));
+    CHECK_THAT(Refusal({"--listen", "::1:50051"}), Catch::Contains("needs brackets"));
+    CHECK_THAT(Refusal({"--listen", "[::zz]:50051"}), Catch::Contains("not an IPv6 address"));
+    CHECK_THAT(Refusal({"--listen", "bad host:1"}), Catch::Contains("listen: 'bad host'"));
+  }
+  SECTION("addresses that parse") {
+    for (const char* ok : {"127.0.0.1:0", "[::1]:50051", "[::]:1", "localhost:65535",
+                           "analytics.internal:50051", "0.0.0.0:9464"}) {
+      INFO(ok);
+      CHECK(Refusal({"--listen", ok}) == "");
+    }
+  }
+  SECTION("sizes past their upper bound, which would wrap an int") {
+    CHECK_THAT(Refusal({"--max-message-bytes", "4294967295"}),
+               Catch::Contains("max_message_bytes: must be within 1024..268435456"));
+    CHECK_THAT(Refusal({"--max-concurrent-streams-per-connection", "3000000000"}),
+               Catch::Contains("max_concurrent_streams_per_connection: must be within"));
+    CHECK_THAT(Refusal({"--memory-quota-bytes", "18446744073709551615"}),
+               Catch::Contains("memory_quota_bytes: must be within"));
+    CHECK_THAT(Refusal({"--shutdown-grace-ms", "4000000000"}),
+               Catch::Contains("shutdown_grace_ms"));
+    CHECK_THAT(Refusal({"--max-event-age-seconds", "-5"}),
+               Catch::Contains("max_event_age_seconds: must be within 1..3600"));
+  }
+  SECTION("per-peer streams beyond the server's streams") {
+    CHECK_THAT(Refusal({"--max-streams", "100", "--max-streams-per-peer", "101"}),
+               Catch::Contains("max_streams_per_peer: must be within 1..100 (max_streams)"));
+  }
+  SECTION("an idle timeout too short to be meant") {
+    CHECK_FALSE(ParseCommandLine({"--stream-idle-timeout-ms", "5"}, &cl, &error));
+    CHECK_THAT(error, Catch::Contains("stream_idle_timeout_ms: must be within 100.."));
   }
   SECTION("not a number") {
     CHECK_FALSE(ParseCommandLine({"--workers", "many"}, &cl, &error));
@@ -97,9 +145,10 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
 
 TEST_CASE("help documents every flag", "[server][config]") {
   const std::string help = rta::server::ServerHelpText();
-  for (const char* flag : {"--listen", "--metrics-listen", "--workers", "--tick-ms",
-                           "--max-subscribers", "--max-event-bytes", "--dedupe-horizon-seconds",
-                           "--shutdown-grace-ms", "--config", "--push-min-interval-ms"}) {
+  for (const char* flag :
+       {"--listen", "--metrics-listen", "--workers", "--tick-ms", "--max-subscribers",
+        "--max-event-bytes", "--dedupe-horizon-seconds", "--shutdown-grace-ms", "--config",
+        "--push-min-interval-ms", "--max-streams-per-peer", "--stream-idle-timeout-ms"}) {
     CHECK_THAT(help, Catch::Contains(flag));
   }
 }

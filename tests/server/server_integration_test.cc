@@ -685,11 +685,36 @@ TEST_CASE("the Prometheus endpoint has the expected series with the right values
   CHECK_THAT(metrics, Catch::Contains(R"(analytics_open_streams{method="ReportEvent"} 0)"));
 }
 
+TEST_CASE("a client that cancels its ingest stream is counted as CANCELLED, not OK",
+          "[server][integration]") {
+  ServerHarness h;
+  auto stub = h.NewStub();
+  grpc::ClientContext context;
+  analytics::EventResponse response;
+  auto writer = stub->ReportEvent(&context, &response);
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(writer->Write(MakeEvent("cancel-" + std::to_string(i), "click", h.clock().NowMs())));
+  }
+  REQUIRE(WaitFor([&] { return h.Metric("events_total", analytics::WINDOW_TOTAL) == 3; }));
+  context.TryCancel();
+  CHECK(writer->Finish().error_code() == grpc::StatusCode::CANCELLED);
+  std::string metrics;
+  const bool counted = WaitFor([&] {
+    metrics = rta::testing::HttpGet(h.server().metrics_port(), "/metrics");
+    return rta::testing::PrometheusValue(
+               metrics, R"(analytics_rpcs_handled_total{code="CANCELLED",method="ReportEvent"})") ==
+           1;
+  });
+  INFO(metrics);
+  CHECK(counted);
+  CHECK(std::isnan(rta::testing::PrometheusValue(
+      metrics, R"(analytics_rpcs_handled_total{code="OK",method="ReportEvent"})")));
+}
+
 TEST_CASE("streams failed on purpose for tests lose nothing once retried",
           "[server][integration]") {
-  auto config = ServerHarness::DefaultConfig();
-  config.fail_every_nth_ingest_stream_for_test = 1;
-  ServerHarness h(config);
+  ServerHarness h(ServerHarness::DefaultConfig(),
+                  ServerHarness::FailEveryNthStreamAfterFirstMessage(1));
   grpc::Status status;
   const auto response = h.ReportBatch({MakeEvent("f1", "click", h.clock().NowMs())}, &status);
   CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);

@@ -31,10 +31,21 @@ server::ServerConfig ServerHarness::DefaultConfig() {
   return config;
 }
 
-ServerHarness::ServerHarness(server::ServerConfig config) : clock_(NowMs()) {
+ServerHarness::ServerHarness(server::ServerConfig config, IngestFault ingest_fault)
+    : clock_(NowMs()) {
   server_ = std::make_unique<server::AnalyticsServer>(std::move(config), &clock_);
+  if (ingest_fault) server_->SetIngestFaultForTest(std::move(ingest_fault));
   std::string error;
   if (!server_->Start(&error)) throw std::runtime_error("server failed to start: " + error);
+}
+
+ServerHarness::IngestFault ServerHarness::FailEveryNthStreamAfterFirstMessage(uint64_t n) {
+  return [n](uint64_t stream, uint64_t message) {
+    if (message == 1 && stream % n == 0) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected stream failure (test only)");
+    }
+    return grpc::Status::OK;
+  };
 }
 
 ServerHarness::~ServerHarness() { server_->Shutdown(std::chrono::milliseconds(0)); }

@@ -18,7 +18,12 @@ namespace rta::testing {
 // clock that starts at the real time. Shut down (with no grace) when destroyed.
 class ServerHarness {
  public:
-  explicit ServerHarness(server::ServerConfig config = DefaultConfig());
+  // Ends an ingest stream with the status it returns (see AnalyticsServer::SetIngestFaultForTest).
+  using IngestFault = std::function<grpc::Status(uint64_t stream, uint64_t message)>;
+  explicit ServerHarness(server::ServerConfig config = DefaultConfig(),
+                         IngestFault ingest_fault = nullptr);
+  // Fails every Nth ingest stream (UNAVAILABLE) right after its first message is counted.
+  static IngestFault FailEveryNthStreamAfterFirstMessage(uint64_t n);
   ~ServerHarness();
 
   static server::ServerConfig DefaultConfig();

@@ -1,0 +1,53 @@
+#include "server/peer_stream_limiter.h"
+
+#include <functional>
+
+namespace rta::server {
+
+std::string_view PeerStreamLimiter::AddressOf(std::string_view peer) {
+  std::string_view rest = peer;
+  if (rest.rfind("ipv4:", 0) == 0) {
+    rest.remove_prefix(5);
+    const size_t colon = rest.rfind(':');
+    return colon == std::string_view::npos ? rest : rest.substr(0, colon);
+  }
+  if (rest.rfind("ipv6:", 0) == 0) {
+    rest.remove_prefix(5);
+    if (!rest.empty() && rest.front() == '[') {
+      const size_t close = rest.find(']');
+      if (close != std::string_view::npos) return rest.substr(1, close - 1);
+    }
+    return rest;
+  }
+  return peer;  // unix sockets and anything else: the whole peer string
+}
+
+PeerStreamLimiter::Shard& PeerStreamLimiter::ShardOf(std::string_view address) {
+  return shards_[std::hash<std::string_view>()(address) % kShards];
+}
+
+bool PeerStreamLimiter::TryAcquire(std::string_view address) {
+  Shard& shard = ShardOf(address);
+  std::lock_guard lock(shard.mutex);
+  auto [it, inserted] = shard.open.try_emplace(std::string(address), 0);
+  if (it->second >= limit_) return false;
+  ++it->second;
+  return true;
+}
+
+void PeerStreamLimiter::Release(std::string_view address) {
+  Shard& shard = ShardOf(address);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.open.find(std::string(address));
+  if (it == shard.open.end()) return;
+  if (--it->second == 0) shard.open.erase(it);
+}
+
+uint32_t PeerStreamLimiter::OpenForTest(std::string_view address) {
+  Shard& shard = ShardOf(address);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.open.find(std::string(address));
+  return it == shard.open.end() ? 0 : it->second;
+}
+
+}  // namespace rta::server

@@ -1,0 +1,137 @@
+#include "tests/support/server_process.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+namespace rta::testing {
+
+std::string ServerProcess::DefaultBinary() {
+  if (const char* env = std::getenv("RTA_SERVER_BINARY"); env != nullptr && *env != '\0') {
+    return env;
+  }
+#ifdef RTA_SERVER_BINARY
+  return RTA_SERVER_BINARY;
+#else
+  return "analytics_server";
+#endif
+}
+
+ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) {
+  char path[] = "/tmp/rta_test_server_XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return;
+  log_path_ = path;
+  bool has_listen = false;
+  bool has_metrics = false;
+  for (const std::string& arg : args) {
+    has_listen |= arg.rfind("--listen", 0) == 0;
+    has_metrics |= arg.rfind("--metrics-listen", 0) == 0;
+  }
+  std::vector<std::string> argv_storage = {binary};
+  if (!has_listen) argv_storage.insert(argv_storage.end(), {"--listen", "127.0.0.1:0"});
+  if (!has_metrics) argv_storage.insert(argv_storage.end(), {"--metrics-listen", ""});
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& arg : argv_storage) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the parent died before prctl took effect
+    dup2(fd, STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fd);
+  const std::regex listening(R"(event=listening .*port=(\d+))");
+  const std::regex metrics(R"(event=metrics_listening .*port=(\d+))");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline && port_ == 0) {
+    std::istringstream log(Log());
+    std::string line;
+    std::smatch match;
+    while (std::getline(log, line)) {
+      if (std::regex_search(line, match, listening)) port_ = std::stoi(match[1]);
+      if (std::regex_search(line, match, metrics)) metrics_port_ = std::stoi(match[1]);
+    }
+    if (port_ == 0) {
+      if (WaitForExit(std::chrono::milliseconds(20))) break;  // it refused to start
+    }
+  }
+  if (port_ != 0 && !has_metrics) return;
+  // The metrics line follows the listening line; give it a moment when it was asked for.
+  for (int i = 0; i < 100 && port_ != 0 && metrics_port_ == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::istringstream log(Log());
+    std::string line;
+    std::smatch match;
+    while (std::getline(log, line)) {
+      if (std::regex_search(line, match, metrics)) metrics_port_ = std::stoi(match[1]);
+    }
+  }
+}
+
+ServerProcess::~ServerProcess() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    WaitForExit(std::chrono::seconds(10));
+  }
+  if (!log_path_.empty()) unlink(log_path_.c_str());
+}
+
+void ServerProcess::Signal(int signal_number) const {
+  if (running()) kill(pid_, signal_number);
+}
+
+std::optional<int> ServerProcess::WaitForExit(std::chrono::milliseconds timeout) {
+  if (exit_status_ || pid_ <= 0) return exit_status_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      exit_status_ = status;
+      return exit_status_;
+    }
+    if (done < 0 || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::string ServerProcess::Log() const {
+  std::ifstream in(log_path_);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+uint64_t ServerProcess::RssBytes() const {
+  if (!running()) return 0;
+  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
+  }
+  return "wait status " + std::to_string(status);
+}
+
+}  // namespace rta::testing

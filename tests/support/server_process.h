@@ -1,0 +1,56 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rta::testing {
+
+// The real analytics_server binary, started as a child process for black-box tests (kill -9,
+// SIGTERM, RSS, exit status): `binary --listen 127.0.0.1:0 --metrics-listen '' ARGS...` (an ARGS
+// entry of --listen or --metrics-listen overrides the default), stderr to a log file. The
+// constructor waits up to 20 s for the `event=listening` line. If the test process dies, the
+// server gets SIGKILL too (PR_SET_PDEATHSIG); the destructor kills it if it still runs.
+//
+// Not thread-safe; use from the test's thread.
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::vector<std::string> args = {}, std::string binary = DefaultBinary());
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  // The analytics_server this test build made (RTA_SERVER_BINARY), or $RTA_SERVER_BINARY.
+  static std::string DefaultBinary();
+
+  bool listening() const { return port_ > 0; }
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  pid_t pid() const { return pid_; }
+
+  void Signal(int signal_number) const;
+  // Waits for the process to end; its wait status (see WIFEXITED etc.), or nullopt on timeout.
+  std::optional<int> WaitForExit(std::chrono::milliseconds timeout);
+  bool running() const { return pid_ > 0 && !exit_status_; }
+  // Everything the server has written to stderr so far.
+  std::string Log() const;
+  // Resident set size now (VmRSS), bytes; 0 once the process is gone.
+  uint64_t RssBytes() const;
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int metrics_port_ = 0;
+  std::optional<int> exit_status_;
+  std::string log_path_;
+};
+
+// Describes a wait status in words ("exit 0", "killed by signal 6 (Aborted)").
+std::string DescribeWaitStatus(int status);
+
+}  // namespace rta::testing
