@@ -10,6 +10,7 @@ readonly PACKAGES=(
   prometheus-cpp-dev nlohmann-json3-dev catch2 libbenchmark-dev
   libncurses-dev
   tmux curl python3 procps
+  python3-h2
 )
 
 missing=()

@@ -1,5 +1,7 @@
 // analytics_server: parses the configuration, starts the server, and shuts it down in order on
 // SIGINT/SIGTERM. Everything else lives in the rta_server library.
+#include <google/protobuf/stubs/logging.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
@@ -13,8 +15,25 @@
 #include "server/config_parser.h"
 #include "server/log.h"
 
+namespace {
+
+// Protobuf logs an ERROR for every string field that is not UTF-8 when it parses a message: a
+// client could fill the log with them. The client is told (INVALID_ARGUMENT names the field) and
+// analytics_messages_unparseable_total counts them, so those lines are dropped; anything else
+// protobuf has to say goes out as a structured warning.
+void ProtobufLogHandler(google::protobuf::LogLevel level, const char* file, int line,
+                        const std::string& message) {
+  if (message.find("UTF-8") != std::string::npos) return;
+  rta::server::LogWarn("protobuf", {{"level", std::to_string(static_cast<int>(level))},
+                                    {"at", std::string(file) + ":" + std::to_string(line)},
+                                    {"message", message}});
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace rta::server;
+  google::protobuf::SetLogHandler(&ProtobufLogHandler);
   CommandLine command_line;
   std::string error;
   if (!ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc), &command_line, &error)) {
