@@ -8,6 +8,8 @@
 #include <sstream>
 #include <variant>
 
+#include "server/aggregator/dedupe_table.h"
+
 namespace rta::server {
 namespace {
 
@@ -40,6 +42,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "sessions one AnalyzeSession stream may track"},
       {"max_invalid_actions_per_analyze_stream", &c.max_invalid_actions_per_analyze_stream,
        "invalid actions answered with an error before the stream ends with INVALID_ARGUMENT"},
+      {"max_analyze_sessions", &c.max_analyze_sessions,
+       "sessions all AnalyzeSession streams together may track (<= 10000000)"},
       {"memory_quota_bytes", &c.memory_quota_bytes, "gRPC ResourceQuota for transport buffers"},
       {"shutdown_grace_ms", &c.shutdown_grace_ms,
        "on SIGINT/SIGTERM, how long open streams get to finish, ms"},
@@ -50,7 +54,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"dedupe_horizon_seconds", &a.dedupe_horizon_seconds,
        "an event_id seen again within this many seconds counts once"},
       {"dedupe_capacity_log2", &a.dedupe_capacity_log2,
-       "log2 of the event ids the de-duplication table holds (8 bytes each)"},
+       "log2 of the de-duplication table's slots (8 bytes each); it holds 3/4 of them in ids "
+       "per horizon (default 2^22: 32 MiB, 3145728 ids; see the capacity line below)"},
       {"max_event_age_seconds", &a.max_event_age_seconds, "older events are rejected"},
       {"max_event_future_seconds", &a.max_event_future_seconds,
        "events further in the future are rejected"},
@@ -60,6 +65,10 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"max_sessions", &a.max_sessions, "sessions tracked at once for session metrics"},
       {"active_session_seconds", &a.active_session_seconds,
        "a session is active if it had an event within this many seconds"},
+      {"max_dimension_value_bytes", &a.max_dimension_value_bytes,
+       "page/referrer/utm_campaign values are cut to this many bytes (UTF-8 safe; 16..2048)"},
+      {"key_dictionary_max_bytes", &a.key_dictionary_max_bytes,
+       "bytes for the texts of ranked values; new ones beyond count as __other__ (1 MiB..1 GiB)"},
   };
 }
 
@@ -255,6 +264,15 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   if (a.top_k_capacity < a.top_k) return fail("top_k_capacity: must be at least top_k (10)");
   if (a.max_sessions == 0) return fail("max_sessions: must be positive");
   if (a.active_session_seconds < 1) return fail("active_session_seconds: must be positive");
+  if (a.max_dimension_value_bytes < 16 || a.max_dimension_value_bytes > 2048) {
+    return fail("max_dimension_value_bytes: must be within 16..2048 (the longest field accepted)");
+  }
+  if (a.key_dictionary_max_bytes < (1u << 20) || a.key_dictionary_max_bytes > (1u << 30)) {
+    return fail("key_dictionary_max_bytes: must be within 1048576..1073741824 (1 MiB..1 GiB)");
+  }
+  if (c.max_analyze_sessions == 0 || c.max_analyze_sessions > 10'000'000) {
+    return fail("max_analyze_sessions: must be within 1..10000000");
+  }
   return true;
 }
 
@@ -282,6 +300,12 @@ std::string ServerHelpText() {
     out << "  " << flag << std::string(flag.size() < 40 ? 40 - flag.size() : 1, ' ') << s.help
         << " [default " << current << "]\n";
   }
+  const uint64_t slots = uint64_t{1} << defaults.aggregator.dedupe_capacity_log2;
+  out << "\nDe-duplication capacity: " << agg::DedupeTable::CapacityIdsFor(slots)
+      << " event ids per --dedupe-horizon-seconds (" << defaults.aggregator.dedupe_horizon_seconds
+      << " s) at the defaults, in " << (slots * 8 >> 20)
+      << " MiB; 3/4 of 2^dedupe_capacity_log2 in general. More distinct ids within one horizon "
+         "are counted in analytics_dedupe_early_evictions_total.\n";
   out << "\nSignals: SIGINT/SIGTERM stop accepting, let open streams finish within "
          "--shutdown-grace-ms, then exit.\n";
   return out.str();
