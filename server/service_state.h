@@ -13,6 +13,7 @@
 #include "server/aggregator/clock.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
+#include "server/session/session_budget.h"
 #include "server/snapshot_hub.h"
 
 namespace rta::server {
@@ -54,6 +55,8 @@ struct ServiceState {
   // one early tick pending).
   std::atomic<uint32_t> push_subscribers{0};
   std::function<void()> request_early_tick;
+  // Sessions of all AnalyzeSession streams together (--max-analyze-sessions); atomic inside.
+  session::SessionBudget analyze_sessions{config.max_analyze_sessions};
 };
 
 // Books one streaming call in the server-wide accounting: the open-streams limit and gauge when
