@@ -102,6 +102,10 @@ class DedupeTable {
   static constexpr size_t CapacityIdsFor(size_t slots) { return slots / 4 * 3; }
   int64_t horizon_seconds() const { return horizon_seconds_; }
 
+  // Compares the vectorized scan of a bucket pair with the portable one and with the plain
+  // definition of a live word, on `rounds` random pairs; returns how many disagreed.
+  static size_t ScanMismatchesForTest(uint64_t seed, size_t rounds);
+
   static constexpr int kFingerprintBits = 40;
   static constexpr int kTimeBits = 24;
   static constexpr size_t kBucketSize = 16;

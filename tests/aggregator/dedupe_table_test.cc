@@ -151,3 +151,15 @@ TEST_CASE("dedupe table counts each id once when threads race with the same ids"
 
 }  // namespace
 }  // namespace rta::agg
+
+namespace rta::agg {
+namespace {
+
+TEST_CASE("dedupe table's vectorized bucket scan agrees with the plain definition",
+          "[aggregator][dedupe]") {
+  CHECK(DedupeTable::ScanMismatchesForTest(1, 100'000) == 0);
+  CHECK(DedupeTable::ScanMismatchesForTest(0x9e3779b97f4a7c15ull, 100'000) == 0);
+}
+
+}  // namespace
+}  // namespace rta::agg
