@@ -46,12 +46,12 @@ uint64_t RandomEpoch() {
   return epoch == 0 ? 1 : epoch;
 }
 
-// A 64-bit seed from the OS, so that hashes of client-chosen strings (visitor, session, ranked
-// and dimension values) land in the open-addressing tables (FlatMap, SessionTable) at places no
-// client can predict: with public seeds, values crafted offline to share a home slot would turn
-// every probe into a walk along one long chain.
-// Drawn once per process (every aggregator of a process hashes alike, so tests can compare two
-// aggregators; ties between top-k counts are ordered by hash).
+// Seeds from the OS for the hashes of client-chosen strings (visitor, session, ranked and
+// dimension values), so that they land in the open-addressing tables (FlatMap, SessionTable) at
+// places no client can predict: with public seeds, values crafted offline to share a home slot
+// would turn every probe into a walk along one long chain. Drawn once per process, not per
+// aggregator: every aggregator of a process hashes alike (tests compare two; ties between top-k
+// counts are ordered by hash). Thread-safe (a function-local static).
 struct ProcessSeeds {
   uint64_t visitor;
   uint64_t session;
@@ -67,7 +67,7 @@ const ProcessSeeds& Seeds() {
   return seeds;
 }
 
-// The event-id hasher: one SipHash key per process, for the same reason.
+// The event-id hasher (dedupe table): one SipHash key per process, for the same reasons.
 const IdHasher& ProcessIdHasher() {
   static const IdHasher hasher;
   return hasher;
