@@ -7,7 +7,7 @@
 //     RESEND ids again; prints "pass=1 accepted=.. duplicates=.. rejected=.." and "pass=2 ...".
 //   load_client long-pages ADDRESS RATE SECONDS PAGE_BYTES PID
 //     Reports page views with a new PAGE_BYTES-long page each, paced at RATE events/s for
-//     SECONDS, one stream per second; after each second prints
+//     SECONDS (at most 600), one stream per second; after each second prints
 //     "sample second=S sent=N accepted=A rss_kib=K" with the VmRSS of process PID.
 #include <grpcpp/grpcpp.h>
 
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     return Dedupe(args[1], std::stoll(args[2]), std::stoll(args[3]));
   }
   if (args.size() == 6 && args[0] == "long-pages") {
-    return LongPages(args[1], std::stoi(args[2]), std::min(std::stoi(args[3]), 120),
+    return LongPages(args[1], std::stoi(args[2]), std::min(std::stoi(args[3]), 600),
                      std::stoi(args[4]), std::stol(args[5]));
   }
   std::fprintf(stderr,
