@@ -8,7 +8,7 @@ readonly PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-system-dev
   prometheus-cpp-dev nlohmann-json3-dev catch2 libbenchmark-dev
-  libncurses-dev
+  libncurses-dev libsodium-dev
   tmux curl python3 procps
   python3-h2
 )

@@ -24,7 +24,8 @@ AnalyzeCall::AnalyzeCall(ServiceState& state, Worker& worker)
                 [&state](agg::SessionSignal signal, int64_t event_time_ms) {
                   state.aggregator.RecordSignal(signal, event_time_ms);
                   state.metrics.SessionSignal(signal);
-                }) {
+                },
+                &state.analyze_sessions) {
   context_.AsyncNotifyWhenDone(&done_tag_);
   ++pending_ops_;
   state_.service.RequestAnalyzeSession(&context_, &stream_, worker_.cq(), worker_.cq(),
@@ -93,7 +94,21 @@ void AnalyzeCall::OnEvent(int op, bool ok) {
     ArmTimer();
     if (reads_closed_ && outbox_.empty() && !write_in_flight_) Finish(grpc::Status::OK);
   }
-  if (done_ && pending_ops_ == 0) delete this;
+  PublishSessionCount();
+  if (done_ && pending_ops_ == 0) {
+    // The analyzer gives its sessions back to the budget when destroyed; the gauge follows.
+    state_.metrics.analyze_sessions().Decrement(static_cast<double>(published_sessions_));
+    delete this;
+  }
+}
+
+void AnalyzeCall::PublishSessionCount() {
+  // The gauge is the sum of every call's changes, so it is right however calls interleave.
+  const size_t now = analyzer_.session_count();
+  if (now == published_sessions_) return;
+  state_.metrics.analyze_sessions().Increment(static_cast<double>(now) -
+                                              static_cast<double>(published_sessions_));
+  published_sessions_ = now;
 }
 
 void AnalyzeCall::Start() {
@@ -129,6 +144,10 @@ void AnalyzeCall::OnRead() {
       }
       break;
     case session::ActionOutcome::kTooManySessions:
+      Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, error});
+      return;
+    case session::ActionOutcome::kServerSessionBudget:
+      state_.metrics.AddAnalyzeSessionRefused();
       Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, error});
       return;
   }

@@ -38,6 +38,7 @@ class AnalyzeCall final : public CallBase {
   void MaybeRead();
   void Finish(const grpc::Status& status);
   void SendStatus();
+  void PublishSessionCount();
 
   ServiceState& state_;
   Worker& worker_;
@@ -66,6 +67,7 @@ class AnalyzeCall final : public CallBase {
   bool timer_armed_ = false;
   bool finish_called_ = false;
   uint64_t invalid_actions_ = 0;
+  size_t published_sessions_ = 0;  // this call's share of the analyze_sessions gauge
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;
   grpc::Status final_status_;
   StreamBooking booking_;

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <variant>
 
+#include "server/aggregator/dedupe_table.h"
+
 namespace rta::server {
 namespace {
 
@@ -48,6 +50,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "sessions one AnalyzeSession stream may track"},
       {"max_invalid_actions_per_analyze_stream", &c.max_invalid_actions_per_analyze_stream,
        "invalid actions answered with an error before the stream ends with INVALID_ARGUMENT"},
+      {"max_analyze_sessions", &c.max_analyze_sessions,
+       "sessions all AnalyzeSession streams together may track (<= 10000000)"},
       {"memory_quota_bytes", &c.memory_quota_bytes, "gRPC ResourceQuota for transport buffers"},
       {"shutdown_grace_ms", &c.shutdown_grace_ms,
        "on SIGINT/SIGTERM, how long open streams get to finish, ms"},
@@ -58,7 +62,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"dedupe_horizon_seconds", &a.dedupe_horizon_seconds,
        "an event_id seen again within this many seconds counts once"},
       {"dedupe_capacity_log2", &a.dedupe_capacity_log2,
-       "log2 of the event ids the de-duplication table holds (8 bytes each)"},
+       "log2 of the de-duplication table's slots (8 bytes each); it holds 3/4 of them in ids "
+       "per horizon (default 2^22: 32 MiB, 3145728 ids; see the capacity line below)"},
       {"max_event_age_seconds", &a.max_event_age_seconds, "older events are rejected"},
       {"max_event_future_seconds", &a.max_event_future_seconds,
        "events further in the future are rejected"},
@@ -68,6 +73,10 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"max_sessions", &a.max_sessions, "sessions tracked at once for session metrics"},
       {"active_session_seconds", &a.active_session_seconds,
        "a session is active if it had an event within this many seconds"},
+      {"max_dimension_value_bytes", &a.max_dimension_value_bytes,
+       "page/referrer/utm_campaign values are cut to this many bytes (UTF-8 safe; 16..2048)"},
+      {"key_dictionary_max_bytes", &a.key_dictionary_max_bytes,
+       "bytes for the texts of ranked values; new ones beyond count as __other__ (1 MiB..1 GiB)"},
   };
 }
 
@@ -264,7 +273,8 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("memory_quota_bytes", c.memory_quota_bytes, 16u << 20, 1ull << 40) ||
       !within("shutdown_grace_ms", c.shutdown_grace_ms, 0, 3'600'000) ||
       !within("slow_subscriber_timeout_ms", c.slow_subscriber_timeout_ms, 1000, 3'600'000) ||
-      !within("pending_requests_per_method", c.pending_requests_per_method, 0, 10'000)) {
+      !within("pending_requests_per_method", c.pending_requests_per_method, 0, 10'000) ||
+      !within("max_analyze_sessions", c.max_analyze_sessions, 1, 10'000'000)) {
     return false;
   }
   const agg::AggregatorConfig& a = c.aggregator;
@@ -275,7 +285,11 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("dimension_cardinality_cap", a.dimension_cardinality_cap, 1, 100'000) ||
       !within("top_k_capacity", a.top_k_capacity, a.top_k, 100'000) ||
       !within("max_sessions", a.max_sessions, 1, 100'000'000) ||
-      !within("active_session_seconds", a.active_session_seconds, 1, 86'400)) {
+      !within("active_session_seconds", a.active_session_seconds, 1, 86'400) ||
+      !within("max_dimension_value_bytes", a.max_dimension_value_bytes, 16, 2048,
+              "the longest value kept") ||
+      !within("key_dictionary_max_bytes", a.key_dictionary_max_bytes, 1u << 20, 1u << 30,
+              "1 MiB..1 GiB")) {
     return false;
   }
   return true;
@@ -353,6 +367,12 @@ std::string ServerHelpText() {
     out << "  " << flag << std::string(flag.size() < 40 ? 40 - flag.size() : 1, ' ') << s.help
         << " [default " << current << "]\n";
   }
+  const uint64_t slots = uint64_t{1} << defaults.aggregator.dedupe_capacity_log2;
+  out << "\nDe-duplication capacity: " << agg::DedupeTable::CapacityIdsFor(slots)
+      << " event ids per --dedupe-horizon-seconds (" << defaults.aggregator.dedupe_horizon_seconds
+      << " s) at the defaults, in " << (slots * 8 >> 20)
+      << " MiB; 3/4 of 2^dedupe_capacity_log2 in general. More distinct ids within one horizon "
+         "are counted in analytics_dedupe_early_evictions_total.\n";
   out << "\nSignals: SIGINT/SIGTERM stop accepting, let open streams finish within "
          "--shutdown-grace-ms, then exit.\n";
   return out.str();

@@ -33,6 +33,9 @@ struct ServerConfig {
   uint32_t max_batch_events = 10'000;
   uint32_t max_sessions_per_analyze_stream = 10'000;
   uint32_t max_invalid_actions_per_analyze_stream = 100;  // then INVALID_ARGUMENT ends it
+  // Sessions tracked by all AnalyzeSession streams together (each costs about 1-2 KiB); an
+  // action that would start one more ends its stream with RESOURCE_EXHAUSTED.
+  uint32_t max_analyze_sessions = 100'000;
   uint64_t memory_quota_bytes = 1ull << 30;               // grpc ResourceQuota
   uint32_t shutdown_grace_ms = 5'000;                     // open streams get this long to finish
   uint32_t slow_subscriber_timeout_ms = 30'000;  // a write pending this long ends the stream

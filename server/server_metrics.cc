@@ -138,13 +138,51 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                  .Help("Events whose country/device value went to __other__ (cardinality cap)")
                  .Register(r)
                  .Add({});
-  dedupe_evictions_ = &BuildCounter()
-                           .Name("analytics_dedupe_evictions_total")
-                           .Help(
-                               "Event ids dropped from the dedupe table before their horizon "
-                               "because it was full")
+  dedupe_early_evictions_ =
+      &BuildCounter()
+           .Name("analytics_dedupe_early_evictions_total")
+           .Help(
+               "WARNING when rising: event ids dropped from the dedupe table inside their horizon "
+               "because more distinct ids arrived within one horizon than "
+               "analytics_dedupe_capacity_ids; a retry of such an id would count twice")
+           .Register(r)
+           .Add({});
+  dedupe_capacity_ids_ =
+      &BuildGauge()
+           .Name("analytics_dedupe_capacity_ids")
+           .Help("Distinct event ids per dedupe horizon the dedupe table holds without early "
+                 "evictions (3/4 of 2^dedupe_capacity_log2)")
+           .Register(r)
+           .Add({});
+  values_truncated_ = &BuildCounter()
+                           .Name("analytics_dimension_values_truncated_total")
+                           .Help("page/referrer/utm_campaign values cut to "
+                                 "--max-dimension-value-bytes")
                            .Register(r)
                            .Add({});
+  ranked_folded_ = &BuildCounter()
+                        .Name("analytics_key_dictionary_folded_total")
+                        .Help("Ranked values (page/referrer/utm_campaign) counted as __other__ "
+                              "because the key dictionary was at --key-dictionary-max-bytes")
+                        .Register(r)
+                        .Add({});
+  key_dictionary_bytes_ = &BuildGauge()
+                               .Name("analytics_key_dictionary_bytes")
+                               .Help("Accounted bytes of the texts of ranked values kept for "
+                                     "top-k lists (bounded by --key-dictionary-max-bytes)")
+                               .Register(r)
+                               .Add({});
+  analyze_sessions_ = &BuildGauge()
+                           .Name("analytics_analyze_sessions")
+                           .Help("Sessions tracked by all AnalyzeSession streams now")
+                           .Register(r)
+                           .Add({});
+  analyze_sessions_refused_ = &BuildCounter()
+                                   .Name("analytics_analyze_sessions_refused_total")
+                                   .Help("AnalyzeSession actions refused (stream ended) because "
+                                         "--max-analyze-sessions sessions were tracked")
+                                   .Register(r)
+                                   .Add({});
   sessions_dropped_ = &BuildCounter()
                            .Name("analytics_sessions_dropped_total")
                            .Help("Sessions not tracked because max_sessions was reached")
@@ -190,7 +228,11 @@ void ServerMetrics::UpdateAggregatorStats(const agg::AggregatorStats& stats) {
     if (now > before) counter->Increment(static_cast<double>(now - before));
   };
   add(folded_, stats.dimension_values_folded, last_stats_.dimension_values_folded);
-  add(dedupe_evictions_, stats.dedupe_evictions, last_stats_.dedupe_evictions);
+  add(dedupe_early_evictions_, stats.dedupe_early_evictions, last_stats_.dedupe_early_evictions);
+  add(values_truncated_, stats.dimension_values_truncated, last_stats_.dimension_values_truncated);
+  add(ranked_folded_, stats.ranked_values_folded, last_stats_.ranked_values_folded);
+  dedupe_capacity_ids_->Set(static_cast<double>(stats.dedupe_capacity_ids));
+  key_dictionary_bytes_->Set(static_cast<double>(stats.key_dictionary_bytes));
   add(sessions_dropped_, stats.sessions_dropped, last_stats_.sessions_dropped);
   last_stats_ = stats;
 }

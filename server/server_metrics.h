@@ -69,8 +69,12 @@ class ServerMetrics {
   void RpcHandled(Method method, grpc::StatusCode code, double seconds);
   void ObserveTick(double seconds) { tick_duration_->Observe(seconds); }
   void SessionSignal(agg::SessionSignal signal);
-  // Copies the aggregator's own monotonic counters (called after each tick).
+  // Copies the aggregator's own monotonic counters and gauges (called after each tick).
   void UpdateAggregatorStats(const agg::AggregatorStats& stats);
+  // AnalyzeSession sessions tracked across all streams (moved by each call as its count
+  // changes), and actions refused because --max-analyze-sessions was reached.
+  prometheus::Gauge& analyze_sessions() { return *analyze_sessions_; }
+  void AddAnalyzeSessionRefused() { analyze_sessions_refused_->Increment(); }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -92,7 +96,13 @@ class ServerMetrics {
   prometheus::Histogram* tick_duration_;
   std::array<prometheus::Counter*, 3> signals_{};
   prometheus::Counter* folded_;
-  prometheus::Counter* dedupe_evictions_;
+  prometheus::Counter* dedupe_early_evictions_;
+  prometheus::Gauge* dedupe_capacity_ids_;
+  prometheus::Counter* values_truncated_;
+  prometheus::Counter* ranked_folded_;
+  prometheus::Gauge* key_dictionary_bytes_;
+  prometheus::Gauge* analyze_sessions_;
+  prometheus::Counter* analyze_sessions_refused_;
   prometheus::Counter* sessions_dropped_;
   agg::AggregatorStats last_stats_{};
 };

@@ -15,6 +15,7 @@
 #include "server/peer_stream_limiter.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
+#include "server/session/session_budget.h"
 #include "server/snapshot_hub.h"
 
 namespace rta::server {
@@ -64,6 +65,8 @@ struct ServiceState {
   // each ingest message is counted with the stream's number (1-based, server-wide) and the
   // message's (1-based); a non-OK status ends the stream with it.
   std::function<grpc::Status(uint64_t stream, uint64_t message)> ingest_fault_for_test;
+  // Sessions of all AnalyzeSession streams together (--max-analyze-sessions); atomic inside.
+  session::SessionBudget analyze_sessions{config.max_analyze_sessions};
 };
 
 // Books one streaming call in the server-wide accounting: the open-streams limit and gauge when

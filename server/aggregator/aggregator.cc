@@ -46,9 +46,40 @@ uint64_t RandomEpoch() {
   return epoch == 0 ? 1 : epoch;
 }
 
-detail::KeyRef KeyOf(const std::string& text) {
-  if (text.empty()) return {};
-  return {detail::NonZero(detail::HashBytes(text, detail::kSeedKey)), text};
+// Seeds from the OS for the hashes of client-chosen strings (visitor, session, ranked and
+// dimension values), so that they land in the open-addressing tables (FlatMap, SessionTable) at
+// places no client can predict: with public seeds, values crafted offline to share a home slot
+// would turn every probe into a walk along one long chain. Drawn once per process, not per
+// aggregator: every aggregator of a process hashes alike (tests compare two; ties between top-k
+// counts are ordered by hash). Thread-safe (a function-local static).
+struct ProcessSeeds {
+  uint64_t visitor;
+  uint64_t session;
+  uint64_t key;
+};
+
+const ProcessSeeds& Seeds() {
+  static const ProcessSeeds seeds = [] {
+    std::random_device device;
+    auto draw = [&device] { return (static_cast<uint64_t>(device()) << 32) ^ device(); };
+    return ProcessSeeds{draw(), draw(), draw()};
+  }();
+  return seeds;
+}
+
+// The event-id hasher (dedupe table): one SipHash key per process, for the same reasons.
+const IdHasher& ProcessIdHasher() {
+  static const IdHasher hasher;
+  return hasher;
+}
+
+// The longest prefix of `text` of at most `max_bytes` that does not end inside a UTF-8
+// sequence (protobuf has checked that string fields are valid UTF-8).
+std::string_view CutAtUtf8Boundary(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut);
 }
 
 }  // namespace
@@ -96,11 +127,14 @@ class Aggregator::Impl {
         clock_(clock),
         limits_{config.max_event_age_seconds * 1000, config.max_event_future_seconds * 1000},
         epoch_(RandomEpoch()),
+        seed_visitor_(Seeds().visitor),
+        seed_session_(Seeds().session),
+        seed_key_(Seeds().key),
+        id_hasher_(ProcessIdHasher()),
         dedupe_(config.dedupe_capacity_log2, config.dedupe_horizon_seconds,
                 detail::FloorDiv(clock.NowMs(), 1000) - 1),
-        state_(config),
-        unknown_{detail::NonZero(detail::HashBytes(kUnknownValue, detail::kSeedKey)),
-                 kUnknownValue} {
+        state_(config, KeyOf(kOtherValue).hash),
+        unknown_(KeyOf(kUnknownValue)) {
     for (Shard& shard : shards_) {
       shard.deltas[0] = std::make_unique<detail::ShardDelta>();
       shard.deltas[1] = std::make_unique<detail::ShardDelta>();
@@ -115,7 +149,7 @@ class Aggregator::Impl {
   IngestResult Ingest(const analytics::EventData& event) {
     IngestResult result;
     if (!ValidateEventId(event, &result)) return result;
-    const uint64_t id_hash = detail::HashBytes(event.event_id(), detail::kSeedEventId);
+    const IdHash id_hash = id_hasher_.Hash(event.event_id());
     // The table is far larger than the caches: start the miss now, validation hides most of it.
     dedupe_.Prefetch(id_hash);
     const int64_t now_ms = clock_.NowMs();
@@ -130,16 +164,17 @@ class Aggregator::Impl {
     record.value = event.value();
     if (!event.visitor_id().empty()) {
       record.visitor_hash =
-          detail::NonZero(detail::HashBytes(event.visitor_id(), detail::kSeedVisitor));
+          detail::NonZero(detail::HashBytes(event.visitor_id(), seed_visitor_));
     }
     if (!event.session_id().empty()) {
       record.session_hash =
-          detail::NonZero(detail::HashBytes(event.session_id(), detail::kSeedSession));
+          detail::NonZero(detail::HashBytes(event.session_id(), seed_session_));
     }
+    uint64_t truncated = 0;
     if (record.kind == EventKind::kPageView) {
-      record.ranked[0] = KeyOf(event.page());
-      record.ranked[1] = KeyOf(event.referrer());
-      record.ranked[2] = KeyOf(event.utm_campaign());
+      record.ranked[0] = RankedKeyOf(event.page(), &truncated);
+      record.ranked[1] = RankedKeyOf(event.referrer(), &truncated);
+      record.ranked[2] = RankedKeyOf(event.utm_campaign(), &truncated);
     }
     record.dimensions[0] = event.country().empty() ? unknown_ : KeyOf(event.country());
     record.dimensions[1] = event.device().empty() ? unknown_ : KeyOf(event.device());
@@ -151,10 +186,13 @@ class Aggregator::Impl {
         result.outcome = IngestOutcome::kDuplicate;
         return result;
       case DedupeTable::Outcome::kInsertedEvicted:
-        shards_[home].dedupe_evictions.fetch_add(1, std::memory_order_relaxed);
+        shards_[home].dedupe_early_evictions.fetch_add(1, std::memory_order_relaxed);
         break;
       case DedupeTable::Outcome::kInserted:
         break;
+    }
+    if (truncated != 0) {
+      shards_[home].values_truncated.fetch_add(truncated, std::memory_order_relaxed);
     }
 
     const auto [shard, sequence] = Claim(home);
@@ -203,8 +241,12 @@ class Aggregator::Impl {
     AggregatorStats stats;
     stats.dimension_values_folded = state_.dimension_values_folded();
     for (const Shard& shard : shards_) {
-      stats.dedupe_evictions += shard.dedupe_evictions.load(std::memory_order_relaxed);
+      stats.dedupe_early_evictions += shard.dedupe_early_evictions.load(std::memory_order_relaxed);
+      stats.dimension_values_truncated += shard.values_truncated.load(std::memory_order_relaxed);
     }
+    stats.dedupe_capacity_ids = dedupe_.capacity_ids();
+    stats.ranked_values_folded = state_.ranked_values_folded();
+    stats.key_dictionary_bytes = state_.dictionary_bytes();
     stats.sessions_dropped = state_.sessions_dropped();
     stats.ticks = ticks_.load(std::memory_order_relaxed);
     return stats;
@@ -216,10 +258,25 @@ class Aggregator::Impl {
   struct alignas(64) Shard {
     std::atomic<uint32_t> sequence{0};  // odd while a writer holds the shard
     std::atomic<detail::ShardDelta*> active{nullptr};
-    std::atomic<uint64_t> dedupe_evictions{0};
+    // Written by the shard's home thread(s) (relaxed; any thread may read them for stats()).
+    std::atomic<uint64_t> dedupe_early_evictions{0};
+    std::atomic<uint64_t> values_truncated{0};
     detail::ShardDelta* spare = nullptr;  // tick thread only
     std::array<std::unique_ptr<detail::ShardDelta>, 2> deltas;
   };
+
+  detail::KeyRef KeyOf(std::string_view text) const {
+    if (text.empty()) return {};
+    return {detail::NonZero(detail::HashBytes(text, seed_key_)), text};
+  }
+
+  // A page / referrer / campaign value, cut to max_dimension_value_bytes (values sharing the
+  // prefix then count as one key, which is also how they would be displayed).
+  detail::KeyRef RankedKeyOf(std::string_view text, uint64_t* truncated) const {
+    const std::string_view cut = CutAtUtf8Boundary(text, config_.max_dimension_value_bytes);
+    if (cut.size() != text.size()) ++*truncated;
+    return KeyOf(cut);
+  }
 
   // Claims the first free shard from `home` on. Lock-free: a CAS fails only because another
   // writer holds that shard, and then this writer tries the next one instead of waiting.
@@ -253,6 +310,10 @@ class Aggregator::Impl {
   const Clock& clock_;
   const ValidationLimits limits_;
   const uint64_t epoch_;
+  const uint64_t seed_visitor_;
+  const uint64_t seed_session_;
+  const uint64_t seed_key_;
+  const IdHasher& id_hasher_;  // keyed from randombytes_buf
   DedupeTable dedupe_;
   std::array<Shard, kShardCount> shards_;
   detail::WindowedState state_;  // tick thread only

@@ -14,7 +14,9 @@ namespace rta::agg {
 
 struct AggregatorConfig {
   int64_t dedupe_horizon_seconds = 600;      // an event_id seen again within this counts once
-  uint32_t dedupe_capacity_log2 = 22;        // 4 Mi ids tracked at most (32 MiB)
+  // 2^22 slots of 8 bytes (32 MiB); holds DedupeTable::CapacityIdsFor(2^22) = 3,145,728 ids
+  // accepted within one horizon without early evictions.
+  uint32_t dedupe_capacity_log2 = 22;
   int64_t max_event_age_seconds = 3600;      // older events are rejected
   int64_t max_event_future_seconds = 60;     // events further ahead are rejected
   uint32_t dimension_cardinality_cap = 100;  // distinct values per dimension before __other__
@@ -22,6 +24,13 @@ struct AggregatorConfig {
   uint32_t top_k_capacity = 200;             // Space-Saving counters per bucket summary
   uint32_t max_sessions = 1'000'000;         // sessions tracked at once
   int64_t active_session_seconds = 300;      // active_sessions: an event within this
+  // page / referrer / utm_campaign values longer than this are cut (at a UTF-8 boundary) before
+  // they are counted: every byte of a ranked value is copied into a shard delta each tick and
+  // kept in the key dictionary while a top-k summary monitors it.
+  uint32_t max_dimension_value_bytes = 256;
+  // Budget for the texts of ranked values (KeyDictionary); a new value that does not fit is
+  // counted under "__other__" instead (AggregatorStats::ranked_values_folded).
+  uint64_t key_dictionary_max_bytes = 32ull << 20;
 };
 
 // Why Ingest() refused or skipped an event. Stable names: they are Prometheus label values.
@@ -50,7 +59,14 @@ struct IngestResult {
 // Counters of things the aggregator did on its own, for Prometheus. Monotonic.
 struct AggregatorStats {
   uint64_t dimension_values_folded = 0;  // events whose country/device went to __other__
-  uint64_t dedupe_evictions = 0;         // live ids evicted early because the table was full
+  // Ids still inside the horizon dropped from the dedupe table because both of a new id's
+  // buckets were full of live ids: a retry of such an id would count twice. Nonzero means more
+  // distinct ids arrived within one horizon than dedupe_capacity_ids.
+  uint64_t dedupe_early_evictions = 0;
+  uint64_t dedupe_capacity_ids = 0;           // constant: ids per horizon the table is built for
+  uint64_t dimension_values_truncated = 0;    // ranked values cut to max_dimension_value_bytes
+  uint64_t ranked_values_folded = 0;          // ranked values counted as __other__ (budget full)
+  uint64_t key_dictionary_bytes = 0;          // gauge: accounted bytes of the key dictionary
   uint64_t sessions_dropped = 0;         // sessions not tracked because max_sessions was reached
   uint64_t ticks = 0;
 };

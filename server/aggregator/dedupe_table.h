@@ -3,33 +3,70 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace rta::agg {
 
+// The 128-bit keyed hash of one event_id: everything the dedupe table needs (two bucket choices
+// and a fingerprint) from independent bits.
+struct IdHash {
+  uint64_t fingerprint_bits = 0;  // the fingerprint is the top kFingerprintBits
+  uint64_t bucket_bits = 0;       // low 32 bits: first bucket, high 32 bits: second bucket
+};
+
+// Hashes event ids with SipHash-2-4 (libsodium's crypto_shorthash_siphashx24, the 128-bit output
+// variant) under a key drawn from randombytes_buf when the hasher is made, so that ids chosen by
+// a client cannot be aimed at one bucket of the table (the key is never exposed; a new process
+// has a new key). Thread-safe after construction (Hash() only reads the key).
+class IdHasher {
+ public:
+  IdHasher();  // throws std::runtime_error if libsodium cannot initialise (start-up only)
+  // A hasher with a fixed key, for tests that need reproducible bucket placement.
+  static IdHasher WithKeyForTest(const unsigned char (&key)[16]);
+  IdHash Hash(std::string_view id) const;
+
+ private:
+  struct FixedKey {};
+  explicit IdHasher(FixedKey) {}
+  unsigned char key_[16] = {};
+};
+
 // Remembers the event_ids accepted in the last `horizon_seconds`, across every thread, in a fixed
-// amount of memory, without locks.
+// amount of memory, without locks or allocation.
 //
-// Layout: 2^capacity_log2 64-bit words (8 bytes per id; the default 2^22 is 32 MiB, mapped lazily
-// and on transparent huge pages where available), in groups of 8 words aligned to one cache
-// line. A word packs a 40-bit fingerprint of the id's hash (its top
-// 40 bits; never 0, so 0 means empty) and the 24-bit second, relative to the table's creation, at
-// which the id was accepted. An id probes only its home group, starting at its home slot and
-// wrapping inside the group (a bounded probe of 8 slots, one cache miss; Prefetch() hides it).
+// Layout: 2^capacity_log2 64-bit words (8 bytes per slot; the default 2^22 is 32 MiB, mapped
+// lazily and on transparent huge pages where available), in buckets of 16 words (128 bytes, two
+// adjacent cache lines). A word packs a 40-bit fingerprint (never 0, so 0 means empty) and the
+// 24-bit second, relative to the table's creation, at which the id was accepted.
 //
-// CheckAndInsert(): a live word with the same fingerprint means duplicate. Otherwise the id claims
-// the first free slot in probe order (empty, or expired: older than the horizon) with a CAS; when
-// all 8 ids of the group are live, it evicts the oldest (counted as an eviction: a retry of that
-// evicted id would be counted again). A failed CAS re-runs the whole check. After claiming, the
-// id re-reads the slots before its own: if a concurrent insert of the same id claimed one of them
-// first, this one backs off and reports a duplicate, so two threads racing with one id count it
-// once (the remaining window, which needs a slot expiring between the two threads' clock reads
-// in the very same second, is far below the false-positive rate).
+// Two choices: every id has two buckets (independent hash bits). CheckAndInsert() reads both
+// (32 words; Prefetch() starts the four line fetches early). A live word with the id's
+// fingerprint in either bucket means duplicate. Otherwise the id claims the first free slot
+// (empty, or expired: older than the horizon) of the bucket with fewer live ids (ties: the
+// first), with a CAS. Only when both buckets hold 16 live ids each does it evict the oldest of
+// the 32: an early eviction (Outcome::kInsertedEvicted), after which a retry of the evicted id
+// would count again.
 //
-// False positives: a new id is reported as a duplicate only if one of the at most 8 live ids of
-// its group has the same 40-bit fingerprint: probability <= 8 / 2^40 = 7.3e-12 per event (about
-// one wrong duplicate per 10^11 events). The stored second wraps after 2^24 s (194 days); a word
-// that old is long expired unless untouched for exactly a multiple of that span, which only
-// matters together with a fingerprint match.
+// Capacity (capacity_ids() = 3/4 of the slots; 3,145,728 ids at the default 2^22): the number of
+// ids accepted within one horizon the table is built to hold without early evictions. With two
+// choices of 16-slot buckets the fullest bucket stays below 16 live ids w.h.p. up to that load:
+// a simulation (4 Mi slots, a sliding window of live ids, four full turnovers) saw no early
+// eviction at 75% load and about 3 per 100,000 inserts at 80%; one 8-slot group per id (the
+// earlier design) overflowed from about 9% load on. So early evictions mean that more distinct
+// ids arrived within one horizon than the stated capacity: raise dedupe_capacity_log2.
+//
+// A failed CAS re-runs the whole check. After claiming, the id re-reads the positions before its
+// own (bucket 1 slots 0..15, then bucket 2 slots 0..15): if a concurrent insert of the same id
+// claimed one of them, this one backs off and reports a duplicate. Two threads racing with one id
+// read the same 32 words and so pick the same slot (one CAS fails, its re-check sees the other);
+// they can pick different slots only if a third insert changes one of those words between their
+// two reads, and then both may count (a window of nanoseconds, needing a concurrent retry).
+//
+// False positives: a new id is reported as a duplicate only if one of the at most 32 live ids of
+// its two buckets has the same 40-bit fingerprint: probability <= 32 / 2^40 = 2.9e-11 per event.
+// The stored second wraps after 2^24 s (194 days); a word that old is long expired unless
+// untouched for exactly a multiple of that span, which only matters together with a fingerprint
+// match.
 //
 // A duplicate does not refresh the stored second: an id counts again `horizon_seconds` after it
 // was first accepted (a duplicate within [0, horizon] seconds of acceptance, by whole seconds).
@@ -39,7 +76,7 @@ class DedupeTable {
  public:
   enum class Outcome {
     kInserted,         // new id, remembered
-    kInsertedEvicted,  // new id, remembered by evicting the oldest live id of its group
+    kInsertedEvicted,  // new id, remembered by evicting a live id (both buckets full)
     kDuplicate,        // seen within the horizon
   };
 
@@ -48,23 +85,45 @@ class DedupeTable {
   DedupeTable(const DedupeTable&) = delete;
   DedupeTable& operator=(const DedupeTable&) = delete;
 
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(&words_[SlotOf(hash)], 1, 3); }
+  void Prefetch(const IdHash& hash) const {
+    const uint64_t* first = BucketAt(FirstBucket(hash));
+    const uint64_t* second = BucketAt(SecondBucket(hash));
+    __builtin_prefetch(first, 1, 3);
+    __builtin_prefetch(first + 8, 1, 3);
+    __builtin_prefetch(second, 1, 3);
+    __builtin_prefetch(second + 8, 1, 3);
+  }
 
-  Outcome CheckAndInsert(uint64_t hash, int64_t now_second);
+  Outcome CheckAndInsert(const IdHash& hash, int64_t now_second);
 
-  size_t capacity() const { return mask_ + 1; }
+  size_t slots() const { return (bucket_mask_ + 1) * kBucketSize; }
+  // Ids per horizon the table holds without early evictions (see the class comment).
+  size_t capacity_ids() const { return CapacityIdsFor(slots()); }
+  static constexpr size_t CapacityIdsFor(size_t slots) { return slots / 4 * 3; }
+  int64_t horizon_seconds() const { return horizon_seconds_; }
+
+  // Compares the vectorized scan of a bucket pair with the portable one and with the plain
+  // definition of a live word, on `rounds` random pairs; returns how many disagreed.
+  static size_t ScanMismatchesForTest(uint64_t seed, size_t rounds);
 
   static constexpr int kFingerprintBits = 40;
   static constexpr int kTimeBits = 24;
-  static constexpr size_t kGroupSize = 8;
+  static constexpr size_t kBucketSize = 16;
 
  private:
-  size_t SlotOf(uint64_t hash) const { return static_cast<size_t>(hash) & mask_; }
+  size_t FirstBucket(const IdHash& hash) const {
+    return static_cast<size_t>(hash.bucket_bits & 0xffffffffu) & bucket_mask_;
+  }
+  size_t SecondBucket(const IdHash& hash) const {
+    const size_t second = static_cast<size_t>(hash.bucket_bits >> 32) & bucket_mask_;
+    return second == FirstBucket(hash) ? second ^ 1 : second;  // always two distinct buckets
+  }
+  uint64_t* BucketAt(size_t bucket) const { return words_ + bucket * kBucketSize; }
 
   void* allocation_ = nullptr;
   size_t allocation_size_ = 0;
   uint64_t* words_ = nullptr;  // accessed only through std::atomic_ref
-  size_t mask_ = 0;
+  size_t bucket_mask_ = 0;
   int64_t horizon_seconds_;
   int64_t start_second_;
 };

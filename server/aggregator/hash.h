@@ -6,8 +6,11 @@
 
 // A fast 64-bit string hash with full avalanche, in the style of wyhash (public domain, Wang Yi):
 // 128-bit multiply-and-fold rounds over 16-byte blocks. HyperLogLog takes its register index and
-// rank straight from these bits, and the dedupe table its slot and fingerprint, so every output
-// bit must depend on every input bit; FNV-1a without a finalizer would not do.
+// rank straight from these bits, and the hash tables their slots, so every output bit must
+// depend on every input bit; FNV-1a without a finalizer would not do. It is not a keyed PRF: the
+// aggregator passes per-process random seeds (aggregator.cc) so that clients cannot precompute
+// colliding values, and event ids, which decide what counts, use SipHash (dedupe_table.h). The
+// fixed seeds below are for tests and benchmarks that need reproducible hashes.
 namespace rta::agg::detail {
 
 inline void Multiply128(uint64_t a, uint64_t b, uint64_t* lo, uint64_t* hi) {

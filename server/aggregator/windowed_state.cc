@@ -106,7 +106,7 @@ class WindowedState::Accumulator {
   std::array<std::vector<uint64_t>, kDimensionCount> dimensions_;
 };
 
-WindowedState::WindowedState(const AggregatorConfig& config)
+WindowedState::WindowedState(const AggregatorConfig& config, uint64_t overflow_key)
     : config_(config),
       future_seconds_(std::clamp<int64_t>(config.max_event_future_seconds, 0, 3600)),
       future_minutes_((future_seconds_ + 59) / 60),
@@ -114,6 +114,8 @@ WindowedState::WindowedState(const AggregatorConfig& config)
       minutes_(static_cast<size_t>(kMinuteSpan + future_minutes_ + 2)),
       dimensions_{DimensionTable(config.dimension_cardinality_cap),
                   DimensionTable(config.dimension_cardinality_cap)},
+      dictionary_(config.key_dictionary_max_bytes),
+      overflow_key_(overflow_key),
       sessions_(config.max_sessions,
                 std::max<int64_t>(kMinuteSpan * 60, config.active_session_seconds) +
                     future_seconds_ + 120),
@@ -123,6 +125,24 @@ WindowedState::WindowedState(const AggregatorConfig& config)
       closed_1h_(std::make_unique<Accumulator>()) {
   config_.active_session_seconds =
       std::clamp<int64_t>(config.active_session_seconds, 1, kMinuteSpan * 60);
+  dictionary_.Pin(overflow_key_, kOtherValue);
+  dictionary_bytes_.store(dictionary_.bytes(), std::memory_order_relaxed);
+}
+
+uint64_t WindowedState::AdmitRankedKey(uint64_t key, std::string_view text, uint64_t count,
+                                       int64_t now_second) {
+  if (dictionary_.Intern(key, text)) return key;
+  // Over budget: texts of keys that expired from every summary may still be held (collection
+  // is amortized), so collect once, but at most once per clock second: when the live set
+  // itself fills the budget, a collection per key would make the tick quadratic.
+  if (budget_collect_second_ != now_second) {
+    budget_collect_second_ = now_second;
+    CollectDictionary();
+    if (dictionary_.Intern(key, text)) return key;
+  }
+  ranked_folded_.store(ranked_folded_.load(std::memory_order_relaxed) + count,
+                       std::memory_order_relaxed);
+  return overflow_key_;
 }
 
 WindowedState::~WindowedState() = default;
@@ -199,10 +219,10 @@ void WindowedState::Merge(const ShardDelta& delta, int64_t now_ms) {
     }
     for (size_t kind = 0; kind < kRankedCount; ++kind) {
       part.ranked[kind].ForEach([&](uint64_t key, const KeyCount& count) {
-        dictionary_.Intern(key, delta.Text(count));
+        const uint64_t admitted = AdmitRankedKey(key, delta.Text(count), count.count, now_second);
         for (WindowBucket* b : into) {
           EnsureRanked(b, kind);
-          b->ranked[kind]->Add(key, count.count);
+          b->ranked[kind]->Add(admitted, count.count);
         }
       });
     }
@@ -265,6 +285,7 @@ void WindowedState::CollectDictionary() {
   mark(total_);
   dictionary_.Collect(live);
   dictionary_live_after_collect_ = dictionary_.size();
+  dictionary_bytes_.store(dictionary_.bytes(), std::memory_order_relaxed);
 }
 
 void WindowedState::Maintain(int64_t now_ms) {
@@ -277,6 +298,7 @@ void WindowedState::Maintain(int64_t now_ms) {
   }
   // Amortized: a collection costs about as much as the texts added since the previous one.
   if (dictionary_.size() > 2 * dictionary_live_after_collect_ + 4096) CollectDictionary();
+  dictionary_bytes_.store(dictionary_.bytes(), std::memory_order_relaxed);
 }
 
 void WindowedState::SumClosedSeconds(int64_t now_second) {

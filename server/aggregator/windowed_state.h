@@ -6,6 +6,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/aggregator/aggregator.h"
@@ -84,7 +85,9 @@ struct TickMetrics {
 // Not thread-safe: owned by the tick thread (stats counters are atomics readable anywhere).
 class WindowedState {
  public:
-  explicit WindowedState(const AggregatorConfig& config);
+  // `overflow_key`: the hash of kOtherValue as Aggregator hashes ranked keys; ranked values whose
+  // text does not fit in the key dictionary's budget are counted under it.
+  WindowedState(const AggregatorConfig& config, uint64_t overflow_key);
   ~WindowedState();
   WindowedState(const WindowedState&) = delete;
   WindowedState& operator=(const WindowedState&) = delete;
@@ -102,6 +105,10 @@ class WindowedState {
   uint64_t sessions_dropped() const { return sessions_dropped_.load(std::memory_order_relaxed); }
   size_t tracked_sessions() const { return sessions_.size(); }
   size_t dictionary_size() const { return dictionary_.size(); }
+  uint64_t dictionary_bytes() const { return dictionary_bytes_.load(std::memory_order_relaxed); }
+  uint64_t ranked_values_folded() const {
+    return ranked_folded_.load(std::memory_order_relaxed);
+  }
 
  private:
   class Accumulator;
@@ -113,6 +120,7 @@ class WindowedState {
   void EnsureRanked(WindowBucket* bucket, size_t kind) const;
   void ExpireSessions(int64_t now_second);
   void CollectDictionary();
+  uint64_t AdmitRankedKey(uint64_t key, std::string_view text, uint64_t count, int64_t now_second);
 
   AggregatorConfig config_;
   int64_t future_seconds_;
@@ -122,6 +130,8 @@ class WindowedState {
   WindowBucket total_;
   std::array<DimensionTable, kDimensionCount> dimensions_;
   KeyDictionary dictionary_;
+  uint64_t overflow_key_;
+  int64_t budget_collect_second_ = std::numeric_limits<int64_t>::min();
   size_t dictionary_live_after_collect_ = 0;
   SessionTable sessions_;
   int64_t last_session_sweep_second_ = std::numeric_limits<int64_t>::min();
@@ -141,6 +151,8 @@ class WindowedState {
   uint64_t merges_since_collect_ = 0;
   std::atomic<uint64_t> folded_{0};
   std::atomic<uint64_t> sessions_dropped_{0};
+  std::atomic<uint64_t> ranked_folded_{0};
+  std::atomic<uint64_t> dictionary_bytes_{0};
 };
 
 }  // namespace rta::agg::detail

@@ -3,10 +3,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include "server/aggregator/hash.h"
+
 namespace rta::session {
 namespace {
 
-constexpr size_t kMaxRecentClicks = 16;
+// Click targets are compared by hash: a session's last 16 clicks cost 256 bytes whatever the
+// targets' length. A collision (2^-64 per pair) could only make this session's own clicks look
+// alike; the seed needs no secret for that.
+constexpr uint64_t kTargetSeed = 0x6a09e667f3bcc908ull;
 
 bool ValidName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
@@ -28,8 +33,12 @@ bool IsProductPage(const std::string& target) {
 
 }  // namespace
 
-SessionAnalyzer::SessionAnalyzer(AnalyzerConfig config, SignalSink sink)
-    : config_(config), sink_(std::move(sink)) {}
+SessionAnalyzer::SessionAnalyzer(AnalyzerConfig config, SignalSink sink, SessionBudget* budget)
+    : config_(config), sink_(std::move(sink)), budget_(budget) {}
+
+SessionAnalyzer::~SessionAnalyzer() {
+  if (budget_ != nullptr) budget_->Release(sessions_.size());
+}
 
 bool SessionAnalyzer::Validate(const analytics::UserAction& action, int64_t now_ms,
                                std::string* error) const {
@@ -77,6 +86,12 @@ ActionOutcome SessionAnalyzer::OnAction(const analytics::UserAction& action, int
                        ") sessions; open another stream or let idle sessions expire";
       return ActionOutcome::kTooManySessions;
     }
+    if (budget_ != nullptr && !budget_->TryAcquire()) {
+      *error_message = "the server already tracks max_analyze_sessions (" +
+                       std::to_string(budget_->limit()) +
+                       ") sessions over all AnalyzeSession streams; retry later";
+      return ActionOutcome::kServerSessionBudget;
+    }
     it = sessions_.emplace(action.session_id(), Session{}).first;
   }
   const std::string& id = it->first;
@@ -117,11 +132,15 @@ void SessionAnalyzer::ApplyRules(const std::string& id, Session& s,
 
   // rage_click: rage_click_count clicks on one target within rage_click_window_ms.
   if (type == "click") {
-    s.recent_clicks.emplace_back(action.target(), time_ms);
-    if (s.recent_clicks.size() > kMaxRecentClicks) s.recent_clicks.pop_front();
+    const uint64_t target_hash = agg::detail::HashBytes(action.target(), kTargetSeed);
+    s.recent_clicks[s.clicks_seen % kMaxRecentClicks] = {target_hash, time_ms};
+    ++s.clicks_seen;
+    const size_t kept = std::min<size_t>(s.clicks_seen, kMaxRecentClicks);
     uint32_t same = 0;
-    for (const auto& [target, t] : s.recent_clicks) {
-      if (target == action.target() && time_ms - t <= config_.rage_click_window_ms) ++same;
+    for (size_t i = 0; i < kept; ++i) {
+      const ClickMark& mark = s.recent_clicks[i];
+      if (mark.target_hash == target_hash && time_ms - mark.time_ms <= config_.rage_click_window_ms)
+        ++same;
     }
     if (same >= config_.rage_click_count) {
       AddSignal(result, "rage_click",
@@ -232,6 +251,7 @@ void SessionAnalyzer::CollectDue(int64_t now_ms, std::vector<analytics::Analysis
     switch (entry.kind) {
       case TimerKind::kExpire:
         sessions_.erase(it);
+        if (budget_ != nullptr) budget_->Release(1);
         continue;
       case TimerKind::kCartAbandon: {
         s.cart_deadline_ms = 0;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -11,6 +12,7 @@
 
 #include "analytics.pb.h"
 #include "server/aggregator/aggregator.h"
+#include "server/session/session_budget.h"
 
 namespace rta::session {
 
@@ -29,25 +31,33 @@ struct AnalyzerConfig {
   int64_t max_future_ms = 3600'000;               // action time further ahead than now is invalid
 };
 
-enum class ActionOutcome { kAnswered, kInvalid, kTooManySessions };
+enum class ActionOutcome { kAnswered, kInvalid, kTooManySessions, kServerSessionBudget };
 
 // Live analysis of the sessions multiplexed on one AnalyzeSession stream.
 //
-// Not thread-safe: one analyzer per stream, used from that stream's completion-queue thread.
+// Not thread-safe: one analyzer per stream, used from that stream's completion-queue thread
+// (the shared SessionBudget is the only state it touches beyond its own, and that is atomic).
 // Every method takes the server's current time, so tests drive time by hand. Memory is bounded:
-// at most max_sessions sessions, each with fixed-size rings of recent actions, and at most one
-// pending timer entry per session and rule. Everything is freed with the analyzer.
+// at most max_sessions sessions (and no more than the server-wide budget allows), each with
+// fixed-size rings of recent actions (click targets kept as 64-bit hashes, not their text), and
+// at most one pending timer entry per session and rule. Everything is freed with the analyzer,
+// which also gives its sessions back to the budget.
 class SessionAnalyzer {
  public:
   // Called for rage_click and bot_suspected (once per session) and for each cart abandonment,
   // with the event time of the action (or the server time of a timer) that raised it.
   using SignalSink = std::function<void(agg::SessionSignal, int64_t time_ms)>;
 
-  SessionAnalyzer(AnalyzerConfig config, SignalSink sink);
+  // `budget` (may be null: no server-wide bound) must outlive the analyzer.
+  SessionAnalyzer(AnalyzerConfig config, SignalSink sink, SessionBudget* budget = nullptr);
+  ~SessionAnalyzer();
+  SessionAnalyzer(const SessionAnalyzer&) = delete;
+  SessionAnalyzer& operator=(const SessionAnalyzer&) = delete;
 
   // kAnswered: *result is the analysis after this action. kInvalid: *result carries the
   // session_id, the action's sequence and `error` = "<field>: <reason>"; no state changed.
-  // kTooManySessions: the action starts a session beyond max_sessions; *error_message says so.
+  // kTooManySessions: the action starts a session beyond max_sessions; kServerSessionBudget: it
+  // starts one while the server-wide budget is used up. *error_message says which limit.
   ActionOutcome OnAction(const analytics::UserAction& action, int64_t now_ms,
                          analytics::AnalysisResult* result, std::string* error_message);
 
@@ -62,6 +72,11 @@ class SessionAnalyzer {
 
  private:
   enum class TimerKind { kCartAbandon, kBounce, kExpire };
+  static constexpr size_t kMaxRecentClicks = 16;
+  struct ClickMark {
+    uint64_t target_hash = 0;
+    int64_t time_ms = 0;
+  };
   struct Session {
     int64_t first_ms = 0;
     int64_t last_ms = 0;       // event time of the latest action
@@ -72,10 +87,11 @@ class SessionAnalyzer {
     analytics::FunnelStage stage = analytics::FUNNEL_STAGE_LANDING;
     bool bot_flagged = false;
     bool rage_seen = false;
-    std::deque<std::pair<std::string, int64_t>> recent_clicks;  // (target, time), bounded
-    std::deque<int64_t> recent_times;                           // action times, bounded
-    int64_t cart_deadline_ms = 0;                               // 0: not armed
-    int64_t bounce_deadline_ms = 0;                             // 0: not armed
+    std::array<ClickMark, kMaxRecentClicks> recent_clicks{};  // ring of the last clicks
+    uint32_t clicks_seen = 0;                                  // ring index: clicks_seen % 16
+    std::deque<int64_t> recent_times;                          // action times, bounded
+    int64_t cart_deadline_ms = 0;                              // 0: not armed
+    int64_t bounce_deadline_ms = 0;                            // 0: not armed
     bool timer_queued[3] = {false, false, false};
   };
   struct TimerEntry {
@@ -95,6 +111,7 @@ class SessionAnalyzer {
 
   AnalyzerConfig config_;
   SignalSink sink_;
+  SessionBudget* budget_;
   std::unordered_map<std::string, Session> sessions_;
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
   uint64_t next_sequence_ = 1;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "server/aggregator/key_dictionary.h"
 #include "tests/aggregator/test_util.h"
 
 namespace rta::agg {
@@ -628,16 +629,144 @@ TEST_CASE("session signals are counted by event time", "[aggregator][signals]") 
   CHECK(Value(*s, "events_total", WINDOW_TOTAL) == 0);
 }
 
-TEST_CASE("dedupe evictions are counted when the table is too small", "[aggregator][dedupe]") {
+TEST_CASE("dedupe early evictions are counted when the table is too small",
+          "[aggregator][dedupe]") {
   ManualClock clock(kStartMs);
   AggregatorConfig config = TestConfig();
-  config.dedupe_capacity_log2 = 3;  // one group of 8 ids
+  config.dedupe_capacity_log2 = 5;  // two buckets of 16 ids
   Aggregator aggregator(config, clock);
-  for (int i = 0; i < 9; ++i) {
+  CHECK(aggregator.stats().dedupe_capacity_ids == 24);
+  for (int i = 0; i < 33; ++i) {
     CHECK(aggregator.Ingest(Event(Cat("e", i), "click")).outcome == IngestOutcome::kAccepted);
   }
-  CHECK(aggregator.stats().dedupe_evictions == 1);
-  CHECK(Value(*aggregator.Tick(), "events_total", WINDOW_TOTAL) == 9);
+  CHECK(aggregator.stats().dedupe_early_evictions == 1);
+  CHECK(Value(*aggregator.Tick(), "events_total", WINDOW_TOTAL) == 33);
+}
+
+TEST_CASE("dedupe keeps its promise at the default size: 2,000,000 ids, the first 100,000 again",
+          "[aggregator][dedupe]") {
+  ManualClock clock(kStartMs);
+  Aggregator aggregator(AggregatorConfig{}, clock);
+  REQUIRE(aggregator.stats().dedupe_capacity_ids == 3'145'728);
+  analytics::EventData event = Event("", "click");
+  uint64_t accepted = 0;
+  for (int i = 0; i < 2'000'000; ++i) {
+    event.set_event_id(Cat("id-", i));
+    accepted += aggregator.Ingest(event).outcome == IngestOutcome::kAccepted;
+    if (i % 100'000 == 99'999) clock.AdvanceMs(1000);  // spread over 20 s, well inside 600
+  }
+  uint64_t duplicates = 0;
+  for (int i = 0; i < 100'000; ++i) {
+    event.set_event_id(Cat("id-", i));
+    duplicates += aggregator.Ingest(event).outcome == IngestOutcome::kDuplicate;
+  }
+  CHECK(accepted == 2'000'000);
+  CHECK(duplicates == 100'000);
+  CHECK(aggregator.stats().dedupe_early_evictions == 0);
+}
+
+}  // namespace
+}  // namespace rta::agg
+
+namespace rta::agg {
+namespace {
+
+using namespace testing;  // NOLINT: the helpers of test_util.h
+
+analytics::EventData PageView(const std::string& id, const std::string& page) {
+  analytics::EventData event = Event(id, "page_view");
+  event.set_page(page);
+  return event;
+}
+
+const TopItem* FindTop(const MetricPoint& point, std::string_view key) {
+  for (const TopItem& item : point.top) {
+    if (item.key == key) return &item;
+  }
+  return nullptr;
+}
+
+TEST_CASE("ranked values longer than the cap are cut at a UTF-8 boundary and counted",
+          "[aggregator][limits]") {
+  ManualClock clock(kStartMs);
+  AggregatorConfig config = TestConfig();
+  config.max_dimension_value_bytes = 16;
+  Aggregator aggregator(config, clock);
+  // 15 ASCII bytes, then a 2-byte character across the 16-byte cut: the cut backs off to 15.
+  const std::string prefix = "/fifteen-bytes/";
+  REQUIRE(prefix.size() == 15);
+  REQUIRE(aggregator.Ingest(PageView("a", prefix + "\xc3\xa9-one")).outcome ==
+          IngestOutcome::kAccepted);
+  REQUIRE(aggregator.Ingest(PageView("b", prefix + "\xc3\xa9-two")).outcome ==
+          IngestOutcome::kAccepted);
+  REQUIRE(aggregator.Ingest(PageView("c", "/exactly-16-byte")).outcome ==
+          IngestOutcome::kAccepted);
+  analytics::EventData with_referrer = PageView("d", "/short");
+  with_referrer.set_referrer(std::string(100, 'r'));
+  REQUIRE(aggregator.Ingest(with_referrer).outcome == IngestOutcome::kAccepted);
+  // A duplicate is not counted again, cut or not.
+  REQUIRE(aggregator.Ingest(PageView("a", prefix + "\xc3\xa9-one")).outcome ==
+          IngestOutcome::kDuplicate);
+
+  const auto s = aggregator.Tick();
+  const MetricPoint* pages = FindPoint(*s, "top_pages", WINDOW_TOTAL);
+  REQUIRE(pages != nullptr);
+  const TopItem* cut = FindTop(*pages, prefix);
+  REQUIRE(cut != nullptr);
+  CHECK(cut->count == 2);  // both long values share the cut prefix
+  CHECK(FindTop(*pages, "/exactly-16-byte") != nullptr);
+  const MetricPoint* referrers = FindPoint(*s, "top_referrers", WINDOW_TOTAL);
+  REQUIRE(referrers != nullptr);
+  CHECK(FindTop(*referrers, std::string(16, 'r')) != nullptr);
+  CHECK(aggregator.stats().dimension_values_truncated == 3);
+}
+
+TEST_CASE("the key dictionary keeps to its byte budget and counts the rest as __other__",
+          "[aggregator][limits]") {
+  ManualClock clock(kStartMs);
+  AggregatorConfig config = TestConfig();
+  // Room for the pinned __other__ and a few dozen 20-byte pages (80 + 21 bytes each).
+  config.key_dictionary_max_bytes = 4000;
+  Aggregator aggregator(config, clock);
+  constexpr int kPages = 200;
+  for (int i = 0; i < kPages; ++i) {
+    REQUIRE(aggregator.Ingest(PageView(Cat("e", i), Cat("/page-", 1000 + i, "-padding!")))
+                .outcome == IngestOutcome::kAccepted);
+  }
+  const auto s = aggregator.Tick();
+  const AggregatorStats stats = aggregator.stats();
+  CHECK(stats.key_dictionary_bytes <= 4000);
+  CHECK(stats.key_dictionary_bytes > 3000);  // it did fill up
+  CHECK(stats.ranked_values_folded > 0);
+  CHECK(stats.ranked_values_folded < kPages);
+  const MetricPoint* pages = FindPoint(*s, "top_pages", WINDOW_TOTAL);
+  REQUIRE(pages != nullptr);
+  const TopItem* other = FindTop(*pages, "__other__");
+  REQUIRE(other != nullptr);
+  CHECK(other->count == stats.ranked_values_folded);  // one summary, 200 counters: exact
+  CHECK(Value(*s, "top_pages", WINDOW_TOTAL) == kPages);
+
+}
+
+TEST_CASE("key dictionary refuses texts over its budget until a collection frees room",
+          "[aggregator][limits]") {
+  detail::KeyDictionary dictionary(1000);
+  dictionary.Pin(1, "__other__");
+  const uint64_t pinned = dictionary.bytes();
+  CHECK(pinned == detail::KeyDictionary::kEntryBytes);
+  const std::string text(100, 't');  // 80 + 101 bytes each
+  uint64_t admitted = 0;
+  for (uint64_t key = 2; key < 12; ++key) admitted += dictionary.Intern(key, text);
+  CHECK(admitted == 5);  // 80 + 5 * 181 = 985 <= 1000; a sixth would pass it
+  CHECK(dictionary.bytes() == pinned + 5 * 181);
+  CHECK(dictionary.Intern(3, text));       // known texts are always found
+  CHECK(dictionary.Find(7).empty());       // refused: no text
+  CHECK(dictionary.Find(2) == text);
+  dictionary.Collect({2});  // keys 3..6 are no longer monitored; the pinned key stays
+  CHECK(dictionary.bytes() == pinned + 181);
+  CHECK(dictionary.Find(1) == "__other__");
+  CHECK(dictionary.Intern(7, text));
+  CHECK(dictionary.Find(7) == text);
 }
 
 }  // namespace

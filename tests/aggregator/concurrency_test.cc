@@ -145,7 +145,7 @@ TEST_CASE("concurrent ingest while ticking loses and double-counts nothing",
         static_cast<double>(sum.accepted));
   CHECK(Value(*s, "sessions", WINDOW_TOTAL) == threads * 50);
   CHECK(Value(*s, "top_pages", WINDOW_TOTAL) == static_cast<double>(sum.page_views));
-  CHECK(aggregator.stats().dedupe_evictions == 0);
+  CHECK(aggregator.stats().dedupe_early_evictions == 0);
   // The distinct ids: per thread, 9 of every 10 own ids minus those replaced by shared ids,
   // plus each shared id once; checked indirectly: a second pass of every id is all duplicates.
   Tally again = Hammer(aggregator, 0, kEvents);

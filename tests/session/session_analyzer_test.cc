@@ -1,6 +1,11 @@
 #include "server/session/session_analyzer.h"
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
 
 using rta::agg::SessionSignal;
 using rta::session::ActionOutcome;
@@ -41,6 +46,12 @@ struct Fixture {
                          [signal](const auto& s) { return s.first == signal; });
   }
 };
+
+// prefix + number (not `"literal" + std::string`: GCC 12 warns falsely, -Wrestrict).
+std::string Numbered(std::string prefix, int number) {
+  prefix += std::to_string(number);
+  return prefix;
+}
 
 bool HasSignal(const analytics::AnalysisResult& result, const std::string& name) {
   for (const auto& s : result.signals()) {
@@ -241,4 +252,118 @@ TEST_CASE("invalid actions name the field and change nothing", "[session]") {
     CHECK_THAT(result.error(), Catch::StartsWith("timestamp_ms"));
   }
   CHECK(f.analyzer.session_count() == 0);
+}
+
+TEST_CASE("rage_click compares click targets by hash: long targets, shared prefixes",
+          "[session][limits]") {
+  Fixture f;
+  // 2,048-byte targets (the longest valid) that differ only in their last byte are different
+  // targets; the same long target three times is a rage click.
+  const std::string a = std::string(2047, 'x') + "a";
+  const std::string b = std::string(2047, 'x') + "b";
+  CHECK_FALSE(HasSignal(f.Act("s", "click", 0, a), "rage_click"));
+  CHECK_FALSE(HasSignal(f.Act("s", "click", 100, b), "rage_click"));
+  CHECK_FALSE(HasSignal(f.Act("s", "click", 200, b), "rage_click"));
+  CHECK_FALSE(HasSignal(f.Act("s", "click", 300, a), "rage_click"));
+  const auto result = f.Act("s", "click", 400, a);
+  REQUIRE(HasSignal(result, "rage_click"));
+  CHECK(f.Count(SessionSignal::kRageClick) == 1);
+
+  SECTION("only the last 16 clicks count") {
+    Fixture g;
+    g.Act("t", "click", 0, "#x");
+    g.Act("t", "click", 1, "#x");
+    for (int i = 0; i < 16; ++i) g.Act("t", "click", 2 + i, Numbered("#other-", i));
+    // The first two left the ring: it takes three new ones.
+    CHECK_FALSE(HasSignal(g.Act("t", "click", 30, "#x"), "rage_click"));
+    CHECK_FALSE(HasSignal(g.Act("t", "click", 31, "#x"), "rage_click"));
+    CHECK(HasSignal(g.Act("t", "click", 32, "#x"), "rage_click"));
+  }
+}
+
+TEST_CASE("a server-wide session budget is shared by every analyzer and given back",
+          "[session][limits]") {
+  rta::session::SessionBudget budget(3);
+  auto sink = [](SessionSignal, int64_t) {};
+  AnalyzerConfig config;
+  config.session_idle_expiry_ms = 60'000;
+  auto act = [](SessionAnalyzer& analyzer, const std::string& session, int64_t offset_ms,
+                std::string* error = nullptr) {
+    analytics::UserAction action;
+    action.set_session_id(session);
+    action.set_action_type("click");
+    analytics::AnalysisResult result;
+    std::string message;
+    const ActionOutcome outcome = analyzer.OnAction(action, kStart + offset_ms, &result, &message);
+    if (error != nullptr) *error = message;
+    return outcome;
+  };
+  auto first = std::make_unique<SessionAnalyzer>(config, sink, &budget);
+  SessionAnalyzer second(config, sink, &budget);
+  CHECK(act(*first, "a1", 0) == ActionOutcome::kAnswered);
+  CHECK(act(*first, "a2", 0) == ActionOutcome::kAnswered);
+  CHECK(act(second, "b1", 0) == ActionOutcome::kAnswered);
+  CHECK(budget.in_use() == 3);
+  std::string error;
+  CHECK(act(second, "b2", 10, &error) == ActionOutcome::kServerSessionBudget);
+  CHECK_THAT(error, Catch::Contains("max_analyze_sessions (3)"));
+  CHECK(budget.refused() == 1);
+  CHECK(act(second, "b1", 20) == ActionOutcome::kAnswered);  // tracked sessions go on
+  CHECK(second.session_count() == 1);
+
+  SECTION("an analyzer that ends gives its sessions back") {
+    first.reset();
+    CHECK(budget.in_use() == 1);
+    CHECK(act(second, "b2", 30) == ActionOutcome::kAnswered);
+    CHECK(budget.in_use() == 2);
+  }
+  SECTION("sessions that expire are given back") {
+    std::vector<analytics::AnalysisResult> due;
+    first->CollectDue(kStart + 60'000, &due);  // a1, a2 idle for 60 s
+    CHECK(first->session_count() == 0);
+    CHECK(budget.in_use() == 1);
+    CHECK(act(second, "b2", 60'001) == ActionOutcome::kAnswered);
+  }
+}
+
+TEST_CASE("the session budget is exact when analyzers on many threads race for it",
+          "[session][limits]") {
+  rta::session::SessionBudget budget(1000);
+  constexpr int kThreads = 4;
+  std::atomic<int> admitted{0};
+  std::atomic<int> refused{0};
+  {
+    std::vector<std::unique_ptr<SessionAnalyzer>> analyzers;
+    for (int t = 0; t < kThreads; ++t) {
+      analyzers.push_back(std::make_unique<SessionAnalyzer>(
+          AnalyzerConfig{}, [](SessionSignal, int64_t) {}, &budget));
+    }
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 600; ++i) {
+          analytics::UserAction action;
+          action.set_session_id(Numbered(Numbered("t", t) + "-", i));
+          action.set_action_type("click");
+          analytics::AnalysisResult result;
+          std::string error;
+          switch (analyzers[t]->OnAction(action, kStart, &result, &error)) {
+            case ActionOutcome::kAnswered:
+              ++admitted;
+              break;
+            case ActionOutcome::kServerSessionBudget:
+              ++refused;
+              break;
+            default:
+              break;
+          }
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    CHECK(admitted.load() == 1000);
+    CHECK(refused.load() == kThreads * 600 - 1000);
+    CHECK(budget.in_use() == 1000);
+  }
+  CHECK(budget.in_use() == 0);  // every analyzer gave its sessions back
 }
