@@ -237,7 +237,7 @@ TEST_CASE("a joiner's history is the one at its join, though the history moves o
   CHECK(values == std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
 }
 
-TEST_CASE("history messages point into the shared chunks; nothing is copied per subscriber",
+TEST_CASE("history messages point into the shared chunks, nothing is copied per subscriber",
           "[server][subscriber_batch]") {
   Feed feed;
   for (int t = 0; t < 5; ++t) feed.Tick();
@@ -387,7 +387,7 @@ TEST_CASE("deltas: the series changed since the last batch, skipped ticks counte
   }
 }
 
-TEST_CASE("early ticks reach push subscribers only; others wait for the regular tick",
+TEST_CASE("early ticks reach push subscribers only, others wait for the regular tick",
           "[server][subscriber_batch]") {
   Feed feed;
   feed.Tick();
@@ -412,7 +412,7 @@ TEST_CASE("early ticks reach push subscribers only; others wait for the regular 
   }
 }
 
-TEST_CASE("interval_ms paces batches by real time; changes accumulate meanwhile",
+TEST_CASE("interval_ms paces batches by real time, changes accumulate meanwhile",
           "[server][subscriber_batch]") {
   Feed feed;
   feed.Tick();
