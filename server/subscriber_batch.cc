@@ -172,12 +172,13 @@ void SubscriberBatch::WriteBatchMessage(size_t* updates) {
   // varint, the serialized update), so the message is the updates' bytes with a few header
   // bytes between them, in one contiguous slice (cheaper for gRPC to frame than a slice per
   // update) allocated at its exact size.
+  const size_t limit = history_.series.empty() ? kMaxBatchMessageBytes : kMaxHistoryMessageBytes;
   size_t count = 0;
   size_t message_size = 0;
   for (Cursor c = cursor_; !AtEnd(c); Advance(c), ++count) {
     const size_t length = At(c).size();
     const size_t field_size = 1 + VarintSize(length) + length;
-    if (count > 0 && message_size + field_size > kMaxBatchMessageBytes) break;
+    if (count > 0 && message_size + field_size > limit) break;
     message_size += field_size;
   }
   grpc_slice raw = grpc_slice_malloc(message_size);

@@ -18,7 +18,8 @@ namespace rta::server {
 // the series that changed since the last batch it completed, paced by its interval and by the
 // tick rules (early ticks only for push_on_change subscribers; a regular tick for everyone),
 // with the ticks it missed while busy reported in `skipped`. For SubscribeMetricBatches each
-// message is a MetricUpdateBatch of as many updates as fit in kMaxBatchMessageBytes.
+// message is a MetricUpdateBatch of as many updates as fit in kMaxBatchMessageBytes
+// (kMaxHistoryMessageBytes in an initial batch with history).
 //
 // Memory: a batch points at the published snapshot's shared messages (and holds that snapshot)
 // instead of copying them, and walks the shared history chunks (HistoryView) instead of
@@ -32,6 +33,11 @@ namespace rta::server {
 class SubscriberBatch {
  public:
   static constexpr size_t kMaxBatchMessageBytes = 256 * 1024;
+  // The messages of an initial batch with history are cut smaller: a joiner holds the message
+  // in flight (gRPC keeps it until the client's flow-control window takes it), and with 256 KiB
+  // per joiner, 200 joiners at once peaked at 12.6x a plain subscriber's memory each (measured,
+  // bench/README.md); 64 KiB keeps that within ~5x for 4x the messages of a history join.
+  static constexpr size_t kMaxHistoryMessageBytes = 64 * 1024;
 
   struct Settings {
     MetricFilter filter;

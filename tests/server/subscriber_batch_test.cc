@@ -57,6 +57,7 @@ class Feed {
     points_.push_back(top);
   }
   size_t series() const { return points_.size(); }
+  void Add(rta::agg::MetricPoint point) { points_.push_back(std::move(point)); }
   // Sets a value (index in the order above) for the next tick; it counts as changed then.
   void Set(size_t index, double value) {
     points_[index].value = value;
@@ -261,7 +262,7 @@ TEST_CASE("history messages point into the shared chunks, nothing is copied per 
   CHECK(batch.HasMessage());  // the end marker
 }
 
-TEST_CASE("SubscribeMetricBatches frames the same updates in messages of at most 256 KiB",
+TEST_CASE("SubscribeMetricBatches frames the same updates in bounded messages",
           "[server][subscriber_batch]") {
   Feed feed;
   for (int t = 0; t < 3600; ++t) {
@@ -284,15 +285,37 @@ TEST_CASE("SubscribeMetricBatches frames the same updates in messages of at most
     }
   }
   CHECK(b.updates_counted == b.updates.size());
+  // With history, messages of at most kMaxHistoryMessageBytes, each full but the last.
+  constexpr size_t kLimit = SubscriberBatch::kMaxHistoryMessageBytes;
   REQUIRE(b.message_sizes.size() >= 4);
   size_t total = 0;
   for (size_t size : b.message_sizes) {
-    CHECK(size <= SubscriberBatch::kMaxBatchMessageBytes);
+    CHECK(size <= kLimit);
     total += size;
   }
-  // Full messages but the last: none ends early.
-  CHECK(b.message_sizes.front() > SubscriberBatch::kMaxBatchMessageBytes - 100);
-  CHECK(total / SubscriberBatch::kMaxBatchMessageBytes + 1 == b.message_sizes.size());
+  CHECK(b.message_sizes.front() > kLimit - 100);
+  CHECK(total / kLimit + 1 == b.message_sizes.size());
+
+  SECTION("without history (or in deltas), messages of up to kMaxBatchMessageBytes") {
+    // 3,600 series changing at once: far more than one 64 KiB message.
+    Feed wide;
+    for (int i = 0; i < 600; ++i) {
+      rta::agg::MetricPoint point;
+      point.name = "events_by_country";
+      point.window = analytics::WINDOW_TOTAL;
+      point.label_key = "country";
+      point.label_value = std::string(200, 'a').append(std::to_string(i));
+      wide.Add(point);
+    }
+    wide.Tick();
+    SubscriberBatch snapshot;
+    snapshot.StartInitial(Settings(Filter({}), true), {}, wide.hub.Latest(), wide.hub.history(), 0);
+    const Drained d = Drain(snapshot, true);
+    REQUIRE(d.updates.size() == wide.series() + 1);
+    REQUIRE(d.message_sizes.size() >= 1);
+    CHECK(d.message_sizes.front() > kLimit);
+    for (size_t size : d.message_sizes) CHECK(size <= SubscriberBatch::kMaxBatchMessageBytes);
+  }
 }
 
 TEST_CASE("resume answers with what changed since, or with a full snapshot",
