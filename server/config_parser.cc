@@ -47,6 +47,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "a subscriber that has not taken a write for this long is disconnected, ms"},
       {"pending_requests_per_method", &c.pending_requests_per_method,
        "requests pre-posted per method and queue (0 = automatic)"},
+      {"malloc_trim_interval_ms", &c.malloc_trim_interval_ms,
+       "how often freed heap memory is returned to the OS with malloc_trim, ms (0 = never)"},
       {"dedupe_horizon_seconds", &a.dedupe_horizon_seconds,
        "an event_id seen again within this many seconds counts once"},
       {"dedupe_capacity_log2", &a.dedupe_capacity_log2,
@@ -238,6 +240,9 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   }
   if (c.slow_subscriber_timeout_ms < 1000) return fail("slow_subscriber_timeout_ms: at least 1000");
   if (c.max_batch_events == 0) return fail("max_batch_events: must be positive");
+  if (c.malloc_trim_interval_ms != 0 && c.malloc_trim_interval_ms < 100) {
+    return fail("malloc_trim_interval_ms: 0 (never) or at least 100");
+  }
   if (c.max_concurrent_streams_per_connection == 0) {
     return fail("max_concurrent_streams_per_connection: must be positive");
   }
