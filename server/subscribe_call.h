@@ -69,10 +69,11 @@ class SubscribeCall final : public CallBase {
   std::chrono::steady_clock::time_point write_started_;
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;
 
+  // From the request, set in Start(); batch_ gets a copy of them for its rules.
   MetricFilter filter_;
   int64_t interval_ms_ = 0;
   bool push_on_change_ = false;
-  SubscriberBatch batch_;
+  SubscriberBatch batch_;  // what to write next
   size_t updates_in_flight_ = 0;  // in the write in flight
 };
 
