@@ -65,8 +65,8 @@ void MetricHistory::Record(const agg::Snapshot& snapshot, const std::vector<uint
     messages.emplace_back(it->second, update.SerializeAsString());
     total += messages.back().second.size();
   }
-  std::sort(messages.begin(), messages.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(messages.begin(), messages.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   chunk->ends.assign(messages.empty() ? 0 : messages.back().first + 1, 0);
   grpc_slice raw = grpc_slice_malloc(total);
   uint8_t* out = GRPC_SLICE_START_PTR(raw);
