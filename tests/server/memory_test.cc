@@ -1,6 +1,7 @@
 // Memory of the real analytics_server binary (a separate process, so that its RSS is its own):
 // subscribers joining with an hour of history cost about what a plain subscriber costs, and
-// after they leave the server's RSS falls back near its idle level (issue 10, item 4).
+// after they leave, or after a churn of subscribers, the server's RSS falls back near its idle
+// level (issue 10, item 4).
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
