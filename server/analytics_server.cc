@@ -6,7 +6,9 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <malloc.h>
 #include <prometheus/exposer.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -14,6 +16,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
+#include <fstream>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -72,6 +75,14 @@ int RequestedPort(const std::string& listen) {
   return port;
 }
 
+// This process's resident memory, from /proc/self/statm (0 if unreadable).
+uint64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
 }  // namespace
 
 class AnalyticsServer::Impl {
@@ -105,6 +116,7 @@ class AnalyticsServer::Impl {
   void ScheduleTick();
   void RequestEarlyTick();
   void PostInitialRequests(Worker& worker);
+  void MaybeTrimMemory();
 
   const ServerConfig config_;
   agg::SystemClock system_clock_;
@@ -126,6 +138,7 @@ class AnalyticsServer::Impl {
   std::thread tick_thread_;
   std::mutex tick_mutex_;  // Tick() runs on the timer thread and from TickForTest()
   std::atomic<bool> early_tick_pending_{false};
+  std::chrono::steady_clock::time_point next_trim_;  // tick thread only
 
   std::mutex lifecycle_mutex_;
   std::condition_variable lifecycle_cv_;
@@ -249,6 +262,7 @@ void AnalyticsServer::Impl::ScheduleTick() {
   tick_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled at shutdown
     Tick();
+    MaybeTrimMemory();
     ScheduleTick();
   });
 }
@@ -287,6 +301,25 @@ void AnalyticsServer::Impl::Tick(bool early) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   for (auto& worker : workers_) worker->NotifyPublished(early);
   last_tick_end_ = std::chrono::steady_clock::now();
+}
+
+void AnalyticsServer::Impl::MaybeTrimMemory() {
+  // glibc returns freed memory to the kernel only from the top of each arena's heap, and keeps
+  // one arena per thread that allocated; after a burst (subscribers joining with history, a
+  // churn of connections) RSS stayed at its peak for good. malloc_trim(0) also releases the
+  // free pages inside the arenas. Chosen over jemalloc by measurement (bench/README.md, "Memory
+  // comes back"). On the tick thread, after a regular tick, so a trim never delays a snapshot;
+  // its time is in analytics_malloc_trim_seconds_total.
+  if (config_.malloc_trim_interval_ms == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_trim_) return;
+  next_trim_ = now + std::chrono::milliseconds(config_.malloc_trim_interval_ms);
+  const uint64_t before = ResidentBytes();
+  malloc_trim(0);
+  const uint64_t after = ResidentBytes();
+  metrics_.MallocTrimmed(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - now).count(),
+      before > after ? before - after : 0);
 }
 
 void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {

@@ -59,6 +59,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "a subscriber that has not taken a write for this long is disconnected, ms"},
       {"pending_requests_per_method", &c.pending_requests_per_method,
        "requests pre-posted per method and queue (0 = automatic)"},
+      {"malloc_trim_interval_ms", &c.malloc_trim_interval_ms,
+       "how often freed heap memory is returned to the OS with malloc_trim, ms (0 = never)"},
       {"dedupe_horizon_seconds", &a.dedupe_horizon_seconds,
        "an event_id seen again within this many seconds counts once"},
       {"dedupe_capacity_log2", &a.dedupe_capacity_log2,
@@ -275,6 +277,11 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("slow_subscriber_timeout_ms", c.slow_subscriber_timeout_ms, 1000, 3'600'000) ||
       !within("pending_requests_per_method", c.pending_requests_per_method, 0, 10'000) ||
       !within("max_analyze_sessions", c.max_analyze_sessions, 1, 10'000'000)) {
+    return false;
+  }
+  if (c.malloc_trim_interval_ms != 0 &&
+      !within("malloc_trim_interval_ms", c.malloc_trim_interval_ms, 100, 3'600'000,
+              "or 0 for never")) {
     return false;
   }
   const agg::AggregatorConfig& a = c.aggregator;

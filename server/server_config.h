@@ -40,6 +40,9 @@ struct ServerConfig {
   uint32_t shutdown_grace_ms = 5'000;                     // open streams get this long to finish
   uint32_t slow_subscriber_timeout_ms = 30'000;  // a write pending this long ends the stream
   uint32_t pending_requests_per_method = 0;      // pre-posted requests per queue; 0 = default
+  // glibc keeps freed memory in its arenas; every this often the tick thread hands the free
+  // pages back to the kernel with malloc_trim(0), so RSS falls after a load (0 = never).
+  uint32_t malloc_trim_interval_ms = 10'000;
   agg::AggregatorConfig aggregator;
 };
 

@@ -188,6 +188,21 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                            .Help("Sessions not tracked because max_sessions was reached")
                            .Register(r)
                            .Add({});
+  malloc_trims_ = &BuildCounter()
+                       .Name("analytics_malloc_trims_total")
+                       .Help("Times freed heap memory was returned to the OS (malloc_trim)")
+                       .Register(r)
+                       .Add({});
+  malloc_trim_seconds_ = &BuildCounter()
+                              .Name("analytics_malloc_trim_seconds_total")
+                              .Help("Time the tick thread spent in malloc_trim")
+                              .Register(r)
+                              .Add({});
+  malloc_trim_released_ = &BuildCounter()
+                               .Name("analytics_malloc_trim_released_bytes_total")
+                               .Help("Resident memory released by malloc_trim (RSS before - after)")
+                               .Register(r)
+                               .Add({});
   BuildGauge()
       .Name("analytics_build_info")
       .Help("Build information; the value is always 1")

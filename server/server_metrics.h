@@ -69,6 +69,12 @@ class ServerMetrics {
   void RpcHandled(Method method, grpc::StatusCode code, double seconds);
   void ObserveTick(double seconds) { tick_duration_->Observe(seconds); }
   void SessionSignal(agg::SessionSignal signal);
+  // One malloc_trim(0): how long it took and how much RSS fell over it.
+  void MallocTrimmed(double seconds, uint64_t released_bytes) {
+    malloc_trims_->Increment();
+    malloc_trim_seconds_->Increment(seconds);
+    malloc_trim_released_->Increment(static_cast<double>(released_bytes));
+  }
   // Copies the aggregator's own monotonic counters and gauges (called after each tick).
   void UpdateAggregatorStats(const agg::AggregatorStats& stats);
   // AnalyzeSession sessions tracked across all streams (moved by each call as its count
@@ -105,6 +111,9 @@ class ServerMetrics {
   prometheus::Counter* analyze_sessions_refused_;
   prometheus::Counter* sessions_dropped_;
   agg::AggregatorStats last_stats_{};
+  prometheus::Counter* malloc_trims_;
+  prometheus::Counter* malloc_trim_seconds_;
+  prometheus::Counter* malloc_trim_released_;
 };
 
 }  // namespace rta::server

@@ -2,6 +2,9 @@
 
 #include <grpc/slice.h>
 
+#include <algorithm>
+#include <cstring>
+
 namespace rta::server {
 
 void FillMetricUpdate(const agg::Snapshot& snapshot, const agg::MetricPoint& point,
@@ -36,7 +39,17 @@ void MetricHistory::Record(const agg::Snapshot& snapshot, const std::vector<uint
   std::lock_guard lock(mutex_);
   if (second <= last_second_) return;  // one point per second
   last_second_ = second;
+  auto chunk = std::make_shared<HistoryChunk>();
+  chunk->second = second;
+  // (series index, serialized message) for this second, then laid out by series index.
+  std::vector<std::pair<size_t, std::string>> messages;
+  analytics::MetricUpdate update;
+  update.set_timestamp(second);
+  update.set_timestamp_ms(second * 1000);
+  update.set_epoch(snapshot.epoch);
+  update.set_kind(analytics::UPDATE_KIND_HISTORY);
   std::string key;
+  size_t total = 0;
   for (size_t i = 0; i < snapshot.points.size(); ++i) {
     const agg::MetricPoint& point = snapshot.points[i];
     if (!point.label_key.empty() || !point.top.empty() || point.name.rfind("top_", 0) == 0) {
@@ -45,31 +58,46 @@ void MetricHistory::Record(const agg::Snapshot& snapshot, const std::vector<uint
     key.assign(point.name).push_back('\0');
     key.push_back(static_cast<char>('0' + point.window));
     auto [it, inserted] = index_.try_emplace(key, series_.size());
-    if (inserted) series_.push_back({point.name, point.window, metric_ids[i], {}});
-    auto& points = series_[it->second].points;
-    points.emplace_back(second, point.value);
-    while (!points.empty() && points.front().first <= second - kMaxSeconds) points.pop_front();
+    if (inserted) series_.push_back({point.name, point.window, metric_ids[i]});
+    update.set_metric_type(point.name);
+    update.set_window(point.window);
+    update.set_value(point.value);
+    messages.emplace_back(it->second, update.SerializeAsString());
+    total += messages.back().second.size();
   }
+  std::stable_sort(messages.begin(), messages.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  chunk->ends.assign(messages.empty() ? 0 : messages.back().first + 1, 0);
+  grpc_slice raw = grpc_slice_malloc(total);
+  uint8_t* out = GRPC_SLICE_START_PTR(raw);
+  uint32_t offset = 0;
+  size_t next = 0;  // series indices without a point this second get an empty range
+  for (const auto& [index, bytes] : messages) {
+    if (index < next) continue;  // a series twice in one snapshot: the first one counts
+    for (; next < index; ++next) chunk->ends[next] = offset;
+    std::memcpy(out + offset, bytes.data(), bytes.size());
+    offset += static_cast<uint32_t>(bytes.size());
+    chunk->ends[next++] = offset;
+  }
+  chunk->bytes = grpc::Slice(raw, grpc::Slice::STEAL_REF);
+  chunks_.push_back(std::move(chunk));
+  // A joiner still walking a dropped chunk keeps it alive until it is done with it.
+  while (!chunks_.empty() && chunks_.front()->second <= second - kMaxSeconds) chunks_.pop_front();
 }
 
-void MetricHistory::Collect(const MetricFilter& filter, uint32_t seconds, uint64_t epoch,
-                            std::vector<analytics::MetricUpdate>* out) const {
+HistoryView MetricHistory::View(const MetricFilter& filter, uint32_t seconds) const {
+  HistoryView view;
   std::lock_guard lock(mutex_);
   const int64_t oldest = last_second_ - static_cast<int64_t>(seconds);
-  for (const Series& series : series_) {
-    if (!filter.Matches(series.metric_id, series.window)) continue;
-    for (const auto& [second, value] : series.points) {
-      if (second <= oldest) continue;
-      analytics::MetricUpdate& update = out->emplace_back();
-      update.set_metric_type(series.name);
-      update.set_window(series.window);
-      update.set_value(value);
-      update.set_timestamp(second);
-      update.set_timestamp_ms(second * 1000);
-      update.set_epoch(epoch);
-      update.set_kind(analytics::UPDATE_KIND_HISTORY);
+  auto first = std::partition_point(chunks_.begin(), chunks_.end(),
+                                    [&](const auto& chunk) { return chunk->second <= oldest; });
+  view.chunks.assign(first, chunks_.end());
+  for (size_t i = 0; i < series_.size(); ++i) {
+    if (filter.Matches(series_[i].metric_id, series_[i].window)) {
+      view.series.push_back(static_cast<uint32_t>(i));
     }
   }
+  return view;
 }
 
 SnapshotHub::SnapshotHub() {

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -71,6 +72,9 @@ struct Options {
   bool smoke = false;
   double latency_rate = 0;  // events/s for the latency scenario; 0: derived (see --help)
   std::string output_dir;
+  std::string server_flags;          // appended to every server's command line
+  double history_fill_seconds = 60;  // join-history: ingest before the joins
+  double return_wait_seconds = 60;   // join-history, churn: how long to watch RSS fall back
 };
 
 struct Result {
@@ -443,6 +447,278 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   return r;
 }
 
+// A set of subscriptions read by one thread on one completion queue, for the memory scenarios:
+// counts the subscribers that have their whole initial batch (up to SNAPSHOT_END) and ends
+// them all on Cancel() (or destruction). Each stream has a deadline, so the thread always ends.
+class SubscriberWave {
+ public:
+  using Stubs = std::vector<std::unique_ptr<analytics::AnalyticsService::Stub>>;
+  SubscriberWave(const Stubs& stubs, const analytics::SubscriptionRequest& request, int count,
+                 bool batched)
+      : batched_(batched) {
+    for (int i = 0; i < count; ++i) {
+      auto s = std::make_unique<Sub>();
+      s->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
+      auto& stub = *stubs[i % stubs.size()];
+      if (batched) {
+        s->batch_reader = stub.AsyncSubscribeMetricBatches(&s->context, request, &cq_, s.get());
+      } else {
+        s->reader = stub.AsyncSubscribeMetrics(&s->context, request, &cq_, s.get());
+      }
+      subs_.push_back(std::move(s));
+    }
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~SubscriberWave() { Cancel(); }
+
+  size_t joined() const { return joined_.load(); }
+  uint64_t updates() const { return updates_.load(); }
+  // Waits (bounded) until every subscriber has its initial batch; calls `sample` meanwhile.
+  bool WaitJoined(Clock::duration timeout, const std::function<void()>& sample = {}) {
+    const auto deadline = Clock::now() + timeout;
+    while (joined() < subs_.size() && Clock::now() < deadline) {
+      if (sample) sample();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return joined() == subs_.size();
+  }
+  void Cancel() {
+    if (!thread_.joinable()) return;
+    for (auto& s : subs_) s->context.TryCancel();
+    thread_.join();
+    subs_.clear();
+  }
+
+ private:
+  struct Sub {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientAsyncReader<analytics::MetricUpdate>> reader;
+    std::unique_ptr<grpc::ClientAsyncReader<analytics::MetricUpdateBatch>> batch_reader;
+    analytics::MetricUpdate update;
+    analytics::MetricUpdateBatch batch;
+    grpc::Status status;
+    bool started = false;
+    bool joined = false;
+    bool finishing = false;
+  };
+  void Run() {
+    size_t finished = 0;
+    void* tag;
+    bool ok;
+    const auto take = [&](Sub& s, const analytics::MetricUpdate& update) {
+      updates_.fetch_add(1, std::memory_order_relaxed);
+      if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END && !s.joined) {
+        s.joined = true;
+        joined_.fetch_add(1);
+      }
+    };
+    while (finished < subs_.size() && cq_.Next(&tag, &ok)) {
+      Sub& s = *static_cast<Sub*>(tag);
+      if (s.finishing) {
+        ++finished;
+        continue;
+      }
+      if (!ok) {
+        s.finishing = true;
+        if (batched_) {
+          s.batch_reader->Finish(&s.status, &s);
+        } else {
+          s.reader->Finish(&s.status, &s);
+        }
+        continue;
+      }
+      if (s.started) {
+        if (batched_) {
+          for (const analytics::MetricUpdate& update : s.batch.updates()) take(s, update);
+        } else {
+          take(s, s.update);
+        }
+      }
+      s.started = true;
+      if (batched_) {
+        s.batch_reader->Read(&s.batch, &s);
+      } else {
+        s.reader->Read(&s.update, &s);
+      }
+    }
+  }
+
+  const bool batched_;
+  grpc::CompletionQueue cq_;
+  std::vector<std::unique_ptr<Sub>> subs_;
+  std::atomic<size_t> joined_{0};
+  std::atomic<uint64_t> updates_{0};
+  std::thread thread_;
+};
+
+double MiB(uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
+
+// Watches the server's RSS fall back after a load ended: samples once a second for up to
+// `wait_seconds`, stopping early once it is within 20% of `baseline`. Returns the last sample
+// and sets *seconds to when it got within 20% (or -1 if it did not).
+uint64_t WatchReturn(pid_t pid, uint64_t baseline, double wait_seconds, double* seconds) {
+  const auto start = Clock::now();
+  *seconds = -1;
+  uint64_t rss = SampleProcess(pid).rss_bytes;
+  while (true) {
+    if (static_cast<double>(rss) <= 1.2 * static_cast<double>(baseline)) {
+      *seconds = Seconds(Clock::now() - start);
+      return rss;
+    }
+    if (Seconds(Clock::now() - start) >= wait_seconds) return rss;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    rss = SampleProcess(pid).rss_bytes;
+  }
+}
+
+// join-history: the issue-10 recipe. 2,000 events/s for history_fill_seconds (tick 1 s, so one
+// history point per series per second), then 200 plain subscribers (every series, no history)
+// for the cost of a plain one; then 50 + 150 subscribers on every series with
+// history_seconds = 3600; all leave, RSS is watched falling back; 200 join again and leave.
+// RSS figures are in MiB; "per subscriber" = (RSS with them open - RSS before they came) / N.
+Result RunJoinHistory(const Options& options, bool batched) {
+  ServerProcess server(options.server_binary, 1000,
+                       "--workers 2 --dedupe-capacity-log2 16 " + options.server_flags);
+  if (!server.ok()) throw std::runtime_error("server did not start");
+  const uint64_t fresh = SampleProcess(server.pid()).rss_bytes;
+  SteadyIngest ingest(server.address(), 2000);
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.history_fill_seconds));
+  SubscriberWave::Stubs stubs;
+  for (int i = 0; i < 4; ++i) {
+    stubs.push_back(analytics::AnalyticsService::NewStub(NewChannel(server.address(), i)));
+  }
+  const auto join_timeout = std::chrono::seconds(60);
+  const int plain_count = 200;
+  analytics::SubscriptionRequest plain_request;
+  const uint64_t before_plain = SampleProcess(server.pid()).rss_bytes;
+  uint64_t plain_open = 0;
+  bool all_joined = true;
+  {
+    SubscriberWave plain(stubs, plain_request, plain_count, batched);
+    all_joined &= plain.WaitJoined(join_timeout);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    plain_open = SampleProcess(server.pid()).rss_bytes;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  analytics::SubscriptionRequest history_request;
+  history_request.set_history_seconds(3600);
+  const ProcessSample baseline = SampleProcess(server.pid());
+  uint64_t peak = baseline.rss_bytes;
+  const auto sample_peak = [&] { peak = std::max(peak, SampleProcess(server.pid()).rss_bytes); };
+  const int first = options.smoke ? 10 : 50, second = options.smoke ? 30 : 150;
+  const auto join_start = Clock::now();
+  auto wave1 = std::make_unique<SubscriberWave>(stubs, history_request, first, batched);
+  all_joined &= wave1->WaitJoined(join_timeout, sample_peak);
+  auto wave2 = std::make_unique<SubscriberWave>(stubs, history_request, second, batched);
+  all_joined &= wave2->WaitJoined(join_timeout, sample_peak);
+  const double join_seconds = Seconds(Clock::now() - join_start);
+  const ProcessSample joined = SampleProcess(server.pid());
+  const uint64_t history_updates = wave1->updates() + wave2->updates();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const uint64_t open = SampleProcess(server.pid()).rss_bytes;
+  wave1.reset();
+  wave2.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const uint64_t left = SampleProcess(server.pid()).rss_bytes;
+  double return_seconds = -1;
+  const uint64_t returned =
+      WatchReturn(server.pid(), baseline.rss_bytes, options.return_wait_seconds, &return_seconds);
+  uint64_t rejoined = 0;
+  {
+    SubscriberWave again(stubs, history_request, first + second, batched);
+    all_joined &= again.WaitJoined(join_timeout, sample_peak);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    rejoined = SampleProcess(server.pid()).rss_bytes;
+  }
+  double return2_seconds = -1;
+  const uint64_t returned2 =
+      WatchReturn(server.pid(), baseline.rss_bytes, options.return_wait_seconds, &return2_seconds);
+  ingest.Stop();
+  const int joiners = first + second;
+  Result r;
+  r.scenario = "join-history";
+  r.variant = Tagged("", static_cast<uint64_t>(options.history_fill_seconds));
+  r.variant += " s of history, " + std::to_string(first) + "+" + std::to_string(second) +
+               " joiners" + (batched ? ", batched" : "");
+  r.unit = "joins/s";
+  r.rate = joiners / join_seconds;
+  r.server_cpu_us = (joined.cpu_seconds - baseline.cpu_seconds) * 1e6 / joiners;
+  r.extra = {
+      {"all_joined", all_joined},
+      {"history_updates_per_joiner", static_cast<double>(history_updates) / joiners},
+      {"rss_fresh_mib", MiB(fresh)},
+      {"rss_baseline_mib", MiB(baseline.rss_bytes)},
+      {"plain_kib_per_subscriber",
+       (static_cast<double>(plain_open) - static_cast<double>(before_plain)) / plain_count / 1024},
+      {"joiner_kib_per_subscriber",
+       (static_cast<double>(open) - static_cast<double>(baseline.rss_bytes)) / joiners / 1024},
+      {"rss_peak_during_joins_mib", MiB(peak)},
+      {"rss_open_mib", MiB(open)},
+      {"rss_after_leave_mib", MiB(left)},
+      {"rss_returned_mib", MiB(returned)},
+      {"seconds_to_within_20pct", return_seconds},
+      {"rss_rejoined_mib", MiB(rejoined)},
+      {"rss_returned_after_rejoin_mib", MiB(returned2)},
+      {"seconds_to_within_20pct_after_rejoin", return2_seconds}};
+  return r;
+}
+
+// churn: rounds of subscribers (every series, no history; odd rounds batched) joining and
+// leaving while 2,000 events/s come in; then RSS is watched falling back to the idle baseline.
+// The baseline is taken after one warm-up round of 100: RSS counts the shared libraries' pages
+// too, and the first subscriptions page in ~3 MiB of gRPC and protobuf code that stays resident
+// (clean, file-backed) for good; the anonymous part is reported on its own.
+Result RunChurn(const Options& options) {
+  ServerProcess server(options.server_binary, 100,
+                       "--workers 2 --dedupe-capacity-log2 16 " + options.server_flags);
+  if (!server.ok()) throw std::runtime_error("server did not start");
+  const ProcessSample fresh = SampleProcess(server.pid());
+  SteadyIngest ingest(server.address(), 2000);
+  SubscriberWave::Stubs stubs;
+  for (int i = 0; i < 4; ++i) {
+    stubs.push_back(analytics::AnalyticsService::NewStub(NewChannel(server.address(), i)));
+  }
+  const int rounds = options.smoke ? 2 : 10, per_round = options.smoke ? 100 : 1000;
+  analytics::SubscriptionRequest request;
+  bool all_joined = true;
+  for (bool batched : {false, true}) {
+    SubscriberWave warm_up(stubs, request, 50, batched);
+    all_joined &= warm_up.WaitJoined(std::chrono::seconds(60));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const ProcessSample baseline = SampleProcess(server.pid());
+  uint64_t peak = baseline.rss_bytes;
+  const auto start = Clock::now();
+  for (int round = 0; round < rounds; ++round) {
+    SubscriberWave wave(stubs, request, per_round, round % 2 == 1);
+    all_joined &= wave.WaitJoined(std::chrono::seconds(60));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few ticks of fan-out
+    peak = std::max(peak, SampleProcess(server.pid()).rss_bytes);
+  }
+  const double elapsed = Seconds(Clock::now() - start);
+  const ProcessSample after = SampleProcess(server.pid());
+  double return_seconds = -1;
+  WatchReturn(server.pid(), baseline.rss_bytes, options.return_wait_seconds, &return_seconds);
+  const ProcessSample returned = SampleProcess(server.pid());
+  ingest.Stop();
+  Result r;
+  r.scenario = "churn";
+  r.variant = std::to_string(rounds) + " x " + std::to_string(per_round) + " subscribers";
+  r.unit = "joins/s";
+  r.rate = rounds * per_round / elapsed;
+  r.server_cpu_us = (after.cpu_seconds - baseline.cpu_seconds) * 1e6 / (rounds * per_round);
+  r.extra = {{"all_joined", all_joined},
+             {"rss_fresh_mib", MiB(fresh.rss_bytes)},
+             {"rss_baseline_mib", MiB(baseline.rss_bytes)},
+             {"rss_anon_baseline_mib", MiB(baseline.rss_anon_bytes)},
+             {"rss_peak_mib", MiB(peak)},
+             {"rss_after_leave_mib", MiB(after.rss_bytes)},
+             {"rss_returned_mib", MiB(returned.rss_bytes)},
+             {"rss_anon_returned_mib", MiB(returned.rss_anon_bytes)},
+             {"seconds_to_within_20pct", return_seconds}};
+  return r;
+}
+
 // latency: open-loop ingest at a fixed rate; one subscriber on events_total. An event is
 // "included" by the first update whose events_total reaches the event's cumulative count (one
 // ordered ingest stream, exact counting), so latency = that update's arrival - the send time.
@@ -662,11 +938,21 @@ int Main(int argc, char** argv) {
       options.smoke = true;
     else if (arg == "--output-dir")
       options.output_dir = value();
+    else if (arg == "--server-flags")
+      options.server_flags = value();
+    else if (arg == "--history-fill-seconds")
+      options.history_fill_seconds = std::stod(value());
+    else if (arg == "--return-wait-seconds")
+      options.return_wait_seconds = std::stod(value());
     else if (arg == "--help") {
       std::puts(
-          "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze]\n"
+          "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
+          "                        join-history|churn]\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
           "            [--server-binary PATH] [--output-dir DIR (writes <date>.json and .md)]\n"
+          "            [--server-flags 'FLAGS' (appended to every server's command line)]\n"
+          "            [--history-fill-seconds S (join-history: ingest before the joins, 60)]\n"
+          "            [--return-wait-seconds S (join-history, churn: RSS watched, 60)]\n"
           "            [--latency-rate EVENTS_PER_S (default: half of ingest-single's capacity\n"
           "             when that ran first, else 1000)]\n"
           "Starts analytics_server processes on 127.0.0.1 and measures them.");
@@ -675,7 +961,11 @@ int Main(int argc, char** argv) {
       throw std::runtime_error("unknown flag " + arg);
     }
   }
-  if (options.smoke) options.seconds = 0.5;
+  if (options.smoke) {
+    options.seconds = 0.5;
+    options.history_fill_seconds = 2;
+    options.return_wait_seconds = 2;
+  }
   const bool all = options.scenario == "all";
   std::vector<Result> results;
   auto run = [&](const Result& r) {
@@ -720,6 +1010,10 @@ int Main(int argc, char** argv) {
     run(RunLatency(options, std::min(rate, 10000.0), /*push_on_change=*/true));
   }
   if (all || options.scenario == "analyze") run(RunAnalyze(options, 64));
+  if (all || options.scenario == "join-history") {
+    for (bool batched : {false, true}) run(RunJoinHistory(options, batched));
+  }
+  if (all || options.scenario == "churn") run(RunChurn(options));
 
   if (!options.output_dir.empty()) WriteReport(options, results);
   return 0;

@@ -31,6 +31,7 @@ ProcessSample SampleProcess(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   while (std::getline(status, line)) {
     if (line.rfind("VmRSS:", 0) == 0) sample.rss_bytes = std::stoull(line.substr(6)) * 1024;
+    if (line.rfind("RssAnon:", 0) == 0) sample.rss_anon_bytes = std::stoull(line.substr(8)) * 1024;
   }
   return sample;
 }

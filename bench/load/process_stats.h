@@ -11,6 +11,7 @@ namespace rta::bench {
 struct ProcessSample {
   double cpu_seconds = 0;  // user + system
   uint64_t rss_bytes = 0;
+  uint64_t rss_anon_bytes = 0;  // of which anonymous (heap, stacks); the rest is mapped files
 };
 ProcessSample SampleProcess(pid_t pid);
 
