@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/support/server_harness.h"
+
+// Shared by the event_reporter tests: running the command line in-process with its output
+// captured, temporary files, and the exact answers of a JSON Lines file.
+namespace rta::reporter::testing {
+
+// Output of one run of the command line.
+struct CliRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+  nlohmann::json Summary() const { return nlohmann::json::parse(out); }
+};
+
+// Runs `event_reporter args...` in this process with `input` as its stdin.
+CliRun Run(const std::vector<std::string>& args, const std::string& input = "");
+
+// A path in the temporary directory, unique to this process.
+std::string TempPath(const std::string& name);
+
+// Exact answers computed from a JSON Lines file, independently of the generator's summary.
+struct FileAnswers {
+  uint64_t events = 0, page_views = 0, conversions = 0;
+  double revenue = 0;
+  std::set<std::string> visitors;
+};
+FileAnswers Answer(const std::string& path);
+
+// A loopback port that nothing listens on right now.
+int UnusedPort();
+
+// Generated traffic placed with --start-ms so that it ends a minute before now (the server
+// accepts all of it); returns the file's path.
+std::string GenerateFile(const std::string& name, int events, int seed, double rate = 20);
+
+// The WINDOW_TOTAL value of a metric.
+double Total(rta::testing::ServerHarness& server, const std::string& metric);
+
+}  // namespace rta::reporter::testing
