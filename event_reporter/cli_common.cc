@@ -71,8 +71,10 @@ Delivery (every mode that sends):
   --quiet               no progress line
   --json                print the final summary as JSON
 A failed stream's events are re-sent with exponential backoff; every event carries an id, so
-the server counts each exactly once. Ctrl-C stops reading and delivers what is queued; a second
-Ctrl-C quits at once.
+the server counts each exactly once. The server's answer to a stream must account for every
+event sent on it (accepted + duplicates + rejected); one that does not is an "ack mismatch",
+handled like a failed stream: its events are re-sent (5 mismatches in a row stop the delivery).
+Ctrl-C stops reading and delivers what is queued; a second Ctrl-C quits at once.
 )";
 
 const std::vector<std::string> kDeliveryValueFlags = {
@@ -112,6 +114,7 @@ int PrintSummary(const RunOutcome& outcome, bool as_json, const CliEnvironment& 
                     {"rejected", stats.rejected},
                     {"failed", stats.failed},
                     {"retries", stats.retries},
+                    {"ack_mismatches", stats.ack_mismatches},
                     {"invalid_lines", outcome.invalid_lines},
                     {"elapsed_seconds", std::round(outcome.elapsed_seconds * 1000) / 1000},
                     {"events_per_second", std::round(rate)}};
@@ -121,12 +124,13 @@ int PrintSummary(const RunOutcome& outcome, bool as_json, const CliEnvironment& 
   } else {
     std::fprintf(environment.out,
                  "%s: %s sent, %s accepted, %s duplicates, %s rejected, %s failed, %s retries, "
-                 "%s invalid lines in %.1f s (%s events/s)\n",
+                 "%s ack mismatches, %s invalid lines in %.1f s (%s events/s)\n",
                  outcome.mode.c_str(), WithThousands(stats.sent).c_str(),
                  WithThousands(stats.accepted).c_str(), WithThousands(stats.duplicates).c_str(),
                  WithThousands(stats.rejected).c_str(), WithThousands(stats.failed).c_str(),
-                 WithThousands(stats.retries).c_str(), WithThousands(outcome.invalid_lines).c_str(),
-                 outcome.elapsed_seconds, WithThousands(static_cast<uint64_t>(rate)).c_str());
+                 WithThousands(stats.retries).c_str(), WithThousands(stats.ack_mismatches).c_str(),
+                 WithThousands(outcome.invalid_lines).c_str(), outcome.elapsed_seconds,
+                 WithThousands(static_cast<uint64_t>(rate)).c_str());
     for (const auto& [key, value] : outcome.extra.items()) {
       std::fprintf(environment.out, "  %s: %s\n", key.c_str(),
                    value.is_string() ? value.get<std::string>().c_str() : value.dump().c_str());

@@ -59,6 +59,7 @@ class Reporter::Lane {
   std::chrono::milliseconds NextBackoff();
   void SleepUnlessStopped(std::chrono::milliseconds duration);
   void DropPending();
+  std::string LinesOfStream() const;
 
   Reporter& reporter_;
   std::mt19937_64 rng_;
@@ -66,7 +67,8 @@ class Reporter::Lane {
   std::vector<analytics::EventBatch> batches_;
   std::vector<uint64_t> lines_;
   size_t events_ = 0;
-  int failures_ = 0;  // consecutive
+  int failures_ = 0;    // consecutive
+  int mismatches_ = 0;  // consecutive acknowledgement mismatches
   Clock::time_point first_failure_;
 };
 
@@ -81,40 +83,82 @@ void Reporter::Lane::Run() {
     analytics::EventResponse response;
     std::string peer;
     const grpc::Status status = SendOneStream(&response, &peer);
-    if (status.ok()) {
+    const uint64_t counted = response.accepted() + response.duplicates() + response.rejected();
+    if (status.ok() && counted == events_) {
       Acknowledge(response);
       continue;
     }
-    const std::string code = client::StatusCodeName(status.error_code());
     const auto now = Clock::now();
     if (failures_++ == 0) first_failure_ = now;
-    if (!client::IsRetryable(status.error_code())) {
-      reporter_.Stop("the server refused the events (" + code + ": " + status.error_message() +
-                     "); retrying cannot fix this");
-      continue;
+    // What went wrong, for the messages below.
+    std::string what;
+    if (status.ok()) {
+      // The server answered OK but did not account for every event: some may not have been
+      // counted. The counts of this response are not added up (the resend's response counts
+      // every event again, as accepted or duplicate).
+      reporter_.ack_mismatches_.fetch_add(1, std::memory_order_relaxed);
+      what = "the server acknowledged " + std::to_string(counted) + " of " +
+             std::to_string(events_) + " events (" + std::to_string(response.accepted()) +
+             " accepted, " + std::to_string(response.duplicates()) + " duplicates, " +
+             std::to_string(response.rejected()) + " rejected)";
+      if (++mismatches_ >= kMaxConsecutiveMismatches) {
+        reporter_.Stop(what + ", " + std::to_string(mismatches_) +
+                       " times in a row for the same events; stopped: its counts cannot be "
+                       "trusted");
+        continue;
+      }
+    } else {
+      mismatches_ = 0;
+      const std::string code = client::StatusCodeName(status.error_code());
+      what = code + ": " + status.error_message();
+      if (!client::IsRetryable(status.error_code())) {
+        reporter_.Stop("the server refused the events (" + what + "); retrying cannot fix this" +
+                       LinesOfStream());
+        continue;
+      }
     }
     if (now - first_failure_ >= options.give_up_after) {
       reporter_.Stop(
           "gave up after " +
           Seconds(std::chrono::duration_cast<std::chrono::milliseconds>(now - first_failure_)) +
-          " of failures; last: " + code + ": " + status.error_message());
+          " of failures; last: " + what);
       continue;
     }
     const std::chrono::milliseconds backoff = NextBackoff();
     if (events_ > 0) {  // a stream that failed before taking any event needs no resend
       reporter_.retries_.fetch_add(1, std::memory_order_relaxed);
       // A channel that is not READY has no connection: the server is down or unreachable.
-      const bool unreachable = reporter_.channel_->GetState(false) != GRPC_CHANNEL_READY;
-      if (unreachable || peer.empty()) {
+      const bool unreachable =
+          !status.ok() && (reporter_.channel_->GetState(false) != GRPC_CHANNEL_READY);
+      if (status.ok()) {
+        reporter_.Log("stream to " + peer + ": " + what + "; resending its " +
+                      std::to_string(events_) + " events in " + Seconds(backoff) +
+                      " (the server de-duplicates them by event_id)");
+      } else if (unreachable || peer.empty()) {
         reporter_.Log("server unreachable at " + client::DescribeServers(options.channel) + " (" +
-                      code + "), retrying in " + Seconds(backoff));
+                      client::StatusCodeName(status.error_code()) + "), retrying in " +
+                      Seconds(backoff));
       } else {
-        reporter_.Log("stream to " + peer + " failed (" + code + ": " + status.error_message() +
-                      "), resending " + std::to_string(events_) + " events in " + Seconds(backoff));
+        reporter_.Log("stream to " + peer + " failed (" + what + "), resending " +
+                      std::to_string(events_) + " events in " + Seconds(backoff));
       }
     }
     SleepUnlessStopped(backoff);
   }
+}
+
+std::string Reporter::Lane::LinesOfStream() const {
+  // Input lines of the events on the failed stream, so that a refusal of one message (the
+  // server names its position in the stream) can be found in the file.
+  uint64_t first = UINT64_MAX, last = 0;
+  for (const uint64_t line : lines_) {
+    if (line == 0) continue;
+    first = std::min(first, line);
+    last = std::max(last, line);
+  }
+  if (last == 0) return "";
+  return " (that stream carried input lines " + std::to_string(first) +
+         (last > first ? "-" + std::to_string(last) : "") + ")";
 }
 
 grpc::Status Reporter::Lane::SendOneStream(analytics::EventResponse* response, std::string* peer) {
@@ -177,6 +221,7 @@ void Reporter::Lane::Acknowledge(const analytics::EventResponse& response) {
   lines_.clear();
   events_ = 0;
   failures_ = 0;
+  mismatches_ = 0;
 }
 
 std::chrono::milliseconds Reporter::Lane::NextBackoff() {
@@ -254,6 +299,7 @@ DeliveryStats Reporter::stats() const {
   stats.rejected = rejected_.load(std::memory_order_relaxed);
   stats.failed = failed_.load(std::memory_order_relaxed);
   stats.retries = retries_.load(std::memory_order_relaxed);
+  stats.ack_mismatches = ack_mismatches_.load(std::memory_order_relaxed);
   return stats;
 }
 

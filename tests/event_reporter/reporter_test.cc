@@ -1,11 +1,20 @@
 // Reporter: retries over broken streams, a server that comes up late, an unreachable one,
-// refusals that retrying cannot fix, load balancing over two servers.
+// refusals that retrying cannot fix, acknowledgements that do not add up (against a fake
+// server), load balancing over two servers.
+#include "event_reporter/reporter.h"
+
+#include <grpcpp/grpcpp.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
 #include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
+#include "analytics.grpc.pb.h"
 #include "tests/event_reporter/cli_test_util.h"
 #include "tests/support/server_harness.h"
 
@@ -17,6 +26,108 @@ using rta::reporter::testing::Run;
 using rta::reporter::testing::Total;
 using rta::reporter::testing::UnusedPort;
 using rta::testing::ServerHarness;
+
+namespace {
+
+// A stand-in for the server's ingest that counts distinct event ids as the real one does
+// (seen before: a duplicate), but whose answers a test can spoil: the first `short_answers`
+// streams that carry events are told one event less than was counted, the first
+// `over_answers` one more; with a `refusal`, every stream ends with that status instead.
+class FakeIngestServer final : public analytics::AnalyticsService::Service {
+ public:
+  struct Script {
+    int short_answers = 0;
+    int over_answers = 0;
+    grpc::Status refusal = grpc::Status::OK;
+  };
+
+  explicit FakeIngestServer(Script script) : script_(std::move(script)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeIngestServer() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  size_t distinct() {
+    std::lock_guard lock(mutex_);
+    return seen_.size();
+  }
+  int streams() {
+    std::lock_guard lock(mutex_);
+    return streams_;
+  }
+
+  grpc::Status ReportEventBatches(grpc::ServerContext*,
+                                  grpc::ServerReader<analytics::EventBatch>* reader,
+                                  analytics::EventResponse* response) override {
+    std::vector<std::string> ids;
+    for (analytics::EventBatch batch; reader->Read(&batch);) {
+      for (const analytics::EventData& event : batch.events()) ids.push_back(event.event_id());
+    }
+    return Answer(ids, response);
+  }
+
+  grpc::Status ReportEvent(grpc::ServerContext*, grpc::ServerReader<analytics::EventData>* reader,
+                           analytics::EventResponse* response) override {
+    std::vector<std::string> ids;
+    for (analytics::EventData event; reader->Read(&event);) ids.push_back(event.event_id());
+    return Answer(ids, response);
+  }
+
+ private:
+  grpc::Status Answer(const std::vector<std::string>& ids, analytics::EventResponse* response) {
+    std::lock_guard lock(mutex_);
+    ++streams_;
+    if (!script_.refusal.ok()) return script_.refusal;
+    for (const std::string& id : ids) {
+      if (seen_.insert(id).second) {
+        response->set_accepted(response->accepted() + 1);
+      } else {
+        response->set_duplicates(response->duplicates() + 1);
+      }
+    }
+    if (ids.empty()) return grpc::Status::OK;
+    if (script_.short_answers > 0) {
+      --script_.short_answers;
+      // One event fewer, taken from whichever count has one.
+      if (response->accepted() > 0) {
+        response->set_accepted(response->accepted() - 1);
+      } else {
+        response->set_duplicates(response->duplicates() - 1);
+      }
+    } else if (script_.over_answers > 0) {
+      --script_.over_answers;
+      response->set_accepted(response->accepted() + 1);
+    }
+    return grpc::Status::OK;
+  }
+
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::mutex mutex_;
+  Script script_;               // guarded by mutex_
+  std::set<std::string> seen_;  // guarded by mutex_
+  int streams_ = 0;             // guarded by mutex_
+};
+
+// `count` JSON lines with ids e0, e1, ... (the fake server does not look at the rest).
+std::string IdLines(int count) {
+  std::string lines;
+  for (int i = 0; i < count; ++i) {
+    // Built with append: GCC 12 warns (-Wrestrict, a false positive) on "e" + to_string here.
+    std::string id = "e";
+    id += std::to_string(i);
+    lines += nlohmann::json{{"event_id", id}, {"event_type", "page_view"}}.dump();
+    lines += '\n';
+  }
+  return lines;
+}
+
+}  // namespace
 
 TEST_CASE("streams broken mid-way are re-sent: nothing lost, nothing counted twice",
           "[reporter][retry]") {
@@ -114,4 +225,86 @@ TEST_CASE("several servers: streams are balanced and the sum of their counts is 
   CHECK(a > 0);
   CHECK(b > 0);
   std::remove(path.c_str());
+}
+
+TEST_CASE("an acknowledgement that does not add up is retried, and the totals come out exact",
+          "[reporter][ack]") {
+  FakeIngestServer::Script script;
+  const bool short_answer = GENERATE(true, false);
+  (short_answer ? script.short_answers : script.over_answers) = 1;
+  FakeIngestServer server(script);
+  const bool batched = GENERATE(true, false);
+  // One stream at a time, 20 events per stream: streams of 20, 20 and 10 events, in order. The
+  // first one's answer is spoiled.
+  std::vector<std::string> args = {"replay",   "-",
+                                   "--server", server.address(),
+                                   "--json",   "--streams",
+                                   "1",        "--stream-events",
+                                   "20",       "--batch-size",
+                                   "5"};
+  if (!batched) args.push_back("--no-batch");
+  const CliRun run = Run(args, IdLines(50));
+  INFO(run.err);
+  CHECK(run.status == 0);
+  const auto summary = run.Summary();
+  CHECK(summary["sent"] == 50);
+  CHECK(summary["ack_mismatches"] == 1);
+  CHECK(summary["retries"] == 1);
+  CHECK(summary["failed"] == 0);
+  // The spoiled stream's 20 events were counted the first time; resent, they are duplicates.
+  CHECK(summary["accepted"] == 30);
+  CHECK(summary["duplicates"] == 20);
+  CHECK(server.distinct() == 50);
+  CHECK(server.streams() == 4);
+  CHECK_THAT(run.err, Catch::Contains(short_answer ? "the server acknowledged 19 of 20 events "
+                                                     "(19 accepted, 0 duplicates, 0 rejected)"
+                                                   : "the server acknowledged 21 of 20 events "
+                                                     "(21 accepted, 0 duplicates, 0 rejected)"));
+  CHECK_THAT(run.err, Catch::Contains("resending its 20 events in"));
+}
+
+TEST_CASE("a server whose counts never add up: the delivery stops and says why",
+          "[reporter][ack]") {
+  FakeIngestServer::Script script;
+  script.short_answers = 1'000;
+  FakeIngestServer server(script);
+  const CliRun run =
+      Run({"replay", "-", "--server", server.address(), "--json", "--streams", "1"}, IdLines(30));
+  INFO(run.err);
+  CHECK(run.status == 1);
+  const auto summary = run.Summary();
+  constexpr int kLimit = rta::reporter::Reporter::kMaxConsecutiveMismatches;
+  CHECK(summary["ack_mismatches"] == kLimit);
+  CHECK(summary["retries"] == kLimit - 1);
+  CHECK(summary["failed"] == 30);
+  CHECK(server.streams() == kLimit);
+  CHECK_THAT(summary["error"].get<std::string>(),
+             Catch::Contains("the server acknowledged 29 of 30 events") &&
+                 Catch::Contains(std::to_string(kLimit) + " times in a row for the same events"));
+}
+
+TEST_CASE("INVALID_ARGUMENT ends the delivery with the server's own message", "[reporter][retry]") {
+  // The server names the message it could not parse by its position in the stream; the
+  // reporter passes that on word for word and adds the input lines the stream carried.
+  FakeIngestServer::Script script;
+  script.refusal = {grpc::StatusCode::INVALID_ARGUMENT,
+                    "message #2 cannot be parsed as EventBatch: invalid UTF-8 in a string field"};
+  FakeIngestServer server(script);
+  const bool batched = GENERATE(true, false);
+  std::vector<std::string> args = {
+      "replay", "-", "--server", server.address(), "--json", "--streams", "1", "--batch-size", "5"};
+  if (!batched) args.push_back("--no-batch");
+  const CliRun run = Run(args, IdLines(20));
+  CHECK(run.status == 1);
+  const std::string expected =
+      "the server refused the events (INVALID_ARGUMENT: message #2 cannot be parsed as "
+      "EventBatch: invalid UTF-8 in a string field); retrying cannot fix this (that stream "
+      "carried input lines 1-20)";
+  CHECK_THAT(run.err, Catch::Contains(expected));
+  const auto summary = run.Summary();
+  CHECK(summary["error"] == expected);
+  CHECK(summary["retries"] == 0);
+  CHECK(summary["ack_mismatches"] == 0);
+  CHECK(summary["failed"] == 20);
+  CHECK(server.streams() == 1);
 }
