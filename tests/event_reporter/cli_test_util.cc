@@ -1,16 +1,22 @@
 #include "tests/event_reporter/cli_test_util.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <regex>
 #include <sstream>
+#include <thread>
 
 #include "event_reporter/cli.h"
 
@@ -36,6 +42,53 @@ class MemoryFile {
   size_t size_ = 0;
   FILE* file_;
 };
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// Waits for `pid` until `deadline`; its exit status (128 + N for signal N), or nullopt when it
+// is still running then.
+std::optional<int> WaitUntil(int pid, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// fork + exec with stdout and stderr into files (stdin from /dev/null); returns the pid.
+int Spawn(const std::vector<std::string>& argv, const std::string& directory,
+          const std::string& path_prefix, const std::string& out_path,
+          const std::string& err_path) {
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  const char* inherited = std::getenv("PATH");
+  std::string path = inherited == nullptr ? "/usr/bin:/bin" : inherited;
+  if (!path_prefix.empty()) path = path_prefix + ":" + path;
+  const int pid = fork();
+  if (pid == 0) {
+    // The child: only async-signal-safe calls until exec.
+    const int in = open("/dev/null", O_RDONLY);
+    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 ||
+        (!directory.empty() && chdir(directory.c_str()) != 0) ||
+        setenv("PATH", path.c_str(), 1) != 0) {
+      _exit(127);
+    }
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
 
 }  // namespace
 
@@ -101,5 +154,65 @@ std::string GenerateFile(const std::string& name, int events, int seed, double r
 double Total(rta::testing::ServerHarness& server, const std::string& metric) {
   return server.Metric(metric, analytics::WINDOW_TOTAL);
 }
+
+ShellRun RunShell(const std::string& command, const std::string& directory,
+                  const std::string& path_prefix, std::chrono::milliseconds timeout) {
+  static int runs = 0;
+  const std::string out_path = TempPath("shell" + std::to_string(++runs) + ".out");
+  const std::string err_path = out_path.substr(0, out_path.size() - 4) + ".err";
+  const int pid = Spawn({"/bin/bash", "-c", command}, directory, path_prefix, out_path, err_path);
+  REQUIRE(pid > 0);
+  ShellRun run;
+  if (const std::optional<int> status =
+          WaitUntil(pid, std::chrono::steady_clock::now() + timeout)) {
+    run.status = *status;
+  } else {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  run.out = ReadFile(out_path);
+  run.err = ReadFile(err_path);
+  std::remove(out_path.c_str());
+  std::remove(err_path.c_str());
+  return run;
+}
+
+ServerProcess::ServerProcess(const std::string& binary, const std::vector<std::string>& flags) {
+  static int servers = 0;
+  log_path_ = TempPath("server" + std::to_string(++servers) + ".log");
+  std::vector<std::string> argv = {binary, "--listen", "127.0.0.1:0", "--metrics-listen", ""};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  pid_ = Spawn(argv, "", "", "/dev/null", log_path_);
+  REQUIRE(pid_ > 0);
+  const std::regex listening("event=listening .*port=([0-9]+)");
+  const bool up = rta::testing::WaitFor([&] {
+    std::smatch match;
+    const std::string text = ReadFile(log_path_);
+    if (!std::regex_search(text, match, listening)) return false;
+    port_ = std::stoi(match[1]);
+    return true;
+  });
+  if (!up) {
+    kill(pid_, SIGKILL);  // REQUIRE throws: the destructor would not run
+    waitpid(pid_, nullptr, 0);
+  }
+  INFO(ReadFile(log_path_));
+  REQUIRE(up);
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    // The shutdown grace is 5 s by default; past that something is wrong, and the test should
+    // not hang on it.
+    if (!WaitUntil(pid_, std::chrono::steady_clock::now() + std::chrono::seconds(15))) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  std::remove(log_path_.c_str());
+}
+
+std::string ServerProcess::log() const { return ReadFile(log_path_); }
 
 }  // namespace rta::reporter::testing

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -43,5 +44,36 @@ std::string GenerateFile(const std::string& name, int events, int seed, double r
 
 // The WINDOW_TOTAL value of a metric.
 double Total(rta::testing::ServerHarness& server, const std::string& metric);
+
+// Runs `bash -c command` in `directory`, with `path_prefix` put in front of PATH, as a user
+// would in a shell. Waits at most `timeout`; a command still running then is killed (SIGKILL)
+// and reported with status -1.
+struct ShellRun {
+  int status = -1;  // the exit status; 128 + N for a signal N
+  std::string out;
+  std::string err;
+};
+ShellRun RunShell(const std::string& command, const std::string& directory,
+                  const std::string& path_prefix, std::chrono::milliseconds timeout);
+
+// The real analytics_server binary as a child process on an ephemeral loopback port (the
+// flags given come after --listen 127.0.0.1:0 --metrics-listen ''). The constructor waits up to
+// 10 s for its "event=listening ... port=N" log line (REQUIRE fails otherwise); the destructor
+// sends SIGTERM and waits for it to exit.
+class ServerProcess {
+ public:
+  explicit ServerProcess(const std::string& binary, const std::vector<std::string>& flags = {});
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string log() const;  // its stderr so far
+
+ private:
+  std::string log_path_;
+  int pid_ = -1;
+  int port_ = 0;
+};
 
 }  // namespace rta::reporter::testing
