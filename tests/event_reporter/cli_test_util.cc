@@ -70,21 +70,32 @@ int Spawn(const std::vector<std::string>& argv, const std::string& directory,
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
-  const char* inherited = std::getenv("PATH");
-  std::string path = inherited == nullptr ? "/usr/bin:/bin" : inherited;
-  if (!path_prefix.empty()) path = path_prefix + ":" + path;
+  // The child's environment is built here: after fork() in a process with other threads (gRPC's)
+  // only async-signal-safe calls are allowed, and setenv() is not one.
+  std::vector<std::string> environment;
+  bool has_path = false;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    std::string variable = *entry;
+    if (variable.rfind("PATH=", 0) == 0) {
+      has_path = true;
+      if (!path_prefix.empty()) variable = "PATH=" + path_prefix + ":" + variable.substr(5);
+    }
+    environment.push_back(std::move(variable));
+  }
+  if (!has_path) environment.push_back("PATH=" + path_prefix + ":/usr/bin:/bin");
+  std::vector<char*> envp;
+  for (std::string& variable : environment) envp.push_back(variable.data());
+  envp.push_back(nullptr);
   const int pid = fork();
   if (pid == 0) {
-    // The child: only async-signal-safe calls until exec.
     const int in = open("/dev/null", O_RDONLY);
     const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 ||
-        (!directory.empty() && chdir(directory.c_str()) != 0) ||
-        setenv("PATH", path.c_str(), 1) != 0) {
+        (!directory.empty() && chdir(directory.c_str()) != 0)) {
       _exit(127);
     }
-    execv(args[0], args.data());
+    execve(args[0], args.data(), envp.data());
     _exit(127);
   }
   return pid;
