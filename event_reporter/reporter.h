@@ -66,7 +66,10 @@ struct DeliveryStats {
 // are re-sent, which the de-duplication makes safe), and after kMaxConsecutiveMismatches in a
 // row on the same events the delivery stops: a server that keeps miscounting is not one to
 // trust with more. A refusal that retrying cannot fix (UNAUTHENTICATED, PERMISSION_DENIED,
-// INVALID_ARGUMENT, ...) stops the delivery, with the server's message.
+// INVALID_ARGUMENT, ...) stops the delivery, with the server's message; when the server names
+// the message it refused ("message #N", 0-based) and reports what it counted before it in the
+// trailer `rta-event-response-bin`, the events before that message are counted and only the
+// rest fail.
 // Thread-safe: Submit from any thread; Finish once.
 class Reporter {
  public:

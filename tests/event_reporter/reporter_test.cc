@@ -32,13 +32,17 @@ namespace {
 // A stand-in for the server's ingest that counts distinct event ids as the real one does
 // (seen before: a duplicate), but whose answers a test can spoil: the first `short_answers`
 // streams that carry events are told one event less than was counted, the first
-// `over_answers` one more; with a `refusal`, every stream ends with that status instead.
+// `over_answers` one more; with a `refusal`, every stream ends with that status instead; with
+// `unparseable_message` N, every stream ends at its message #N (0-based) as analytics_server
+// ends one it cannot parse: INVALID_ARGUMENT naming the position, the events before it
+// counted and their counts in the trailer rta-event-response-bin.
 class FakeIngestServer final : public analytics::AnalyticsService::Service {
  public:
   struct Script {
     int short_answers = 0;
     int over_answers = 0;
     grpc::Status refusal = grpc::Status::OK;
+    int unparseable_message = -1;
   };
 
   explicit FakeIngestServer(Script script) : script_(std::move(script)) {
@@ -61,24 +65,41 @@ class FakeIngestServer final : public analytics::AnalyticsService::Service {
     return streams_;
   }
 
-  grpc::Status ReportEventBatches(grpc::ServerContext*,
+  grpc::Status ReportEventBatches(grpc::ServerContext* context,
                                   grpc::ServerReader<analytics::EventBatch>* reader,
                                   analytics::EventResponse* response) override {
     std::vector<std::string> ids;
-    for (analytics::EventBatch batch; reader->Read(&batch);) {
+    int messages = 0;
+    for (analytics::EventBatch batch; reader->Read(&batch); ++messages) {
+      if (messages == script_.unparseable_message) return Unparseable(messages, ids, context);
       for (const analytics::EventData& event : batch.events()) ids.push_back(event.event_id());
     }
     return Answer(ids, response);
   }
 
-  grpc::Status ReportEvent(grpc::ServerContext*, grpc::ServerReader<analytics::EventData>* reader,
+  grpc::Status ReportEvent(grpc::ServerContext* context,
+                           grpc::ServerReader<analytics::EventData>* reader,
                            analytics::EventResponse* response) override {
     std::vector<std::string> ids;
-    for (analytics::EventData event; reader->Read(&event);) ids.push_back(event.event_id());
+    int messages = 0;
+    for (analytics::EventData event; reader->Read(&event); ++messages) {
+      if (messages == script_.unparseable_message) return Unparseable(messages, ids, context);
+      ids.push_back(event.event_id());
+    }
     return Answer(ids, response);
   }
 
  private:
+  grpc::Status Unparseable(int position, const std::vector<std::string>& before,
+                           grpc::ServerContext* context) {
+    analytics::EventResponse counted;
+    Answer(before, &counted);
+    context->AddTrailingMetadata("rta-event-response-bin", counted.SerializeAsString());
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "message #" + std::to_string(position) +
+                " is not a valid EventData: field 'page': not valid UTF-8"};
+  }
+
   grpc::Status Answer(const std::vector<std::string>& ids, analytics::EventResponse* response) {
     std::lock_guard lock(mutex_);
     ++streams_;
@@ -284,27 +305,48 @@ TEST_CASE("a server whose counts never add up: the delivery stops and says why",
 }
 
 TEST_CASE("INVALID_ARGUMENT ends the delivery with the server's own message", "[reporter][retry]") {
-  // The server names the message it could not parse by its position in the stream; the
-  // reporter passes that on word for word and adds the input lines the stream carried.
-  FakeIngestServer::Script script;
-  script.refusal = {grpc::StatusCode::INVALID_ARGUMENT,
-                    "message #2 cannot be parsed as EventBatch: invalid UTF-8 in a string field"};
-  FakeIngestServer server(script);
   const bool batched = GENERATE(true, false);
-  std::vector<std::string> args = {
-      "replay", "-", "--server", server.address(), "--json", "--streams", "1", "--batch-size", "5"};
+  std::vector<std::string> args = {"replay",    "-", "--server",     "", "--json",
+                                   "--streams", "1", "--batch-size", "5"};
   if (!batched) args.push_back("--no-batch");
-  const CliRun run = Run(args, IdLines(20));
-  CHECK(run.status == 1);
-  const std::string expected =
-      "the server refused the events (INVALID_ARGUMENT: message #2 cannot be parsed as "
-      "EventBatch: invalid UTF-8 in a string field); retrying cannot fix this (that stream "
-      "carried input lines 1-20)";
-  CHECK_THAT(run.err, Catch::Contains(expected));
-  const auto summary = run.Summary();
-  CHECK(summary["error"] == expected);
-  CHECK(summary["retries"] == 0);
-  CHECK(summary["ack_mismatches"] == 0);
-  CHECK(summary["failed"] == 20);
-  CHECK(server.streams() == 1);
+  SECTION("as analytics_server refuses a message it cannot parse: what came before counts") {
+    // Message #2 is the third batch of five (lines 11-15), or the third event (line 3).
+    FakeIngestServer::Script script;
+    script.unparseable_message = 2;
+    FakeIngestServer server(script);
+    args[3] = server.address();
+    const CliRun run = Run(args, IdLines(20));
+    CHECK(run.status == 1);
+    const std::string expected =
+        "the server refused the events (INVALID_ARGUMENT: message #2 is not a valid EventData: "
+        "field 'page': not valid UTF-8); retrying cannot fix this (message #2 carried " +
+        std::string(batched ? "input lines 11-15; the 10 events" : "input line 3; the 2 events") +
+        " before it were counted)";
+    CHECK_THAT(run.err, Catch::Contains(expected));
+    const auto summary = run.Summary();
+    CHECK(summary["error"] == expected);
+    CHECK(summary["accepted"] == (batched ? 10 : 2));
+    CHECK(summary["failed"] == (batched ? 10 : 18));
+    CHECK(summary["retries"] == 0);
+    CHECK(server.distinct() == (batched ? 10u : 2u));
+  }
+  SECTION("a refusal that names no message: the whole stream fails") {
+    FakeIngestServer::Script script;
+    script.refusal = {grpc::StatusCode::INVALID_ARGUMENT, "events: batch has too many events"};
+    FakeIngestServer server(script);
+    args[3] = server.address();
+    const CliRun run = Run(args, IdLines(20));
+    CHECK(run.status == 1);
+    const std::string expected =
+        "the server refused the events (INVALID_ARGUMENT: events: batch has too many events); "
+        "retrying cannot fix this (that stream carried input lines 1-20)";
+    CHECK_THAT(run.err, Catch::Contains(expected));
+    const auto summary = run.Summary();
+    CHECK(summary["error"] == expected);
+    CHECK(summary["accepted"] == 0);
+    CHECK(summary["failed"] == 20);
+    CHECK(summary["retries"] == 0);
+    CHECK(summary["ack_mismatches"] == 0);
+    CHECK(server.streams() == 1);
+  }
 }
