@@ -14,7 +14,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -195,13 +194,14 @@ ServerProcess::ServerProcess(const std::string& binary, const std::vector<std::s
   argv.insert(argv.end(), flags.begin(), flags.end());
   pid_ = Spawn(argv, "", "", "/dev/null", log_path_);
   REQUIRE(pid_ > 0);
-  const std::regex listening("event=listening .*port=([0-9]+)");
   const bool up = rta::testing::WaitFor([&] {
-    std::smatch match;
+    // "... event=listening address=127.0.0.1:0 port=40123 ..."
     const std::string text = ReadFile(log_path_);
-    if (!std::regex_search(text, match, listening)) return false;
-    port_ = std::stoi(match[1]);
-    return true;
+    const size_t line = text.find("event=listening");
+    const size_t port = line == std::string::npos ? line : text.find(" port=", line);
+    if (port == std::string::npos) return false;
+    port_ = std::atoi(text.c_str() + port + 6);
+    return port_ > 0;
   });
   if (!up) {
     kill(pid_, SIGKILL);  // REQUIRE throws: the destructor would not run

@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <vector>
 
 #include "tests/event_reporter/cli_test_util.h"
@@ -34,13 +33,13 @@ std::vector<nlohmann::json> ReadEvents(const std::string& path) {
   return events;
 }
 
-// "40,502" -> 40502
-uint64_t Count(const std::string& text) {
-  std::string digits;
+// "100,000 sent, 5 accepted" -> "100000 sent 5 accepted": the summaries, for sscanf.
+std::string WithoutCommas(const std::string& text) {
+  std::string plain;
   for (const char c : text) {
-    if (c != ',') digits += c;
+    if (c != ',') plain += c;
   }
-  return std::stoull(digits);
+  return plain;
 }
 
 }  // namespace
@@ -205,22 +204,22 @@ TEST_CASE("README: generate --output then replay, as pasted, against the real se
 
   // What the generator printed: "generate: wrote 100,000 events to traffic.jsonl (seed 7):
   // 40,502 page views, 880 conversions, revenue 41325.09, 11,856 visitors".
-  std::smatch printed;
-  REQUIRE(std::regex_search(
-      generate.out, printed,
-      std::regex("wrote ([0-9,]+) events .*: ([0-9,]+) page views, ([0-9,]+) conversions, "
-                 "revenue ([0-9.]+),")));
-  const uint64_t events = Count(printed[1]);
+  unsigned long long events = 0, page_views = 0, conversions = 0;
+  double revenue = -1;
+  REQUIRE(std::sscanf(WithoutCommas(generate.out).c_str(),
+                      "generate: wrote %llu events to traffic.jsonl (seed 7): %llu page views "
+                      "%llu conversions revenue %lf",
+                      &events, &page_views, &conversions, &revenue) == 4);
   CHECK(events == 100'000);
   // ... and the replay's own count: every event accepted.
-  std::smatch replayed;
-  REQUIRE(std::regex_search(replay.out, replayed,
-                            std::regex("([0-9,]+) sent, ([0-9,]+) accepted, ([0-9,]+) duplicates, "
-                                       "([0-9,]+) rejected, ([0-9,]+) failed")));
-  CHECK(Count(replayed[1]) == events);
-  CHECK(Count(replayed[2]) == events);
-  CHECK(Count(replayed[4]) == 0);
-  CHECK(Count(replayed[5]) == 0);
+  unsigned long long sent = 0, accepted = 0, duplicates = 0, rejected = 0, failed = 0;
+  REQUIRE(std::sscanf(WithoutCommas(replay.out).c_str(),
+                      "replay: %llu sent %llu accepted %llu duplicates %llu rejected %llu failed",
+                      &sent, &accepted, &duplicates, &rejected, &failed) == 5);
+  CHECK(sent == events);
+  CHECK(accepted == events);
+  CHECK(rejected == 0);
+  CHECK(failed == 0);
 
   // The server's own answer, once a tick (1 s by default) has folded the events in.
   auto stub = analytics::AnalyticsService::NewStub(
@@ -243,10 +242,10 @@ TEST_CASE("README: generate --output then replay, as pasted, against the real se
   };
   CHECK(rta::testing::WaitFor(read_totals, std::chrono::seconds(10)));
   CHECK(totals["events_total"] == static_cast<double>(events));
-  CHECK(totals["page_views"] == static_cast<double>(Count(printed[2])));
-  CHECK(totals["conversions"] == static_cast<double>(Count(printed[3])));
+  CHECK(totals["page_views"] == static_cast<double>(page_views));
+  CHECK(totals["conversions"] == static_cast<double>(conversions));
   // Printed with two decimals; the server's sum of the same values is exact to far less.
-  CHECK(totals["revenue"] == Approx(std::stod(printed[4])).margin(0.005));
+  CHECK(totals["revenue"] == Approx(revenue).margin(0.005));
   // Nothing was refused on the server's side either.
   CHECK_THAT(server.log(), !Catch::Contains("in_future") && !Catch::Contains("too_old"));
   std::filesystem::remove_all(directory);
