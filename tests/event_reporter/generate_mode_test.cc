@@ -190,6 +190,11 @@ TEST_CASE("README: generate --output then replay, as pasted, against the real se
   ServerProcess server(RTA_ANALYTICS_SERVER_BINARY);
   const std::string directory = TempPath("readme-pair");
   std::filesystem::create_directories(directory);
+  // Removed however the test ends (a failed REQUIRE throws past the end of the test).
+  struct RemoveOnExit {
+    std::string path;
+    ~RemoveOnExit() { std::filesystem::remove_all(path); }
+  } remove_directory{directory};
   const std::string bin = std::filesystem::path(RTA_EVENT_REPORTER_BINARY).parent_path();
   const ShellRun generate =
       RunShell("event_reporter generate --events 100000 --seed 7 --output traffic.jsonl", directory,
@@ -248,6 +253,5 @@ TEST_CASE("README: generate --output then replay, as pasted, against the real se
   CHECK(totals["revenue"] == Approx(revenue).margin(0.005));
   // Nothing was refused on the server's side either.
   CHECK_THAT(server.log(), !Catch::Contains("in_future") && !Catch::Contains("too_old"));
-  std::filesystem::remove_all(directory);
 }
 #endif
