@@ -4,12 +4,17 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 
 namespace rta::reporter {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Trailing metadata in which analytics_server reports what it counted of a stream that ended
+// with an error (a serialized EventResponse).
+constexpr char kCountsTrailer[] = "rta-event-response-bin";
 
 std::string RandomIdPrefix() {
   std::random_device device;
@@ -54,11 +59,19 @@ class Reporter::Lane {
  private:
   template <typename Message>
   grpc::Status Stream(std::unique_ptr<grpc::ClientWriter<Message>> writer);
-  grpc::Status SendOneStream(analytics::EventResponse* response, std::string* peer);
+  grpc::Status SendOneStream(analytics::EventResponse* response, std::string* peer,
+                             std::optional<analytics::EventResponse>* trailer);
+  // Counts a response and forgets the stream's events (they are acknowledged).
   void Acknowledge(const analytics::EventResponse& response);
+  // Adds a response's counts to the totals and logs its rejections by input line.
+  void CountResponse(const analytics::EventResponse& response);
+  // Stops the delivery after a refusal that retrying cannot fix, with the server's message.
+  void Refused(const std::string& what, const std::string& message,
+               const std::optional<analytics::EventResponse>& trailer);
   std::chrono::milliseconds NextBackoff();
   void SleepUnlessStopped(std::chrono::milliseconds duration);
   void DropPending();
+  std::string LinesText(size_t from, size_t to) const;
 
   Reporter& reporter_;
   std::mt19937_64 rng_;
@@ -66,7 +79,8 @@ class Reporter::Lane {
   std::vector<analytics::EventBatch> batches_;
   std::vector<uint64_t> lines_;
   size_t events_ = 0;
-  int failures_ = 0;  // consecutive
+  int failures_ = 0;    // consecutive
+  int mismatches_ = 0;  // consecutive acknowledgement mismatches
   Clock::time_point first_failure_;
 };
 
@@ -80,44 +94,127 @@ void Reporter::Lane::Run() {
     if (events_ == 0 && !reporter_.queue_.WaitNonEmpty()) return;  // closed and drained
     analytics::EventResponse response;
     std::string peer;
-    const grpc::Status status = SendOneStream(&response, &peer);
-    if (status.ok()) {
+    std::optional<analytics::EventResponse> trailer;
+    const grpc::Status status = SendOneStream(&response, &peer, &trailer);
+    const uint64_t counted = response.accepted() + response.duplicates() + response.rejected();
+    if (status.ok() && counted == events_) {
       Acknowledge(response);
       continue;
     }
-    const std::string code = client::StatusCodeName(status.error_code());
     const auto now = Clock::now();
     if (failures_++ == 0) first_failure_ = now;
-    if (!client::IsRetryable(status.error_code())) {
-      reporter_.Stop("the server refused the events (" + code + ": " + status.error_message() +
-                     "); retrying cannot fix this");
-      continue;
+    // What went wrong, for the messages below.
+    std::string what;
+    if (status.ok()) {
+      // The server answered OK but did not account for every event: some may not have been
+      // counted. The counts of this response are not added up (the resend's response counts
+      // every event again, as accepted or duplicate).
+      reporter_.ack_mismatches_.fetch_add(1, std::memory_order_relaxed);
+      what = "the server acknowledged " + std::to_string(counted) + " of " +
+             std::to_string(events_) + " events (" + std::to_string(response.accepted()) +
+             " accepted, " + std::to_string(response.duplicates()) + " duplicates, " +
+             std::to_string(response.rejected()) + " rejected)";
+      if (++mismatches_ >= kMaxConsecutiveMismatches) {
+        reporter_.Stop(what + ", " + std::to_string(mismatches_) +
+                       " times in a row for the same events; stopped: its counts cannot be "
+                       "trusted");
+        continue;
+      }
+    } else {
+      mismatches_ = 0;
+      const std::string code = client::StatusCodeName(status.error_code());
+      what = code + ": " + status.error_message();
+      if (!client::IsRetryable(status.error_code())) {
+        Refused(what, status.error_message(), trailer);
+        continue;
+      }
     }
     if (now - first_failure_ >= options.give_up_after) {
       reporter_.Stop(
           "gave up after " +
           Seconds(std::chrono::duration_cast<std::chrono::milliseconds>(now - first_failure_)) +
-          " of failures; last: " + code + ": " + status.error_message());
+          " of failures; last: " + what);
       continue;
     }
     const std::chrono::milliseconds backoff = NextBackoff();
     if (events_ > 0) {  // a stream that failed before taking any event needs no resend
       reporter_.retries_.fetch_add(1, std::memory_order_relaxed);
       // A channel that is not READY has no connection: the server is down or unreachable.
-      const bool unreachable = reporter_.channel_->GetState(false) != GRPC_CHANNEL_READY;
-      if (unreachable || peer.empty()) {
+      const bool unreachable =
+          !status.ok() && (reporter_.channel_->GetState(false) != GRPC_CHANNEL_READY);
+      if (status.ok()) {
+        reporter_.Log("stream to " + peer + ": " + what + "; resending its " +
+                      std::to_string(events_) + " events in " + Seconds(backoff) +
+                      " (the server de-duplicates them by event_id)");
+      } else if (unreachable || peer.empty()) {
         reporter_.Log("server unreachable at " + client::DescribeServers(options.channel) + " (" +
-                      code + "), retrying in " + Seconds(backoff));
+                      client::StatusCodeName(status.error_code()) + "), retrying in " +
+                      Seconds(backoff));
       } else {
-        reporter_.Log("stream to " + peer + " failed (" + code + ": " + status.error_message() +
-                      "), resending " + std::to_string(events_) + " events in " + Seconds(backoff));
+        reporter_.Log("stream to " + peer + " failed (" + what + "), resending " +
+                      std::to_string(events_) + " events in " + Seconds(backoff));
       }
     }
     SleepUnlessStopped(backoff);
   }
 }
 
-grpc::Status Reporter::Lane::SendOneStream(analytics::EventResponse* response, std::string* peer) {
+std::string Reporter::Lane::LinesText(size_t from, size_t to) const {
+  // Input lines of the stream's events [from, to), e.g. "input lines 11-15"; "" when the
+  // events did not come from a file.
+  uint64_t first = UINT64_MAX, last = 0;
+  for (size_t i = from; i < std::min(to, lines_.size()); ++i) {
+    if (lines_[i] == 0) continue;
+    first = std::min(first, lines_[i]);
+    last = std::max(last, lines_[i]);
+  }
+  if (last == 0) return "";
+  if (last == first) return "input line " + std::to_string(first);
+  return "input lines " + std::to_string(first) + "-" + std::to_string(last);
+}
+
+void Reporter::Lane::Refused(const std::string& what, const std::string& message,
+                             const std::optional<analytics::EventResponse>& trailer) {
+  // analytics_server names a message it cannot parse by its position in the stream ("message
+  // #N ...", 0-based), and puts what it counted before it in the trailer. When both are there
+  // and agree with what was sent, the events before that message are acknowledged and only
+  // the rest fail; the message's input lines say where to look.
+  std::string where;
+  unsigned long long position = 0;
+  size_t before = 0, size = 0;  // events before message #position, and in it
+  bool located = false;
+  if (std::sscanf(message.c_str(), "message #%llu", &position) == 1) {
+    if (reporter_.options_.batched && position < batches_.size()) {
+      for (size_t i = 0; i < position; ++i) before += batches_[i].events_size();
+      size = batches_[position].events_size();
+      located = true;
+    } else if (!reporter_.options_.batched && position < events_) {
+      before = position;
+      size = 1;
+      located = true;
+    }
+  }
+  if (located) {
+    const std::string lines = LinesText(before, before + size);
+    if (!lines.empty()) where = "message #" + std::to_string(position) + " carried " + lines;
+    const uint64_t counted =
+        trailer ? trailer->accepted() + trailer->duplicates() + trailer->rejected() : 0;
+    if (trailer && counted == before) {
+      CountResponse(*trailer);
+      events_ -= before;  // what is left fails when the delivery stops
+      where += std::string(where.empty() ? "" : "; ") + "the " + std::to_string(before) +
+               " events before it were counted";
+    }
+  } else {
+    const std::string lines = LinesText(0, lines_.size());
+    if (!lines.empty()) where = "that stream carried " + lines;
+  }
+  reporter_.Stop("the server refused the events (" + what + "); retrying cannot fix this" +
+                 (where.empty() ? "" : " (" + where + ")"));
+}
+
+grpc::Status Reporter::Lane::SendOneStream(analytics::EventResponse* response, std::string* peer,
+                                           std::optional<analytics::EventResponse>* trailer) {
   const DeliveryOptions& options = reporter_.options_;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + options.deadline);
@@ -126,6 +223,17 @@ grpc::Status Reporter::Lane::SendOneStream(analytics::EventResponse* response, s
                             ? Stream(reporter_.stub_->ReportEventBatches(&context, response))
                             : Stream(reporter_.stub_->ReportEvent(&context, response));
   *peer = context.peer();
+  trailer->reset();
+  if (!status.ok()) {
+    // analytics_server ends a stream that fails after it started with what it had counted.
+    const auto& metadata = context.GetServerTrailingMetadata();
+    if (const auto it = metadata.find(kCountsTrailer); it != metadata.end()) {
+      analytics::EventResponse counted;
+      if (counted.ParseFromArray(it->second.data(), static_cast<int>(it->second.size()))) {
+        *trailer = std::move(counted);
+      }
+    }
+  }
   return status;
 }
 
@@ -153,6 +261,15 @@ grpc::Status Reporter::Lane::Stream(std::unique_ptr<grpc::ClientWriter<Message>>
 }
 
 void Reporter::Lane::Acknowledge(const analytics::EventResponse& response) {
+  CountResponse(response);
+  batches_.clear();
+  lines_.clear();
+  events_ = 0;
+  failures_ = 0;
+  mismatches_ = 0;
+}
+
+void Reporter::Lane::CountResponse(const analytics::EventResponse& response) {
   reporter_.accepted_.fetch_add(response.accepted(), std::memory_order_relaxed);
   reporter_.duplicates_.fetch_add(response.duplicates(), std::memory_order_relaxed);
   reporter_.rejected_.fetch_add(response.rejected(), std::memory_order_relaxed);
@@ -173,10 +290,6 @@ void Reporter::Lane::Acknowledge(const analytics::EventResponse& response) {
                   " more events in the same stream (the server names the first " +
                   std::to_string(response.errors_size()) + ")");
   }
-  batches_.clear();
-  lines_.clear();
-  events_ = 0;
-  failures_ = 0;
 }
 
 std::chrono::milliseconds Reporter::Lane::NextBackoff() {
@@ -254,6 +367,7 @@ DeliveryStats Reporter::stats() const {
   stats.rejected = rejected_.load(std::memory_order_relaxed);
   stats.failed = failed_.load(std::memory_order_relaxed);
   stats.retries = retries_.load(std::memory_order_relaxed);
+  stats.ack_mismatches = ack_mismatches_.load(std::memory_order_relaxed);
   return stats;
 }
 

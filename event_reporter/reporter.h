@@ -47,6 +47,9 @@ struct DeliveryStats {
   uint64_t rejected = 0;    // refused by the server (invalid, too old, ...)
   uint64_t failed = 0;      // given up on: not delivered
   uint64_t retries = 0;     // streams re-sent after a failure
+  // Responses whose counts did not add up to the events sent on their stream (each one is
+  // also a retry: the stream's events are re-sent).
+  uint64_t ack_mismatches = 0;
   uint64_t acknowledged() const { return accepted + duplicates + rejected; }
 };
 
@@ -57,11 +60,21 @@ struct DeliveryStats {
 // in its response when the stream ends; until then they are kept. When a stream fails
 // (UNAVAILABLE, DEADLINE_EXCEEDED, a restart, ...) they are resent on a new stream after an
 // exponential backoff with full jitter; since every event has an id, the server counts the
-// ones it had already seen as duplicates, never twice. A refusal that retrying cannot fix
-// (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, ...) stops the delivery.
+// ones it had already seen as duplicates, never twice. A response is trusted only when it
+// accounts for every event of its stream (accepted + duplicates + rejected = events sent);
+// one that does not is an acknowledgement mismatch, handled like a failed stream (the events
+// are re-sent, which the de-duplication makes safe), and after kMaxConsecutiveMismatches in a
+// row on the same events the delivery stops: a server that keeps miscounting is not one to
+// trust with more. A refusal that retrying cannot fix (UNAUTHENTICATED, PERMISSION_DENIED,
+// INVALID_ARGUMENT, ...) stops the delivery, with the server's message; when the server names
+// the message it refused ("message #N", 0-based) and reports what it counted before it in the
+// trailer `rta-event-response-bin`, the events before that message are counted and only the
+// rest fail.
 // Thread-safe: Submit from any thread; Finish once.
 class Reporter {
  public:
+  static constexpr int kMaxConsecutiveMismatches = 5;
+
   Reporter(std::shared_ptr<grpc::Channel> channel, DeliveryOptions options);
   ~Reporter();  // aborts what is still queued and waits for the threads
   Reporter(const Reporter&) = delete;
@@ -89,7 +102,7 @@ class Reporter {
   std::string id_prefix_;  // random per run, for events without an id
   std::atomic<uint64_t> next_id_{0};
   std::atomic<uint64_t> sent_{0}, accepted_{0}, duplicates_{0}, rejected_{0}, failed_{0},
-      retries_{0};
+      retries_{0}, ack_mismatches_{0};
   mutable std::mutex mutex_;  // guards fatal_error_ and serializes options_.log
   std::string fatal_error_;
   std::atomic<bool> stopped_{false};

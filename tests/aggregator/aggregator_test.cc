@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <map>
+#include <tuple>
 #include <cmath>
 #include <random>
 #include <set>
@@ -223,11 +225,18 @@ TEST_CASE("ticks reuse the closed part of each window and still equal a fresh su
     }
     const auto want = fresh.Tick();
     REQUIRE(got->points.size() == want->points.size());
+    // Matched by series, not position: a dimension's values take series slots in the order the
+    // aggregator first resolves them, which follows its (per-instance, randomly seeded) hashes.
+    std::map<std::tuple<std::string, std::string, int>, const MetricPoint*> got_by_series;
+    for (const MetricPoint& point : got->points) {
+      got_by_series[{point.name, point.label_value, static_cast<int>(point.window)}] = &point;
+    }
     for (size_t i = 0; i < want->points.size(); ++i) {
-      const MetricPoint& a = got->points[i];
       const MetricPoint& b = want->points[i];
       INFO("step " << step << ": " << b.name << " " << b.label_value << " window " << b.window);
-      REQUIRE(a.name == b.name);
+      auto found = got_by_series.find({b.name, b.label_value, static_cast<int>(b.window)});
+      REQUIRE(found != got_by_series.end());
+      const MetricPoint& a = *found->second;
       // Events per second count arrivals by the clock, which the fresh aggregator saw at once.
       if (b.name.starts_with("events_per_second")) continue;
       CHECK(a.value == b.value);

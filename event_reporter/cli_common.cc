@@ -1,0 +1,178 @@
+#include "event_reporter/cli_common.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "event_reporter/client_channel.h"
+#include "event_reporter/number_text.h"
+
+namespace rta::reporter::detail {
+namespace {
+
+using client::Flags;
+using client::WithThousands;
+using nlohmann::json;
+
+// Reads the delivery flags; records errors in `flags`.
+DeliveryOptions ReadDeliveryOptions(Flags& flags, const CliEnvironment& environment) {
+  DeliveryOptions options;
+  std::vector<std::string> servers;
+  for (const std::string& value : flags.All("server")) {
+    std::stringstream list(value);
+    for (std::string server; std::getline(list, server, ',');) {
+      if (!server.empty()) servers.push_back(server);
+    }
+  }
+  if (!servers.empty()) options.channel.servers = servers;
+  options.channel.token = flags.String("token");
+  options.channel.tls_ca_file = flags.String("tls-ca");
+  options.batched = !flags.Has("no-batch");
+  options.batch_events = flags.Integer("batch-size", 500, 1, 10'000);
+  options.batch_bytes = flags.Integer("batch-bytes", 512 * 1024, 1'024, 4 * 1024 * 1024 - 1'024);
+  options.linger = std::chrono::milliseconds(flags.Integer("linger-ms", 20, 0, 60'000));
+  options.streams = static_cast<int>(flags.Integer("streams", 2, 1, 64));
+  options.stream_events = flags.Integer("stream-events", 50'000, 1, 10'000'000);
+  options.deadline =
+      std::chrono::milliseconds(flags.Integer("deadline-ms", 30'000, 100, 86'400'000));
+  options.give_up_after =
+      std::chrono::milliseconds(flags.Integer("give-up-after", 300, 0, 86'400) * 1'000);
+  FILE* err = environment.err;
+  // On a terminal a message first clears the progress line it would otherwise run into.
+  if (environment.err_is_terminal) {
+    options.log = [err](const std::string& message) {
+      std::fprintf(err, "\r\033[Kevent_reporter: %s\n", message.c_str());
+    };
+  } else {
+    options.log = [err](const std::string& message) {
+      std::fprintf(err, "event_reporter: %s\n", message.c_str());
+    };
+  }
+  return options;
+}
+
+}  // namespace
+
+const char kDeliveryFlagsHelp[] = R"(
+Delivery (every mode that sends):
+  --server HOST:PORT    server address, default 127.0.0.1:50051; repeat it (or give a comma
+                        list) to balance streams over several servers (round_robin)
+  --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
+  --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
+  --no-batch            one event per message (ReportEvent) instead of batches
+  --batch-size N        events per batch message, default 500
+  --batch-bytes N       bytes per batch message, default 524288
+  --linger-ms N         how long a batch waits to fill up, default 20
+  --streams N           concurrent streams, default 2
+  --stream-events N     events per stream before it is closed and acknowledged, default 50000
+  --deadline-ms N       deadline of one stream, default 30000
+  --give-up-after S     stop retrying after S seconds of failures, default 300
+  --quiet               no progress line
+  --json                print the final summary as JSON
+A failed stream's events are re-sent with exponential backoff; every event carries an id, so
+the server counts each exactly once. The server's answer to a stream must account for every
+event sent on it (accepted + duplicates + rejected); one that does not is an "ack mismatch",
+handled like a failed stream: its events are re-sent (5 mismatches in a row stop the delivery).
+Ctrl-C stops reading and delivers what is queued; a second Ctrl-C quits at once.
+)";
+
+const std::vector<std::string> kDeliveryValueFlags = {
+    "server",    "token",   "tls-ca",        "batch-size",  "batch-bytes",
+    "linger-ms", "streams", "stream-events", "deadline-ms", "give-up-after"};
+const std::vector<std::string> kDeliverySwitches = {"no-batch", "quiet", "json", "help"};
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Interrupted(const CliEnvironment& environment) {
+  return environment.interrupted != nullptr && environment.interrupted->load();
+}
+
+int UsageError(const CliEnvironment& environment, const std::string& message, const char* mode) {
+  std::fprintf(environment.err, "event_reporter: %s\n(see: event_reporter %s --help)\n",
+               message.c_str(), mode);
+  return 2;
+}
+
+int PrintSummary(const RunOutcome& outcome, bool as_json, const CliEnvironment& environment) {
+  const DeliveryStats& stats = outcome.stats;
+  const double rate = stats.sent / std::max(outcome.elapsed_seconds, 1e-3);
+  if (as_json) {
+    json summary = {{"mode", outcome.mode},
+                    {"sent", stats.sent},
+                    {"accepted", stats.accepted},
+                    {"duplicates", stats.duplicates},
+                    {"rejected", stats.rejected},
+                    {"failed", stats.failed},
+                    {"retries", stats.retries},
+                    {"ack_mismatches", stats.ack_mismatches},
+                    {"invalid_lines", outcome.invalid_lines},
+                    {"elapsed_seconds", std::round(outcome.elapsed_seconds * 1000) / 1000},
+                    {"events_per_second", std::round(rate)}};
+    if (!outcome.fatal_error.empty()) summary["error"] = outcome.fatal_error;
+    summary.update(outcome.extra);
+    std::fprintf(environment.out, "%s\n", summary.dump().c_str());
+  } else {
+    std::fprintf(environment.out,
+                 "%s: %s sent, %s accepted, %s duplicates, %s rejected, %s failed, %s retries, "
+                 "%s ack mismatches, %s invalid lines in %.1f s (%s events/s)\n",
+                 outcome.mode.c_str(), WithThousands(stats.sent).c_str(),
+                 WithThousands(stats.accepted).c_str(), WithThousands(stats.duplicates).c_str(),
+                 WithThousands(stats.rejected).c_str(), WithThousands(stats.failed).c_str(),
+                 WithThousands(stats.retries).c_str(), WithThousands(stats.ack_mismatches).c_str(),
+                 WithThousands(outcome.invalid_lines).c_str(), outcome.elapsed_seconds,
+                 WithThousands(static_cast<uint64_t>(rate)).c_str());
+    for (const auto& [key, value] : outcome.extra.items()) {
+      std::fprintf(environment.out, "  %s: %s\n", key.c_str(),
+                   value.is_string() ? value.get<std::string>().c_str() : value.dump().c_str());
+    }
+  }
+  if (!outcome.fatal_error.empty()) {
+    std::fprintf(environment.err, "event_reporter: %s\n", outcome.fatal_error.c_str());
+  }
+  std::fflush(environment.out);
+  const bool clean = stats.rejected == 0 && stats.failed == 0 && outcome.invalid_lines == 0 &&
+                     outcome.fatal_error.empty();
+  return clean ? 0 : 1;
+}
+
+Delivery::Delivery(std::string mode, Flags& flags, const CliEnvironment& environment)
+    : environment_(environment), options_(ReadDeliveryOptions(flags, environment)) {
+  outcome_.mode = std::move(mode);
+  as_json_ = flags.Has("json");
+  progress_enabled_ = environment.err_is_terminal && !flags.Has("quiet");
+}
+
+bool Delivery::Start(std::function<std::optional<double>()> done_fraction) {
+  std::string error;
+  std::shared_ptr<grpc::Channel> channel = client::MakeChannel(options_.channel, &error);
+  if (!channel) {
+    std::fprintf(environment_.err, "event_reporter: %s\n", error.c_str());
+    return false;
+  }
+  start_ = std::chrono::steady_clock::now();
+  reporter_ = std::make_unique<Reporter>(std::move(channel), options_);
+  progress_ = std::make_unique<ProgressLine>(environment_.err, progress_enabled_, *reporter_,
+                                             std::move(done_fraction));
+  return true;
+}
+
+int Delivery::Finish() {
+  outcome_.stats = reporter_->Finish();
+  progress_->Stop();
+  outcome_.elapsed_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  outcome_.fatal_error = reporter_->fatal_error();
+  return PrintSummary(outcome_, as_json_, environment_);
+}
+
+}  // namespace rta::reporter::detail

@@ -1,0 +1,13 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "event_reporter/cli.h"
+
+namespace rta::reporter {
+
+// `event_reporter generate ...` (args exclude the mode's name). Returns the exit status.
+int RunGenerate(const std::vector<std::string>& args, const CliEnvironment& environment);
+
+}  // namespace rta::reporter

@@ -1,0 +1,117 @@
+#include "event_reporter/replay_mode.h"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include "event_reporter/cli_common.h"
+#include "event_reporter/event_json.h"
+
+namespace rta::reporter {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using client::Flags;
+using detail::Concat;
+using detail::UsageError;
+
+constexpr char kReplayUsage[] = R"(event_reporter replay FILE|- [flags]
+
+Sends JSON Lines events, one per line, with EventData's field names:
+  {"event_type":"page_view","page":"/pricing","visitor_id":"v1","session_id":"s1",
+   "timestamp_ms":1764000000000,"country":"DE","device":"mobile","referrer":"google.com"}
+Events without an event_id get one. A bad line is reported with its number and skipped; the
+others still go in, and the exit status is 1.
+
+  --strict              stop reading at the first bad line (the lines before it are sent)
+  --shift-to-now        move every timestamp by the same amount so that the first is now
+                        (replays old captures; the server refuses events older than 1 hour)
+  --rate N              send at most N events per second, default: as fast as possible
+
+Examples:
+  event_reporter replay events.jsonl
+  tail -f app-events.jsonl | event_reporter replay - --server analytics:50051 --linger-ms 200
+  event_reporter replay capture.jsonl --shift-to-now --rate 500 --json
+)";
+
+// Sleeps so that `count` events take at least count / rate seconds since `start`.
+void Pace(double rate, uint64_t count, Clock::time_point start) {
+  if (rate <= 0) return;
+  const auto due = start + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(count / rate));
+  if (due > Clock::now()) std::this_thread::sleep_until(due);
+}
+
+}  // namespace
+
+int RunReplay(const std::vector<std::string>& args, const CliEnvironment& environment) {
+  Flags flags(args, Concat(detail::kDeliveryValueFlags, {"rate"}),
+              Concat(detail::kDeliverySwitches, {"strict", "shift-to-now"}));
+  if (flags.Has("help")) {
+    std::fprintf(environment.out, "%s%s", kReplayUsage, detail::kDeliveryFlagsHelp);
+    return 0;
+  }
+  const double rate = flags.Number("rate", 0, 0, 1e9);
+  detail::Delivery delivery("replay", flags, environment);
+  if (!flags.error().empty()) return UsageError(environment, flags.error(), "replay");
+  if (flags.positional().size() != 1) {
+    return UsageError(environment, "replay takes one FILE (or - for stdin)", "replay");
+  }
+  const std::string path = flags.positional().front();
+  std::ifstream file;
+  double file_bytes = 0;
+  if (path != "-") {
+    file.open(path, std::ios::binary);
+    if (!file) return UsageError(environment, "cannot open " + path, "replay");
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
+      file_bytes = static_cast<double>(info.st_size);
+    }
+  }
+  std::istream& in = path == "-" ? *environment.in : file;
+  std::atomic<uint64_t> bytes_read{0};
+  const bool started = delivery.Start([&]() -> std::optional<double> {
+    if (file_bytes <= 0) return std::nullopt;
+    return static_cast<double>(bytes_read.load(std::memory_order_relaxed)) / file_bytes;
+  });
+  if (!started) return 2;
+
+  const bool strict = flags.Has("strict");
+  const bool shift = flags.Has("shift-to-now");
+  std::optional<int64_t> shift_ms;
+  const auto start = Clock::now();
+  uint64_t submitted = 0;
+  std::string line;
+  analytics::EventData event;
+  for (uint64_t number = 1; std::getline(in, line) && !detail::Interrupted(environment); ++number) {
+    bytes_read.fetch_add(line.size() + 1, std::memory_order_relaxed);
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (std::string error = ParseEventJson(line, &event); !error.empty()) {
+      std::fprintf(environment.err, "%sevent_reporter: line %llu: %s\n",
+                   environment.err_is_terminal ? "\r\033[K" : "",
+                   static_cast<unsigned long long>(number), error.c_str());
+      ++delivery.outcome().invalid_lines;
+      if (strict) {
+        std::fprintf(environment.err, "event_reporter: --strict: stopped at line %llu\n",
+                     static_cast<unsigned long long>(number));
+        break;
+      }
+      continue;
+    }
+    if (shift && event.timestamp_ms() != 0) {
+      if (!shift_ms) shift_ms = detail::NowMs() - event.timestamp_ms();
+      event.set_timestamp_ms(event.timestamp_ms() + *shift_ms);
+    }
+    Pace(rate, submitted, start);
+    if (!delivery.reporter().Submit(std::move(event), number)) break;
+    ++submitted;
+  }
+  delivery.outcome().extra["input"] = path == "-" ? "stdin" : path;
+  return delivery.Finish();
+}
+
+}  // namespace rta::reporter

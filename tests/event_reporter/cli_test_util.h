@@ -1,0 +1,79 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/support/server_harness.h"
+
+// Shared by the event_reporter tests: running the command line in-process with its output
+// captured, temporary files, and the exact answers of a JSON Lines file.
+namespace rta::reporter::testing {
+
+// Output of one run of the command line.
+struct CliRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+  nlohmann::json Summary() const { return nlohmann::json::parse(out); }
+};
+
+// Runs `event_reporter args...` in this process with `input` as its stdin.
+CliRun Run(const std::vector<std::string>& args, const std::string& input = "");
+
+// A path in the temporary directory, unique to this process.
+std::string TempPath(const std::string& name);
+
+// Exact answers computed from a JSON Lines file, independently of the generator's summary.
+struct FileAnswers {
+  uint64_t events = 0, page_views = 0, conversions = 0;
+  double revenue = 0;
+  std::set<std::string> visitors;
+};
+FileAnswers Answer(const std::string& path);
+
+// A loopback port that nothing listens on right now.
+int UnusedPort();
+
+// Generated traffic placed with --start-ms so that it ends a minute before now (the server
+// accepts all of it); returns the file's path.
+std::string GenerateFile(const std::string& name, int events, int seed, double rate = 20);
+
+// The WINDOW_TOTAL value of a metric.
+double Total(rta::testing::ServerHarness& server, const std::string& metric);
+
+// Runs `bash -c command` in `directory`, with `path_prefix` put in front of PATH, as a user
+// would in a shell. Waits at most `timeout`; a command still running then is killed (SIGKILL)
+// and reported with status -1.
+struct ShellRun {
+  int status = -1;  // the exit status; 128 + N for a signal N
+  std::string out;
+  std::string err;
+};
+ShellRun RunShell(const std::string& command, const std::string& directory,
+                  const std::string& path_prefix, std::chrono::milliseconds timeout);
+
+// The real analytics_server binary as a child process on an ephemeral loopback port (the
+// flags given come after --listen 127.0.0.1:0 --metrics-listen ''). The constructor waits up to
+// 10 s for its "event=listening ... port=N" log line (REQUIRE fails otherwise); the destructor
+// sends SIGTERM and waits for it to exit.
+class ServerProcess {
+ public:
+  explicit ServerProcess(const std::string& binary, const std::vector<std::string>& flags = {});
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string log() const;  // its stderr so far
+
+ private:
+  std::string log_path_;
+  int pid_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace rta::reporter::testing

@@ -1,0 +1,352 @@
+// Reporter: retries over broken streams, a server that comes up late, an unreachable one,
+// refusals that retrying cannot fix, acknowledgements that do not add up (against a fake
+// server), load balancing over two servers.
+#include "event_reporter/reporter.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "analytics.grpc.pb.h"
+#include "tests/event_reporter/cli_test_util.h"
+#include "tests/support/server_harness.h"
+
+using rta::reporter::testing::Answer;
+using rta::reporter::testing::CliRun;
+using rta::reporter::testing::FileAnswers;
+using rta::reporter::testing::GenerateFile;
+using rta::reporter::testing::Run;
+using rta::reporter::testing::Total;
+using rta::reporter::testing::UnusedPort;
+using rta::testing::ServerHarness;
+
+namespace {
+
+// A stand-in for the server's ingest that counts distinct event ids as the real one does
+// (seen before: a duplicate), but whose answers a test can spoil: the first `short_answers`
+// streams that carry events are told one event less than was counted, the first
+// `over_answers` one more; with a `refusal`, every stream ends with that status instead; with
+// `unparseable_message` N, every stream ends at its message #N (0-based) as analytics_server
+// ends one it cannot parse: INVALID_ARGUMENT naming the position, the events before it
+// counted and their counts in the trailer rta-event-response-bin.
+class FakeIngestServer final : public analytics::AnalyticsService::Service {
+ public:
+  struct Script {
+    int short_answers = 0;
+    int over_answers = 0;
+    grpc::Status refusal = grpc::Status::OK;
+    int unparseable_message = -1;
+  };
+
+  explicit FakeIngestServer(Script script) : script_(std::move(script)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeIngestServer() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  size_t distinct() {
+    std::lock_guard lock(mutex_);
+    return seen_.size();
+  }
+  int streams() {
+    std::lock_guard lock(mutex_);
+    return streams_;
+  }
+
+  grpc::Status ReportEventBatches(grpc::ServerContext* context,
+                                  grpc::ServerReader<analytics::EventBatch>* reader,
+                                  analytics::EventResponse* response) override {
+    std::vector<std::string> ids;
+    int messages = 0;
+    for (analytics::EventBatch batch; reader->Read(&batch); ++messages) {
+      if (messages == script_.unparseable_message) return Unparseable(messages, ids, context);
+      for (const analytics::EventData& event : batch.events()) ids.push_back(event.event_id());
+    }
+    return Answer(ids, response);
+  }
+
+  grpc::Status ReportEvent(grpc::ServerContext* context,
+                           grpc::ServerReader<analytics::EventData>* reader,
+                           analytics::EventResponse* response) override {
+    std::vector<std::string> ids;
+    int messages = 0;
+    for (analytics::EventData event; reader->Read(&event); ++messages) {
+      if (messages == script_.unparseable_message) return Unparseable(messages, ids, context);
+      ids.push_back(event.event_id());
+    }
+    return Answer(ids, response);
+  }
+
+ private:
+  grpc::Status Unparseable(int position, const std::vector<std::string>& before,
+                           grpc::ServerContext* context) {
+    analytics::EventResponse counted;
+    Answer(before, &counted);
+    context->AddTrailingMetadata("rta-event-response-bin", counted.SerializeAsString());
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "message #" + std::to_string(position) +
+                " is not a valid EventData: field 'page': not valid UTF-8"};
+  }
+
+  grpc::Status Answer(const std::vector<std::string>& ids, analytics::EventResponse* response) {
+    std::lock_guard lock(mutex_);
+    ++streams_;
+    if (!script_.refusal.ok()) return script_.refusal;
+    for (const std::string& id : ids) {
+      if (seen_.insert(id).second) {
+        response->set_accepted(response->accepted() + 1);
+      } else {
+        response->set_duplicates(response->duplicates() + 1);
+      }
+    }
+    if (ids.empty()) return grpc::Status::OK;
+    if (script_.short_answers > 0) {
+      --script_.short_answers;
+      // One event fewer, taken from whichever count has one.
+      if (response->accepted() > 0) {
+        response->set_accepted(response->accepted() - 1);
+      } else {
+        response->set_duplicates(response->duplicates() - 1);
+      }
+    } else if (script_.over_answers > 0) {
+      --script_.over_answers;
+      response->set_accepted(response->accepted() + 1);
+    }
+    return grpc::Status::OK;
+  }
+
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::mutex mutex_;
+  Script script_;               // guarded by mutex_
+  std::set<std::string> seen_;  // guarded by mutex_
+  int streams_ = 0;             // guarded by mutex_
+};
+
+// `count` JSON lines with ids e0, e1, ... (the fake server does not look at the rest).
+std::string IdLines(int count) {
+  std::string lines;
+  for (int i = 0; i < count; ++i) {
+    // Built with append: GCC 12 warns (-Wrestrict, a false positive) on "e" + to_string here.
+    std::string id = "e";
+    id += std::to_string(i);
+    lines += nlohmann::json{{"event_id", id}, {"event_type", "page_view"}}.dump();
+    lines += '\n';
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("streams broken mid-way are re-sent: nothing lost, nothing counted twice",
+          "[reporter][retry]") {
+  // Every third stream fails after its first message is counted.
+  ServerHarness server(ServerHarness::DefaultConfig(),
+                       ServerHarness::FailEveryNthStreamAfterFirstMessage(3));
+  const std::string path = GenerateFile("retry.jsonl", 5'000, 11);
+  const FileAnswers answers = Answer(path);
+  const bool batched = GENERATE(true, false);
+  std::vector<std::string> args = {
+      "replay", path,           "--server", server.address(), "--json", "--stream-events",
+      "400",    "--batch-size", "100"};
+  if (!batched) args.push_back("--no-batch");
+  const CliRun run = Run(args);
+  INFO(run.err);
+  REQUIRE(run.status == 0);
+  const auto summary = run.Summary();
+  CHECK(summary["retries"] > 0);
+  CHECK(summary["failed"] == 0);
+  // The events of a broken stream were counted but never acknowledged; resent, they come back
+  // as duplicates. Together: every event exactly once.
+  CHECK(summary["accepted"].get<uint64_t>() + summary["duplicates"].get<uint64_t>() ==
+        answers.events);
+  CHECK(summary["duplicates"].get<uint64_t>() > 0);
+  CHECK_THAT(run.err, Catch::Contains("(UNAVAILABLE: injected stream failure (test only)), "
+                                      "resending"));
+  CHECK(Total(server, "events_total") == answers.events);
+  CHECK(Total(server, "page_views") == answers.page_views);
+  CHECK(Total(server, "revenue") == Approx(answers.revenue).epsilon(1e-9));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a server that comes up late gets every event once", "[reporter][retry]") {
+  const int port = UnusedPort();
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  const std::string path = GenerateFile("late.jsonl", 2'000, 5);
+  // The reporter starts against a closed port and retries; the server then starts there.
+  auto reporter = std::async(std::launch::async, [&] {
+    return Run({"replay", path, "--server", address, "--json", "--give-up-after", "60"});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // a few failed attempts
+  auto config = ServerHarness::DefaultConfig();
+  config.listen = address;
+  ServerHarness server(config);
+  REQUIRE(reporter.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  const CliRun run = reporter.get();
+  INFO(run.err);
+  CHECK(run.status == 0);
+  CHECK_THAT(run.err,
+             Catch::Contains("server unreachable at " + address + " (UNAVAILABLE), retrying in"));
+  CHECK(run.Summary()["retries"] > 0);
+  CHECK(Total(server, "events_total") == 2'000);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("an unreachable server: clear retries, then it gives up and says so",
+          "[reporter][retry]") {
+  const std::string address = "127.0.0.1:" + std::to_string(UnusedPort());
+  const CliRun run =
+      Run({"send", "--type", "page_view", "--server", address, "--json", "--give-up-after", "1"});
+  CHECK(run.status == 1);
+  CHECK_THAT(run.err,
+             Catch::Contains("server unreachable at " + address + " (UNAVAILABLE), retrying in"));
+  CHECK_THAT(run.err, Catch::Contains("gave up after"));
+  CHECK(run.Summary()["failed"] == 1);
+}
+
+TEST_CASE("a refusal that retrying cannot fix stops the delivery", "[reporter][retry]") {
+  auto config = ServerHarness::DefaultConfig();
+  config.max_batch_events = 10;
+  ServerHarness server(config);
+  const std::string path = GenerateFile("refused.jsonl", 100, 3);
+  const CliRun run =
+      Run({"replay", path, "--server", server.address(), "--json", "--batch-size", "50"});
+  CHECK(run.status == 1);
+  CHECK_THAT(run.err, Catch::Contains("the server refused the events (INVALID_ARGUMENT: events: "
+                                      "batch #0 has 50 events, limit 10)"));
+  const auto summary = run.Summary();
+  CHECK(summary["failed"] == 100);
+  CHECK(summary["retries"] == 0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("several servers: streams are balanced and the sum of their counts is exact",
+          "[reporter][balance]") {
+  ServerHarness first, second;
+  const std::string path = GenerateFile("balance.jsonl", 4'000, 9);
+  const CliRun run = Run({"replay", path, "--server", first.address() + "," + second.address(),
+                          "--streams", "4", "--stream-events", "200", "--json"});
+  INFO(run.err);
+  REQUIRE(run.status == 0);
+  const double a = Total(first, "events_total");
+  const double b = Total(second, "events_total");
+  CHECK(a + b == 4'000);
+  CHECK(a > 0);
+  CHECK(b > 0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("an acknowledgement that does not add up is retried, and the totals come out exact",
+          "[reporter][ack]") {
+  FakeIngestServer::Script script;
+  const bool short_answer = GENERATE(true, false);
+  (short_answer ? script.short_answers : script.over_answers) = 1;
+  FakeIngestServer server(script);
+  const bool batched = GENERATE(true, false);
+  // One stream at a time, 20 events per stream: streams of 20, 20 and 10 events, in order. The
+  // first one's answer is spoiled.
+  std::vector<std::string> args = {"replay",   "-",
+                                   "--server", server.address(),
+                                   "--json",   "--streams",
+                                   "1",        "--stream-events",
+                                   "20",       "--batch-size",
+                                   "5"};
+  if (!batched) args.push_back("--no-batch");
+  const CliRun run = Run(args, IdLines(50));
+  INFO(run.err);
+  CHECK(run.status == 0);
+  const auto summary = run.Summary();
+  CHECK(summary["sent"] == 50);
+  CHECK(summary["ack_mismatches"] == 1);
+  CHECK(summary["retries"] == 1);
+  CHECK(summary["failed"] == 0);
+  // The spoiled stream's 20 events were counted the first time; resent, they are duplicates.
+  CHECK(summary["accepted"] == 30);
+  CHECK(summary["duplicates"] == 20);
+  CHECK(server.distinct() == 50);
+  CHECK(server.streams() == 4);
+  CHECK_THAT(run.err, Catch::Contains(short_answer ? "the server acknowledged 19 of 20 events "
+                                                     "(19 accepted, 0 duplicates, 0 rejected)"
+                                                   : "the server acknowledged 21 of 20 events "
+                                                     "(21 accepted, 0 duplicates, 0 rejected)"));
+  CHECK_THAT(run.err, Catch::Contains("resending its 20 events in"));
+}
+
+TEST_CASE("a server whose counts never add up: the delivery stops and says why",
+          "[reporter][ack]") {
+  FakeIngestServer::Script script;
+  script.short_answers = 1'000;
+  FakeIngestServer server(script);
+  const CliRun run =
+      Run({"replay", "-", "--server", server.address(), "--json", "--streams", "1"}, IdLines(30));
+  INFO(run.err);
+  CHECK(run.status == 1);
+  const auto summary = run.Summary();
+  constexpr int kLimit = rta::reporter::Reporter::kMaxConsecutiveMismatches;
+  CHECK(summary["ack_mismatches"] == kLimit);
+  CHECK(summary["retries"] == kLimit - 1);
+  CHECK(summary["failed"] == 30);
+  CHECK(server.streams() == kLimit);
+  CHECK_THAT(summary["error"].get<std::string>(),
+             Catch::Contains("the server acknowledged 29 of 30 events") &&
+                 Catch::Contains(std::to_string(kLimit) + " times in a row for the same events"));
+}
+
+TEST_CASE("INVALID_ARGUMENT ends the delivery with the server's own message", "[reporter][retry]") {
+  const bool batched = GENERATE(true, false);
+  std::vector<std::string> args = {"replay",    "-", "--server",     "", "--json",
+                                   "--streams", "1", "--batch-size", "5"};
+  if (!batched) args.push_back("--no-batch");
+  SECTION("as analytics_server refuses a message it cannot parse: what came before counts") {
+    // Message #2 is the third batch of five (lines 11-15), or the third event (line 3).
+    FakeIngestServer::Script script;
+    script.unparseable_message = 2;
+    FakeIngestServer server(script);
+    args[3] = server.address();
+    const CliRun run = Run(args, IdLines(20));
+    CHECK(run.status == 1);
+    const std::string expected =
+        "the server refused the events (INVALID_ARGUMENT: message #2 is not a valid EventData: "
+        "field 'page': not valid UTF-8); retrying cannot fix this (message #2 carried " +
+        std::string(batched ? "input lines 11-15; the 10 events" : "input line 3; the 2 events") +
+        " before it were counted)";
+    CHECK_THAT(run.err, Catch::Contains(expected));
+    const auto summary = run.Summary();
+    CHECK(summary["error"] == expected);
+    CHECK(summary["accepted"] == (batched ? 10 : 2));
+    CHECK(summary["failed"] == (batched ? 10 : 18));
+    CHECK(summary["retries"] == 0);
+    CHECK(server.distinct() == (batched ? 10u : 2u));
+  }
+  SECTION("a refusal that names no message: the whole stream fails") {
+    FakeIngestServer::Script script;
+    script.refusal = {grpc::StatusCode::INVALID_ARGUMENT, "events: batch has too many events"};
+    FakeIngestServer server(script);
+    args[3] = server.address();
+    const CliRun run = Run(args, IdLines(20));
+    CHECK(run.status == 1);
+    const std::string expected =
+        "the server refused the events (INVALID_ARGUMENT: events: batch has too many events); "
+        "retrying cannot fix this (that stream carried input lines 1-20)";
+    CHECK_THAT(run.err, Catch::Contains(expected));
+    const auto summary = run.Summary();
+    CHECK(summary["error"] == expected);
+    CHECK(summary["accepted"] == 0);
+    CHECK(summary["failed"] == 20);
+    CHECK(summary["retries"] == 0);
+    CHECK(summary["ack_mismatches"] == 0);
+    CHECK(server.streams() == 1);
+  }
+}

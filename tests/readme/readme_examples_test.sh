@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Every shell example of README.md (the lines of its ```sh blocks), run as pasted against a
+# fresh real analytics_server on an ephemeral loopback port, one server per example, in a
+# scratch directory (examples may use the files earlier ones wrote: replay traffic.jsonl).
+#
+# What is changed, and why:
+# - The documented addresses 127.0.0.1:50051, localhost:50051 and analytics:50051 become the
+#   test server's; a client that names no --server (its default is 127.0.0.1:50051) gets it
+#   appended by a wrapper on PATH. `analytics_server` examples get --listen 127.0.0.1:0 and
+#   --metrics-listen 127.0.0.1:0 unless they name their own (127.0.0.1:6000 becomes :0): the
+#   defaults, 0.0.0.0:50051 and :9464, are not a test's to take.
+# - Files the examples read as the user's own (events.jsonl, app.jsonl, server.json) are
+#   made here, small and valid.
+#
+# How each example runs is decided by the table below, keyed by the example's exact text
+# (its trailing comment removed). An example the table does not know fails the test, and so
+# does a table entry no longer in the README: the two cannot drift apart silently.
+#   run        must exit 0 within 60 s
+#   ctrl-c     documented to run until Ctrl-C: must still be running after a few seconds, then
+#              SIGINT to its process group (what a terminal's Ctrl-C does) must end it with 0
+#   terminal   an interactive full-screen program: runs in a tmux pane, must draw its
+#              "● connected" status, then `q` must end it with status 0
+#   skip:WHY   not run, for the reason given
+#   serve      starts analytics_server: must log event=listening, take an event, and exit 0 on
+#              SIGINT
+# After an example, verify() checks what it should have done where that can be checked.
+#
+# Usage: readme_examples_test.sh README.md analytics_server event_reporter dashboard_client
+set -euo pipefail
+readme=$1 server_bin=$2 reporter_bin=$3 dashboard_bin=$4
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../support/start_server.sh"
+
+declare -A how=(
+  ["bash deploy/run.sh"]="skip:installs Debian packages as root, builds the tree, then runs until q; a system set-up, not a step a test may take"
+  ["bash deploy/test.sh"]="skip:installs Debian packages as root and rebuilds and runs the whole suite, this test included"
+  ["build/release/server/analytics_server"]="serve"
+  ["build/release/server/analytics_server --listen 127.0.0.1:6000 --tick-ms 250 --config server.json"]="serve"
+  ["build/release/server/analytics_server --help"]="run"
+  ["event_reporter replay events.jsonl"]="run"
+  ["tail -f app.jsonl | event_reporter replay - --linger-ms 200"]="ctrl-c"
+  ["event_reporter generate --rate 200"]="ctrl-c"
+  ["event_reporter generate --events 100000 --seed 7 --output traffic.jsonl"]="run"
+  ["event_reporter replay traffic.jsonl"]="run"
+  ["event_reporter send --type purchase --value 59.90 --visitor v1 --session s1"]="run"
+  ["event_reporter replay --help"]="run"
+  ["dashboard_client"]="terminal"
+  ["dashboard_client --server analytics:50051 --window 5m --interval 2000"]="terminal"
+  ["dashboard_client --once --json | jq .metrics.revenue"]="run"
+  ["dashboard_client --plain >> metrics.log"]="ctrl-c"
+)
+
+work=$(mktemp -d)
+session="rta-readme-$$"
+server_pid=""
+cleanup() {
+  tmux -L "$session" kill-server 2>/dev/null || true
+  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  exit 1
+}
+
+# --- The examples: the lines of the ```sh blocks, continuation lines joined, comments removed.
+examples=()
+while IFS= read -r line; do
+  examples+=("$line")
+done < <(awk '
+  /^```sh[[:space:]]*$/ { inside = 1; next }
+  /^```/ { inside = 0; next }
+  inside {
+    if (sub(/\\[[:space:]]*$/, "")) { pending = pending $0; next }
+    line = pending $0; pending = ""
+    sub(/[[:space:]]+#[[:space:]].*$/, "", line)   # a trailing comment
+    sub(/^[[:space:]]+/, "", line); sub(/[[:space:]]+$/, "", line)
+    if (line != "" && line !~ /^#/) print line
+  }' "$readme")
+((${#examples[@]} > 0)) || fail "no \`\`\`sh examples found in $readme"
+declare -A in_readme=()
+for example in "${examples[@]}"; do in_readme["$example"]=1; done
+for known in "${!how[@]}"; do
+  [[ -n ${in_readme[$known]:-} ]] ||
+    fail "the table has an example that README.md no longer has (remove it): $known"
+done
+for example in "${examples[@]}"; do
+  [[ -n ${how[$example]:-} ]] ||
+    fail "README.md has an example this test does not know how to run; add it to the table in $0: $example"
+done
+
+# --- The user's side: binaries on PATH aimed at the test server, the build tree's path for
+# the server, and the files the examples read.
+mkdir -p "$work/bin" "$work/build/release/server"
+for pair in "event_reporter:$reporter_bin" "dashboard_client:$dashboard_bin"; do
+  name=${pair%%:*} real=${pair#*:}
+  cat >"$work/bin/$name" <<WRAPPER
+#!/usr/bin/env bash
+# $name as the README runs it, aimed at the test's server when it names none.
+for arg in "\$@"; do
+  [[ \$arg == --server || \$arg == --server=* ]] && exec "$real" "\$@"
+done
+exec "$real" "\$@" --server "\$RTA_README_SERVER"
+WRAPPER
+  chmod +x "$work/bin/$name"
+done
+cat >"$work/build/release/server/analytics_server" <<WRAPPER
+#!/usr/bin/env bash
+# analytics_server as the README runs it, on ephemeral loopback ports unless it names its own.
+extra=()
+[[ " \$* " == *" --listen "* ]] || extra+=(--listen 127.0.0.1:0)
+[[ " \$* " == *" --metrics-listen "* ]] || extra+=(--metrics-listen 127.0.0.1:0)
+exec "$server_bin" "\$@" "\${extra[@]}"
+WRAPPER
+chmod +x "$work/build/release/server/analytics_server"
+export PATH="$work/bin:$PATH"
+# Events without timestamp_ms: the server stamps them with its own time.
+for i in 1 2 3 4 5; do
+  echo "{\"event_type\":\"page_view\",\"page\":\"/docs/$i\",\"visitor_id\":\"v$i\",\"session_id\":\"s$i\"}"
+done >"$work/events.jsonl"
+printf '%s\n' '{"event_type":"page_view","page":"/","visitor_id":"a1","session_id":"a1"}' \
+  '{"event_type":"click","page":"/","visitor_id":"a1","session_id":"a1"}' \
+  '{"event_type":"signup","page":"/account/new","visitor_id":"a1","session_id":"a1"}' >"$work/app.jsonl"
+echo '{"tick_ms": 500, "dedupe_horizon_seconds": 300}' >"$work/server.json"
+
+# --- Helpers.
+# total METRIC: its WINDOW_TOTAL value on the test server, read with the real dashboard_client.
+total() {
+  "$dashboard_bin" --once --json --server "$RTA_README_SERVER" | jq -r ".metrics.$1.total"
+}
+# wait_total METRIC VALUE: until the server's total is VALUE (it folds events in every tick).
+wait_total() {
+  local deadline=$((SECONDS + 10)) value=""
+  while ((SECONDS < deadline)); do
+    value=$(total "$1" || true)
+    [[ $value == "$2" ]] && return 0
+    sleep 0.2
+  done
+  fail "$1 total is $value on the server, expected $2"
+}
+# alive PID SECONDS: the process is still running after SECONDS.
+alive() {
+  local deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    kill -0 "$1" 2>/dev/null || return 1
+    sleep 0.2
+  done
+}
+# finish PID SECONDS: waits for PID (a child of this shell) at most SECONDS; sets $status.
+finish() {
+  timeout "$2" tail --pid="$1" -f /dev/null || { kill -KILL -- "-$1" 2>/dev/null; fail "still running $2 s after it was told to stop"; }
+  status=0
+  wait "$1" || status=$?
+}
+
+# verify EXAMPLE: what the example should have done, where that can be checked.
+verify() {
+  case $1 in
+    "build/release/server/analytics_server --help")
+      grep -q -- "--listen" "$work/out" || fail "--help does not list --listen" ;;
+    "event_reporter replay events.jsonl")
+      wait_total events_total 5 ;;
+    "tail -f app.jsonl | event_reporter replay - --linger-ms 200")
+      grep -q "^replay: 3 sent, 3 accepted, 0 duplicates, 0 rejected, 0 failed" "$work/out" ||
+        fail "the pipe's summary does not show its 3 events accepted" ;;
+    "event_reporter generate --rate 200")
+      # What it says it delivered is what the server counted.
+      accepted=$(sed -n 's/^generate: [0-9,]* sent, \([0-9,]*\) accepted, 0 duplicates, 0 rejected, 0 failed.*/\1/p' "$work/out" | tr -d ,)
+      [[ -n $accepted && $accepted -gt 0 ]] || fail "generate delivered nothing cleanly"
+      wait_total events_total "$accepted" ;;
+    "event_reporter generate --events 100000 --seed 7 --output traffic.jsonl")
+      [[ $(wc -l <"$work/traffic.jsonl") -eq 100000 ]] || fail "traffic.jsonl does not have 100000 lines" ;;
+    "event_reporter replay traffic.jsonl")
+      grep -q "100,000 sent, 100,000 accepted, 0 duplicates, 0 rejected, 0 failed" "$work/out" ||
+        fail "not every event of traffic.jsonl was accepted"
+      wait_total events_total 100000 ;;
+    "event_reporter send --type purchase --value 59.90 --visitor v1 --session s1")
+      wait_total revenue 59.9
+      wait_total conversions 1 ;;
+    "event_reporter replay --help")
+      grep -q "Examples:" "$work/out" || fail "replay --help shows no examples" ;;
+    "dashboard_client --once --json | jq .metrics.revenue")
+      jq -e 'has("total") and has("1m")' "$work/out" >/dev/null || fail "no revenue per window in the output" ;;
+    "dashboard_client --plain >> metrics.log")
+      grep -q "^Updated metric: " "$work/metrics.log" || fail "metrics.log has no 'Updated metric:' lines" ;;
+  esac
+}
+
+# --- Each example against its own fresh server.
+count=0
+for example in "${examples[@]}"; do
+  mode=${how[$example]}
+  if [[ $mode == skip:* ]]; then
+    echo "== skipped: $example (${mode#skip:})"
+    continue
+  fi
+  count=$((count + 1))
+  : >"$work/server-$count.log"  # exists before start_server looks into it
+  start_server "$server_bin" "$work/server-$count.log"
+  export RTA_README_SERVER="127.0.0.1:$server_port"
+  command=$(sed -E "s/(127\.0\.0\.1|localhost|analytics):50051/127.0.0.1:$server_port/g" <<<"$example")
+  # A server example's own --listen address becomes an ephemeral port.
+  [[ $mode == serve ]] && command=$(sed -E 's/--listen [^ ]+/--listen 127.0.0.1:0/' <<<"$command")
+  echo "== $mode: $command"
+  printf '%s\n' "$command" >"$work/example.sh"
+  cd "$work"
+  case $mode in
+    run)
+      status=0
+      timeout 60 bash "$work/example.sh" >"$work/out" 2>"$work/err" || status=$?
+      [[ $status -eq 0 ]] || { cat "$work/out" "$work/err"; fail "exit status $status: $example"; } ;;
+    ctrl-c)
+      # Its own process group, as a terminal's foreground job has; and SIGINT back to its
+      # default action, which a shell sets to "ignore" for what it starts in the background
+      # (`tail -f` would outlive the Ctrl-C otherwise, as it does not in a terminal).
+      setsid env --default-signal=INT bash "$work/example.sh" >"$work/out" 2>"$work/err" </dev/null &
+      pid=$!
+      if [[ $example == "tail -f app.jsonl"* ]]; then
+        wait_total events_total 3  # delivered while the pipe is still open
+      fi
+      alive "$pid" 3 || { cat "$work/out" "$work/err"; fail "ended before Ctrl-C: $example"; }
+      kill -INT -- "-$pid"
+      finish "$pid" 15
+      [[ $status -eq 0 ]] || { cat "$work/out" "$work/err"; fail "exit status $status after Ctrl-C: $example"; }
+      cat "$work/out" ;;
+    terminal)
+      tmux -L "$session" new-session -d -s "ex$count" -x 100 -y 30 \
+        "env LANG=C.UTF-8 PATH='$PATH' RTA_README_SERVER='$RTA_README_SERVER' bash '$work/example.sh' 2>'$work/err'; echo \$? >'$work/exit'; sleep 30"
+      deadline=$((SECONDS + 15))
+      until tmux -L "$session" capture-pane -p -t "ex$count" | grep -qF "● connected"; do
+        ((SECONDS < deadline)) || { tmux -L "$session" capture-pane -p -t "ex$count"; cat "$work/err"; fail "never showed '● connected': $example"; }
+        sleep 0.2
+      done
+      if [[ $example == *"--window 5m"* ]]; then
+        tmux -L "$session" capture-pane -p -t "ex$count" | grep -q "5m" || fail "the 5m window is not shown"
+      fi
+      rm -f "$work/exit"
+      tmux -L "$session" send-keys -t "ex$count" q
+      deadline=$((SECONDS + 10))
+      until [[ -s $work/exit ]]; do
+        ((SECONDS < deadline)) || fail "did not quit on q: $example"
+        sleep 0.2
+      done
+      [[ $(cat "$work/exit") == 0 ]] || { cat "$work/err"; fail "exit status $(cat "$work/exit") after q: $example"; }
+      tmux -L "$session" kill-session -t "ex$count" ;;
+    serve)
+      log="$work/serve-$count.log"
+      : >"$log"
+      setsid env --default-signal=INT bash "$work/example.sh" >"$work/out" 2>"$log" </dev/null &
+      pid=$!
+      deadline=$((SECONDS + 10))
+      until grep -q "event=listening" "$log"; do
+        ((SECONDS < deadline)) || { cat "$log"; fail "did not start: $example"; }
+        sleep 0.1
+      done
+      port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)
+      "$reporter_bin" send --type page_view --server "127.0.0.1:$port" --quiet >/dev/null ||
+        fail "the server of '$example' did not take an event"
+      if [[ $example == *"--tick-ms 250"* ]]; then
+        grep -q "event=listening.* tick_ms=250" "$log" ||
+          { cat "$log"; fail "--tick-ms 250 did not win over server.json's tick_ms"; }
+      fi
+      kill -INT -- "-$pid"
+      finish "$pid" 15
+      [[ $status -eq 0 ]] || { cat "$log"; fail "exit status $status after SIGINT: $example"; }
+      grep -q "event=shutdown_complete" "$log" || fail "no shutdown_complete: $example" ;;
+    *) fail "unknown mode '$mode' for: $example" ;;
+  esac
+  verify "$example"
+  kill "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+done
+echo "ok: $count README examples ran, $((${#examples[@]} - count)) skipped with their reasons"
