@@ -42,8 +42,8 @@ TEST_CASE("a subscription request over a limit is refused with the field's name"
   const auto revenue = static_cast<uint16_t>(MetricId("revenue"));
   SECTION("unknown metric") {
     request.add_metric_types("pageviews");
-    CHECK(CheckSubscriptionRequest(request, &filter).starts_with(
-        "metric_types: unknown metric 'pageviews'; valid: events_total, "));
+    CHECK(CheckSubscriptionRequest(request, &filter)
+              .starts_with("metric_types: unknown metric 'pageviews'; valid: events_total, "));
   }
   SECTION("unknown window") {
     request.mutable_windows()->Add(7);  // a value this server does not know
