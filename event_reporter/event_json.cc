@@ -87,6 +87,14 @@ std::string ParseEventJson(std::string_view line, analytics::EventData* event) {
       reason = reason.substr(colon + 2);
     }
     return "invalid JSON at column " + std::to_string(error.byte) + ": " + reason;
+  } catch (const json::exception& error) {
+    // Well-formed but unrepresentable, e.g. out_of_range.406 for a number beyond a double
+    // ("1e999"); what() reads "[json.exception.out_of_range.406] number overflow parsing ...".
+    std::string reason = error.what();
+    if (const size_t bracket = reason.find("] "); bracket != std::string::npos) {
+      reason = reason.substr(bracket + 2);
+    }
+    return "invalid JSON: " + reason;
   }
   if (!document.is_object()) return "expected a JSON object, got " + TypeName(document);
   for (const auto& [key, value] : document.items()) {

@@ -6,6 +6,16 @@
 #include "server/worker.h"
 
 namespace rta::server {
+namespace {
+
+// The longest prefix of `text` of at most `max` bytes that does not end inside a UTF-8 character.
+std::string_view Utf8Prefix(std::string_view text, size_t max) {
+  if (text.size() <= max) return text;
+  while (max > 0 && (static_cast<unsigned char>(text[max]) & 0xC0) == 0x80) --max;
+  return text.substr(0, max);
+}
+
+}  // namespace
 
 void EventTally::Reject(RejectReason reason, const analytics::EventData& event,
                         std::string_view field, const std::string& reason_text) {
@@ -13,7 +23,10 @@ void EventTally::Reject(RejectReason reason, const analytics::EventData& event,
   response_.set_rejected(response_.rejected() + 1);
   if (response_.errors_size() >= kMaxErrors) return;
   std::string message = "event #" + std::to_string(position_);
-  if (!event.event_id().empty()) message += " (id " + event.event_id().substr(0, 128) + ")";
+  if (!event.event_id().empty()) {
+    // Cut at a character boundary: a response with a split UTF-8 character would not parse.
+    message.append(" (id ").append(Utf8Prefix(event.event_id(), 128)).append(")");
+  }
   message.append(": ").append(field).append(": ").append(reason_text);
   response_.add_errors(std::move(message));
 }

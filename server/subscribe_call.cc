@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "server/log.h"
+#include "server/message_parse.h"
+#include "server/subscription_request.h"
 
 namespace rta::server {
 namespace {
@@ -91,22 +93,16 @@ void SubscribeCall::Start() {
     return;
   }
   analytics::SubscriptionRequest request;
-  if (!grpc::SerializationTraits<analytics::SubscriptionRequest>::Deserialize(&request_, &request)
-           .ok()) {
-    Finish({grpc::StatusCode::INVALID_ARGUMENT, "SubscriptionRequest could not be parsed"});
+  std::string scratch;
+  std::string why;
+  if (!ParseRequestMessage(request_, &request, &scratch, &why)) {
+    state_.metrics.AddUnparseableMessage(method);
+    Finish({grpc::StatusCode::INVALID_ARGUMENT, "not a valid SubscriptionRequest: " + why});
     return;
   }
   request_.Clear();
-  grpc::Status status = MetricFilter::Build(request.metric_types(), request.windows(), &filter_);
-  if (status.ok() && request.history_seconds() > MetricHistory::kMaxSeconds) {
-    status = {grpc::StatusCode::INVALID_ARGUMENT,
-              "history_seconds: at most 3600, got " + std::to_string(request.history_seconds())};
-  }
-  if (status.ok() && request.dashboard_id().size() > 256) {
-    status = {grpc::StatusCode::INVALID_ARGUMENT, "dashboard_id: at most 256 bytes"};
-  }
-  if (!status.ok()) {
-    Finish(status);
+  if (std::string error = CheckSubscriptionRequest(request, &filter_); !error.empty()) {
+    Finish({grpc::StatusCode::INVALID_ARGUMENT, error});
     return;
   }
   if (state_.subscribers.fetch_add(1, std::memory_order_relaxed) >= state_.config.max_subscribers) {

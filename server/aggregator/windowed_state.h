@@ -148,7 +148,6 @@ class WindowedState {
   int64_t closed_at_minute_ = std::numeric_limits<int64_t>::min();
   int64_t oldest_changed_second_ = std::numeric_limits<int64_t>::min();
   int64_t oldest_changed_minute_ = std::numeric_limits<int64_t>::min();
-  uint64_t merges_since_collect_ = 0;
   std::atomic<uint64_t> folded_{0};
   std::atomic<uint64_t> sessions_dropped_{0};
   std::atomic<uint64_t> ranked_folded_{0};

@@ -27,6 +27,12 @@ TEST_CASE("JSON lines become events, and bad lines say why", "[reporter][json]")
     const std::string error = ParseEventJson(R"({"event_type": page_view})", &event);
     CHECK_THAT(error, Catch::StartsWith("invalid JSON at column 16"));
   }
+  SECTION("a number beyond a double is refused, not thrown") {
+    // Found by fuzz/event_json_fuzzer: json::out_of_range escaped and ended the process.
+    CHECK(ParseEventJson(R"({"event_type":"click","value":1e999})", &event) ==
+          "invalid JSON: number overflow parsing '1e999'");
+    CHECK(ParseEventJson("9225e807", &event) == "invalid JSON: number overflow parsing '9225e807'");
+  }
   SECTION("a typo in a field name is refused, not dropped") {
     CHECK(ParseEventJson(R"({"event_type":"click","vistor_id":"v"})", &event) ==
           "unknown field \"vistor_id\"");

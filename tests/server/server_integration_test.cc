@@ -685,6 +685,23 @@ TEST_CASE("the Prometheus endpoint has the expected series with the right values
   CHECK_THAT(metrics, Catch::Contains(R"(analytics_open_streams{method="ReportEvent"} 0)"));
 }
 
+TEST_CASE("a refused event's long multi-byte id is quoted without splitting a character",
+          "[server][integration]") {
+  // Found by fuzz/ingest_fuzzer: the id was cut at 128 bytes, inside a 2-byte character, and the
+  // client could not parse the response (proto3 strings must be UTF-8).
+  ServerHarness h;
+  std::string id = "x";  // one ASCII byte first: byte 128 falls inside a character
+  for (int i = 0; i < 100; ++i) id += "\xC3\xA9";  // 'e' with an accent, 2 bytes each
+  analytics::EventData event = MakeEvent(id, "no_such_type", h.clock().NowMs());
+  grpc::Status status;
+  const auto response = h.ReportBatch({event}, &status);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  CHECK(response.rejected() == 1);
+  REQUIRE(response.errors_size() == 1);
+  CHECK_THAT(response.errors(0), Catch::Contains("(id " + id.substr(0, 127) + ")"));
+}
+
 TEST_CASE("a client that cancels its ingest stream is counted as CANCELLED, not OK",
           "[server][integration]") {
   ServerHarness h;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the fuzz preset and runs every libFuzzer target for a bounded time, one after another.
+#   bash fuzz/run.sh              # 60 s per target
+#   bash fuzz/run.sh 600 ingest   # 10 minutes, one target (names as in fuzz/corpus/)
+# Each target starts from its seeds (fuzz/corpus/<target>/, read only) plus what earlier runs
+# found (build/fuzz/corpus/<target>/, where new inputs go). A crash, leak, UB report, failed
+# RTA_FUZZ_CHECK or an input slower than 10 s is a finding: the input is saved as
+# build/fuzz/artifacts/<target>-crash-<sha1> (replay: build/fuzz/fuzz/<target>_fuzzer FILE),
+# and the script exits 1 after running the remaining targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-60}
+shift || true
+targets=("$@")
+((${#targets[@]})) || targets=(ingest subscription_request event_json config_file config_flags)
+
+bash deploy/setup.sh
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake --preset fuzz "${launcher[@]}" >/dev/null
+cmake --build --preset fuzz --parallel "$(nproc)"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+failed=()
+for target in "${targets[@]}"; do
+  binary=build/fuzz/fuzz/${target}_fuzzer
+  [[ -x $binary ]] || { echo "fuzz: no target '$target'" >&2; exit 2; }
+  corpus=build/fuzz/corpus/$target
+  mkdir -p "$corpus" build/fuzz/artifacts
+  options=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+           -artifact_prefix="build/fuzz/artifacts/$target-")
+  [[ -f fuzz/dict/$target.dict ]] && options+=(-dict="fuzz/dict/$target.dict")
+  echo "== fuzz: $target for ${seconds} s"
+  log=build/fuzz/$target.log
+  if "$binary" "${options[@]}" "$corpus" "fuzz/corpus/$target" >"$log" 2>&1; then
+    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" || true
+    echo "   corpus: $(find "$corpus" -type f | wc -l) inputs found beside the seeds"
+  else
+    tail -n 60 "$log"
+    echo "fuzz: FINDING in $target (log: $log)" >&2
+    failed+=("$target")
+  fi
+done
+if ((${#failed[@]})); then
+  echo "fuzz: findings in ${failed[*]}" >&2
+  exit 1
+fi
+echo "fuzz: no findings (${#targets[@]} targets, ${seconds} s each)"

@@ -1,0 +1,28 @@
+#include "server/subscription_request.h"
+
+#include "server/snapshot_hub.h"
+
+namespace rta::server {
+
+static_assert(kMaxHistorySeconds == MetricHistory::kMaxSeconds,
+              "a subscriber may ask for the whole history the hub keeps, no more");
+
+std::string CheckSubscriptionRequest(const analytics::SubscriptionRequest& request,
+                                     MetricFilter* filter) {
+  MetricFilter built;
+  if (grpc::Status status = MetricFilter::Build(request.metric_types(), request.windows(), &built);
+      !status.ok()) {
+    return status.error_message();
+  }
+  if (request.history_seconds() > kMaxHistorySeconds) {
+    return "history_seconds: at most " + std::to_string(kMaxHistorySeconds) + ", got " +
+           std::to_string(request.history_seconds());
+  }
+  if (request.dashboard_id().size() > kMaxDashboardIdBytes) {
+    return "dashboard_id: at most " + std::to_string(kMaxDashboardIdBytes) + " bytes";
+  }
+  *filter = std::move(built);
+  return "";
+}
+
+}  // namespace rta::server
