@@ -107,7 +107,19 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
       event.set_timestamp_ms(event.timestamp_ms() + *shift_ms);
     }
     Pace(rate, submitted, start);
-    if (!delivery.reporter().Submit(std::move(event), number)) break;
+    if (!delivery.reporter().Submit(std::move(event), number)) {
+      // The delivery stopped (a refusal retrying cannot fix): say what of the input was never
+      // sent. A file is counted to its end; a pipe may never end, so only the line is named.
+      delivery.outcome().extra["stopped_at_line"] = number;
+      if (path != "-") {
+        uint64_t not_sent = 0;
+        while (std::getline(in, line)) {
+          if (line.find_first_not_of(" \t\r") != std::string::npos) ++not_sent;
+        }
+        delivery.outcome().extra["not_sent"] = not_sent;
+      }
+      break;
+    }
     ++submitted;
   }
   delivery.outcome().extra["input"] = path == "-" ? "stdin" : path;

@@ -227,7 +227,11 @@ TEST_CASE("a refusal that retrying cannot fix stops the delivery", "[reporter][r
   CHECK_THAT(run.err, Catch::Contains("the server refused the events (INVALID_ARGUMENT: events: "
                                       "batch #0 has 50 events, limit 10)"));
   const auto summary = run.Summary();
-  CHECK(summary["failed"] == 100);
+  // Every line is accounted for: failed once delivered, or never sent after the stop (how many
+  // lines were read before the refusal arrived depends on timing).
+  const uint64_t not_sent = summary.value("not_sent", uint64_t{0});
+  CHECK(summary["failed"].get<uint64_t>() + not_sent == 100);
+  CHECK(summary["failed"].get<uint64_t>() >= 1);
   CHECK(summary["retries"] == 0);
   std::remove(path.c_str());
 }
