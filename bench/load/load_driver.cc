@@ -301,7 +301,9 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   // arrive) would grow RSS during the measurement and be counted against the subscribers.
   ServerProcess server(options.server_binary, kTickMs,
                        "--max-subscribers 20000 --max-streams 30000 --workers 2 "
-                       "--dedupe-capacity-log2 16");
+                       "--dedupe-capacity-log2 16 "
+                       // every subscriber comes from this one address
+                       "--max-streams-per-peer 30000");
   if (!server.ok()) throw std::runtime_error("server did not start");
   // The baseline for RSS per subscriber: the server with its steady ingest, no subscribers yet.
   SteadyIngest ingest(server.address(), 2000);
