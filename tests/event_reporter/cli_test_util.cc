@@ -187,43 +187,4 @@ ShellRun RunShell(const std::string& command, const std::string& directory,
   return run;
 }
 
-ServerProcess::ServerProcess(const std::string& binary, const std::vector<std::string>& flags) {
-  static int servers = 0;
-  log_path_ = TempPath("server" + std::to_string(++servers) + ".log");
-  std::vector<std::string> argv = {binary, "--listen", "127.0.0.1:0", "--metrics-listen", ""};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  pid_ = Spawn(argv, "", "", "/dev/null", log_path_);
-  REQUIRE(pid_ > 0);
-  const bool up = rta::testing::WaitFor([&] {
-    // "... event=listening address=127.0.0.1:0 port=40123 ..."
-    const std::string text = ReadFile(log_path_);
-    const size_t line = text.find("event=listening");
-    const size_t port = line == std::string::npos ? line : text.find(" port=", line);
-    if (port == std::string::npos) return false;
-    port_ = std::atoi(text.c_str() + port + 6);
-    return port_ > 0;
-  });
-  if (!up) {
-    kill(pid_, SIGKILL);  // REQUIRE throws: the destructor would not run
-    waitpid(pid_, nullptr, 0);
-  }
-  INFO(ReadFile(log_path_));
-  REQUIRE(up);
-}
-
-ServerProcess::~ServerProcess() {
-  if (pid_ > 0) {
-    kill(pid_, SIGTERM);
-    // The shutdown grace is 5 s by default; past that something is wrong, and the test should
-    // not hang on it.
-    if (!WaitUntil(pid_, std::chrono::steady_clock::now() + std::chrono::seconds(15))) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  std::remove(log_path_.c_str());
-}
-
-std::string ServerProcess::log() const { return ReadFile(log_path_); }
-
 }  // namespace rta::reporter::testing

@@ -56,24 +56,4 @@ struct ShellRun {
 ShellRun RunShell(const std::string& command, const std::string& directory,
                   const std::string& path_prefix, std::chrono::milliseconds timeout);
 
-// The real analytics_server binary as a child process on an ephemeral loopback port (the
-// flags given come after --listen 127.0.0.1:0 --metrics-listen ''). The constructor waits up to
-// 10 s for its "event=listening ... port=N" log line (REQUIRE fails otherwise); the destructor
-// sends SIGTERM and waits for it to exit.
-class ServerProcess {
- public:
-  explicit ServerProcess(const std::string& binary, const std::vector<std::string>& flags = {});
-  ~ServerProcess();
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  std::string log() const;  // its stderr so far
-
- private:
-  std::string log_path_;
-  int pid_ = -1;
-  int port_ = 0;
-};
-
 }  // namespace rta::reporter::testing

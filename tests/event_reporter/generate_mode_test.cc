@@ -12,17 +12,18 @@
 
 #include "tests/event_reporter/cli_test_util.h"
 #include "tests/support/server_harness.h"
+#include "tests/support/server_process.h"
 
 using rta::reporter::testing::Answer;
 using rta::reporter::testing::CliRun;
 using rta::reporter::testing::FileAnswers;
 using rta::reporter::testing::Run;
 using rta::reporter::testing::RunShell;
-using rta::reporter::testing::ServerProcess;
 using rta::reporter::testing::ShellRun;
 using rta::reporter::testing::TempPath;
 using rta::reporter::testing::Total;
 using rta::testing::ServerHarness;
+using rta::testing::ServerProcess;
 
 namespace {
 
@@ -187,7 +188,9 @@ TEST_CASE("README: generate --output then replay, as pasted, against the real se
   // The two commands of the README in a scratch directory, with the real binaries on PATH.
   // The only change: --server names the test's server (the documented default,
   // 127.0.0.1:50051, is not ours to use in a test).
-  ServerProcess server(RTA_ANALYTICS_SERVER_BINARY);
+  ServerProcess server({}, RTA_ANALYTICS_SERVER_BINARY);
+  INFO(server.Log());
+  REQUIRE(server.listening());
   const std::string directory = TempPath("readme-pair");
   std::filesystem::create_directories(directory);
   // Removed however the test ends (a failed REQUIRE throws past the end of the test).
@@ -252,6 +255,6 @@ TEST_CASE("README: generate --output then replay, as pasted, against the real se
   // Printed with two decimals; the server's sum of the same values is exact to far less.
   CHECK(totals["revenue"] == Approx(revenue).margin(0.005));
   // Nothing was refused on the server's side either.
-  CHECK_THAT(server.log(), !Catch::Contains("in_future") && !Catch::Contains("too_old"));
+  CHECK_THAT(server.Log(), !Catch::Contains("in_future") && !Catch::Contains("too_old"));
 }
 #endif

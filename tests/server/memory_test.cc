@@ -2,95 +2,31 @@
 // subscribers joining with an hour of history cost about what a plain subscriber costs, and
 // after they leave, or after a churn of subscribers, the server's RSS falls back near its idle
 // level (issue 10, item 4).
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <fstream>
 #include <memory>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "analytics.grpc.pb.h"
 #include "tests/support/server_harness.h"
+#include "tests/support/server_process.h"
 
 using Clock = std::chrono::steady_clock;
+using rta::testing::ServerProcess;
 
 namespace {
 
-// analytics_server on ephemeral loopback ports; SIGTERM (then SIGKILL) when destroyed.
-class ServerProcess {
- public:
-  explicit ServerProcess(const std::vector<std::string>& flags) {
-    char path[] = "/tmp/rta_memory_test_XXXXXX";
-    close(mkstemp(path));
-    log_path_ = path;
-    std::vector<std::string> args = {RTA_SERVER_BINARY, "--listen", "127.0.0.1:0",
-                                     "--metrics-listen", "127.0.0.1:0"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the test
-      const int log = open(log_path_.c_str(), O_WRONLY | O_TRUNC);
-      dup2(log, 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    const std::regex grpc_port(R"(event=listening .*port=(\d+))");
-    const std::regex metrics_port(R"(event=metrics_listening .*port=(\d+))");
-    rta::testing::WaitFor([&] {
-      std::ifstream log(log_path_);
-      std::string line;
-      std::smatch match;
-      while (std::getline(log, line)) {
-        if (std::regex_search(line, match, grpc_port)) port_ = std::stoi(match[1]);
-        if (std::regex_search(line, match, metrics_port)) metrics_port_ = std::stoi(match[1]);
-      }
-      return port_ > 0 && metrics_port_ > 0;
-    });
-  }
-  ~ServerProcess() {
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 100 && waitpid(pid_, nullptr, WNOHANG) == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    unlink(log_path_.c_str());
-  }
-  bool ok() const { return port_ > 0 && metrics_port_ > 0; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  int metrics_port() const { return metrics_port_; }
-  double Metric(const std::string& series) const {
-    return rta::testing::PrometheusValue(rta::testing::HttpGet(metrics_port_, "/metrics"), series);
-  }
-  uint64_t Rss() const {
-    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-    }
-    return 0;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  int metrics_port_ = 0;
-  std::string log_path_;
-};
+// The value of one series on the server's Prometheus endpoint (NaN when absent).
+double Metric(const ServerProcess& server, const std::string& series) {
+  return rta::testing::PrometheusValue(rta::testing::HttpGet(server.metrics_port(), "/metrics"),
+                                       series);
+}
 
 // `count` subscriptions read by one thread on one completion queue, alternating between
 // SubscribeMetrics and SubscribeMetricBatches; counts those that have their whole initial batch.
@@ -218,8 +154,10 @@ TEST_CASE("subscribers joining with an hour of history cost little, and memory c
           "[server][memory]") {
   // Defaults but for a small de-duplication table (the default 32 MiB one is paged in as ids
   // arrive and would blur the figures) and a faster tick.
-  ServerProcess server({"--tick-ms", "100", "--workers", "2", "--dedupe-capacity-log2", "16"});
-  REQUIRE(server.ok());
+  ServerProcess server({"--metrics-listen", "127.0.0.1:0", "--tick-ms", "100", "--workers", "2",
+                        "--dedupe-capacity-log2", "16"});
+  REQUIRE(server.listening());
+  REQUIRE(server.metrics_port() > 0);
   // History records one point per series per second of real time: 15 s of it (an hour would
   // not fit in a test), which a joiner with history_seconds = 3600 all gets.
   constexpr int kFillSeconds = 15;
@@ -233,34 +171,34 @@ TEST_CASE("subscribers joining with an hour of history cost little, and memory c
   }
   constexpr int kCount = 100;
   const analytics::SubscriptionRequest plain_request;  // every series, no history
-  const uint64_t idle = server.Rss();
+  const uint64_t idle = server.RssBytes();
   double plain_bytes = 0;
   {
     Subscribers plain(stubs, plain_request, kCount);
     REQUIRE(plain.WaitJoined());
-    plain_bytes = (static_cast<double>(server.Rss()) - static_cast<double>(idle)) / kCount;
+    plain_bytes = (static_cast<double>(server.RssBytes()) - static_cast<double>(idle)) / kCount;
   }
-  REQUIRE(rta::testing::WaitFor([&] { return server.Metric("analytics_subscribers") == 0; }));
+  REQUIRE(rta::testing::WaitFor([&] { return Metric(server, "analytics_subscribers") == 0; }));
   // The plain subscribers' memory is the floor this test compares with; gRPC's own per-call
   // memory is ~15 KiB of it (bench/README.md), so at least 8 KiB per subscriber is counted.
   plain_bytes = std::max(plain_bytes, 8.0 * 1024);
 
   analytics::SubscriptionRequest history_request;
   history_request.set_history_seconds(3600);
-  const uint64_t before = server.Rss();
+  const uint64_t before = server.RssBytes();
   uint64_t peak = before;
   double joiner_bytes = 0;
   {
     Subscribers joiners(stubs, history_request, kCount);
     REQUIRE(rta::testing::WaitFor(
         [&] {
-          peak = std::max(peak, server.Rss());
+          peak = std::max(peak, server.RssBytes());
           return joiners.all_joined();
         },
         std::chrono::seconds(30)));
     // About 70 scalar series x kFillSeconds each.
     CHECK(joiners.history_updates() >= static_cast<uint64_t>(kCount) * 50 * (kFillSeconds - 2));
-    const uint64_t open = server.Rss();
+    const uint64_t open = server.RssBytes();
     joiner_bytes = (static_cast<double>(open) - static_cast<double>(before)) / kCount;
     const double peak_bytes = (static_cast<double>(peak) - static_cast<double>(before)) / kCount;
     INFO("plain " << KiB(plain_bytes) << " KiB/subscriber, joiner " << KiB(joiner_bytes)
@@ -274,18 +212,20 @@ TEST_CASE("subscribers joining with an hour of history cost little, and memory c
   uint64_t rss = 0;
   const bool returned = rta::testing::WaitFor(
       [&] {
-        rss = server.Rss();
+        rss = server.RssBytes();
         return static_cast<double>(rss) <= 1.2 * static_cast<double>(idle);
       },
       std::chrono::seconds(30));
   INFO("idle " << KiB(idle) << " KiB, after leaving " << KiB(rss) << " KiB");
   CHECK(returned);
-  CHECK(server.Metric("analytics_malloc_trims_total") >= 1);
+  CHECK(Metric(server, "analytics_malloc_trims_total") >= 1);
 }
 
 TEST_CASE("memory comes back after a churn of subscribers", "[server][memory]") {
-  ServerProcess server({"--tick-ms", "100", "--workers", "2", "--dedupe-capacity-log2", "16"});
-  REQUIRE(server.ok());
+  ServerProcess server({"--metrics-listen", "127.0.0.1:0", "--tick-ms", "100", "--workers", "2",
+                        "--dedupe-capacity-log2", "16"});
+  REQUIRE(server.listening());
+  REQUIRE(server.metrics_port() > 0);
   std::vector<std::unique_ptr<analytics::AnalyticsService::Stub>> stubs;
   for (int i = 0; i < 4; ++i) {
     grpc::ChannelArguments args;
@@ -300,21 +240,21 @@ TEST_CASE("memory comes back after a churn of subscribers", "[server][memory]") 
     Subscribers warm_up(stubs, request, 100);
     REQUIRE(warm_up.WaitJoined());
   }
-  REQUIRE(rta::testing::WaitFor([&] { return server.Metric("analytics_subscribers") == 0; }));
-  const uint64_t idle = server.Rss();
+  REQUIRE(rta::testing::WaitFor([&] { return Metric(server, "analytics_subscribers") == 0; }));
+  const uint64_t idle = server.RssBytes();
   uint64_t peak = idle;
   for (int round = 0; round < 5; ++round) {
     Subscribers wave(stubs, request, 1000);
     REQUIRE(wave.WaitJoined());
-    peak = std::max(peak, server.Rss());
+    peak = std::max(peak, server.RssBytes());
   }
-  REQUIRE(rta::testing::WaitFor([&] { return server.Metric("analytics_subscribers") == 0; }));
+  REQUIRE(rta::testing::WaitFor([&] { return Metric(server, "analytics_subscribers") == 0; }));
   // The load did raise RSS (or this test would prove nothing).
   CHECK(static_cast<double>(peak) > 1.5 * static_cast<double>(idle));
   uint64_t rss = 0;
   const bool returned = rta::testing::WaitFor(
       [&] {
-        rss = server.Rss();
+        rss = server.RssBytes();
         return static_cast<double>(rss) <= 1.2 * static_cast<double>(idle);
       },
       std::chrono::seconds(30));

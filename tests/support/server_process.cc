@@ -83,8 +83,13 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) 
 
 ServerProcess::~ServerProcess() {
   if (running()) {
-    kill(pid_, SIGKILL);
-    WaitForExit(std::chrono::seconds(10));
+    // An orderly stop first (the default shutdown grace is 5 s); a server that does not stop is
+    // killed rather than left to hang the test.
+    kill(pid_, SIGTERM);
+    if (!WaitForExit(std::chrono::seconds(15))) {
+      kill(pid_, SIGKILL);
+      WaitForExit(std::chrono::seconds(10));
+    }
   }
   if (!log_path_.empty()) unlink(log_path_.c_str());
 }

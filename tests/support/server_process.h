@@ -14,7 +14,8 @@ namespace rta::testing {
 // SIGTERM, RSS, exit status): `binary --listen 127.0.0.1:0 --metrics-listen '' ARGS...` (an ARGS
 // entry of --listen or --metrics-listen overrides the default), stderr to a log file. The
 // constructor waits up to 20 s for the `event=listening` line. If the test process dies, the
-// server gets SIGKILL too (PR_SET_PDEATHSIG); the destructor kills it if it still runs.
+// server gets SIGKILL too (PR_SET_PDEATHSIG); the destructor stops it if it still runs (SIGTERM,
+// then SIGKILL after 15 s).
 //
 // Not thread-safe; use from the test's thread.
 class ServerProcess {
