@@ -55,9 +55,13 @@ wait_for "tmux-e2e"
 
 echo "== resizes are followed"
 tm resize-window -t "$session" -x 200 -y 50
-wait_for "Top campaigns"
-# Wide: all five tables share one header line.
-screen | grep "Top pages" | grep -q "Devices" || { screen; echo "no wide layout"; exit 1; }
+# Wide: all five tables share one header line, once the dashboard has redrawn for the new size
+# ("Top campaigns" alone is on the narrow screen too, so it cannot tell the redraw happened).
+deadline=$((SECONDS + 15))
+until screen | grep "Top pages" | grep -q "Devices"; do
+  ((SECONDS < deadline)) || { screen; echo "no wide layout"; exit 1; }
+  sleep 0.2
+done
 tm resize-window -t "$session" -x 80 -y 24
 deadline=$((SECONDS + 15))
 until screen | grep "Top pages" | grep -vq "Devices" && [[ $(screen | wc -l) -le 24 ]]; do
