@@ -2,20 +2,11 @@
 
 #include <grpcpp/impl/codegen/proto_utils.h>
 
+#include "server/aggregator/utf8.h"
 #include "server/message_parse.h"
 #include "server/worker.h"
 
 namespace rta::server {
-namespace {
-
-// The longest prefix of `text` of at most `max` bytes that does not end inside a UTF-8 character.
-std::string_view Utf8Prefix(std::string_view text, size_t max) {
-  if (text.size() <= max) return text;
-  while (max > 0 && (static_cast<unsigned char>(text[max]) & 0xC0) == 0x80) --max;
-  return text.substr(0, max);
-}
-
-}  // namespace
 
 void EventTally::Reject(RejectReason reason, const analytics::EventData& event,
                         std::string_view field, const std::string& reason_text) {
@@ -25,7 +16,7 @@ void EventTally::Reject(RejectReason reason, const analytics::EventData& event,
   std::string message = "event #" + std::to_string(position_);
   if (!event.event_id().empty()) {
     // Cut at a character boundary: a response with a split UTF-8 character would not parse.
-    message.append(" (id ").append(Utf8Prefix(event.event_id(), 128)).append(")");
+    message.append(" (id ").append(agg::CutAtUtf8Boundary(event.event_id(), 128)).append(")");
   }
   message.append(": ").append(field).append(": ").append(reason_text);
   response_.add_errors(std::move(message));

@@ -14,6 +14,7 @@
 #include "server/aggregator/shard_delta.h"
 #include "server/aggregator/snapshot_builder.h"
 #include "server/aggregator/time_key.h"
+#include "server/aggregator/utf8.h"
 #include "server/aggregator/windowed_state.h"
 
 namespace rta::agg {
@@ -71,15 +72,6 @@ const ProcessSeeds& Seeds() {
 const IdHasher& ProcessIdHasher() {
   static const IdHasher hasher;
   return hasher;
-}
-
-// The longest prefix of `text` of at most `max_bytes` that does not end inside a UTF-8
-// sequence (protobuf has checked that string fields are valid UTF-8).
-std::string_view CutAtUtf8Boundary(std::string_view text, size_t max_bytes) {
-  if (text.size() <= max_bytes) return text;
-  size_t cut = max_bytes;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return text.substr(0, cut);
 }
 
 }  // namespace
