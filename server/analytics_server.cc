@@ -377,7 +377,8 @@ void AnalyticsServer::Impl::UpdateDurabilityMetrics() {
   metrics_.SetProducers(producers_.size());
   if (durability_ != nullptr) {
     const storage::LogHealth health = durability_->log()->health();
-    metrics_.UpdateLogStats(durability_->log()->stats(), health);
+    metrics_.UpdateLogStats(durability_->log()->stats(), health,
+                            durability_->log()->durable_lsn());
     if (health.writable != log_writable_) {
       log_writable_ = health.writable;
       // The gRPC health service answers for "rta.ingest" separately: a load balancer can send

@@ -12,6 +12,7 @@
 #include "analytics.pb.h"
 #include "server/log.h"
 #include "server/storage/ingest_record.h"
+#include "server/storage/segment_log.h"
 
 namespace rta::server {
 namespace {

@@ -19,6 +19,12 @@ void CopyMessageBytes(const grpc::ByteBuffer& buffer, std::string* out) {
 bool JournalAccepts(const ServiceState& state, std::string* why) {
   if (state.log == nullptr) return true;
   const storage::LogHealth health = state.log->health();
+  // Over the pending bound the log is healthy but behind: refuse too (backpressure).
+  if (health.writable && state.log->stats().pending_bytes > state.config.log_max_pending_bytes) {
+    *why = "the server's event log is behind (" + std::to_string(state.log->stats().pending_bytes) +
+           " bytes not yet written); nothing of this message was counted; retry later";
+    return false;
+  }
   if (health.writable) return true;
   *why = "the server cannot write its event log (" + health.message +
          "); nothing of this message was counted; retry later";
@@ -30,7 +36,10 @@ uint64_t AppendToJournal(ServiceState& state, const storage::IngestRecord& recor
   // One encode buffer per thread, reused: no allocation per message once it has grown.
   thread_local std::string encoded;
   storage::EncodeIngestRecord(record, &encoded);
-  return state.log->Append(encoded);
+  // Admitted: the events are counted already, so the log must take the record (JournalAccepts
+  // checked its health just before); it is refused only when the log is closing, which happens
+  // after every call has ended.
+  return state.log->AppendAdmitted(encoded);
 }
 
 uint64_t JournalTail(const ServiceState& state) {

@@ -256,6 +256,7 @@ void PublishCall::Pump() {
     head.lsn = 0;
   }
   bool own_buffer = false;
+  response_.Clear();  // the previous ack's buffer (its write has completed)
   grpc::SerializationTraits<analytics::PublishAck>::Serialize(head.ack, &response_, &own_buffer);
   writing_ = true;
   ++pending_ops_;

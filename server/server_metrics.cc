@@ -306,20 +306,21 @@ void ServerMetrics::UpdateAggregatorStats(const agg::AggregatorStats& stats) {
 }
 
 void ServerMetrics::UpdateLogStats(const storage::LogStats& stats,
-                                   const storage::LogHealth& health) {
+                                   const storage::LogHealth& health, uint64_t durable_lsn) {
   // Tick thread only, so last_log_stats_ needs no synchronisation.
   auto add = [](prometheus::Counter* counter, double now, double before) {
     if (now > before) counter->Increment(now - before);
   };
   log_writable_->Set(health.writable ? 1 : 0);
-  log_durable_lsn_->Set(static_cast<double>(stats.durable_lsn));
+  log_durable_lsn_->Set(static_cast<double>(durable_lsn));
   log_pending_bytes_->Set(static_cast<double>(stats.pending_bytes));
   log_segments_->Set(static_cast<double>(stats.segments));
-  add(log_records_, stats.records_appended, last_log_stats_.records_appended);
+  add(log_records_, static_cast<double>(stats.records_appended), last_log_stats_.records_appended);
   add(log_bytes_appended_, stats.bytes_appended, last_log_stats_.bytes_appended);
   add(log_bytes_written_, stats.bytes_written, last_log_stats_.bytes_written);
   add(log_syncs_, stats.syncs, last_log_stats_.syncs);
-  add(log_sync_seconds_, stats.sync_seconds, last_log_stats_.sync_seconds);
+  add(log_sync_seconds_, static_cast<double>(stats.sync_nanos_sum) / 1e9,
+      static_cast<double>(last_log_stats_.sync_nanos_sum) / 1e9);
   add(log_write_errors_, stats.write_errors, last_log_stats_.write_errors);
   last_log_stats_ = stats;
 }

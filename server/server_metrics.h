@@ -108,7 +108,8 @@ class ServerMetrics {
   }
   void CheckpointFailed() { checkpoint_failures_->Increment(); }
   // The event log's counters and gauges (tick thread).
-  void UpdateLogStats(const storage::LogStats& stats, const storage::LogHealth& health);
+  void UpdateLogStats(const storage::LogStats& stats, const storage::LogHealth& health,
+                      uint64_t durable_lsn);
   // The time an event id is remembered at the current rate of accepted events: the configured
   // horizon, or less when the table fills up faster (capacity / rate).
   void SetDedupeEffectiveHorizon(double seconds) { dedupe_effective_horizon_->Set(seconds); }

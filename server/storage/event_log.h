@@ -76,6 +76,12 @@ class EventLog {
   // lives: after a write error it is kept and retried until a write succeeds.
   virtual bool Append(std::string_view record, Lsn* lsn, std::string* why) = 0;
 
+  // For a record whose contents the caller has already counted (it checked health() just
+  // before): never refused for health or the pending bound (which it may exceed by one record
+  // per appending thread), only when the log is closing or the record is over the size limit;
+  // then 0. Otherwise as Append.
+  virtual Lsn AppendAdmitted(std::string_view record) = 0;
+
   virtual Lsn durable_lsn() const = 0;  // every record <= this is durable per the fsync mode
   virtual Lsn last_lsn() const = 0;     // last assigned
 

@@ -137,6 +137,16 @@ class SegmentLog final : public EventLog {
   }
 
   bool Append(std::string_view record, Lsn* lsn, std::string* why) override {
+    return AppendRecord(record, /*admitted=*/false, lsn, why);
+  }
+
+  Lsn AppendAdmitted(std::string_view record) override {
+    Lsn lsn = 0;
+    std::string why;
+    return AppendRecord(record, /*admitted=*/true, &lsn, &why) ? lsn : 0;
+  }
+
+  bool AppendRecord(std::string_view record, bool admitted, Lsn* lsn, std::string* why) {
     if (record.size() > detail::kMaxRecordPayload) {
       refused_.fetch_add(1, std::memory_order_relaxed);
       if (why) *why = "record of " + std::to_string(record.size()) + " bytes over the limit";
@@ -150,6 +160,9 @@ class SegmentLog final : public EventLog {
       std::string refusal;
       if (closing_) {
         refusal = "the log is closing";
+      } else if (admitted) {
+        // Already counted by the caller: taken even while the disk is failing or behind (the
+        // caller checked health() first; the bound is exceeded by a record per ingest thread).
       } else if (!writable_) {
         refusal = health_message_;
       } else if (pending_.size() + inflight_bytes_.load(std::memory_order_relaxed) + framed >
