@@ -115,6 +115,7 @@ class SegmentLog final : public EventLog {
         segments_(std::move(segments)),
         active_size_(file_size),
         next_lsn_(next_lsn),
+        fired_lsn_(next_lsn - 1),
         durable_lsn_(next_lsn - 1),
         last_lsn_(next_lsn - 1),
         fd_(fd),
@@ -183,10 +184,10 @@ class SegmentLog final : public EventLog {
     bool result;
     {
       std::lock_guard lock(mu_);
-      if (durable_lsn_.load(std::memory_order_acquire) >= lsn) {
+      if (fired_lsn_ >= lsn) {
         result = true;
       } else if (writer_done_) {
-        result = false;
+        result = durable_lsn_.load(std::memory_order_relaxed) >= lsn;
       } else {
         waiters_.emplace(lsn, std::move(done));
         return;
@@ -285,7 +286,7 @@ class SegmentLog final : public EventLog {
           if (!in_error_ && SyncDue(now)) break;
           auto deadline = Clock::time_point::max();
           if (in_error_) deadline = retry_at_;
-          if (!in_error_ && options_.fsync == FsyncMode::kInterval && written_lsn_ > synced_lsn())
+          if (!in_error_ && options_.fsync == FsyncMode::kInterval && file_size_ > synced_size_)
             deadline = sync_at_;
           writer_waiting_ = true;
           if (deadline == Clock::time_point::max()) {
@@ -304,11 +305,8 @@ class SegmentLog final : public EventLog {
     Drain();
   }
 
-  Lsn synced_lsn() const { return durable_lsn_.load(std::memory_order_relaxed); }
-
   bool SyncDue(Clock::time_point now) const {
-    return options_.fsync == FsyncMode::kInterval && written_lsn_ > synced_lsn() &&
-           now >= sync_at_;
+    return options_.fsync == FsyncMode::kInterval && file_size_ > synced_size_ && now >= sync_at_;
   }
 
   // Requires mu_. Moves pending records behind whatever the writer still holds.
@@ -334,13 +332,11 @@ class SegmentLog final : public EventLog {
       if (fd_ < 0 || file_size_ >= options_.segment_bytes) ok = Rotate(&error);
       if (ok) ok = WriteBuf(final, &error);
     }
-    if (ok && written_lsn_ > synced_lsn()) {
-      if (options_.fsync == FsyncMode::kNever && !final) {
-        PublishDurable(written_lsn_);
-      } else if (final || options_.fsync == FsyncMode::kAlways || SyncDue(Clock::now())) {
-        ok = Sync(&error);
-        if (ok) PublishDurable(written_lsn_);
-      }
+    if (ok && options_.fsync == FsyncMode::kNever) PublishDurable(written_lsn_);
+    if (ok && file_size_ > synced_size_ &&
+        (final || options_.fsync == FsyncMode::kAlways || SyncDue(Clock::now()))) {
+      ok = Sync(&error);
+      if (ok) PublishDurable(written_lsn_);
     }
     if (ok) {
       ClearError();
@@ -474,18 +470,30 @@ class SegmentLog final : public EventLog {
     return true;
   }
 
-  // Advances durable_lsn and fires the callbacks it covers, in Lsn order, outside the lock.
+  // Advances durable_lsn, then fires the callbacks it covers in Lsn order, outside the lock.
+  // fired_lsn_ moves up only once they have all run, and WhenDurable calls back at once only up
+  // to fired_lsn_, so callbacks run in Lsn order across threads.
   void PublishDurable(Lsn durable) {
     std::vector<std::function<void(bool)>> ready;
     {
       std::lock_guard lock(mu_);
       if (durable <= durable_lsn_.load(std::memory_order_relaxed)) return;
       durable_lsn_.store(durable, std::memory_order_release);
-      auto end = waiters_.upper_bound(durable);
-      for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
-      waiters_.erase(waiters_.begin(), end);
     }
-    for (auto& done : ready) done(true);
+    for (;;) {
+      ready.clear();
+      {
+        std::lock_guard lock(mu_);
+        auto end = waiters_.upper_bound(durable);
+        for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
+        waiters_.erase(waiters_.begin(), end);
+        if (ready.empty()) {
+          fired_lsn_ = durable;
+          return;
+        }
+      }
+      for (auto& done : ready) done(true);
+    }
   }
 
   void SetError(const std::string& error) {
@@ -549,8 +557,9 @@ class SegmentLog final : public EventLog {
   bool writable_ = true;
   std::string health_message_;
   std::multimap<Lsn, std::function<void(bool)>> waiters_;
+  Lsn fired_lsn_;  // every callback up to here has run
 
-  std::atomic<Lsn> durable_lsn_;  // written under mu_ (so WhenDurable cannot miss an advance)
+  std::atomic<Lsn> durable_lsn_;  // written under mu_, by the writer only
   std::atomic<Lsn> last_lsn_;
 
   std::atomic<uint64_t> records_appended_{0}, bytes_appended_{0}, refused_{0}, bytes_written_{0},
