@@ -350,6 +350,15 @@ class SegmentLog final : public EventLog {
   bool WriteBuf(bool final, std::string* error) {
     const bool sync_now = final || options_.fsync == FsyncMode::kAlways;
     const uint64_t start = file_size_;
+    if (dirty_tail_) {
+      // An earlier cut-back failed: bytes of a partial record may lie past file_size_.
+      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0) {
+        *error = "ftruncate of " + active_path_ + " failed: " + Errno(errno);
+        write_errors_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+      dirty_tail_ = false;
+    }
     size_t done = 0;
     int err = 0;
     while (done < buf_.size()) {
@@ -381,6 +390,7 @@ class SegmentLog final : public EventLog {
       // Leave no partial record behind: a retry rewrites from the last whole record.
       if (::ftruncate(fd_, static_cast<off_t>(start + whole)) != 0) {
         *error += "; ftruncate failed: " + Errno(errno);
+        dirty_tail_ = true;
       }
     }
     if (whole > 0) {
@@ -575,6 +585,7 @@ class SegmentLog final : public EventLog {
   std::string buf_;        // records taken from pending_, not yet written (or synced: kAlways)
   Lsn buf_first_lsn_ = 0;
   bool in_error_ = false;
+  bool dirty_tail_ = false;  // a failed ftruncate left bytes past file_size_
   Clock::time_point retry_at_{};
   Clock::time_point sync_at_{};
 
