@@ -147,12 +147,14 @@ TEST_CASE("WhenDurable callbacks run in Lsn order, whatever order they were give
   std::condition_variable cv;
   bool release = false;
   std::vector<Lsn> order;
-  Lsn lsn = 0;
-  REQUIRE(log->Append("first", &lsn, nullptr));
-  log->WhenDurable(lsn, [&](bool) {
+  // Registered before the record exists, so it cannot run at once on this thread.
+  log->WhenDurable(1, [&](bool) {
     std::unique_lock lock(mu);
     cv.wait_for(lock, kWait, [&] { return release; });
   });
+  Lsn lsn = 0;
+  REQUIRE(log->Append("first", &lsn, nullptr));
+  REQUIRE(lsn == 1);
   std::vector<Lsn> lsns;
   for (int i = 0; i < 100; ++i) {
     REQUIRE(log->Append(testing::MakeRecord(0, i, 300), &lsn, nullptr));
