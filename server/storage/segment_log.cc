@@ -115,6 +115,7 @@ class SegmentLog final : public EventLog {
         segments_(std::move(segments)),
         active_size_(file_size),
         next_lsn_(next_lsn),
+        fired_lsn_(next_lsn - 1),
         durable_lsn_(next_lsn - 1),
         last_lsn_(next_lsn - 1),
         fd_(fd),
@@ -196,10 +197,10 @@ class SegmentLog final : public EventLog {
     bool result;
     {
       std::lock_guard lock(mu_);
-      if (durable_lsn_.load(std::memory_order_acquire) >= lsn) {
+      if (fired_lsn_ >= lsn) {
         result = true;
       } else if (writer_done_) {
-        result = false;
+        result = durable_lsn_.load(std::memory_order_relaxed) >= lsn;
       } else {
         waiters_.emplace(lsn, std::move(done));
         return;
@@ -298,7 +299,7 @@ class SegmentLog final : public EventLog {
           if (!in_error_ && SyncDue(now)) break;
           auto deadline = Clock::time_point::max();
           if (in_error_) deadline = retry_at_;
-          if (!in_error_ && options_.fsync == FsyncMode::kInterval && written_lsn_ > synced_lsn())
+          if (!in_error_ && options_.fsync == FsyncMode::kInterval && file_size_ > synced_size_)
             deadline = sync_at_;
           writer_waiting_ = true;
           if (deadline == Clock::time_point::max()) {
@@ -317,11 +318,8 @@ class SegmentLog final : public EventLog {
     Drain();
   }
 
-  Lsn synced_lsn() const { return durable_lsn_.load(std::memory_order_relaxed); }
-
   bool SyncDue(Clock::time_point now) const {
-    return options_.fsync == FsyncMode::kInterval && written_lsn_ > synced_lsn() &&
-           now >= sync_at_;
+    return options_.fsync == FsyncMode::kInterval && file_size_ > synced_size_ && now >= sync_at_;
   }
 
   // Requires mu_. Moves pending records behind whatever the writer still holds.
@@ -347,13 +345,11 @@ class SegmentLog final : public EventLog {
       if (fd_ < 0 || file_size_ >= options_.segment_bytes) ok = Rotate(&error);
       if (ok) ok = WriteBuf(final, &error);
     }
-    if (ok && written_lsn_ > synced_lsn()) {
-      if (options_.fsync == FsyncMode::kNever && !final) {
-        PublishDurable(written_lsn_);
-      } else if (final || options_.fsync == FsyncMode::kAlways || SyncDue(Clock::now())) {
-        ok = Sync(&error);
-        if (ok) PublishDurable(written_lsn_);
-      }
+    if (ok && options_.fsync == FsyncMode::kNever) PublishDurable(written_lsn_);
+    if (ok && file_size_ > synced_size_ &&
+        (final || options_.fsync == FsyncMode::kAlways || SyncDue(Clock::now()))) {
+      ok = Sync(&error);
+      if (ok) PublishDurable(written_lsn_);
     }
     if (ok) {
       ClearError();
@@ -367,6 +363,15 @@ class SegmentLog final : public EventLog {
   bool WriteBuf(bool final, std::string* error) {
     const bool sync_now = final || options_.fsync == FsyncMode::kAlways;
     const uint64_t start = file_size_;
+    if (dirty_tail_) {
+      // An earlier cut-back failed: bytes of a partial record may lie past file_size_.
+      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0) {
+        *error = "ftruncate of " + active_path_ + " failed: " + Errno(errno);
+        write_errors_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+      dirty_tail_ = false;
+    }
     size_t done = 0;
     int err = 0;
     while (done < buf_.size()) {
@@ -398,6 +403,7 @@ class SegmentLog final : public EventLog {
       // Leave no partial record behind: a retry rewrites from the last whole record.
       if (::ftruncate(fd_, static_cast<off_t>(start + whole)) != 0) {
         *error += "; ftruncate failed: " + Errno(errno);
+        dirty_tail_ = true;
       }
     }
     if (whole > 0) {
@@ -487,18 +493,30 @@ class SegmentLog final : public EventLog {
     return true;
   }
 
-  // Advances durable_lsn and fires the callbacks it covers, in Lsn order, outside the lock.
+  // Advances durable_lsn, then fires the callbacks it covers in Lsn order, outside the lock.
+  // fired_lsn_ moves up only once they have all run, and WhenDurable calls back at once only up
+  // to fired_lsn_, so callbacks run in Lsn order across threads.
   void PublishDurable(Lsn durable) {
     std::vector<std::function<void(bool)>> ready;
     {
       std::lock_guard lock(mu_);
       if (durable <= durable_lsn_.load(std::memory_order_relaxed)) return;
       durable_lsn_.store(durable, std::memory_order_release);
-      auto end = waiters_.upper_bound(durable);
-      for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
-      waiters_.erase(waiters_.begin(), end);
     }
-    for (auto& done : ready) done(true);
+    for (;;) {
+      ready.clear();
+      {
+        std::lock_guard lock(mu_);
+        auto end = waiters_.upper_bound(durable);
+        for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
+        waiters_.erase(waiters_.begin(), end);
+        if (ready.empty()) {
+          fired_lsn_ = durable;
+          return;
+        }
+      }
+      for (auto& done : ready) done(true);
+    }
   }
 
   void SetError(const std::string& error) {
@@ -562,8 +580,9 @@ class SegmentLog final : public EventLog {
   bool writable_ = true;
   std::string health_message_;
   std::multimap<Lsn, std::function<void(bool)>> waiters_;
+  Lsn fired_lsn_;  // every callback up to here has run
 
-  std::atomic<Lsn> durable_lsn_;  // written under mu_ (so WhenDurable cannot miss an advance)
+  std::atomic<Lsn> durable_lsn_;  // written under mu_, by the writer only
   std::atomic<Lsn> last_lsn_;
 
   std::atomic<uint64_t> records_appended_{0}, bytes_appended_{0}, refused_{0}, bytes_written_{0},
@@ -579,6 +598,7 @@ class SegmentLog final : public EventLog {
   std::string buf_;        // records taken from pending_, not yet written (or synced: kAlways)
   Lsn buf_first_lsn_ = 0;
   bool in_error_ = false;
+  bool dirty_tail_ = false;  // a failed ftruncate left bytes past file_size_
   Clock::time_point retry_at_{};
   Clock::time_point sync_at_{};
 
