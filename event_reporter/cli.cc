@@ -18,7 +18,9 @@ Usage:
   event_reporter MODE --help             flags of a mode, with examples
 
 Exit status: 0 every event delivered; 1 a line or event was refused, or events could not be
-delivered; 2 bad usage.
+delivered; 2 bad usage; 3 interrupted (Ctrl-C, SIGTERM) before everything read was
+acknowledged (a replay of a file prints the --from-line flag that resumes it); 130 a second
+Ctrl-C.
 )";
 
 }  // namespace

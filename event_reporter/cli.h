@@ -19,8 +19,13 @@ struct CliEnvironment {
   const std::atomic<bool>* interrupted = nullptr;
 };
 
+// Exit status after SIGINT/SIGTERM when not everything read was acknowledged within --drain-ms
+// (or a file was not read to its end): the summary says where to resume.
+inline constexpr int kExitInterrupted = 3;
+
 // Runs `event_reporter <mode> [flags]` (args exclude the program name). Returns the exit
-// status: 0 all delivered, 1 some line or event was refused or not delivered, 2 bad usage.
+// status: 0 all delivered, 1 some line or event was refused or not delivered, 2 bad usage,
+// kExitInterrupted (3) interrupted before everything was acknowledged.
 int RunCli(const std::vector<std::string>& args, const CliEnvironment& environment);
 
 }  // namespace rta::reporter

@@ -28,7 +28,20 @@ DeliveryOptions ReadDeliveryOptions(Flags& flags, const CliEnvironment& environm
   if (!servers.empty()) options.channel.servers = servers;
   options.channel.token = flags.String("token");
   options.channel.tls_ca_file = flags.String("tls-ca");
-  options.batched = !flags.Has("no-batch");
+  const std::string protocol = flags.String("protocol", "publish");
+  if (protocol == "publish") {
+    options.protocol = Protocol::kPublish;
+  } else if (protocol == "batches") {
+    options.protocol = Protocol::kBatches;
+  } else {
+    flags.Fail("--protocol: expected publish or batches, got \"" + protocol + "\"");
+  }
+  if (flags.Has("no-batch")) options.protocol = Protocol::kEvents;
+  options.window_batches = flags.Integer("window-batches", 8, 1, 1'024);
+  options.window_bytes =
+      flags.Integer("window-bytes", 8 * 1024 * 1024, 1'024, int64_t{1} << 32);
+  options.drain = std::chrono::milliseconds(flags.Integer("drain-ms", 5'000, 0, 3'600'000));
+  options.interrupted = environment.interrupted;
   options.batch_events = flags.Integer("batch-size", 500, 1, 10'000);
   options.batch_bytes = flags.Integer("batch-bytes", 512 * 1024, 1'024, 4 * 1024 * 1024 - 1'024);
   options.linger = std::chrono::milliseconds(flags.Integer("linger-ms", 20, 0, 60'000));
@@ -60,26 +73,44 @@ Delivery (every mode that sends):
                         list) to balance streams over several servers (round_robin)
   --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
   --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
+  --protocol P          publish (default): PublishEvents, every batch acknowledged once
+                        durable, a window of batches in flight, only unacknowledged batches
+                        re-sent after a broken stream; batches: ReportEventBatches, a stream's
+                        events acknowledged when the stream ends
   --no-batch            one event per message (ReportEvent) instead of batches
+  --window-batches N    publish: unacknowledged batches per stream, default 8 (the server
+                        remembers a producer's last 8 batches: a larger window may count
+                        re-sent events as duplicates)
+  --window-bytes N      publish: unacknowledged bytes per stream, default 8388608
+  --drain-ms N          after Ctrl-C / SIGTERM: how long to wait for acknowledgements of what
+                        was read, default 5000
   --batch-size N        events per batch message, default 500
   --batch-bytes N       bytes per batch message, default 524288
   --linger-ms N         how long a batch waits to fill up, default 20
   --streams N           concurrent streams, default 2
-  --stream-events N     events per stream before it is closed and acknowledged, default 50000
-  --deadline-ms N       deadline of one stream, default 30000
+  --stream-events N     batches: events per stream before it is closed and acknowledged,
+                        default 50000
+  --deadline-ms N       batches: deadline of one stream; publish: the longest wait for an
+                        acknowledgement before the stream counts as broken; default 30000
   --give-up-after S     stop retrying after S seconds of failures, default 300
   --quiet               no progress line
   --json                print the final summary as JSON
-A failed stream's events are re-sent with exponential backoff; every event carries an id, so
-the server counts each exactly once. The server's answer to a stream must account for every
-event sent on it (accepted + duplicates + rejected); one that does not is an "ack mismatch",
-handled like a failed stream: its events are re-sent (5 mismatches in a row stop the delivery).
-Ctrl-C stops reading and delivers what is queued; a second Ctrl-C quits at once.
+A failed stream's unacknowledged events are re-sent with exponential backoff; every event
+carries an id (and with publish every batch a sequence), so the server counts each exactly
+once. An acknowledgement must account for every event of its batch or stream (accepted +
+duplicates + rejected), and with publish name the oldest unacknowledged batch; one that does
+not is an "ack mismatch", handled like a failed stream: the events are re-sent (5 mismatches in
+a row stop the delivery).
+Ctrl-C or SIGTERM stops reading at once, delivers what was read for at most --drain-ms, and
+prints what was acknowledged; when something was not, the exit status is 3 and a replay of a
+file names the first line not acknowledged and the --from-line flag that resumes there. A
+second Ctrl-C quits at once (status 130).
 )";
 
 const std::vector<std::string> kDeliveryValueFlags = {
-    "server",    "token",   "tls-ca",        "batch-size",  "batch-bytes",
-    "linger-ms", "streams", "stream-events", "deadline-ms", "give-up-after"};
+    "server",        "token",       "tls-ca",        "batch-size",     "batch-bytes",
+    "linger-ms",     "streams",     "stream-events", "deadline-ms",    "give-up-after",
+    "protocol",      "window-batches", "window-bytes", "drain-ms"};
 const std::vector<std::string> kDeliverySwitches = {"no-batch", "quiet", "json", "help"};
 
 std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -115,6 +146,7 @@ int PrintSummary(const RunOutcome& outcome, bool as_json, const CliEnvironment& 
                     {"failed", stats.failed},
                     {"retries", stats.retries},
                     {"ack_mismatches", stats.ack_mismatches},
+                    {"unacknowledged", stats.unacknowledged},
                     {"invalid_lines", outcome.invalid_lines},
                     {"elapsed_seconds", std::round(outcome.elapsed_seconds * 1000) / 1000},
                     {"events_per_second", std::round(rate)}};
@@ -140,6 +172,7 @@ int PrintSummary(const RunOutcome& outcome, bool as_json, const CliEnvironment& 
     std::fprintf(environment.err, "event_reporter: %s\n", outcome.fatal_error.c_str());
   }
   std::fflush(environment.out);
+  if (outcome.incomplete && outcome.fatal_error.empty()) return kExitInterrupted;
   const bool clean = stats.rejected == 0 && stats.failed == 0 && outcome.invalid_lines == 0 &&
                      outcome.fatal_error.empty();
   return clean ? 0 : 1;
@@ -172,6 +205,35 @@ int Delivery::Finish() {
   outcome_.elapsed_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   outcome_.fatal_error = reporter_->fatal_error();
+  const DeliveryStats& stats = outcome_.stats;
+  if (stats.interrupted || Interrupted(environment_)) {
+    // Where the input is to be resumed: the smallest line read and not acknowledged, or the
+    // first line not read.
+    uint64_t first = stats.first_unacknowledged_line;
+    if (outcome_.first_unread_line > 0 && (first == 0 || outcome_.first_unread_line < first)) {
+      first = outcome_.first_unread_line;
+    }
+    outcome_.incomplete = stats.unacknowledged > 0 || stats.first_unacknowledged_line > 0 ||
+                          outcome_.first_unread_line > 0;
+    outcome_.extra["interrupted"] = true;
+    outcome_.extra["acknowledged"] = stats.acknowledged();
+    std::string message = "interrupted: " + client::WithThousands(stats.acknowledged()) +
+                          " events acknowledged";
+    if (stats.unacknowledged > 0) {
+      message += ", " + client::WithThousands(stats.unacknowledged) +
+                 " read but not acknowledged within --drain-ms";
+    }
+    if (outcome_.resumable && first > 0) {
+      outcome_.extra["first_unacknowledged_line"] = first;
+      outcome_.extra["resume_flag"] = "--from-line " + std::to_string(first);
+      message += "; first line not acknowledged: " + std::to_string(first) +
+                 "; resume with --from-line " + std::to_string(first);
+    } else if (!outcome_.incomplete) {
+      message += "; every event read was acknowledged";
+    }
+    std::fprintf(environment_.err, "%sevent_reporter: %s\n",
+                 environment_.err_is_terminal ? "\r\033[K" : "", message.c_str());
+  }
   return PrintSummary(outcome_, as_json_, environment_);
 }
 

@@ -42,11 +42,17 @@ struct RunOutcome {
   double elapsed_seconds = 0;
   std::string fatal_error;
   nlohmann::json extra = nlohmann::json::object();  // mode-specific fields (seed, input, ...)
+  // Interrupted: the input is a file that --from-line can resume, and the first of its lines
+  // not read (0: read to its end).
+  bool resumable = false;
+  uint64_t first_unread_line = 0;
+  // Interrupted before every event read (or the whole file) was acknowledged: exit status 3.
+  bool incomplete = false;
 };
 
 // Prints the summary (a line of text, or one JSON object) on environment.out, and the fatal
 // error on environment.err. Returns the exit status: 0 when every event was accepted or was a
-// duplicate, 1 otherwise.
+// duplicate, kExitInterrupted when interrupted before everything was acknowledged, 1 otherwise.
 int PrintSummary(const RunOutcome& outcome, bool as_json, const CliEnvironment& environment);
 
 // What every sending mode does around its input: reads the delivery flags, makes the channel

@@ -7,12 +7,12 @@ namespace rta::reporter {
 
 bool EventQueue::Push(QueuedEvent event) {
   std::unique_lock lock(mutex_);
-  if (events_.size() >= capacity_ && !aborted_) {
+  if (events_.size() >= capacity_ && !closed_) {
     ++producers_waiting_;
-    not_full_.wait(lock, [&] { return events_.size() < capacity_ || aborted_; });
+    not_full_.wait(lock, [&] { return events_.size() < capacity_ || closed_; });
     --producers_waiting_;
   }
-  if (aborted_) return false;
+  if (closed_) return false;
   events_.push_back(std::move(event));
   // Wake consumers only when one can act: a futex wake per event would cost more than the
   // event itself.
@@ -26,11 +26,20 @@ void EventQueue::Close() {
   std::lock_guard lock(mutex_);
   closed_ = true;
   not_empty_.notify_all();
+  not_full_.notify_all();
 }
 
-size_t EventQueue::Abort() {
+bool EventQueue::Drained() {
+  std::lock_guard lock(mutex_);
+  return closed_ && events_.empty();
+}
+
+size_t EventQueue::Abort(std::vector<uint64_t>* lines) {
   std::lock_guard lock(mutex_);
   const size_t dropped = events_.size();
+  if (lines != nullptr) {
+    for (const QueuedEvent& event : events_) lines->push_back(event.line);
+  }
   events_.clear();
   closed_ = aborted_ = true;
   not_empty_.notify_all();

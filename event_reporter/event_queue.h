@@ -22,16 +22,19 @@ struct QueuedEvent {
 // A bounded multi-producer, multi-consumer queue between the input and the sending streams.
 // Push blocks while it is full (backpressure: a slow or absent server pauses the reading of the
 // input instead of growing memory). Thread-safe. Close() lets consumers drain what is left;
-// Abort() drops it and wakes everyone.
+// Abort() drops it and wakes everyone. Push fails once either was called.
 class EventQueue {
  public:
   explicit EventQueue(size_t capacity) : capacity_(capacity) {}
 
-  // False when the queue was aborted (the event is not taken).
+  // False when the queue was closed or aborted (the event is not taken).
   bool Push(QueuedEvent event);
   void Close();
-  // Drops what is queued and returns how many events that was; Push fails from now on.
-  size_t Abort();
+  // Drops what is queued and returns how many events that was (their input lines are appended
+  // to *lines when given); Push fails from now on.
+  size_t Abort(std::vector<uint64_t>* lines = nullptr);
+  // Closed and empty: no event will come any more.
+  bool Drained();
 
   // Waits until an event is available (true) or the queue is closed and empty (false).
   bool WaitNonEmpty();

@@ -31,11 +31,20 @@ others still go in, and the exit status is 1.
   --shift-to-now        move every timestamp by the same amount so that the first is now
                         (replays old captures; the server refuses events older than 1 hour)
   --rate N              send at most N events per second, default: as fast as possible
+  --from-line N         skip the lines before line N (lines keep their numbers in messages):
+                        resumes an interrupted replay of a file where it says
 
 Examples:
   event_reporter replay events.jsonl
   tail -f app-events.jsonl | event_reporter replay - --server analytics:50051 --linger-ms 200
   event_reporter replay capture.jsonl --shift-to-now --rate 500 --json
+  event_reporter replay events.jsonl --from-line 120001
+
+Ctrl-C or SIGTERM: stops reading, waits at most --drain-ms for the acknowledgements of what was
+read, and (exit status 3) prints the first line not acknowledged and the --from-line flag that
+resumes from it; every line before it was acknowledged. Events keep their event_id on a resume,
+so lines after it that were acknowledged too are counted once (lines without an event_id get a
+new one and would be counted again).
 )";
 
 // Sleeps so that `count` events take at least count / rate seconds since `start`.
@@ -49,13 +58,14 @@ void Pace(double rate, uint64_t count, Clock::time_point start) {
 }  // namespace
 
 int RunReplay(const std::vector<std::string>& args, const CliEnvironment& environment) {
-  Flags flags(args, Concat(detail::kDeliveryValueFlags, {"rate"}),
+  Flags flags(args, Concat(detail::kDeliveryValueFlags, {"rate", "from-line"}),
               Concat(detail::kDeliverySwitches, {"strict", "shift-to-now"}));
   if (flags.Has("help")) {
     std::fprintf(environment.out, "%s%s", kReplayUsage, detail::kDeliveryFlagsHelp);
     return 0;
   }
   const double rate = flags.Number("rate", 0, 0, 1e9);
+  const uint64_t from_line = static_cast<uint64_t>(flags.Integer("from-line", 1, 1, INT64_MAX));
   detail::Delivery delivery("replay", flags, environment);
   if (!flags.error().empty()) return UsageError(environment, flags.error(), "replay");
   if (flags.positional().size() != 1) {
@@ -73,6 +83,7 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
     }
   }
   std::istream& in = path == "-" ? *environment.in : file;
+  delivery.outcome().resumable = path != "-";
   std::atomic<uint64_t> bytes_read{0};
   const bool started = delivery.Start([&]() -> std::optional<double> {
     if (file_bytes <= 0) return std::nullopt;
@@ -87,8 +98,14 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
   uint64_t submitted = 0;
   std::string line;
   analytics::EventData event;
-  for (uint64_t number = 1; std::getline(in, line) && !detail::Interrupted(environment); ++number) {
+  uint64_t number = 1;
+  for (; std::getline(in, line); ++number) {
+    if (detail::Interrupted(environment)) {
+      delivery.outcome().first_unread_line = number;  // read, but not taken
+      break;
+    }
     bytes_read.fetch_add(line.size() + 1, std::memory_order_relaxed);
+    if (number < from_line) continue;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     if (std::string error = ParseEventJson(line, &event); !error.empty()) {
       std::fprintf(environment.err, "%sevent_reporter: line %llu: %s\n",
@@ -108,6 +125,10 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
     }
     Pace(rate, submitted, start);
     if (!delivery.reporter().Submit(std::move(event), number)) {
+      if (detail::Interrupted(environment)) {
+        delivery.outcome().first_unread_line = number;  // not taken: the drain began
+        break;
+      }
       // The delivery stopped (a refusal retrying cannot fix): say what of the input was never
       // sent. A file is counted to its end; a pipe may never end, so only the line is named.
       delivery.outcome().extra["stopped_at_line"] = number;
@@ -123,6 +144,7 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
     ++submitted;
   }
   delivery.outcome().extra["input"] = path == "-" ? "stdin" : path;
+  if (from_line > 1) delivery.outcome().extra["from_line"] = from_line;
   return delivery.Finish();
 }
 

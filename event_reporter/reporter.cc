@@ -4,6 +4,8 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <deque>
+#include <functional>
 #include <optional>
 #include <random>
 
@@ -48,13 +50,50 @@ bool WriteBatch(grpc::ClientWriter<analytics::EventData>& writer,
 
 }  // namespace
 
-// One sending thread: a stream at a time, and the events of the current stream until the
-// server acknowledges them.
-class Reporter::Lane {
+// What both kinds of lane share: the stream in progress, which the drain's end cancels from
+// the watcher thread, and the retry backoff.
+class Reporter::LaneBase {
  public:
-  Lane(Reporter& reporter, uint64_t seed) : reporter_(reporter), rng_(seed) {}
+  LaneBase(Reporter& reporter, uint64_t seed) : reporter_(reporter), rng_(seed) {}
+  virtual ~LaneBase() = default;
 
-  void Run();
+  virtual void Run() = 0;
+  // Cancels the stream in progress, if any (any thread).
+  void Cancel() {
+    std::lock_guard lock(context_mutex_);
+    if (context_ != nullptr) context_->TryCancel();
+  }
+
+ protected:
+  // Registers the stream's context for Cancel(); false when the drain has already ended.
+  bool SetContext(grpc::ClientContext* context) {
+    std::lock_guard lock(context_mutex_);
+    context_ = context;
+    return context == nullptr || !reporter_.drain_expired();
+  }
+  std::chrono::milliseconds NextBackoff(int failures);
+  void SleepUnlessStopped(std::chrono::milliseconds duration);
+  // Adds an answer's counts to the totals and logs its rejections by input line (`lines`: the
+  // input line of each event of the stream or batch, by position).
+  void CountAnswer(uint64_t accepted, uint64_t duplicates, uint64_t rejected,
+                   const google::protobuf::RepeatedPtrField<std::string>& errors,
+                   const std::vector<uint64_t>& lines, const char* scope);
+
+  Reporter& reporter_;
+  std::mt19937_64 rng_;
+
+ private:
+  std::mutex context_mutex_;
+  grpc::ClientContext* context_ = nullptr;  // guarded by context_mutex_
+};
+
+// One sending thread of ReportEventBatches / ReportEvent: a stream at a time, and the events of
+// the current stream until the server acknowledges them.
+class Reporter::Lane : public Reporter::LaneBase {
+ public:
+  using LaneBase::LaneBase;
+
+  void Run() override;
 
  private:
   template <typename Message>
@@ -68,13 +107,9 @@ class Reporter::Lane {
   // Stops the delivery after a refusal that retrying cannot fix, with the server's message.
   void Refused(const std::string& what, const std::string& message,
                const std::optional<analytics::EventResponse>& trailer);
-  std::chrono::milliseconds NextBackoff();
-  void SleepUnlessStopped(std::chrono::milliseconds duration);
   void DropPending();
   std::string LinesText(size_t from, size_t to) const;
 
-  Reporter& reporter_;
-  std::mt19937_64 rng_;
   // The current stream's events, as written, kept for a resend until acknowledged.
   std::vector<analytics::EventBatch> batches_;
   std::vector<uint64_t> lines_;
@@ -87,7 +122,7 @@ class Reporter::Lane {
 void Reporter::Lane::Run() {
   const DeliveryOptions& options = reporter_.options_;
   for (;;) {
-    if (reporter_.stopped_.load()) {
+    if (reporter_.stopped_.load() || reporter_.drain_expired()) {
       DropPending();
       return;
     }
@@ -101,6 +136,7 @@ void Reporter::Lane::Run() {
       Acknowledge(response);
       continue;
     }
+    if (reporter_.drain_expired()) continue;  // cancelled at the drain's end
     const auto now = Clock::now();
     if (failures_++ == 0) first_failure_ = now;
     // What went wrong, for the messages below.
@@ -136,7 +172,7 @@ void Reporter::Lane::Run() {
           " of failures; last: " + what);
       continue;
     }
-    const std::chrono::milliseconds backoff = NextBackoff();
+    const std::chrono::milliseconds backoff = NextBackoff(failures_);
     if (events_ > 0) {  // a stream that failed before taking any event needs no resend
       reporter_.retries_.fetch_add(1, std::memory_order_relaxed);
       // A channel that is not READY has no connection: the server is down or unreachable.
@@ -184,11 +220,12 @@ void Reporter::Lane::Refused(const std::string& what, const std::string& message
   size_t before = 0, size = 0;  // events before message #position, and in it
   bool located = false;
   if (std::sscanf(message.c_str(), "message #%llu", &position) == 1) {
-    if (reporter_.options_.batched && position < batches_.size()) {
+    const bool batched = reporter_.options_.protocol == Protocol::kBatches;
+    if (batched && position < batches_.size()) {
       for (size_t i = 0; i < position; ++i) before += batches_[i].events_size();
       size = batches_[position].events_size();
       located = true;
-    } else if (!reporter_.options_.batched && position < events_) {
+    } else if (!batched && position < events_) {
       before = position;
       size = 1;
       located = true;
@@ -202,6 +239,7 @@ void Reporter::Lane::Refused(const std::string& what, const std::string& message
     if (trailer && counted == before) {
       CountResponse(*trailer);
       events_ -= before;  // what is left fails when the delivery stops
+      lines_.erase(lines_.begin(), lines_.begin() + std::min(before, lines_.size()));
       where += std::string(where.empty() ? "" : "; ") + "the " + std::to_string(before) +
                " events before it were counted";
     }
@@ -219,9 +257,14 @@ grpc::Status Reporter::Lane::SendOneStream(analytics::EventResponse* response, s
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + options.deadline);
   client::AddCredentials(options.channel, &context);
-  grpc::Status status = options.batched
+  if (!SetContext(&context)) {
+    SetContext(nullptr);
+    return grpc::Status(grpc::StatusCode::CANCELLED, "interrupted");
+  }
+  grpc::Status status = options.protocol == Protocol::kBatches
                             ? Stream(reporter_.stub_->ReportEventBatches(&context, response))
                             : Stream(reporter_.stub_->ReportEvent(&context, response));
+  SetContext(nullptr);
   *peer = context.peer();
   trailer->reset();
   if (!status.ok()) {
@@ -270,52 +313,393 @@ void Reporter::Lane::Acknowledge(const analytics::EventResponse& response) {
 }
 
 void Reporter::Lane::CountResponse(const analytics::EventResponse& response) {
-  reporter_.accepted_.fetch_add(response.accepted(), std::memory_order_relaxed);
-  reporter_.duplicates_.fetch_add(response.duplicates(), std::memory_order_relaxed);
-  reporter_.rejected_.fetch_add(response.rejected(), std::memory_order_relaxed);
-  // The server names a refused event by its position in the stream ("event #12 (id x): field:
-  // reason"); the position finds the input line.
-  for (const std::string& error : response.errors()) {
+  CountAnswer(response.accepted(), response.duplicates(), response.rejected(), response.errors(),
+              lines_, "stream");
+}
+
+void Reporter::LaneBase::CountAnswer(uint64_t accepted, uint64_t duplicates, uint64_t rejected,
+                                     const google::protobuf::RepeatedPtrField<std::string>& errors,
+                                     const std::vector<uint64_t>& lines, const char* scope) {
+  reporter_.accepted_.fetch_add(accepted, std::memory_order_relaxed);
+  reporter_.duplicates_.fetch_add(duplicates, std::memory_order_relaxed);
+  reporter_.rejected_.fetch_add(rejected, std::memory_order_relaxed);
+  // The server names a refused event by its position in the stream or batch ("event #12 (id
+  // x): field: reason"); the position finds the input line.
+  for (const std::string& error : errors) {
     unsigned long long position = 0;
     int consumed = 0;
     std::string text = error;
     if (std::sscanf(error.c_str(), "event #%llu%n", &position, &consumed) == 1 &&
-        position < lines_.size() && lines_[position] > 0) {
-      text = "line " + std::to_string(lines_[position]) + error.substr(consumed);
+        position < lines.size() && lines[position] > 0) {
+      text = "line " + std::to_string(lines[position]) + error.substr(consumed);
     }
     reporter_.Log("rejected: " + text);
   }
-  if (response.rejected() > static_cast<uint64_t>(response.errors_size())) {
-    reporter_.Log("rejected: " + std::to_string(response.rejected() - response.errors_size()) +
-                  " more events in the same stream (the server names the first " +
-                  std::to_string(response.errors_size()) + ")");
+  if (rejected > static_cast<uint64_t>(errors.size())) {
+    reporter_.Log("rejected: " + std::to_string(rejected - errors.size()) + " more events in the same " +
+                  scope + " (the server names the first " + std::to_string(errors.size()) + ")");
   }
 }
 
-std::chrono::milliseconds Reporter::Lane::NextBackoff() {
+std::chrono::milliseconds Reporter::LaneBase::NextBackoff(int failures) {
   // Exponential, capped, with jitter over its upper half so that many clients a server restart
   // disconnected at once do not come back at once.
   const DeliveryOptions& options = reporter_.options_;
   const double ceiling = std::min<double>(static_cast<double>(options.max_backoff.count()),
                                           static_cast<double>(options.initial_backoff.count()) *
-                                              std::pow(2.0, std::min(failures_ - 1, 20)));
+                                              std::pow(2.0, std::min(failures - 1, 20)));
   const double delay = std::uniform_real_distribution<double>(ceiling / 2, ceiling)(rng_);
   return std::chrono::milliseconds(static_cast<int64_t>(delay));
 }
 
-void Reporter::Lane::SleepUnlessStopped(std::chrono::milliseconds duration) {
+void Reporter::LaneBase::SleepUnlessStopped(std::chrono::milliseconds duration) {
   const auto until = Clock::now() + duration;
-  while (!reporter_.stopped_.load() && Clock::now() < until) {
+  while (!reporter_.stopped_.load() && !reporter_.drain_expired() && Clock::now() < until) {
     std::this_thread::sleep_for(
         std::min<Clock::duration>(std::chrono::milliseconds(50), until - Clock::now()));
   }
 }
 
 void Reporter::Lane::DropPending() {
-  reporter_.failed_.fetch_add(events_, std::memory_order_relaxed);
+  reporter_.GiveUp(events_, lines_);
   batches_.clear();
   lines_.clear();
   events_ = 0;
+}
+
+// One producer of PublishEvents: a stream at a time, a window of unacknowledged batches that
+// outlives streams, the lane's thread writing and a reader thread per stream taking the acks.
+class Reporter::PublishLane : public Reporter::LaneBase {
+ public:
+  PublishLane(Reporter& reporter, uint64_t seed, std::string producer_id)
+      : LaneBase(reporter, seed), producer_id_(std::move(producer_id)) {}
+
+  void Run() override;
+
+ private:
+  // A batch sent and not yet acknowledged. Shared with the writer while it is written.
+  struct Pending {
+    analytics::PublishRequest request;
+    std::vector<uint64_t> lines;  // input line of each event
+    size_t bytes = 0;
+  };
+  using Stream = grpc::ClientReaderWriter<analytics::PublishRequest, analytics::PublishAck>;
+
+  // One stream: re-sends the window, then sends new batches while it has room, until the input
+  // ends or pauses (WritesDone; the server acks the rest and ends the stream) or the stream
+  // breaks. Fills *mismatch when an ack was wrong (the stream was then cancelled).
+  grpc::Status RunStream(std::string* peer, std::string* mismatch, bool* progressed);
+  void ReadAcks(Stream* stream, grpc::ClientContext* context);
+  // Waits until pred() (under mutex_) or until the stream must end: the reader is done, the
+  // delivery stopped, the drain is over, or no ack came for options.deadline while batches
+  // wait for one (then cancels the stream). True when pred() holds.
+  bool WaitOnStream(std::unique_lock<std::mutex>& lock, const std::function<bool()>& pred,
+                    grpc::ClientContext* context);
+  void Refused(const std::string& what, const std::string& message);
+  void DropWindow();
+  size_t WindowEvents();
+
+  const std::string producer_id_;
+  uint64_t next_sequence_ = 1;
+  int failures_ = 0;    // consecutive streams that failed without an ack
+  int mismatches_ = 0;  // consecutive acknowledgement mismatches
+  Clock::time_point first_failure_;
+  // Sequences in the order written on the current stream: names "message #N" of a refusal.
+  std::vector<uint64_t> written_;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::shared_ptr<const Pending>> window_;  // guarded by mutex_, oldest first
+  size_t window_bytes_ = 0;                             // guarded by mutex_
+  bool reader_done_ = false;                            // guarded by mutex_
+  bool progressed_ = false;         // guarded by mutex_: an ack arrived on this stream
+  std::string mismatch_;            // guarded by mutex_
+  bool stalled_ = false;            // guarded by mutex_: cancelled for want of acks
+  Clock::time_point last_progress_;  // guarded by mutex_
+};
+
+size_t Reporter::PublishLane::WindowEvents() {
+  std::lock_guard lock(mutex_);
+  size_t events = 0;
+  for (const auto& pending : window_) events += pending->request.events_size();
+  return events;
+}
+
+void Reporter::PublishLane::DropWindow() {
+  std::lock_guard lock(mutex_);
+  for (const auto& pending : window_) {
+    reporter_.GiveUp(pending->request.events_size(), pending->lines);
+  }
+  window_.clear();
+  window_bytes_ = 0;
+}
+
+void Reporter::PublishLane::Run() {
+  const DeliveryOptions& options = reporter_.options_;
+  for (;;) {
+    if (reporter_.stopped_.load() || reporter_.drain_expired()) {
+      DropWindow();
+      return;
+    }
+    const size_t unacknowledged = WindowEvents();
+    if (unacknowledged == 0 && !reporter_.queue_.WaitNonEmpty()) return;  // closed and drained
+    std::string peer, mismatch;
+    bool progressed = false;
+    const grpc::Status status = RunStream(&peer, &mismatch, &progressed);
+    if (progressed) failures_ = mismatches_ = 0;
+    const size_t left = WindowEvents();
+    if (status.ok() && mismatch.empty() && left == 0) {
+      mismatches_ = 0;
+      continue;
+    }
+    if (reporter_.drain_expired() || reporter_.stopped_.load()) continue;
+    const auto now = Clock::now();
+    if (failures_++ == 0) first_failure_ = now;
+    std::string what;
+    if (!mismatch.empty()) {
+      reporter_.ack_mismatches_.fetch_add(1, std::memory_order_relaxed);
+      what = mismatch;
+      if (++mismatches_ >= kMaxConsecutiveMismatches) {
+        reporter_.Stop(what + ", " + std::to_string(mismatches_) +
+                       " times in a row; stopped: its acknowledgements cannot be trusted");
+        continue;
+      }
+    } else if (status.ok()) {
+      what = "the server ended the stream with " + std::to_string(left) +
+             " events unacknowledged";
+    } else {
+      what = std::string(client::StatusCodeName(status.error_code())) + ": " + status.error_message();
+      if (!client::IsRetryable(status.error_code())) {
+        Refused(what, status.error_message());
+        continue;
+      }
+    }
+    if (now - first_failure_ >= options.give_up_after) {
+      reporter_.Stop(
+          "gave up after " +
+          Seconds(std::chrono::duration_cast<std::chrono::milliseconds>(now - first_failure_)) +
+          " of failures; last: " + what);
+      continue;
+    }
+    const std::chrono::milliseconds backoff = NextBackoff(failures_);
+    if (left > 0) {
+      reporter_.retries_.fetch_add(1, std::memory_order_relaxed);
+      const bool unreachable =
+          !status.ok() && (reporter_.channel_->GetState(false) != GRPC_CHANNEL_READY);
+      if (!status.ok() && (unreachable || peer.empty())) {
+        reporter_.Log("server unreachable at " + client::DescribeServers(options.channel) + " (" +
+                      client::StatusCodeName(status.error_code()) + "), retrying in " +
+                      Seconds(backoff));
+      } else {
+        reporter_.Log("stream to " + (peer.empty() ? std::string("the server") : peer) +
+                      " failed (" + what + "), resending " + std::to_string(left) +
+                      " unacknowledged events in " + Seconds(backoff));
+      }
+    }
+    SleepUnlessStopped(backoff);
+  }
+}
+
+bool Reporter::PublishLane::WaitOnStream(std::unique_lock<std::mutex>& lock,
+                                         const std::function<bool()>& pred,
+                                         grpc::ClientContext* context) {
+  const DeliveryOptions& options = reporter_.options_;
+  for (;;) {
+    if (pred()) return true;
+    if (reporter_.stopped_.load() || reporter_.drain_expired()) {
+      context->TryCancel();
+      return false;
+    }
+    if (reader_done_) return false;
+    if (!window_.empty() && Clock::now() - last_progress_ >= options.deadline) {
+      stalled_ = true;
+      context->TryCancel();
+      return false;
+    }
+    changed_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+}
+
+grpc::Status Reporter::PublishLane::RunStream(std::string* peer, std::string* mismatch,
+                                              bool* progressed) {
+  const DeliveryOptions& options = reporter_.options_;
+  grpc::ClientContext context;
+  client::AddCredentials(options.channel, &context);
+  if (!SetContext(&context)) {
+    SetContext(nullptr);
+    return grpc::Status(grpc::StatusCode::CANCELLED, "interrupted");
+  }
+  std::unique_ptr<Stream> stream = reporter_.stub_->PublishEvents(&context);
+  std::vector<std::shared_ptr<const Pending>> resend;
+  {
+    std::lock_guard lock(mutex_);
+    reader_done_ = false;
+    progressed_ = false;
+    stalled_ = false;
+    mismatch_.clear();
+    last_progress_ = Clock::now();
+    resend.assign(window_.begin(), window_.end());
+  }
+  written_.clear();
+  std::thread reader([this, &stream, &context] { ReadAcks(stream.get(), &context); });
+  bool writable = true;
+  for (const auto& pending : resend) {  // the unacknowledged batches, with their sequences
+    written_.push_back(pending->request.sequence());
+    if (!(writable = stream->Write(pending->request))) break;
+  }
+  resend.clear();
+  // How long a stream with nothing to send and nothing unacknowledged stays open.
+  const auto idle_limit = std::min(options.stream_duration, options.deadline / 2);
+  auto idle_since = Clock::now();
+  while (writable && !reporter_.stopped_.load()) {
+    size_t room_bytes = 0;
+    {
+      std::unique_lock lock(mutex_);
+      const bool room = WaitOnStream(
+          lock,
+          [&] {
+            return window_.size() < options.window_batches &&
+                   (window_.empty() || window_bytes_ + 1'024 <= options.window_bytes);
+          },
+          &context);
+      if (!room) {
+        writable = false;  // the stream is over: no WritesDone
+        break;
+      }
+      room_bytes = window_.empty() ? options.batch_bytes
+                                   : std::min(options.batch_bytes,
+                                              options.window_bytes - window_bytes_);
+    }
+    auto pending = std::make_shared<Pending>();
+    analytics::EventBatch batch;
+    // Waits a little for the first event, so that a stop or the idle limit is seen in time.
+    const size_t taken = reporter_.queue_.PopBatch(
+        options.batch_events, room_bytes, Clock::now() + std::chrono::milliseconds(100),
+        options.linger, &batch, &pending->lines);
+    if (taken == 0) {
+      if (reporter_.queue_.Drained()) break;  // the input ended
+      std::lock_guard lock(mutex_);
+      if (reader_done_) {
+        writable = false;
+        break;
+      }
+      if (window_.empty() && Clock::now() - idle_since >= idle_limit) break;  // idle: close
+      continue;
+    }
+    idle_since = Clock::now();
+    pending->request.set_producer_id(producer_id_);
+    pending->request.set_sequence(next_sequence_++);
+    pending->request.mutable_events()->Swap(batch.mutable_events());
+    pending->bytes = pending->request.ByteSizeLong();
+    reporter_.sent_.fetch_add(taken, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(mutex_);
+      if (window_.empty()) last_progress_ = Clock::now();
+      window_.push_back(pending);
+      window_bytes_ += pending->bytes;
+    }
+    written_.push_back(pending->request.sequence());
+    writable = stream->Write(pending->request);
+  }
+  if (writable) stream->WritesDone();  // the server acks what it has and ends the stream
+  {
+    // A failed Write means the call is over, and the reader's Read returns false with it (the
+    // status says why). WaitOnStream cancels the stream when it must end otherwise: a stop, the
+    // drain's end, or no ack for too long.
+    std::unique_lock lock(mutex_);
+    WaitOnStream(lock, [&] { return reader_done_; }, &context);
+  }
+  reader.join();
+  grpc::Status status = stream->Finish();
+  SetContext(nullptr);
+  *peer = context.peer();
+  std::lock_guard lock(mutex_);
+  *mismatch = mismatch_;
+  *progressed = progressed_;
+  if (stalled_ && mismatch_.empty()) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "no acknowledgement for " + Seconds(options.deadline));
+  }
+  return status;
+}
+
+void Reporter::PublishLane::ReadAcks(Stream* stream, grpc::ClientContext* context) {
+  analytics::PublishAck ack;
+  while (stream->Read(&ack)) {
+    std::shared_ptr<const Pending> pending;
+    {
+      std::lock_guard lock(mutex_);
+      if (window_.empty() || ack.sequence() != window_.front()->request.sequence()) {
+        mismatch_ = "the server acknowledged batch " + std::to_string(ack.sequence()) +
+                    (window_.empty() ? std::string(", none was unacknowledged")
+                                     : ", expected " +
+                                           std::to_string(window_.front()->request.sequence()));
+      } else {
+        const uint64_t events = window_.front()->request.events_size();
+        const uint64_t counted = ack.accepted() + ack.duplicates() + ack.rejected();
+        if (counted != events) {
+          mismatch_ = "the server acknowledged " + std::to_string(counted) + " of " +
+                      std::to_string(events) + " events of batch " +
+                      std::to_string(ack.sequence()) + " (" + std::to_string(ack.accepted()) +
+                      " accepted, " + std::to_string(ack.duplicates()) + " duplicates, " +
+                      std::to_string(ack.rejected()) + " rejected)";
+        } else {
+          pending = std::move(window_.front());
+          window_.pop_front();
+          window_bytes_ -= pending->bytes;
+          progressed_ = true;
+          last_progress_ = Clock::now();
+        }
+      }
+      if (!pending) {
+        // The batch stays in the window and is re-sent on the next stream.
+        context->TryCancel();
+        break;
+      }
+    }
+    changed_.notify_all();
+    CountAnswer(ack.accepted(), ack.duplicates(), ack.rejected(), ack.errors(), pending->lines,
+                "batch");
+  }
+  {
+    std::lock_guard lock(mutex_);
+    reader_done_ = true;
+  }
+  changed_.notify_all();
+}
+
+void Reporter::PublishLane::Refused(const std::string& what, const std::string& message) {
+  // A message the server cannot parse is named by its position in the stream ("message #N",
+  // 0-based): its batch's input lines say where to look. The batches acknowledged before it
+  // were counted; the window fails when the delivery stops.
+  std::string where;
+  unsigned long long position = 0;
+  std::vector<uint64_t> lines;
+  {
+    std::lock_guard lock(mutex_);
+    const bool named = std::sscanf(message.c_str(), "message #%llu", &position) == 1 &&
+                       position < written_.size();
+    for (const auto& pending : window_) {
+      if (named && pending->request.sequence() != written_[position]) continue;
+      lines.insert(lines.end(), pending->lines.begin(), pending->lines.end());
+    }
+    if (named && !lines.empty()) where = "message #" + std::to_string(position) + " carried ";
+    if (!named) where = "the unacknowledged batches carried ";
+  }
+  uint64_t first = UINT64_MAX, last = 0;
+  for (uint64_t line : lines) {
+    if (line == 0) continue;
+    first = std::min(first, line);
+    last = std::max(last, line);
+  }
+  if (last == 0) {
+    where.clear();
+  } else {
+    where += last == first ? "input line " + std::to_string(first)
+                           : "input lines " + std::to_string(first) + "-" + std::to_string(last);
+  }
+  reporter_.Stop("the server refused the events (" + what + "); retrying cannot fix this" +
+                 (where.empty() ? "" : " (" + where + ")"));
 }
 
 Reporter::Reporter(std::shared_ptr<grpc::Channel> channel, DeliveryOptions options)
@@ -327,19 +711,28 @@ Reporter::Reporter(std::shared_ptr<grpc::Channel> channel, DeliveryOptions optio
   options_.streams = std::max(options_.streams, 1);
   options_.batch_events = std::max<size_t>(options_.batch_events, 1);
   options_.stream_events = std::max(options_.stream_events, options_.batch_events);
+  options_.window_batches = std::max<size_t>(options_.window_batches, 1);
   std::random_device seed;
   for (int i = 0; i < options_.streams; ++i) {
-    lanes_.push_back(std::make_unique<Lane>(*this, seed()));
+    if (options_.protocol == Protocol::kPublish) {
+      lanes_.push_back(std::make_unique<PublishLane>(*this, seed(), ProducerId(i)));
+    } else {
+      lanes_.push_back(std::make_unique<Lane>(*this, seed()));
+    }
     threads_.emplace_back([lane = lanes_.back().get()] { lane->Run(); });
   }
+  if (options_.interrupted != nullptr) watcher_ = std::thread([this] { WatchInterrupt(); });
 }
 
 Reporter::~Reporter() {
   if (!finished_) {
     Stop("the reporter was destroyed before Finish()");
     for (std::thread& thread : threads_) thread.join();
+    StopWatcher();
   }
 }
+
+std::string Reporter::ProducerId(int lane) const { return id_prefix_ + "-" + std::to_string(lane); }
 
 bool Reporter::Submit(analytics::EventData event, uint64_t line) {
   if (event.event_id().empty()) {
@@ -347,16 +740,69 @@ bool Reporter::Submit(analytics::EventData event, uint64_t line) {
                        std::to_string(next_id_.fetch_add(1, std::memory_order_relaxed)));
   }
   const size_t bytes = event.ByteSizeLong() + 4;  // + the repeated field's tag and length
-  if (queue_.Push(QueuedEvent{std::move(event), line, bytes})) return true;
-  failed_.fetch_add(1, std::memory_order_relaxed);
+  if (!draining() && queue_.Push(QueuedEvent{std::move(event), line, bytes})) return true;
+  // After an interruption the event is not taken (the input stops before it); after a stop
+  // it fails.
+  if (stopped_.load() || !draining()) GiveUp(1, {line});
   return false;
 }
 
 DeliveryStats Reporter::Finish() {
   queue_.Close();
   for (std::thread& thread : threads_) thread.join();
+  StopWatcher();
   finished_ = true;
   return stats();
+}
+
+void Reporter::StopWatcher() {
+  {
+    std::lock_guard lock(watch_mutex_);
+    watch_done_ = true;
+  }
+  watch_wake_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void Reporter::WatchInterrupt() {
+  std::unique_lock lock(watch_mutex_);
+  // A signal handler cannot notify a condition variable: the flag is polled.
+  while (!watch_done_ && !options_.interrupted->load()) {
+    watch_wake_.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  if (watch_done_) return;
+  BeginDrain();
+  const auto deadline = Clock::now() + options_.drain;
+  if (watch_wake_.wait_until(lock, deadline, [this] { return watch_done_; })) return;
+  // The drain's time is up: what is still queued or unacknowledged is given up on.
+  drain_expired_.store(true);
+  std::vector<uint64_t> lines;
+  const size_t dropped = queue_.Abort(&lines);
+  GiveUp(dropped, lines);
+  for (const auto& lane : lanes_) lane->Cancel();
+}
+
+void Reporter::BeginDrain() {
+  draining_.store(true);
+  queue_.Close();  // Submit fails from now on; the lanes send what is queued
+}
+
+void Reporter::GiveUp(uint64_t events, const std::vector<uint64_t>& lines) {
+  if (events == 0) return;
+  if (stopped_.load() || !draining()) {
+    failed_.fetch_add(events, std::memory_order_relaxed);
+  } else {
+    unacknowledged_.fetch_add(events, std::memory_order_relaxed);
+  }
+  for (uint64_t line : lines) NoteUnacknowledgedLine(line);
+}
+
+void Reporter::NoteUnacknowledgedLine(uint64_t line) {
+  if (line == 0) return;
+  uint64_t current = first_unacknowledged_line_.load();
+  while ((current == 0 || line < current) &&
+         !first_unacknowledged_line_.compare_exchange_weak(current, line)) {
+  }
 }
 
 DeliveryStats Reporter::stats() const {
@@ -368,6 +814,9 @@ DeliveryStats Reporter::stats() const {
   stats.failed = failed_.load(std::memory_order_relaxed);
   stats.retries = retries_.load(std::memory_order_relaxed);
   stats.ack_mismatches = ack_mismatches_.load(std::memory_order_relaxed);
+  stats.unacknowledged = unacknowledged_.load(std::memory_order_relaxed);
+  stats.interrupted = draining();
+  stats.first_unacknowledged_line = first_unacknowledged_line_.load();
   return stats;
 }
 
@@ -382,7 +831,9 @@ void Reporter::Stop(const std::string& reason) {
     if (fatal_error_.empty()) fatal_error_ = reason;
   }
   stopped_.store(true);
-  failed_.fetch_add(queue_.Abort(), std::memory_order_relaxed);
+  std::vector<uint64_t> lines;
+  const size_t dropped = queue_.Abort(&lines);
+  GiveUp(dropped, lines);
 }
 
 void Reporter::Log(const std::string& message) {

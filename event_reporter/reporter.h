@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,9 +19,16 @@
 
 namespace rta::reporter {
 
+// Which RPC carries the events.
+enum class Protocol {
+  kPublish,  // PublishEvents: every batch acknowledged on its own, a window of them in flight
+  kBatches,  // ReportEventBatches: a stream's events acknowledged when the stream ends
+  kEvents,   // ReportEvent: the same, one event per message
+};
+
 struct DeliveryOptions {
   client::ChannelOptions channel;
-  bool batched = true;  // ReportEventBatches; false: ReportEvent, one event per message
+  Protocol protocol = Protocol::kPublish;
   size_t batch_events = 500;
   size_t batch_bytes = 512 * 1024;
   std::chrono::milliseconds linger{20};  // how long a batch waits to fill up
@@ -27,13 +36,24 @@ struct DeliveryOptions {
   // events or this long; until then its events are kept for a resend.
   size_t stream_events = 50'000;
   std::chrono::milliseconds stream_duration{5'000};
-  std::chrono::milliseconds deadline{30'000};  // per stream
+  // kBatches / kEvents: the deadline of one stream. kPublish: the longest wait for the next
+  // acknowledgement while batches are unacknowledged (then the stream is treated as broken).
+  std::chrono::milliseconds deadline{30'000};
+  // kPublish: batches (and their bytes) sent and not yet acknowledged, per stream. The server
+  // remembers the counts of a producer's last 8 batches, so a window of at most 8 keeps the
+  // counts of a re-sent batch exact (more re-sends are counted as duplicates).
+  size_t window_batches = 8;
+  size_t window_bytes = 8 * 1024 * 1024;
   int streams = 2;                             // concurrent streams
   std::chrono::milliseconds initial_backoff{200};
   std::chrono::milliseconds max_backoff{10'000};
   // Stop retrying the same events after this long without success; they count as failed.
   std::chrono::milliseconds give_up_after{300'000};
   size_t queue_events = 50'000;
+  // Set by SIGINT/SIGTERM (may be null): stop taking events, deliver what was already taken
+  // for at most `drain`, then give up on the rest (counted as unacknowledged).
+  const std::atomic<bool>* interrupted = nullptr;
+  std::chrono::milliseconds drain{5'000};
   // Messages in words for a person: retries, rejected events, giving up. Called from the
   // sending threads, one call at a time.
   std::function<void(const std::string&)> log;
@@ -50,12 +70,31 @@ struct DeliveryStats {
   // Responses whose counts did not add up to the events sent on their stream (each one is
   // also a retry: the stream's events are re-sent).
   uint64_t ack_mismatches = 0;
+  // After an interruption: events taken (Submit) but not acknowledged when the drain ended,
+  // sent or not. They may or may not have been counted; sent again with the same ids, they
+  // are counted once.
+  uint64_t unacknowledged = 0;
+  bool interrupted = false;
+  // The smallest input line of an event taken but not acknowledged (failed, unacknowledged);
+  // 0 when there is none.
+  uint64_t first_unacknowledged_line = 0;
   uint64_t acknowledged() const { return accepted + duplicates + rejected; }
 };
 
 // Streams events to the server(s) with no loss and no double counting.
 //
-// Events are queued by Submit() and sent by `streams` threads, each on its own stream, in
+// Protocol::kPublish (the default): each of the `streams` lanes is one producer (a random
+// per-run id and the lane's number) on a PublishEvents stream. A lane numbers its batches
+// 1, 2, 3, ..., keeps at most window_batches / window_bytes of them unacknowledged (it takes no
+// more events while the window is full: backpressure up to the input), and frees a batch when
+// its PublishAck arrives (in order; an ack for another sequence or whose counts do not add up
+// to the batch's events is an acknowledgement mismatch, as below). After a broken stream it
+// reconnects with the backoff below and re-sends only the unacknowledged batches with their
+// original sequences; the server recognises the ones it already holds (duplicate_batch, with
+// their original counts). No stream carries more than a window, so every stream that lives for
+// a window's worth of bytes makes progress.
+//
+// Protocol::kBatches / kEvents: events are queued by Submit() and sent by `streams` threads, each on its own stream, in
 // batches bounded by count, bytes and linger time. The server acknowledges a stream's events
 // in its response when the stream ends; until then they are kept. When a stream fails
 // (UNAVAILABLE, DEADLINE_EXCEEDED, a restart, ...) they are resent on a new stream after an
@@ -70,6 +109,9 @@ struct DeliveryStats {
 // the message it refused ("message #N", 0-based) and reports what it counted before it in the
 // trailer `rta-event-response-bin`, the events before that message are counted and only the
 // rest fail.
+// Interruption (options.interrupted): Submit fails from then on; what was taken is still
+// delivered for at most options.drain; then streams are cancelled and what is left counts as
+// unacknowledged (stats().first_unacknowledged_line says where the input is to be resumed).
 // Thread-safe: Submit from any thread; Finish once.
 class Reporter {
  public:
@@ -81,7 +123,8 @@ class Reporter {
   Reporter& operator=(const Reporter&) = delete;
 
   // Queues an event (blocks while the queue is full). Gives it an id when it has none.
-  // False when the delivery was stopped by an error that retrying cannot fix.
+  // False when the delivery was stopped by an error that retrying cannot fix (the event counts
+  // as failed), or interrupted (the event is not taken: the input stops before it).
   bool Submit(analytics::EventData event, uint64_t line = 0);
   // No more events: waits until every event is acknowledged or given up on.
   DeliveryStats Finish();
@@ -89,11 +132,24 @@ class Reporter {
   DeliveryStats stats() const;
   // Set when the delivery was stopped: the status code name and message.
   std::string fatal_error() const;
+  // The producer id of a kPublish lane (0-based), e.g. "r0123456789abcdef-2".
+  std::string ProducerId(int lane) const;
 
  private:
+  class LaneBase;
   class Lane;
+  class PublishLane;
   void Stop(const std::string& reason);
   void Log(const std::string& message);
+  // Watches options_.interrupted: starts the drain, and ends it at its deadline.
+  void WatchInterrupt();
+  void BeginDrain();
+  void StopWatcher();
+  bool draining() const { return draining_.load(); }
+  bool drain_expired() const { return drain_expired_.load(); }
+  // Events given up on: `failed` after a stop, else (an interruption) unacknowledged.
+  void GiveUp(uint64_t events, const std::vector<uint64_t>& lines);
+  void NoteUnacknowledgedLine(uint64_t line);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<analytics::AnalyticsService::Stub> stub_;
@@ -102,12 +158,18 @@ class Reporter {
   std::string id_prefix_;  // random per run, for events without an id
   std::atomic<uint64_t> next_id_{0};
   std::atomic<uint64_t> sent_{0}, accepted_{0}, duplicates_{0}, rejected_{0}, failed_{0},
-      retries_{0}, ack_mismatches_{0};
+      retries_{0}, ack_mismatches_{0}, unacknowledged_{0}, first_unacknowledged_line_{0};
   mutable std::mutex mutex_;  // guards fatal_error_ and serializes options_.log
   std::string fatal_error_;
   std::atomic<bool> stopped_{false};
-  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::atomic<bool> draining_{false};       // interrupted: Submit fails, the queue is closed
+  std::atomic<bool> drain_expired_{false};  // the drain's time is up: give up on the rest
+  std::vector<std::unique_ptr<LaneBase>> lanes_;
   std::vector<std::thread> threads_;
+  std::mutex watch_mutex_;
+  std::condition_variable watch_wake_;
+  bool watch_done_ = false;  // guarded by watch_mutex_
+  std::thread watcher_;
   bool finished_ = false;
 };
 

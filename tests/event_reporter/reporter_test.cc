@@ -1,6 +1,7 @@
 // Reporter: retries over broken streams, a server that comes up late, an unreachable one,
 // refusals that retrying cannot fix, acknowledgements that do not add up (against a fake
-// server), load balancing over two servers.
+// ReportEventBatches / ReportEvent server: --protocol batches; publish_test.cc has the same for
+// PublishEvents), load balancing over two servers.
 #include "event_reporter/reporter.h"
 
 #include <grpcpp/grpcpp.h>
@@ -157,10 +158,12 @@ TEST_CASE("streams broken mid-way are re-sent: nothing lost, nothing counted twi
                        ServerHarness::FailEveryNthStreamAfterFirstMessage(3));
   const std::string path = GenerateFile("retry.jsonl", 5'000, 11);
   const FileAnswers answers = Answer(path);
+  // ReportEventBatches, ReportEvent (the stream's events are re-sent and come back as
+  // duplicates).
   const bool batched = GENERATE(true, false);
-  std::vector<std::string> args = {
-      "replay", path,           "--server", server.address(), "--json", "--stream-events",
-      "400",    "--batch-size", "100"};
+  std::vector<std::string> args = {"replay",       path,  "--server",        server.address(),
+                                   "--json",       "--protocol", "batches", "--stream-events",
+                                   "400",          "--batch-size", "100"};
   if (!batched) args.push_back("--no-batch");
   const CliRun run = Run(args);
   INFO(run.err);
@@ -221,8 +224,8 @@ TEST_CASE("a refusal that retrying cannot fix stops the delivery", "[reporter][r
   config.max_batch_events = 10;
   ServerHarness server(config);
   const std::string path = GenerateFile("refused.jsonl", 100, 3);
-  const CliRun run =
-      Run({"replay", path, "--server", server.address(), "--json", "--batch-size", "50"});
+  const CliRun run = Run({"replay", path, "--server", server.address(), "--json", "--batch-size",
+                          "50", "--protocol", "batches"});
   CHECK(run.status == 1);
   CHECK_THAT(run.err, Catch::Contains("the server refused the events (INVALID_ARGUMENT: events: "
                                       "batch #0 has 50 events, limit 10)"));
@@ -266,7 +269,8 @@ TEST_CASE("an acknowledgement that does not add up is retried, and the totals co
                                    "--json",   "--streams",
                                    "1",        "--stream-events",
                                    "20",       "--batch-size",
-                                   "5"};
+                                   "5",        "--protocol",
+                                   "batches"};
   if (!batched) args.push_back("--no-batch");
   const CliRun run = Run(args, IdLines(50));
   INFO(run.err);
@@ -294,7 +298,9 @@ TEST_CASE("a server whose counts never add up: the delivery stops and says why",
   script.short_answers = 1'000;
   FakeIngestServer server(script);
   const CliRun run =
-      Run({"replay", "-", "--server", server.address(), "--json", "--streams", "1"}, IdLines(30));
+      Run({"replay", "-", "--server", server.address(), "--json", "--streams", "1", "--protocol",
+           "batches"},
+          IdLines(30));
   INFO(run.err);
   CHECK(run.status == 1);
   const auto summary = run.Summary();
@@ -311,7 +317,7 @@ TEST_CASE("a server whose counts never add up: the delivery stops and says why",
 TEST_CASE("INVALID_ARGUMENT ends the delivery with the server's own message", "[reporter][retry]") {
   const bool batched = GENERATE(true, false);
   std::vector<std::string> args = {"replay",    "-", "--server",     "", "--json",
-                                   "--streams", "1", "--batch-size", "5"};
+                                   "--streams", "1", "--batch-size", "5", "--protocol", "batches"};
   if (!batched) args.push_back("--no-batch");
   SECTION("as analytics_server refuses a message it cannot parse: what came before counts") {
     // Message #2 is the third batch of five (lines 11-15), or the third event (line 3).

@@ -43,6 +43,7 @@ declare -A how=(
   ["event_reporter generate --events 100000 --seed 7 --output traffic.jsonl"]="run"
   ["event_reporter replay traffic.jsonl"]="run"
   ["event_reporter send --type purchase --value 59.90 --visitor v1 --session s1"]="run"
+  ["event_reporter replay events.jsonl --from-line 4"]="run"
   ["event_reporter replay --help"]="run"
   ["dashboard_client"]="terminal"
   ["dashboard_client --server analytics:50051 --window 5m --interval 2000"]="terminal"
@@ -178,6 +179,10 @@ verify() {
     "event_reporter send --type purchase --value 59.90 --visitor v1 --session s1")
       wait_total revenue 59.9
       wait_total conversions 1 ;;
+    "event_reporter replay events.jsonl --from-line 4")
+      # Lines 4 and 5 of the five.
+      grep -q "^replay: 2 sent, 2 accepted" "$work/out" || fail "--from-line 4 did not send lines 4-5"
+      wait_total events_total 2 ;;
     "event_reporter replay --help")
       grep -q "Examples:" "$work/out" || fail "replay --help shows no examples" ;;
     "dashboard_client --once --json | jq .metrics.revenue")
