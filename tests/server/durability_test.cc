@@ -268,10 +268,8 @@ TEST_CASE("kill -9 three times while event_reporter replays a file: exact counts
       ++lines;
       const std::string type = event.value("event_type", "");
       if (type == "page_view") ++page_views;
-      if (type == "purchase") {
-        ++conversions;
-        revenue += event.value("value", 0.0);
-      }
+      if (type == "purchase" || type == "signup") ++conversions;
+      if (type == "purchase") revenue += event.value("value", 0.0);
     }
   }
   REQUIRE(lines == static_cast<uint64_t>(events));
@@ -363,7 +361,9 @@ TEST_CASE("a torn last record is truncated at start, logged and counted; the res
   REQUIRE(PublishOne(server.address(), Batch("torn", 10, 10, NowMs()), &ack).ok());
   CHECK_FALSE(ack.duplicate_batch());
   CHECK(ack.accepted() == 10);
-  CHECK(Metric(server.address(), "events_total", analytics::WINDOW_TOTAL) == 100);
+  CHECK(WaitFor([&] {
+    return Metric(server.address(), "events_total", analytics::WINDOW_TOTAL) == 100;
+  }));
 }
 
 TEST_CASE("a flipped byte in the middle of the log stops the start with segment and offset, "
@@ -417,7 +417,7 @@ TEST_CASE("a full disk: ingest gets UNAVAILABLE, reads keep working, and ingest 
   REQUIRE(server.listening());
   // The process may not grow any file past 400 KB: the first segment hits it (EFBIG).
   const std::string limit = "prlimit --pid " + std::to_string(server.pid()) + " --fsize=";
-  REQUIRE(std::system((limit + "400000").c_str()) == 0);
+  REQUIRE(std::system((limit + "400000:unlimited").c_str()) == 0);  // soft:hard
   const int64_t now = NowMs();
   uint64_t sequence = 1;
   uint64_t acknowledged = 0;
@@ -443,7 +443,7 @@ TEST_CASE("a full disk: ingest gets UNAVAILABLE, reads keep working, and ingest 
         static_cast<double>(acknowledged));
   CHECK_THAT(server.Log(), Catch::Contains("event=event_log_not_writable"));
 
-  REQUIRE(std::system((limit + "unlimited").c_str()) == 0);
+  REQUIRE(std::system((limit + "unlimited:unlimited").c_str()) == 0);
   CHECK(WaitFor([&] { return Scrape(server, "analytics_log_writable") == 1; },
                 std::chrono::seconds(10)));
   // The refused batch again (the same sequence), then five more: all acknowledged.
@@ -451,8 +451,12 @@ TEST_CASE("a full disk: ingest gets UNAVAILABLE, reads keep working, and ingest 
     REQUIRE(PublishOne(server.address(), Batch("full", sequence, 50, now), &ack).ok());
     acknowledged += ack.accepted();
   }
+  // GetMetrics answers from the last tick (100 ms): wait for the one after the last ack.
+  const double expected = static_cast<double>((sequence - 1) * 50);
+  CHECK(WaitFor([&] {
+    return Metric(server.address(), "events_total", analytics::WINDOW_TOTAL) == expected;
+  }));
   const double total = Metric(server.address(), "events_total", analytics::WINDOW_TOTAL);
-  CHECK(total == static_cast<double>((sequence - 1) * 50));
   server.Signal(SIGTERM);
   REQUIRE(server.WaitForExit(std::chrono::seconds(20)));
   ServerProcess restarted(DurableArgs(dir.path()));
