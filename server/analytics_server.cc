@@ -316,7 +316,7 @@ void AnalyticsServer::Impl::Tick(bool early) {
   std::lock_guard lock(tick_mutex_);
   const auto start = std::chrono::steady_clock::now();
   // A due checkpoint takes the place of a regular tick (it is one, plus a cut).
-  if (!early && durability_ != nullptr && durability_->MaybeCheckpoint(*aggregator_, producers_)) {
+  if (!early && durability_ != nullptr && durability_->MaybeCheckpoint(*aggregator_, producers_, hub_)) {
     hub_.Publish(aggregator_->Latest(), early);
   } else {
     hub_.Publish(aggregator_->Tick(), early);
@@ -339,7 +339,7 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
   } else {
     durability_ = Durability::Open(config_, metrics_, error);
     if (durability_ == nullptr) return false;
-    aggregator_ = durability_->Recover(clock_, producers_, error);
+    aggregator_ = durability_->Recover(clock_, producers_, hub_, error);
     if (aggregator_ == nullptr) {
       durability_.reset();
       return false;
@@ -438,7 +438,7 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
   for (auto& worker : workers_) worker->Join();
   if (durability_ != nullptr) {
     // No call is left: the last checkpoint sees everything that was acknowledged.
-    durability_->Close(*aggregator_, producers_);
+    durability_->Close(*aggregator_, producers_, hub_);
   }
   workers_.clear();
   if (exposer_) StopExposer(exposer_, config_.metrics_listen, metrics_port_);

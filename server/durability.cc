@@ -92,7 +92,7 @@ Durability::~Durability() {
 }
 
 std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
-                                                     ProducerTable& producers,
+                                                     ProducerTable& producers, SnapshotHub& hub,
                                                      std::string* error) {
   const auto start = std::chrono::steady_clock::now();
   storage::Checkpoint checkpoint;
@@ -116,6 +116,9 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
       return nullptr;
     }
     if (!producers.Restore(checkpoint.producers, error)) return nullptr;
+    if (!checkpoint.history.empty() && !hub.mutable_history().Restore(checkpoint.history, error)) {
+      return nullptr;
+    }
     last_cut_ = checkpoint.cut_lsn;
   } else {
     aggregator = std::make_unique<agg::Aggregator>(config_.aggregator, clock);
@@ -210,49 +213,62 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
 }
 
 void Durability::Cut(agg::Aggregator& aggregator, ProducerTable& producers,
-                     storage::Checkpoint* out) {
-  const auto result = aggregator.Checkpoint([&] {
+                     const SnapshotHub& hub, PendingCheckpoint* out) {
+  storage::Checkpoint& checkpoint = out->checkpoint;
+  auto result = aggregator.Checkpoint([&] {
     // Inside the freeze: no ingest section is open, so the log's tail and the producer table
     // are exactly what the aggregator has counted.
-    out->cut_lsn = log_->last_lsn();
-    out->producers = producers.Serialize();
+    checkpoint.cut_lsn = log_->last_lsn();
+    checkpoint.producers = producers.Serialize();
   });
-  out->aggregator = std::move(result.blob);
-  out->taken_ms = aggregator.Latest()->time_ms;
-  out->last_sequence = aggregator.Latest()->sequence;
-  metrics_.CheckpointCut(result.stall_us / 1e6, out->aggregator.size() + out->producers.size());
+  checkpoint.aggregator = std::move(result.blob);
+  checkpoint.taken_ms = result.time_ms;
+  checkpoint.last_sequence = result.sequence;
+  // The history up to the previous tick (this tick's snapshot is recorded when it is
+  // published); pointers only, serialized on the store thread.
+  out->history = hub.history().CopyForCheckpoint();
+  metrics_.CheckpointCut(static_cast<double>(result.stall_us) / 1e6,
+                         checkpoint.aggregator.size() + checkpoint.producers.size());
 }
 
-bool Durability::MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers) {
+bool Durability::MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers,
+                                 const SnapshotHub& hub) {
   const auto now = std::chrono::steady_clock::now();
   if (now < next_checkpoint_) return false;
   next_checkpoint_ = now + std::chrono::seconds(config_.checkpoint_interval_s);
-  if (log_->last_lsn() == last_cut_) return false;  // nothing new since the last one
+  {
+    std::lock_guard retry(retry_mutex_);
+    if (log_->last_lsn() == last_cut_ && !retry_needed_) return false;  // nothing new
+    retry_needed_ = false;
+  }
   {
     std::lock_guard lock(mutex_);
     if (pending_) return false;  // the previous one is still being written
   }
-  storage::Checkpoint checkpoint;
-  Cut(aggregator, producers, &checkpoint);
-  last_cut_ = checkpoint.cut_lsn;
+  PendingCheckpoint pending;
+  Cut(aggregator, producers, hub, &pending);
+  last_cut_ = pending.checkpoint.cut_lsn;
   {
     std::lock_guard lock(mutex_);
-    pending_ = std::move(checkpoint);
+    pending_ = std::move(pending);
   }
   cv_.notify_all();
   return true;
 }
 
-bool Durability::Persist(const storage::Checkpoint& checkpoint) {
+bool Durability::Persist(PendingCheckpoint& pending) {
+  storage::Checkpoint& checkpoint = pending.checkpoint;
   const auto start = std::chrono::steady_clock::now();
+  checkpoint.history = MetricHistory::Serialize(pending.history);
+  pending.history = {};
   // The checkpoint counts every record up to its cut: it may be stored only once they are all
   // durable, or a crash could leave it ahead of the log (and their re-sent events would count
   // twice). Bounded wait: a log that cannot write keeps the checkpoint for the next round.
   while (log_->durable_lsn() < checkpoint.cut_lsn) {
     if (std::chrono::steady_clock::now() - start > std::chrono::seconds(30)) {
       LogWarn("checkpoint_skipped",
-                 {{"reason", "the event log is not durable up to the checkpoint's cut"},
-                  {"cut_lsn", std::to_string(checkpoint.cut_lsn)}});
+              {{"reason", "the event log is not durable up to the checkpoint's cut"},
+               {"cut_lsn", std::to_string(checkpoint.cut_lsn)}});
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -275,9 +291,13 @@ void Durability::StoreThread() {
   for (;;) {
     cv_.wait(lock, [this] { return stopping_ || pending_.has_value(); });
     if (!pending_) return;  // stopping, nothing left
-    const storage::Checkpoint& checkpoint = *pending_;
+    PendingCheckpoint& pending = *pending_;
     lock.unlock();
-    Persist(checkpoint);
+    if (!Persist(pending)) {
+      // Not stored: the next round must cut again even if nothing new arrives.
+      std::lock_guard retry(retry_mutex_);
+      retry_needed_ = true;
+    }
     lock.lock();
     pending_.reset();
     cv_.notify_all();
@@ -285,7 +305,8 @@ void Durability::StoreThread() {
   }
 }
 
-void Durability::Close(agg::Aggregator& aggregator, ProducerTable& producers) {
+void Durability::Close(agg::Aggregator& aggregator, ProducerTable& producers,
+                       const SnapshotHub& hub) {
   {
     // Let a checkpoint being written finish first.
     std::unique_lock lock(mutex_);
@@ -295,10 +316,10 @@ void Durability::Close(agg::Aggregator& aggregator, ProducerTable& producers) {
   cv_.notify_all();
   if (store_thread_.joinable()) store_thread_.join();
   const auto start = std::chrono::steady_clock::now();
-  if (log_->last_lsn() != last_cut_) {
-    storage::Checkpoint checkpoint;
-    Cut(aggregator, producers, &checkpoint);
-    if (Persist(checkpoint)) last_cut_ = checkpoint.cut_lsn;
+  if (log_->last_lsn() != last_cut_ || retry_needed_) {
+    PendingCheckpoint pending;
+    Cut(aggregator, producers, hub, &pending);
+    if (Persist(pending)) last_cut_ = pending.checkpoint.cut_lsn;
   }
   LogInfo("checkpoint_at_shutdown", {{"cut_lsn", std::to_string(last_cut_)},
                                      {"ms", Ms(std::chrono::steady_clock::now() - start)}});

@@ -15,6 +15,7 @@
 #include "server/producer_table.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
+#include "server/snapshot_hub.h"
 #include "server/storage/checkpoint_store.h"
 #include "server/storage/event_log.h"
 
@@ -44,25 +45,32 @@ class Durability {
   // Builds the aggregator from the latest checkpoint and the log records after it, and refills
   // the producer table. Logs what it did (records, events, seconds).
   std::unique_ptr<agg::Aggregator> Recover(const agg::Clock& clock, ProducerTable& producers,
-                                           std::string* error);
+                                           SnapshotHub& hub, std::string* error);
 
   storage::EventLog* log() { return log_.get(); }
 
   // Tick thread, in place of Aggregator::Tick(): when a checkpoint is due (interval elapsed,
   // something appended since the last one, the previous one written), cuts one and hands it to
   // the store thread. Returns true when it ticked (the caller publishes aggregator.Latest()).
-  bool MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers);
+  bool MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers,
+                       const SnapshotHub& hub);
 
   // Shutdown, after the workers have stopped (no ingest any more) and the tick thread has
   // ended: a last checkpoint, written synchronously; then the log is closed.
-  void Close(agg::Aggregator& aggregator, ProducerTable& producers);
+  void Close(agg::Aggregator& aggregator, ProducerTable& producers, const SnapshotHub& hub);
 
  private:
   Durability(const ServerConfig& config, ServerMetrics& metrics)
       : config_(config), metrics_(metrics) {}
-  void Cut(agg::Aggregator& aggregator, ProducerTable& producers, storage::Checkpoint* out);
+  // A checkpoint cut but not stored yet; its history is serialized by the store thread.
+  struct PendingCheckpoint {
+    storage::Checkpoint checkpoint;
+    MetricHistory::Copy history;
+  };
+  void Cut(agg::Aggregator& aggregator, ProducerTable& producers, const SnapshotHub& hub,
+           PendingCheckpoint* out);
   // Waits until the log is durable up to the checkpoint's cut, stores it, truncates the log.
-  bool Persist(const storage::Checkpoint& checkpoint);
+  bool Persist(PendingCheckpoint& pending);
   void StoreThread();
 
   const ServerConfig& config_;
@@ -75,9 +83,11 @@ class Durability {
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::optional<storage::Checkpoint> pending_;  // guarded by mutex_: cut, not yet stored
+  std::optional<PendingCheckpoint> pending_;  // guarded by mutex_: cut, not yet stored
   bool stopping_ = false;                       // guarded by mutex_
   std::thread store_thread_;
+  std::mutex retry_mutex_;
+  bool retry_needed_ = false;  // guarded by retry_mutex_: the last checkpoint was not stored
 };
 
 }  // namespace rta::server

@@ -100,6 +100,132 @@ HistoryView MetricHistory::View(const MetricFilter& filter, uint32_t seconds) co
   return view;
 }
 
+MetricHistory::Copy MetricHistory::CopyForCheckpoint() const {
+  Copy copy;
+  std::lock_guard lock(mutex_);
+  for (const Series& series : series_) {
+    copy.series_names.push_back(series.name);
+    copy.series_windows.push_back(series.window);
+    copy.series_metric_ids.push_back(series.metric_id);
+  }
+  copy.chunks.assign(chunks_.begin(), chunks_.end());
+  copy.last_second = last_second_;
+  return copy;
+}
+
+namespace {
+
+// The history's checkpoint form: little-endian, length-prefixed (u64 counts and lengths).
+void PutU64(std::string* out, uint64_t value) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(value >> (8 * i)));
+}
+
+bool GetU64(std::string_view* in, uint64_t* value) {
+  if (in->size() < 8) return false;
+  *value = 0;
+  for (int i = 0; i < 8; ++i) {
+    *value |= static_cast<uint64_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
+  }
+  in->remove_prefix(8);
+  return true;
+}
+
+bool GetBytes(std::string_view* in, std::string_view* bytes) {
+  uint64_t length = 0;
+  if (!GetU64(in, &length) || length > in->size()) return false;
+  *bytes = in->substr(0, length);
+  in->remove_prefix(length);
+  return true;
+}
+
+constexpr uint64_t kHistoryFormat = 1;
+
+}  // namespace
+
+std::string MetricHistory::Serialize(const Copy& copy) {
+  std::string out;
+  PutU64(&out, kHistoryFormat);
+  PutU64(&out, static_cast<uint64_t>(copy.last_second));
+  PutU64(&out, copy.series_names.size());
+  for (size_t i = 0; i < copy.series_names.size(); ++i) {
+    PutU64(&out, copy.series_names[i].size());
+    out.append(copy.series_names[i]);
+    PutU64(&out, static_cast<uint64_t>(copy.series_windows[i]));
+    PutU64(&out, copy.series_metric_ids[i]);
+  }
+  PutU64(&out, copy.chunks.size());
+  for (const auto& chunk : copy.chunks) {
+    PutU64(&out, static_cast<uint64_t>(chunk->second));
+    PutU64(&out, chunk->bytes.size());
+    out.append(reinterpret_cast<const char*>(chunk->bytes.begin()), chunk->bytes.size());
+    PutU64(&out, chunk->ends.size());
+    for (uint32_t end : chunk->ends) PutU64(&out, end);
+  }
+  return out;
+}
+
+bool MetricHistory::Restore(std::string_view in, std::string* error) {
+  auto damaged = [error](const std::string& what) {
+    *error = "history: " + what;
+    return false;
+  };
+  uint64_t format = 0, last = 0, series = 0, chunks = 0;
+  if (!GetU64(&in, &format) || format != kHistoryFormat || !GetU64(&in, &last) ||
+      !GetU64(&in, &series) || series > 100'000) {
+    return damaged("unknown format or damaged header");
+  }
+  std::vector<Series> restored_series;
+  std::unordered_map<std::string, size_t> restored_index;
+  for (uint64_t i = 0; i < series; ++i) {
+    std::string_view name;
+    uint64_t window = 0, metric_id = 0;
+    if (!GetBytes(&in, &name) || !GetU64(&in, &window) || !GetU64(&in, &metric_id) ||
+        window > analytics::Window_MAX || metric_id > UINT16_MAX) {
+      return damaged("series " + std::to_string(i) + " is damaged");
+    }
+    std::string key(name);
+    key.push_back('\0');
+    key.push_back(static_cast<char>('0' + window));
+    restored_index.emplace(key, restored_series.size());
+    restored_series.push_back({std::string(name), static_cast<analytics::Window>(window),
+                               static_cast<uint16_t>(metric_id)});
+  }
+  std::deque<std::shared_ptr<const HistoryChunk>> restored_chunks;
+  if (!GetU64(&in, &chunks) || chunks > static_cast<uint64_t>(kMaxSeconds)) {
+    return damaged("chunk count is damaged");
+  }
+  for (uint64_t i = 0; i < chunks; ++i) {
+    auto chunk = std::make_shared<HistoryChunk>();
+    uint64_t second = 0, ends = 0;
+    std::string_view bytes;
+    if (!GetU64(&in, &second) || !GetBytes(&in, &bytes) || !GetU64(&in, &ends) ||
+        ends > series || ends > in.size() / 8) {
+      return damaged("chunk " + std::to_string(i) + " is damaged");
+    }
+    chunk->second = static_cast<int64_t>(second);
+    chunk->bytes = grpc::Slice(bytes.data(), bytes.size());
+    chunk->ends.resize(ends);
+    uint32_t previous = 0;
+    for (uint32_t& end : chunk->ends) {
+      uint64_t value = 0;
+      GetU64(&in, &value);
+      if (value < previous || value > bytes.size()) {
+        return damaged("chunk " + std::to_string(i) + " has a bad message offset");
+      }
+      end = static_cast<uint32_t>(value);
+      previous = end;
+    }
+    restored_chunks.push_back(std::move(chunk));
+  }
+  if (!in.empty()) return damaged(std::to_string(in.size()) + " bytes left over");
+  std::lock_guard lock(mutex_);
+  series_ = std::move(restored_series);
+  index_ = std::move(restored_index);
+  chunks_ = std::move(restored_chunks);
+  last_second_ = static_cast<int64_t>(last);
+  return true;
+}
+
 SnapshotHub::SnapshotHub() {
   auto empty = std::make_shared<PublishedSnapshot>();
   empty->snapshot = std::make_shared<agg::Snapshot>();

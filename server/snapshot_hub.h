@@ -94,6 +94,22 @@ class MetricHistory {
   // oldest first, is the history a subscriber gets.
   HistoryView View(const MetricFilter& filter, uint32_t seconds) const;
 
+  // For checkpoints: the history as it is now (the chunk pointers, shared, not copied; cheap
+  // enough for the tick thread), and its serialized form (made from that copy off the tick
+  // thread). Restore() (at start, before any view) replaces the history with a serialized one;
+  // false with `error` on damage. The messages carry the aggregator's epoch, which a restored
+  // aggregator keeps, so they are stored as they were sent.
+  struct Copy {
+    std::vector<std::string> series_names;
+    std::vector<analytics::Window> series_windows;
+    std::vector<uint16_t> series_metric_ids;
+    std::vector<std::shared_ptr<const HistoryChunk>> chunks;
+    int64_t last_second = 0;
+  };
+  Copy CopyForCheckpoint() const;
+  static std::string Serialize(const Copy& copy);
+  bool Restore(std::string_view bytes, std::string* error);
+
  private:
   struct Series {
     std::string name;
@@ -115,6 +131,7 @@ class SnapshotHub {
                                                    bool early = false);
   std::shared_ptr<const PublishedSnapshot> Latest() const { return latest_.Get(); }
   const MetricHistory& history() const { return history_; }
+  MetricHistory& mutable_history() { return history_; }  // restore at start
 
  private:
   agg::LatestValue<PublishedSnapshot> latest_{nullptr};

@@ -109,9 +109,10 @@ CheckpointStore::~CheckpointStore() {
 
 bool CheckpointStore::Save(const Checkpoint& checkpoint, std::string* error) {
   rocksdb::WriteBatch batch;
-  uint64_t aggregator_chunks = 0, producer_chunks = 0;
+  uint64_t aggregator_chunks = 0, producer_chunks = 0, history_chunks = 0;
   PutChunks(&batch, checkpoints_, "aggregator", checkpoint.aggregator, &aggregator_chunks);
   PutChunks(&batch, checkpoints_, "producers", checkpoint.producers, &producer_chunks);
+  PutChunks(&batch, checkpoints_, "history", checkpoint.history, &history_chunks);
   std::string meta;
   PutU64(&meta, kFormat);
   PutU64(&meta, checkpoint.cut_lsn);
@@ -121,6 +122,8 @@ bool CheckpointStore::Save(const Checkpoint& checkpoint, std::string* error) {
   PutU64(&meta, checkpoint.aggregator.size());
   PutU64(&meta, producer_chunks);
   PutU64(&meta, checkpoint.producers.size());
+  PutU64(&meta, history_chunks);
+  PutU64(&meta, checkpoint.history.size());
   batch.Put(checkpoints_, kMetaKey, meta);
   rocksdb::WriteOptions options;
   options.sync = true;
@@ -146,11 +149,12 @@ bool CheckpointStore::Load(Checkpoint* checkpoint, bool* found, std::string* err
   *found = true;
   std::string_view in = meta;
   uint64_t format = 0, taken = 0, aggregator_chunks = 0, aggregator_bytes = 0,
-           producer_chunks = 0, producer_bytes = 0;
+           producer_chunks = 0, producer_bytes = 0, history_chunks = 0, history_bytes = 0;
   if (!GetU64(&in, &format) || format != kFormat || !GetU64(&in, &checkpoint->cut_lsn) ||
       !GetU64(&in, &taken) || !GetU64(&in, &checkpoint->last_sequence) ||
       !GetU64(&in, &aggregator_chunks) || !GetU64(&in, &aggregator_bytes) ||
-      !GetU64(&in, &producer_chunks) || !GetU64(&in, &producer_bytes)) {
+      !GetU64(&in, &producer_chunks) || !GetU64(&in, &producer_bytes) ||
+      !GetU64(&in, &history_chunks) || !GetU64(&in, &history_bytes)) {
     *error = "the checkpoint's meta record is damaged or of an unknown format";
     return false;
   }
@@ -158,11 +162,13 @@ bool CheckpointStore::Load(Checkpoint* checkpoint, bool* found, std::string* err
   if (!GetChunks(*db_, checkpoints_, "aggregator", aggregator_chunks, &checkpoint->aggregator,
                  error) ||
       !GetChunks(*db_, checkpoints_, "producers", producer_chunks, &checkpoint->producers,
-                 error)) {
+                 error) ||
+      !GetChunks(*db_, checkpoints_, "history", history_chunks, &checkpoint->history, error)) {
     return false;
   }
   if (checkpoint->aggregator.size() != aggregator_bytes ||
-      checkpoint->producers.size() != producer_bytes) {
+      checkpoint->producers.size() != producer_bytes ||
+      checkpoint->history.size() != history_bytes) {
     *error = "the checkpoint is incomplete (sizes do not match its meta record)";
     return false;
   }

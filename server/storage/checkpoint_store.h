@@ -19,6 +19,7 @@ struct Checkpoint {
   uint64_t last_sequence = 0;  // the snapshot sequence published at the cut
   std::string aggregator;
   std::string producers;
+  std::string history;  // the subscribers' per-second history (MetricHistory::Serialize)
 };
 
 // The server's RocksDB store (data_dir/store). Today it holds the latest checkpoint, in the

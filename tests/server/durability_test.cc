@@ -104,6 +104,27 @@ double Metric(const std::string& address, const std::string& name, analytics::Wi
   return it == values.end() ? NAN : it->second;
 }
 
+// The per-second history a dashboard joining now gets for events_total (WINDOW_TOTAL): second
+// -> value.
+std::map<int64_t, double> History(const std::string& address) {
+  auto stub = StubFor(address);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  request.set_history_seconds(600);
+  auto reader = stub->SubscribeMetrics(&context, request);
+  std::map<int64_t, double> history;
+  analytics::MetricUpdate update;
+  while (reader->Read(&update)) {
+    if (update.kind() == analytics::UPDATE_KIND_HISTORY) history[update.timestamp()] = update.value();
+    if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) break;  // history comes before
+  }
+  context.TryCancel();
+  return history;
+}
+
 double Scrape(const ServerProcess& server, const std::string& series) {
   return PrometheusValue(HttpGet(server.metrics_port(), "/metrics"), series);
 }
@@ -192,6 +213,7 @@ TEST_CASE("a SIGTERM restart under steady traffic keeps every metric of every wi
   TempDir dir;
   std::string address;
   std::map<std::string, double> before;
+  std::map<int64_t, double> history_before;
   {
     ServerProcess server(DurableArgs(dir.path()));
     REQUIRE(server.listening());
@@ -217,6 +239,8 @@ TEST_CASE("a SIGTERM restart under steady traffic keeps every metric of every wi
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a tick folds the last ones in
     before = AllMetrics(address);
     CHECK(before.at("events_total 4") == static_cast<double>(acked.load()));
+    history_before = History(address);
+    CHECK(history_before.size() >= 2);
     server.Signal(SIGTERM);
     const auto status = server.WaitForExit(std::chrono::seconds(20));
     REQUIRE(status);
@@ -241,6 +265,13 @@ TEST_CASE("a SIGTERM restart under steady traffic keeps every metric of every wi
     }
   }
   CHECK(differences == 0);
+  // The dashboards' per-second history of before the restart is still there, value for value.
+  const auto history_after = History(server.address());
+  for (const auto& [second, value] : history_before) {
+    INFO("second " << second);
+    REQUIRE(history_after.count(second) == 1);
+    CHECK(history_after.at(second) == value);
+  }
 }
 
 TEST_CASE("kill -9 three times while event_reporter replays a file: exact counts at the end",
