@@ -37,6 +37,7 @@ declare -A how=(
   ["build/release/server/analytics_server"]="serve"
   ["build/release/server/analytics_server --listen 127.0.0.1:6000 --tick-ms 250 --config server.json"]="serve"
   ["build/release/server/analytics_server --help"]="run"
+  ["build/release/server/analytics_server --data-dir analytics-state --fsync interval --fsync-interval-ms 5"]="serve"
   ["event_reporter replay events.jsonl"]="run"
   ["tail -f app.jsonl | event_reporter replay - --linger-ms 200"]="ctrl-c"
   ["event_reporter generate --rate 200"]="ctrl-c"
