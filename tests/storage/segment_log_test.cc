@@ -145,16 +145,24 @@ TEST_CASE("WhenDurable callbacks run in Lsn order, whatever order they were give
   // waiting when its callback is registered (in reverse order).
   std::mutex mu;
   std::condition_variable cv;
-  bool release = false;
+  bool entered = false, release = false;
   std::vector<Lsn> order;
   // Registered before the record exists, so it cannot run at once on this thread.
   log->WhenDurable(1, [&](bool) {
     std::unique_lock lock(mu);
+    entered = true;
+    cv.notify_all();
     cv.wait_for(lock, kWait, [&] { return release; });
   });
   Lsn lsn = 0;
   REQUIRE(log->Append("first", &lsn, nullptr));
   REQUIRE(lsn == 1);
+  {
+    // Only once the writer is held are the next records appended, so none of them can be
+    // written (and made durable) in the same batch as the first.
+    std::unique_lock lock(mu);
+    REQUIRE(cv.wait_for(lock, kWait, [&] { return entered; }));
+  }
   std::vector<Lsn> lsns;
   for (int i = 0; i < 100; ++i) {
     REQUIRE(log->Append(testing::MakeRecord(0, i, 300), &lsn, nullptr));
