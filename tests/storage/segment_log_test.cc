@@ -140,13 +140,14 @@ TEST_CASE("WhenDurable callbacks run in Lsn order, whatever order they were give
   options.dir = dir.path();
   options.fsync = mode;
   options.interval_ms = 1;
-  auto log = MustOpen(options);
   // The first record's callback holds the writer thread, so every later record is still
-  // waiting when its callback is registered (in reverse order).
+  // waiting when its callback is registered (in reverse order). Declared before the log, which
+  // its callbacks use until the log is destroyed.
   std::mutex mu;
   std::condition_variable cv;
   bool entered = false, release = false;
   std::vector<Lsn> order;
+  auto log = MustOpen(options);
   // Registered before the record exists, so it cannot run at once on this thread.
   log->WhenDurable(1, [&](bool) {
     std::unique_lock lock(mu);
