@@ -1,9 +1,8 @@
 #include "server/storage/record_format.h"
 
+#include <catch2/catch.hpp>
 #include <random>
 #include <string>
-
-#include <catch2/catch.hpp>
 
 #include "server/storage/crc32c.h"
 
@@ -40,8 +39,7 @@ TEST_CASE("scanning finds every record of a clean segment", "[storage][format]")
   CHECK(ScanSegment(data, 26).records.empty());
 }
 
-TEST_CASE("scanning damaged bytes never yields a record that does not check",
-          "[storage][format]") {
+TEST_CASE("scanning damaged bytes never yields a record that does not check", "[storage][format]") {
   std::mt19937 rng(7);
   const std::string clean = Framed(1, 30, 40);
   for (int round = 0; round < 2000; ++round) {

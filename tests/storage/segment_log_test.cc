@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -10,8 +11,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "server/storage/record_format.h"
 #include "tests/storage/storage_test_util.h"
@@ -329,13 +328,16 @@ TEST_CASE("damage in the middle fails open, or is skipped with skip_corrupt",
   }
   const std::string file = testing::SegmentFiles(dir.path()).back();
   const uint64_t record5 = 4 * kFramed1K;  // byte offset of lsn 5
-  SECTION("flipped payload byte") { testing::FlipByte(file, record5 + detail::kRecordHeaderSize + 3); }
+  SECTION("flipped payload byte") {
+    testing::FlipByte(file, record5 + detail::kRecordHeaderSize + 3);
+  }
   SECTION("flipped length byte (resync)") { testing::FlipByte(file, record5 + 5); }
 
   OpenReport report;
   std::string error;
   CHECK(OpenSegmentLog(options, &report, &error) == nullptr);
-  CHECK_THAT(error, Catch::Contains(file) && Catch::Contains("byte offset " + std::to_string(record5)));
+  CHECK_THAT(error,
+             Catch::Contains(file) && Catch::Contains("byte offset " + std::to_string(record5)));
 
   options.skip_corrupt = true;
   auto log = MustOpen(options, &report);
