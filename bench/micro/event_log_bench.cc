@@ -73,12 +73,11 @@ Run* g_run = nullptr;
 
 // Called by each thread after its loop: the last one out reports the disk bytes.
 void ReportDisk(benchmark::State& state, size_t record_bytes) {
-  const int done = g_run->finished.fetch_add(1) + 1;
+  g_run->finished.fetch_add(1);
   if (state.thread_index() != 0) return;
   while (g_run->finished.load() < state.threads()) std::this_thread::yield();
-  (void)done;
-  const double payload = static_cast<double>(state.iterations()) * state.threads() *
-                         static_cast<double>(record_bytes);
+  const double payload =
+      static_cast<double>(state.iterations()) * state.threads() * static_cast<double>(record_bytes);
   const double disk = static_cast<double>(ProcessWriteBytes() - g_run->write_bytes_before);
   state.counters["disk_per_payload"] = payload > 0 ? disk / payload : 0;
 }

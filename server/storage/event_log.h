@@ -23,9 +23,9 @@ enum class FsyncMode {
 struct LogOptions {
   std::string dir;  // created if missing
   FsyncMode fsync = FsyncMode::kAlways;
-  int interval_ms = 10;                       // kInterval only
-  uint64_t segment_bytes = 64 << 20;          // rotate to a new segment file after this size
-  uint64_t max_pending_bytes = 256 << 20;     // appended, not yet written: Append refuses beyond
+  int interval_ms = 10;                    // kInterval only
+  uint64_t segment_bytes = 64 << 20;       // rotate to a new segment file after this size
+  uint64_t max_pending_bytes = 256 << 20;  // appended, not yet written: Append refuses beyond
   bool skip_corrupt = false;  // at Open: skip (and count) corrupt records in the middle
   // Additions to the brief's shape: the retry period after a write error (the brief's 1 s; tests
   // keep it), and how long the destructor keeps trying to write and sync what is pending.
@@ -53,8 +53,8 @@ struct LogStats {
   uint64_t records_appended = 0;
   uint64_t bytes_appended = 0;  // payload bytes given to Append
   uint64_t appends_refused = 0;
-  uint64_t bytes_written = 0;   // framed bytes written to segment files
-  uint64_t writes = 0;          // write batches (one per group commit)
+  uint64_t bytes_written = 0;  // framed bytes written to segment files
+  uint64_t writes = 0;         // write batches (one per group commit)
   uint64_t syncs = 0;
   uint64_t sync_nanos_sum = 0;
   uint64_t write_errors = 0;

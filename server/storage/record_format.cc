@@ -69,8 +69,8 @@ SegmentScan ScanSegment(std::string_view data, uint64_t prev_lsn) {
     RecordHeader h;
     if (DecodeRecordHeader(data.substr(pos), &h)) {
       if (size - pos - kRecordHeaderSize < h.length) {
-        scan.corrupt.push_back({pos, size - pos,
-                                Describe("record extends past the end of the file, lsn ", h.lsn)});
+        scan.corrupt.push_back(
+            {pos, size - pos, Describe("record extends past the end of the file, lsn ", h.lsn)});
         break;
       }
       const size_t end = pos + kRecordHeaderSize + h.length;
@@ -79,7 +79,8 @@ SegmentScan ScanSegment(std::string_view data, uint64_t prev_lsn) {
         scan.corrupt.push_back({pos, end - pos, Describe("payload CRC mismatch, lsn ", h.lsn)});
       } else if (h.lsn <= scan.last_lsn) {
         scan.corrupt.push_back(
-            {pos, end - pos, Describe("lsn ", h.lsn) + " not above " + std::to_string(scan.last_lsn)});
+            {pos, end - pos,
+             Describe("lsn ", h.lsn) + " not above " + std::to_string(scan.last_lsn)});
       } else {
         scan.records.push_back({pos, h.lsn, payload});
         scan.last_lsn = h.lsn;

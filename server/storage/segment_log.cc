@@ -375,8 +375,8 @@ class SegmentLog final : public EventLog {
     size_t done = 0;
     int err = 0;
     while (done < buf_.size()) {
-      ssize_t n = ::pwrite(fd_, buf_.data() + done, buf_.size() - done,
-                           static_cast<off_t>(start + done));
+      ssize_t n =
+          ::pwrite(fd_, buf_.data() + done, buf_.size() - done, static_cast<off_t>(start + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         err = n == 0 ? EIO : errno;
@@ -436,11 +436,10 @@ class SegmentLog final : public EventLog {
     const auto t0 = Clock::now();
     const int rc = ::fdatasync(fd_);
     const int err = errno;
-    sync_nanos_.fetch_add(static_cast<uint64_t>(
-                              std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  Clock::now() - t0)
-                                  .count()),
-                          std::memory_order_relaxed);
+    sync_nanos_.fetch_add(
+        static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()),
+        std::memory_order_relaxed);
     syncs_.fetch_add(1, std::memory_order_relaxed);
     sync_at_ = Clock::now() + std::chrono::milliseconds(options_.interval_ms);
     if (rc != 0) {
@@ -595,7 +594,7 @@ class SegmentLog final : public EventLog {
   uint64_t file_size_;    // end of the last whole record written
   uint64_t synced_size_;  // end of the last whole record synced
   Lsn written_lsn_;
-  std::string buf_;        // records taken from pending_, not yet written (or synced: kAlways)
+  std::string buf_;  // records taken from pending_, not yet written (or synced: kAlways)
   Lsn buf_first_lsn_ = 0;
   bool in_error_ = false;
   bool dirty_tail_ = false;  // a failed ftruncate left bytes past file_size_
@@ -625,7 +624,8 @@ std::unique_ptr<EventLog> OpenSegmentLog(const LogOptions& options, OpenReport* 
   }
   while (dirent* e = ::readdir(d)) {
     Lsn first;
-    if (ParseSegmentName(e->d_name, &first)) segments.push_back({first, options.dir + "/" + e->d_name});
+    if (ParseSegmentName(e->d_name, &first))
+      segments.push_back({first, options.dir + "/" + e->d_name});
   }
   ::closedir(d);
   std::sort(segments.begin(), segments.end(),
@@ -666,14 +666,13 @@ std::unique_ptr<EventLog> OpenSegmentLog(const LogOptions& options, OpenReport* 
   const Lsn last_valid = prev;
 
   for (const Damage& dmg : damage) {
-    const bool tail = last_valid_segment == SIZE_MAX || dmg.segment > last_valid_segment ||
-                      (dmg.segment == last_valid_segment &&
-                       dmg.region.offset >= valid_end[dmg.segment]);
+    const bool tail =
+        last_valid_segment == SIZE_MAX || dmg.segment > last_valid_segment ||
+        (dmg.segment == last_valid_segment && dmg.region.offset >= valid_end[dmg.segment]);
     if (tail) continue;
-    const std::string where = segments[dmg.segment].path + " at byte offset " +
-                              std::to_string(dmg.region.offset) + " (" +
-                              std::to_string(dmg.region.length) + " bytes: " + dmg.region.reason +
-                              ")";
+    const std::string where =
+        segments[dmg.segment].path + " at byte offset " + std::to_string(dmg.region.offset) + " (" +
+        std::to_string(dmg.region.length) + " bytes: " + dmg.region.reason + ")";
     if (!options.skip_corrupt) {
       *error = "event log: corrupt record in " + where +
                "; valid records follow it, so this is not a torn tail; open with skip_corrupt "
@@ -701,8 +700,7 @@ std::unique_ptr<EventLog> OpenSegmentLog(const LogOptions& options, OpenReport* 
         }
       }
     }
-    const uint64_t lost =
-        next_good > dmg.prev_lsn + 1 ? next_good - dmg.prev_lsn - 1 : 1;
+    const uint64_t lost = next_good > dmg.prev_lsn + 1 ? next_good - dmg.prev_lsn - 1 : 1;
     report->corrupt_records_skipped += lost;
     report->messages.push_back("skipped " + std::to_string(lost) + " corrupt record(s) in " +
                                where);

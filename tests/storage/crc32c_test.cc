@@ -1,10 +1,9 @@
 #include "server/storage/crc32c.h"
 
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <random>
 #include <string>
-
-#include <catch2/catch.hpp>
 
 namespace rta::storage {
 namespace {

@@ -6,12 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "server/storage/segment_log.h"
 #include "tests/storage/storage_test_util.h"
@@ -52,7 +51,8 @@ std::string FullDiskChild(const std::string& dir) {
   for (int i = 0; i < 10; ++i) {
     Lsn lsn;
     if (!log->Append(testing::MakeRecord(0, i, 1024), &lsn, &error)) return "append: " + error;
-    if (testing::WaitDurable(*log, lsn, 5s) != 1) return "record " + std::to_string(lsn) + " not durable";
+    if (testing::WaitDurable(*log, lsn, 5s) != 1)
+      return "record " + std::to_string(lsn) + " not durable";
   }
   // Past the limit: the writer fails part-way; Append refuses once it has.
   int accepted = 10;
@@ -132,7 +132,8 @@ TEST_CASE("a write error (EFBIG) makes the log unwritable until a retry succeeds
   }
   std::string message;
   char buf[512];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;) message.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;)
+    message.append(buf, static_cast<size_t>(n));
   ::close(fds[0]);
   INFO("child: " << message);
   REQUIRE(exited);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -10,8 +11,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "server/storage/record_format.h"
 #include "tests/storage/storage_test_util.h"
@@ -140,21 +139,30 @@ TEST_CASE("WhenDurable callbacks run in Lsn order, whatever order they were give
   options.dir = dir.path();
   options.fsync = mode;
   options.interval_ms = 1;
-  auto log = MustOpen(options);
   // The first record's callback holds the writer thread, so every later record is still
-  // waiting when its callback is registered (in reverse order).
+  // waiting when its callback is registered (in reverse order). Declared before the log, which
+  // its callbacks use until the log is destroyed.
   std::mutex mu;
   std::condition_variable cv;
-  bool release = false;
+  bool entered = false, release = false;
   std::vector<Lsn> order;
+  auto log = MustOpen(options);
   // Registered before the record exists, so it cannot run at once on this thread.
   log->WhenDurable(1, [&](bool) {
     std::unique_lock lock(mu);
+    entered = true;
+    cv.notify_all();
     cv.wait_for(lock, kWait, [&] { return release; });
   });
   Lsn lsn = 0;
   REQUIRE(log->Append("first", &lsn, nullptr));
   REQUIRE(lsn == 1);
+  {
+    // Only once the writer is held are the next records appended, so none of them can be
+    // written (and made durable) in the same batch as the first.
+    std::unique_lock lock(mu);
+    REQUIRE(cv.wait_for(lock, kWait, [&] { return entered; }));
+  }
   std::vector<Lsn> lsns;
   for (int i = 0; i < 100; ++i) {
     REQUIRE(log->Append(testing::MakeRecord(0, i, 300), &lsn, nullptr));
@@ -320,13 +328,16 @@ TEST_CASE("damage in the middle fails open, or is skipped with skip_corrupt",
   }
   const std::string file = testing::SegmentFiles(dir.path()).back();
   const uint64_t record5 = 4 * kFramed1K;  // byte offset of lsn 5
-  SECTION("flipped payload byte") { testing::FlipByte(file, record5 + detail::kRecordHeaderSize + 3); }
+  SECTION("flipped payload byte") {
+    testing::FlipByte(file, record5 + detail::kRecordHeaderSize + 3);
+  }
   SECTION("flipped length byte (resync)") { testing::FlipByte(file, record5 + 5); }
 
   OpenReport report;
   std::string error;
   CHECK(OpenSegmentLog(options, &report, &error) == nullptr);
-  CHECK_THAT(error, Catch::Contains(file) && Catch::Contains("byte offset " + std::to_string(record5)));
+  CHECK_THAT(error,
+             Catch::Contains(file) && Catch::Contains("byte offset " + std::to_string(record5)));
 
   options.skip_corrupt = true;
   auto log = MustOpen(options, &report);
