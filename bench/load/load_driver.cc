@@ -86,8 +86,8 @@ struct Options {
   // Durable ingest (publish, publish-latency, recovery, checkpoint-stall).
   int publish_streams = 16;
   int publish_window = 8;
-  int publish_batch = 0;            // 0: 100 and 1000
-  double publish_rate = 0;          // publish-latency, events/s; 0: half of publish's best
+  int publish_batch = 0;    // 0: 100 and 1000
+  double publish_rate = 0;  // publish-latency, events/s; 0: half of publish's best
   uint64_t recovery_events = 1'000'000;
 };
 
@@ -932,10 +932,10 @@ class PublishTemplate {
 
 struct PublishParams {
   int streams = 16;
-  int window = 8;       // closed loop: unacknowledged batches per stream
-  int batch = 1000;     // events per PublishRequest
-  double rate = 0;      // events/s; > 0: open loop (batches on a schedule, round robin)
-  double seconds = 5;   // sending stops after this (a cap when max_events is set)
+  int window = 8;           // closed loop: unacknowledged batches per stream
+  int batch = 1000;         // events per PublishRequest
+  double rate = 0;          // events/s; > 0: open loop (batches on a schedule, round robin)
+  double seconds = 5;       // sending stops after this (a cap when max_events is set)
   uint64_t max_events = 0;  // > 0: stop sending after this many events
   std::string producer_prefix = "bench";
 };
@@ -946,8 +946,8 @@ struct PublishOutcome {
   uint64_t duplicate_batches = 0;
   uint64_t acks = 0;
   uint64_t events_sent = 0;
-  uint64_t bytes_sent = 0;  // serialized PublishRequests
-  double elapsed = 0;       // first send to the last stream's end
+  uint64_t bytes_sent = 0;           // serialized PublishRequests
+  double elapsed = 0;                // first send to the last stream's end
   std::vector<double> latencies_ms;  // per batch: send (open loop: scheduled send) -> ack
   std::vector<std::string> errors;
 };
@@ -999,8 +999,8 @@ PublishOutcome DrivePublish(const std::string& address, const PublishParams& p) 
     s->index = static_cast<uint64_t>(i);
     for (int op = 0; op < 4; ++op) s->tags[op] = {s.get(), static_cast<Op>(op)};
     s->context.set_deadline(deadline);
-    s->call = stubs[i % channels]->PrepareCall(
-        &s->context, "/analytics.AnalyticsService/PublishEvents", &cq);
+    s->call = stubs[i % channels]->PrepareCall(&s->context,
+                                               "/analytics.AnalyticsService/PublishEvents", &cq);
     s->call->StartCall(&s->tags[kStart]);
     ++pending;
     streams.push_back(std::move(s));
@@ -1034,9 +1034,9 @@ PublishOutcome DrivePublish(const std::string& address, const PublishParams& p) 
       s.call->Write(buffer, &s.tags[kWrite]);
       return;
     }
-    const bool done_sending = open_loop ? (now >= stop_at || !budget_left(scheduled_events)) &&
-                                              s.due.empty()
-                                        : now >= stop_at || !budget_left(out.events_sent);
+    const bool done_sending =
+        open_loop ? (now >= stop_at || !budget_left(scheduled_events)) && s.due.empty()
+                  : now >= stop_at || !budget_left(out.events_sent);
     if (done_sending) {
       s.closing = true;
       s.writing = true;
@@ -1296,7 +1296,8 @@ Result RunPublish(const Options& options, const std::string& mode, PublishParams
     const std::string text = Scrape(server.metrics_port());
     r.extra["checkpoint_ingest_stall_seconds"] =
         Histogram(text, "analytics_checkpoint_ingest_stall_seconds");
-    r.extra["tick_duration_seconds"] = Histogram(text, "analytics_aggregator_tick_duration_seconds");
+    r.extra["tick_duration_seconds"] =
+        Histogram(text, "analytics_aggregator_tick_duration_seconds");
     r.extra["checkpoint_bytes"] = Gauge(text, "analytics_checkpoint_bytes");
     std::string lines;  // every checkpoint_ metric, for the record
     std::istringstream all(text);
@@ -1351,8 +1352,8 @@ double EventsTotal(const std::string& address, double expected) {
 // checkpoint) and restart again (the checkpoint, no log tail). Throws if a count is wrong.
 Result RunRecovery(const Options& options) {
   TempDir dir;
-  const std::string flags = "--data-dir " + dir.path() + "/data --checkpoint-interval-s 86400 " +
-                            options.server_flags;
+  const std::string flags =
+      "--data-dir " + dir.path() + "/data --checkpoint-interval-s 86400 " + options.server_flags;
   PublishParams params;
   params.batch = static_cast<int>(std::min<uint64_t>(1000, options.recovery_events));
   params.max_events = options.recovery_events / params.batch * params.batch;
@@ -1367,7 +1368,8 @@ Result RunRecovery(const Options& options) {
     first.Stop(SIGKILL);
   }
   const uint64_t log_bytes = dir.Bytes();
-  json extra = {{"events", n}, {"ingest_events_per_s", o.accepted / o.elapsed},
+  json extra = {{"events", n},
+                {"ingest_events_per_s", o.accepted / o.elapsed},
                 {"data_dir_bytes_after_kill", log_bytes}};
   double kill_restart_s = 0;
   {
@@ -1395,12 +1397,13 @@ Result RunRecovery(const Options& options) {
     if (!third.ok()) throw std::runtime_error("restart failed: " + third.LogText());
     const std::string log = third.LogText();
     const double total = EventsTotal(third.address(), static_cast<double>(n));
-    extra["after_sigterm"] = {{"start_to_listening_s", third.startup_seconds()},
-                              {"replayed_events", LogField(log, "recovered", "replayed_events")},
-                              {"checkpoint", LogField(log, "recovered", "checkpoint")},
-                              {"checkpoint_load_ms", LogField(log, "recovered", "checkpoint_load_ms")},
-                              {"replay_ms", LogField(log, "recovered", "replay_ms")},
-                              {"events_total", total}};
+    extra["after_sigterm"] = {
+        {"start_to_listening_s", third.startup_seconds()},
+        {"replayed_events", LogField(log, "recovered", "replayed_events")},
+        {"checkpoint", LogField(log, "recovered", "checkpoint")},
+        {"checkpoint_load_ms", LogField(log, "recovered", "checkpoint_load_ms")},
+        {"replay_ms", LogField(log, "recovered", "replay_ms")},
+        {"events_total", total}};
     if (total != static_cast<double>(n)) {
       throw std::runtime_error("recovery after SIGTERM: " + extra["after_sigterm"].dump());
     }
@@ -1603,9 +1606,10 @@ int Main(int argc, char** argv) {
   }
   if (all || options.scenario == "churn") run(RunChurn(options));
   const bool durable = all || options.scenario == "durable";
-  const std::vector<int> batches = options.publish_batch > 0 ? std::vector<int>{options.publish_batch}
-                                   : options.smoke           ? std::vector<int>{100}
-                                                             : std::vector<int>{100, 1000};
+  const std::vector<int> batches = options.publish_batch > 0
+                                       ? std::vector<int>{options.publish_batch}
+                                   : options.smoke ? std::vector<int>{100}
+                                                   : std::vector<int>{100, 1000};
   PublishParams publish;
   publish.streams = options.publish_streams;
   publish.window = options.publish_window;
