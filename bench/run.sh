@@ -2,7 +2,8 @@
 # The whole benchmark suite in a few minutes: aggregator micro-benchmarks, then every load
 # scenario against real server processes on loopback. Writes bench/results/<date>.json and
 # <date>.md (the table to copy into bench/README.md).
-#   bash bench/run.sh              # full run (about 5 minutes on 2 cores)
+#   bash bench/run.sh              # full run (about 8 minutes on 2 cores, with the durable-ingest
+#                                  # scenarios: publish, publish-latency, recovery, checkpoint-stall)
 #   SECONDS_PER_RUN=2 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,9 +8,14 @@
 // The client is built to cost less than the server: ingest messages are serialized once and
 // only their fixed-width event ids are patched per send, and each scenario drives all its
 // streams from one completion queue on one thread.
+#include <arpa/inet.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,11 +24,14 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <deque>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,6 +83,12 @@ struct Options {
   std::string server_flags;          // appended to every server's command line
   double history_fill_seconds = 60;  // join-history: ingest before the joins
   double return_wait_seconds = 60;   // join-history, churn: how long to watch RSS fall back
+  // Durable ingest (publish, publish-latency, recovery, checkpoint-stall).
+  int publish_streams = 16;
+  int publish_window = 8;
+  int publish_batch = 0;    // 0: 100 and 1000
+  double publish_rate = 0;  // publish-latency, events/s; 0: half of publish's best
+  uint64_t recovery_events = 1'000'000;
 };
 
 struct Result {
@@ -856,6 +870,563 @@ Result RunAnalyze(const Options& options, int window) {
   return r;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Durable ingest (issue 11): PublishEvents scenarios.
+
+// A PublishRequest {producer_id, events} serialized once; Next patches the event ids (4 hex
+// digits of stream, 12 of counter) and appends the sequence (field 2) as its own field, since
+// protobuf fields may come in any order and a varint's width changes with its value.
+class PublishTemplate {
+ public:
+  PublishTemplate(const std::string& producer_id, int events_per_message) {
+    analytics::PublishRequest request;
+    request.set_producer_id(producer_id);
+    const int64_t now = WallMs();
+    for (int i = 0; i < events_per_message; ++i) {
+      analytics::EventData& e = *request.add_events();
+      e.set_event_id(std::string(kIdWidth, '0'));
+      e.set_event_type(i % 10 == 0 ? "click" : "page_view");
+      e.set_timestamp_ms(now);
+      e.set_session_id(Tagged("s", i % 97));
+      e.set_visitor_id(Tagged("v", i % 1013));
+      e.set_page(Tagged("/products/", i % 50));
+      e.set_referrer(i % 3 == 0 ? "google.com" : "");
+      e.set_country(i % 2 == 0 ? "DE" : "US");
+      e.set_device(i % 3 == 0 ? "mobile" : "desktop");
+    }
+    bytes_ = request.SerializeAsString();
+    const std::string zeros(kIdWidth, '0');
+    for (size_t pos = bytes_.find(zeros); pos != std::string::npos;
+         pos = bytes_.find(zeros, pos + kIdWidth)) {
+      offsets_.push_back(pos);
+    }
+    base_size_ = bytes_.size();
+  }
+  grpc::ByteBuffer Next(uint64_t stream, uint64_t* counter, uint64_t sequence) {
+    bytes_.resize(base_size_);
+    for (size_t offset : offsets_) {
+      WriteHex(&bytes_[offset], stream, 4);
+      WriteHex(&bytes_[offset + 4], (*counter)++, kIdWidth - 4);
+    }
+    bytes_.push_back(static_cast<char>(2 << 3));  // field 2, varint
+    for (uint64_t v = sequence;; v >>= 7) {
+      if (v < 0x80) {
+        bytes_.push_back(static_cast<char>(v));
+        break;
+      }
+      bytes_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    }
+    grpc::Slice slice(bytes_);
+    return grpc::ByteBuffer(&slice, 1);
+  }
+
+ private:
+  static void WriteHex(char* out, uint64_t value, size_t width) {
+    for (size_t i = width; i-- > 0; value >>= 4) out[i] = "0123456789abcdef"[value & 15];
+  }
+  static constexpr size_t kIdWidth = 16;
+  std::string bytes_;
+  size_t base_size_ = 0;
+  std::vector<size_t> offsets_;
+};
+
+struct PublishParams {
+  int streams = 16;
+  int window = 8;           // closed loop: unacknowledged batches per stream
+  int batch = 1000;         // events per PublishRequest
+  double rate = 0;          // events/s; > 0: open loop (batches on a schedule, round robin)
+  double seconds = 5;       // sending stops after this (a cap when max_events is set)
+  uint64_t max_events = 0;  // > 0: stop sending after this many events
+  std::string producer_prefix = "bench";
+};
+
+struct PublishOutcome {
+  uint64_t accepted = 0;
+  uint64_t not_accepted = 0;  // rejected + duplicates
+  uint64_t duplicate_batches = 0;
+  uint64_t acks = 0;
+  uint64_t events_sent = 0;
+  uint64_t bytes_sent = 0;           // serialized PublishRequests
+  double elapsed = 0;                // first send to the last stream's end
+  std::vector<double> latencies_ms;  // per batch: send (open loop: scheduled send) -> ack
+  std::vector<std::string> errors;
+};
+
+// Drives PublishEvents streams from one completion queue on this thread. Every stream has a
+// deadline; the loop ends by count or at seconds + 30 s, when what is left is cancelled.
+PublishOutcome DrivePublish(const std::string& address, const PublishParams& p) {
+  enum Op { kStart, kWrite, kRead, kFinish };
+  struct Stream;
+  struct OpTag {
+    Stream* stream;
+    Op op;
+  };
+  struct Stream {
+    explicit Stream(const std::string& producer, int batch) : message(producer, batch) {}
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call;
+    PublishTemplate message;
+    uint64_t index = 0;
+    uint64_t counter = 0;
+    uint64_t sequence = 0;
+    std::deque<Clock::time_point> unacked;  // send times, in order
+    std::deque<Clock::time_point> due;      // open loop: scheduled, not yet written
+    grpc::ByteBuffer ack;
+    grpc::Status status;
+    bool started = false, writing = false, closing = false, finished = false;
+    OpTag tags[4];
+  };
+  const int channels = std::max(1, p.streams / 4);
+  std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
+  for (int i = 0; i < channels; ++i) {
+    stubs.push_back(std::make_unique<grpc::GenericStub>(NewChannel(address, 100 + i)));
+  }
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<Stream>> streams;
+  PublishOutcome out;
+  const bool open_loop = p.rate > 0;
+  const auto start = Clock::now();
+  const auto stop_at =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(p.seconds));
+  const auto hard_stop = stop_at + std::chrono::seconds(30);
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                            std::chrono::duration<double>(p.seconds + 60));
+  int pending = 0;  // operations in flight on the queue
+  const std::string run = Tagged("-", static_cast<uint64_t>(WallMs()));
+  for (int i = 0; i < p.streams; ++i) {
+    auto s = std::make_unique<Stream>(p.producer_prefix + run + Tagged("-", i), p.batch);
+    s->index = static_cast<uint64_t>(i);
+    for (int op = 0; op < 4; ++op) s->tags[op] = {s.get(), static_cast<Op>(op)};
+    s->context.set_deadline(deadline);
+    s->call = stubs[i % channels]->PrepareCall(&s->context,
+                                               "/analytics.AnalyticsService/PublishEvents", &cq);
+    s->call->StartCall(&s->tags[kStart]);
+    ++pending;
+    streams.push_back(std::move(s));
+  }
+  uint64_t scheduled_events = 0;
+  const auto budget_left = [&](uint64_t events) {
+    return p.max_events == 0 || events + static_cast<uint64_t>(p.batch) <= p.max_events;
+  };
+  const auto try_write = [&](Stream& s) {
+    if (!s.started || s.writing || s.closing || s.finished) return;
+    const auto now = Clock::now();
+    bool send = false;
+    Clock::time_point sent_at = now;
+    if (open_loop) {
+      if (!s.due.empty()) {
+        sent_at = s.due.front();
+        s.due.pop_front();
+        send = true;
+      }
+    } else {
+      send = now < stop_at && s.unacked.size() < static_cast<size_t>(p.window) &&
+             budget_left(out.events_sent);
+    }
+    if (send) {
+      grpc::ByteBuffer buffer = s.message.Next(s.index, &s.counter, ++s.sequence);
+      out.bytes_sent += buffer.Length();
+      out.events_sent += static_cast<uint64_t>(p.batch);
+      s.unacked.push_back(sent_at);
+      s.writing = true;
+      ++pending;
+      s.call->Write(buffer, &s.tags[kWrite]);
+      return;
+    }
+    const bool done_sending =
+        open_loop ? (now >= stop_at || !budget_left(scheduled_events)) && s.due.empty()
+                  : now >= stop_at || !budget_left(out.events_sent);
+    if (done_sending) {
+      s.closing = true;
+      s.writing = true;
+      ++pending;
+      s.call->WritesDone(&s.tags[kWrite]);
+    }
+  };
+  const auto interval = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(open_loop ? p.batch / p.rate : 1.0));
+  auto next_due = start;
+  size_t round_robin = 0;
+  int finished = 0;
+  bool cancelled = false;
+  while (finished < p.streams || pending > 0) {
+    auto now = Clock::now();
+    if (now > hard_stop + std::chrono::seconds(30)) {  // cannot happen with deadlines; be safe
+      out.errors.push_back("streams did not end; abandoned");
+      for (auto& s : streams) s.release();  // NOLINT: leaked on purpose, ops may be pending
+      return out;
+    }
+    if (now > hard_stop && !cancelled) {
+      cancelled = true;
+      out.errors.push_back("time limit: streams cancelled");
+      for (auto& s : streams) s->context.TryCancel();
+    }
+    if (open_loop) {
+      while (next_due <= now && next_due < stop_at && budget_left(scheduled_events)) {
+        Stream& s = *streams[round_robin++ % streams.size()];
+        s.due.push_back(next_due);
+        scheduled_events += static_cast<uint64_t>(p.batch);
+        next_due += interval;
+        try_write(s);
+      }
+    }
+    if (now >= stop_at || !budget_left(open_loop ? scheduled_events : out.events_sent)) {
+      for (auto& s : streams) try_write(*s);  // closes the streams with nothing left to send
+    }
+    auto wake = now + std::chrono::milliseconds(20);
+    if (open_loop && next_due < stop_at) wake = std::min(wake, next_due);
+    void* tag = nullptr;
+    bool ok = false;
+    const auto status = cq.AsyncNext(
+        &tag, &ok,
+        std::chrono::system_clock::now() +
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(wake - now));
+    if (status == grpc::CompletionQueue::SHUTDOWN) break;
+    if (status == grpc::CompletionQueue::TIMEOUT) continue;
+    --pending;
+    OpTag& t = *static_cast<OpTag*>(tag);
+    Stream& s = *t.stream;
+    switch (t.op) {
+      case kStart:
+        if (!ok) {
+          ++pending;
+          s.call->Finish(&s.status, &s.tags[kFinish]);
+          break;
+        }
+        s.started = true;
+        ++pending;
+        s.call->Read(&s.ack, &s.tags[kRead]);
+        try_write(s);
+        break;
+      case kWrite:
+        s.writing = false;
+        if (ok) try_write(s);
+        break;
+      case kRead:
+        if (!ok) {
+          ++pending;
+          s.call->Finish(&s.status, &s.tags[kFinish]);
+          break;
+        }
+        {
+          const auto arrived = Clock::now();
+          analytics::PublishAck ack;
+          if (grpc::SerializationTraits<analytics::PublishAck>::Deserialize(&s.ack, &ack).ok()) {
+            ++out.acks;
+            out.accepted += ack.accepted();
+            out.not_accepted += ack.rejected() + ack.duplicates();
+            out.duplicate_batches += ack.duplicate_batch() ? 1 : 0;
+            if (!s.unacked.empty()) {
+              out.latencies_ms.push_back(
+                  std::chrono::duration<double, std::milli>(arrived - s.unacked.front()).count());
+              s.unacked.pop_front();
+            }
+          }
+        }
+        ++pending;
+        s.call->Read(&s.ack, &s.tags[kRead]);
+        try_write(s);
+        break;
+      case kFinish:
+        s.finished = true;
+        ++finished;
+        if (!s.status.ok() && out.errors.size() < 10) {
+          out.errors.push_back(s.status.error_message());
+        }
+        break;
+    }
+  }
+  out.elapsed = Seconds(Clock::now() - start);
+  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
+  return out;
+}
+
+// A temporary data directory on the same file system as /tmp, removed on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    char path[] = "/tmp/rta_bench_data_XXXXXX";
+    if (mkdtemp(path) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = path;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  uint64_t Bytes() const {
+    uint64_t total = 0;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(path_)) {
+      if (entry.is_regular_file()) total += entry.file_size();
+    }
+    return total;
+  }
+
+ private:
+  std::string path_;
+};
+
+// "memory-only" -> --data-dir ''; always / interval / never -> a fresh data dir and --fsync.
+std::string DurabilityFlags(const std::string& mode, const TempDir& dir) {
+  if (mode == "memory-only") return "--data-dir ''";
+  return "--data-dir " + dir.path() + "/data --fsync " + mode;
+}
+
+json LatencyJson(std::vector<double>& sorted) {
+  return {{"batches", sorted.size()},
+          {"p50_ms", Percentile(sorted, 0.50)},
+          {"p99_ms", Percentile(sorted, 0.99)},
+          {"p999_ms", Percentile(sorted, 0.999)},
+          {"max_ms", sorted.empty() ? 0.0 : sorted.back()}};
+}
+
+void CheckOutcome(const PublishOutcome& o, const std::string& what) {
+  if (!o.errors.empty() || o.accepted == 0 || o.accepted != o.events_sent) {
+    std::string message = what + ": sent " + std::to_string(o.events_sent) + " events, " +
+                          std::to_string(o.accepted) + " accepted";
+    for (const auto& e : o.errors) message += "; " + e;
+    throw std::runtime_error(message);
+  }
+}
+
+// GET /metrics from 127.0.0.1:port (plain HTTP/1.0, bounded by a 5 s socket timeout).
+std::string Scrape(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string body;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buffer[65536];
+      for (int i = 0; i < 10000; ++i) {
+        const ssize_t got = read(fd, buffer, sizeof buffer);
+        if (got <= 0) break;
+        body.append(buffer, static_cast<size_t>(got));
+      }
+    }
+  }
+  close(fd);
+  return body;
+}
+
+// A histogram's count, sum and the smallest bucket bound that holds every sample.
+json Histogram(const std::string& text, const std::string& name) {
+  json h = {{"count", 0.0}, {"sum", 0.0}, {"max_bucket_le", nullptr}};
+  std::istringstream lines(text);
+  std::string line;
+  double count = -1;
+  std::vector<std::pair<std::string, double>> buckets;
+  while (std::getline(lines, line)) {
+    if (line.rfind(name + "_count", 0) == 0) count = std::stod(line.substr(line.rfind(' ') + 1));
+    if (line.rfind(name + "_sum", 0) == 0) h["sum"] = std::stod(line.substr(line.rfind(' ') + 1));
+    if (line.rfind(name + "_bucket{", 0) == 0) {
+      const size_t le = line.find("le=\"");
+      if (le == std::string::npos) continue;
+      const size_t end = line.find('"', le + 4);
+      buckets.emplace_back(line.substr(le + 4, end - le - 4),
+                           std::stod(line.substr(line.rfind(' ') + 1)));
+    }
+  }
+  h["count"] = std::max(0.0, count);
+  for (const auto& [le, cumulative] : buckets) {
+    if (count > 0 && cumulative >= count) {
+      h["max_bucket_le"] = le;
+      break;
+    }
+  }
+  if (count > 0) h["mean"] = h["sum"].get<double>() / count;
+  return h;
+}
+
+double Gauge(const std::string& text, const std::string& name) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(name + " ", 0) == 0 || line.rfind(name + "{", 0) == 0) {
+      return std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return -1;
+}
+
+// publish: closed loop (streams x window batches of `batch` events unacknowledged) or, with
+// params.rate, open loop (publish-latency). Server CPU per event and disk bytes written per
+// protobuf byte sent come from /proc/<pid>/stat and /proc/<pid>/io over the run.
+Result RunPublish(const Options& options, const std::string& mode, PublishParams params,
+                  const std::string& extra_flags = "", bool scrape = false) {
+  TempDir dir;
+  ServerProcess server(options.server_binary, 1000,
+                       DurabilityFlags(mode, dir) + " " + extra_flags + " " + options.server_flags);
+  if (!server.ok()) throw std::runtime_error("server did not start: " + server.LogText());
+  const ProcessSample before = SampleProcess(server.pid());
+  const uint64_t written_before = WriteBytes(server.pid());
+  const double client_before = ClientCpuSeconds();
+  PublishOutcome o = DrivePublish(server.address(), params);
+  const ProcessSample after = SampleProcess(server.pid());
+  const uint64_t written = WriteBytes(server.pid()) - written_before;
+  const double client_cpu = ClientCpuSeconds() - client_before;
+  CheckOutcome(o, "publish " + mode);
+  Result r;
+  r.scenario = params.rate > 0 ? "publish-latency" : "publish";
+  r.variant = mode + ", " + std::to_string(params.batch) + " per batch, " +
+              std::to_string(params.streams) + " streams";
+  r.variant += params.rate > 0 ? Tagged(", open loop ", static_cast<uint64_t>(params.rate)) + "/s"
+                               : ", window " + std::to_string(params.window);
+  r.unit = "events/s";
+  r.rate = o.accepted / o.elapsed;
+  r.server_cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6 /
+                    static_cast<double>(std::max<uint64_t>(1, o.accepted));
+  r.client_cpu_us = client_cpu * 1e6 / static_cast<double>(std::max<uint64_t>(1, o.accepted));
+  r.extra = LatencyJson(o.latencies_ms);
+  r.extra["accepted"] = o.accepted;
+  r.extra["seconds"] = o.elapsed;
+  r.extra["protobuf_bytes_sent"] = o.bytes_sent;
+  r.extra["server_write_bytes"] = written;
+  r.extra["write_bytes_per_protobuf_byte"] =
+      static_cast<double>(written) / static_cast<double>(std::max<uint64_t>(1, o.bytes_sent));
+  r.extra["server_rss_mib"] = static_cast<double>(after.rss_bytes) / (1024.0 * 1024.0);
+  if (scrape) {
+    const std::string text = Scrape(server.metrics_port());
+    r.extra["checkpoint_ingest_stall_seconds"] =
+        Histogram(text, "analytics_checkpoint_ingest_stall_seconds");
+    r.extra["tick_duration_seconds"] =
+        Histogram(text, "analytics_aggregator_tick_duration_seconds");
+    r.extra["checkpoint_bytes"] = Gauge(text, "analytics_checkpoint_bytes");
+    std::string lines;  // every checkpoint_ metric, for the record
+    std::istringstream all(text);
+    std::string line;
+    while (std::getline(all, line)) {
+      if (line.rfind("analytics_checkpoint", 0) == 0 && line.find("_bucket") == std::string::npos)
+        lines += line + "\n";
+    }
+    r.extra["checkpoint_metrics"] = lines;
+  }
+  return r;
+}
+
+// Reads key=value from the last log line with `event=<event>`.
+std::string LogField(const std::string& log, const std::string& event, const std::string& key) {
+  const size_t line_start = log.rfind("event=" + event + " ");
+  if (line_start == std::string::npos) return "";
+  const size_t line_end = log.find('\n', line_start);
+  const std::string line = log.substr(line_start, line_end - line_start);
+  const size_t at = line.find(" " + key + "=");
+  if (at == std::string::npos) return "";
+  const size_t value = at + key.size() + 2;
+  return line.substr(value, line.find(' ', value) - value);
+}
+
+// events_total over WINDOW_TOTAL through GetMetrics, polled (a tick publishes it) until it
+// equals `expected` or 5 s pass.
+double EventsTotal(const std::string& address, double expected) {
+  auto stub = analytics::AnalyticsService::NewStub(NewChannel(address, 0));
+  double value = -1;
+  const auto until = Clock::now() + std::chrono::seconds(5);
+  do {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    analytics::MetricsQuery query;
+    query.add_metric_types("events_total");
+    query.add_windows(analytics::WINDOW_TOTAL);
+    analytics::MetricsSnapshot snapshot;
+    if (stub->GetMetrics(&context, query, &snapshot).ok()) {
+      for (const auto& m : snapshot.metrics()) {
+        if (m.metric_type() == "events_total" && m.labels().empty()) value = m.value();
+      }
+    }
+    if (value == expected) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (Clock::now() < until);
+  return value;
+}
+
+// recovery: N events published (fsync always) into a server that never checkpoints, SIGKILL,
+// restart on the same data dir (replays all N from the log); then SIGTERM (a shutdown
+// checkpoint) and restart again (the checkpoint, no log tail). Throws if a count is wrong.
+Result RunRecovery(const Options& options) {
+  TempDir dir;
+  const std::string flags =
+      "--data-dir " + dir.path() + "/data --checkpoint-interval-s 86400 " + options.server_flags;
+  PublishParams params;
+  params.batch = static_cast<int>(std::min<uint64_t>(1000, options.recovery_events));
+  params.max_events = options.recovery_events / params.batch * params.batch;
+  params.seconds = 600;
+  const uint64_t n = params.max_events;
+  PublishOutcome o;
+  {
+    ServerProcess first(options.server_binary, 1000, flags);
+    if (!first.ok()) throw std::runtime_error("server did not start: " + first.LogText());
+    o = DrivePublish(first.address(), params);
+    CheckOutcome(o, "recovery ingest");
+    first.Stop(SIGKILL);
+  }
+  const uint64_t log_bytes = dir.Bytes();
+  json extra = {{"events", n},
+                {"ingest_events_per_s", o.accepted / o.elapsed},
+                {"data_dir_bytes_after_kill", log_bytes}};
+  double kill_restart_s = 0;
+  {
+    ServerProcess second(options.server_binary, 1000, flags);
+    if (!second.ok()) throw std::runtime_error("restart failed: " + second.LogText());
+    kill_restart_s = second.startup_seconds();
+    const std::string log = second.LogText();
+    const std::string replayed = LogField(log, "recovered", "replayed_events");
+    const double total = EventsTotal(second.address(), static_cast<double>(n));
+    extra["after_kill"] = {{"start_to_listening_s", kill_restart_s},
+                           {"replayed_events", replayed},
+                           {"replay_ms", LogField(log, "recovered", "replay_ms")},
+                           {"checkpoint", LogField(log, "recovered", "checkpoint")},
+                           {"events_total", total}};
+    if (replayed != std::to_string(n) || total != static_cast<double>(n)) {
+      throw std::runtime_error("recovery after SIGKILL: " + extra["after_kill"].dump());
+    }
+    const int status = second.Stop(SIGTERM);
+    extra["after_kill"]["sigterm_exit_status"] = status;
+    extra["shutdown_log"] = LogField(second.LogText(), "checkpoint_at_shutdown", "ms");
+  }
+  extra["data_dir_bytes_after_sigterm"] = dir.Bytes();
+  {
+    ServerProcess third(options.server_binary, 1000, flags);
+    if (!third.ok()) throw std::runtime_error("restart failed: " + third.LogText());
+    const std::string log = third.LogText();
+    const double total = EventsTotal(third.address(), static_cast<double>(n));
+    extra["after_sigterm"] = {
+        {"start_to_listening_s", third.startup_seconds()},
+        {"replayed_events", LogField(log, "recovered", "replayed_events")},
+        {"checkpoint", LogField(log, "recovered", "checkpoint")},
+        {"checkpoint_load_ms", LogField(log, "recovered", "checkpoint_load_ms")},
+        {"replay_ms", LogField(log, "recovered", "replay_ms")},
+        {"events_total", total}};
+    if (total != static_cast<double>(n)) {
+      throw std::runtime_error("recovery after SIGTERM: " + extra["after_sigterm"].dump());
+    }
+  }
+  Result r;
+  r.scenario = "recovery";
+  r.variant = std::to_string(n) + " events in the log, no checkpoint";
+  r.unit = "events/s replayed";
+  r.rate = n / kill_restart_s;
+  r.extra = extra;
+  return r;
+}
+
+// checkpoint-stall: closed-loop publish (fsync always) with a checkpoint every second; the
+// stall and tick histograms scraped from /metrics at the end.
+Result RunCheckpointStall(const Options& options, const PublishParams& params) {
+  Result r = RunPublish(options, "always", params,
+                        "--checkpoint-interval-s 1 --metrics-listen 127.0.0.1:0", true);
+  r.scenario = "checkpoint-stall";
+  r.variant += ", checkpoint every 1 s";
+  return r;
+}
+
 std::string Today() {
   const std::time_t t = std::time(nullptr);
   char buffer[16];
@@ -946,15 +1517,31 @@ int Main(int argc, char** argv) {
       options.history_fill_seconds = std::stod(value());
     else if (arg == "--return-wait-seconds")
       options.return_wait_seconds = std::stod(value());
+    else if (arg == "--publish-streams")
+      options.publish_streams = std::stoi(value());
+    else if (arg == "--publish-window")
+      options.publish_window = std::stoi(value());
+    else if (arg == "--publish-batch")
+      options.publish_batch = std::stoi(value());
+    else if (arg == "--publish-rate")
+      options.publish_rate = std::stod(value());
+    else if (arg == "--recovery-events")
+      options.recovery_events = std::stoull(value());
     else if (arg == "--help") {
       std::puts(
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
-          "                        join-history|churn]\n"
+          "                        join-history|churn|durable|publish|publish-latency|\n"
+          "                        recovery|checkpoint-stall]  (durable: the last four)\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
           "            [--server-binary PATH] [--output-dir DIR (writes <date>.json and .md)]\n"
           "            [--server-flags 'FLAGS' (appended to every server's command line)]\n"
           "            [--history-fill-seconds S (join-history: ingest before the joins, 60)]\n"
           "            [--return-wait-seconds S (join-history, churn: RSS watched, 60)]\n"
+          "            [--publish-streams N (16)] [--publish-window W (8 unacked batches)]\n"
+          "            [--publish-batch B (events per PublishRequest; default: 100 and 1000)]\n"
+          "            [--publish-rate EVENTS_PER_S (publish-latency; default: half of the best\n"
+          "             fsync-always rate of publish when that ran first, else 100000)]\n"
+          "            [--recovery-events N (recovery: events in the log, default 1000000)]\n"
           "            [--latency-rate EVENTS_PER_S (default: half of ingest-single's capacity\n"
           "             when that ran first, else 1000)]\n"
           "Starts analytics_server processes on 127.0.0.1 and measures them.");
@@ -967,6 +1554,8 @@ int Main(int argc, char** argv) {
     options.seconds = 0.5;
     options.history_fill_seconds = 2;
     options.return_wait_seconds = 2;
+    options.recovery_events = 10'000;
+    options.publish_streams = std::min(options.publish_streams, 4);
   }
   const bool all = options.scenario == "all";
   std::vector<Result> results;
@@ -1016,6 +1605,46 @@ int Main(int argc, char** argv) {
     for (bool batched : {false, true}) run(RunJoinHistory(options, batched));
   }
   if (all || options.scenario == "churn") run(RunChurn(options));
+  const bool durable = all || options.scenario == "durable";
+  const std::vector<int> batches = options.publish_batch > 0
+                                       ? std::vector<int>{options.publish_batch}
+                                   : options.smoke ? std::vector<int>{100}
+                                                   : std::vector<int>{100, 1000};
+  PublishParams publish;
+  publish.streams = options.publish_streams;
+  publish.window = options.publish_window;
+  publish.seconds = options.seconds;
+  double best_always = 0;
+  int best_batch = batches.back();
+  if (durable || options.scenario == "publish") {
+    for (int batch : batches) {
+      publish.batch = batch;
+      for (const char* mode : {"memory-only", "always", "interval", "never"}) {
+        run(RunPublish(options, mode, publish));
+        if (std::string(mode) == "always" && results.back().rate > best_always) {
+          best_always = results.back().rate;
+          best_batch = batch;
+        }
+      }
+    }
+  }
+  if (durable || options.scenario == "publish-latency") {
+    PublishParams open = publish;
+    open.batch = best_batch;
+    open.streams = std::min(publish.streams, 4);
+    open.rate = options.publish_rate > 0 ? options.publish_rate
+                : best_always > 0        ? best_always / 2
+                : options.smoke          ? 10'000
+                                         : 100'000;
+    run(RunPublish(options, "always", open));
+  }
+  if (durable || options.scenario == "recovery") run(RunRecovery(options));
+  if (durable || options.scenario == "checkpoint-stall") {
+    PublishParams steady = publish;
+    steady.batch = best_batch;
+    steady.seconds = options.smoke ? 1.5 : std::max(10.0, options.seconds);
+    run(RunCheckpointStall(options, steady));
+  }
 
   if (!options.output_dir.empty()) WriteReport(options, results);
   return 0;

@@ -15,6 +15,9 @@ struct ProcessSample {
 };
 ProcessSample SampleProcess(pid_t pid);
 
+// Bytes the process caused to be written to storage so far (/proc/<pid>/io write_bytes).
+uint64_t WriteBytes(pid_t pid);
+
 // The analytics_server under test: started as a separate process on a free loopback port and
 // stopped with SIGTERM on destruction.
 class ServerProcess {
@@ -27,10 +30,20 @@ class ServerProcess {
   bool ok() const { return port_ > 0; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   pid_t pid() const { return pid_; }
+  // Prometheus port when started with --metrics-listen 127.0.0.1:0 (0: none).
+  int metrics_port() const { return metrics_port_; }
+  // From the fork to the `event=listening` line in its log (polled every 2 ms).
+  double startup_seconds() const { return startup_seconds_; }
+  // Its log (stderr) so far.
+  std::string LogText() const;
+  // Sends `signal` and waits for the process to exit (SIGKILL after 30 s). Returns its status.
+  int Stop(int signal);
 
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
+  double startup_seconds_ = 0;
   std::string log_path_;
 };
 
