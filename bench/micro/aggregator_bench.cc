@@ -293,7 +293,7 @@ void BM_Checkpoint(benchmark::State& state) {
   state.counters["max_stall_us"] = static_cast<double>(max_stall_us);
   state.counters["blob_MiB"] = static_cast<double>(bytes) / (1 << 20);
 }
-BENCHMARK(BM_Checkpoint)->Unit(benchmark::kMillisecond)->Iterations(20);
+BENCHMARK(BM_Checkpoint)->Unit(benchmark::kMillisecond)->Iterations(10);
 
 void BM_Restore(benchmark::State& state) {
   CheckpointFixture& fixture = CheckpointFixture::Get();
@@ -306,7 +306,7 @@ void BM_Restore(benchmark::State& state) {
     benchmark::DoNotOptimize(restored.get());
   }
 }
-BENCHMARK(BM_Restore)->Unit(benchmark::kMillisecond)->Iterations(10);
+BENCHMARK(BM_Restore)->Unit(benchmark::kMillisecond)->Iterations(5);
 
 agg::SystemClock baseline_clock;
 
