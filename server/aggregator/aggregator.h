@@ -135,11 +135,14 @@ class Aggregator {
   IngestSection EnterIngest();
 
   // Tick() plus a consistent cut, on the tick thread, in place of a Tick(): holds back new
-  // ingest sections, waits for the open ones to end, folds every shard delta in, copies the
-  // de-dup table, calls at_cut() (the server reads its log's last Lsn and copies its producer
-  // table there: nothing is being ingested or logged meanwhile), lets sections start again,
-  // and only then publishes the snapshot and serializes the state. Events ingested outside
-  // sections (plain Ingest() on another thread, RecordSignal()) fall on either side of the cut.
+  // ingest sections, waits for the open ones to end, folds every shard delta in, starts a
+  // copy-on-write copy of the de-dup table, calls at_cut() (the server reads its log's last Lsn
+  // and copies its producer table there: nothing is being ingested or logged meanwhile), lets
+  // sections start again, and only then finishes the copy, publishes the snapshot and
+  // serializes the state (see README.md for the stall and cost). Events ingested outside
+  // sections (plain Ingest() on another thread, RecordSignal()) fall on either side of the cut,
+  // and a plain Ingest() must not run concurrently with a Checkpoint() at all (its de-dup
+  // insert could race with the copy).
   CheckpointResult Checkpoint(const std::function<void()>& at_cut);
 
   // An aggregator with the state of a Checkpoint() blob, or nullptr with *error set (a damaged
@@ -163,8 +166,10 @@ class Aggregator {
   // Call it on one thread before serving, and Tick() every few thousand events so that shard
   // deltas stay small: buckets that left the rings since are handled by the merge (an event
   // whose second or minute is no longer in its ring counts in the windows that still cover it,
-  // at least WINDOW_TOTAL). Replayed events' revenue is added in another grouping than the
-  // original ticks did, so `revenue` may differ from the old process in the last bits.
+  // at least WINDOW_TOTAL). The log does not record where the original ticks fell, so a replay
+  // reproduces counts, HLLs and quantiles exactly, but not necessarily overflowed Space-Saving
+  // summaries, the admission order of new dimension values within a tick, the last bits of
+  // `revenue`, or the expiry point of sessions idle for about an hour (README.md).
   IngestResult ApplyLogged(const analytics::EventData& event, int64_t ingest_ms);
 
   // Validates, de-duplicates and counts one event. Lock-free; allocation-free on success.

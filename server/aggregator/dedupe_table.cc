@@ -207,8 +207,40 @@ DedupeTable::DedupeTable(uint32_t capacity_log2, int64_t horizon_seconds, int64_
 
 DedupeTable::~DedupeTable() { munmap(allocation_, allocation_size_); }
 
-void DedupeTable::CopyWords(uint64_t* out) const {
-  std::memcpy(out, words_, words() * sizeof(uint64_t));
+void DedupeTable::BeginCopy(uint64_t* out) {
+  const size_t buckets = bucket_mask_ + 1;
+  if (!copy_state_) copy_state_ = std::make_unique<std::atomic<uint8_t>[]>(buckets);
+  for (size_t i = 0; i < buckets; ++i) copy_state_[i].store(0, std::memory_order_relaxed);
+  copy_out_ = out;
+  // Inserts start again only after the caller's freeze ends (a seq_cst store they synchronize
+  // with), so every later insert sees the flag and the reset states.
+  copying_.store(true, std::memory_order_release);
+}
+
+void DedupeTable::CopyBucketOnce(size_t bucket) {
+  std::atomic<uint8_t>& state = copy_state_[bucket];
+  uint8_t seen = state.load(std::memory_order_acquire);
+  if (seen == 2) return;
+  if (seen == 0 && state.compare_exchange_strong(seen, 1, std::memory_order_acquire)) {
+    uint64_t* const from = BucketAt(bucket);
+    uint64_t* const to = copy_out_ + bucket * kBucketSize;
+    for (size_t i = 0; i < kBucketSize; ++i) {
+      to[i] = std::atomic_ref<uint64_t>(from[i]).load(std::memory_order_relaxed);
+    }
+    state.store(2, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; state.load(std::memory_order_acquire) != 2; ++spins) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+void DedupeTable::FinishCopy() {
+  const size_t buckets = bucket_mask_ + 1;
+  for (size_t i = 0; i < buckets; ++i) CopyBucketOnce(i);
+  copying_.store(false, std::memory_order_relaxed);
 }
 
 bool DedupeTable::LoadWords(std::string_view bytes) {
@@ -221,6 +253,10 @@ DedupeTable::Outcome DedupeTable::CheckAndInsert(const IdHash& hash, int64_t now
   const uint64_t fingerprint = FingerprintOf(hash.fingerprint_bits);
   const uint64_t now_time = static_cast<uint64_t>(now_second - start_second_) & kTimeMask;
   const uint64_t mine = Pack(fingerprint, now_time);
+  if (copying_.load(std::memory_order_acquire)) [[unlikely]] {
+    CopyBucketOnce(FirstBucket(hash));
+    CopyBucketOnce(SecondBucket(hash));
+  }
   uint64_t* const buckets[2] = {BucketAt(FirstBucket(hash)), BucketAt(SecondBucket(hash))};
   // Position p in 0..31: bucket p / 16, slot p % 16. This order decides who wins a race.
   auto slot_at = [&](size_t position) {

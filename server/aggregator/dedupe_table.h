@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 namespace rta::agg {
@@ -106,13 +107,21 @@ class DedupeTable {
   static constexpr size_t CapacityIdsFor(size_t slots) { return slots / 4 * 3; }
   int64_t horizon_seconds() const { return horizon_seconds_; }
 
-  // Checkpoint support. The words are read and written as plain memory: the caller guarantees
-  // that no CheckAndInsert() runs meanwhile (Aggregator::Checkpoint holds every ingest section
-  // closed; a restore happens before the first ingest).
+  // Checkpoint support: a copy of the table as it was at one instant, taken without stopping
+  // inserts for the 32 MiB copy. BeginCopy() (called while no CheckAndInsert() runs: inside
+  // Aggregator::Checkpoint's freeze) only marks every bucket "not copied" and raises a flag;
+  // FinishCopy() (same thread, after inserts resumed) copies the buckets one by one. Meanwhile
+  // an insert that sees the flag first copies each of its two buckets that is not copied yet
+  // (copy-on-write, 128 bytes), so no bucket is changed before its pre-cut words are in `out`.
+  // Each bucket has a state (0 not copied, 1 being copied, 2 copied) claimed by CAS; whoever
+  // claims it copies it (atomic loads) and publishes 2 (release); the other side waits for 2
+  // (acquire), so FinishCopy() sees every bucket's words. Costs inserts one load of the flag.
+  // `out` must hold words() words and stay untouched until FinishCopy() returns.
   size_t words() const { return slots(); }
   int64_t start_second() const { return start_second_; }
-  void CopyWords(uint64_t* out) const;
-  // `bytes` must hold exactly words() words.
+  void BeginCopy(uint64_t* out);
+  void FinishCopy();
+  // A restore, before any insert: `bytes` must hold exactly words() words.
   bool LoadWords(std::string_view bytes);
 
   // Compares the vectorized scan of a bucket pair with the portable one and with the plain
@@ -132,6 +141,7 @@ class DedupeTable {
     return second == FirstBucket(hash) ? second ^ 1 : second;  // always two distinct buckets
   }
   uint64_t* BucketAt(size_t bucket) const { return words_ + bucket * kBucketSize; }
+  void CopyBucketOnce(size_t bucket);
 
   void* allocation_ = nullptr;
   size_t allocation_size_ = 0;
@@ -139,6 +149,9 @@ class DedupeTable {
   size_t bucket_mask_ = 0;
   int64_t horizon_seconds_;
   int64_t start_second_;
+  std::atomic<bool> copying_{false};  // between BeginCopy() and the end of FinishCopy()
+  uint64_t* copy_out_ = nullptr;
+  std::unique_ptr<std::atomic<uint8_t>[]> copy_state_;  // per bucket: 0, 1 (copying), 2 (done)
 };
 
 }  // namespace rta::agg

@@ -6,6 +6,12 @@
 #include "server/aggregator/time_key.h"
 
 namespace rta::agg::detail {
+namespace {
+
+// 2^50 ms is 35,000 years: beyond any event time or duration, far below int64 overflow.
+constexpr int64_t kMaxAbsMs = int64_t{1} << 50;
+
+}  // namespace
 
 SessionTable::SessionTable(uint32_t max_sessions, int64_t ring_seconds)
     : max_sessions_(max_sessions),
@@ -95,6 +101,11 @@ bool SessionTable::Load(StateReader& in) {
     record.page_views = in.U32();
     record.conversions = in.U32();
     if (!in.ok()) break;
+    // Times and durations take part in signed arithmetic later: keep them far from overflow.
+    if (record.first_ms > record.last_ms || record.first_ms < -kMaxAbsMs ||
+        record.last_ms > kMaxAbsMs) {
+      return in.Fail("corrupt checkpoint: session times");
+    }
     auto [slot, inserted] = table_.FindOrInsert(hash);
     if (hash == 0 || !inserted) return in.Fail("corrupt checkpoint: session hash");
     *slot = record;
@@ -105,10 +116,16 @@ bool SessionTable::Load(StateReader& in) {
     slot.totals.sessions = in.U64();
     slot.totals.bounced = in.U64();
     slot.totals.duration_ms = in.I64();
+    if (slot.totals.duration_ms < 0 || slot.totals.duration_ms > kMaxAbsMs) {
+      return in.Fail("corrupt checkpoint: session durations");
+    }
   }
   totals_.sessions = in.U64();
   totals_.bounced = in.U64();
   totals_.duration_ms = in.I64();
+  if (totals_.duration_ms < 0 || totals_.duration_ms > (kMaxAbsMs << 12)) {
+    return in.Fail("corrupt checkpoint: session durations");
+  }
   return in.ok();
 }
 

@@ -130,7 +130,7 @@ TEST_CASE("a restored aggregator reports every metric as the original does",
   ManualClock clock(kStartMs);
   Aggregator original(TestConfig(), clock);
   EventMix mix(7, "a");
-  Feed(original, clock, mix, 3900, 6, 10);  // 65 minutes: both rings full
+  Feed(original, clock, mix, 3900, 6, 300);  // 65 minutes: both rings full
   const CheckpointResult checkpoint = original.Checkpoint({});
   CHECK(checkpoint.sequence == original.Latest()->sequence);
   CHECK(checkpoint.time_ms == clock.NowMs());
@@ -219,7 +219,7 @@ void FeedAndLog(Aggregator& aggregator, ManualClock& clock, EventMix& mix, int s
         log->push_back(Logged{std::move(event), clock.NowMs()});
       }
     }
-    if (s % 4 == 3) {
+    if (s % 25 == 24) {
       aggregator.Tick();
       log->push_back(TickedAt{clock.NowMs()});
     }
@@ -305,7 +305,7 @@ TEST_CASE("restore plus a replay of the log after the cut equals the original",
       if (const auto* logged = std::get_if<Logged>(&entry)) {
         REQUIRE(restored->ApplyLogged(logged->event, logged->ingest_ms).outcome ==
                 IngestOutcome::kAccepted);
-        if (++n % 97 == 0) restored->Tick();
+        if (++n % 500 == 0) restored->Tick();
       }
     }
     const auto replayed = restored->Tick();
@@ -463,7 +463,7 @@ TEST_CASE("a damaged or foreign checkpoint is an error, never a crash",
     // succeed (a flipped counter is still a counter); then the aggregator must still work.
     std::mt19937_64 rng(2);
     int refused = 0;
-    for (int i = 0; i < 400; ++i) {
+    for (int i = 0; i < 150; ++i) {
       std::string damaged = blob;
       const size_t at = 12 + rng() % (damaged.size() - 20);
       damaged[at] = static_cast<char>(i % 4 == 0 ? 0xff : damaged[at] ^ (1 << (rng() % 8)));
@@ -474,11 +474,11 @@ TEST_CASE("a damaged or foreign checkpoint is an error, never a crash",
       if (restored == nullptr) {
         ++refused;
         CHECK(!error.empty());
-      } else {
+      } else if (i % 10 == 0) {
         restored->Tick();
       }
     }
-    WARN("refused " << refused << " of 400 re-sealed damaged checkpoints");
+    WARN("refused " << refused << " of 150 re-sealed damaged checkpoints");
     CHECK(refused > 0);
   }
   SECTION("wrong version, not a checkpoint") {
