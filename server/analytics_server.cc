@@ -22,9 +22,11 @@
 #include <vector>
 
 #include "server/analyze_call.h"
+#include "server/durability.h"
 #include "server/get_metrics_call.h"
 #include "server/ingest_call.h"
 #include "server/log.h"
+#include "server/publish_call.h"
 #include "server/service_state.h"
 #include "server/subscribe_call.h"
 #include "server/worker.h"
@@ -75,6 +77,9 @@ int RequestedPort(const std::string& listen) {
   return port;
 }
 
+// The gRPC health service name that says whether ingest works (the event log can write).
+constexpr char kIngestHealthService[] = "rta.ingest";
+
 // This process's resident memory, from /proc/self/statm (0 if unreadable).
 uint64_t ResidentBytes() {
   std::ifstream statm("/proc/self/statm");
@@ -90,10 +95,7 @@ class AnalyticsServer::Impl {
   Impl(ServerConfig config, const agg::Clock* clock)
       : config_(std::move(config)),
         clock_(clock != nullptr ? *clock : system_clock_),
-        aggregator_(config_.aggregator, clock_),
-        state_(config_, service_, aggregator_, metrics_, hub_, clock_) {
-    state_.request_early_tick = [this] { RequestEarlyTick(); };
-  }
+        producers_(config_.max_producers, int64_t{config_.producer_idle_expiry_s} * 1000) {}
 
   ~Impl() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -107,9 +109,9 @@ class AnalyticsServer::Impl {
 
   int grpc_port_ = 0;
   int metrics_port_ = 0;
-  agg::Aggregator& aggregator() { return aggregator_; }
+  agg::Aggregator& aggregator() { return *aggregator_; }
   void SetIngestFault(std::function<grpc::Status(uint64_t, uint64_t)> fault) {
-    state_.ingest_fault_for_test = std::move(fault);
+    ingest_fault_for_test_ = std::move(fault);
   }
 
  private:
@@ -117,15 +119,28 @@ class AnalyticsServer::Impl {
   void RequestEarlyTick();
   void PostInitialRequests(Worker& worker);
   void MaybeTrimMemory();
+  // Opens the data directory and rebuilds the aggregator from it, or makes an empty one in
+  // memory-only mode; then the service state around it.
+  bool OpenState(std::string* error);
+  void UpdateDurabilityMetrics();
 
   const ServerConfig config_;
   agg::SystemClock system_clock_;
   const agg::Clock& clock_;
   ServerMetrics metrics_;
-  agg::Aggregator aggregator_;
+  ProducerTable producers_;
+  std::unique_ptr<Durability> durability_;  // null in memory-only mode
+  std::unique_ptr<agg::Aggregator> aggregator_;
   SnapshotHub hub_;
   AsyncAnalyticsService service_;
-  ServiceState state_;
+  std::unique_ptr<ServiceState> state_;
+  std::function<grpc::Status(uint64_t, uint64_t)> ingest_fault_for_test_;
+  // Tick thread: the accept rate behind analytics_dedupe_effective_horizon_seconds, and the
+  // producer table's expiry.
+  std::chrono::steady_clock::time_point rate_since_;
+  double accepted_since_ = 0;
+  std::chrono::steady_clock::time_point next_producer_expiry_;
+  bool log_writable_ = true;  // tick thread: the last health seen
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<prometheus::Exposer> exposer_;
@@ -150,6 +165,9 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   // Process-wide gRPC switches; idempotent.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  // Recovery comes before the port opens: no client sees the state half rebuilt.
+  if (!OpenState(error)) return false;
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
@@ -215,7 +233,7 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   }
 
   Tick();  // a first snapshot, so that GetMetrics and subscribers never see "nothing yet"
-  for (auto& queue : queues) workers_.push_back(std::make_unique<Worker>(state_, std::move(queue)));
+  for (auto& queue : queues) workers_.push_back(std::make_unique<Worker>(*state_, std::move(queue)));
   for (auto& worker : workers_) {
     PostInitialRequests(*worker);
     worker->Start();
@@ -224,6 +242,7 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   ScheduleTick();
   tick_thread_ = std::thread([this] { tick_io_.run(); });
   server_->GetHealthCheckService()->SetServingStatus(true);
+  server_->GetHealthCheckService()->SetServingStatus(kIngestHealthService, true);
   {
     std::lock_guard lock(lifecycle_mutex_);
     started_ = true;
@@ -245,12 +264,13 @@ void AnalyticsServer::Impl::PostInitialRequests(Worker& worker) {
   const uint32_t n =
       config_.pending_requests_per_method != 0 ? config_.pending_requests_per_method : 32;
   for (uint32_t i = 0; i < n; ++i) {
-    new SubscribeCall(state_, worker, /*batched=*/false);
-    new SubscribeCall(state_, worker, /*batched=*/true);
-    new IngestCall<analytics::EventData>(state_, worker);
-    new IngestCall<analytics::EventBatch>(state_, worker);
-    new GetMetricsCall(state_, worker);
-    new AnalyzeCall(state_, worker);
+    new SubscribeCall(*state_, worker, /*batched=*/false);
+    new SubscribeCall(*state_, worker, /*batched=*/true);
+    new IngestCall<analytics::EventData>(*state_, worker);
+    new IngestCall<analytics::EventBatch>(*state_, worker);
+    new PublishCall(*state_, worker);
+    new GetMetricsCall(*state_, worker);
+    new AnalyzeCall(*state_, worker);
   }
 }
 
@@ -295,12 +315,85 @@ void AnalyticsServer::Impl::RequestEarlyTick() {
 void AnalyticsServer::Impl::Tick(bool early) {
   std::lock_guard lock(tick_mutex_);
   const auto start = std::chrono::steady_clock::now();
-  hub_.Publish(aggregator_.Tick(), early);
-  metrics_.UpdateAggregatorStats(aggregator_.stats());
+  // A due checkpoint takes the place of a regular tick (it is one, plus a cut).
+  if (!early && durability_ != nullptr && durability_->MaybeCheckpoint(*aggregator_, producers_)) {
+    hub_.Publish(aggregator_->Latest(), early);
+  } else {
+    hub_.Publish(aggregator_->Tick(), early);
+  }
+  metrics_.UpdateAggregatorStats(aggregator_->stats());
+  if (!early) UpdateDurabilityMetrics();
   metrics_.ObserveTick(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   for (auto& worker : workers_) worker->NotifyPublished(early);
   last_tick_end_ = std::chrono::steady_clock::now();
+}
+
+bool AnalyticsServer::Impl::OpenState(std::string* error) {
+  if (config_.data_dir.empty()) {
+    LogWarn("memory_only",
+            {{"detail",
+              "--data-dir is empty: nothing is written to disk; acknowledged events are lost "
+              "and every number starts from zero when this process stops"}});
+    aggregator_ = std::make_unique<agg::Aggregator>(config_.aggregator, clock_);
+  } else {
+    durability_ = Durability::Open(config_, metrics_, error);
+    if (durability_ == nullptr) return false;
+    aggregator_ = durability_->Recover(clock_, producers_, error);
+    if (aggregator_ == nullptr) {
+      durability_.reset();
+      return false;
+    }
+    LogInfo("data_dir", {{"path", config_.data_dir},
+                         {"fsync", config_.fsync},
+                         {"checkpoint_interval_s", std::to_string(config_.checkpoint_interval_s)}});
+  }
+  state_ = std::make_unique<ServiceState>(config_, service_, *aggregator_, metrics_, hub_, clock_,
+                                          producers_);
+  state_->log = durability_ != nullptr ? durability_->log() : nullptr;
+  state_->request_early_tick = [this] { RequestEarlyTick(); };
+  state_->ingest_fault_for_test = ingest_fault_for_test_;
+  rate_since_ = std::chrono::steady_clock::now();
+  next_producer_expiry_ = rate_since_ + std::chrono::seconds(60);
+  return true;
+}
+
+void AnalyticsServer::Impl::UpdateDurabilityMetrics() {
+  const auto now = std::chrono::steady_clock::now();
+  const double seconds = std::chrono::duration<double>(now - rate_since_).count();
+  if (seconds >= 10) {
+    const double accepted = metrics_.accepted_total();
+    const double rate = (accepted - accepted_since_) / seconds;
+    const double horizon = static_cast<double>(config_.aggregator.dedupe_horizon_seconds);
+    const double capacity = static_cast<double>(aggregator_->stats().dedupe_capacity_ids);
+    metrics_.SetDedupeEffectiveHorizon(rate > 0 ? std::min(horizon, capacity / rate) : horizon);
+    accepted_since_ = accepted;
+    rate_since_ = now;
+  }
+  if (now >= next_producer_expiry_) {
+    producers_.Expire(clock_.NowMs());
+    next_producer_expiry_ = now + std::chrono::seconds(60);
+  }
+  metrics_.SetProducers(producers_.size());
+  if (durability_ != nullptr) {
+    const storage::LogHealth health = durability_->log()->health();
+    metrics_.UpdateLogStats(durability_->log()->stats(), health,
+                            durability_->log()->durable_lsn());
+    if (health.writable != log_writable_) {
+      log_writable_ = health.writable;
+      // The gRPC health service answers for "rta.ingest" separately: a load balancer can send
+      // producers elsewhere while subscribers stay (they keep working on this node).
+      if (server_ != nullptr) {
+        server_->GetHealthCheckService()->SetServingStatus(kIngestHealthService, health.writable);
+      }
+      if (health.writable) {
+        LogInfo("event_log_writable", {{"detail", "ingest resumed"}});
+      } else {
+        LogWarn("event_log_not_writable",
+                {{"detail", health.message + "; ingest answers UNAVAILABLE until it can write"}});
+      }
+    }
+  }
 }
 
 void AnalyticsServer::Impl::MaybeTrimMemory() {
@@ -330,7 +423,7 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
   LogInfo("shutdown_started", {{"grace_ms", std::to_string(grace.count())}});
   const auto begin = std::chrono::steady_clock::now();
   // 1. Stop accepting: no new requests are posted, load balancers see NOT_SERVING.
-  state_.shutting_down.store(true);
+  state_->shutting_down.store(true);
   server_->GetHealthCheckService()->SetServingStatus(false);
   // 2. Subscriptions never end on their own: finish them (after their write in flight).
   for (auto& worker : workers_) worker->NotifyShutdown();
@@ -343,6 +436,10 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
   // and each worker shuts its queue down once no call is left on it.
   for (auto& worker : workers_) worker->ShutdownQueueWhenIdle();
   for (auto& worker : workers_) worker->Join();
+  if (durability_ != nullptr) {
+    // No call is left: the last checkpoint sees everything that was acknowledged.
+    durability_->Close(*aggregator_, producers_);
+  }
   workers_.clear();
   if (exposer_) StopExposer(exposer_, config_.metrics_listen, metrics_port_);
   LogInfo("shutdown_complete",

@@ -61,6 +61,29 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "requests pre-posted per method and queue (0 = automatic)"},
       {"malloc_trim_interval_ms", &c.malloc_trim_interval_ms,
        "how often freed heap memory is returned to the OS with malloc_trim, ms (0 = never)"},
+      {"data_dir", &c.data_dir,
+       "directory of the event log (log/) and checkpoints (store/); \"\" = memory only: a "
+       "restart loses every number and acknowledgements are not durable"},
+      {"fsync", &c.fsync,
+       "always: sync the log before every acknowledgement (group commit); interval: sync every "
+       "--fsync-interval-ms, acknowledgements wait for it; never: acknowledge once written to "
+       "the OS (a machine crash can lose acknowledged events, a process crash cannot)"},
+      {"fsync_interval_ms", &c.fsync_interval_ms, "the log's sync period with --fsync interval, ms"},
+      {"log_segment_bytes", &c.log_segment_bytes, "event log segment file size before rotation"},
+      {"log_max_pending_bytes", &c.log_max_pending_bytes,
+       "log bytes accepted but not yet written; beyond it ingest gets UNAVAILABLE"},
+      {"skip_corrupt_records", &c.skip_corrupt_records,
+       "1: at start, skip (and count) corrupt records in the middle of the log instead of "
+       "refusing to start; their events are lost"},
+      {"checkpoint_interval_s", &c.checkpoint_interval_s,
+       "seconds between checkpoints of the aggregator's state (and one at shutdown); the log "
+       "before a checkpoint is deleted"},
+      {"producer_idle_expiry_s", &c.producer_idle_expiry_s,
+       "a PublishEvents producer id idle this long is forgotten (a re-send after that counts by "
+       "event id only)"},
+      {"max_producers", &c.max_producers, "PublishEvents producer ids tracked at once"},
+      {"publish_window_batches", &c.publish_window_batches,
+       "unacknowledged batches one PublishEvents stream may have; it stops reading beyond"},
       {"dedupe_horizon_seconds", &a.dedupe_horizon_seconds,
        "an event_id seen again within this many seconds counts once"},
       {"dedupe_capacity_log2", &a.dedupe_capacity_log2,
@@ -190,6 +213,7 @@ bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, st
   // Split "--key=value" and "--key value" into pairs first, so --config can be applied before
   // the other flags whatever its position.
   std::vector<std::pair<std::string, std::string>> flags;
+  out->config.data_dir = kDefaultDataDir;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -253,6 +277,9 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   };
   std::string why;
   if (!ValidateListenAddress(c.listen, &why)) return fail("listen: " + why);
+  if (c.fsync != "always" && c.fsync != "interval" && c.fsync != "never") {
+    return fail("fsync: must be always, interval or never, got '" + c.fsync + "'");
+  }
   if (!c.metrics_listen.empty() && !ValidateListenAddress(c.metrics_listen, &why)) {
     return fail("metrics_listen: " + why);
   }
@@ -276,7 +303,15 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("shutdown_grace_ms", c.shutdown_grace_ms, 0, 3'600'000) ||
       !within("slow_subscriber_timeout_ms", c.slow_subscriber_timeout_ms, 1000, 3'600'000) ||
       !within("pending_requests_per_method", c.pending_requests_per_method, 0, 10'000) ||
-      !within("max_analyze_sessions", c.max_analyze_sessions, 1, 10'000'000)) {
+      !within("max_analyze_sessions", c.max_analyze_sessions, 1, 10'000'000) ||
+      !within("fsync_interval_ms", c.fsync_interval_ms, 1, 60'000) ||
+      !within("log_segment_bytes", c.log_segment_bytes, 1u << 20, 1ull << 34) ||
+      !within("log_max_pending_bytes", c.log_max_pending_bytes, 1u << 20, 1ull << 36) ||
+      !within("skip_corrupt_records", c.skip_corrupt_records, 0, 1) ||
+      !within("checkpoint_interval_s", c.checkpoint_interval_s, 1, 86'400) ||
+      !within("producer_idle_expiry_s", c.producer_idle_expiry_s, 60, 365 * 86'400) ||
+      !within("max_producers", c.max_producers, 1, 100'000'000) ||
+      !within("publish_window_batches", c.publish_window_batches, 1, 10'000)) {
     return false;
   }
   if (c.malloc_trim_interval_ms != 0 &&
@@ -352,6 +387,7 @@ bool ValidateListenAddress(const std::string& address, std::string* why) {
 
 std::string ServerHelpText() {
   ServerConfig defaults;
+  defaults.data_dir = kDefaultDataDir;
   std::ostringstream out;
   out << "analytics_server: real-time web analytics over gRPC\n\n"
          "Usage: analytics_server [--config FILE] [--flag VALUE]...\n\n"

@@ -3,6 +3,7 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 
 #include "server/aggregator/utf8.h"
+#include "server/ingest_journal.h"
 #include "server/message_parse.h"
 #include "server/worker.h"
 
@@ -22,8 +23,9 @@ void EventTally::Reject(RejectReason reason, const analytics::EventData& event,
   response_.add_errors(std::move(message));
 }
 
-void EventTally::Ingest(ServiceState& state, const analytics::EventData& event) {
+bool EventTally::Ingest(ServiceState& state, const analytics::EventData& event) {
   const ServerConfig& config = state.config;
+  bool accepted = false;
   if (static_cast<uint32_t>(event.properties_size()) > config.max_event_properties) {
     Reject(RejectReason::kTooLarge, event, "properties",
            std::to_string(event.properties_size()) + " entries, limit " +
@@ -35,6 +37,7 @@ void EventTally::Ingest(ServiceState& state, const analytics::EventData& event) 
     agg::IngestResult result = state.aggregator.Ingest(event);
     switch (result.outcome) {
       case agg::IngestOutcome::kAccepted:
+        accepted = true;
         ++accepted_;
         response_.set_accepted(response_.accepted() + 1);
         break;
@@ -54,6 +57,7 @@ void EventTally::Ingest(ServiceState& state, const analytics::EventData& event) 
     }
   }
   ++position_;
+  return accepted;
 }
 
 void EventTally::FlushMetrics(ServerMetrics& metrics) {
@@ -149,6 +153,18 @@ void IngestCall<Message>::OnEvent(int op, bool ok) {
                     "counted (trailer rta-event-response-bin)"});
       }
       break;
+    case kDurable:
+      if (!ok) {
+        // The log could not write before the server drained: nothing of this stream may be
+        // acknowledged (no counts trailer), the client re-sends it all.
+        tally_ = EventTally();
+        FinishNow({grpc::StatusCode::UNAVAILABLE,
+                   "the server stopped before its event log could write this stream's events; "
+                   "re-send them (their event ids make that safe)"});
+        break;
+      }
+      FinishNow(deferred_status_);
+      break;
     case kFinish:
       break;
     case kDone:
@@ -167,6 +183,9 @@ template <typename Message>
 grpc::Status IngestCall<Message>::Consume() {
   const uint64_t position = messages_++;
   std::string why;
+  const bool journaled = state_.log != nullptr;
+  // The bytes as received go into the log record (see storage/ingest_record.h).
+  if (journaled) CopyMessageBytes(request_, &message_bytes_);
   if (!ParseRequestMessage(request_, &message_, &parse_scratch_, &why)) {
     state_.metrics.AddUnparseableMessage(kMethod);
     const analytics::EventResponse& counted = tally_.response();
@@ -186,10 +205,38 @@ grpc::Status IngestCall<Message>::Consume() {
                   std::to_string(message_.events_size()) + " events, limit " +
                   std::to_string(state_.config.max_batch_events)};
     }
-    for (const analytics::EventData& event : message_.events()) tally_.Ingest(state_, event);
+  }
+  if (journaled && !JournalAccepts(state_, &why)) return {grpc::StatusCode::UNAVAILABLE, why};
+  // With a log, the message's events and its record are one ingest section: a checkpoint sees
+  // both or neither.
+  std::optional<agg::Aggregator::IngestSection> section;
+  if (journaled) section.emplace(state_.aggregator.EnterIngest());
+  const uint64_t accepted_before = tally_.response().accepted();
+  const uint64_t duplicates_before = tally_.response().duplicates();
+  storage::IngestRecord record;
+  if constexpr (kMethod == Method::kReportEventBatches) {
+    for (int i = 0; i < message_.events_size(); ++i) {
+      if (!tally_.Ingest(state_, message_.events(i)) && journaled) record.skipped.push_back(i);
+    }
+    record.kind = storage::RecordKind::kEventBatch;
   } else {
     tally_.Ingest(state_, message_);
+    record.kind = storage::RecordKind::kEvent;
   }
+  if (journaled) {
+    const uint64_t accepted = tally_.response().accepted() - accepted_before;
+    if (accepted > 0) {
+      record.ingest_ms = state_.clock.NowMs();
+      record.accepted = static_cast<uint32_t>(accepted);
+      record.message = message_bytes_;
+      durable_needed_ = AppendToJournal(state_, record);
+    }
+    if (tally_.response().duplicates() > duplicates_before) {
+      // Their originals may still be on their way to the disk.
+      durable_needed_ = std::max(durable_needed_, JournalTail(state_));
+    }
+  }
+  section.reset();
   tally_.FlushMetrics(state_.metrics);
   if (state_.push_subscribers.load(std::memory_order_relaxed) > 0) state_.request_early_tick();
   if (state_.ingest_fault_for_test) return state_.ingest_fault_for_test(stream_number_, messages_);
@@ -199,8 +246,20 @@ grpc::Status IngestCall<Message>::Consume() {
 template <typename Message>
 void IngestCall<Message>::Finish(const grpc::Status& status) {
   finish_called_ = true;
-  final_code_ = status.error_code();
   idle_.Cancel();
+  // The response (or the counts trailer) acknowledges what it counts: only once it is durable.
+  ++pending_ops_;
+  if (!worker_.AwaitDurable(this, kDurable, durable_needed_)) {
+    deferred_status_ = status;
+    return;  // OnEvent(kDurable) finishes
+  }
+  --pending_ops_;
+  FinishNow(status);
+}
+
+template <typename Message>
+void IngestCall<Message>::FinishNow(const grpc::Status& status) {
+  final_code_ = status.error_code();
   ++pending_ops_;
   if (status.ok()) {
     grpc::ByteBuffer response;

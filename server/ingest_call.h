@@ -18,8 +18,9 @@ namespace rta::server {
 class EventTally {
  public:
   static constexpr int kMaxErrors = 100;
-  // Checks the server-level limits, then hands the event to the aggregator.
-  void Ingest(ServiceState& state, const analytics::EventData& event);
+  // Checks the server-level limits, then hands the event to the aggregator. True when the
+  // event was accepted (counted), false for a duplicate or a refusal.
+  bool Ingest(ServiceState& state, const analytics::EventData& event);
   // Adds this message's counts to Prometheus and resets the per-message counters.
   void FlushMetrics(ServerMetrics& metrics);
   const analytics::EventResponse& response() const { return response_; }
@@ -49,7 +50,7 @@ class IngestCall final : public CallBase {
   void OnEvent(int op, bool ok) override;
 
  private:
-  enum Op { kRequest, kRead, kFinish, kDone, kIdle };
+  enum Op { kRequest, kRead, kFinish, kDone, kIdle, kDurable };
   static constexpr Method kMethod = std::is_same_v<Message, analytics::EventBatch>
                                         ? Method::kReportEventBatches
                                         : Method::kReportEvent;
@@ -57,7 +58,9 @@ class IngestCall final : public CallBase {
   void StartRead();
   // Parses and ingests one message; returns a non-OK status to end the stream with.
   grpc::Status Consume();
+  // Ends the stream with `status` once everything it counted is durable.
   void Finish(const grpc::Status& status);
+  void FinishNow(const grpc::Status& status);
 
   ServiceState& state_;
   Worker& worker_;
@@ -67,6 +70,9 @@ class IngestCall final : public CallBase {
   grpc::ByteBuffer request_;
   Message message_;
   std::string parse_scratch_;
+  std::string message_bytes_;
+  uint64_t durable_needed_ = 0;  // the response waits until the log is durable up to this
+  grpc::Status deferred_status_;  // Finish()'s status while the response waits for the log
   EventTally tally_;
   IdleTimer idle_;
   Tag request_tag_{this, kRequest};

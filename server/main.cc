@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   const auto grace = std::chrono::milliseconds(command_line.config.shutdown_grace_ms);
+  // A log file over the process's file-size limit (RLIMIT_FSIZE) must be a write error the log
+  // retries (EFBIG, like a full disk), not SIGXFSZ's default: death with a core dump.
+  std::signal(SIGXFSZ, SIG_IGN);
   AnalyticsServer server(command_line.config);
   if (!server.Start(&error)) {
     std::fprintf(stderr, "analytics_server: %s\n", error.c_str());

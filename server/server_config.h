@@ -8,6 +8,8 @@
 
 namespace rta::server {
 
+inline constexpr char kDefaultDataDir[] = "analytics-data";
+
 // Everything the server can be told at start. Flags and the JSON config file use the same keys
 // (flag --tick-ms is key "tick_ms"); see ParseServerConfig() and `analytics_server --help`.
 struct ServerConfig {
@@ -43,6 +45,23 @@ struct ServerConfig {
   // glibc keeps freed memory in its arenas; every this often the tick thread hands the free
   // pages back to the kernel with malloc_trim(0), so RSS falls after a load (0 = never).
   uint32_t malloc_trim_interval_ms = 10'000;
+  // Durability. data_dir holds the event log (log/) and the checkpoint store (store/); ""
+  // keeps everything in memory only (a restart loses every number).
+  // The command line's default is kDefaultDataDir; a ServerConfig built in code (tests, the
+  // benchmarks) is memory-only unless it says otherwise.
+  std::string data_dir = "";
+  std::string fsync = "always";  // always | interval | never (see --help)
+  uint32_t fsync_interval_ms = 10;
+  uint64_t log_segment_bytes = 64ull << 20;
+  uint64_t log_max_pending_bytes = 256ull << 20;  // written-but-not-synced bound, then UNAVAILABLE
+  uint32_t skip_corrupt_records = 0;  // 1: start past corrupt log records (counted), not fail
+  uint32_t checkpoint_interval_s = 60;  // also one at shutdown
+  // PublishEvents producers: forgotten after this long without a batch; at most this many.
+  uint32_t producer_idle_expiry_s = 7 * 24 * 3600;
+  uint64_t max_producers = 1'000'000;
+  // Server-side window of a PublishEvents stream: batches read but not yet acknowledged; the
+  // stream stops reading beyond it (flow control back to the client).
+  uint32_t publish_window_batches = 64;
   agg::AggregatorConfig aggregator;
 };
 

@@ -27,6 +27,8 @@ const char* MethodName(Method method) {
       return "GetMetrics";
     case Method::kSubscribeMetricBatches:
       return "SubscribeMetricBatches";
+    case Method::kPublishEvents:
+      return "PublishEvents";
   }
   return "unknown";
 }
@@ -54,6 +56,57 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   const char* const reasons[kRejectReasonCount] = {"invalid", "too_old", "in_future", "too_large"};
   for (size_t i = 0; i < kRejectReasonCount; ++i)
     rejected_[i] = &rejected.Add({{"reason", reasons[i]}});
+
+  auto counter = [&r](const char* name, const char* help) {
+    return &BuildCounter().Name(name).Help(help).Register(r).Add({});
+  };
+  auto gauge = [&r](const char* name, const char* help) {
+    return &BuildGauge().Name(name).Help(help).Register(r).Add({});
+  };
+  duplicate_batches_ = counter("analytics_publish_duplicate_batches_total",
+                               "PublishEvents batches recognised as re-sends by their sequence");
+  torn_tail_bytes_ = counter("analytics_log_torn_tail_bytes_total",
+                             "Bytes of an incomplete last log record truncated at start");
+  corrupt_records_skipped_ = counter("analytics_log_corrupt_records_skipped_total",
+                                     "Corrupt log records skipped at start (skip_corrupt_records)");
+  recovered_records_ = gauge("analytics_recovery_replayed_records",
+                             "Log records replayed after the checkpoint at the last start");
+  recovered_events_ = gauge("analytics_recovery_replayed_events",
+                            "Events replayed from the log at the last start");
+  recovery_seconds_ = gauge("analytics_recovery_seconds",
+                            "Time from opening the store to the end of the log replay at start");
+  checkpoint_stall_ = &BuildHistogram()
+                           .Name("analytics_checkpoint_ingest_stall_seconds")
+                           .Help("How long a checkpoint held ingest (its freeze)")
+                           .Register(r)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{
+                                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1});
+  checkpoint_bytes_ = gauge("analytics_checkpoint_bytes", "Size of the last checkpoint");
+  checkpoints_ = counter("analytics_checkpoints_total", "Checkpoints written to the store");
+  checkpoint_write_seconds_ = counter("analytics_checkpoint_write_seconds_total",
+                                      "Time spent waiting for the log and writing checkpoints");
+  checkpoint_lsn_ = gauge("analytics_checkpoint_lsn", "Log position the last checkpoint covers");
+  checkpoint_failures_ = counter("analytics_checkpoint_failures_total",
+                                 "Checkpoints the store could not write");
+  dedupe_effective_horizon_ = gauge(
+      "analytics_dedupe_effective_horizon_seconds",
+      "How long an event id is remembered at the current accept rate: min(dedupe_horizon_seconds, "
+      "table capacity / events per second)");
+  producers_ = gauge("analytics_publish_producers", "PublishEvents producer ids tracked");
+  log_writable_ = gauge("analytics_log_writable",
+                        "1 when the event log takes writes; 0 after a write error (full disk)");
+  log_durable_lsn_ = gauge("analytics_log_durable_lsn", "Last durable log record");
+  log_pending_bytes_ = gauge("analytics_log_pending_bytes", "Log bytes appended, not yet written");
+  log_segments_ = gauge("analytics_log_segments", "Event log segment files");
+  log_records_ = counter("analytics_log_records_total", "Records appended to the event log");
+  log_bytes_appended_ = counter("analytics_log_appended_bytes_total",
+                                "Record payload bytes appended to the event log");
+  log_bytes_written_ = counter("analytics_log_written_bytes_total",
+                               "Bytes written to the event log's files (framing included)");
+  log_syncs_ = counter("analytics_log_syncs_total", "fdatasync calls of the event log");
+  log_sync_seconds_ = counter("analytics_log_sync_seconds_total", "Time in the log's fdatasync");
+  log_write_errors_ = counter("analytics_log_write_errors_total",
+                              "Failed writes or syncs of the event log (retried)");
 
   updates_sent_ = &BuildCounter()
                        .Name("analytics_metric_updates_sent_total")
@@ -250,6 +303,26 @@ void ServerMetrics::UpdateAggregatorStats(const agg::AggregatorStats& stats) {
   key_dictionary_bytes_->Set(static_cast<double>(stats.key_dictionary_bytes));
   add(sessions_dropped_, stats.sessions_dropped, last_stats_.sessions_dropped);
   last_stats_ = stats;
+}
+
+void ServerMetrics::UpdateLogStats(const storage::LogStats& stats,
+                                   const storage::LogHealth& health, uint64_t durable_lsn) {
+  // Tick thread only, so last_log_stats_ needs no synchronisation.
+  auto add = [](prometheus::Counter* counter, double now, double before) {
+    if (now > before) counter->Increment(now - before);
+  };
+  log_writable_->Set(health.writable ? 1 : 0);
+  log_durable_lsn_->Set(static_cast<double>(durable_lsn));
+  log_pending_bytes_->Set(static_cast<double>(stats.pending_bytes));
+  log_segments_->Set(static_cast<double>(stats.segments));
+  add(log_records_, static_cast<double>(stats.records_appended), last_log_stats_.records_appended);
+  add(log_bytes_appended_, stats.bytes_appended, last_log_stats_.bytes_appended);
+  add(log_bytes_written_, stats.bytes_written, last_log_stats_.bytes_written);
+  add(log_syncs_, stats.syncs, last_log_stats_.syncs);
+  add(log_sync_seconds_, static_cast<double>(stats.sync_nanos_sum) / 1e9,
+      static_cast<double>(last_log_stats_.sync_nanos_sum) / 1e9);
+  add(log_write_errors_, stats.write_errors, last_log_stats_.write_errors);
+  last_log_stats_ = stats;
 }
 
 }  // namespace rta::server

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "server/aggregator/aggregator.h"
+#include "server/storage/event_log.h"
 
 namespace rta::server {
 
@@ -22,9 +23,10 @@ enum class Method {
   kReportEventBatches,
   kAnalyzeSession,
   kGetMetrics,
-  kSubscribeMetricBatches
+  kSubscribeMetricBatches,
+  kPublishEvents
 };
-inline constexpr size_t kMethodCount = 6;
+inline constexpr size_t kMethodCount = 7;
 const char* MethodName(Method method);
 
 // Why the server refused an event before or inside the aggregator (Prometheus label values).
@@ -82,6 +84,37 @@ class ServerMetrics {
   prometheus::Gauge& analyze_sessions() { return *analyze_sessions_; }
   void AddAnalyzeSessionRefused() { analyze_sessions_refused_->Increment(); }
 
+  // Durability (only with a data_dir).
+  void AddDuplicateBatch() { duplicate_batches_->Increment(); }
+  double accepted_total() const { return accepted_->Value(); }
+  void LogOpened(uint64_t torn_tail_bytes, uint64_t corrupt_records_skipped) {
+    torn_tail_bytes_->Increment(static_cast<double>(torn_tail_bytes));
+    corrupt_records_skipped_->Increment(static_cast<double>(corrupt_records_skipped));
+  }
+  void Recovered(uint64_t records, uint64_t events, double seconds) {
+    recovered_records_->Set(static_cast<double>(records));
+    recovered_events_->Set(static_cast<double>(events));
+    recovery_seconds_->Set(seconds);
+  }
+  // A checkpoint cut: how long ingest was held (the freeze) and its size.
+  void CheckpointCut(double stall_seconds, uint64_t bytes) {
+    checkpoint_stall_->Observe(stall_seconds);
+    checkpoint_bytes_->Set(static_cast<double>(bytes));
+  }
+  void CheckpointWritten(double seconds, uint64_t cut_lsn) {
+    checkpoints_->Increment();
+    checkpoint_write_seconds_->Increment(seconds);
+    checkpoint_lsn_->Set(static_cast<double>(cut_lsn));
+  }
+  void CheckpointFailed() { checkpoint_failures_->Increment(); }
+  // The event log's counters and gauges (tick thread).
+  void UpdateLogStats(const storage::LogStats& stats, const storage::LogHealth& health,
+                      uint64_t durable_lsn);
+  // The time an event id is remembered at the current rate of accepted events: the configured
+  // horizon, or less when the table fills up faster (capacity / rate).
+  void SetDedupeEffectiveHorizon(double seconds) { dedupe_effective_horizon_->Set(seconds); }
+  void SetProducers(size_t producers) { producers_->Set(static_cast<double>(producers)); }
+
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Counter* accepted_;
@@ -107,6 +140,31 @@ class ServerMetrics {
   prometheus::Counter* values_truncated_;
   prometheus::Counter* ranked_folded_;
   prometheus::Gauge* key_dictionary_bytes_;
+  prometheus::Counter* duplicate_batches_;
+  prometheus::Counter* torn_tail_bytes_;
+  prometheus::Counter* corrupt_records_skipped_;
+  prometheus::Gauge* recovered_records_;
+  prometheus::Gauge* recovered_events_;
+  prometheus::Gauge* recovery_seconds_;
+  prometheus::Histogram* checkpoint_stall_;
+  prometheus::Gauge* checkpoint_bytes_;
+  prometheus::Counter* checkpoints_;
+  prometheus::Counter* checkpoint_write_seconds_;
+  prometheus::Gauge* checkpoint_lsn_;
+  prometheus::Counter* checkpoint_failures_;
+  prometheus::Gauge* dedupe_effective_horizon_;
+  prometheus::Gauge* producers_;
+  prometheus::Gauge* log_writable_;
+  prometheus::Gauge* log_durable_lsn_;
+  prometheus::Gauge* log_pending_bytes_;
+  prometheus::Gauge* log_segments_;
+  prometheus::Counter* log_records_;
+  prometheus::Counter* log_bytes_appended_;
+  prometheus::Counter* log_bytes_written_;
+  prometheus::Counter* log_syncs_;
+  prometheus::Counter* log_sync_seconds_;
+  prometheus::Counter* log_write_errors_;
+  storage::LogStats last_log_stats_{};  // tick thread only
   prometheus::Gauge* analyze_sessions_;
   prometheus::Counter* analyze_sessions_refused_;
   prometheus::Counter* sessions_dropped_;

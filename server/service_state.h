@@ -13,10 +13,12 @@
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
 #include "server/peer_stream_limiter.h"
+#include "server/producer_table.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
 #include "server/session/session_budget.h"
 #include "server/snapshot_hub.h"
+#include "server/storage/event_log.h"
 
 namespace rta::server {
 
@@ -24,25 +26,27 @@ namespace rta::server {
 // update is shared by every subscriber; the other methods are typed.
 // The ingest methods are raw too, so that a message that fails to parse is told apart from the
 // client's half-close (see message_parse.h).
-using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_SubscribeMetrics<
+using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_PublishEvents<
+    analytics::AnalyticsService::WithRawMethod_SubscribeMetrics<
     analytics::AnalyticsService::WithRawMethod_SubscribeMetricBatches<
         analytics::AnalyticsService::WithRawMethod_ReportEvent<
             analytics::AnalyticsService::WithRawMethod_ReportEventBatches<
                 analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
                     analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
-                        analytics::AnalyticsService::Service>>>>>>;
+                        analytics::AnalyticsService::Service>>>>>>>;
 
 // What every call state machine shares. Owned by the server; outlives every call.
 struct ServiceState {
   ServiceState(const ServerConfig& config_in, AsyncAnalyticsService& service_in,
                agg::Aggregator& aggregator_in, ServerMetrics& metrics_in, SnapshotHub& hub_in,
-               const agg::Clock& clock_in)
+               const agg::Clock& clock_in, ProducerTable& producers_in)
       : config(config_in),
         service(service_in),
         aggregator(aggregator_in),
         metrics(metrics_in),
         hub(hub_in),
         clock(clock_in),
+        producers(producers_in),
         peer_streams(config_in.max_streams_per_peer) {}
 
   const ServerConfig& config;
@@ -51,6 +55,8 @@ struct ServiceState {
   ServerMetrics& metrics;
   SnapshotHub& hub;
   const agg::Clock& clock;
+  // PublishEvents producers' last sequences (thread-safe inside).
+  ProducerTable& producers;
   std::atomic<bool> shutting_down{false};
   std::atomic<uint32_t> open_streams{0};
   std::atomic<uint32_t> subscribers{0};
@@ -65,6 +71,9 @@ struct ServiceState {
   // each ingest message is counted with the stream's number (1-based, server-wide) and the
   // message's (1-based); a non-OK status ends the stream with it.
   std::function<grpc::Status(uint64_t stream, uint64_t message)> ingest_fault_for_test;
+  // The event log every accepted ingest message is appended to before it is acknowledged;
+  // null in memory-only mode (--data-dir ""). Set before the workers start; outlives them.
+  storage::EventLog* log = nullptr;
   // Sessions of all AnalyzeSession streams together (--max-analyze-sessions); atomic inside.
   session::SessionBudget analyze_sessions{config.max_analyze_sessions};
 };

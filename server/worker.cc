@@ -42,6 +42,7 @@ void Worker::MaybeShutdownQueue() {
   if (queue_shut_down_ || live_calls_ != 0 || !drain_requested_) return;
   // The worker's own alarms may still be pending; they complete during the drain (a queue that
   // is shut down still delivers what was started before).
+  std::lock_guard lock(queue_mutex_);
   queue_shut_down_ = true;
   cq_->Shutdown();
 }
@@ -81,8 +82,53 @@ void Worker::OnEvent(int op, bool /*ok*/) {
     }
   } else if (op == kShutdown) {
     for (SubscribeCall* call : subscribers_) call->OnShutdown();
+  } else if (op == kDurable) {
+    durable_pending_.store(false, std::memory_order_seq_cst);
+    ReleaseDurableWaits(/*failed=*/drain_requested_ && state_.log != nullptr &&
+                        !state_.log->health().writable);
   } else {  // kDrain: Run() checks MaybeShutdownQueue() right after this
     drain_requested_ = true;
+    // The server is past its grace period: what the log has not made durable by now will not
+    // be acknowledged (when the log can write, the waits end by themselves in a few ms).
+    if (state_.log != nullptr && !state_.log->health().writable) ReleaseDurableWaits(true);
+  }
+}
+
+bool Worker::AwaitDurable(CallBase* call, int op, uint64_t lsn) {
+  if (state_.log == nullptr || state_.log->durable_lsn() >= lsn) return true;
+  durable_waits_.push_back({lsn, call, op});
+  // The log calls back on its writer thread once durable up to lsn (or at once, here, if it
+  // already is); the callback only sets this worker's alarm, so it holds nothing of the call.
+  state_.log->WhenDurable(lsn, [this](bool) { NotifyDurable(); });
+  return false;
+}
+
+void Worker::NotifyDurable() {
+  if (durable_pending_.exchange(true, std::memory_order_seq_cst)) return;
+  // The log may call back after this queue is shut down (waits failed at drain fire when the
+  // log closes): an alarm on a shut-down queue is fatal, so check under the mutex that
+  // MaybeShutdownQueue() holds while it shuts the queue down.
+  std::lock_guard lock(queue_mutex_);
+  if (queue_shut_down_) return;
+  durable_alarm_.Set(cq_.get(), gpr_now(GPR_CLOCK_MONOTONIC), &durable_tag_);
+}
+
+void Worker::ReleaseDurableWaits(bool failed) {
+  if (durable_waits_.empty()) return;
+  const uint64_t durable = state_.log != nullptr ? state_.log->durable_lsn() : UINT64_MAX;
+  // Taken out first: a released call may park again (its next batch) or free itself.
+  std::vector<DurableWait> ready;
+  for (size_t i = 0; i < durable_waits_.size();) {
+    if (failed || durable_waits_[i].lsn <= durable) {
+      ready.push_back(durable_waits_[i]);
+      durable_waits_[i] = durable_waits_.back();
+      durable_waits_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  for (const DurableWait& wait : ready) {
+    wait.call->OnEvent(wait.op, !failed || wait.lsn <= durable);
   }
 }
 

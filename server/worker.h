@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -51,12 +52,29 @@ class Worker final : public CallBase {
 
   grpc::ServerCompletionQueue* cq() { return cq_.get(); }
   void AddSubscriber(SubscribeCall* call, bool push_on_change);
+
+  // Durable acknowledgements. A call that must not answer before the event log is durable up
+  // to `lsn` asks here (worker thread): true when it already is (nothing registered; also in
+  // memory-only mode); otherwise the call is parked and `call->OnEvent(op, ok)` runs later on
+  // this thread, with ok == true once the log is durable up to `lsn`, or ok == false when the
+  // server drains while the log cannot write (the call then ends with UNAVAILABLE). The call
+  // counts a parked wait as a pending operation.
+  // NotifyDurable() is what the log calls back (any thread): one alarm in flight per queue,
+  // however many calls wait, as with NotifyPublished().
+  bool AwaitDurable(CallBase* call, int op, uint64_t lsn);
+  void NotifyDurable();
   void RemoveSubscriber(SubscribeCall* call);
 
   void OnEvent(int op, bool ok) override;
 
  private:
-  enum Op { kPublished, kShutdown, kDrain };
+  enum Op { kPublished, kShutdown, kDrain, kDurable };
+  struct DurableWait {
+    uint64_t lsn;
+    CallBase* call;
+    int op;
+  };
+  void ReleaseDurableWaits(bool failed);
   void Run();
   void MaybeShutdownQueue();
 
@@ -75,8 +93,13 @@ class Worker final : public CallBase {
   Tag drain_tag_{this, kDrain};
   std::atomic<bool> drain_alarm_set_{false};
   bool drain_requested_ = false;                  // this thread only: the drain alarm has fired
-  bool queue_shut_down_ = false;                  // this thread only
+  std::mutex queue_mutex_;  // orders NotifyDurable()'s alarm before the queue's shutdown
+  bool queue_shut_down_ = false;  // written on this thread under queue_mutex_
   int64_t live_calls_ = 0;                        // this thread only (or before Start())
+  grpc::Alarm durable_alarm_;
+  Tag durable_tag_{this, kDurable};
+  std::atomic<bool> durable_pending_{false};
+  std::vector<DurableWait> durable_waits_;        // this thread only
   std::vector<SubscribeCall*> subscribers_;       // this thread only
   std::vector<SubscribeCall*> push_subscribers_;  // this thread only; also in subscribers_
 };

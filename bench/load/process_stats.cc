@@ -43,7 +43,7 @@ ServerProcess::ServerProcess(const std::string& binary, int tick_ms,
   close(fd);
   log_path_ = path;
   const std::string command = "exec " + binary +
-                              " --listen 127.0.0.1:0 --metrics-listen '' --tick-ms " +
+                              " --listen 127.0.0.1:0 --metrics-listen '' --data-dir '' --tick-ms " +
                               std::to_string(tick_ms) + " " + extra_flags + " 2>" + log_path_;
   pid_ = fork();
   if (pid_ == 0) {

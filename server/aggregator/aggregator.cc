@@ -4,8 +4,11 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "server/aggregator/dedupe_table.h"
 #include "server/aggregator/event_validation.h"
@@ -13,6 +16,7 @@
 #include "server/aggregator/metric_catalog.h"
 #include "server/aggregator/shard_delta.h"
 #include "server/aggregator/snapshot_builder.h"
+#include "server/aggregator/state_codec.h"
 #include "server/aggregator/time_key.h"
 #include "server/aggregator/utf8.h"
 #include "server/aggregator/windowed_state.h"
@@ -50,9 +54,10 @@ uint64_t RandomEpoch() {
 // Seeds from the OS for the hashes of client-chosen strings (visitor, session, ranked and
 // dimension values), so that they land in the open-addressing tables (FlatMap, SessionTable) at
 // places no client can predict: with public seeds, values crafted offline to share a home slot
-// would turn every probe into a walk along one long chain. Drawn once per process, not per
-// aggregator: every aggregator of a process hashes alike (tests compare two; ties between top-k
-// counts are ordered by hash). Thread-safe (a function-local static).
+// would turn every probe into a walk along one long chain. Drawn once per process: every new
+// aggregator of a process starts from them and so hashes alike (tests compare two; ties between
+// top-k counts are ordered by hash). A restored aggregator hashes with the seeds in its
+// checkpoint instead (Aggregator::Impl::Identity). Thread-safe (a function-local static).
 struct ProcessSeeds {
   uint64_t visitor;
   uint64_t session;
@@ -73,6 +78,39 @@ const IdHasher& ProcessIdHasher() {
   static const IdHasher hasher;
   return hasher;
 }
+
+inline void WaitWhile(const std::atomic<bool>& flag) {
+  for (int spins = 0; flag.load(std::memory_order_seq_cst); ++spins) {
+    if (spins < 256) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+inline void WaitUntilZero(const std::atomic<uint64_t>& count) {
+  for (int spins = 0; count.load(std::memory_order_seq_cst) != 0; ++spins) {
+    if (spins < 256) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();  // a section's holder was preempted, or is appending to the log
+    }
+  }
+}
+
+// Checkpoint format: "RTACKPT\n", the version, three sections (header, de-dup table, windowed
+// state; state_codec.h), then a checksum of everything before it. A new version is needed for
+// any change to what a section holds.
+constexpr char kMagic[8] = {'R', 'T', 'A', 'C', 'K', 'P', 'T', '\n'};
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kTagHeader = 0x44414548;  // "HEAD"
+constexpr uint32_t kTagDedupe = 0x55444544;  // "DEDU"
+constexpr uint32_t kTagState = 0x54415453;   // "STAT"
+
+// Replayed events were accepted once: no age or future limit applies to them again.
+constexpr ValidationLimits kReplayLimits{std::numeric_limits<int64_t>::max(),
+                                         std::numeric_limits<int64_t>::max()};
 
 }  // namespace
 
@@ -111,20 +149,63 @@ std::string_view OutcomeName(IngestOutcome outcome) {
 // that, the old delta belongs to the tick thread alone: it is merged into the windowed state,
 // cleared (keeping its capacity) and kept as the next spare.
 //
-// Snapshots are immutable and published through an atomic shared_ptr.
+// Snapshots are immutable and published through LatestValue (latest_value.h).
+//
+// Checkpoints: ingest sections and the cut. Checkpoint() must see a state that corresponds to a
+// position of the server's event log: every batch logged before it wholly in, none after it.
+// The server holds an IngestSection around "ingest the batch + append it to the log", so the
+// cut must fall between sections. Each thread announces an open section by incrementing the
+// counter of its slot (its ordinal modulo kShardCount, 64-byte aligned so that threads do not
+// share a line; threads beyond 64 share a counter, which is why it counts). The protocol is
+// Dekker's, with every access seq_cst:
+//   enter:      open[slot] += 1;  if (frozen) { open[slot] -= 1; wait until !frozen; retry }
+//   checkpoint: frozen = true;  for every slot: wait until open[slot] == 0;  cut;  frozen = false
+// In the single total order of seq_cst operations, either the entering thread's increment
+// comes before the checkpoint's store of `frozen`, and then the checkpoint's later load of
+// that counter sees it (or a later value) and waits for the section to end; or the store comes
+// first, and the thread's load of `frozen` sees true and it backs off without touching
+// anything. So once every counter has been read as 0 with `frozen` set, no section is open and
+// none can start, and the counter decrement that ended each section (an RMW read by the
+// checkpoint's seq_cst load) makes the section's writes (shard deltas, de-dup words, shard
+// stats) visible to the checkpoint. The cut then merges the shard deltas (with the same
+// exchange protocol as Tick(), which still covers plain Ingest() calls outside sections) and
+// copies the de-dup table into a buffer allocated before the freeze, reads the shard stats,
+// runs the caller's at_cut and lowers the flag. Everything else the checkpoint saves (windows,
+// sessions, dimension tables, dictionary) belongs to the tick thread alone and only changes in
+// Merge(), so it is serialized after the sections resume and still corresponds to the cut.
 class Aggregator::Impl {
  public:
-  Impl(AggregatorConfig config, const Clock& clock)
+  // What makes hashes and snapshots of one aggregator comparable across a restart: the epoch,
+  // the hash seeds, the event-id hasher's key and the de-dup table's time origin. A new
+  // aggregator takes the process's; a restored one the checkpoint's.
+  struct Identity {
+    uint64_t epoch = 0;
+    uint64_t seed_visitor = 0;
+    uint64_t seed_session = 0;
+    uint64_t seed_key = 0;
+    IdHasher id_hasher;
+    int64_t dedupe_start_second = 0;
+  };
+
+  static Identity FreshIdentity(const Clock& clock) {
+    return Identity{RandomEpoch(),     Seeds().visitor,
+                    Seeds().session,   Seeds().key,
+                    ProcessIdHasher(), detail::FloorDiv(clock.NowMs(), 1000) - 1};
+  }
+
+  Impl(AggregatorConfig config, const Clock& clock) : Impl(config, clock, FreshIdentity(clock)) {}
+
+  Impl(AggregatorConfig config, const Clock& clock, const Identity& identity)
       : config_(config),
         clock_(clock),
         limits_{config.max_event_age_seconds * 1000, config.max_event_future_seconds * 1000},
-        epoch_(RandomEpoch()),
-        seed_visitor_(Seeds().visitor),
-        seed_session_(Seeds().session),
-        seed_key_(Seeds().key),
-        id_hasher_(ProcessIdHasher()),
+        epoch_(identity.epoch),
+        seed_visitor_(identity.seed_visitor),
+        seed_session_(identity.seed_session),
+        seed_key_(identity.seed_key),
+        id_hasher_(identity.id_hasher),
         dedupe_(config.dedupe_capacity_log2, config.dedupe_horizon_seconds,
-                detail::FloorDiv(clock.NowMs(), 1000) - 1),
+                identity.dedupe_start_second),
         state_(config, KeyOf(kOtherValue).hash),
         unknown_(KeyOf(kUnknownValue)) {
     for (Shard& shard : shards_) {
@@ -138,15 +219,27 @@ class Aggregator::Impl {
     latest_.Set(std::move(empty));
   }
 
-  IngestResult Ingest(const analytics::EventData& event) {
+  IngestResult Ingest(const analytics::EventData& event) { return IngestAt<false>(event, 0); }
+
+  IngestResult ApplyLogged(const analytics::EventData& event, int64_t ingest_ms) {
+    return IngestAt<true>(event, ingest_ms);
+  }
+
+  // Ingest() (kReplay false: the clock's time, every check) and ApplyLogged() (kReplay true:
+  // the logged time, no time limits, no duplicate refusal) in one body, so that a replayed
+  // event does exactly what the original did; the template keeps Ingest()'s code as it was.
+  template <bool kReplay>
+  __attribute__((always_inline)) IngestResult IngestAt(const analytics::EventData& event,
+                                                       int64_t replay_ms) {
     IngestResult result;
     if (!ValidateEventId(event, &result)) return result;
     const IdHash id_hash = id_hasher_.Hash(event.event_id());
     // The table is far larger than the caches: start the miss now, validation hides most of it.
     dedupe_.Prefetch(id_hash);
-    const int64_t now_ms = clock_.NowMs();
+    const int64_t now_ms = kReplay ? replay_ms : clock_.NowMs();
     detail::EventRecord record;
-    if (!ValidateEvent(event, now_ms, limits_, &record.event_ms, &record.kind, &result)) {
+    if (!ValidateEvent(event, now_ms, kReplay ? kReplayLimits : limits_, &record.event_ms,
+                       &record.kind, &result)) {
       return result;
     }
     const int64_t now_second = detail::FloorDiv(now_ms, 1000);
@@ -175,6 +268,7 @@ class Aggregator::Impl {
 
     switch (dedupe_.CheckAndInsert(id_hash, now_second)) {
       case DedupeTable::Outcome::kDuplicate:
+        if (kReplay) break;  // logged, so it counts (and its id is already remembered)
         result.outcome = IngestOutcome::kDuplicate;
         return result;
       case DedupeTable::Outcome::kInsertedEvicted:
@@ -207,25 +301,54 @@ class Aggregator::Impl {
 
   std::shared_ptr<const Snapshot> Tick() {
     const int64_t now_ms = clock_.NowMs();
-    for (Shard& shard : shards_) {
-      detail::ShardDelta* old = shard.active.exchange(shard.spare, std::memory_order_seq_cst);
-      WaitForWriter(shard);
-      if (!old->empty()) {
-        state_.Merge(*old, now_ms);
-        old->Clear();
-      }
-      shard.spare = old;
-    }
-    state_.Maintain(now_ms);
-    state_.Compute(now_ms, &metrics_);
-    const uint64_t sequence = ++sequence_;
-    const std::shared_ptr<const Snapshot> previous = latest_.Get();
-    std::shared_ptr<const Snapshot> snapshot =
-        detail::BuildSnapshot(metrics_, epoch_, sequence, now_ms, previous.get());
-    latest_.Set(snapshot);
-    ticks_.store(sequence, std::memory_order_relaxed);
-    return snapshot;
+    MergeShards(now_ms);
+    return Publish(now_ms);
   }
+
+  std::atomic<uint64_t>* EnterIngest() {
+    std::atomic<uint64_t>& open = sections_[ThreadOrdinal() % kShardCount].open;
+    for (;;) {
+      open.fetch_add(1, std::memory_order_seq_cst);
+      if (!frozen_.load(std::memory_order_seq_cst)) return &open;
+      open.fetch_sub(1, std::memory_order_seq_cst);
+      WaitWhile(frozen_);
+    }
+  }
+
+  CheckpointResult Checkpoint(const std::function<void()>& at_cut) {
+    // Allocated and touched before the freeze: page faults inside it would add milliseconds.
+    if (dedupe_copy_.size() != dedupe_.words()) dedupe_copy_.assign(dedupe_.words(), 0);
+    CheckpointResult result;
+    uint64_t evictions = 0;
+    uint64_t truncated = 0;
+    const auto frozen_at = std::chrono::steady_clock::now();
+    {
+      frozen_.store(true, std::memory_order_seq_cst);
+      struct Thaw {  // sections resume even if at_cut throws
+        std::atomic<bool>& frozen;
+        ~Thaw() { frozen.store(false, std::memory_order_seq_cst); }
+      } thaw{frozen_};
+      for (SectionCount& section : sections_) WaitUntilZero(section.open);
+      result.time_ms = clock_.NowMs();
+      MergeShards(result.time_ms);
+      dedupe_.CopyWords(dedupe_copy_.data());
+      for (const Shard& shard : shards_) {
+        evictions += shard.dedupe_early_evictions.load(std::memory_order_relaxed);
+        truncated += shard.values_truncated.load(std::memory_order_relaxed);
+      }
+      if (at_cut) at_cut();
+    }
+    result.stall_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - frozen_at)
+                          .count();
+    result.sequence = Publish(result.time_ms)->sequence;
+    result.blob = Serialize(evictions, truncated, result.time_ms);
+    return result;
+  }
+
+  static std::unique_ptr<Impl> Restore(AggregatorConfig config, const Clock& clock,
+                                       std::string_view blob, uint64_t sequence_gap,
+                                       std::string* error);
 
   std::shared_ptr<const Snapshot> Latest() const { return latest_.Get(); }
 
@@ -256,6 +379,36 @@ class Aggregator::Impl {
     detail::ShardDelta* spare = nullptr;  // tick thread only
     std::array<std::unique_ptr<detail::ShardDelta>, 2> deltas;
   };
+
+  struct alignas(64) SectionCount {
+    std::atomic<uint64_t> open{0};  // sections open on the threads of this slot
+  };
+
+  void MergeShards(int64_t now_ms) {
+    for (Shard& shard : shards_) {
+      detail::ShardDelta* old = shard.active.exchange(shard.spare, std::memory_order_seq_cst);
+      WaitForWriter(shard);
+      if (!old->empty()) {
+        state_.Merge(*old, now_ms);
+        old->Clear();
+      }
+      shard.spare = old;
+    }
+  }
+
+  std::shared_ptr<const Snapshot> Publish(int64_t now_ms) {
+    state_.Maintain(now_ms);
+    state_.Compute(now_ms, &metrics_);
+    const uint64_t sequence = ++sequence_;
+    const std::shared_ptr<const Snapshot> previous = latest_.Get();
+    std::shared_ptr<const Snapshot> snapshot =
+        detail::BuildSnapshot(metrics_, epoch_, sequence, now_ms, previous.get());
+    latest_.Set(snapshot);
+    ticks_.store(ticks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return snapshot;
+  }
+
+  std::string Serialize(uint64_t evictions, uint64_t truncated, int64_t time_ms) const;
 
   detail::KeyRef KeyOf(std::string_view text) const {
     if (text.empty()) return {};
@@ -305,19 +458,182 @@ class Aggregator::Impl {
   const uint64_t seed_visitor_;
   const uint64_t seed_session_;
   const uint64_t seed_key_;
-  const IdHasher& id_hasher_;  // keyed from randombytes_buf
+  const IdHasher id_hasher_;  // keyed from randombytes_buf, or from a checkpoint
   DedupeTable dedupe_;
   std::array<Shard, kShardCount> shards_;
+  std::array<SectionCount, kShardCount> sections_;
+  alignas(64) std::atomic<bool> frozen_{false};  // a checkpoint is cutting
+  std::vector<uint64_t> dedupe_copy_;             // tick thread only: the table at the cut
   detail::WindowedState state_;  // tick thread only
   detail::TickMetrics metrics_;  // tick thread only, reused
   const detail::KeyRef unknown_;
   uint64_t sequence_ = 0;  // tick thread only
-  std::atomic<uint64_t> ticks_{0};
+  std::atomic<uint64_t> ticks_{0};  // written by the tick thread only
   LatestValue<Snapshot> latest_{nullptr};
 };
 
+namespace {
+
+// The config fields that shape the saved structures: a checkpoint loads only into an aggregator
+// that agrees on them. (The others, such as limits, top_k or the dedupe horizon, may change
+// across a restart.)
+struct LayoutField {
+  std::string_view name;
+  int64_t value;
+};
+std::array<LayoutField, 4> LayoutOf(const AggregatorConfig& config) {
+  return {{{"dedupe_capacity_log2", config.dedupe_capacity_log2},
+           {"max_event_future_seconds", config.max_event_future_seconds},
+           {"top_k_capacity", config.top_k_capacity},
+           {"dimension_cardinality_cap", config.dimension_cardinality_cap}}};
+}
+
+}  // namespace
+
+std::string Aggregator::Impl::Serialize(uint64_t evictions, uint64_t truncated,
+                                        int64_t time_ms) const {
+  std::string blob;
+  blob.reserve(dedupe_copy_.size() * sizeof(uint64_t) + (size_t{16} << 20));
+  detail::StateWriter out(&blob);
+  out.Raw(kMagic, sizeof kMagic);
+  out.U32(kFormatVersion);
+
+  const size_t header = out.BeginSection(kTagHeader);
+  for (const LayoutField& field : LayoutOf(config_)) out.I64(field.value);
+  out.U64(epoch_);
+  out.U64(sequence_);
+  out.U64(ticks_.load(std::memory_order_relaxed));
+  out.I64(time_ms);
+  out.U64(seed_visitor_);
+  out.U64(seed_session_);
+  out.U64(seed_key_);
+  unsigned char key[16];
+  id_hasher_.CopyKey(key);
+  out.Raw(key, sizeof key);
+  out.I64(dedupe_.start_second());
+  out.U64(evictions);
+  out.U64(truncated);
+  out.EndSection(header);
+
+  const size_t dedupe = out.BeginSection(kTagDedupe);
+  out.U64(dedupe_copy_.size());
+  out.Raw(dedupe_copy_.data(), dedupe_copy_.size() * sizeof(uint64_t));
+  out.EndSection(dedupe);
+
+  const size_t state = out.BeginSection(kTagState);
+  state_.Save(out);
+  out.EndSection(state);
+
+  out.U64(detail::StateChecksum(blob));
+  return blob;
+}
+
+std::unique_ptr<Aggregator::Impl> Aggregator::Impl::Restore(AggregatorConfig config,
+                                                            const Clock& clock,
+                                                            std::string_view blob,
+                                                            uint64_t sequence_gap,
+                                                            std::string* error) {
+  auto fail = [error](std::string message) -> std::unique_ptr<Impl> {
+    if (error != nullptr) *error = std::move(message);
+    return nullptr;
+  };
+  constexpr size_t kFixed = sizeof kMagic + sizeof(uint32_t) + sizeof(uint64_t);
+  if (blob.size() < kFixed || std::memcmp(blob.data(), kMagic, sizeof kMagic) != 0) {
+    return fail("not an aggregator checkpoint (no RTACKPT header)");
+  }
+  uint32_t version = 0;
+  std::memcpy(&version, blob.data() + sizeof kMagic, sizeof version);
+  if (version != kFormatVersion) {
+    return fail("unsupported checkpoint format version " + std::to_string(version) +
+                " (this build reads version " + std::to_string(kFormatVersion) + ")");
+  }
+  uint64_t checksum = 0;
+  std::memcpy(&checksum, blob.data() + blob.size() - sizeof checksum, sizeof checksum);
+  if (checksum != detail::StateChecksum(blob.substr(0, blob.size() - sizeof checksum))) {
+    return fail("corrupt checkpoint: checksum mismatch (truncated or damaged)");
+  }
+  detail::StateReader in(blob.substr(sizeof kMagic + sizeof version,
+                                     blob.size() - kFixed));
+
+  detail::StateReader header = in.Section(kTagHeader, "header");
+  for (const LayoutField& field : LayoutOf(config)) {
+    const int64_t saved = header.I64();
+    if (header.ok() && saved != field.value) {
+      return fail("checkpoint incompatible with the config: " + std::string(field.name) +
+                  " is " + std::to_string(saved) + " in the checkpoint, " +
+                  std::to_string(field.value) + " in the config");
+    }
+  }
+  Identity identity;
+  identity.epoch = header.U64();
+  const uint64_t sequence = header.U64();
+  const uint64_t ticks = header.U64();
+  header.I64();  // the clock at the cut (for the reader's information)
+  identity.seed_visitor = header.U64();
+  identity.seed_session = header.U64();
+  identity.seed_key = header.U64();
+  unsigned char key[16];
+  header.Raw(key, sizeof key);
+  identity.id_hasher = IdHasher::WithKey(key);
+  identity.dedupe_start_second = header.I64();
+  const uint64_t evictions = header.U64();
+  const uint64_t truncated = header.U64();
+  if (!in.ok()) return fail(in.error());
+  if (!header.ok() || !header.AtEnd() || identity.epoch == 0) {
+    return fail(header.ok() ? "corrupt checkpoint: header" : header.error());
+  }
+
+  auto impl = std::make_unique<Impl>(config, clock, identity);
+  detail::StateReader dedupe = in.Section(kTagDedupe, "dedupe");
+  const uint64_t words = dedupe.U64();
+  if (dedupe.ok() && words != impl->dedupe_.words()) {
+    return fail("corrupt checkpoint: the de-dup table has another size");
+  }
+  const std::string_view bytes = dedupe.Bytes(impl->dedupe_.words() * sizeof(uint64_t));
+  if (!in.ok()) return fail(in.error());
+  if (!dedupe.ok() || !dedupe.AtEnd() || !impl->dedupe_.LoadWords(bytes)) {
+    return fail(dedupe.ok() ? "corrupt checkpoint: de-dup section" : dedupe.error());
+  }
+
+  detail::StateReader state = in.Section(kTagState, "state");
+  const bool loaded = impl->state_.Load(state);
+  if (!in.ok()) return fail(in.error());
+  if (!loaded || !state.AtEnd()) {
+    return fail(state.ok() ? "corrupt checkpoint: state section" : state.error());
+  }
+  if (!in.AtEnd()) return fail("corrupt checkpoint: trailing bytes");
+
+  impl->sequence_ = sequence + sequence_gap;
+  impl->ticks_.store(ticks, std::memory_order_relaxed);
+  impl->shards_[0].dedupe_early_evictions.store(evictions, std::memory_order_relaxed);
+  impl->shards_[0].values_truncated.store(truncated, std::memory_order_relaxed);
+  return impl;
+}
+
 Aggregator::Aggregator(AggregatorConfig config, const Clock& clock)
     : impl_(std::make_unique<Impl>(config, clock)) {}
+
+Aggregator::Aggregator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+std::unique_ptr<Aggregator> Aggregator::Restore(AggregatorConfig config, const Clock& clock,
+                                                std::string_view blob, uint64_t sequence_gap,
+                                                std::string* error) {
+  std::unique_ptr<Impl> impl = Impl::Restore(config, clock, blob, sequence_gap, error);
+  if (!impl) return nullptr;
+  return std::unique_ptr<Aggregator>(new Aggregator(std::move(impl)));
+}
+
+Aggregator::IngestSection Aggregator::EnterIngest() {
+  return IngestSection(impl_->EnterIngest());
+}
+
+CheckpointResult Aggregator::Checkpoint(const std::function<void()>& at_cut) {
+  return impl_->Checkpoint(at_cut);
+}
+
+IngestResult Aggregator::ApplyLogged(const analytics::EventData& event, int64_t ingest_ms) {
+  return impl_->ApplyLogged(event, ingest_ms);
+}
 
 Aggregator::~Aggregator() = default;
 

@@ -1,10 +1,13 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "analytics.pb.h"
 #include "server/aggregator/clock.h"
@@ -71,18 +74,98 @@ struct AggregatorStats {
   uint64_t ticks = 0;
 };
 
+// What Aggregator::Checkpoint() returns.
+struct CheckpointResult {
+  std::string blob;        // the whole state at the cut; Aggregator::Restore() reads it
+  int64_t stall_us = 0;    // how long new ingest sections were held back (the freeze)
+  uint64_t sequence = 0;   // the sequence of the snapshot published with the checkpoint
+  int64_t time_ms = 0;     // the clock at the cut
+};
+
 // The in-memory heart of the server: takes events from any number of threads and produces
 // immutable snapshots of every metric over sliding event-time windows.
 //
-// Thread-safety: Ingest() may be called concurrently from any threads and takes no mutex.
-// Tick() must be called from one thread at a time (the server's timer thread). Latest() and
-// stats() may be called from any thread. Destruction requires that no call is in progress.
+// Thread-safety: Ingest() and EnterIngest() may be called concurrently from any threads and
+// take no mutex. Tick() and Checkpoint() must be called from one thread at a time (the server's
+// timer thread). Latest() and stats() may be called from any thread. ApplyLogged() is for the
+// replay at start-up, before anything else runs (see there). Destruction requires that no call
+// is in progress and no IngestSection is open.
+//
+// Durability (the server's side: the event log and the checkpoint store): every batch is
+// ingested inside an IngestSection that also covers its append to the log; Checkpoint() cuts
+// between sections, so its blob holds exactly the batches logged before the Lsn the server reads
+// in at_cut. At start: Restore() the latest blob, ApplyLogged() every logged event after its
+// Lsn (with a Tick() every few thousand), then serve.
 class Aggregator {
  public:
   Aggregator(AggregatorConfig config, const Clock& clock);
   ~Aggregator();
   Aggregator(const Aggregator&) = delete;
   Aggregator& operator=(const Aggregator&) = delete;
+
+  // An open ingest section (RAII): while any is open, Checkpoint() waits before it cuts, and
+  // while a checkpoint is cutting, EnterIngest() waits (spinning briefly, then yielding) until
+  // the cut is done. Hold one around "ingest a batch's events + append the batch to the log +
+  // update the producer table", so that a batch is either wholly before a cut or wholly after.
+  // Keep it short (no waiting on the network inside): the checkpoint's stall includes the
+  // longest section open when it starts. Not reentrant: a thread must not enter a second section
+  // while it holds one (it could wait for a checkpoint that waits for it). Move-only; ends when
+  // destroyed or on End().
+  class IngestSection {
+   public:
+    IngestSection() = default;
+    IngestSection(IngestSection&& other) noexcept : open_(std::exchange(other.open_, nullptr)) {}
+    IngestSection& operator=(IngestSection&& other) noexcept {
+      if (this != &other) {
+        End();
+        open_ = std::exchange(other.open_, nullptr);
+      }
+      return *this;
+    }
+    ~IngestSection() { End(); }
+    void End() {
+      if (open_ != nullptr) std::exchange(open_, nullptr)->fetch_sub(1, std::memory_order_seq_cst);
+    }
+
+   private:
+    friend class Aggregator;
+    explicit IngestSection(std::atomic<uint64_t>* open) : open_(open) {}
+    std::atomic<uint64_t>* open_ = nullptr;
+  };
+  IngestSection EnterIngest();
+
+  // Tick() plus a consistent cut, on the tick thread, in place of a Tick(): holds back new
+  // ingest sections, waits for the open ones to end, folds every shard delta in, copies the
+  // de-dup table, calls at_cut() (the server reads its log's last Lsn and copies its producer
+  // table there: nothing is being ingested or logged meanwhile), lets sections start again,
+  // and only then publishes the snapshot and serializes the state. Events ingested outside
+  // sections (plain Ingest() on another thread, RecordSignal()) fall on either side of the cut.
+  CheckpointResult Checkpoint(const std::function<void()>& at_cut);
+
+  // An aggregator with the state of a Checkpoint() blob, or nullptr with *error set (a damaged
+  // or truncated blob, another format version, or a config that changes the layout: the error
+  // names the field). It keeps the checkpoint's epoch and hash seeds. Its next snapshot's
+  // sequence is the checkpoint's + sequence_gap + 1: the old process may have published up to
+  // (time since the checkpoint / tick interval) more snapshots after the checkpoint, and a
+  // dashboard resuming with one of those must see a higher sequence, so the caller passes at
+  // least that plus a margin (e.g. 2 x elapsed / tick_ms + 1000). Every series of the first
+  // snapshot after a restore counts as changed (changed_sequence = its sequence), so resuming
+  // dashboards receive everything. Latest() is the empty snapshot until the first Tick().
+  static std::unique_ptr<Aggregator> Restore(AggregatorConfig config, const Clock& clock,
+                                             std::string_view blob, uint64_t sequence_gap,
+                                             std::string* error);
+
+  // Replays one event read back from the event log, accepted at clock time ingest_ms: the same
+  // effect as the original Ingest() at that time (its time key and its de-dup entry use
+  // ingest_ms), without the age / future refusal (it was accepted) and without the duplicate
+  // check, but its id is remembered, so a re-send after the restart is a duplicate. Returns
+  // kInvalid only for an event that Ingest() could not have accepted (a damaged log record).
+  // Call it on one thread before serving, and Tick() every few thousand events so that shard
+  // deltas stay small: buckets that left the rings since are handled by the merge (an event
+  // whose second or minute is no longer in its ring counts in the windows that still cover it,
+  // at least WINDOW_TOTAL). Replayed events' revenue is added in another grouping than the
+  // original ticks did, so `revenue` may differ from the old process in the last bits.
+  IngestResult ApplyLogged(const analytics::EventData& event, int64_t ingest_ms);
 
   // Validates, de-duplicates and counts one event. Lock-free; allocation-free on success.
   IngestResult Ingest(const analytics::EventData& event);
@@ -105,6 +188,7 @@ class Aggregator {
 
  private:
   class Impl;
+  explicit Aggregator(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

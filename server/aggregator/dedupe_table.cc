@@ -27,6 +27,8 @@ IdHasher IdHasher::WithKeyForTest(const unsigned char (&key)[16]) {
   return hasher;
 }
 
+void IdHasher::CopyKey(unsigned char (&out)[16]) const { std::memcpy(out, key_, sizeof key_); }
+
 IdHash IdHasher::Hash(std::string_view id) const {
   static_assert(crypto_shorthash_siphashx24_KEYBYTES == sizeof key_);
   unsigned char out[crypto_shorthash_siphashx24_BYTES];
@@ -204,6 +206,16 @@ DedupeTable::DedupeTable(uint32_t capacity_log2, int64_t horizon_seconds, int64_
 }
 
 DedupeTable::~DedupeTable() { munmap(allocation_, allocation_size_); }
+
+void DedupeTable::CopyWords(uint64_t* out) const {
+  std::memcpy(out, words_, words() * sizeof(uint64_t));
+}
+
+bool DedupeTable::LoadWords(std::string_view bytes) {
+  if (bytes.size() != words() * sizeof(uint64_t)) return false;
+  std::memcpy(words_, bytes.data(), bytes.size());
+  return true;
+}
 
 DedupeTable::Outcome DedupeTable::CheckAndInsert(const IdHash& hash, int64_t now_second) {
   const uint64_t fingerprint = FingerprintOf(hash.fingerprint_bits);

@@ -23,6 +23,10 @@ class IdHasher {
   IdHasher();  // throws std::runtime_error if libsodium cannot initialise (start-up only)
   // A hasher with a fixed key, for tests that need reproducible bucket placement.
   static IdHasher WithKeyForTest(const unsigned char (&key)[16]);
+  // The same, for Aggregator::Restore (the key comes from a checkpoint), and the key itself for
+  // the checkpoint. Never logged or exposed otherwise.
+  static IdHasher WithKey(const unsigned char (&key)[16]) { return WithKeyForTest(key); }
+  void CopyKey(unsigned char (&out)[16]) const;
   IdHash Hash(std::string_view id) const;
 
  private:
@@ -101,6 +105,15 @@ class DedupeTable {
   size_t capacity_ids() const { return CapacityIdsFor(slots()); }
   static constexpr size_t CapacityIdsFor(size_t slots) { return slots / 4 * 3; }
   int64_t horizon_seconds() const { return horizon_seconds_; }
+
+  // Checkpoint support. The words are read and written as plain memory: the caller guarantees
+  // that no CheckAndInsert() runs meanwhile (Aggregator::Checkpoint holds every ingest section
+  // closed; a restore happens before the first ingest).
+  size_t words() const { return slots(); }
+  int64_t start_second() const { return start_second_; }
+  void CopyWords(uint64_t* out) const;
+  // `bytes` must hold exactly words() words.
+  bool LoadWords(std::string_view bytes);
 
   // Compares the vectorized scan of a bucket pair with the portable one and with the plain
   // definition of a live word, on `rounds` random pairs; returns how many disagreed.

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "server/aggregator/flat_map.h"
+#include "server/aggregator/state_codec.h"
 
 namespace rta::agg::detail {
 
@@ -28,8 +29,17 @@ class DimensionTable {
   // Series labels, by series index.
   const std::vector<std::string>& values() const { return values_; }
 
+  // Checkpoint format (state_codec.h). Load() replaces the contents of an empty table of the
+  // same cap and fails on indexes or counts that do not fit.
+  void Save(StateWriter& out) const;
+  bool Load(StateReader& in);
+
  private:
   uint32_t OtherIndex();
+
+  // Longer values are cut at ingest (max_dimension_value_bytes applies to ranked values only;
+  // countries and devices are bounded by the event's field limit).
+  static constexpr size_t kMaxValueBytes = 1 << 16;
 
   uint32_t cap_;
   uint32_t admitted_ = 0;

@@ -44,6 +44,14 @@ void HyperLogLog::Merge(const HyperLogLog& other) {
   }
 }
 
+bool HyperLogLog::Load(detail::StateReader& in) {
+  if (!in.Raw(registers_.data(), registers_.size())) return false;
+  for (uint8_t r : registers_) {
+    if (r > kMaxRank) return in.Fail("corrupt checkpoint: HyperLogLog register out of range");
+  }
+  return true;
+}
+
 bool HyperLogLog::IsEmpty() const {
   for (uint8_t r : registers_) {
     if (r != 0) return false;

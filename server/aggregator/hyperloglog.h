@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "server/aggregator/state_codec.h"
+
 namespace rta::agg {
 
 // A HyperLogLog distinct-count sketch with precision 14: 16384 one-byte registers (16 KiB),
@@ -44,6 +46,11 @@ class HyperLogLog {
   bool IsEmpty() const;
 
   uint8_t RegisterForTest(size_t index) const { return registers_[index]; }
+
+  // Checkpoint format (state_codec.h): the registers as they are. Load() fails (leaving the
+  // sketch unspecified) on a register above kMaxRank.
+  void Save(detail::StateWriter& out) const { out.Raw(registers_.data(), registers_.size()); }
+  bool Load(detail::StateReader& in);
 
  private:
   std::array<uint8_t, kRegisters> registers_;

@@ -6,6 +6,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "server/aggregator/state_codec.h"
+
 namespace rta::agg::detail {
 
 // The text of every key hash the top-k summaries may report (pages, referrers, campaigns).
@@ -52,6 +54,28 @@ class KeyDictionary {
   size_t size() const { return texts_.size(); }
   uint64_t bytes() const { return bytes_; }
   uint64_t max_bytes() const { return max_bytes_; }
+
+  // Checkpoint format (state_codec.h): every text but the pinned one. Load() adds them whatever
+  // the budget (they were admitted under it before), so bytes() is what it was.
+  void Save(StateWriter& out) const {
+    out.U64(texts_.size() - (texts_.contains(pinned_) ? 1 : 0));
+    for (const auto& [hash, text] : texts_) {
+      if (hash == pinned_) continue;
+      out.U64(hash);
+      out.String(text);
+    }
+  }
+  bool Load(StateReader& in, size_t max_text_bytes) {
+    const size_t n = in.Count(2 * sizeof(uint64_t), UINT32_MAX);
+    for (size_t i = 0; i < n && in.ok(); ++i) {
+      const uint64_t hash = in.U64();
+      const std::string_view text = in.String(max_text_bytes);
+      if (!in.ok()) break;
+      if (hash == 0 || hash == pinned_) return in.Fail("corrupt checkpoint: key dictionary hash");
+      if (texts_.emplace(hash, text).second) bytes_ += CostOf(text);
+    }
+    return in.ok();
+  }
 
   // Keeps only the hashes in `live` (and the pinned one).
   void Collect(const std::unordered_set<uint64_t>& live) {

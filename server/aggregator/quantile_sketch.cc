@@ -75,6 +75,44 @@ double QuantileSketch::Quantile(double q) const {
   return ValueOf(highest_);
 }
 
+void QuantileSketch::Save(detail::StateWriter& out) const {
+  out.U64(count_);
+  out.U64(zero_count_);
+  out.I64(lowest_);
+  out.I64(highest_);
+  if (lowest_ <= highest_) {
+    out.Raw(bins_.data() + lowest_, static_cast<size_t>(highest_ - lowest_ + 1) * sizeof(uint64_t));
+  }
+}
+
+bool QuantileSketch::Load(detail::StateReader& in) {
+  Clear();
+  const uint64_t count = in.U64();
+  const uint64_t zero_count = in.U64();
+  const int64_t lowest = in.I64();
+  const int64_t highest = in.I64();
+  if (!in.ok()) return false;
+  const bool empty_range = lowest == 0 && highest == -1;
+  if (!empty_range && !(lowest >= 0 && lowest <= highest && highest < kBins)) {
+    return in.Fail("corrupt checkpoint: quantile sketch bin range");
+  }
+  uint64_t sum = zero_count;
+  if (!empty_range) {
+    if (!in.Raw(bins_.data() + lowest,
+                static_cast<size_t>(highest - lowest + 1) * sizeof(uint64_t))) {
+      std::fill(bins_.begin(), bins_.end(), 0);
+      return false;
+    }
+    for (int64_t bin = lowest; bin <= highest; ++bin) sum += bins_[static_cast<size_t>(bin)];
+  }
+  lowest_ = static_cast<int>(lowest);
+  highest_ = static_cast<int>(highest);
+  zero_count_ = zero_count;
+  count_ = count;
+  if (sum != count) return in.Fail("corrupt checkpoint: quantile sketch counts do not add up");
+  return true;
+}
+
 void QuantileSketch::Clear() {
   if (lowest_ <= highest_) {
     std::fill(bins_.begin() + lowest_, bins_.begin() + highest_ + 1, 0);

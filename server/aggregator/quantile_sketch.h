@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "server/aggregator/state_codec.h"
+
 namespace rta::agg {
 
 // A mergeable quantile sketch after DDSketch (Masson, Rim, Lee, VLDB 2019): values fall into
@@ -35,6 +37,11 @@ class QuantileSketch {
   uint64_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
   void Clear();
+
+  // Checkpoint format (state_codec.h): counts and the bins in use. Load() replaces the contents
+  // and fails on a range or total that does not fit.
+  void Save(detail::StateWriter& out) const;
+  bool Load(detail::StateReader& in);
 
  private:
   std::vector<uint64_t> bins_;

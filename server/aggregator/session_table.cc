@@ -58,6 +58,60 @@ bool SessionTable::Merge(uint64_t hash, const SessionDelta& delta) {
   return true;
 }
 
+void SessionTable::Save(StateWriter& out) const {
+  out.U64(table_.size());
+  table_.ForEach([&](uint64_t hash, const Record& record) {
+    out.U64(hash);
+    out.I64(record.first_ms);
+    out.I64(record.last_ms);
+    out.U32(record.page_views);
+    out.U32(record.conversions);
+  });
+  out.U64(ring_.size());
+  for (const SecondAggregate& slot : ring_) {
+    out.I64(slot.second);
+    out.U64(slot.totals.sessions);
+    out.U64(slot.totals.bounced);
+    out.I64(slot.totals.duration_ms);
+  }
+  out.U64(totals_.sessions);
+  out.U64(totals_.bounced);
+  out.I64(totals_.duration_ms);
+}
+
+bool SessionTable::Load(StateReader& in) {
+  const uint64_t sessions = in.U64();
+  if (in.ok() && sessions > max_sessions_) {
+    return in.Fail("checkpoint: it tracks more sessions than max_sessions allows");
+  }
+  if (sessions * 32 > in.remaining()) return in.Fail("corrupt checkpoint: truncated");
+  const auto n = static_cast<size_t>(sessions);
+  table_.Reserve(n);
+  for (size_t i = 0; i < n && in.ok(); ++i) {
+    const uint64_t hash = in.U64();
+    Record record;
+    record.first_ms = in.I64();
+    record.last_ms = in.I64();
+    record.page_views = in.U32();
+    record.conversions = in.U32();
+    if (!in.ok()) break;
+    auto [slot, inserted] = table_.FindOrInsert(hash);
+    if (hash == 0 || !inserted) return in.Fail("corrupt checkpoint: session hash");
+    *slot = record;
+  }
+  if (in.U64() != ring_.size()) return in.Fail("checkpoint: the session ring's size differs (active_session_seconds, max_event_future_seconds)");
+  for (SecondAggregate& slot : ring_) {
+    slot.second = in.I64();
+    slot.totals.sessions = in.U64();
+    slot.totals.bounced = in.U64();
+    slot.totals.duration_ms = in.I64();
+  }
+  totals_.sessions = in.U64();
+  totals_.bounced = in.U64();
+  totals_.duration_ms = in.I64();
+  return in.ok();
+}
+
 void SessionTable::Expire(int64_t oldest_second) {
   std::vector<uint64_t> expired;
   table_.ForEach([&](uint64_t hash, const Record& record) {

@@ -7,6 +7,7 @@
 
 #include "server/aggregator/flat_map.h"
 #include "server/aggregator/shard_delta.h"
+#include "server/aggregator/state_codec.h"
 
 namespace rta::agg::detail {
 
@@ -45,6 +46,11 @@ class SessionTable {
   const SessionTotals& totals() const { return totals_; }
   size_t size() const { return table_.size(); }
   size_t max_sessions() const { return max_sessions_; }
+
+  // Checkpoint format (state_codec.h): sessions, the per-second ring and the totals. Load()
+  // replaces the contents of an empty table with the same ring size.
+  void Save(StateWriter& out) const;
+  bool Load(StateReader& in);
 
  private:
   struct Record {

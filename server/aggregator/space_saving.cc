@@ -72,6 +72,44 @@ std::vector<SpaceSaving::Counter> SpaceSaving::Top(size_t k) const {
   return top;
 }
 
+void SpaceSaving::Save(detail::StateWriter& out) const {
+  out.U64(total_);
+  out.U64(heap_.size());
+  for (const Counter& counter : heap_) {
+    out.U64(counter.key);
+    out.U64(counter.count);
+    out.U64(counter.error);
+  }
+}
+
+bool SpaceSaving::Load(detail::StateReader& in) {
+  Clear();
+  const uint64_t total = in.U64();
+  const size_t n = in.Count(3 * sizeof(uint64_t), capacity_);
+  for (size_t i = 0; i < n && in.ok(); ++i) {
+    Counter counter;
+    counter.key = in.U64();
+    counter.count = in.U64();
+    counter.error = in.U64();
+    if (counter.key == 0 || position_.Find(counter.key) != nullptr) {
+      in.Fail("corrupt checkpoint: Space-Saving key repeated or zero");
+      break;
+    }
+    if (i > 0 && heap_[(i - 1) / 2].count > counter.count) {
+      in.Fail("corrupt checkpoint: Space-Saving heap order");
+      break;
+    }
+    heap_.push_back(counter);
+    *position_.FindOrInsert(counter.key).first = static_cast<uint32_t>(i);
+  }
+  if (!in.ok()) {
+    Clear();
+    return false;
+  }
+  total_ = total;
+  return true;
+}
+
 void SpaceSaving::Clear() {
   heap_.clear();
   position_.Clear();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "server/aggregator/flat_map.h"
+#include "server/aggregator/state_codec.h"
 
 namespace rta::agg {
 
@@ -43,6 +44,12 @@ class SpaceSaving {
   std::vector<Counter> Top(size_t k) const;
 
   void Clear();
+
+  // Checkpoint format (state_codec.h): the total and the heap array in its order (so that ties
+  // are broken exactly as before). Load() replaces the contents and fails on more counters than
+  // the capacity, a zero or repeated key, or a broken heap order.
+  void Save(detail::StateWriter& out) const;
+  bool Load(detail::StateReader& in);
 
  private:
   void SiftDown(size_t i);

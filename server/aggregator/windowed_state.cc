@@ -20,6 +20,74 @@ void AddDimensionCounts(std::vector<uint64_t>& into, const std::vector<uint64_t>
   for (size_t i = 0; i < from.size(); ++i) into[i] += from[i];
 }
 
+// Longer texts cannot come from a valid event (kMaxFieldBytes), so a longer one is corruption.
+constexpr size_t kMaxCheckpointTextBytes = 1 << 16;
+
+void SaveCounters(StateWriter& out, const BucketCounters& c) {
+  out.U64(c.events);
+  out.U64(c.page_views);
+  out.U64(c.conversions);
+  out.F64(c.revenue);
+  for (uint64_t v : c.signals) out.U64(v);
+  for (uint64_t v : c.ranked_totals) out.U64(v);
+}
+
+void LoadCounters(StateReader& in, BucketCounters* c) {
+  c->events = in.U64();
+  c->page_views = in.U64();
+  c->conversions = in.U64();
+  c->revenue = in.F64();
+  for (uint64_t& v : c->signals) v = in.U64();
+  for (uint64_t& v : c->ranked_totals) v = in.U64();
+}
+
+void SaveBucket(StateWriter& out, const WindowBucket& bucket) {
+  out.I64(bucket.tag);
+  SaveCounters(out, bucket.counters);
+  out.Bool(bucket.has_visitors);
+  if (bucket.has_visitors) bucket.visitors->Save(out);
+  // An empty sketch or summary adds nothing to any window: it is not saved, and after a restore
+  // it is allocated again on first use.
+  const bool page_loads = bucket.page_loads && !bucket.page_loads->empty();
+  out.Bool(page_loads);
+  if (page_loads) bucket.page_loads->Save(out);
+  for (const auto& summary : bucket.ranked) {
+    const bool present = summary && !summary->empty();
+    out.Bool(present);
+    if (present) summary->Save(out);
+  }
+  for (const auto& counts : bucket.dimensions) {
+    out.U64(counts.size());
+    out.Raw(counts.data(), counts.size() * sizeof(uint64_t));
+  }
+}
+
+bool LoadBucket(StateReader& in, uint32_t top_k_capacity, uint64_t max_series,
+                WindowBucket* bucket) {
+  bucket->tag = in.I64();
+  LoadCounters(in, &bucket->counters);
+  bucket->has_visitors = in.Bool();
+  if (bucket->has_visitors) {
+    bucket->visitors = std::make_unique<HyperLogLog>();
+    if (!bucket->visitors->Load(in)) return false;
+  }
+  if (in.Bool()) {
+    bucket->page_loads = std::make_unique<QuantileSketch>();
+    if (!bucket->page_loads->Load(in)) return false;
+  }
+  for (auto& summary : bucket->ranked) {
+    if (in.Bool()) {
+      summary = std::make_unique<SpaceSaving>(top_k_capacity);
+      if (!summary->Load(in)) return false;
+    }
+  }
+  for (auto& counts : bucket->dimensions) {
+    counts.resize(in.Count(sizeof(uint64_t), max_series));
+    in.Raw(counts.data(), counts.size() * sizeof(uint64_t));
+  }
+  return in.ok();
+}
+
 }  // namespace
 
 void WindowBucket::Reset(int64_t new_tag) {
@@ -379,6 +447,66 @@ void WindowedState::Compute(int64_t now_ms, TickMetrics* out) {
   out->events_per_second = static_cast<double>(last_second);
   out->events_per_second_10s = static_cast<double>(last_ten) / 10.0;
   for (size_t d = 0; d < kDimensionCount; ++d) out->dimension_values[d] = &dimensions_[d].values();
+}
+
+void WindowedState::Save(StateWriter& out) const {
+  out.U64(seconds_.size());
+  for (const WindowBucket& bucket : seconds_) SaveBucket(out, bucket);
+  out.U64(minutes_.size());
+  for (const WindowBucket& bucket : minutes_) SaveBucket(out, bucket);
+  SaveBucket(out, total_);
+  for (const DimensionTable& table : dimensions_) table.Save(out);
+  dictionary_.Save(out);
+  out.I64(budget_collect_second_);
+  out.U64(dictionary_live_after_collect_);
+  sessions_.Save(out);
+  out.I64(last_session_sweep_second_);
+  out.I64(swept_for_space_second_);
+  for (const IngestCount& count : ingest_counts_) {
+    out.I64(count.second);
+    out.U64(count.count);
+  }
+  out.U64(folded_.load(std::memory_order_relaxed));
+  out.U64(sessions_dropped_.load(std::memory_order_relaxed));
+  out.U64(ranked_folded_.load(std::memory_order_relaxed));
+}
+
+bool WindowedState::Load(StateReader& in) {
+  // Series indexes: at most the cap plus __other__ (and a client's literal "__other__").
+  const uint64_t max_series = uint64_t{config_.dimension_cardinality_cap} + 2;
+  const uint32_t capacity = config_.top_k_capacity;
+  if (in.U64() != seconds_.size()) return in.Fail("checkpoint: the second ring's size differs");
+  for (WindowBucket& bucket : seconds_) {
+    if (!LoadBucket(in, capacity, max_series, &bucket)) return in.Fail("checkpoint: bucket");
+  }
+  if (in.U64() != minutes_.size()) return in.Fail("checkpoint: the minute ring's size differs");
+  for (WindowBucket& bucket : minutes_) {
+    if (!LoadBucket(in, capacity, max_series, &bucket)) return in.Fail("checkpoint: bucket");
+  }
+  if (!LoadBucket(in, capacity, max_series, &total_)) return in.Fail("checkpoint: bucket");
+  for (DimensionTable& table : dimensions_) {
+    if (!table.Load(in)) return false;
+  }
+  if (!dictionary_.Load(in, kMaxCheckpointTextBytes)) return false;
+  budget_collect_second_ = in.I64();
+  dictionary_live_after_collect_ = static_cast<size_t>(in.U64());
+  if (!sessions_.Load(in)) return false;
+  last_session_sweep_second_ = in.I64();
+  swept_for_space_second_ = in.I64();
+  for (IngestCount& count : ingest_counts_) {
+    count.second = in.I64();
+    count.count = in.U64();
+  }
+  folded_.store(in.U64(), std::memory_order_relaxed);
+  sessions_dropped_.store(in.U64(), std::memory_order_relaxed);
+  ranked_folded_.store(in.U64(), std::memory_order_relaxed);
+  dictionary_bytes_.store(dictionary_.bytes(), std::memory_order_relaxed);
+  // The closed sums are not in the checkpoint: the next Compute() sums them afresh.
+  closed_at_second_ = std::numeric_limits<int64_t>::min();
+  closed_at_minute_ = std::numeric_limits<int64_t>::min();
+  oldest_changed_second_ = std::numeric_limits<int64_t>::max();
+  oldest_changed_minute_ = std::numeric_limits<int64_t>::max();
+  return in.ok();
 }
 
 }  // namespace rta::agg::detail

@@ -20,6 +20,7 @@
 #include "server/aggregator/shard_delta.h"
 #include "server/aggregator/snapshot.h"
 #include "server/aggregator/space_saving.h"
+#include "server/aggregator/state_codec.h"
 #include "server/aggregator/time_key.h"
 #include "server/aggregator/top_merger.h"
 
@@ -100,6 +101,16 @@ class WindowedState {
 
   // Computes every window at clock time now_ms. `out` keeps pointers into this object.
   void Compute(int64_t now_ms, TickMetrics* out);
+
+  // Checkpoint format (state_codec.h): every bucket of both rings and the total, the dimension
+  // tables, the key dictionary, the sessions, the ingest-rate ring, the housekeeping clocks and
+  // the stats counters. The sums of the closed parts are not saved: Load() marks them stale, so
+  // the next Compute() sums them afresh (the same result, see the class comment). Load() must be
+  // called on a freshly constructed state with the same config (ring sizes, top_k_capacity,
+  // cardinality cap; the caller checks them first); on failure the state is unspecified and
+  // must be discarded.
+  void Save(StateWriter& out) const;
+  bool Load(StateReader& in);
 
   uint64_t dimension_values_folded() const { return folded_.load(std::memory_order_relaxed); }
   uint64_t sessions_dropped() const { return sessions_dropped_.load(std::memory_order_relaxed); }

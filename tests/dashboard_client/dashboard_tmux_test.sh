@@ -85,7 +85,7 @@ echo "== the server is back: connected again"
 # run in parallel) may get that port as its ephemeral source port: retry the bind a while.
 deadline=$((SECONDS + 20))
 while :; do
-  "$server" --listen "$address" --metrics-listen '' --tick-ms 100 2>"$dir/server2.log" &
+  "$server" --listen "$address" --metrics-listen '' --data-dir '' --tick-ms 100 2>"$dir/server2.log" &
   server_pid=$!
   until grep -q "event=listening" "$dir/server2.log" || ! kill -0 "$server_pid" 2>/dev/null ||
     ((SECONDS >= deadline)); do

@@ -32,11 +32,16 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) 
   log_path_ = path;
   bool has_listen = false;
   bool has_metrics = false;
+  bool has_data_dir = false;
   for (const std::string& arg : args) {
     has_listen |= arg.rfind("--listen", 0) == 0;
     has_metrics |= arg.rfind("--metrics-listen", 0) == 0;
+    has_data_dir |= arg.rfind("--data-dir", 0) == 0;
   }
   std::vector<std::string> argv_storage = {binary};
+  // Memory-only unless the test names a data directory: tests run in parallel from one
+  // working directory, and the default one would be shared (the second server refuses it).
+  if (!has_data_dir) argv_storage.insert(argv_storage.end(), {"--data-dir", ""});
   if (!has_listen) argv_storage.insert(argv_storage.end(), {"--listen", "127.0.0.1:0"});
   if (!has_metrics) argv_storage.insert(argv_storage.end(), {"--metrics-listen", ""});
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());

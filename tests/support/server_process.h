@@ -11,8 +11,9 @@
 namespace rta::testing {
 
 // The real analytics_server binary, started as a child process for black-box tests (kill -9,
-// SIGTERM, RSS, exit status): `binary --listen 127.0.0.1:0 --metrics-listen '' ARGS...` (an ARGS
-// entry of --listen or --metrics-listen overrides the default), stderr to a log file. The
+// SIGTERM, RSS, exit status): `binary --listen 127.0.0.1:0 --metrics-listen '' --data-dir ''
+// ARGS...` (an ARGS entry of --listen, --metrics-listen or --data-dir overrides the default:
+// memory-only unless the test names a directory), stderr to a log file. The
 // constructor waits up to 20 s for the `event=listening` line. If the test process dies, the
 // server gets SIGKILL too (PR_SET_PDEATHSIG); the destructor stops it if it still runs (SIGTERM,
 // then SIGKILL after 15 s).

@@ -5,7 +5,9 @@
 start_server() {
   local binary=$1 log=$2
   shift 2
-  "$binary" --listen 127.0.0.1:0 --metrics-listen '' "$@" 2>"$log" &
+  # Memory-only unless the caller passes --data-dir (a later flag wins): parallel tests share
+  # a working directory, and with it the default data directory.
+  "$binary" --listen 127.0.0.1:0 --metrics-listen '' --data-dir '' "$@" 2>"$log" &
   server_pid=$!
   for _ in $(seq 100); do grep -q "event=listening" "$log" && break; sleep 0.1; done
   server_port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)

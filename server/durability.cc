@@ -1,0 +1,308 @@
+#include "server/durability.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "analytics.pb.h"
+#include "server/log.h"
+#include "server/storage/ingest_record.h"
+#include "server/storage/segment_log.h"
+
+namespace rta::server {
+namespace {
+
+// Records replayed between two ticks: a tick folds the shard deltas into the windows, so that
+// the deltas stay small during a long replay.
+constexpr uint64_t kReplayEventsPerTick = 200'000;
+
+std::string Ms(std::chrono::steady_clock::duration duration) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(duration).count());
+}
+
+storage::FsyncMode FsyncModeOf(const std::string& name) {
+  if (name == "interval") return storage::FsyncMode::kInterval;
+  if (name == "never") return storage::FsyncMode::kNever;
+  return storage::FsyncMode::kAlways;
+}
+
+}  // namespace
+
+std::unique_ptr<Durability> Durability::Open(const ServerConfig& config, ServerMetrics& metrics,
+                                             std::string* error) {
+  std::unique_ptr<Durability> durability(new Durability(config, metrics));
+  std::error_code fs_error;
+  std::filesystem::create_directories(config.data_dir, fs_error);
+  if (fs_error) {
+    *error = "data_dir " + config.data_dir + ": cannot create: " + fs_error.message();
+    return nullptr;
+  }
+  // One server per directory: two writers would interleave their logs.
+  const std::string lock_path = config.data_dir + "/LOCK";
+  durability->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (durability->lock_fd_ < 0) {
+    *error = "data_dir: cannot open " + lock_path + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  if (::flock(durability->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    *error = "data_dir " + config.data_dir + " is in use by another analytics_server (" +
+             lock_path + " is locked); give each server its own --data-dir";
+    return nullptr;
+  }
+  storage::LogOptions options;
+  options.dir = config.data_dir + "/log";
+  options.fsync = FsyncModeOf(config.fsync);
+  options.interval_ms = static_cast<int>(config.fsync_interval_ms);
+  options.segment_bytes = config.log_segment_bytes;
+  options.max_pending_bytes = config.log_max_pending_bytes;
+  options.skip_corrupt = config.skip_corrupt_records != 0;
+  storage::OpenReport report;
+  durability->log_ = storage::OpenSegmentLog(options, &report, error);
+  if (durability->log_ == nullptr) {
+    *error = "event log: " + *error;
+    return nullptr;
+  }
+  for (const std::string& message : report.messages) {
+    LogWarn("event_log_repaired", {{"detail", message}});
+  }
+  metrics.LogOpened(report.torn_tail_bytes_truncated, report.corrupt_records_skipped);
+  durability->store_ = storage::CheckpointStore::Open(config.data_dir + "/store", error);
+  if (durability->store_ == nullptr) return nullptr;
+  durability->next_checkpoint_ =
+      std::chrono::steady_clock::now() + std::chrono::seconds(config.checkpoint_interval_s);
+  durability->store_thread_ = std::thread([d = durability.get()] { d->StoreThread(); });
+  return durability;
+}
+
+Durability::~Durability() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (store_thread_.joinable()) store_thread_.join();
+  log_.reset();
+  store_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
+                                                     ProducerTable& producers,
+                                                     std::string* error) {
+  const auto start = std::chrono::steady_clock::now();
+  storage::Checkpoint checkpoint;
+  bool found = false;
+  if (!store_->Load(&checkpoint, &found, error)) return nullptr;
+  std::unique_ptr<agg::Aggregator> aggregator;
+  if (found) {
+    // Sequences published after the checkpoint by the process that stopped must stay below the
+    // restored aggregator's, so that a dashboard resuming with one of them is answered with
+    // what changed since (not with a sequence it has already seen). At most one snapshot per
+    // push_min_interval_ms (early ticks) or per tick was published.
+    const int64_t elapsed_ms = std::max<int64_t>(0, clock.NowMs() - checkpoint.taken_ms);
+    const uint64_t gap = static_cast<uint64_t>(elapsed_ms) /
+                             std::max<uint32_t>(1, std::min(config_.tick_ms,
+                                                            config_.push_min_interval_ms)) +
+                         1000;
+    aggregator = agg::Aggregator::Restore(config_.aggregator, clock, checkpoint.aggregator, gap,
+                                          error);
+    if (aggregator == nullptr) {
+      *error = "checkpoint in " + config_.data_dir + "/store: " + *error;
+      return nullptr;
+    }
+    if (!producers.Restore(checkpoint.producers, error)) return nullptr;
+    last_cut_ = checkpoint.cut_lsn;
+  } else {
+    aggregator = std::make_unique<agg::Aggregator>(config_.aggregator, clock);
+  }
+  const auto loaded = std::chrono::steady_clock::now();
+
+  uint64_t records = 0, events = 0, since_tick = 0;
+  analytics::EventData event;
+  analytics::EventBatch batch;
+  analytics::PublishRequest publish;
+  storage::IngestRecord record;
+  std::string why;
+  auto apply = [&](const analytics::EventData& one, int64_t ingest_ms) {
+    aggregator->ApplyLogged(one, ingest_ms);
+    ++events;
+    if (++since_tick >= kReplayEventsPerTick) {
+      aggregator->Tick();
+      since_tick = 0;
+    }
+  };
+  auto apply_all = [&](const auto& events_field) {
+    size_t skip = 0;
+    for (int i = 0; i < events_field.size(); ++i) {
+      if (skip < record.skipped.size() && record.skipped[skip] == static_cast<uint32_t>(i)) {
+        ++skip;
+        continue;
+      }
+      apply(events_field.Get(i), record.ingest_ms);
+    }
+  };
+  bool damaged = false;
+  const bool read_ok = log_->ReadFrom(
+      checkpoint.cut_lsn + 1,
+      [&](storage::Lsn lsn, std::string_view bytes) {
+        ++records;
+        if (!storage::DecodeIngestRecord(bytes, &record, &why)) {
+          why = "log record " + std::to_string(lsn) + ": " + why;
+          damaged = true;
+          return false;
+        }
+        bool parsed = true;
+        switch (record.kind) {
+          case storage::RecordKind::kEvent:
+            parsed = event.ParseFromArray(record.message.data(),
+                                          static_cast<int>(record.message.size()));
+            if (parsed) apply(event, record.ingest_ms);
+            break;
+          case storage::RecordKind::kEventBatch:
+            parsed = batch.ParseFromArray(record.message.data(),
+                                          static_cast<int>(record.message.size()));
+            if (parsed) apply_all(batch.events());
+            break;
+          case storage::RecordKind::kPublish:
+            parsed = publish.ParseFromArray(record.message.data(),
+                                            static_cast<int>(record.message.size()));
+            if (parsed) apply_all(publish.events());
+            break;
+          case storage::RecordKind::kProducerOnly:
+            break;
+        }
+        if (!parsed) {
+          why = "log record " + std::to_string(lsn) + ": its message does not parse";
+          damaged = true;
+          return false;
+        }
+        if (!record.producer_id.empty()) {
+          producers.ApplyLogged(record.producer_id,
+                                {record.sequence, record.accepted, record.duplicates,
+                                 record.rejected},
+                                record.ingest_ms);
+        }
+        return true;
+      },
+      error);
+  if (!read_ok || damaged) {
+    if (damaged) *error = why;
+    *error = "replaying the event log: " + *error;
+    return nullptr;
+  }
+  aggregator->Tick();
+  const auto end = std::chrono::steady_clock::now();
+  metrics_.Recovered(records, events,
+                     std::chrono::duration<double>(end - start).count());
+  LogInfo("recovered", {{"checkpoint", found ? "yes" : "none"},
+                        {"checkpoint_lsn", std::to_string(checkpoint.cut_lsn)},
+                        {"checkpoint_load_ms", Ms(loaded - start)},
+                        {"replayed_records", std::to_string(records)},
+                        {"replayed_events", std::to_string(events)},
+                        {"replay_ms", Ms(end - loaded)},
+                        {"producers", std::to_string(producers.size())}});
+  return aggregator;
+}
+
+void Durability::Cut(agg::Aggregator& aggregator, ProducerTable& producers,
+                     storage::Checkpoint* out) {
+  const auto result = aggregator.Checkpoint([&] {
+    // Inside the freeze: no ingest section is open, so the log's tail and the producer table
+    // are exactly what the aggregator has counted.
+    out->cut_lsn = log_->last_lsn();
+    out->producers = producers.Serialize();
+  });
+  out->aggregator = std::move(result.blob);
+  out->taken_ms = aggregator.Latest()->time_ms;
+  out->last_sequence = aggregator.Latest()->sequence;
+  metrics_.CheckpointCut(result.stall_us / 1e6, out->aggregator.size() + out->producers.size());
+}
+
+bool Durability::MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_checkpoint_) return false;
+  next_checkpoint_ = now + std::chrono::seconds(config_.checkpoint_interval_s);
+  if (log_->last_lsn() == last_cut_) return false;  // nothing new since the last one
+  {
+    std::lock_guard lock(mutex_);
+    if (pending_) return false;  // the previous one is still being written
+  }
+  storage::Checkpoint checkpoint;
+  Cut(aggregator, producers, &checkpoint);
+  last_cut_ = checkpoint.cut_lsn;
+  {
+    std::lock_guard lock(mutex_);
+    pending_ = std::move(checkpoint);
+  }
+  cv_.notify_all();
+  return true;
+}
+
+bool Durability::Persist(const storage::Checkpoint& checkpoint) {
+  const auto start = std::chrono::steady_clock::now();
+  // The checkpoint counts every record up to its cut: it may be stored only once they are all
+  // durable, or a crash could leave it ahead of the log (and their re-sent events would count
+  // twice). Bounded wait: a log that cannot write keeps the checkpoint for the next round.
+  while (log_->durable_lsn() < checkpoint.cut_lsn) {
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(30)) {
+      LogWarn("checkpoint_skipped",
+                 {{"reason", "the event log is not durable up to the checkpoint's cut"},
+                  {"cut_lsn", std::to_string(checkpoint.cut_lsn)}});
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::string error;
+  if (!store_->Save(checkpoint, &error)) {
+    metrics_.CheckpointFailed();
+    LogWarn("checkpoint_failed", {{"error", error}});
+    return false;
+  }
+  log_->TruncateBefore(checkpoint.cut_lsn + 1);
+  metrics_.CheckpointWritten(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+      checkpoint.cut_lsn);
+  return true;
+}
+
+void Durability::StoreThread() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || pending_.has_value(); });
+    if (!pending_) return;  // stopping, nothing left
+    const storage::Checkpoint& checkpoint = *pending_;
+    lock.unlock();
+    Persist(checkpoint);
+    lock.lock();
+    pending_.reset();
+    cv_.notify_all();
+    if (stopping_) return;
+  }
+}
+
+void Durability::Close(agg::Aggregator& aggregator, ProducerTable& producers) {
+  {
+    // Let a checkpoint being written finish first.
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [this] { return !pending_.has_value(); });
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (store_thread_.joinable()) store_thread_.join();
+  const auto start = std::chrono::steady_clock::now();
+  if (log_->last_lsn() != last_cut_) {
+    storage::Checkpoint checkpoint;
+    Cut(aggregator, producers, &checkpoint);
+    if (Persist(checkpoint)) last_cut_ = checkpoint.cut_lsn;
+  }
+  LogInfo("checkpoint_at_shutdown", {{"cut_lsn", std::to_string(last_cut_)},
+                                     {"ms", Ms(std::chrono::steady_clock::now() - start)}});
+  log_.reset();  // writes and syncs what is left
+}
+
+}  // namespace rta::server

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "server/aggregator/aggregator.h"
+#include "server/aggregator/clock.h"
+#include "server/producer_table.h"
+#include "server/server_config.h"
+#include "server/server_metrics.h"
+#include "server/storage/checkpoint_store.h"
+#include "server/storage/event_log.h"
+
+namespace rta::server {
+
+// The server's data directory: the event log (data_dir/log), the checkpoint store
+// (data_dir/store), recovery at start and checkpoints while running.
+//
+// The log is the source of truth and the aggregator a cache of it (see ARCHITECTURE.md): a
+// checkpoint is the aggregator's state at a log position (Aggregator::Checkpoint cuts it exactly
+// between two ingest sections), and recovery is "load the latest checkpoint, replay the log
+// after it". A checkpoint is written to the store only once the log is durable up to its cut,
+// and the log before the cut is deleted only once the checkpoint is in the store.
+//
+// Threads: Open() and Recover() at start, before any call; MaybeCheckpoint() on the tick thread
+// (it takes the place of a tick); the store is written on this class's own thread, so that the
+// tick never waits for RocksDB; Close() at shutdown, after the workers have stopped.
+class Durability {
+ public:
+  // Locks the directory (a second server on it fails here, naming the holder's lock file),
+  // opens the log (truncating a torn tail; a corrupt record in the middle fails unless
+  // skip_corrupt_records) and the store.
+  static std::unique_ptr<Durability> Open(const ServerConfig& config, ServerMetrics& metrics,
+                                          std::string* error);
+  ~Durability();
+
+  // Builds the aggregator from the latest checkpoint and the log records after it, and refills
+  // the producer table. Logs what it did (records, events, seconds).
+  std::unique_ptr<agg::Aggregator> Recover(const agg::Clock& clock, ProducerTable& producers,
+                                           std::string* error);
+
+  storage::EventLog* log() { return log_.get(); }
+
+  // Tick thread, in place of Aggregator::Tick(): when a checkpoint is due (interval elapsed,
+  // something appended since the last one, the previous one written), cuts one and hands it to
+  // the store thread. Returns true when it ticked (the caller publishes aggregator.Latest()).
+  bool MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers);
+
+  // Shutdown, after the workers have stopped (no ingest any more) and the tick thread has
+  // ended: a last checkpoint, written synchronously; then the log is closed.
+  void Close(agg::Aggregator& aggregator, ProducerTable& producers);
+
+ private:
+  Durability(const ServerConfig& config, ServerMetrics& metrics)
+      : config_(config), metrics_(metrics) {}
+  void Cut(agg::Aggregator& aggregator, ProducerTable& producers, storage::Checkpoint* out);
+  // Waits until the log is durable up to the checkpoint's cut, stores it, truncates the log.
+  bool Persist(const storage::Checkpoint& checkpoint);
+  void StoreThread();
+
+  const ServerConfig& config_;
+  ServerMetrics& metrics_;
+  int lock_fd_ = -1;
+  std::unique_ptr<storage::EventLog> log_;
+  std::unique_ptr<storage::CheckpointStore> store_;
+  std::chrono::steady_clock::time_point next_checkpoint_;  // tick thread
+  uint64_t last_cut_ = 0;                                   // tick thread
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::optional<storage::Checkpoint> pending_;  // guarded by mutex_: cut, not yet stored
+  bool stopping_ = false;                       // guarded by mutex_
+  std::thread store_thread_;
+};
+
+}  // namespace rta::server
