@@ -372,7 +372,7 @@ void Reporter::Lane::DropPending() {
 class Reporter::PublishLane : public Reporter::LaneBase {
  public:
   PublishLane(Reporter& reporter, uint64_t seed, std::string producer_id)
-      : LaneBase(reporter, seed), producer_id_(std::move(producer_id)) {}
+      : LaneBase(reporter, seed), base_producer_id_(producer_id), producer_id_(producer_id) {}
 
   void Run() override;
 
@@ -398,8 +398,13 @@ class Reporter::PublishLane : public Reporter::LaneBase {
   void Refused(const std::string& what, const std::string& message);
   void DropWindow();
   size_t WindowEvents();
+  // Continues as a new producer (the next generation of this lane's id), the unacknowledged
+  // batches numbered from 1 again.
+  void NewProducer();
 
-  const std::string producer_id_;
+  const std::string base_producer_id_;
+  std::string producer_id_;
+  int generation_ = 0;
   uint64_t next_sequence_ = 1;
   int failures_ = 0;    // consecutive streams that failed without an ack
   int mismatches_ = 0;  // consecutive acknowledgement mismatches
@@ -423,6 +428,18 @@ size_t Reporter::PublishLane::WindowEvents() {
   size_t events = 0;
   for (const auto& pending : window_) events += pending->request.events_size();
   return events;
+}
+
+void Reporter::PublishLane::NewProducer() {
+  producer_id_ = base_producer_id_ + "." + std::to_string(++generation_);
+  std::lock_guard lock(mutex_);
+  next_sequence_ = 1;
+  for (auto& pending : window_) {
+    auto renumbered = std::make_shared<Pending>(*pending);
+    renumbered->request.set_producer_id(producer_id_);
+    renumbered->request.set_sequence(next_sequence_++);
+    pending = std::move(renumbered);
+  }
 }
 
 void Reporter::PublishLane::DropWindow() {
@@ -469,6 +486,20 @@ void Reporter::PublishLane::Run() {
              " events unacknowledged";
     } else {
       what = std::string(client::StatusCodeName(status.error_code())) + ": " + status.error_message();
+      if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+          options.channel.servers.size() > 1) {
+        // A sequence gap: with several servers the stream reconnected to one that holds an
+        // older state of this producer. A new producer id starts afresh there; the events keep
+        // their ids, so the server de-duplicates any it already counted.
+        const std::string old_id = producer_id_;
+        NewProducer();
+        reporter_.retries_.fetch_add(1, std::memory_order_relaxed);
+        reporter_.Log("stream to " + (peer.empty() ? std::string("the server") : peer) +
+                      " refused producer " + old_id + " (" + what + "); resending " +
+                      std::to_string(left) + " unacknowledged events as producer " +
+                      producer_id_);
+        continue;
+      }
       if (!client::IsRetryable(status.error_code())) {
         Refused(what, status.error_message());
         continue;

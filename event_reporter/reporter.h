@@ -92,7 +92,10 @@ struct DeliveryStats {
 // reconnects with the backoff below and re-sends only the unacknowledged batches with their
 // original sequences; the server recognises the ones it already holds (duplicate_batch, with
 // their original counts). No stream carries more than a window, so every stream that lives for
-// a window's worth of bytes makes progress.
+// a window's worth of bytes makes progress. A sequence gap (FAILED_PRECONDITION) stops the
+// delivery, except with several servers: a stream that reconnected to a server with an older
+// state of the producer goes on as a new producer id (lane id + "." + generation), the window
+// numbered from 1 again (the events keep their ids: the server de-duplicates them).
 //
 // Protocol::kBatches / kEvents: events are queued by Submit() and sent by `streams` threads, each on its own stream, in
 // batches bounded by count, bytes and linger time. The server acknowledges a stream's events
