@@ -277,12 +277,6 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   };
   std::string why;
   if (!ValidateListenAddress(c.listen, &why)) return fail("listen: " + why);
-  // A log record holds one ingest message as received (plus a small header): it must fit the
-  // log's record limit (64 MiB).
-  if (!c.data_dir.empty() && c.max_message_bytes > (63u << 20)) {
-    return fail("max_message_bytes: at most " + std::to_string(63u << 20) +
-                " with a data_dir (an ingest message is one event-log record)");
-  }
   if (c.fsync != "always" && c.fsync != "interval" && c.fsync != "never") {
     return fail("fsync: must be always, interval or never, got '" + c.fsync + "'");
   }
@@ -339,6 +333,12 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("key_dictionary_max_bytes", a.key_dictionary_max_bytes, 1u << 20, 1u << 30,
               "1 MiB..1 GiB")) {
     return false;
+  }
+  // A log record holds one ingest message as received (plus a small header): it must fit the
+  // log's record limit (64 MiB).
+  if (!c.data_dir.empty() && c.max_message_bytes > (63u << 20)) {
+    return fail("max_message_bytes: at most " + std::to_string(63u << 20) +
+                " with a data_dir (an ingest message is one event-log record)");
   }
   return true;
 }

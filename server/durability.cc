@@ -215,20 +215,22 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
 void Durability::Cut(agg::Aggregator& aggregator, ProducerTable& producers,
                      const SnapshotHub& hub, PendingCheckpoint* out) {
   storage::Checkpoint& checkpoint = out->checkpoint;
-  auto result = aggregator.Checkpoint([&] {
-    // Inside the freeze: no ingest section is open, so the log's tail and the producer table
-    // are exactly what the aggregator has counted.
-    checkpoint.cut_lsn = log_->last_lsn();
-    checkpoint.producers = producers.Serialize();
-  });
-  checkpoint.aggregator = std::move(result.blob);
+  out->aggregator = aggregator.Checkpoint(
+      [&] {
+        // Inside the freeze: no ingest section is open, so the log's tail and the producer
+        // table are exactly what the aggregator has counted.
+        checkpoint.cut_lsn = log_->last_lsn();
+        checkpoint.producers = producers.Serialize();
+      },
+      /*defer_completion=*/true);
+  out->owner = &aggregator;
+  const agg::CheckpointResult& result = out->aggregator;
   checkpoint.taken_ms = result.time_ms;
   checkpoint.last_sequence = result.sequence;
   // The history up to the previous tick (this tick's snapshot is recorded when it is
   // published); pointers only, serialized on the store thread.
   out->history = hub.history().CopyForCheckpoint();
-  metrics_.CheckpointCut(static_cast<double>(result.stall_us) / 1e6,
-                         checkpoint.aggregator.size() + checkpoint.producers.size());
+  metrics_.CheckpointStall(static_cast<double>(result.stall_us) / 1e6);
 }
 
 bool Durability::MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers,
@@ -259,8 +261,13 @@ bool Durability::MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& pro
 bool Durability::Persist(PendingCheckpoint& pending) {
   storage::Checkpoint& checkpoint = pending.checkpoint;
   const auto start = std::chrono::steady_clock::now();
+  // Off the tick thread: the de-dup table's copy, the blob's assembly, the history.
+  pending.owner->CompleteCheckpoint(&pending.aggregator);
+  checkpoint.aggregator = std::move(pending.aggregator.blob);
   checkpoint.history = MetricHistory::Serialize(pending.history);
   pending.history = {};
+  metrics_.CheckpointSize(checkpoint.aggregator.size() + checkpoint.producers.size() +
+                          checkpoint.history.size());
   // The checkpoint counts every record up to its cut: it may be stored only once they are all
   // durable, or a crash could leave it ahead of the log (and their re-sent events would count
   // twice). Bounded wait: a log that cannot write keeps the checkpoint for the next round.

@@ -65,6 +65,8 @@ class Durability {
   // A checkpoint cut but not stored yet; its history is serialized by the store thread.
   struct PendingCheckpoint {
     storage::Checkpoint checkpoint;
+    agg::CheckpointResult aggregator;  // completed on the store thread
+    agg::Aggregator* owner = nullptr;
     MetricHistory::Copy history;
   };
   void Cut(agg::Aggregator& aggregator, ProducerTable& producers, const SnapshotHub& hub,

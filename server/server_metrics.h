@@ -97,10 +97,8 @@ class ServerMetrics {
     recovery_seconds_->Set(seconds);
   }
   // A checkpoint cut: how long ingest was held (the freeze) and its size.
-  void CheckpointCut(double stall_seconds, uint64_t bytes) {
-    checkpoint_stall_->Observe(stall_seconds);
-    checkpoint_bytes_->Set(static_cast<double>(bytes));
-  }
+  void CheckpointStall(double stall_seconds) { checkpoint_stall_->Observe(stall_seconds); }
+  void CheckpointSize(uint64_t bytes) { checkpoint_bytes_->Set(static_cast<double>(bytes)); }
   void CheckpointWritten(double seconds, uint64_t cut_lsn) {
     checkpoints_->Increment();
     checkpoint_write_seconds_->Increment(seconds);

@@ -319,7 +319,7 @@ class Aggregator::Impl {
     }
   }
 
-  CheckpointResult Checkpoint(const std::function<void()>& at_cut) {
+  CheckpointResult Checkpoint(const std::function<void()>& at_cut, bool defer_completion) {
     // Allocated and touched before the freeze: page faults inside it would add milliseconds.
     if (dedupe_copy_.size() != dedupe_.words()) dedupe_copy_.assign(dedupe_.words(), 0);
     // Most of the merge happens before the freeze (as a tick would do it), so that the freeze
@@ -356,10 +356,28 @@ class Aggregator::Impl {
     result.stall_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now() - frozen_at)
                           .count();
-    dedupe_.FinishCopy();
     result.sequence = Publish(result.time_ms)->sequence;
-    result.blob = Serialize(evictions, truncated, result.time_ms);
+    result.blob = SerializeHeader(evictions, truncated, result.time_ms);
+    result.state_section = SerializeState();
+    if (!defer_completion) Complete(&result);
     return result;
+  }
+
+  // Finishes the de-dup copy and assembles header | de-dup | state | checksum.
+  void Complete(CheckpointResult* result) {
+    dedupe_.FinishCopy();
+    std::string& blob = result->blob;
+    blob.reserve(blob.size() + dedupe_copy_.size() * sizeof(uint64_t) +
+                 result->state_section.size() + 64);
+    detail::StateWriter out(&blob);
+    const size_t dedupe = out.BeginSection(kTagDedupe);
+    out.U64(dedupe_copy_.size());
+    out.Raw(dedupe_copy_.data(), dedupe_copy_.size() * sizeof(uint64_t));
+    out.EndSection(dedupe);
+    blob.append(result->state_section);
+    result->state_section.clear();
+    result->state_section.shrink_to_fit();
+    out.U64(detail::StateChecksum(blob));
   }
 
   static std::unique_ptr<Impl> Restore(AggregatorConfig config, const Clock& clock,
@@ -424,7 +442,8 @@ class Aggregator::Impl {
     return snapshot;
   }
 
-  std::string Serialize(uint64_t evictions, uint64_t truncated, int64_t time_ms) const;
+  std::string SerializeHeader(uint64_t evictions, uint64_t truncated, int64_t time_ms) const;
+  std::string SerializeState() const;
 
   detail::KeyRef KeyOf(std::string_view text) const {
     if (text.empty()) return {};
@@ -506,10 +525,9 @@ std::array<LayoutField, 4> LayoutOf(const AggregatorConfig& config) {
 
 }  // namespace
 
-std::string Aggregator::Impl::Serialize(uint64_t evictions, uint64_t truncated,
-                                        int64_t time_ms) const {
+std::string Aggregator::Impl::SerializeHeader(uint64_t evictions, uint64_t truncated,
+                                              int64_t time_ms) const {
   std::string blob;
-  blob.reserve(dedupe_copy_.size() * sizeof(uint64_t) + (size_t{16} << 20));
   detail::StateWriter out(&blob);
   out.Raw(kMagic, sizeof kMagic);
   out.U32(kFormatVersion);
@@ -530,18 +548,16 @@ std::string Aggregator::Impl::Serialize(uint64_t evictions, uint64_t truncated,
   out.U64(evictions);
   out.U64(truncated);
   out.EndSection(header);
+  return blob;
+}
 
-  const size_t dedupe = out.BeginSection(kTagDedupe);
-  out.U64(dedupe_copy_.size());
-  out.Raw(dedupe_copy_.data(), dedupe_copy_.size() * sizeof(uint64_t));
-  out.EndSection(dedupe);
-
+std::string Aggregator::Impl::SerializeState() const {
+  std::string section;
+  detail::StateWriter out(&section);
   const size_t state = out.BeginSection(kTagState);
   state_.Save(out);
   out.EndSection(state);
-
-  out.U64(detail::StateChecksum(blob));
-  return blob;
+  return section;
 }
 
 std::unique_ptr<Aggregator::Impl> Aggregator::Impl::Restore(AggregatorConfig config,
@@ -643,9 +659,12 @@ Aggregator::IngestSection Aggregator::EnterIngest() {
   return IngestSection(impl_->EnterIngest());
 }
 
-CheckpointResult Aggregator::Checkpoint(const std::function<void()>& at_cut) {
-  return impl_->Checkpoint(at_cut);
+CheckpointResult Aggregator::Checkpoint(const std::function<void()>& at_cut,
+                                        bool defer_completion) {
+  return impl_->Checkpoint(at_cut, defer_completion);
 }
+
+void Aggregator::CompleteCheckpoint(CheckpointResult* result) { impl_->Complete(result); }
 
 IngestResult Aggregator::ApplyLogged(const analytics::EventData& event, int64_t ingest_ms) {
   return impl_->ApplyLogged(event, ingest_ms);

@@ -76,7 +76,10 @@ struct AggregatorStats {
 
 // What Aggregator::Checkpoint() returns.
 struct CheckpointResult {
-  std::string blob;        // the whole state at the cut; Aggregator::Restore() reads it
+  // The whole state at the cut; Aggregator::Restore() reads it. With a deferred completion,
+  // only once CompleteCheckpoint() has run.
+  std::string blob;
+  std::string state_section;  // deferred completion: the windows' part, until it is assembled
   int64_t stall_us = 0;    // how long new ingest sections were held back (the freeze)
   uint64_t sequence = 0;   // the sequence of the snapshot published with the checkpoint
   int64_t time_ms = 0;     // the clock at the cut
@@ -143,7 +146,15 @@ class Aggregator {
   // sections (plain Ingest() on another thread, RecordSignal()) fall on either side of the cut,
   // and a plain Ingest() must not run concurrently with a Checkpoint() at all (its de-dup
   // insert could race with the copy).
-  CheckpointResult Checkpoint(const std::function<void()>& at_cut);
+  //
+  // defer_completion: the tick thread only serializes what belongs to it (the windows); the
+  // de-dup table's copy (32 MiB by default: most of the blob, and of the time) is finished and
+  // the blob assembled by CompleteCheckpoint(), which the server runs on its store thread, so a
+  // checkpoint costs the tick a few ms instead of tens.
+  CheckpointResult Checkpoint(const std::function<void()>& at_cut, bool defer_completion = false);
+  // Any thread, once per deferred Checkpoint(), before the next Checkpoint() starts (ingest in
+  // sections may go on meanwhile: each insert copies the buckets it touches first).
+  void CompleteCheckpoint(CheckpointResult* result);
 
   // An aggregator with the state of a Checkpoint() blob, or nullptr with *error set (a damaged
   // or truncated blob, another format version, or a config that changes the layout: the error

@@ -6,6 +6,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <chrono>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -365,6 +366,10 @@ TEST_CASE("checkpoints cut between ingest sections", "[aggregator][checkpoint][c
           if (result.outcome != IngestOutcome::kAccepted) std::abort();
         }
         logged[static_cast<size_t>(t)].store(static_cast<int64_t>((b + 1) * kBatch));
+        section.End();
+        // Spread the batches over the checkpoints (at least 200 ms in all): on an idle fast
+        // machine the threads were done before the second checkpoint began.
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
       }
       running.fetch_sub(1);
     });

@@ -364,7 +364,7 @@ TEST_CASE("kill -9 three times while event_reporter replays a file: exact counts
   CHECK(kills == 3);
 }
 
-TEST_CASE("a torn last record is truncated at start, logged and counted; the rest is intact",
+TEST_CASE("a torn last record is truncated at start, logged and counted, and the rest is intact",
           "[server][binary][durability]") {
   TempDir dir;
   {
@@ -441,7 +441,7 @@ TEST_CASE("a flipped byte in the middle of the log stops the start with segment 
 }
 
 TEST_CASE("a full disk: ingest gets UNAVAILABLE, reads keep working, and ingest resumes by "
-          "itself when space returns; nothing acknowledged is lost",
+          "itself when space returns, and nothing acknowledged is lost",
           "[server][binary][durability][full_disk]") {
   TempDir dir;
   ServerProcess server(DurableArgs(dir.path(), {"--log-segment-bytes", "1048576"}));

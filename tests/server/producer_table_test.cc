@@ -26,7 +26,7 @@ Verdict Offer(ProducerTable& table, const std::string& producer, uint64_t sequen
   return verdict;
 }
 
-TEST_CASE("producer table: sequences are new once, then duplicates; a gap names the next one") {
+TEST_CASE("producer table: sequences are new once, then duplicates, and a gap names the next one") {
   ProducerTable table(100, 60'000);
   CHECK(Offer(table, "p", 1, 1000, {0, 10, 0, 0}) == Verdict::kNew);
   CHECK(Offer(table, "p", 2, 1000, {0, 7, 2, 1}) == Verdict::kNew);
@@ -79,7 +79,7 @@ TEST_CASE("producer table: bounded, idle producers expire, busy ones stay") {
   CHECK(table.size() == 0);
 }
 
-TEST_CASE("producer table: Serialize/Restore keeps every producer; damage is refused") {
+TEST_CASE("producer table: Serialize/Restore keeps every producer and refuses damage") {
   ProducerTable table(100, 60'000);
   for (int p = 0; p < 50; ++p) {
     for (uint64_t s = 1; s <= static_cast<uint64_t>(p % 12) + 1; ++s) {
@@ -107,7 +107,7 @@ TEST_CASE("producer table: Serialize/Restore keeps every producer; damage is ref
   CHECK_FALSE(damaged.Restore(bytes + "x", &error));
 }
 
-TEST_CASE("producer table: two streams of one producer take turns; every sequence counts once") {
+TEST_CASE("producer table: two streams of one producer take turns and every sequence counts once") {
   ProducerTable table(100, 60'000);
   std::atomic<int> news{0};
   std::vector<std::thread> threads;
