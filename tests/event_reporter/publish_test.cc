@@ -60,6 +60,8 @@ class FakePublishServer final : public analytics::AnalyticsService::Service {
   }
   ~FakePublishServer() override {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+    server_->Wait();
+    std::lock_guard lock(mutex_);  // the handlers' last writes happen before the members go
   }
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }

@@ -249,7 +249,8 @@ TEST_CASE("several servers: streams are balanced and the sum of their counts is 
   ServerHarness first, second;
   const std::string path = GenerateFile("balance.jsonl", 4'000, 9);
   const CliRun run = Run({"replay", path, "--server", first.address() + "," + second.address(),
-                          "--streams", "4", "--stream-events", "200", "--json"});
+                          "--streams", "4", "--stream-events", "200", "--json", "--protocol",
+                          "batches"});  // publish streams are long-lived: balanced per stream
   INFO(run.err);
   REQUIRE(run.status == 0);
   const double a = Total(first, "events_total");
