@@ -38,6 +38,7 @@ class StateWriter {
   void F64(double v) { U64(std::bit_cast<uint64_t>(v)); }
   void Bool(bool v) { U8(v ? 1 : 0); }
   void Raw(const void* data, size_t size) {
+    if (size == 0) return;  // data may be null (an empty vector)
     out_->append(static_cast<const char*>(data), size);
   }
   void String(std::string_view text) {
@@ -108,6 +109,7 @@ class StateReader {
   }
   bool Raw(void* out, size_t size) {
     if (size > remaining()) return Fail("corrupt checkpoint: truncated");
+    if (size == 0) return true;  // out may be null (an empty vector)
     std::memcpy(out, data_.data() + position_, size);
     position_ += size;
     return true;
