@@ -26,7 +26,8 @@ grep -q 'line 2: invalid JSON at column 1' <<<"$err"
 echo "== Ctrl-C: delivers what is queued and prints the summary; a second one later quits"
 "$reporter" generate --rate 200 --server "127.0.0.1:$port" --quiet --json >"$dir/gen.out" &
 gen=$!
-sleep 1
+# 3 s: under ASan the first batch once took over 1 s to leave, and the check below needs one.
+sleep 3
 kill -INT "$gen"; kill -INT "$gen"  # one interruption delivered twice (as `timeout` does)
 status=0
 wait "$gen" || status=$?
