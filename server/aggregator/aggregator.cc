@@ -1,7 +1,9 @@
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/latest_value.h"
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -102,8 +104,14 @@ inline void WaitUntilZero(const std::atomic<uint64_t>& count) {
 // Checkpoint format: "RTACKPT\n", the version, three sections (header, de-dup table, windowed
 // state; state_codec.h), then a checksum of everything before it. A new version is needed for
 // any change to what a section holds.
+//
+// The de-dup section holds the table's size in words, a bitmap with one bit per 16-word bucket
+// (bit b of byte b / 8 set when bucket b has a non-zero word), then the words of those buckets in
+// order. Version 1 held all 32 MiB raw: a server that had taken one event wrote, checksummed,
+// stored and read back 32 MiB on every checkpoint and start (two seconds of start-up under ASan);
+// now an idle table is 32 KiB and a full one costs 1/1024 more than raw.
 constexpr char kMagic[8] = {'R', 'T', 'A', 'C', 'K', 'P', 'T', '\n'};
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint32_t kTagHeader = 0x44414548;  // "HEAD"
 constexpr uint32_t kTagDedupe = 0x55444544;  // "DEDU"
 constexpr uint32_t kTagState = 0x54415453;   // "STAT"
@@ -371,8 +379,22 @@ class Aggregator::Impl {
                  result->state_section.size() + 64);
     detail::StateWriter out(&blob);
     const size_t dedupe = out.BeginSection(kTagDedupe);
+    const size_t bucket_words = DedupeTable::kBucketSize;
+    const size_t buckets = dedupe_copy_.size() / bucket_words;
+    std::string bitmap((buckets + 7) / 8, '\0');
+    for (size_t bucket = 0; bucket < buckets; ++bucket) {
+      const uint64_t* words = dedupe_copy_.data() + bucket * bucket_words;
+      if (std::any_of(words, words + bucket_words, [](uint64_t word) { return word != 0; })) {
+        bitmap[bucket / 8] = static_cast<char>(bitmap[bucket / 8] | (1u << (bucket % 8)));
+      }
+    }
     out.U64(dedupe_copy_.size());
-    out.Raw(dedupe_copy_.data(), dedupe_copy_.size() * sizeof(uint64_t));
+    out.Raw(bitmap.data(), bitmap.size());
+    for (size_t bucket = 0; bucket < buckets; ++bucket) {
+      if ((static_cast<uint8_t>(bitmap[bucket / 8]) >> (bucket % 8)) & 1u) {
+        out.Raw(dedupe_copy_.data() + bucket * bucket_words, bucket_words * sizeof(uint64_t));
+      }
+    }
     out.EndSection(dedupe);
     blob.append(result->state_section);
     result->state_section.clear();
@@ -621,9 +643,14 @@ std::unique_ptr<Aggregator::Impl> Aggregator::Impl::Restore(AggregatorConfig con
   if (dedupe.ok() && words != impl->dedupe_.words()) {
     return fail("corrupt checkpoint: the de-dup table has another size");
   }
-  const std::string_view bytes = dedupe.Bytes(impl->dedupe_.words() * sizeof(uint64_t));
+  const size_t buckets = impl->dedupe_.words() / DedupeTable::kBucketSize;
+  const std::string_view bitmap = dedupe.Bytes((buckets + 7) / 8);
+  size_t present = 0;
+  for (const char byte : bitmap) present += std::popcount(static_cast<uint8_t>(byte));
+  const std::string_view bytes =
+      dedupe.Bytes(present * DedupeTable::kBucketSize * sizeof(uint64_t));
   if (!in.ok()) return fail(in.error());
-  if (!dedupe.ok() || !dedupe.AtEnd() || !impl->dedupe_.LoadWords(bytes)) {
+  if (!dedupe.ok() || !dedupe.AtEnd() || !impl->dedupe_.LoadBuckets(bitmap, bytes)) {
     return fail(dedupe.ok() ? "corrupt checkpoint: de-dup section" : dedupe.error());
   }
 

@@ -243,10 +243,18 @@ void DedupeTable::FinishCopy() {
   copying_.store(false, std::memory_order_relaxed);
 }
 
-bool DedupeTable::LoadWords(std::string_view bytes) {
-  if (bytes.size() != words() * sizeof(uint64_t)) return false;
-  std::memcpy(words_, bytes.data(), bytes.size());
-  return true;
+bool DedupeTable::LoadBuckets(std::string_view bitmap, std::string_view words) {
+  const size_t buckets = bucket_mask_ + 1;
+  constexpr size_t kBucketBytes = kBucketSize * sizeof(uint64_t);
+  if (bitmap.size() != (buckets + 7) / 8) return false;
+  size_t offset = 0;
+  for (size_t bucket = 0; bucket < buckets; ++bucket) {
+    if (!((static_cast<uint8_t>(bitmap[bucket / 8]) >> (bucket % 8)) & 1u)) continue;
+    if (words.size() - offset < kBucketBytes) return false;
+    std::memcpy(BucketAt(bucket), words.data() + offset, kBucketBytes);
+    offset += kBucketBytes;
+  }
+  return offset == words.size();
 }
 
 DedupeTable::Outcome DedupeTable::CheckAndInsert(const IdHash& hash, int64_t now_second) {

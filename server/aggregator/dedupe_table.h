@@ -121,8 +121,10 @@ class DedupeTable {
   int64_t start_second() const { return start_second_; }
   void BeginCopy(uint64_t* out);
   void FinishCopy();
-  // A restore, before any insert: `bytes` must hold exactly words() words.
-  bool LoadWords(std::string_view bytes);
+  // A restore, before any insert: `bitmap` has one bit per bucket (bit b % 8 of byte b / 8) and
+  // `words` the kBucketSize words of each set bucket in order; the other buckets stay empty (and
+  // unmapped). False when the sizes do not match.
+  bool LoadBuckets(std::string_view bitmap, std::string_view words);
 
   // Compares the vectorized scan of a bucket pair with the portable one and with the plain
   // definition of a live word, on `rounds` random pairs; returns how many disagreed.

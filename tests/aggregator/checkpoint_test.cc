@@ -341,6 +341,44 @@ TEST_CASE("an id accepted before the checkpoint is a duplicate after the restore
   CHECK(restored->Ingest(testing::Event("kept", "click")).outcome == IngestOutcome::kAccepted);
 }
 
+TEST_CASE("the de-dup section holds only the buckets in use, and a full table round-trips",
+          "[aggregator][checkpoint]") {
+  ManualClock clock(kStartMs);
+  AggregatorConfig config = TestConfig();
+  config.dedupe_capacity_log2 = 14;  // 16,384 slots, 128 KiB raw
+  const size_t raw_bytes = (size_t{1} << 14) * sizeof(uint64_t);
+  // One event in a 16x larger table (2 MiB raw) makes a checkpoint larger only by the bitmap.
+  auto one_event_checkpoint = [&](int capacity_log2) {
+    AggregatorConfig with = config;
+    with.dedupe_capacity_log2 = capacity_log2;
+    Aggregator idle(with, clock);
+    REQUIRE(idle.Ingest(testing::Event("one", "click")).outcome == IngestOutcome::kAccepted);
+    return idle.Checkpoint({}).blob.size();
+  };
+  const size_t small = one_event_checkpoint(14), large = one_event_checkpoint(18);
+  CHECK(large - small < raw_bytes / 4);  // raw: 2 MiB - 128 KiB more; bitmap: 2 KiB
+
+  // Three quarters of the slots (the table's capacity): nearly every bucket has words.
+  Aggregator full(config, clock);
+  const size_t ids = (size_t{1} << 14) / 4 * 3;
+  for (size_t i = 0; i < ids; ++i) {
+    REQUIRE(full.Ingest(testing::Event(Cat("id-", static_cast<int64_t>(i)), "click")).outcome ==
+            IngestOutcome::kAccepted);
+  }
+  const CheckpointResult checkpoint = full.Checkpoint({});
+  CHECK(checkpoint.blob.size() > raw_bytes);
+  std::string error;
+  std::unique_ptr<Aggregator> restored = Aggregator::Restore(config, clock, checkpoint.blob, 0,
+                                                             &error);
+  REQUIRE(restored != nullptr);
+  size_t duplicates = 0;
+  for (size_t i = 0; i < ids; ++i) {
+    duplicates += restored->Ingest(testing::Event(Cat("id-", static_cast<int64_t>(i)), "click"))
+                      .outcome == IngestOutcome::kDuplicate;
+  }
+  CHECK(duplicates == ids);
+}
+
 TEST_CASE("checkpoints cut between ingest sections", "[aggregator][checkpoint][concurrency]") {
   ManualClock clock(kStartMs);
   Aggregator aggregator(TestConfig(), clock);

@@ -255,7 +255,8 @@ for example in "${examples[@]}"; do
       : >"$log"
       setsid env --default-signal=INT bash "$work/example.sh" >"$work/out" 2>"$log" </dev/null &
       pid=$!
-      deadline=$((SECONDS + 10))
+      # Generous: a sanitizer build restoring a checkpoint on a CI box busy with other tests.
+      deadline=$((SECONDS + 30))
       until grep -q "event=listening" "$log"; do
         ((SECONDS < deadline)) || { cat "$log"; fail "did not start: $example"; }
         sleep 0.1
