@@ -9,7 +9,7 @@
 #include "dashboard_client/script_modes.h"
 #include "dashboard_client/subscription.h"
 #include "dashboard_client/terminal_ui.h"
-#include "event_reporter/flags.h"
+#include "clients/common/flags.h"
 
 namespace rta::dashboard {
 namespace {
@@ -21,6 +21,9 @@ Usage: dashboard_client [flags]
 
   --server HOST:PORT    server address, default 127.0.0.1:50051
   --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
+  --token-file FILE     read the token from FILE's first line (analytics_server --init
+                        writes DATA_DIR/admin.token)
+  --insecure            send the token even in plaintext to a server beyond loopback
   --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
   --metrics a,b,c       subscribe to these metrics only (default: what the dashboard shows)
   --window 1m|5m|1h     the window shown first (w switches), default 1m
@@ -80,9 +83,9 @@ std::vector<std::string> SplitList(const std::vector<std::string>& values) {
 int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_terminal,
                     const std::atomic<bool>& quit) {
   client::Flags flags(args,
-                      {"server", "token", "tls-ca", "metrics", "window", "interval",
+                      {"server", "token", "token-file", "tls-ca", "metrics", "window", "interval",
                        "history-seconds", "dashboard-id", "timeout-ms"},
-                      {"plain", "once", "json", "help"});
+                      {"plain", "once", "json", "help", "insecure"});
   if (flags.Has("help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -91,7 +94,12 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   if (const auto servers = SplitList(flags.All("server")); !servers.empty()) {
     options.channel.servers = servers;
   }
-  options.channel.token = flags.String("token");
+  std::string token_error;
+  if (!client::ResolveToken(flags.String("token"), flags.String("token-file"),
+                            &options.channel.token, &token_error)) {
+    flags.Fail(token_error);
+  }
+  options.channel.allow_plaintext_token = flags.Has("insecure");
   options.channel.tls_ca_file = flags.String("tls-ca");
   analytics::Window window = analytics::WINDOW_1M;
   if (flags.Has("window") && !ParseWindow(flags.String("window"), &window)) {

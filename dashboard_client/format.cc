@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "event_reporter/number_text.h"
+#include "clients/common/number_text.h"
 
 namespace rta::dashboard {
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "dashboard_client/dashboard_cli.h"
-#include "event_reporter/interrupt.h"
+#include "clients/common/interrupt.h"
 
 int main(int argc, char** argv) {
   // SIGINT/SIGTERM end the dashboard through its normal exit, so the terminal is restored.

@@ -13,7 +13,7 @@
 
 #include "analytics.grpc.pb.h"
 #include "dashboard_client/render.h"
-#include "event_reporter/client_channel.h"
+#include "clients/common/client_channel.h"
 
 namespace rta::dashboard {
 

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <sstream>
 
-#include "event_reporter/client_channel.h"
-#include "event_reporter/number_text.h"
+#include "clients/common/client_channel.h"
+#include "clients/common/number_text.h"
 
 namespace rta::reporter::detail {
 namespace {
@@ -26,7 +26,12 @@ DeliveryOptions ReadDeliveryOptions(Flags& flags, const CliEnvironment& environm
     }
   }
   if (!servers.empty()) options.channel.servers = servers;
-  options.channel.token = flags.String("token");
+  std::string token_error;
+  if (!client::ResolveToken(flags.String("token"), flags.String("token-file"), &options.channel.token,
+                    &token_error)) {
+    flags.Fail(token_error);
+  }
+  options.channel.allow_plaintext_token = flags.Has("insecure");
   options.channel.tls_ca_file = flags.String("tls-ca");
   const std::string protocol = flags.String("protocol", "publish");
   if (protocol == "publish") {
@@ -72,6 +77,9 @@ Delivery (every mode that sends):
   --server HOST:PORT    server address, default 127.0.0.1:50051; repeat it (or give a comma
                         list) to balance streams over several servers (round_robin)
   --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
+  --token-file FILE     read the token from FILE's first line (analytics_server --init
+                        writes DATA_DIR/admin.token)
+  --insecure            send the token even in plaintext to a server beyond loopback
   --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
   --protocol P          publish (default): PublishEvents, every batch acknowledged once
                         durable, a window of batches in flight, only unacknowledged batches
@@ -108,10 +116,11 @@ second Ctrl-C quits at once (status 130).
 )";
 
 const std::vector<std::string> kDeliveryValueFlags = {
-    "server",        "token",       "tls-ca",        "batch-size",     "batch-bytes",
+    "server",        "token",       "token-file",    "tls-ca",         "batch-size",     "batch-bytes",
     "linger-ms",     "streams",     "stream-events", "deadline-ms",    "give-up-after",
     "protocol",      "window-batches", "window-bytes", "drain-ms"};
-const std::vector<std::string> kDeliverySwitches = {"no-batch", "quiet", "json", "help"};
+const std::vector<std::string> kDeliverySwitches = {"no-batch", "quiet", "json", "help",
+                                                    "insecure"};
 
 std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "event_reporter/cli.h"
-#include "event_reporter/flags.h"
+#include "clients/common/flags.h"
 #include "event_reporter/progress_line.h"
 #include "event_reporter/reporter.h"
 

@@ -12,7 +12,7 @@
 
 #include "event_reporter/cli_common.h"
 #include "event_reporter/event_json.h"
-#include "event_reporter/number_text.h"
+#include "clients/common/number_text.h"
 #include "event_reporter/traffic_generator.h"
 
 namespace rta::reporter {

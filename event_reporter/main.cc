@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "event_reporter/cli.h"
-#include "event_reporter/interrupt.h"
+#include "clients/common/interrupt.h"
 
 int main(int argc, char** argv) {
   // Ctrl-C: stop reading or generating, deliver what is queued, print the summary.

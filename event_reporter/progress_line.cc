@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "event_reporter/number_text.h"
+#include "clients/common/number_text.h"
 
 namespace rta::reporter {
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "analytics.grpc.pb.h"
-#include "event_reporter/client_channel.h"
+#include "clients/common/client_channel.h"
 #include "event_reporter/event_queue.h"
 
 namespace rta::reporter {

@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "server/analyze_call.h"
+#include "server/config_parser.h"
+#include "server/directory_store.h"
 #include "server/durability.h"
 #include "server/get_metrics_call.h"
 #include "server/ingest_call.h"
@@ -29,6 +31,7 @@
 #include "server/publish_call.h"
 #include "server/service_state.h"
 #include "server/subscribe_call.h"
+#include "server/user_service.h"
 #include "server/worker.h"
 
 namespace rta::server {
@@ -122,6 +125,8 @@ class AnalyticsServer::Impl {
   // Opens the data directory and rebuilds the aggregator from it, or makes an empty one in
   // memory-only mode; then the service state around it.
   bool OpenState(std::string* error);
+  // Refuses a listen address beyond loopback without TLS or authentication unless --insecure.
+  bool CheckExposure(std::string* error);
   void UpdateDurabilityMetrics();
 
   const ServerConfig config_;
@@ -130,6 +135,15 @@ class AnalyticsServer::Impl {
   ServerMetrics metrics_;
   ProducerTable producers_;
   std::unique_ptr<Durability> durability_;  // null in memory-only mode
+  // Users and tokens: persisted in durability_'s store, or in memory only without a data dir.
+  std::unique_ptr<CheckpointDirectoryStore> directory_store_;
+  std::unique_ptr<auth::UserDirectory> users_;
+  std::unique_ptr<auth::Authenticator> authenticator_;
+  // userservice.UserService and TokenService (callback API; see user_service.h). Declared
+  // before server_: gRPC needs a service to outlive its server.
+  ChatHub chat_{1000, 1000};
+  std::unique_ptr<UserServiceImpl> user_service_;
+  std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<agg::Aggregator> aggregator_;
   SnapshotHub hub_;
   AsyncAnalyticsService service_;
@@ -168,10 +182,13 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
 
   // Recovery comes before the port opens: no client sees the state half rebuilt.
   if (!OpenState(error)) return false;
+  if (!CheckExposure(error)) return false;
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
   builder.RegisterService(&service_);
+  builder.RegisterService(user_service_.get());
+  builder.RegisterService(token_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
   // Transport limits, set on purpose (see the README's security section).
@@ -329,6 +346,26 @@ void AnalyticsServer::Impl::Tick(bool early) {
   last_tick_end_ = std::chrono::steady_clock::now();
 }
 
+bool AnalyticsServer::Impl::CheckExposure(std::string* error) {
+  const bool authenticated = authenticator_->enabled();
+  LogInfo("access", {{"auth", config_.auth},
+                     {"tokens_required", authenticated ? "yes" : "no"},
+                     {"users", std::to_string(users_->view()->users.size())}});
+  if (IsLoopbackAddress(config_.listen)) return true;
+  // Redis's "protected mode", for the same reason: a server that answers anyone on the network
+  // should be a decision, not a default.
+  std::string missing;
+  missing = "TLS (this version serves plaintext only)";
+  if (!authenticated) missing += " and authentication (no user yet: run analytics_server --init)";
+  if (config_.insecure == 0) {
+    *error = "refusing to listen on " + config_.listen + " beyond loopback without " + missing +
+             "; listen on 127.0.0.1, or pass --insecure 1 to accept the exposure";
+    return false;
+  }
+  LogWarn("insecure_listen", {{"address", config_.listen}, {"without", missing}});
+  return true;
+}
+
 bool AnalyticsServer::Impl::OpenState(std::string* error) {
   if (config_.data_dir.empty()) {
     LogWarn("memory_only",
@@ -348,8 +385,24 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
                          {"fsync", config_.fsync},
                          {"checkpoint_interval_s", std::to_string(config_.checkpoint_interval_s)}});
   }
+  if (durability_ != nullptr) {
+    directory_store_ = std::make_unique<CheckpointDirectoryStore>(durability_->store());
+  }
+  users_ = auth::UserDirectory::Load(directory_store_.get(), error);
+  if (users_ == nullptr) {
+    *error = "users and tokens in " + config_.data_dir + "/store: " + *error;
+    return false;
+  }
+  const auth::AuthMode mode = config_.auth == "required" ? auth::AuthMode::kRequired
+                              : config_.auth == "off"    ? auth::AuthMode::kOff
+                                                         : auth::AuthMode::kAuto;
+  authenticator_ = std::make_unique<auth::Authenticator>(*users_, mode);
+  const DirectoryAccess access{*users_, *authenticator_, metrics_, clock_};
+  user_service_ = std::make_unique<UserServiceImpl>(access, chat_);
+  token_service_ = std::make_unique<TokenServiceImpl>(access);
   state_ = std::make_unique<ServiceState>(config_, service_, *aggregator_, metrics_, hub_, clock_,
                                           producers_);
+  state_->auth = authenticator_.get();
   state_->log = durability_ != nullptr ? durability_->log() : nullptr;
   state_->request_early_tick = [this] { RequestEarlyTick(); };
   state_->ingest_fault_for_test = ingest_fault_for_test_;

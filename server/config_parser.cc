@@ -75,6 +75,19 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"skip_corrupt_records", &c.skip_corrupt_records,
        "1: at start, skip (and count) corrupt records in the middle of the log instead of "
        "refusing to start; their events are lost"},
+      {"auth", &c.auth,
+       "auto: calls need an API token once the data directory has a user (analytics_server "
+       "--init creates the first); required: always; off: never (loopback only)"},
+      {"insecure", &c.insecure,
+       "1: allow listening beyond loopback without TLS or without authentication (a warning "
+       "is logged); 0 refuses to start instead"},
+      {"token_events_per_second", &c.token_events_per_second,
+       "events one API token may report per second, over all its streams (0 = unlimited; "
+       "beyond it RESOURCE_EXHAUSTED says when to retry)"},
+      {"token_max_streams", &c.token_max_streams,
+       "streaming calls one API token may hold open at once (0 = unlimited)"},
+      {"token_max_subscriptions", &c.token_max_subscriptions,
+       "subscriptions one API token may hold open at once (0 = unlimited)"},
       {"checkpoint_interval_s", &c.checkpoint_interval_s,
        "seconds between checkpoints of the aggregator's state (and one at shutdown); the log "
        "before a checkpoint is deleted"},
@@ -224,6 +237,10 @@ bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, st
       out->show_version = true;
       continue;
     }
+    if (arg == "--init") {
+      out->init = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) {
       *error = "unexpected argument '" + arg + "' (see --help)";
       return false;
@@ -277,6 +294,9 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   };
   std::string why;
   if (!ValidateListenAddress(c.listen, &why)) return fail("listen: " + why);
+  if (c.auth != "auto" && c.auth != "required" && c.auth != "off") {
+    return fail("auth: must be auto, required or off, got '" + c.auth + "'");
+  }
   if (c.fsync != "always" && c.fsync != "interval" && c.fsync != "never") {
     return fail("fsync: must be always, interval or never, got '" + c.fsync + "'");
   }
@@ -308,6 +328,7 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("log_segment_bytes", c.log_segment_bytes, 1u << 20, 1ull << 34) ||
       !within("log_max_pending_bytes", c.log_max_pending_bytes, 1u << 20, 1ull << 36) ||
       !within("skip_corrupt_records", c.skip_corrupt_records, 0, 1) ||
+      !within("insecure", c.insecure, 0, 1) ||
       !within("checkpoint_interval_s", c.checkpoint_interval_s, 1, 86'400) ||
       !within("producer_idle_expiry_s", c.producer_idle_expiry_s, 60, 365 * 86'400) ||
       !within("max_producers", c.max_producers, 1, 100'000'000) ||
@@ -391,6 +412,17 @@ bool ValidateListenAddress(const std::string& address, std::string* why) {
   return true;
 }
 
+bool IsLoopbackAddress(const std::string& address) {
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host == "localhost") return true;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code parse_error;
+  const boost::asio::ip::address ip = boost::asio::ip::make_address(host, parse_error);
+  return !parse_error && ip.is_loopback();
+}
+
 std::string ServerHelpText() {
   ServerConfig defaults;
   defaults.data_dir = kDefaultDataDir;
@@ -399,6 +431,9 @@ std::string ServerHelpText() {
          "Usage: analytics_server [--config FILE] [--flag VALUE]...\n\n"
          "  --config FILE   JSON object with any of the keys below ('-' written as '_');\n"
          "                  flags given on the command line win over the file\n"
+         "  --init          create the first admin user and its API token in the data\n"
+         "                  directory, write the token to DATA_DIR/admin.token (mode 0600)\n"
+         "                  and exit; from then on calls need a token (--auth auto)\n"
          "  --help          this text\n"
          "  --version       print the version\n\n";
   for (const Setting& s : Settings(defaults)) {

@@ -42,6 +42,9 @@ class Durability {
                                           std::string* error);
   ~Durability();
 
+  // The RocksDB store (checkpoints, and the users and tokens of server/auth).
+  storage::CheckpointStore& store() { return *store_; }
+
   // Builds the aggregator from the latest checkpoint and the log records after it, and refills
   // the producer table. Logs what it did (records, events, seconds).
   std::unique_ptr<agg::Aggregator> Recover(const agg::Clock& clock, ProducerTable& producers,

@@ -43,7 +43,9 @@ void GetMetricsCall::OnEvent(int op, bool ok) {
   if (!state_.shutting_down.load(std::memory_order_relaxed)) new GetMetricsCall(state_, worker_);
   start_time_ = std::chrono::steady_clock::now();
   analytics::MetricsSnapshot response;
-  grpc::Status status = AnswerQuery(query_, *state_.hub.Latest(), &response);
+  auth::Principal principal;
+  grpc::Status status = state_.Authenticate(context_, Method::kGetMetrics, &principal);
+  if (status.ok()) status = AnswerQuery(query_, *state_.hub.Latest(), &response);
   code_ = status.error_code();
   if (status.ok()) {
     responder_.Finish(response, status, &finish_tag_);

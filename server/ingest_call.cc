@@ -206,6 +206,16 @@ grpc::Status IngestCall<Message>::Consume() {
                   std::to_string(state_.config.max_batch_events)};
     }
   }
+  if constexpr (kMethod == Method::kReportEventBatches) {
+    if (grpc::Status status = state_.TakeEvents(booking_.principal(), message_.events_size());
+        !status.ok()) {
+      return status;
+    }
+  } else {
+    if (grpc::Status status = state_.TakeEvents(booking_.principal(), 1); !status.ok()) {
+      return status;
+    }
+  }
   if (journaled && !JournalAccepts(state_, &why)) return {grpc::StatusCode::UNAVAILABLE, why};
   // With a log, the message's events and its record are one ingest section: a checkpoint sees
   // both or neither.

@@ -13,6 +13,7 @@
 
 #include "server/analytics_server.h"
 #include "server/config_parser.h"
+#include "server/access_init.h"
 #include "server/log.h"
 
 namespace {
@@ -46,6 +47,15 @@ int main(int argc, char** argv) {
   }
   if (command_line.show_version) {
     std::printf("analytics_server %s (grpc %s)\n", RTA_VERSION, RTA_GRPC_VERSION);
+    return 0;
+  }
+  if (command_line.init) {
+    std::string report;
+    if (!InitAccess(command_line.config, &report, &error)) {
+      std::fprintf(stderr, "analytics_server --init: %s\n", error.c_str());
+      return 1;
+    }
+    std::fputs(report.c_str(), stdout);
     return 0;
   }
   const auto grace = std::chrono::milliseconds(command_line.config.shutdown_grace_ms);

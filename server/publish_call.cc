@@ -151,8 +151,7 @@ grpc::Status PublishCall::Consume() {
   return grpc::Status::OK;
 }
 
-grpc::Status PublishCall::TakeBatch(const analytics::PublishRequest& request,
-                                    PendingAck* pending) {
+grpc::Status PublishCall::TakeBatch(const analytics::PublishRequest& request, PendingAck* pending) {
   const std::string& producer = request.producer_id();
   if (producer.empty() || producer.size() > ProducerTable::kMaxProducerIdBytes) {
     return {grpc::StatusCode::INVALID_ARGUMENT,
@@ -169,6 +168,10 @@ grpc::Status PublishCall::TakeBatch(const analytics::PublishRequest& request,
                 std::to_string(request.events_size()) + " events, limit " +
                 std::to_string(state_.config.max_batch_events)};
   }
+  if (grpc::Status status = state_.TakeEvents(booking_.principal(), request.events_size());
+      !status.ok()) {
+    return status;
+  }
   std::string why;
   if (!JournalAccepts(state_, &why)) return {grpc::StatusCode::UNAVAILABLE, why};
 
@@ -181,8 +184,8 @@ grpc::Status PublishCall::TakeBatch(const analytics::PublishRequest& request,
   ProducerTable::Batch batch;
   BatchCounts original;
   uint64_t expected = 0;
-  switch (state_.producers.Begin(producer, request.sequence(), now_ms, &batch, &original,
-                                 &expected)) {
+  switch (
+      state_.producers.Begin(producer, request.sequence(), now_ms, &batch, &original, &expected)) {
     case ProducerTable::Verdict::kFull:
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
               "the server tracks its maximum of " + std::to_string(state_.config.max_producers) +
@@ -216,16 +219,19 @@ grpc::Status PublishCall::TakeBatch(const analytics::PublishRequest& request,
     if (!tally.Ingest(state_, request.events(i))) record.skipped.push_back(i);
   }
   const analytics::EventResponse& counted = tally.response();
-  record.kind = counted.accepted() > 0 ? storage::RecordKind::kPublish
-                                       : storage::RecordKind::kProducerOnly;
+  record.kind =
+      counted.accepted() > 0 ? storage::RecordKind::kPublish : storage::RecordKind::kProducerOnly;
   record.ingest_ms = now_ms;
   record.producer_id = producer;
   record.sequence = request.sequence();
   record.accepted = static_cast<uint32_t>(counted.accepted());
   record.duplicates = static_cast<uint32_t>(counted.duplicates());
   record.rejected = static_cast<uint32_t>(counted.rejected());
-  if (record.kind == storage::RecordKind::kPublish) record.message = message_bytes_;
-  else record.skipped.clear();
+  if (record.kind == storage::RecordKind::kPublish) {
+    record.message = message_bytes_;
+  } else {
+    record.skipped.clear();
+  }
   const uint64_t lsn = AppendToJournal(state_, record);
   batch.Commit({record.sequence, record.accepted, record.duplicates, record.rejected}, now_ms);
   tally.FlushMetrics(state_.metrics);

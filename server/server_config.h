@@ -13,8 +13,9 @@ inline constexpr char kDefaultDataDir[] = "analytics-data";
 // Everything the server can be told at start. Flags and the JSON config file use the same keys
 // (flag --tick-ms is key "tick_ms"); see ParseServerConfig() and `analytics_server --help`.
 struct ServerConfig {
-  std::string listen = "0.0.0.0:50051";
-  std::string metrics_listen = "0.0.0.0:9464";  // "" disables the Prometheus endpoint
+  // Loopback by default: exposing the ports is a decision (see `insecure` and README "Access").
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";  // "" disables the Prometheus endpoint
   uint32_t workers = 0;                         // completion queues/threads; 0 = cores
   uint32_t tick_ms = 1000;                      // aggregator tick, >= 50
   // Early ticks for push_on_change subscribers come at most this often, so that heavy ingest
@@ -62,6 +63,15 @@ struct ServerConfig {
   // Server-side window of a PublishEvents stream: batches read but not yet acknowledged; the
   // stream stops reading beyond it (flow control back to the client).
   uint32_t publish_window_batches = 64;
+  // Access (server/auth). auth: auto (tokens required once a user exists: after --init),
+  // required, or off. insecure: 1 lets the server listen beyond loopback without TLS or
+  // without authentication (refused otherwise; logged as a warning).
+  std::string auth = "auto";
+  uint32_t insecure = 0;
+  // Per API token (auth/token_limits.h); 0 = unlimited.
+  uint32_t token_events_per_second = 0;
+  uint32_t token_max_streams = 5'000;
+  uint32_t token_max_subscriptions = 5'000;
   agg::AggregatorConfig aggregator;
 };
 

@@ -29,6 +29,16 @@ const char* MethodName(Method method) {
       return "SubscribeMetricBatches";
     case Method::kPublishEvents:
       return "PublishEvents";
+    case Method::kGetUser:
+      return "GetUser";
+    case Method::kListUsers:
+      return "ListUsers";
+    case Method::kUpdateUser:
+      return "UpdateUser";
+    case Method::kChatSupport:
+      return "ChatSupport";
+    case Method::kListTokens:
+      return "ListTokens";
   }
   return "unknown";
 }
@@ -164,8 +174,17 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                               "Request messages that were not valid protobuf for their method "
                               "(the stream ended with INVALID_ARGUMENT), by method")
                           .Register(r);
+  auto& auth_refused = BuildCounter()
+                           .Name("analytics_auth_refused_total")
+                           .Help(
+                               "Calls refused by authentication, by method and code "
+                               "(UNAUTHENTICATED: no, unknown, revoked or expired token; "
+                               "PERMISSION_DENIED: the token's user lacks the method's role)")
+                           .Register(r);
   for (size_t i = 0; i < kMethodCount; ++i) {
     const char* name = MethodName(static_cast<Method>(i));
+    auth_refused_[i][0] = &auth_refused.Add({{"method", name}, {"code", "UNAUTHENTICATED"}});
+    auth_refused_[i][1] = &auth_refused.Add({{"method", name}, {"code", "PERMISSION_DENIED"}});
     open_streams_[i] = &open.Add({{"method", name}});
     rpc_duration_[i] = &duration.Add({{"method", name}}, rpc_buckets);
     idle_streams_closed_[i] = &idle.Add({{"method", name}});

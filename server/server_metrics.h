@@ -24,9 +24,15 @@ enum class Method {
   kAnalyzeSession,
   kGetMetrics,
   kSubscribeMetricBatches,
-  kPublishEvents
+  kPublishEvents,
+  // userservice.UserService and userservice.TokenService
+  kGetUser,
+  kListUsers,
+  kUpdateUser,
+  kChatSupport,
+  kListTokens
 };
-inline constexpr size_t kMethodCount = 7;
+inline constexpr size_t kMethodCount = 12;
 const char* MethodName(Method method);
 
 // Why the server refused an event before or inside the aggregator (Prometheus label values).
@@ -83,6 +89,11 @@ class ServerMetrics {
   // changes), and actions refused because --max-analyze-sessions was reached.
   prometheus::Gauge& analyze_sessions() { return *analyze_sessions_; }
   void AddAnalyzeSessionRefused() { analyze_sessions_refused_->Increment(); }
+  // A call refused by authentication: code is UNAUTHENTICATED or PERMISSION_DENIED.
+  void AddAuthRefused(Method method, grpc::StatusCode code) {
+    auth_refused_[static_cast<size_t>(method)][code == grpc::StatusCode::PERMISSION_DENIED ? 1 : 0]
+        ->Increment();
+  }
 
   // Durability (only with a data_dir).
   void AddDuplicateBatch() { duplicate_batches_->Increment(); }
@@ -165,6 +176,7 @@ class ServerMetrics {
   storage::LogStats last_log_stats_{};  // tick thread only
   prometheus::Gauge* analyze_sessions_;
   prometheus::Counter* analyze_sessions_refused_;
+  std::array<std::array<prometheus::Counter*, 2>, kMethodCount> auth_refused_{};
   prometheus::Counter* sessions_dropped_;
   agg::AggregatorStats last_stats_{};
   prometheus::Counter* malloc_trims_;

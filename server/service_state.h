@@ -12,6 +12,8 @@
 #include "analytics.grpc.pb.h"
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
+#include "server/auth/authenticator.h"
+#include "server/auth/token_limits.h"
 #include "server/peer_stream_limiter.h"
 #include "server/producer_table.h"
 #include "server/server_config.h"
@@ -28,12 +30,12 @@ namespace rta::server {
 // client's half-close (see message_parse.h).
 using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_PublishEvents<
     analytics::AnalyticsService::WithRawMethod_SubscribeMetrics<
-    analytics::AnalyticsService::WithRawMethod_SubscribeMetricBatches<
-        analytics::AnalyticsService::WithRawMethod_ReportEvent<
-            analytics::AnalyticsService::WithRawMethod_ReportEventBatches<
-                analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
-                    analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
-                        analytics::AnalyticsService::Service>>>>>>>;
+        analytics::AnalyticsService::WithRawMethod_SubscribeMetricBatches<
+            analytics::AnalyticsService::WithRawMethod_ReportEvent<
+                analytics::AnalyticsService::WithRawMethod_ReportEventBatches<
+                    analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
+                        analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
+                            analytics::AnalyticsService::Service>>>>>>>;
 
 // What every call state machine shares. Owned by the server; outlives every call.
 struct ServiceState {
@@ -76,6 +78,34 @@ struct ServiceState {
   storage::EventLog* log = nullptr;
   // Sessions of all AnalyzeSession streams together (--max-analyze-sessions); atomic inside.
   session::SessionBudget analyze_sessions{config.max_analyze_sessions};
+  // Decides whether a call may go on (its token and role); set before the workers start,
+  // outlives them. Null: every call is allowed (tests that build a ServiceState themselves).
+  const auth::Authenticator* auth = nullptr;
+  auth::TokenLimits token_limits{
+      {config.token_events_per_second, config.token_max_streams, config.token_max_subscriptions}};
+
+  // The first step of every call: OK, or the status that refuses it (counted by method and
+  // code). *principal says who called (empty while authentication is off).
+  grpc::Status Authenticate(const grpc::ServerContext& context, Method method,
+                            auth::Principal* principal) {
+    if (auth == nullptr) return grpc::Status::OK;
+    grpc::Status status = auth->Check(context, MethodName(method), clock.NowMs(), principal);
+    if (!status.ok()) metrics.AddAuthRefused(method, status.error_code());
+    return status;
+  }
+  // `events` more events from the caller: OK, or RESOURCE_EXHAUSTED when its token is over
+  // --token-events-per-second (saying when to retry).
+  grpc::Status TakeEvents(const auth::Principal& principal, uint64_t events) {
+    int64_t retry_after_ms = 0;
+    if (token_limits.TakeEvents(principal.token_id, events, clock.NowMs(), &retry_after_ms)) {
+      return grpc::Status::OK;
+    }
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+            "token " + principal.token_id + " is over its limit of " +
+                std::to_string(config.token_events_per_second) +
+                " events/s (--token-events-per-second); retry in " +
+                std::to_string(retry_after_ms) + " ms"};
+  }
 };
 
 // Books one streaming call in the server-wide accounting: the open-streams limit and gauge when
@@ -86,11 +116,16 @@ class StreamBooking {
   // Counts the stream as open; RESOURCE_EXHAUSTED when the server already holds max_streams,
   // or the client's address already holds max_streams_per_peer (the stream stays booked either
   // way, so Close() must follow).
+  // Authenticates first (ServiceState::Authenticate): a refused caller takes no stream slot.
   grpc::Status Open(ServiceState& state, Method method, const grpc::ServerContext& context) {
     method_ = method;
     open_ = true;
     start_ = std::chrono::steady_clock::now();
     state.metrics.open_streams(method).Increment();
+    if (grpc::Status status = state.Authenticate(context, method, &principal_); !status.ok()) {
+      state.open_streams.fetch_add(1, std::memory_order_relaxed);  // Close() takes it back
+      return status;
+    }
     if (state.open_streams.fetch_add(1, std::memory_order_relaxed) >= state.config.max_streams) {
       state.metrics.AddStreamRefused(StreamRefusal::kServerLimit);
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, "server has reached max_streams (" +
@@ -107,13 +142,27 @@ class StreamBooking {
                   " open streams); close some or retry later"};
     }
     peer_address_ = address;
+    const bool subscription =
+        method == Method::kSubscribeMetrics || method == Method::kSubscribeMetricBatches;
+    std::string why;
+    if (!state.token_limits.OpenStream(principal_.token_id, subscription, &why)) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, why};
+    }
+    token_booked_ = true;
     return grpc::Status::OK;
   }
+  // Who opened the stream (empty while authentication is off).
+  const auth::Principal& principal() const { return principal_; }
   // Ends the booking once, with the call's final status code; no-op if Open() never ran.
   void Close(ServiceState& state, grpc::StatusCode code) {
     if (!open_) return;
     open_ = false;
     if (peer_address_) state.peer_streams.Release(*peer_address_);
+    if (token_booked_) {
+      state.token_limits.CloseStream(
+          principal_.token_id,
+          method_ == Method::kSubscribeMetrics || method_ == Method::kSubscribeMetricBatches);
+    }
     state.open_streams.fetch_sub(1, std::memory_order_relaxed);
     state.metrics.open_streams(method_).Decrement();
     state.metrics.RpcHandled(
@@ -126,6 +175,8 @@ class StreamBooking {
   bool open_ = false;
   std::optional<std::string> peer_address_;  // set once the peer's stream count holds this one
   std::chrono::steady_clock::time_point start_;
+  auth::Principal principal_;
+  bool token_booked_ = false;  // the token's stream count holds this one
 };
 
 // One pending operation of a call: the completion-queue tag. Each call owns one Tag per kind of

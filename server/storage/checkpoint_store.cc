@@ -84,7 +84,9 @@ std::unique_ptr<CheckpointStore> CheckpointStore::Open(const std::string& dir,
   family_options.write_buffer_size = 64 << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-      {kColumnFamily, family_options}};
+      {kColumnFamily, family_options},
+      {"users", rocksdb::ColumnFamilyOptions()},
+      {"tokens", rocksdb::ColumnFamilyOptions()}};
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   const rocksdb::Status status = rocksdb::DB::Open(options, dir, families, &handles, &db);
@@ -96,12 +98,14 @@ std::unique_ptr<CheckpointStore> CheckpointStore::Open(const std::string& dir,
   store->db_.reset(db);
   store->default_ = handles[0];
   store->checkpoints_ = handles[1];
+  store->users_ = handles[2];
+  store->tokens_ = handles[3];
   return store;
 }
 
 CheckpointStore::~CheckpointStore() {
   if (db_ == nullptr) return;
-  for (rocksdb::ColumnFamilyHandle* handle : {checkpoints_, default_}) {
+  for (rocksdb::ColumnFamilyHandle* handle : {checkpoints_, default_, users_, tokens_}) {
     if (handle != nullptr) db_->DestroyColumnFamilyHandle(handle);
   }
   db_->Close();
@@ -170,6 +174,58 @@ bool CheckpointStore::Load(Checkpoint* checkpoint, bool* found, std::string* err
       checkpoint->producers.size() != producer_bytes ||
       checkpoint->history.size() != history_bytes) {
     *error = "the checkpoint is incomplete (sizes do not match its meta record)";
+    return false;
+  }
+  return true;
+}
+
+rocksdb::ColumnFamilyHandle* CheckpointStore::RecordFamily(std::string_view table,
+                                                         std::string* error) const {
+  if (table == "users") return users_;
+  if (table == "tokens") return tokens_;
+  *error = "the store has no table '" + std::string(table) + "'";
+  return nullptr;
+}
+
+bool CheckpointStore::PutRecord(std::string_view table, std::string_view key,
+                                std::string_view value, std::string* error) {
+  rocksdb::ColumnFamilyHandle* family = RecordFamily(table, error);
+  if (family == nullptr) return false;
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  const rocksdb::Status status = db_->Put(options, family, rocksdb::Slice(key.data(), key.size()),
+                                          rocksdb::Slice(value.data(), value.size()));
+  if (!status.ok()) *error = "store " + std::string(table) + ": " + status.ToString();
+  return status.ok();
+}
+
+bool CheckpointStore::DeleteRecord(std::string_view table, std::string_view key,
+                                   std::string* error) {
+  rocksdb::ColumnFamilyHandle* family = RecordFamily(table, error);
+  if (family == nullptr) return false;
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  const rocksdb::Status status =
+      db_->Delete(options, family, rocksdb::Slice(key.data(), key.size()));
+  if (!status.ok()) *error = "store " + std::string(table) + ": " + status.ToString();
+  return status.ok();
+}
+
+bool CheckpointStore::ScanRecords(
+    std::string_view table,
+    const std::function<bool(std::string_view key, std::string_view value)>& fn,
+    std::string* error) {
+  rocksdb::ColumnFamilyHandle* family = RecordFamily(table, error);
+  if (family == nullptr) return false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), family));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!fn(std::string_view(it->key().data(), it->key().size()),
+            std::string_view(it->value().data(), it->value().size()))) {
+      return true;
+    }
+  }
+  if (!it->status().ok()) {
+    *error = "store " + std::string(table) + ": " + it->status().ToString();
     return false;
   }
   return true;

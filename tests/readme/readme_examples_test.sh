@@ -25,9 +25,9 @@
 #              SIGINT
 # After an example, verify() checks what it should have done where that can be checked.
 #
-# Usage: readme_examples_test.sh README.md analytics_server event_reporter dashboard_client
+# Usage: readme_examples_test.sh README.md analytics_server event_reporter dashboard_client analytics_ctl
 set -euo pipefail
-readme=$1 server_bin=$2 reporter_bin=$3 dashboard_bin=$4
+readme=$1 server_bin=$2 reporter_bin=$3 dashboard_bin=$4 ctl_bin=$5
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../support/start_server.sh"
 
@@ -38,6 +38,10 @@ declare -A how=(
   ["build/release/server/analytics_server --listen 127.0.0.1:6000 --tick-ms 250 --config server.json"]="serve"
   ["build/release/server/analytics_server --help"]="run"
   ["build/release/server/analytics_server --data-dir analytics-state --fsync interval --fsync-interval-ms 5"]="serve"
+  ["build/release/server/analytics_server --init --data-dir analytics-secure"]="run"
+  ["build/release/server/analytics_server --data-dir analytics-secure"]="serve"
+  ["dashboard_client --once --json --token-file analytics-secure/admin.token"]="run"
+  ["analytics_ctl --token-file analytics-secure/admin.token users list"]="run"
   ["event_reporter replay events.jsonl"]="run"
   ["tail -f app.jsonl | event_reporter replay - --linger-ms 200"]="ctrl-c"
   ["event_reporter generate --rate 200"]="ctrl-c"
@@ -95,7 +99,7 @@ done
 # --- The user's side: binaries on PATH aimed at the test server, the build tree's path for
 # the server, and the files the examples read.
 mkdir -p "$work/bin" "$work/build/release/server"
-for pair in "event_reporter:$reporter_bin" "dashboard_client:$dashboard_bin"; do
+for pair in "event_reporter:$reporter_bin" "dashboard_client:$dashboard_bin" "analytics_ctl:$ctl_bin"; do
   name=${pair%%:*} real=${pair#*:}
   cat >"$work/bin/$name" <<WRAPPER
 #!/usr/bin/env bash
@@ -161,6 +165,10 @@ verify() {
   case $1 in
     "build/release/server/analytics_server --help")
       grep -q -- "--listen" "$work/out" || fail "--help does not list --listen" ;;
+    "build/release/server/analytics_server --init --data-dir analytics-secure")
+      [[ $(stat -c %a "$work/analytics-secure/admin.token") == 600 ]] ||
+        fail "admin.token is not mode 0600"
+      grep -q "^rta_" "$work/analytics-secure/admin.token" || fail "admin.token holds no token" ;;
     "event_reporter replay events.jsonl")
       wait_total events_total 5 ;;
     "tail -f app.jsonl | event_reporter replay - --linger-ms 200")
@@ -262,7 +270,14 @@ for example in "${examples[@]}"; do
         sleep 0.1
       done
       port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)
-      "$reporter_bin" send --type page_view --server "127.0.0.1:$port" --quiet >/dev/null ||
+      token=()
+      if [[ $example == *"--data-dir analytics-secure"* ]]; then
+        # After --init every call needs the admin token: without it the event is refused.
+        "$reporter_bin" send --type page_view --server "127.0.0.1:$port" --quiet \
+          --give-up-after 0 >/dev/null 2>&1 && fail "the server of '$example' took an event without a token"
+        token=(--token-file "$work/analytics-secure/admin.token")
+      fi
+      "$reporter_bin" send --type page_view --server "127.0.0.1:$port" --quiet "${token[@]}" >/dev/null ||
         fail "the server of '$example' did not take an event"
       if [[ $example == *"--tick-ms 250"* ]]; then
         grep -q "event=listening.* tick_ms=250" "$log" ||

@@ -5,6 +5,7 @@
 #include "server/config_parser.h"
 
 using rta::server::CommandLine;
+using rta::server::IsLoopbackAddress;
 using rta::server::ParseCommandLine;
 
 namespace {
@@ -30,7 +31,7 @@ TEST_CASE("flags set the documented keys", "[server][config]") {
   CHECK(cl.config.tick_ms == 250);
   CHECK(cl.config.workers == 3);
   CHECK(cl.config.aggregator.dedupe_horizon_seconds == 60);
-  CHECK(cl.config.metrics_listen == "0.0.0.0:9464");
+  CHECK(cl.config.metrics_listen == "127.0.0.1:9464");  // loopback unless told otherwise
 }
 
 TEST_CASE("a JSON config file applies, and flags win over it", "[server][config]") {
@@ -50,6 +51,28 @@ std::string Refusal(const std::vector<std::string>& args) {
   CommandLine fresh;
   std::string error;
   return ParseCommandLine(args, &fresh, &error) ? "" : error;
+}
+
+TEST_CASE("the defaults listen on loopback only, and loopback is told apart", "[server][config]") {
+  CommandLine cl;
+  std::string error;
+  REQUIRE(ParseCommandLine({}, &cl, &error));
+  CHECK(IsLoopbackAddress(cl.config.listen));
+  CHECK(IsLoopbackAddress(cl.config.metrics_listen));
+  for (const char* loopback : {"127.0.0.1:0", "127.1.2.3:50051", "[::1]:1", "localhost:5"}) {
+    INFO(loopback);
+    CHECK(IsLoopbackAddress(loopback));
+  }
+  for (const char* exposed : {"0.0.0.0:50051", "[::]:1", "10.0.0.1:5", "analytics.internal:1",
+                              "localhost.example.com:1"}) {
+    INFO(exposed);
+    CHECK_FALSE(IsLoopbackAddress(exposed));
+  }
+  CHECK(cl.config.auth == "auto");
+  CHECK_THAT(Refusal({"--auth", "maybe"}), Catch::Contains("auth: must be auto, required or off"));
+  CHECK_THAT(Refusal({"--insecure", "2"}), Catch::Contains("insecure"));
+  REQUIRE(ParseCommandLine({"--init", "--data-dir", "x"}, &cl, &error));
+  CHECK(cl.init);
 }
 
 TEST_CASE("a bad configuration is refused with a message naming the key", "[server][config]") {

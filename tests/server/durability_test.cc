@@ -28,6 +28,7 @@
 #include "analytics.grpc.pb.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
+#include "tests/support/temp_dir.h"
 
 namespace {
 
@@ -39,21 +40,7 @@ using rta::testing::PrometheusValue;
 using rta::testing::ServerProcess;
 using rta::testing::WaitFor;
 
-class TempDir {
- public:
-  TempDir() {
-    char path[] = "/tmp/rta_durability_XXXXXX";
-    path_ = mkdtemp(path) != nullptr ? path : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using rta::testing::TempDir;
 
 // A loopback port free right now (the restarted server must come back on the same one).
 int FreePort() {
@@ -86,8 +73,8 @@ std::map<std::string, double> AllMetrics(const std::string& address) {
   for (const analytics::MetricUpdate& update : snapshot.metrics()) {
     if (update.metric_type().rfind("events_per_second", 0) == 0) continue;
     std::string key = update.metric_type() + " " + std::to_string(update.window());
-    for (const auto& [name, value] : std::map<std::string, std::string>(
-             update.labels().begin(), update.labels().end())) {
+    for (const auto& [name, value] :
+         std::map<std::string, std::string>(update.labels().begin(), update.labels().end())) {
       key += " " + name + "=" + value;
     }
     for (const analytics::TopEntry& entry : update.top()) {
@@ -118,7 +105,8 @@ std::map<int64_t, double> History(const std::string& address) {
   std::map<int64_t, double> history;
   analytics::MetricUpdate update;
   while (reader->Read(&update)) {
-    if (update.kind() == analytics::UPDATE_KIND_HISTORY) history[update.timestamp()] = update.value();
+    if (update.kind() == analytics::UPDATE_KIND_HISTORY)
+      history[update.timestamp()] = update.value();
     if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) break;  // history comes before
   }
   context.TryCancel();
@@ -199,9 +187,14 @@ std::vector<uint64_t> RecordOffsets(const std::filesystem::path& file) {
 
 std::vector<std::string> DurableArgs(const std::string& data_dir,
                                      std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--data-dir", data_dir, "--tick-ms", "100",
-                                   "--metrics-listen", "127.0.0.1:0",
-                                   "--dedupe-capacity-log2", "16"};
+  std::vector<std::string> args = {"--data-dir",
+                                   data_dir,
+                                   "--tick-ms",
+                                   "100",
+                                   "--metrics-listen",
+                                   "127.0.0.1:0",
+                                   "--dedupe-capacity-log2",
+                                   "16"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -259,9 +252,9 @@ TEST_CASE("a SIGTERM restart under steady traffic keeps every metric of every wi
     const auto it = after.find(key);
     if (it == after.end() || std::abs(it->second - value) > 1e-9 * std::max(1.0, std::abs(value))) {
       ++differences;
-      UNSCOPED_INFO(key << ": before " << value << ", after "
-                        << (it == after.end() ? std::string("(missing)")
-                                              : std::to_string(it->second)));
+      UNSCOPED_INFO(
+          key << ": before " << value << ", after "
+              << (it == after.end() ? std::string("(missing)") : std::to_string(it->second)));
     }
   }
   CHECK(differences == 0);
@@ -284,8 +277,8 @@ TEST_CASE("kill -9 three times while event_reporter replays a file: exact counts
   const std::string file = dir.path() + "/traffic.jsonl";
   {
     const std::string command = std::string(RTA_EVENT_REPORTER_BINARY) + " generate --events " +
-                                std::to_string(events) + " --rate 2000 --seed 11 --output " +
-                                file + " --quiet";
+                                std::to_string(events) + " --rate 2000 --seed 11 --output " + file +
+                                " --quiet";
     REQUIRE(std::system(command.c_str()) == 0);
   }
   // The file's exact answers.
@@ -316,8 +309,8 @@ TEST_CASE("kill -9 three times while event_reporter replays a file: exact counts
   if (reporter == 0) {
     const int out = open(summary_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1);
-    const int err = open((dir.path() + "/reporter.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                         0644);
+    const int err =
+        open((dir.path() + "/reporter.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(err, 2);
     execl(RTA_EVENT_REPORTER_BINARY, "event_reporter", "replay", file.c_str(), "--server",
           address.c_str(), "--json", "--quiet", static_cast<char*>(nullptr));
@@ -392,14 +385,14 @@ TEST_CASE("a torn last record is truncated at start, logged and counted, and the
   REQUIRE(PublishOne(server.address(), Batch("torn", 10, 10, NowMs()), &ack).ok());
   CHECK_FALSE(ack.duplicate_batch());
   CHECK(ack.accepted() == 10);
-  CHECK(WaitFor([&] {
-    return Metric(server.address(), "events_total", analytics::WINDOW_TOTAL) == 100;
-  }));
+  CHECK(WaitFor(
+      [&] { return Metric(server.address(), "events_total", analytics::WINDOW_TOTAL) == 100; }));
 }
 
-TEST_CASE("a flipped byte in the middle of the log stops the start with segment and offset, "
-          "unless --skip-corrupt-records",
-          "[server][binary][durability]") {
+TEST_CASE(
+    "a flipped byte in the middle of the log stops the start with segment and offset, "
+    "unless --skip-corrupt-records",
+    "[server][binary][durability]") {
   TempDir dir;
   {
     ServerProcess server(DurableArgs(dir.path()));
@@ -440,9 +433,10 @@ TEST_CASE("a flipped byte in the middle of the log stops the start with segment 
   CHECK(Metric(server.address(), "events_total", analytics::WINDOW_TOTAL) == 90);
 }
 
-TEST_CASE("a full disk: ingest gets UNAVAILABLE, reads keep working, and ingest resumes by "
-          "itself when space returns, and nothing acknowledged is lost",
-          "[server][binary][durability][full_disk]") {
+TEST_CASE(
+    "a full disk: ingest gets UNAVAILABLE, reads keep working, and ingest resumes by "
+    "itself when space returns, and nothing acknowledged is lost",
+    "[server][binary][durability][full_disk]") {
   TempDir dir;
   ServerProcess server(DurableArgs(dir.path(), {"--log-segment-bytes", "1048576"}));
   REQUIRE(server.listening());

@@ -8,6 +8,7 @@
 
 #include "tests/server/integration_util.h"
 #include "tests/support/server_harness.h"
+#include "tests/support/temp_dir.h"
 
 using rta::testing::DeadlineContext;
 using rta::testing::MakeEvent;
@@ -15,22 +16,7 @@ using rta::testing::ServerHarness;
 
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char path[] = "/tmp/rta_publish_XXXXXX";
-    path_ = mkdtemp(path) != nullptr ? path : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using rta::testing::TempDir;
 
 analytics::PublishRequest Batch(const std::string& producer, uint64_t sequence, int64_t now_ms,
                                 int events, const std::string& id_prefix = "") {
@@ -60,7 +46,6 @@ grpc::Status Publish(analytics::AnalyticsService::Stub& stub,
   while (stream->Read(&ack)) acks->push_back(ack);
   return stream->Finish();
 }
-
 
 rta::server::ServerConfig ConfigWithDataDir(const std::string& data_dir) {
   rta::server::ServerConfig config = ServerHarness::DefaultConfig();
@@ -138,9 +123,10 @@ TEST_CASE("PublishEvents acknowledges every batch, in order, with its counts",
   }
 }
 
-TEST_CASE("PublishEvents: a client that writes far beyond the window before reading is paced, "
-          "and every batch is acknowledged in order",
-          "[server][integration][publish]") {
+TEST_CASE(
+    "PublishEvents: a client that writes far beyond the window before reading is paced, "
+    "and every batch is acknowledged in order",
+    "[server][integration][publish]") {
   TempDir dir;
   rta::server::ServerConfig config = ConfigWithDataDir(dir.path());
   config.publish_window_batches = 4;

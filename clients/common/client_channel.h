@@ -16,10 +16,18 @@ struct ChannelOptions {
   std::vector<std::string> servers = {"127.0.0.1:50051"};
   std::string tls_ca_file;  // PEM roots; empty: plaintext
   std::string token;        // sent as "authorization: Bearer <token>"; empty: none
+  // A token travels in plaintext only to loopback servers unless this is set (--insecure).
+  bool allow_plaintext_token = false;
 };
 
+// The token from --token or --token-file (its first line; the file is what
+// `analytics_server --init` writes), or false with *error naming the problem. Both given: error.
+bool ResolveToken(const std::string& token, const std::string& token_file, std::string* out,
+                  std::string* error);
+
 // The channel, or nullptr with the reason in *error (a malformed address, an unreadable CA
-// file). Does not connect: an unreachable server shows up on the first call.
+// file, a token that would go in plaintext beyond loopback). Does not connect: an unreachable
+// server shows up on the first call.
 std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options, std::string* error);
 
 // Adds the bearer token (if any) to a call.

@@ -1,4 +1,4 @@
-#include "event_reporter/flags.h"
+#include "clients/common/flags.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,4 @@
-#include "event_reporter/interrupt.h"
+#include "clients/common/interrupt.h"
 
 #include <time.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "event_reporter/client_channel.h"
+#include "clients/common/client_channel.h"
 
 #include <arpa/inet.h>
 
@@ -92,11 +92,53 @@ bool BuildTarget(const std::vector<std::string>& servers, std::string* target, s
   return true;
 }
 
+// A token may travel in plaintext to these: it never leaves the machine.
+bool IsLoopbackServer(const std::string& server) {
+  std::string host = server.substr(0, server.rfind(':'));
+  if (host.starts_with("dns:///")) host = host.substr(7);
+  if (host == "localhost" || host == "[::1]") return true;
+  in_addr address{};
+  return ::inet_pton(AF_INET, host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
+}
+
 }  // namespace
+
+bool ResolveToken(const std::string& token, const std::string& token_file, std::string* out,
+                  std::string* error) {
+  if (!token.empty() && !token_file.empty()) {
+    *error = "--token and --token-file: give one";
+    return false;
+  }
+  if (token_file.empty()) {
+    *out = token;
+    return true;
+  }
+  std::ifstream file(token_file);
+  std::string line;
+  if (!file || !std::getline(file, line)) {
+    *error = "cannot read the token file " + token_file;
+    return false;
+  }
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (line.empty()) {
+    *error = "the token file " + token_file + " is empty";
+    return false;
+  }
+  *out = line;
+  return true;
+}
 
 std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options, std::string* error) {
   std::string target;
   if (!BuildTarget(options.servers, &target, error)) return nullptr;
+  if (!options.token.empty() && options.tls_ca_file.empty() && !options.allow_plaintext_token) {
+    for (const std::string& server : options.servers) {
+      if (IsLoopbackServer(server)) continue;
+      *error = "refusing to send the token in plaintext to " + server +
+               " (beyond loopback): give --tls-ca for TLS, or --insecure to send it anyway";
+      return nullptr;
+    }
+  }
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!options.tls_ca_file.empty()) {
     std::ifstream file(options.tls_ca_file);

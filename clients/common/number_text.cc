@@ -1,4 +1,4 @@
-#include "event_reporter/number_text.h"
+#include "clients/common/number_text.h"
 
 namespace rta::client {
 
