@@ -35,15 +35,10 @@ Usage: analytics_ctl [connection flags] COMMAND
                                           arrives is printed as JSON Lines; at the end of
                                           input, waits MS (default 1000) for answers
 
-Connection flags:
-  --server HOST:PORT    default 127.0.0.1:50051
-  --token TOKEN         bearer token (role admin; chat: analyst or admin)
-  --token-file FILE     read the token from FILE's first line (DATA_DIR/admin.token)
-  --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
-  --insecure            send the token even in plaintext to a server beyond loopback
-  --timeout-ms MS       deadline of each call, default 10000
-
 Exit status: 0 done, 1 refused or failed (the server's message is printed), 2 usage error.
+
+Connection flags:
+  --timeout-ms MS       deadline of each call, default 10000
 )";
 
 struct Context {
@@ -277,23 +272,22 @@ int Chat(const Context& ctx, client::Flags& flags) {
 }  // namespace
 
 int RunCtl(const std::vector<std::string>& args, const CtlEnvironment& env) {
-  client::Flags flags(args,
-                      {"server", "token", "token-file", "tls-ca", "timeout-ms", "role", "page-size",
-                       "expires-in", "description", "to", "linger-ms"},
-                      {"insecure", "help"});
+  std::vector<std::string> value_flags = client::ConnectionValueFlags();
+  for (const char* flag :
+       {"timeout-ms", "role", "page-size", "expires-in", "description", "to", "linger-ms"}) {
+    value_flags.push_back(flag);
+  }
+  std::vector<std::string> switches = client::ConnectionSwitches();
+  switches.push_back("help");
+  client::Flags flags(args, value_flags, switches);
   if (flags.Has("help") || args.empty()) {
-    *(flags.Has("help") ? env.out : env.err) << kUsage;
+    std::ostream& help = flags.Has("help") ? *env.out : *env.err;
+    help << kUsage << client::kConnectionHelp;
     return flags.Has("help") ? 0 : 2;
   }
   Context ctx{env, {}, nullptr};
-  if (!flags.All("server").empty()) ctx.channel_options.servers = flags.All("server");
+  client::ReadConnectionFlags(flags, &ctx.channel_options);
   std::string error;
-  if (!client::ResolveToken(flags.String("token"), flags.String("token-file"),
-                            &ctx.channel_options.token, &error)) {
-    flags.Fail(error);
-  }
-  ctx.channel_options.tls_ca_file = flags.String("tls-ca");
-  ctx.channel_options.allow_plaintext_token = flags.Has("insecure");
   ctx.timeout_ms = flags.Integer("timeout-ms", 10'000, 100, 600'000);
   const std::vector<std::string>& words = flags.positional();
   auto usage = [&](const std::string& message) {

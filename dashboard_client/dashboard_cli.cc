@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <sstream>
 
+#include "clients/common/flags.h"
 #include "dashboard_client/render.h"
 #include "dashboard_client/script_modes.h"
 #include "dashboard_client/subscription.h"
 #include "dashboard_client/terminal_ui.h"
-#include "clients/common/flags.h"
 
 namespace rta::dashboard {
 namespace {
@@ -19,13 +19,9 @@ constexpr char kUsage[] =
 
 Usage: dashboard_client [flags]
 
-  --server HOST:PORT    server address, default 127.0.0.1:50051
-  --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
-  --token-file FILE     read the token from FILE's first line (analytics_server --init
-                        writes DATA_DIR/admin.token)
-  --insecure            send the token even in plaintext to a server beyond loopback
-  --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
-  --metrics a,b,c       subscribe to these metrics only (default: what the dashboard shows)
+)usage";
+constexpr char kUsageBody[] =
+    R"usage(  --metrics a,b,c       subscribe to these metrics only (default: what the dashboard shows)
   --window 1m|5m|1h     the window shown first (w switches), default 1m
   --interval MS         ask the server for at most one update per MS milliseconds
   --history-seconds N   per-second history to fill the sparklines with on join, default 3600
@@ -82,25 +78,22 @@ std::vector<std::string> SplitList(const std::vector<std::string>& values) {
 
 int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_terminal,
                     const std::atomic<bool>& quit) {
-  client::Flags flags(args,
-                      {"server", "token", "token-file", "tls-ca", "metrics", "window", "interval",
-                       "history-seconds", "dashboard-id", "timeout-ms"},
-                      {"plain", "once", "json", "help", "insecure"});
+  std::vector<std::string> value_flags = client::ConnectionValueFlags();
+  for (const char* flag :
+       {"metrics", "window", "interval", "history-seconds", "dashboard-id", "timeout-ms"}) {
+    value_flags.push_back(flag);
+  }
+  std::vector<std::string> switches = client::ConnectionSwitches();
+  for (const char* flag : {"plain", "once", "json", "help"}) switches.push_back(flag);
+  client::Flags flags(args, value_flags, switches);
   if (flags.Has("help")) {
     std::fputs(kUsage, stdout);
+    std::fputs(client::kConnectionHelp, stdout);
+    std::fputs(kUsageBody, stdout);
     return 0;
   }
   SubscriptionOptions options;
-  if (const auto servers = SplitList(flags.All("server")); !servers.empty()) {
-    options.channel.servers = servers;
-  }
-  std::string token_error;
-  if (!client::ResolveToken(flags.String("token"), flags.String("token-file"),
-                            &options.channel.token, &token_error)) {
-    flags.Fail(token_error);
-  }
-  options.channel.allow_plaintext_token = flags.Has("insecure");
-  options.channel.tls_ca_file = flags.String("tls-ca");
+  client::ReadConnectionFlags(flags, &options.channel);
   analytics::Window window = analytics::WINDOW_1M;
   if (flags.Has("window") && !ParseWindow(flags.String("window"), &window)) {
     flags.Fail("--window: expected 1m, 5m or 1h, got \"" + flags.String("window") + "\"");

@@ -10,6 +10,7 @@ readonly PACKAGES=(
   prometheus-cpp-dev nlohmann-json3-dev catch2 libbenchmark-dev
   libncurses-dev libsodium-dev
   librocksdb-dev  # server/storage: checkpoints (and the history issue's rollups)
+  libssl-dev openssl  # server/auth: TLS file checks; the TLS tests make their certificates
   clang libclang-rt-14-dev  # fuzz/: clang and its libFuzzer + sanitizer runtimes (only a recommends)
   tmux curl python3 procps
   python3-h2

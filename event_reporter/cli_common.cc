@@ -18,21 +18,7 @@ using nlohmann::json;
 // Reads the delivery flags; records errors in `flags`.
 DeliveryOptions ReadDeliveryOptions(Flags& flags, const CliEnvironment& environment) {
   DeliveryOptions options;
-  std::vector<std::string> servers;
-  for (const std::string& value : flags.All("server")) {
-    std::stringstream list(value);
-    for (std::string server; std::getline(list, server, ',');) {
-      if (!server.empty()) servers.push_back(server);
-    }
-  }
-  if (!servers.empty()) options.channel.servers = servers;
-  std::string token_error;
-  if (!client::ResolveToken(flags.String("token"), flags.String("token-file"), &options.channel.token,
-                    &token_error)) {
-    flags.Fail(token_error);
-  }
-  options.channel.allow_plaintext_token = flags.Has("insecure");
-  options.channel.tls_ca_file = flags.String("tls-ca");
+  client::ReadConnectionFlags(flags, &options.channel);
   const std::string protocol = flags.String("protocol", "publish");
   if (protocol == "publish") {
     options.protocol = Protocol::kPublish;
@@ -43,8 +29,7 @@ DeliveryOptions ReadDeliveryOptions(Flags& flags, const CliEnvironment& environm
   }
   if (flags.Has("no-batch")) options.protocol = Protocol::kEvents;
   options.window_batches = flags.Integer("window-batches", 8, 1, 1'024);
-  options.window_bytes =
-      flags.Integer("window-bytes", 8 * 1024 * 1024, 1'024, int64_t{1} << 32);
+  options.window_bytes = flags.Integer("window-bytes", 8 * 1024 * 1024, 1'024, int64_t{1} << 32);
   options.drain = std::chrono::milliseconds(flags.Integer("drain-ms", 5'000, 0, 3'600'000));
   options.interrupted = environment.interrupted;
   options.batch_events = flags.Integer("batch-size", 500, 1, 10'000);
@@ -72,16 +57,8 @@ DeliveryOptions ReadDeliveryOptions(Flags& flags, const CliEnvironment& environm
 
 }  // namespace
 
-const char kDeliveryFlagsHelp[] = R"(
-Delivery (every mode that sends):
-  --server HOST:PORT    server address, default 127.0.0.1:50051; repeat it (or give a comma
-                        list) to balance streams over several servers (round_robin)
-  --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
-  --token-file FILE     read the token from FILE's first line (analytics_server --init
-                        writes DATA_DIR/admin.token)
-  --insecure            send the token even in plaintext to a server beyond loopback
-  --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
-  --protocol P          publish (default): PublishEvents, every batch acknowledged once
+const char kDeliveryOnlyHelp[] =
+    R"(  --protocol P          publish (default): PublishEvents, every batch acknowledged once
                         durable, a window of batches in flight, only unacknowledged batches
                         re-sent after a broken stream; batches: ReportEventBatches, a stream's
                         events acknowledged when the stream ends
@@ -115,17 +92,19 @@ file names the first line not acknowledged and the --from-line flag that resumes
 second Ctrl-C quits at once (status 130).
 )";
 
-const std::vector<std::string> kDeliveryValueFlags = {
-    "server",        "token",       "token-file",    "tls-ca",         "batch-size",     "batch-bytes",
-    "linger-ms",     "streams",     "stream-events", "deadline-ms",    "give-up-after",
-    "protocol",      "window-batches", "window-bytes", "drain-ms"};
-const std::vector<std::string> kDeliverySwitches = {"no-batch", "quiet", "json", "help",
-                                                    "insecure"};
-
 std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
+
+const std::string kDeliveryFlagsHelp = std::string("\nDelivery (every mode that sends):\n") +
+                                       client::kConnectionHelp + kDeliveryOnlyHelp;
+const std::vector<std::string> kDeliveryValueFlags =
+    Concat(client::ConnectionValueFlags(),
+           {"batch-size", "batch-bytes", "linger-ms", "streams", "stream-events", "deadline-ms",
+            "give-up-after", "protocol", "window-batches", "window-bytes", "drain-ms"});
+const std::vector<std::string> kDeliverySwitches =
+    Concat(client::ConnectionSwitches(), {"no-batch", "quiet", "json", "help"});
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -226,8 +205,8 @@ int Delivery::Finish() {
                           outcome_.first_unread_line > 0;
     outcome_.extra["interrupted"] = true;
     outcome_.extra["acknowledged"] = stats.acknowledged();
-    std::string message = "interrupted: " + client::WithThousands(stats.acknowledged()) +
-                          " events acknowledged";
+    std::string message =
+        "interrupted: " + client::WithThousands(stats.acknowledged()) + " events acknowledged";
     if (stats.unacknowledged > 0) {
       message += ", " + client::WithThousands(stats.unacknowledged) +
                  " read but not acknowledged within --drain-ms";

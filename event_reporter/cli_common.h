@@ -19,7 +19,7 @@
 // line, summary, exit status).
 namespace rta::reporter::detail {
 
-extern const char kDeliveryFlagsHelp[];
+extern const std::string kDeliveryFlagsHelp;
 extern const std::vector<std::string> kDeliveryValueFlags;  // --server, --batch-size, ...
 extern const std::vector<std::string> kDeliverySwitches;    // --no-batch, --json, --help, ...
 

@@ -314,7 +314,7 @@ int RunGenerate(const std::vector<std::string>& args, const CliEnvironment& envi
                                                    "products", "output", "start-ms"}),
               detail::kDeliverySwitches);
   if (flags.Has("help")) {
-    std::fprintf(environment.out, "%s%s", kGenerateUsage, detail::kDeliveryFlagsHelp);
+    std::fprintf(environment.out, "%s%s", kGenerateUsage, detail::kDeliveryFlagsHelp.c_str());
     return 0;
   }
   GeneratorOptions options;

@@ -61,7 +61,7 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
   Flags flags(args, Concat(detail::kDeliveryValueFlags, {"rate", "from-line"}),
               Concat(detail::kDeliverySwitches, {"strict", "shift-to-now"}));
   if (flags.Has("help")) {
-    std::fprintf(environment.out, "%s%s", kReplayUsage, detail::kDeliveryFlagsHelp);
+    std::fprintf(environment.out, "%s%s", kReplayUsage, detail::kDeliveryFlagsHelp.c_str());
     return 0;
   }
   const double rate = flags.Number("rate", 0, 0, 1e9);

@@ -73,7 +73,7 @@ int RunSend(const std::vector<std::string>& args, const CliEnvironment& environm
                       "utm-campaign", "country", "device", "value", "timestamp-ms", "property"}),
               detail::kDeliverySwitches);
   if (flags.Has("help")) {
-    std::fprintf(environment.out, "%s%s", kSendUsage, detail::kDeliveryFlagsHelp);
+    std::fprintf(environment.out, "%s%s", kSendUsage, detail::kDeliveryFlagsHelp.c_str());
     return 0;
   }
   analytics::EventData event;

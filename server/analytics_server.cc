@@ -16,12 +16,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "server/analyze_call.h"
+#include "server/auth/tls_files.h"
 #include "server/config_parser.h"
 #include "server/directory_store.h"
 #include "server/durability.h"
@@ -100,7 +102,13 @@ class AnalyticsServer::Impl {
         clock_(clock != nullptr ? *clock : system_clock_),
         producers_(config_.max_producers, int64_t{config_.producer_idle_expiry_s} * 1000) {}
 
-  ~Impl() { Shutdown(std::chrono::milliseconds(0)); }
+  ~Impl() {
+    Shutdown(std::chrono::milliseconds(0));
+    if (!tls_temp_dir_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(tls_temp_dir_, ignored);
+    }
+  }
 
   bool Start(std::string* error);
   void Shutdown(std::chrono::milliseconds grace);
@@ -127,6 +135,13 @@ class AnalyticsServer::Impl {
   bool OpenState(std::string* error);
   // Refuses a listen address beyond loopback without TLS or authentication unless --insecure.
   bool CheckExposure(std::string* error);
+  // Checks and stages the TLS files (--tls-cert); true without them.
+  bool OpenTls(std::string* error);
+
+ public:
+  bool ReloadTls(std::string* error);
+
+ private:
   void UpdateDurabilityMetrics();
 
   const ServerConfig config_;
@@ -142,6 +157,8 @@ class AnalyticsServer::Impl {
   // userservice.UserService and TokenService (callback API; see user_service.h). Declared
   // before server_: gRPC needs a service to outlive its server.
   ChatHub chat_{1000, 1000};
+  std::unique_ptr<auth::TlsFiles> tls_;  // null without --tls-cert
+  std::string tls_temp_dir_;             // the staging directory when there is no data dir
   std::unique_ptr<UserServiceImpl> user_service_;
   std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<agg::Aggregator> aggregator_;
@@ -182,10 +199,13 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
 
   // Recovery comes before the port opens: no client sees the state half rebuilt.
   if (!OpenState(error)) return false;
+  if (!OpenTls(error)) return false;
   if (!CheckExposure(error)) return false;
 
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (tls_ != nullptr) credentials = tls_->Credentials();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(config_.listen, credentials, &grpc_port_);
   builder.RegisterService(&service_);
   builder.RegisterService(user_service_.get());
   builder.RegisterService(token_service_.get());
@@ -250,7 +270,8 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   }
 
   Tick();  // a first snapshot, so that GetMetrics and subscribers never see "nothing yet"
-  for (auto& queue : queues) workers_.push_back(std::make_unique<Worker>(*state_, std::move(queue)));
+  for (auto& queue : queues)
+    workers_.push_back(std::make_unique<Worker>(*state_, std::move(queue)));
   for (auto& worker : workers_) {
     PostInitialRequests(*worker);
     worker->Start();
@@ -333,7 +354,8 @@ void AnalyticsServer::Impl::Tick(bool early) {
   std::lock_guard lock(tick_mutex_);
   const auto start = std::chrono::steady_clock::now();
   // A due checkpoint takes the place of a regular tick (it is one, plus a cut).
-  if (!early && durability_ != nullptr && durability_->MaybeCheckpoint(*aggregator_, producers_, hub_)) {
+  if (!early && durability_ != nullptr &&
+      durability_->MaybeCheckpoint(*aggregator_, producers_, hub_)) {
     hub_.Publish(aggregator_->Latest(), early);
   } else {
     hub_.Publish(aggregator_->Tick(), early);
@@ -346,6 +368,35 @@ void AnalyticsServer::Impl::Tick(bool early) {
   last_tick_end_ = std::chrono::steady_clock::now();
 }
 
+bool AnalyticsServer::Impl::OpenTls(std::string* error) {
+  if (config_.tls_cert.empty()) return true;
+  std::string stage_dir = config_.data_dir + "/tls";
+  if (config_.data_dir.empty()) {
+    char temporary[] = "/tmp/rta-tls-XXXXXX";
+    if (::mkdtemp(temporary) == nullptr) {
+      *error = "cannot create a TLS staging directory under /tmp";
+      return false;
+    }
+    stage_dir = tls_temp_dir_ = temporary;
+  }
+  tls_ = auth::TlsFiles::Create({config_.tls_cert, config_.tls_key, config_.tls_client_ca},
+                                stage_dir, error);
+  if (tls_ == nullptr) return false;
+  LogInfo("tls", {{"subject", tls_->subject()},
+                  {"client_certificates", config_.tls_client_ca.empty() ? "no" : "required"}});
+  return true;
+}
+
+bool AnalyticsServer::Impl::ReloadTls(std::string* error) {
+  if (tls_ == nullptr) {
+    *error = "this server has no TLS (--tls-cert)";
+    return false;
+  }
+  if (!tls_->Reload(error)) return false;
+  LogInfo("tls_reloaded", {{"subject", tls_->subject()}});
+  return true;
+}
+
 bool AnalyticsServer::Impl::CheckExposure(std::string* error) {
   const bool authenticated = authenticator_->enabled();
   LogInfo("access", {{"auth", config_.auth},
@@ -355,8 +406,12 @@ bool AnalyticsServer::Impl::CheckExposure(std::string* error) {
   // Redis's "protected mode", for the same reason: a server that answers anyone on the network
   // should be a decision, not a default.
   std::string missing;
-  missing = "TLS (this version serves plaintext only)";
-  if (!authenticated) missing += " and authentication (no user yet: run analytics_server --init)";
+  if (tls_ == nullptr) missing = "TLS (--tls-cert and --tls-key)";
+  if (!authenticated) {
+    missing += std::string(missing.empty() ? "" : " and ") +
+               "authentication (no user yet: run analytics_server --init)";
+  }
+  if (missing.empty()) return true;
   if (config_.insecure == 0) {
     *error = "refusing to listen on " + config_.listen + " beyond loopback without " + missing +
              "; listen on 127.0.0.1, or pass --insecure 1 to accept the exposure";
@@ -430,8 +485,7 @@ void AnalyticsServer::Impl::UpdateDurabilityMetrics() {
   metrics_.SetProducers(producers_.size());
   if (durability_ != nullptr) {
     const storage::LogHealth health = durability_->log()->health();
-    metrics_.UpdateLogStats(durability_->log()->stats(), health,
-                            durability_->log()->durable_lsn());
+    metrics_.UpdateLogStats(durability_->log()->stats(), health, durability_->log()->durable_lsn());
     if (health.writable != log_writable_) {
       log_writable_ = health.writable;
       // The gRPC health service answers for "rta.ingest" separately: a load balancer can send
@@ -508,6 +562,7 @@ AnalyticsServer::AnalyticsServer(ServerConfig config, const agg::Clock* clock)
     : impl_(std::make_unique<Impl>(std::move(config), clock)) {}
 AnalyticsServer::~AnalyticsServer() = default;
 bool AnalyticsServer::Start(std::string* error) { return impl_->Start(error); }
+bool AnalyticsServer::ReloadTls(std::string* error) { return impl_->ReloadTls(error); }
 int AnalyticsServer::grpc_port() const { return impl_->grpc_port_; }
 int AnalyticsServer::metrics_port() const { return impl_->metrics_port_; }
 void AnalyticsServer::Shutdown(std::chrono::milliseconds grace) { impl_->Shutdown(grace); }

@@ -36,6 +36,10 @@ class AnalyticsServer {
   int metrics_port() const;
 
   void Shutdown(std::chrono::milliseconds grace);
+  // SIGHUP: re-reads --tls-cert, --tls-key and --tls-client-ca (auth/tls_files.h). New
+  // connections get them within a second; open ones keep theirs. False with *error (the old
+  // material kept) when a file fails its check, or when the server has no TLS.
+  bool ReloadTls(std::string* error);
   // Blocks until Shutdown() has completed (e.g. from a signal handler).
   void Wait();
 

@@ -81,6 +81,11 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"insecure", &c.insecure,
        "1: allow listening beyond loopback without TLS or without authentication (a warning "
        "is logged); 0 refuses to start instead"},
+      {"tls_cert", &c.tls_cert,
+       "PEM certificate chain: serve gRPC over TLS (with --tls-key; reloaded on SIGHUP)"},
+      {"tls_key", &c.tls_key, "PEM private key of --tls-cert"},
+      {"tls_client_ca", &c.tls_client_ca,
+       "PEM roots: mutual TLS, a client must present a certificate they signed"},
       {"token_events_per_second", &c.token_events_per_second,
        "events one API token may report per second, over all its streams (0 = unlimited; "
        "beyond it RESOURCE_EXHAUSTED says when to retry)"},
@@ -296,6 +301,13 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   if (!ValidateListenAddress(c.listen, &why)) return fail("listen: " + why);
   if (c.auth != "auto" && c.auth != "required" && c.auth != "off") {
     return fail("auth: must be auto, required or off, got '" + c.auth + "'");
+  }
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return fail(c.tls_cert.empty() ? "tls_cert: --tls-key needs --tls-cert"
+                                   : "tls_key: --tls-cert needs --tls-key");
+  }
+  if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
+    return fail("tls_client_ca: mutual TLS needs --tls-cert and --tls-key");
   }
   if (c.fsync != "always" && c.fsync != "interval" && c.fsync != "never") {
     return fail("fsync: must be always, interval or never, got '" + c.fsync + "'");

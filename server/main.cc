@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "server/access_init.h"
 #include "server/analytics_server.h"
 #include "server/config_parser.h"
-#include "server/access_init.h"
 #include "server/log.h"
 
 namespace {
@@ -86,6 +86,18 @@ int main(int argc, char** argv) {
         signals.async_wait(on_signal);  // a second signal forces the exit
       };
   signals.async_wait(on_signal);
+  // SIGHUP: reload the TLS files (open connections keep theirs).
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        std::string reload_error;
+        if (!server.ReloadTls(&reload_error)) {
+          LogWarn("tls_reload_failed", {{"error", reload_error}});
+        }
+        hangup.async_wait(on_hangup);
+      };
+  hangup.async_wait(on_hangup);
   io.run();
   if (shutdown_thread.joinable()) shutdown_thread.join();
   return 0;

@@ -68,6 +68,10 @@ struct ServerConfig {
   // without authentication (refused otherwise; logged as a warning).
   std::string auth = "auto";
   uint32_t insecure = 0;
+  // TLS (auth/tls_files.h): PEM files; a client CA makes it mutual TLS. Reloaded on SIGHUP.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
   // Per API token (auth/token_limits.h); 0 = unlimited.
   uint32_t token_events_per_second = 0;
   uint32_t token_max_streams = 5'000;

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "clients/common/flags.h"
+
 namespace rta::client {
 namespace {
 
@@ -101,7 +103,60 @@ bool IsLoopbackServer(const std::string& server) {
   return ::inet_pton(AF_INET, host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
 }
 
+bool ReadPem(const std::string& path, const char* what, std::string* text, std::string* error) {
+  std::ifstream file(path);
+  std::stringstream pem;
+  if (!file || !(pem << file.rdbuf())) {
+    *error = std::string("cannot read the ") + what + " file " + path;
+    return false;
+  }
+  *text = pem.str();
+  return true;
+}
+
 }  // namespace
+
+const std::vector<std::string>& ConnectionValueFlags() {
+  static const std::vector<std::string> flags = {
+      "server", "token", "token-file", "tls-ca", "tls-server-name", "tls-cert", "tls-key"};
+  return flags;
+}
+
+const std::vector<std::string>& ConnectionSwitches() {
+  static const std::vector<std::string> switches = {"insecure"};
+  return switches;
+}
+const char kConnectionHelp[] =
+    R"(  --server HOST:PORT    server address, default 127.0.0.1:50051; repeat it (or give a comma
+                        list) to balance over several servers (round_robin)
+  --token TOKEN         bearer token sent as "authorization: Bearer TOKEN"
+  --token-file FILE     read the token from FILE's first line (analytics_server --init
+                        writes DATA_DIR/admin.token)
+  --tls-ca FILE         connect with TLS, trusting the PEM roots in FILE
+  --tls-server-name N   the name the server's certificate must carry (default: the host)
+  --tls-cert FILE       client certificate for mutual TLS (PEM), with --tls-key FILE
+  --insecure            send the token even in plaintext to a server beyond loopback
+)";
+
+void ReadConnectionFlags(Flags& flags, ChannelOptions* options) {
+  std::vector<std::string> servers;
+  for (const std::string& value : flags.All("server")) {
+    std::stringstream list(value);
+    for (std::string server; std::getline(list, server, ',');) {
+      if (!server.empty()) servers.push_back(server);
+    }
+  }
+  if (!servers.empty()) options->servers = servers;
+  std::string error;
+  if (!ResolveToken(flags.String("token"), flags.String("token-file"), &options->token, &error)) {
+    flags.Fail(error);
+  }
+  options->allow_plaintext_token = flags.Has("insecure");
+  options->tls_ca_file = flags.String("tls-ca");
+  options->tls_server_name = flags.String("tls-server-name");
+  options->tls_cert_file = flags.String("tls-cert");
+  options->tls_key_file = flags.String("tls-key");
+}
 
 bool ResolveToken(const std::string& token, const std::string& token_file, std::string* out,
                   std::string* error) {
@@ -140,18 +195,30 @@ std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options, std::s
     }
   }
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (!options.tls_ca_file.empty()) {
-    std::ifstream file(options.tls_ca_file);
-    std::stringstream pem;
-    if (!file || !(pem << file.rdbuf())) {
-      *error = "cannot read the TLS CA file " + options.tls_ca_file;
+  grpc::ChannelArguments arguments;
+  const bool tls = !options.tls_ca_file.empty() || !options.tls_cert_file.empty();
+  if (!tls && (!options.tls_server_name.empty() || !options.tls_key_file.empty())) {
+    *error = "--tls-server-name and --tls-key go with --tls-ca (or --tls-cert)";
+    return nullptr;
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    *error = "--tls-cert and --tls-key go together";
+    return nullptr;
+  }
+  if (tls) {
+    grpc::SslCredentialsOptions ssl;
+    if ((!options.tls_ca_file.empty() &&
+         !ReadPem(options.tls_ca_file, "TLS CA", &ssl.pem_root_certs, error)) ||
+        (!options.tls_cert_file.empty() &&
+         (!ReadPem(options.tls_cert_file, "TLS client certificate", &ssl.pem_cert_chain, error) ||
+          !ReadPem(options.tls_key_file, "TLS client key", &ssl.pem_private_key, error)))) {
       return nullptr;
     }
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = pem.str();
     credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) {
+      arguments.SetSslTargetNameOverride(options.tls_server_name);
+    }
   }
-  grpc::ChannelArguments arguments;
   arguments.SetLoadBalancingPolicyName("round_robin");
   // Reconnect quickly after a server restart instead of gRPC's default of up to 2 minutes;
   // our own retry loop paces the calls.

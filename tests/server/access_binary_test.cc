@@ -5,11 +5,16 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "analytics.grpc.pb.h"
+#include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_certs.h"
 
 namespace {
 
@@ -75,4 +80,112 @@ TEST_CASE("analytics_server --init writes a 0600 token that opens the server, ac
     ServerProcess busy({"--init", "--data-dir", dir.path()});
     CHECK(ExitCode(busy) == 1);
   }
+}
+
+namespace {
+
+// The CN of the certificate the server presented on a fresh connection (and that call's code).
+std::string ServerCommonName(const std::string& port, const std::string& ca_pem,
+                             grpc::StatusCode* code) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem;
+  grpc::ChannelArguments arguments;
+  static int channels = 0;
+  arguments.SetInt("rta.test.unique_channel", ++channels);  // a new connection, never a shared one
+  auto stub = analytics::AnalyticsService::NewStub(
+      grpc::CreateCustomChannel("127.0.0.1:" + port, grpc::SslCredentials(ssl), arguments));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  analytics::MetricsSnapshot snapshot;
+  *code = stub->GetMetrics(&context, analytics::MetricsQuery(), &snapshot).error_code();
+  const auto names = context.auth_context()->FindPropertyValues("x509_common_name");
+  return names.empty() ? "" : std::string(names[0].data(), names[0].size());
+}
+
+}  // namespace
+
+TEST_CASE("SIGHUP reloads the TLS certificate without dropping an open subscription",
+          "[server][binary][auth][tls]") {
+  TempDir pki;
+  std::string error;
+  INFO(error);
+  REQUIRE(rta::testing::MakeTestCertificates(pki.path(), &error));
+  const std::string ca = rta::testing::ReadWholeFile(pki.path() + "/ca.pem");
+  // The operator's files: server-a now, server-b copied over them later.
+  TempDir live;
+  const std::string cert = live.path() + "/server.pem", key = live.path() + "/server.key";
+  std::filesystem::copy_file(pki.path() + "/server_a.pem", cert);
+  std::filesystem::copy_file(pki.path() + "/server_a.key", key);
+  ServerProcess server({"--tls-cert", cert, "--tls-key", key, "--tick-ms", "100"});
+  REQUIRE(server.listening());
+  const std::string port = std::to_string(server.port());
+  grpc::StatusCode code;
+  CHECK(ServerCommonName(port, ca, &code) == "server-a");
+  CHECK(code == grpc::StatusCode::OK);
+
+  // A subscription on its own connection, open across the reload.
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca;
+  auto stub = analytics::AnalyticsService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + port, grpc::SslCredentials(ssl)));
+  grpc::ClientContext subscription;
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  auto stream = stub->SubscribeMetrics(&subscription, request);
+  analytics::MetricUpdate update;
+  REQUIRE(stream->Read(&update));
+
+  // A key that does not match: refused, logged, the old pair stays.
+  std::filesystem::copy_file(pki.path() + "/server_b.key", key,
+                             std::filesystem::copy_options::overwrite_existing);
+  server.Signal(SIGHUP);
+  REQUIRE(rta::testing::WaitFor(
+      [&] { return server.Log().find("tls_reload_failed") != std::string::npos; }));
+  CHECK_THAT(server.Log(), Catch::Contains("does not match the certificate"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the watcher's refresh
+  CHECK(ServerCommonName(port, ca, &code) == "server-a");
+
+  // The matching pair: new connections get server-b within the watcher's refresh interval.
+  std::filesystem::copy_file(pki.path() + "/server_b.pem", cert,
+                             std::filesystem::copy_options::overwrite_existing);
+  server.Signal(SIGHUP);
+  REQUIRE(rta::testing::WaitFor(
+      [&] { return server.Log().find("event=tls_reloaded") != std::string::npos; }));
+  CHECK(rta::testing::WaitFor([&] { return ServerCommonName(port, ca, &code) == "server-b"; }));
+  // The subscription opened before is still there: an event reported now reaches it.
+  {
+    grpc::ClientContext report;
+    report.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    analytics::EventResponse response;
+    auto writer = stub->ReportEventBatches(&report, &response);
+    analytics::EventBatch batch;
+    *batch.add_events() =
+        rta::testing::MakeEvent("after-reload", "page_view", rta::testing::NowMs());
+    writer->Write(batch);
+    writer->WritesDone();
+    REQUIRE(writer->Finish().ok());
+  }
+  bool counted = false;
+  for (int i = 0; i < 50 && !counted; ++i) {
+    REQUIRE(stream->Read(&update));
+    counted = update.metric_type() == "events_total" && update.value() >= 1;
+  }
+  CHECK(counted);
+  subscription.TryCancel();
+  while (stream->Read(&update)) {
+  }
+  stream->Finish();
+  CHECK(server.running());
+}
+
+TEST_CASE("listening beyond loopback with TLS but no user is refused, naming authentication",
+          "[server][binary][auth][tls]") {
+  TempDir pki;
+  std::string error;
+  REQUIRE(rta::testing::MakeTestCertificates(pki.path(), &error));
+  ServerProcess exposed({"--listen", "0.0.0.0:0", "--tls-cert", pki.path() + "/server_a.pem",
+                         "--tls-key", pki.path() + "/server_a.key"});
+  CHECK(ExitCode(exposed) == 1);
+  CHECK_THAT(exposed.Log(), Catch::Contains("without authentication"));
+  CHECK(exposed.Log().find("TLS (") == std::string::npos);
 }

@@ -11,6 +11,7 @@
 #include "tests/server/integration_util.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_certs.h"
 
 namespace {
 
@@ -121,14 +122,59 @@ grpc::Status CallAnalyzeSession(analytics::AnalyticsService::Stub& stub, const s
 
 }  // namespace
 
-TEST_CASE("every RPC kind against every kind of token gets its status code",
-          "[server][integration][auth]") {
+// The server's transport in the matrix, and a client channel that speaks it.
+enum class Transport { kPlaintext, kTls, kMutualTls };
+
+struct Pki {
+  Pki() {
+    std::string error;
+    INFO(error);
+    REQUIRE(rta::testing::MakeTestCertificates(dir.path(), &error));
+  }
+  std::string Path(const std::string& name) const { return dir.path() + "/" + name; }
+  std::string Read(const std::string& name) const {
+    return rta::testing::ReadWholeFile(Path(name));
+  }
+  TempDir dir;
+};
+
+rta::server::ServerConfig ConfigFor(Transport transport, const Pki& pki,
+                                    const std::string& data_dir) {
+  rta::server::ServerConfig config = ServerHarness::DefaultConfig();
+  config.data_dir = data_dir;
+  if (transport != Transport::kPlaintext) {
+    config.tls_cert = pki.Path("server_a.pem");
+    config.tls_key = pki.Path("server_a.key");
+  }
+  if (transport == Transport::kMutualTls) config.tls_client_ca = pki.Path("ca.pem");
+  return config;
+}
+
+std::shared_ptr<grpc::Channel> ChannelFor(Transport transport, const Pki& pki, int port,
+                                          const std::string& client = "client") {
+  const std::string target = "127.0.0.1:" + std::to_string(port);
+  if (transport == Transport::kPlaintext) {
+    return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = pki.Read("ca.pem");
+  if (transport == Transport::kMutualTls && !client.empty()) {
+    ssl.pem_cert_chain = pki.Read(client + ".pem");
+    ssl.pem_private_key = pki.Read(client + ".key");
+  }
+  return grpc::CreateChannel(target, grpc::SslCredentials(ssl));
+}
+
+TEST_CASE("every transport, token and RPC kind gets its status code",
+          "[server][integration][auth][tls]") {
+  Pki pki;
+  const auto transport = GENERATE(Transport::kPlaintext, Transport::kTls, Transport::kMutualTls);
+  INFO("transport " << static_cast<int>(transport));
   TempDir dir;
   const Tokens tokens = PrepareDirectory(dir.path());
-  rta::server::ServerConfig config = ServerHarness::DefaultConfig();
-  config.data_dir = dir.path();
-  ServerHarness h(config);
-  auto stub = h.NewStub();
+  ServerHarness h(ConfigFor(transport, pki, dir.path()));
+  auto stub =
+      analytics::AnalyticsService::NewStub(ChannelFor(transport, pki, h.server().grpc_port()));
   using Code = grpc::StatusCode;
   using Call = grpc::Status (*)(analytics::AnalyticsService::Stub&, const std::string&);
   struct Kind {
@@ -168,6 +214,25 @@ TEST_CASE("every RPC kind against every kind of token gets its status code",
                                            "PERMISSION_DENIED\",method=\"" + kind.method + "\"}") ==
           1);
   }
+}
+
+TEST_CASE("mutual TLS refuses a client without a certificate or with a stranger's",
+          "[server][integration][auth][tls]") {
+  Pki pki;
+  TempDir dir;
+  const Tokens tokens = PrepareDirectory(dir.path());
+  ServerHarness h(ConfigFor(Transport::kMutualTls, pki, dir.path()));
+  const int port = h.server().grpc_port();
+  for (const std::string client : {"", "stranger"}) {
+    INFO("client certificate: " << (client.empty() ? "none" : client));
+    auto stub =
+        analytics::AnalyticsService::NewStub(ChannelFor(Transport::kMutualTls, pki, port, client));
+    CHECK(CallGetMetrics(*stub, tokens.viewer).error_code() == grpc::StatusCode::UNAVAILABLE);
+  }
+  // And a plaintext client gets nowhere on a TLS port.
+  auto plaintext =
+      analytics::AnalyticsService::NewStub(ChannelFor(Transport::kPlaintext, pki, port));
+  CHECK(CallGetMetrics(*plaintext, tokens.viewer).error_code() == grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_CASE("a refused call says why, and costs no stream slot", "[server][integration][auth]") {

@@ -71,6 +71,11 @@ TEST_CASE("the defaults listen on loopback only, and loopback is told apart", "[
   CHECK(cl.config.auth == "auto");
   CHECK_THAT(Refusal({"--auth", "maybe"}), Catch::Contains("auth: must be auto, required or off"));
   CHECK_THAT(Refusal({"--insecure", "2"}), Catch::Contains("insecure"));
+  CHECK_THAT(Refusal({"--tls-cert", "a.pem"}),
+             Catch::Contains("tls_key: --tls-cert needs --tls-key"));
+  CHECK_THAT(Refusal({"--tls-key", "a.key"}),
+             Catch::Contains("tls_cert: --tls-key needs --tls-cert"));
+  CHECK_THAT(Refusal({"--tls-client-ca", "ca.pem"}), Catch::Contains("tls_client_ca"));
   REQUIRE(ParseCommandLine({"--init", "--data-dir", "x"}, &cl, &error));
   CHECK(cl.init);
 }
