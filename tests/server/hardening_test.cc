@@ -291,10 +291,11 @@ TEST_CASE("a message that is not a valid event ends the stream with INVALID_ARGU
 }
 
 TEST_CASE("one client's idle streams cannot lock the others out", "[server][binary][limits]") {
-  // Listening on [::] so that one test can be two peers: 127.0.0.1 and ::1.
-  ServerProcess server({"--listen", "[::]:0", "--tick-ms", "100", "--max-streams", "120",
-                        "--max-streams-per-peer", "50", "--stream-idle-timeout-ms", "1500",
-                        "--metrics-listen", "127.0.0.1:0"});
+  // Listening on [::] so that one test can be two peers: 127.0.0.1 and ::1 (beyond loopback
+  // without TLS or users: --insecure 1; the test's traffic stays on loopback).
+  ServerProcess server({"--listen", "[::]:0", "--insecure", "1", "--tick-ms", "100",
+                        "--max-streams", "120", "--max-streams-per-peer", "50",
+                        "--stream-idle-timeout-ms", "1500", "--metrics-listen", "127.0.0.1:0"});
   REQUIRE(server.listening());
   const std::string v4 = "ipv4:127.0.0.1:" + std::to_string(server.port());
   const std::string v6 = "ipv6:[::1]:" + std::to_string(server.port());
