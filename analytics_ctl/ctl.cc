@@ -50,6 +50,9 @@ struct Context {
   std::unique_ptr<grpc::ClientContext> NewCall() const {
     auto context = std::make_unique<grpc::ClientContext>();
     context->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+    // A connection that is still being made (or re-made) is waited for, up to the deadline,
+    // rather than failing the command at once.
+    context->set_wait_for_ready(true);
     client::AddCredentials(channel_options, context.get());
     return context;
   }
@@ -237,7 +240,15 @@ int Chat(const Context& ctx, client::Flags& flags) {
   const auto linger = std::chrono::milliseconds(flags.Integer("linger-ms", 1000, 0, 600'000));
   if (!flags.error().empty()) return -1;
   auto stub = userservice::UserService::NewStub(ctx.channel);
-  grpc::ClientContext call;  // no deadline: a chat stays open
+  // No deadline on the chat itself (it stays open), so the connection is waited for first.
+  if (!ctx.channel->WaitForConnected(std::chrono::system_clock::now() +
+                                     std::chrono::milliseconds(ctx.timeout_ms))) {
+    *ctx.env.err << "analytics_ctl: cannot reach " << client::DescribeServers(ctx.channel_options)
+                 << " within " << ctx.timeout_ms << " ms\n";
+    return 1;
+  }
+  grpc::ClientContext call;
+  call.set_wait_for_ready(true);
   client::AddCredentials(ctx.channel_options, &call);
   auto stream = stub->ChatSupport(&call);
   std::thread reader([&] {

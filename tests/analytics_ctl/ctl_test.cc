@@ -116,6 +116,7 @@ TEST_CASE("chat in a pipe: a question, then an answer, each seen by the other si
       f.WriteTokenFile("ana.token", created.out.substr(0, created.out.find('\n')));
   const Result asked =
       f.Run({"chat", "--linger-ms", "200"}, "Is the revenue tile in EUR?\n", ana_file);
+  INFO(asked.err);
   CHECK(asked.status == 0);
   CHECK_THAT(asked.out, Catch::Contains(R"("from_user":"ana")"));  // the echo
   const Result answered = f.Run({"chat", "--linger-ms", "300"}, "@ana Yes, EUR.\n");
