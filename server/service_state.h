@@ -116,7 +116,8 @@ class StreamBooking {
   // Counts the stream as open; RESOURCE_EXHAUSTED when the server already holds max_streams,
   // or the client's address already holds max_streams_per_peer (the stream stays booked either
   // way, so Close() must follow).
-  // Authenticates first (ServiceState::Authenticate): a refused caller takes no stream slot.
+  // Authenticates first (ServiceState::Authenticate): a refused caller takes no slot of its
+  // address or token, and counts against max_streams only until its call ends (at once).
   grpc::Status Open(ServiceState& state, Method method, const grpc::ServerContext& context) {
     method_ = method;
     open_ = true;
