@@ -1,6 +1,5 @@
 #include "server/analytics_server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
@@ -31,6 +30,7 @@
 #include "server/ingest_call.h"
 #include "server/log.h"
 #include "server/publish_call.h"
+#include "server/reflection_service.h"
 #include "server/service_state.h"
 #include "server/subscribe_call.h"
 #include "server/user_service.h"
@@ -161,6 +161,7 @@ class AnalyticsServer::Impl {
   std::string tls_temp_dir_;             // the staging directory when there is no data dir
   std::unique_ptr<UserServiceImpl> user_service_;
   std::unique_ptr<TokenServiceImpl> token_service_;
+  std::unique_ptr<ReflectionService> reflection_service_;
   std::unique_ptr<agg::Aggregator> aggregator_;
   SnapshotHub hub_;
   AsyncAnalyticsService service_;
@@ -195,7 +196,6 @@ class AnalyticsServer::Impl {
 bool AnalyticsServer::Impl::Start(std::string* error) {
   // Process-wide gRPC switches; idempotent.
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   // Recovery comes before the port opens: no client sees the state half rebuilt.
   if (!OpenState(error)) return false;
@@ -209,6 +209,7 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   builder.RegisterService(&service_);
   builder.RegisterService(user_service_.get());
   builder.RegisterService(token_service_.get());
+  builder.RegisterService(reflection_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
   // Transport limits, set on purpose (see the README's security section).
@@ -229,7 +230,7 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   grpc::ResourceQuota quota("analytics_server");
   quota.Resize(config_.memory_quota_bytes);
-  quota.SetMaxThreads(64);  // only the sync health/reflection services use threads from it
+  quota.SetMaxThreads(64);  // only the sync health service uses threads from it
   builder.SetResourceQuota(quota);
 
   const unsigned workers =
@@ -455,6 +456,13 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
   const DirectoryAccess access{*users_, *authenticator_, metrics_, clock_};
   user_service_ = std::make_unique<UserServiceImpl>(access, chat_);
   token_service_ = std::make_unique<TokenServiceImpl>(access);
+  reflection_service_ = std::make_unique<ReflectionService>(
+      std::vector<std::string>{analytics::AnalyticsService::service_full_name(),
+                               userservice::UserService::service_full_name(),
+                               userservice::TokenService::service_full_name(),
+                               "grpc.health.v1.Health",
+                               grpc::reflection::v1alpha::ServerReflection::service_full_name()},
+      *authenticator_, metrics_, clock_);
   state_ = std::make_unique<ServiceState>(config_, service_, *aggregator_, metrics_, hub_, clock_,
                                           producers_);
   state_->auth = authenticator_.get();

@@ -4,24 +4,6 @@
 
 namespace rta::server {
 
-std::string_view PeerStreamLimiter::AddressOf(std::string_view peer) {
-  std::string_view rest = peer;
-  if (rest.rfind("ipv4:", 0) == 0) {
-    rest.remove_prefix(5);
-    const size_t colon = rest.rfind(':');
-    return colon == std::string_view::npos ? rest : rest.substr(0, colon);
-  }
-  if (rest.rfind("ipv6:", 0) == 0) {
-    rest.remove_prefix(5);
-    if (!rest.empty() && rest.front() == '[') {
-      const size_t close = rest.find(']');
-      if (close != std::string_view::npos) return rest.substr(1, close - 1);
-    }
-    return rest;
-  }
-  return peer;  // unix sockets and anything else: the whole peer string
-}
-
 PeerStreamLimiter::Shard& PeerStreamLimiter::ShardOf(std::string_view address) {
   return shards_[std::hash<std::string_view>()(address) % kShards];
 }

@@ -22,10 +22,6 @@ class PeerStreamLimiter {
  public:
   explicit PeerStreamLimiter(uint32_t max_streams_per_peer) : limit_(max_streams_per_peer) {}
 
-  // The address part of a gRPC peer string ("ipv4:127.0.0.1:5000" -> "127.0.0.1",
-  // "ipv6:[::1]:5000" -> "::1", "unix:/path" -> "unix:/path").
-  static std::string_view AddressOf(std::string_view peer);
-
   // Counts one more stream for `address`; false (and nothing counted) when it already has
   // max_streams_per_peer open.
   bool TryAcquire(std::string_view address);

@@ -39,6 +39,8 @@ const char* MethodName(Method method) {
       return "ChatSupport";
     case Method::kListTokens:
       return "ListTokens";
+    case Method::kServerReflectionInfo:
+      return "ServerReflectionInfo";
   }
   return "unknown";
 }

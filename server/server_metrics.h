@@ -30,9 +30,11 @@ enum class Method {
   kListUsers,
   kUpdateUser,
   kChatSupport,
-  kListTokens
+  kListTokens,
+  // grpc.reflection.v1alpha.ServerReflection
+  kServerReflectionInfo
 };
-inline constexpr size_t kMethodCount = 12;
+inline constexpr size_t kMethodCount = 13;
 const char* MethodName(Method method);
 
 // Why the server refused an event before or inside the aggregator (Prometheus label values).

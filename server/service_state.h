@@ -14,6 +14,7 @@
 #include "server/aggregator/clock.h"
 #include "server/auth/authenticator.h"
 #include "server/auth/token_limits.h"
+#include "server/peer_address.h"
 #include "server/peer_stream_limiter.h"
 #include "server/producer_table.h"
 #include "server/server_config.h"
@@ -134,7 +135,7 @@ class StreamBooking {
                                                         " open streams); retry later"};
     }
     const std::string peer = context.peer();
-    const std::string_view address = PeerStreamLimiter::AddressOf(peer);
+    const std::string_view address = PeerAddress(peer);
     if (!state.peer_streams.TryAcquire(address)) {
       state.metrics.AddStreamRefused(StreamRefusal::kPeerLimit);
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,

@@ -38,6 +38,7 @@
 
 #include "analytics.grpc.pb.h"
 #include "bench/load/process_stats.h"
+#include "bench/load/secure_access.h"
 
 namespace rta::bench {
 namespace {
@@ -89,6 +90,8 @@ struct Options {
   int publish_batch = 0;    // 0: 100 and 1000
   double publish_rate = 0;  // publish-latency, events/s; 0: half of publish's best
   uint64_t recovery_events = 1'000'000;
+  // access: set for the TLS + token half of each pair (ingest and fan-out only).
+  const SecureAccess* secure = nullptr;
 };
 
 struct Result {
@@ -101,11 +104,37 @@ struct Result {
   json extra = json::object();
 };
 
+// The credentials of every channel NewChannel makes: plaintext, except while a
+// ClientCredentialsScope holds a secure server's. Written only on the main thread while no
+// channel is being made (before a scenario's load threads start and after they end).
+std::shared_ptr<grpc::ChannelCredentials> g_credentials;
+
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int index) {
   grpc::ChannelArguments args;
   args.SetInt("rta.bench.channel", index);  // distinct args: a connection per channel
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(
+      address, g_credentials != nullptr ? g_credentials : grpc::InsecureChannelCredentials(),
+      args);
+}
+
+// With options.secure: the server's flags for TLS, and while the scope lives, channels that
+// carry TLS and a token made on that server (SecureAccess::Bootstrap). Nothing otherwise.
+std::string AccessFlags(const Options& options) {
+  return options.secure != nullptr ? " " + options.secure->ServerFlags() : "";
+}
+class ClientCredentialsScope {
+ public:
+  ClientCredentialsScope(const Options& options, const ServerProcess& server) {
+    if (options.secure != nullptr) g_credentials = options.secure->Bootstrap(server.address());
+  }
+  ~ClientCredentialsScope() { g_credentials = nullptr; }
+  ClientCredentialsScope(const ClientCredentialsScope&) = delete;
+  ClientCredentialsScope& operator=(const ClientCredentialsScope&) = delete;
+};
+// " TLS+token" for the secure half of a pair.
+std::string AccessSuffix(const Options& options) {
+  return options.secure != nullptr ? ", TLS+token" : "";
 }
 
 // A realistic event with a fixed-width id, serialized once; PatchIds writes new ids in place.
@@ -155,8 +184,9 @@ class MessageTemplate {
 // ingest: `streams` client streams in a closed loop, each sending messages until time is up.
 Result RunIngest(const Options& options, const std::string& variant, int streams,
                  int events_per_message, bool batched) {
-  ServerProcess server(options.server_binary, 1000);
+  ServerProcess server(options.server_binary, 1000, AccessFlags(options));
   if (!server.ok()) throw std::runtime_error("server did not start");
+  const ClientCredentialsScope credentials(options, server);
   const std::string method = batched ? "/analytics.AnalyticsService/ReportEventBatches"
                                      : "/analytics.AnalyticsService/ReportEvent";
   const int channels = std::max(1, streams / 4);
@@ -237,7 +267,7 @@ Result RunIngest(const Options& options, const std::string& variant, int streams
   const ProcessSample after = SampleProcess(server.pid());
   Result r;
   r.scenario = batched ? "ingest-batched" : "ingest-single";
-  r.variant = variant;
+  r.variant = variant + AccessSuffix(options);
   r.unit = "events/s";
   r.rate = accepted / elapsed;
   r.server_cpu_us =
@@ -316,9 +346,12 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   ServerProcess server(options.server_binary, kTickMs,
                        "--max-subscribers 20000 --max-streams 30000 --workers 2 "
                        "--dedupe-capacity-log2 16 "
-                       // every subscriber comes from this one address
-                       "--max-streams-per-peer 30000");
+                       // every subscriber comes from this one address (and token)
+                       "--max-streams-per-peer 30000 --token-max-streams 30000 "
+                       "--token-max-subscriptions 30000" +
+                           AccessFlags(options));
   if (!server.ok()) throw std::runtime_error("server did not start");
+  const ClientCredentialsScope credentials(options, server);
   // The baseline for RSS per subscriber: the server with its steady ingest, no subscribers yet.
   SteadyIngest ingest(server.address(), 2000);
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
@@ -443,7 +476,7 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   r.scenario = "fanout";
   r.variant = std::to_string(subscribers) +
               (dashboards ? " dashboards (all metrics, 1m)" : " subscribers") +
-              (batched ? ", batched" : "");
+              (batched ? ", batched" : "") + AccessSuffix(options);
   r.unit = "updates/s";
   const uint64_t deliveries = delivered.load();
   r.rate = deliveries / elapsed;
@@ -1531,7 +1564,9 @@ int Main(int argc, char** argv) {
       std::puts(
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
           "                        join-history|churn|durable|publish|publish-latency|\n"
-          "                        recovery|checkpoint-stall]  (durable: the last four)\n"
+          "                        recovery|checkpoint-stall|access]\n"
+          "            (durable: publish to checkpoint-stall; access: ingest and fan-out with\n"
+          "             TLS and tokens against plaintext, not part of all)\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
           "            [--server-binary PATH] [--output-dir DIR (writes <date>.json and .md)]\n"
           "            [--server-flags 'FLAGS' (appended to every server's command line)]\n"
@@ -1591,6 +1626,21 @@ int Main(int argc, char** argv) {
     // What dashboard_client subscribes to: many series change per tick.
     const int dashboards = options.smoke ? 100 : 1000;
     for (bool batched : {false, true}) run(RunFanout(options, dashboards, batched, true));
+  }
+  if (options.scenario == "access") {
+    // TLS + tokens against plaintext, each pair back to back on the same machine: a batched
+    // ingest and a batched fan-out (server CPU per unit is the figure to compare).
+    const SecureAccess secure;
+    Options with_access = options;
+    with_access.secure = &secure;
+    const int streams = options.smoke ? 4 : 16;
+    for (const Options* o : {&options, &with_access}) {
+      run(RunIngest(*o, "100 per message, " + std::to_string(streams) + " streams", streams, 100,
+                    true));
+    }
+    for (const Options* o : {&options, &with_access}) {
+      run(RunFanout(*o, options.smoke ? 100 : 1000, /*batched=*/true));
+    }
   }
   if (all || options.scenario == "latency") {
     const double rate = options.latency_rate > 0 ? options.latency_rate

@@ -9,8 +9,9 @@ constexpr std::string_view kAnalytics = "analytics.AnalyticsService";
 
 constexpr std::string_view kUsers = "userservice.UserService";
 constexpr std::string_view kTokens = "userservice.TokenService";
+constexpr std::string_view kReflection = "grpc.reflection.v1alpha.ServerReflection";
 
-constexpr std::array<MethodAccess, 12> kTable = {{
+constexpr std::array<MethodAccess, 13> kTable = {{
     {kAnalytics, "ReportEvent", Role::kReporter},
     {kAnalytics, "ReportEventBatches", Role::kReporter},
     {kAnalytics, "PublishEvents", Role::kReporter},
@@ -23,17 +24,23 @@ constexpr std::array<MethodAccess, 12> kTable = {{
     {kUsers, "UpdateUser", Role::kAdmin},
     {kUsers, "ChatSupport", Role::kAnalyst},
     {kTokens, "ListTokens", Role::kAdmin},
+    // Beyond loopback only (reflection_service.h): on loopback it needs no token.
+    {kReflection, "ServerReflectionInfo", Role::kReporter, /*any_role=*/true},
 }};
 
 }  // namespace
 
 std::span<const MethodAccess> AccessTable() { return kTable; }
 
-std::optional<Role> RequiredRole(std::string_view method) {
+const MethodAccess* FindMethod(std::string_view method) {
   for (const MethodAccess& entry : kTable) {
-    if (entry.method == method) return entry.required;
+    if (entry.method == method) return &entry;
   }
-  return std::nullopt;
+  return nullptr;
+}
+
+std::string RequirementText(const MethodAccess& entry) {
+  return entry.any_role ? "any role" : RoleName(entry.required);
 }
 
 }  // namespace rta::auth

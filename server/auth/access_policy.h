@@ -1,6 +1,6 @@
 #pragma once
 
-#include <optional>
+#include <string>
 #include <span>
 #include <string_view>
 
@@ -15,10 +15,15 @@ struct MethodAccess {
   std::string_view service;  // "analytics.AnalyticsService"
   std::string_view method;   // "GetMetrics"
   Role required;
+  // Any authenticated user may call it, whatever their roles (`required` is not looked at):
+  // server reflection, which callers on loopback may use without a token at all.
+  bool any_role = false;
 };
 
 std::span<const MethodAccess> AccessTable();
-// The role `method` needs; nullopt for a method the table does not know (refused).
-std::optional<Role> RequiredRole(std::string_view method);
+// The entry of `method`; nullptr for a method the table does not know (refused).
+const MethodAccess* FindMethod(std::string_view method);
+// What the entry asks for, as README's table says it: "viewer", or "any role".
+std::string RequirementText(const MethodAccess& entry);
 
 }  // namespace rta::auth

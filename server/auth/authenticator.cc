@@ -25,6 +25,11 @@ bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+// "role viewer", or "a token of any role".
+std::string NeedsText(const MethodAccess& access) {
+  return access.any_role ? "a token of any role" : "role " + std::string(RoleName(access.required));
+}
+
 }  // namespace
 
 grpc::Status Authenticator::Check(const grpc::ServerContextBase& context, std::string_view method,
@@ -45,15 +50,15 @@ grpc::Status Authenticator::CheckHeader(std::string_view authorization, bool pre
                                         std::string_view method, int64_t now_ms,
                                         Principal* principal) const {
   if (!enabled()) return grpc::Status::OK;
-  const std::optional<Role> required = RequiredRole(method);
-  if (!required) {
+  const MethodAccess* access = FindMethod(method);
+  if (access == nullptr) {
     return {grpc::StatusCode::PERMISSION_DENIED,
             "method " + std::string(method) + " is in no role's table"};
   }
   if (!present) {
     return {grpc::StatusCode::UNAUTHENTICATED,
             "missing token: this server requires 'authorization: Bearer <token>' (" +
-                std::string(method) + " needs role " + RoleName(*required) + ")"};
+                std::string(method) + " needs " + NeedsText(*access) + ")"};
   }
   constexpr std::string_view kScheme = "bearer ";
   if (authorization.size() <= kScheme.size() ||
@@ -85,10 +90,10 @@ grpc::Status Authenticator::CheckHeader(std::string_view authorization, bool pre
     return {grpc::StatusCode::UNAUTHENTICATED, "token " + record.token_id + " belongs to user '" +
                                                    record.user_id + "', who no longer exists"};
   }
-  if (!user->second.roles.Satisfies(*required)) {
+  if (!access->any_role && !user->second.roles.Satisfies(access->required)) {
     const std::string held = user->second.roles.Text();
     return {grpc::StatusCode::PERMISSION_DENIED,
-            std::string(method) + " needs role " + RoleName(*required) + "; user '" +
+            std::string(method) + " needs role " + RoleName(access->required) + "; user '" +
                 record.user_id + "' has " + (held.empty() ? "no role" : "roles " + held)};
   }
   principal->user_id = record.user_id;

@@ -7,13 +7,6 @@
 
 using rta::server::PeerStreamLimiter;
 
-TEST_CASE("a peer is its address without the port", "[server][limits]") {
-  CHECK(PeerStreamLimiter::AddressOf("ipv4:127.0.0.1:5000") == "127.0.0.1");
-  CHECK(PeerStreamLimiter::AddressOf("ipv6:[::1]:5000") == "::1");
-  CHECK(PeerStreamLimiter::AddressOf("ipv6:[2001:db8::7]:443") == "2001:db8::7");
-  CHECK(PeerStreamLimiter::AddressOf("unix:/tmp/socket") == "unix:/tmp/socket");
-}
-
 TEST_CASE("each peer gets its own streams up to the limit", "[server][limits]") {
   PeerStreamLimiter limiter(3);
   for (int i = 0; i < 3; ++i) CHECK(limiter.TryAcquire("10.0.0.1"));
