@@ -32,7 +32,10 @@ constexpr char kUsageBody[] =
                         unreachable or refuses); with --json as one JSON document
   --timeout-ms N        how long --once waits for the server, default 5000
 
-Keys: w window 1m/5m/1h, p pause, r reconnect now, ? help, q quit.
+Keys: w window 1m/5m/1h, p pause, r reconnect now, c support chat, ? help, q quit.
+The support chat (c) reaches the server's admins (it needs the analyst role once tokens are
+required); in it, Enter sends, "@user text" answers a user (admins), Ctrl-R reconnects and Esc
+closes the pane.
 The dashboard reconnects by itself when the server goes away and resumes where it left off.
 
 Examples:
@@ -146,7 +149,10 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   view.server = servers;
   view.dashboard_id = dashboard_id;
   view.window = window;
-  return RunTerminalUi(subscription, view, quit);
+  const ChatFactory open_chat = [&] {
+    return std::make_unique<SupportChat>(channel, options.channel);
+  };
+  return RunTerminalUi(subscription, view, open_chat, quit);
 }
 
 }  // namespace rta::dashboard

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "dashboard_client/chat_pane.h"
 #include "dashboard_client/dashboard_model.h"
 #include "dashboard_client/screen.h"
 
@@ -97,6 +98,9 @@ class CursesSession {
     noecho();
     keypad(stdscr, TRUE);
     curs_set(0);
+    // Esc closes the chat pane: wait 25 ms (not curses' default second) for the rest of an
+    // escape sequence before taking a lone Esc.
+    set_escdelay(25);
     timeout(static_cast<int>(kFrame.count()));
     InitStyles();
   }
@@ -113,8 +117,12 @@ class CursesSession {
 
 }  // namespace
 
-int RunTerminalUi(Subscription& subscription, ViewState view, const std::atomic<bool>& quit) {
+int RunTerminalUi(Subscription& subscription, ViewState view, const ChatFactory& open_chat,
+                  const std::atomic<bool>& quit) {
   CursesSession session;
+  std::unique_ptr<SupportChat> chat;  // made when the pane first opens
+  bool chat_open = false;
+  std::string chat_input;
   DashboardModel model;
   DashboardModel frozen;  // what a paused display shows
   std::vector<analytics::MetricUpdate> updates;
@@ -139,11 +147,25 @@ int RunTerminalUi(Subscription& subscription, ViewState view, const std::atomic<
     // Paused: the data keeps flowing into the model, the picture shows the moment of the pause.
     Screen screen(COLS, LINES);
     RenderDashboard(view.paused ? frozen : model, view, &screen);
+    if (chat_open) DrawChatPane(chat->Status(), chat_input, &screen);
     erase();
     Blit(screen, !session.utf8());
     refresh();
 
     const int key = getch();  // waits up to one frame
+    if (chat_open) {
+      constexpr int kEscape = 27, kCtrlR = 18;
+      if (key == kEscape) {
+        chat_open = false;
+      } else if (key == '\n' || key == '\r' || key == KEY_ENTER) {
+        if (chat->Send(chat_input)) chat_input.clear();
+      } else if (key == kCtrlR) {
+        chat->Reconnect();
+      } else {
+        EditChatInput(key, &chat_input);
+      }
+      continue;
+    }
     switch (key) {
       case 'q':
       case 'Q':
@@ -160,6 +182,12 @@ int RunTerminalUi(Subscription& subscription, ViewState view, const std::atomic<
       case 'r':
       case 'R':
         subscription.ReconnectNow();
+        break;
+      case 'c':
+      case 'C':
+        if (chat == nullptr) chat = open_chat();
+        chat_open = true;
+        view.help = false;
         break;
       case '?':
       case 'h':

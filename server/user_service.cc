@@ -271,6 +271,13 @@ class ChatReactor final
       return;
     }
     joined_ = true;
+    // The replay (up to the hub's whole history) goes through the outbox too: the live bound
+    // comes on top of it, or a join after more than kMaxChatOutbox kept messages would end in
+    // "fell behind" before the client could read any.
+    {
+      std::lock_guard lock(mutex_);
+      outbox_limit_ = kMaxChatOutbox + replay.size();
+    }
     // Tells the client it has joined: from here on it gets every message it may see live.
     StartSendInitialMetadata();
     for (const userservice::SupportMessage& message : replay) Deliver(message);
@@ -283,7 +290,7 @@ class ChatReactor final
     {
       std::lock_guard lock(mutex_);
       if (finished_) return;
-      if (outbox_.size() >= kMaxChatOutbox) {
+      if (outbox_.size() >= outbox_limit_) {
         overflow = true;
       } else {
         outbox_.push_back(message);
@@ -381,6 +388,7 @@ class ChatReactor final
   bool joined_ = false;
   std::mutex mutex_;
   std::deque<userservice::SupportMessage> outbox_;
+  size_t outbox_limit_ = kMaxChatOutbox;  // plus the replay's length, set once at Start
   bool writing_ = false;
   bool reads_done_ = false;
   bool finished_ = false;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end in tmux: the real server, known events, the dashboard in a 100x30 pane read with
-# capture-pane: numbers appear, w switches the window, a stopped server shows "reconnecting",
+# capture-pane: numbers appear, w switches the window, c opens the support chat (a message out
+# and back, Esc closes it), a stopped server shows "reconnecting",
 # restarted it shows "connected" again, q exits with status 0 and restores the terminal.
 set -euo pipefail
 server=$1 dashboard=$2 reporter=$3
@@ -73,6 +74,24 @@ tm resize-window -t "$session" -x 100 -y 30
 echo "== w switches the window"
 tm send-keys -t "$session" w
 wait_for "window 5m"
+
+echo "== c opens the support chat: a message goes out and comes back, Esc closes it"
+tm send-keys -t "$session" c
+wait_for "Support chat"
+wait_for "(no messages yet"
+# The server is open (no user yet): the dashboard is the anonymous admin, whose messages name
+# the user they answer. Keys typed in the pane are text: this "w" does not switch the window.
+tm send-keys -t "$session" -l "@anonymous hello from tmux, w"
+wait_for "> @anonymous hello from tmux, w"
+tm send-keys -t "$session" Enter
+wait_for "anonymous → anonymous: hello from tmux, w"
+screen | grep -q "window 5m" || { screen; echo "a key typed in the chat changed the window"; exit 1; }
+tm send-keys -t "$session" Escape
+deadline=$((SECONDS + 15))
+while screen | grep -qF "Support chat"; do
+  ((SECONDS < deadline)) || { screen; echo "Esc did not close the chat"; exit 1; }
+  sleep 0.2
+done
 
 echo "== the server stops: reconnecting"
 kill -TERM "$server_pid"

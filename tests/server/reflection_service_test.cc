@@ -10,12 +10,10 @@
 
 #include <catch2/catch.hpp>
 
-#include "server/auth/user_directory.h"
-#include "server/directory_store.h"
-#include "server/storage/checkpoint_store.h"
 #include "tests/server/integration_util.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_users.h"
 
 namespace {
 
@@ -172,19 +170,8 @@ TEST_CASE("beyond loopback reflection needs a live token of any role, on loopbac
     return;
   }
   TempDir dir;
-  std::string reporter_token;
-  {
-    std::string error;
-    auto store = rta::storage::CheckpointStore::Open(dir.path() + "/store", &error);
-    REQUIRE(store != nullptr);
-    rta::server::CheckpointDirectoryStore adapter(*store);
-    auto users = rta::auth::UserDirectory::Load(&adapter, &error);
-    REQUIRE(users != nullptr);
-    REQUIRE(users->PutUser(
-        {"rep", "", "", rta::auth::RoleSet::Of({rta::auth::Role::kReporter})}, &error));
-    REQUIRE(users->CreateToken("rep", "", rta::testing::NowMs(), 0, &reporter_token, nullptr,
-                               &error));
-  }
+  const std::string reporter_token =
+      rta::testing::MakeUsersWithTokens(dir.path(), {{"rep", "reporter"}}).at("rep");
   rta::server::ServerConfig config = ServerHarness::DefaultConfig();
   config.data_dir = dir.path();
   config.listen = "0.0.0.0:0";

@@ -289,6 +289,41 @@ TEST_CASE("ChatSupport: a question reaches the admin, the answer reaches the ask
   CHECK(analyst_stream->Finish().ok());
 }
 
+TEST_CASE("ChatSupport: an admin joining after 600 kept messages gets them all, in order",
+          "[server][integration][users]") {
+  Fixture f;
+  const std::string analyst = f.UserWithToken("ana", "analyst");
+  using Stream = grpc::ClientReaderWriter<userservice::SupportMessage, userservice::SupportMessage>;
+  constexpr int kMessages = 600;  // more than one stream's live outbox (256)
+  {
+    auto context = As(analyst);
+    std::unique_ptr<Stream> asker = f.users->ChatSupport(context.get());
+    userservice::SupportMessage got;
+    for (int i = 0; i < kMessages; ++i) {
+      userservice::SupportMessage question;
+      question.set_text("question " + std::to_string(i));
+      REQUIRE(asker->Write(question));
+      REQUIRE(asker->Read(&got));  // the echo: read as we go, so this stream never falls behind
+    }
+    asker->WritesDone();
+    while (asker->Read(&got)) {
+    }
+    REQUIRE(asker->Finish().ok());
+  }
+  auto context = As(f.admin);
+  std::unique_ptr<Stream> admin = f.users->ChatSupport(context.get());
+  userservice::SupportMessage got;
+  for (int i = 0; i < kMessages; ++i) {
+    REQUIRE(admin->Read(&got));
+    CHECK(got.replayed());
+    CHECK(got.text() == "question " + std::to_string(i));
+  }
+  admin->WritesDone();
+  while (admin->Read(&got)) {
+  }
+  CHECK(admin->Finish().ok());
+}
+
 TEST_CASE("UserService refuses callers without a token or without the role, every RPC kind",
           "[server][integration][users][auth]") {
   Fixture f;
