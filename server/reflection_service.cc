@@ -6,6 +6,7 @@
 #include <chrono>
 #include <unordered_set>
 
+#include "server/callback_handoff.h"
 #include "server/peer_address.h"
 
 namespace rta::server {
@@ -40,8 +41,9 @@ class ReflectionReactor final
   ReflectionReactor(const ReflectionService& service, grpc::Status refusal)
       : service_(service), start_(std::chrono::steady_clock::now()) {
     service_.metrics().open_streams(Method::kServerReflectionInfo).Increment();
+    if (!refusal.ok()) code_ = refusal.error_code();
+    ReactorCreated(this);
     if (!refusal.ok()) {
-      code_ = refusal.error_code();
       Finish(refusal);
       return;
     }
@@ -49,6 +51,7 @@ class ReflectionReactor final
   }
 
   void OnReadDone(bool ok) override {
+    CallbackEntered(this);
     if (!ok) {  // the client has sent everything (or the call is gone)
       Finish(grpc::Status::OK);
       return;
@@ -58,6 +61,7 @@ class ReflectionReactor final
   }
 
   void OnWriteDone(bool ok) override {
+    CallbackEntered(this);
     if (!ok) {
       code_ = grpc::StatusCode::CANCELLED;
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
@@ -67,6 +71,7 @@ class ReflectionReactor final
   }
 
   void OnDone() override {
+    CallbackEntered(this);
     service_.metrics().open_streams(Method::kServerReflectionInfo).Decrement();
     service_.metrics().RpcHandled(
         Method::kServerReflectionInfo, code_,

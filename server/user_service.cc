@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "server/auth/access_policy.h"
+#include "server/callback_handoff.h"
 
 namespace rta::server {
 namespace {
@@ -122,6 +123,7 @@ class ListUsersReactor final : public grpc::ServerWriteReactor<userservice::User
     auth::Principal principal;
     grpc::Status status = access.Authenticate(*context, Method::kListUsers, &principal);
     if (status.ok()) status = Page(request);
+    ReactorCreated(this);
     if (!status.ok()) {
       Done(status);
       return;
@@ -130,13 +132,17 @@ class ListUsersReactor final : public grpc::ServerWriteReactor<userservice::User
   }
 
   void OnWriteDone(bool ok) override {
+    CallbackEntered(this);
     if (!ok) {
       Done({grpc::StatusCode::CANCELLED, "the client went away"});
       return;
     }
     WriteNext();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CallbackEntered(this);
+    delete this;
+  }
 
  private:
   grpc::Status Page(const userservice::UserListRequest& request) {
@@ -202,6 +208,7 @@ class UpdateUserReactor final : public grpc::ServerReadReactor<userservice::User
       : access_(access), response_(response) {
     auth::Principal principal;
     grpc::Status status = access.Authenticate(*context, Method::kUpdateUser, &principal);
+    ReactorCreated(this);
     if (!status.ok()) {
       Done(status);
       return;
@@ -210,6 +217,7 @@ class UpdateUserReactor final : public grpc::ServerReadReactor<userservice::User
   }
 
   void OnReadDone(bool ok) override {
+    CallbackEntered(this);
     if (!ok) {  // half-closed (or gone): answer with what was done
       Done(grpc::Status::OK);
       return;
@@ -229,7 +237,10 @@ class UpdateUserReactor final : public grpc::ServerReadReactor<userservice::User
     item_.Clear();
     StartRead(&item_);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CallbackEntered(this);
+    delete this;
+  }
 
  private:
   void Done(const grpc::Status& status) {
@@ -264,18 +275,19 @@ class ChatReactor final
 
   // After construction (Deliver may run as soon as the hub knows this stream).
   void Start() {
+    ReactorCreated(this);
     std::vector<userservice::SupportMessage> replay;
     if (!hub_.Join(this, &replay)) {
       FinishOnce({grpc::StatusCode::RESOURCE_EXHAUSTED,
                   "too many ChatSupport streams are open; retry later"});
       return;
     }
-    joined_ = true;
     // The replay (up to the hub's whole history) goes through the outbox too: the live bound
     // comes on top of it, or a join after more than kMaxChatOutbox kept messages would end in
     // "fell behind" before the client could read any.
     {
       std::lock_guard lock(mutex_);
+      joined_ = true;
       outbox_limit_ = kMaxChatOutbox + replay.size();
     }
     // Tells the client it has joined: from here on it gets every message it may see live.
@@ -310,6 +322,7 @@ class ChatReactor final
   }
 
   void OnReadDone(bool ok) override {
+    CallbackEntered(this);
     if (!ok) {  // the client half-closed: finish once what is queued is written
       bool idle;
       {
@@ -342,6 +355,7 @@ class ChatReactor final
   }
 
   void OnWriteDone(bool ok) override {
+    CallbackEntered(this);
     const userservice::SupportMessage* next = nullptr;
     bool finish = false;
     {
@@ -363,9 +377,19 @@ class ChatReactor final
   }
 
   void OnDone() override {
-    if (joined_) hub_.Leave(this);  // no Deliver runs after this returns
+    CallbackEntered(this);
+    // Read under the mutex that their writes held: gRPC orders OnDone after them, but in code
+    // ThreadSanitizer cannot see. Leave() is called without it (Deliver locks hub, then us).
+    bool joined;
+    grpc::StatusCode code;
+    {
+      std::lock_guard lock(mutex_);
+      joined = joined_;
+      code = final_code_;
+    }
+    if (joined) hub_.Leave(this);  // no Deliver runs after this returns
     access_.metrics.RpcHandled(
-        Method::kChatSupport, final_code_,
+        Method::kChatSupport, code,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
     delete this;
   }
@@ -385,7 +409,7 @@ class ChatReactor final
   ChatHub& hub_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   userservice::SupportMessage in_;
-  bool joined_ = false;
+  bool joined_ = false;  // guarded by mutex_
   std::mutex mutex_;
   std::deque<userservice::SupportMessage> outbox_;
   size_t outbox_limit_ = kMaxChatOutbox;  // plus the replay's length, set once at Start
@@ -399,8 +423,14 @@ class ChatReactor final
 class RefusedChat final
     : public grpc::ServerBidiReactor<userservice::SupportMessage, userservice::SupportMessage> {
  public:
-  explicit RefusedChat(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
+  explicit RefusedChat(const grpc::Status& status) {
+    ReactorCreated(this);
+    Finish(status);
+  }
+  void OnDone() override {
+    CallbackEntered(this);
+    delete this;
+  }
 };
 
 }  // namespace
