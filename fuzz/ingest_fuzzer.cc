@@ -20,6 +20,7 @@
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
 #include "server/ingest_call.h"
+#include "server/producer_table.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
 #include "server/service_state.h"
@@ -76,10 +77,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // shared by every input; the aggregator and the hub hold state and are built per input.
   static rta::server::AsyncAnalyticsService service;
   static rta::server::ServerMetrics metrics;
+  // Only PublishEvents batches consult it; EventTally::Ingest never does.
+  static rta::server::ProducerTable producers(/*max_producers=*/16, /*idle_expiry_ms=*/60'000);
   rta::agg::ManualClock clock(kNowMs);
   rta::agg::Aggregator aggregator(config.aggregator, clock);
   rta::server::SnapshotHub hub;
-  rta::server::ServiceState state(config, service, aggregator, metrics, hub, clock);
+  rta::server::ServiceState state(config, service, aggregator, metrics, hub, clock, producers);
 
   // IngestCall::Consume refuses an oversized batch before ingesting any of it.
   if (static_cast<uint32_t>(batch.events_size()) > config.max_batch_events) return 0;
