@@ -2,8 +2,9 @@
 # The whole benchmark suite in a few minutes: aggregator micro-benchmarks, then every load
 # scenario against real server processes on loopback. Writes bench/results/<date>.json and
 # <date>.md (the table to copy into bench/README.md).
-#   bash bench/run.sh              # full run (about 8 minutes on 2 cores, with the durable-ingest
-#                                  # scenarios: publish, publish-latency, recovery, checkpoint-stall)
+#   bash bench/run.sh              # full run (about 11 minutes on 2 cores, with the durable-ingest
+#                                  # scenarios: publish, publish-latency, recovery, checkpoint-stall,
+#                                  # and fan-out against the grpc-go reference server)
 #   SECONDS_PER_RUN=2 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,8 @@ build/release/bench/micro/aggregator_bench --benchmark_format=console \
 build/release/bench/load/load_driver --seconds "${SECONDS_PER_RUN:-5}" --output-dir bench/results
 rm -f "bench/results/${date}-micro.json"
 cat "bench/results/${date}.md"
+# Fan-out against the plain grpc-go server (bench/go/refserver, built from proto/ with
+# load_driver), pair by pair: cpu_per_update_vs_reference and rss_per_subscriber_vs_reference
+# are our server's figures over the reference's in the same pair.
+build/release/bench/load/load_driver --scenario fanout-go --seconds "${SECONDS_PER_RUN:-5}" \
+  | tee "bench/results/${date}-fanout-go.txt"

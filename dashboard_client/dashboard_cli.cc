@@ -129,6 +129,13 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
     for (analytics::Window w : {analytics::WINDOW_1M, analytics::WINDOW_5M, analytics::WINDOW_1H}) {
       request.add_windows(w);
     }
+  } else {
+    // --once without --window prints every window, each one named (an empty list would get
+    // only the server's --default-window).
+    for (analytics::Window w : {analytics::WINDOW_1M, analytics::WINDOW_5M, analytics::WINDOW_1H,
+                                analytics::WINDOW_TOTAL}) {
+      request.add_windows(w);
+    }
   }
   if (!once && !plain) request.set_history_seconds(static_cast<uint32_t>(history));
 

@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "server/aggregator/dedupe_table.h"
+#include "server/metric_filter.h"
 
 namespace rta::server {
 namespace {
@@ -59,6 +60,9 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "a subscriber that has not taken a write for this long is disconnected, ms"},
       {"pending_requests_per_method", &c.pending_requests_per_method,
        "requests pre-posted per method and queue (0 = automatic)"},
+      {"default_window", &c.default_window,
+       "the window a subscription or GetMetrics that lists no windows gets: 1m, 5m, 1h, total, "
+       "or all (every window: four values per metric)"},
       {"malloc_trim_interval_ms", &c.malloc_trim_interval_ms,
        "how often freed heap memory is returned to the OS with malloc_trim, ms (0 = never)"},
       {"data_dir", &c.data_dir,
@@ -68,7 +72,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "always: sync the log before every acknowledgement (group commit); interval: sync every "
        "--fsync-interval-ms, acknowledgements wait for it; never: acknowledge once written to "
        "the OS (a machine crash can lose acknowledged events, a process crash cannot)"},
-      {"fsync_interval_ms", &c.fsync_interval_ms, "the log's sync period with --fsync interval, ms"},
+      {"fsync_interval_ms", &c.fsync_interval_ms,
+       "the log's sync period with --fsync interval, ms"},
       {"log_segment_bytes", &c.log_segment_bytes, "event log segment file size before rotation"},
       {"log_max_pending_bytes", &c.log_max_pending_bytes,
        "log bytes accepted but not yet written; beyond it ingest gets UNAVAILABLE"},
@@ -308,6 +313,10 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   }
   if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
     return fail("tls_client_ca: mutual TLS needs --tls-cert and --tls-key");
+  }
+  if (WindowMask mask = 0; !ParseDefaultWindows(c.default_window, &mask)) {
+    return fail("default_window: must be 1m, 5m, 1h, total or all, got '" +
+                c.default_window.substr(0, 64) + "'");
   }
   if (c.fsync != "always" && c.fsync != "interval" && c.fsync != "never") {
     return fail("fsync: must be always, interval or never, got '" + c.fsync + "'");

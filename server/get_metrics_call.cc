@@ -3,10 +3,12 @@
 namespace rta::server {
 namespace {
 
-grpc::Status AnswerQuery(const analytics::MetricsQuery& query, const PublishedSnapshot& latest,
-                         analytics::MetricsSnapshot* out) {
+// An empty window list means the server's default windows, as for subscriptions.
+grpc::Status AnswerQuery(const analytics::MetricsQuery& query, WindowMask default_windows,
+                         const PublishedSnapshot& latest, analytics::MetricsSnapshot* out) {
   MetricFilter filter;
-  grpc::Status status = MetricFilter::Build(query.metric_types(), query.windows(), &filter);
+  grpc::Status status =
+      MetricFilter::Build(query.metric_types(), query.windows(), default_windows, &filter);
   if (!status.ok()) return status;
   const agg::Snapshot& snapshot = *latest.snapshot;
   out->set_sequence(snapshot.sequence);
@@ -45,7 +47,8 @@ void GetMetricsCall::OnEvent(int op, bool ok) {
   analytics::MetricsSnapshot response;
   auth::Principal principal;
   grpc::Status status = state_.Authenticate(context_, Method::kGetMetrics, &principal);
-  if (status.ok()) status = AnswerQuery(query_, *state_.hub.Latest(), &response);
+  if (status.ok())
+    status = AnswerQuery(query_, state_.default_windows, *state_.hub.Latest(), &response);
   code_ = status.error_code();
   if (status.ok()) {
     responder_.Finish(response, status, &finish_tag_);

@@ -1,5 +1,8 @@
 #include "server/metric_filter.h"
 
+#include <cctype>
+#include <utility>
+
 #include "server/aggregator/aggregator.h"
 
 namespace rta::server {
@@ -12,9 +15,31 @@ int MetricId(std::string_view name) {
   return -1;
 }
 
+bool ParseDefaultWindows(std::string_view text, WindowMask* mask) {
+  std::string name;
+  for (char c : text) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (name.starts_with("window_")) name.erase(0, 7);
+  if (name == "all") {
+    *mask = kAllWindows;
+    return true;
+  }
+  static constexpr std::pair<std::string_view, analytics::Window> kNames[] = {
+      {"1m", analytics::WINDOW_1M},
+      {"5m", analytics::WINDOW_5M},
+      {"1h", analytics::WINDOW_1H},
+      {"total", analytics::WINDOW_TOTAL}};
+  for (const auto& [known, window] : kNames) {
+    if (name == known) {
+      *mask = WindowBit(window);
+      return true;
+    }
+  }
+  return false;
+}
+
 grpc::Status MetricFilter::Build(const google::protobuf::RepeatedPtrField<std::string>& names,
                                  const google::protobuf::RepeatedField<int>& windows,
-                                 MetricFilter* out) {
+                                 WindowMask default_windows, MetricFilter* out) {
   MetricFilter filter;
   if (!names.empty()) {
     filter.all_metrics_ = false;
@@ -33,7 +58,7 @@ grpc::Status MetricFilter::Build(const google::protobuf::RepeatedPtrField<std::s
       filter.metrics_[static_cast<size_t>(id)] = true;
     }
   }
-  uint32_t mask = 0;
+  WindowMask mask = 0;
   for (int window : windows) {
     if (window == analytics::WINDOW_UNSPECIFIED) continue;
     if (!analytics::Window_IsValid(window)) {
@@ -41,9 +66,9 @@ grpc::Status MetricFilter::Build(const google::protobuf::RepeatedPtrField<std::s
               "windows: unknown window " + std::to_string(window) +
                   "; valid: WINDOW_1M, WINDOW_5M, WINDOW_1H, WINDOW_TOTAL"};
     }
-    mask |= 1u << window;
+    mask |= WindowBit(static_cast<analytics::Window>(window));
   }
-  filter.window_mask_ = mask == 0 ? ~0u : mask;
+  filter.window_mask_ = mask == 0 ? default_windows : mask;
   *out = std::move(filter);
   return grpc::Status::OK;
 }

@@ -46,6 +46,9 @@ struct ServerConfig {
   // glibc keeps freed memory in its arenas; every this often the tick thread hands the free
   // pages back to the kernel with malloc_trim(0), so RSS falls after a load (0 = never).
   uint32_t malloc_trim_interval_ms = 10'000;
+  // The windows a subscription or GetMetrics with an empty `windows` list gets: 1m, 5m, 1h,
+  // total or all (metric_filter.h, ParseDefaultWindows).
+  std::string default_window = "total";
   // Durability. data_dir holds the event log (log/) and the checkpoint store (store/); ""
   // keeps everything in memory only (a restart loses every number).
   // The command line's default is kDefaultDataDir; a ServerConfig built in code (tests, the

@@ -14,6 +14,7 @@
 #include "server/aggregator/clock.h"
 #include "server/auth/authenticator.h"
 #include "server/auth/token_limits.h"
+#include "server/metric_filter.h"
 #include "server/peer_address.h"
 #include "server/peer_stream_limiter.h"
 #include "server/producer_table.h"
@@ -50,7 +51,13 @@ struct ServiceState {
         hub(hub_in),
         clock(clock_in),
         producers(producers_in),
-        peer_streams(config_in.max_streams_per_peer) {}
+        peer_streams(config_in.max_streams_per_peer) {
+    // ParseServerConfig has checked it; a config built in code with a bad value gets the
+    // default, WINDOW_TOTAL.
+    if (!ParseDefaultWindows(config.default_window, &default_windows)) {
+      default_windows = WindowBit(analytics::WINDOW_TOTAL);
+    }
+  }
 
   const ServerConfig& config;
   AsyncAnalyticsService& service;
@@ -58,6 +65,8 @@ struct ServiceState {
   ServerMetrics& metrics;
   SnapshotHub& hub;
   const agg::Clock& clock;
+  // What an empty `windows` list in a subscription or GetMetrics stands for (--default-window).
+  WindowMask default_windows = WindowBit(analytics::WINDOW_TOTAL);
   // PublishEvents producers' last sequences (thread-safe inside).
   ProducerTable& producers;
   std::atomic<bool> shutting_down{false};

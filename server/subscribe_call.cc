@@ -101,7 +101,8 @@ void SubscribeCall::Start() {
     return;
   }
   request_.Clear();
-  if (std::string error = CheckSubscriptionRequest(request, &filter_); !error.empty()) {
+  if (std::string error = CheckSubscriptionRequest(request, state_.default_windows, &filter_);
+      !error.empty()) {
     Finish({grpc::StatusCode::INVALID_ARGUMENT, error});
     return;
   }

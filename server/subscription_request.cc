@@ -8,9 +8,10 @@ static_assert(kMaxHistorySeconds == MetricHistory::kMaxSeconds,
               "a subscriber may ask for the whole history the hub keeps, no more");
 
 std::string CheckSubscriptionRequest(const analytics::SubscriptionRequest& request,
-                                     MetricFilter* filter) {
+                                     WindowMask default_windows, MetricFilter* filter) {
   MetricFilter built;
-  if (grpc::Status status = MetricFilter::Build(request.metric_types(), request.windows(), &built);
+  if (grpc::Status status =
+          MetricFilter::Build(request.metric_types(), request.windows(), default_windows, &built);
       !status.ok()) {
     return status.error_message();
   }

@@ -92,6 +92,13 @@ struct Options {
   uint64_t recovery_events = 1'000'000;
   // access: set for the TLS + token half of each pair (ingest and fan-out only).
   const SecureAccess* secure = nullptr;
+  // fanout-go: the grpc-go reference server (bench/go/build.sh builds it) and the rounds.
+#ifdef RTA_GO_REFSERVER
+  std::string reference_server = RTA_GO_REFSERVER;
+#else
+  std::string reference_server;
+#endif
+  int rounds = 3;
 };
 
 struct Result {
@@ -336,27 +343,47 @@ class SteadyIngest {
   std::vector<std::pair<uint64_t, Clock::time_point>> sends_;
 };
 
-// fanout: `subscribers` streams over a few connections, tick 100 ms, steady ingest beside.
-// batched: SubscribeMetricBatches (a tick's updates in one message) instead of SubscribeMetrics.
-// dashboards: every metric of the 1m window, as dashboard_client asks, instead of three totals.
-Result RunFanout(const Options& options, int subscribers, bool batched, bool dashboards = false) {
-  constexpr int kTickMs = 100;
+// What a fan-out measurement subscribes to, and against which server.
+struct FanoutLoad {
+  int subscribers = 1000;
+  int connections = 0;  // 0: one per 500 subscribers
+  // SubscribeMetricBatches (a tick's updates in one message) instead of SubscribeMetrics.
+  bool batched = false;
+  // Every metric of the 1m window, as dashboard_client asks, instead of `metrics` in
+  // WINDOW_TOTAL.
+  bool dashboards = false;
+  std::vector<std::string> metrics = {"events_total", "page_views", "unique_visitors"};
+  int tick_ms = 100;
+  double ingest_rate = 2000;  // events/s reported beside the subscribers
+  std::string server_binary;  // "" = options.server_binary; else a reference (its label)
+  std::string server_label;
+};
+
+// fanout: `load.subscribers` streams over a few connections, a tick every `load.tick_ms`, steady
+// ingest beside. The server may be a reference implementation (bench/go/refserver) that takes
+// the same command line and ignores the flags it does not know.
+Result RunFanout(const Options& options, const FanoutLoad& load) {
+  const int subscribers = load.subscribers;
+  const bool batched = load.batched;
+  const bool dashboards = load.dashboards;
+  const int kTickMs = load.tick_ms;
   // A small de-duplication table (64 Ki ids, 512 KiB): the default one (32 MiB, paged in as ids
   // arrive) would grow RSS during the measurement and be counted against the subscribers.
-  ServerProcess server(options.server_binary, kTickMs,
+  ServerProcess server(load.server_binary.empty() ? options.server_binary : load.server_binary,
+                       kTickMs,
                        "--max-subscribers 20000 --max-streams 30000 --workers 2 "
                        "--dedupe-capacity-log2 16 "
                        // every subscriber comes from this one address (and token)
                        "--max-streams-per-peer 30000 --token-max-streams 30000 "
                        "--token-max-subscriptions 30000" +
-                           AccessFlags(options));
+                           AccessFlags(options) + " " + options.server_flags);
   if (!server.ok()) throw std::runtime_error("server did not start");
   const ClientCredentialsScope credentials(options, server);
   // The baseline for RSS per subscriber: the server with its steady ingest, no subscribers yet.
-  SteadyIngest ingest(server.address(), 2000);
+  SteadyIngest ingest(server.address(), load.ingest_rate);
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   const ProcessSample idle = SampleProcess(server.pid());
-  const int channels = std::max(1, subscribers / 500);
+  const int channels = load.connections > 0 ? load.connections : std::max(1, subscribers / 500);
   std::vector<std::unique_ptr<analytics::AnalyticsService::Stub>> stubs;
   for (int i = 0; i < channels; ++i) {
     stubs.push_back(analytics::AnalyticsService::NewStub(NewChannel(server.address(), i)));
@@ -365,9 +392,7 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   if (dashboards) {
     request.add_windows(analytics::WINDOW_1M);
   } else {
-    for (const char* m : {"events_total", "page_views", "unique_visitors"}) {
-      request.add_metric_types(m);
-    }
+    for (const std::string& m : load.metrics) request.add_metric_types(m);
     request.add_windows(analytics::WINDOW_TOTAL);
   }
   struct Sub {
@@ -477,6 +502,7 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
   r.variant = std::to_string(subscribers) +
               (dashboards ? " dashboards (all metrics, 1m)" : " subscribers") +
               (batched ? ", batched" : "") + AccessSuffix(options);
+  if (!load.server_label.empty()) r.variant += ", " + load.server_label;
   r.unit = "updates/s";
   const uint64_t deliveries = delivered.load();
   r.rate = deliveries / elapsed;
@@ -484,6 +510,10 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
       (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, deliveries);
   r.client_cpu_us = client_cpu * 1e6 / std::max<uint64_t>(1, deliveries);
   r.extra = {{"subscribers", subscribers},
+             {"connections", channels},
+             {"tick_ms", kTickMs},
+             {"server_cpu_user_us", (after.cpu_user_seconds - before.cpu_user_seconds) * 1e6 /
+                                        std::max<uint64_t>(1, deliveries)},
              {"messages_per_second", messages.load() / elapsed},
              {"updates_per_message",
               static_cast<double>(deliveries) / std::max<uint64_t>(1, messages.load())},
@@ -494,6 +524,16 @@ Result RunFanout(const Options& options, int subscribers, bool batched, bool das
               subscribers > 0 ? static_cast<double>(after.rss_bytes - idle.rss_bytes) / subscribers
                               : 0.0}};
   return r;
+}
+
+// Every metric in every window (an empty `windows` list is only the server's default window).
+analytics::SubscriptionRequest EverySeries() {
+  analytics::SubscriptionRequest request;
+  for (auto window : {analytics::WINDOW_1M, analytics::WINDOW_5M, analytics::WINDOW_1H,
+                      analytics::WINDOW_TOTAL}) {
+    request.add_windows(window);
+  }
+  return request;
 }
 
 // A set of subscriptions read by one thread on one completion queue, for the memory scenarios:
@@ -638,7 +678,7 @@ Result RunJoinHistory(const Options& options, bool batched) {
   }
   const auto join_timeout = std::chrono::seconds(60);
   const int plain_count = 200;
-  analytics::SubscriptionRequest plain_request;
+  const analytics::SubscriptionRequest plain_request = EverySeries();
   const uint64_t before_plain = SampleProcess(server.pid()).rss_bytes;
   uint64_t plain_open = 0;
   bool all_joined = true;
@@ -649,7 +689,7 @@ Result RunJoinHistory(const Options& options, bool batched) {
     plain_open = SampleProcess(server.pid()).rss_bytes;
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  analytics::SubscriptionRequest history_request;
+  analytics::SubscriptionRequest history_request = EverySeries();
   history_request.set_history_seconds(3600);
   const ProcessSample baseline = SampleProcess(server.pid());
   uint64_t peak = baseline.rss_bytes;
@@ -728,7 +768,7 @@ Result RunChurn(const Options& options) {
     stubs.push_back(analytics::AnalyticsService::NewStub(NewChannel(server.address(), i)));
   }
   const int rounds = options.smoke ? 2 : 10, per_round = options.smoke ? 100 : 1000;
-  analytics::SubscriptionRequest request;
+  const analytics::SubscriptionRequest request = EverySeries();
   bool all_joined = true;
   for (bool batched : {false, true}) {
     SubscriberWave warm_up(stubs, request, 50, batched);
@@ -1560,13 +1600,20 @@ int Main(int argc, char** argv) {
       options.publish_rate = std::stod(value());
     else if (arg == "--recovery-events")
       options.recovery_events = std::stoull(value());
+    else if (arg == "--reference-server")
+      options.reference_server = value();
+    else if (arg == "--rounds")
+      options.rounds = std::max(1, std::stoi(value()));
     else if (arg == "--help") {
       std::puts(
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
           "                        join-history|churn|durable|publish|publish-latency|\n"
-          "                        recovery|checkpoint-stall|access]\n"
+          "                        recovery|checkpoint-stall|access|fanout-go]\n"
           "            (durable: publish to checkpoint-stall; access: ingest and fan-out with\n"
-          "             TLS and tokens against plaintext, not part of all)\n"
+          "             TLS and tokens against plaintext; fanout-go: fan-out against the\n"
+          "             grpc-go reference server, round by round; neither is part of all)\n"
+          "            [--reference-server PATH (fanout-go; default: the one this build made)]\n"
+          "            [--rounds N (fanout-go: pairs per load, default 3)]\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
           "            [--server-binary PATH] [--output-dir DIR (writes <date>.json and .md)]\n"
           "            [--server-flags 'FLAGS' (appended to every server's command line)]\n"
@@ -1621,11 +1668,64 @@ int Main(int argc, char** argv) {
   }
   if (all || options.scenario == "fanout") {
     for (int subscribers : options.smoke ? std::vector<int>{100} : std::vector<int>{1000, 10000}) {
-      for (bool batched : {false, true}) run(RunFanout(options, subscribers, batched));
+      for (bool batched : {false, true}) {
+        run(RunFanout(options, {.subscribers = subscribers, .batched = batched}));
+      }
     }
     // What dashboard_client subscribes to: many series change per tick.
     const int dashboards = options.smoke ? 100 : 1000;
-    for (bool batched : {false, true}) run(RunFanout(options, dashboards, batched, true));
+    for (bool batched : {false, true}) {
+      run(RunFanout(options, {.subscribers = dashboards, .batched = batched, .dashboards = true}));
+    }
+  }
+  if (options.scenario == "fanout-go") {
+    // Issue 14's load against a plain grpc-go server (bench/go/refserver: a map of streams
+    // under one mutex, stream.Send in a loop each tick) on the same machine in the same run,
+    // pair by pair with the order alternating, so the ratio survives the machine's noise:
+    // events_total in WINDOW_TOTAL over SubscribeMetrics, 1,000 events/s beside; 2,000
+    // subscribers over 20 connections at a 100 ms tick (CPU per update), then 10,000 at a 1 s
+    // tick (RSS per subscriber).
+    if (options.reference_server.empty() || !std::filesystem::exists(options.reference_server)) {
+      throw std::runtime_error(
+          "fanout-go needs the reference server: bash bench/go/build.sh PATH, then "
+          "--reference-server PATH (got '" +
+          options.reference_server + "')");
+    }
+    std::vector<FanoutLoad> loads = {{.subscribers = options.smoke ? 200 : 2000,
+                                      .connections = options.smoke ? 4 : 20,
+                                      .metrics = {"events_total"},
+                                      .tick_ms = 100,
+                                      .ingest_rate = 1000}};
+    if (!options.smoke) {
+      loads.push_back({.subscribers = 10000,
+                       .connections = 20,
+                       .metrics = {"events_total"},
+                       .tick_ms = 1000,
+                       .ingest_rate = 1000});
+    }
+    const int rounds = options.smoke ? 1 : options.rounds;
+    for (const FanoutLoad& load : loads) {
+      FanoutLoad reference = load;
+      reference.server_binary = options.reference_server;
+      reference.server_label = "grpc-go reference";
+      for (int round = 0; round < rounds; ++round) {
+        Result ours, theirs;
+        if (round % 2 == 0) {
+          ours = RunFanout(options, load);
+          theirs = RunFanout(options, reference);
+        } else {
+          theirs = RunFanout(options, reference);
+          ours = RunFanout(options, load);
+        }
+        const auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+        ours.extra["cpu_per_update_vs_reference"] = ratio(ours.server_cpu_us, theirs.server_cpu_us);
+        ours.extra["rss_per_subscriber_vs_reference"] =
+            ratio(ours.extra["server_rss_bytes_per_subscriber"].get<double>(),
+                  theirs.extra["server_rss_bytes_per_subscriber"].get<double>());
+        run(ours);
+        run(theirs);
+      }
+    }
   }
   if (options.scenario == "access") {
     // TLS + tokens against plaintext, each pair back to back on the same machine: a batched
@@ -1639,7 +1739,7 @@ int Main(int argc, char** argv) {
                     true));
     }
     for (const Options* o : {&options, &with_access}) {
-      run(RunFanout(*o, options.smoke ? 100 : 1000, /*batched=*/true));
+      run(RunFanout(*o, {.subscribers = options.smoke ? 100 : 1000, .batched = true}));
     }
   }
   if (all || options.scenario == "latency") {

@@ -27,6 +27,7 @@ ProcessSample SampleProcess(pid_t pid) {
       if (i == 15) stime = std::stoul(field);
     }
     sample.cpu_seconds = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+    sample.cpu_user_seconds = static_cast<double>(utime) / sysconf(_SC_CLK_TCK);
   }
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   while (std::getline(status, line)) {

@@ -10,6 +10,7 @@ namespace rta::bench {
 // CPU time and resident memory of another process, from /proc/<pid>/stat and /proc/<pid>/status.
 struct ProcessSample {
   double cpu_seconds = 0;  // user + system
+  double cpu_user_seconds = 0;  // of which user (the rest is the kernel's, mostly TCP)
   uint64_t rss_bytes = 0;
   uint64_t rss_anon_bytes = 0;  // of which anonymous (heap, stacks); the rest is mapped files
 };

@@ -424,6 +424,7 @@ TEST_CASE("the subscription feeds the model from the real server", "[dashboard][
   options.channel.servers = {server.address()};
   options.request.add_metric_types("page_views");
   options.request.add_metric_types("unique_visitors");
+  rta::testing::AddEveryWindow(options.request.mutable_windows());  // as the dashboard asks
   options.request.set_history_seconds(60);
   std::string error;
   Subscription subscription(rta::client::MakeChannel(options.channel, &error), options);
@@ -651,6 +652,7 @@ TEST_CASE("the token goes out as a bearer header, a refused one stops the retrie
 
 TEST_CASE("once: the snapshot as JSON, or a clear message and exit 1", "[dashboard][script]") {
   SubscriptionOptions options;
+  rta::testing::AddEveryWindow(options.request.mutable_windows());  // as --once asks
   const auto run_once = [&](const std::string& address, std::chrono::milliseconds timeout,
                             std::string* out_text, std::string* err_text) {
     options.channel.servers = {address};

@@ -32,6 +32,9 @@ TEST_CASE("flags set the documented keys", "[server][config]") {
   CHECK(cl.config.workers == 3);
   CHECK(cl.config.aggregator.dedupe_horizon_seconds == 60);
   CHECK(cl.config.metrics_listen == "127.0.0.1:9464");  // loopback unless told otherwise
+  CHECK(cl.config.default_window == "total");
+  REQUIRE(ParseCommandLine({"--default-window", "all"}, &cl, &error));
+  CHECK(cl.config.default_window == "all");
 }
 
 TEST_CASE("a JSON config file applies, and flags win over it", "[server][config]") {
@@ -100,6 +103,10 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
     CHECK_FALSE(ParseCommandLine({"--config", path}, &cl, &error));
     CHECK_THAT(error, Catch::Contains("'max_streams'"));
     std::remove(path.c_str());
+  }
+  SECTION("an unknown default window") {
+    CHECK_FALSE(ParseCommandLine({"--default-window", "2m"}, &cl, &error));
+    CHECK(error == "default_window: must be 1m, 5m, 1h, total or all, got '2m'");
   }
   SECTION("malformed JSON keeps the position") {
     const std::string path = WriteTempFile("{\"tick_ms\": 100,,}");

@@ -66,8 +66,10 @@ std::map<std::string, double> AllMetrics(const std::string& address) {
   auto stub = StubFor(address);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  analytics::MetricsQuery query;
+  rta::testing::AddEveryWindow(query.mutable_windows());
   analytics::MetricsSnapshot snapshot;
-  const grpc::Status status = stub->GetMetrics(&context, {}, &snapshot);
+  const grpc::Status status = stub->GetMetrics(&context, query, &snapshot);
   REQUIRE(status.ok());
   std::map<std::string, double> values;
   for (const analytics::MetricUpdate& update : snapshot.metrics()) {

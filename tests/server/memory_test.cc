@@ -170,7 +170,8 @@ TEST_CASE("subscribers joining with an hour of history cost little, and memory c
         grpc::CreateCustomChannel(server.address(), grpc::InsecureChannelCredentials(), args)));
   }
   constexpr int kCount = 100;
-  const analytics::SubscriptionRequest plain_request;  // every series, no history
+  analytics::SubscriptionRequest plain_request;  // every series, no history
+  rta::testing::AddEveryWindow(plain_request.mutable_windows());
   const uint64_t idle = server.RssBytes();
   double plain_bytes = 0;
   {
@@ -184,6 +185,7 @@ TEST_CASE("subscribers joining with an hour of history cost little, and memory c
   plain_bytes = std::max(plain_bytes, 8.0 * 1024);
 
   analytics::SubscriptionRequest history_request;
+  rta::testing::AddEveryWindow(history_request.mutable_windows());
   history_request.set_history_seconds(3600);
   const uint64_t before = server.RssBytes();
   uint64_t peak = before;
@@ -233,7 +235,8 @@ TEST_CASE("memory comes back after a churn of subscribers", "[server][memory]") 
     stubs.push_back(analytics::AnalyticsService::NewStub(
         grpc::CreateCustomChannel(server.address(), grpc::InsecureChannelCredentials(), args)));
   }
-  const analytics::SubscriptionRequest request;  // every series
+  analytics::SubscriptionRequest request;  // every series
+  rta::testing::AddEveryWindow(request.mutable_windows());
   // A warm-up round first: RSS counts the libraries' code pages too, and the first
   // subscriptions page in a few MiB of gRPC and protobuf code that stays resident for good.
   {

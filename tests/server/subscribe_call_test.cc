@@ -9,12 +9,15 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <map>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "tests/server/integration_util.h"
 #include "tests/support/server_harness.h"
 
 using analytics::MetricUpdate;
+using rta::testing::AddEveryWindow;
 using rta::testing::DeadlineContext;
 using rta::testing::MakeEvent;
 using rta::testing::NowMs;
@@ -59,12 +62,60 @@ TEST_CASE("a subscriber gets an initial snapshot, then the values that changed",
   context->TryCancel();
 }
 
+TEST_CASE("a subscription or GetMetrics that lists no windows gets the default window only",
+          "[server][integration][subscribe]") {
+  // A client written before windows existed prints "name = value" per update: it must see one
+  // value per metric, not four different numbers under one name.
+  const auto run = [](const std::string& default_window) {
+    auto config = ServerHarness::DefaultConfig();
+    if (!default_window.empty()) config.default_window = default_window;
+    ServerHarness h(config);
+    h.ReportBatch({MakeEvent("w1", "page_view", h.clock().NowMs())});
+    h.server().TickForTest();
+    auto stub = h.NewStub();
+    analytics::SubscriptionRequest request;              // no metric_types, no windows
+    request.add_windows(analytics::WINDOW_UNSPECIFIED);  // counts as no window
+    auto context = DeadlineContext();
+    auto reader = stub->SubscribeMetrics(context.get(), request);
+    std::map<std::string, std::set<int>> windows_by_name;  // unlabelled series only
+    for (const MetricUpdate& update : ReadInitial(*reader)) {
+      if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT && update.labels().empty()) {
+        windows_by_name[update.metric_type()].insert(update.window());
+      }
+    }
+    context->TryCancel();
+    grpc::ClientContext query_context;
+    query_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    analytics::MetricsSnapshot snapshot;
+    REQUIRE(stub->GetMetrics(&query_context, analytics::MetricsQuery(), &snapshot).ok());
+    std::map<std::string, std::set<int>> queried;
+    for (const MetricUpdate& update : snapshot.metrics()) {
+      if (update.labels().empty()) queried[update.metric_type()].insert(update.window());
+    }
+    CHECK(queried == windows_by_name);  // GetMetrics reads an empty list the same way
+    return windows_by_name;
+  };
+  const auto by_default = run("");
+  REQUIRE(by_default.count("page_views") == 1);
+  CHECK(by_default.size() >= 20);  // every metric ...
+  for (const auto& [name, windows] : by_default) {
+    CHECK(windows == std::set<int>{analytics::WINDOW_TOTAL});  // ... once, in WINDOW_TOTAL
+  }
+  for (const auto& [name, windows] : run("1h")) {
+    CHECK(windows == std::set<int>{analytics::WINDOW_1H});
+  }
+  const auto every = run("all");
+  CHECK(every.at("page_views") == std::set<int>{analytics::WINDOW_1M, analytics::WINDOW_5M,
+                                                analytics::WINDOW_1H, analytics::WINDOW_TOTAL});
+}
+
 TEST_CASE("two subscribers with different filters each get only their series",
           "[server][integration][subscribe]") {
   ServerHarness h;
   auto stub = h.NewStub();
   analytics::SubscriptionRequest a;
   a.add_metric_types("page_views");
+  AddEveryWindow(a.mutable_windows());
   analytics::SubscriptionRequest b;
   b.add_metric_types("revenue");
   b.add_metric_types("events_by_country");
@@ -112,6 +163,7 @@ TEST_CASE("a subscriber that never reads does not hold back a fast one",
   auto slow_stub = analytics::AnalyticsService::NewStub(
       grpc::CreateCustomChannel(h.address(), grpc::InsecureChannelCredentials(), slow_args));
   analytics::SubscriptionRequest everything;
+  AddEveryWindow(everything.mutable_windows());
   auto slow_context = DeadlineContext(60);
   auto slow = slow_stub->SubscribeMetrics(slow_context.get(), everything);
 
@@ -265,6 +317,7 @@ TEST_CASE("SubscribeMetricBatches sends SubscribeMetrics' updates, many per mess
   }
   h.server().TickForTest();
   analytics::SubscriptionRequest request;
+  AddEveryWindow(request.mutable_windows());
   request.set_history_seconds(120);
   auto stub = h.NewStub();
   auto plain_context = DeadlineContext();

@@ -84,12 +84,13 @@ class Feed {
   uint64_t sequence_ = 0;
 };
 
+// No windows: every window (as with --default-window all).
 MetricFilter Filter(std::vector<std::string> names, std::vector<analytics::Window> windows = {}) {
   google::protobuf::RepeatedPtrField<std::string> n(names.begin(), names.end());
   google::protobuf::RepeatedField<int> w;
   for (auto window : windows) w.Add(window);
   MetricFilter filter;
-  REQUIRE(MetricFilter::Build(n, w, &filter).ok());
+  REQUIRE(MetricFilter::Build(n, w, rta::server::kAllWindows, &filter).ok());
   return filter;
 }
 

@@ -85,6 +85,7 @@ analytics::MetricsSnapshot ServerHarness::Snapshot(const std::vector<std::string
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   analytics::MetricsQuery query;
   for (const auto& name : names) query.add_metric_types(name);
+  AddEveryWindow(query.mutable_windows());
   analytics::MetricsSnapshot snapshot;
   grpc::Status status = stub->GetMetrics(&context, query, &snapshot);
   if (!status.ok()) throw std::runtime_error("GetMetrics: " + status.error_message());

@@ -14,6 +14,15 @@
 
 namespace rta::testing {
 
+// Lists every window in a request's `windows` (an empty list asks only for the server's
+// --default-window, WINDOW_TOTAL by default).
+inline void AddEveryWindow(google::protobuf::RepeatedField<int>* windows) {
+  for (auto window : {analytics::WINDOW_1M, analytics::WINDOW_5M, analytics::WINDOW_1H,
+                      analytics::WINDOW_TOTAL}) {
+    windows->Add(window);
+  }
+}
+
 // A real AnalyticsServer on an ephemeral loopback port (gRPC and Prometheus), with a manual
 // clock that starts at the real time. Shut down (with no grace) when destroyed.
 class ServerHarness {
