@@ -23,3 +23,8 @@ cat "bench/results/${date}.md"
 # are our server's figures over the reference's in the same pair.
 build/release/bench/load/load_driver --scenario fanout-go --seconds "${SECONDS_PER_RUN:-5}" \
   | tee "bench/results/${date}-fanout-go.txt"
+# The same 2,000-subscriber load on gRPC C++'s callback API (bench/load/callback_refserver)
+# against the Go server: the callback API as issue 14's measured comparison.
+build/release/bench/load/load_driver --scenario fanout-go --fanout-load cpu --rounds 2 \
+  --seconds "${SECONDS_PER_RUN:-5}" --server-binary build/release/bench/load/callback_refserver \
+  | tee "bench/results/${date}-fanout-callback.txt"

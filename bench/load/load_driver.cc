@@ -99,6 +99,7 @@ struct Options {
   std::string reference_server;
 #endif
   int rounds = 3;
+  std::string fanout_load = "both";  // fanout-go: cpu (2,000 subscribers), rss (10,000), both
 };
 
 struct Result {
@@ -1602,6 +1603,8 @@ int Main(int argc, char** argv) {
       options.recovery_events = std::stoull(value());
     else if (arg == "--reference-server")
       options.reference_server = value();
+    else if (arg == "--fanout-load")
+      options.fanout_load = value();
     else if (arg == "--rounds")
       options.rounds = std::max(1, std::stoi(value()));
     else if (arg == "--help") {
@@ -1614,6 +1617,8 @@ int Main(int argc, char** argv) {
           "             grpc-go reference server, round by round; neither is part of all)\n"
           "            [--reference-server PATH (fanout-go; default: the one this build made)]\n"
           "            [--rounds N (fanout-go: pairs per load, default 3)]\n"
+          "            [--fanout-load cpu|rss|both (fanout-go: 2,000 subscribers at 100 ms,\n"
+          "             10,000 at 1 s, or both; default both)]\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
           "            [--server-binary PATH] [--output-dir DIR (writes <date>.json and .md)]\n"
           "            [--server-flags 'FLAGS' (appended to every server's command line)]\n"
@@ -1691,12 +1696,20 @@ int Main(int argc, char** argv) {
           "--reference-server PATH (got '" +
           options.reference_server + "')");
     }
-    std::vector<FanoutLoad> loads = {{.subscribers = options.smoke ? 200 : 2000,
-                                      .connections = options.smoke ? 4 : 20,
-                                      .metrics = {"events_total"},
-                                      .tick_ms = 100,
-                                      .ingest_rate = 1000}};
-    if (!options.smoke) {
+    if (options.fanout_load != "cpu" && options.fanout_load != "rss" &&
+        options.fanout_load != "both") {
+      throw std::runtime_error("--fanout-load: expected cpu, rss or both, got '" +
+                               options.fanout_load + "'");
+    }
+    std::vector<FanoutLoad> loads;
+    if (options.fanout_load != "rss" || options.smoke) {
+      loads.push_back({.subscribers = options.smoke ? 200 : 2000,
+                       .connections = options.smoke ? 4 : 20,
+                       .metrics = {"events_total"},
+                       .tick_ms = 100,
+                       .ingest_rate = 1000});
+    }
+    if (!options.smoke && options.fanout_load != "cpu") {
       loads.push_back({.subscribers = 10000,
                        .connections = 20,
                        .metrics = {"events_total"},
@@ -1704,7 +1717,11 @@ int Main(int argc, char** argv) {
                        .ingest_rate = 1000});
     }
     const int rounds = options.smoke ? 1 : options.rounds;
-    for (const FanoutLoad& load : loads) {
+    for (FanoutLoad& load : loads) {
+      // Another server in our place (bench/load/callback_refserver): its name in the results.
+      if (options.server_binary != RTA_SERVER_BINARY) {
+        load.server_label = std::filesystem::path(options.server_binary).filename().string();
+      }
       FanoutLoad reference = load;
       reference.server_binary = options.reference_server;
       reference.server_label = "grpc-go reference";
