@@ -28,7 +28,7 @@ using testing::Value;
 
 constexpr analytics::Window kAllWindows[] = {WINDOW_1M, WINDOW_5M, WINDOW_1H, WINDOW_TOTAL};
 
-AggregatorConfig TestConfig() {
+AggregatorConfig AggregatorTestConfig() {
   AggregatorConfig config;
   config.dedupe_capacity_log2 = 16;
   config.max_sessions = 10'000;
@@ -67,7 +67,7 @@ TEST_CASE("metric names cover every series and the snapshot is well formed", "[a
   CHECK(names.size() == 23);
 
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   CHECK(aggregator.epoch() != 0);
   const auto before = aggregator.Latest();
   CHECK(before->sequence == 0);
@@ -98,7 +98,7 @@ TEST_CASE("metric names cover every series and the snapshot is well formed", "[a
 
 TEST_CASE("counts, conversions and revenue in every window", "[aggregator]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   auto purchase = Event("e4", "purchase", kStartMs - 1000, "v2", "s2");
   purchase.set_value(20.5);
   for (const auto& event : {Event("e1", "page_view", kStartMs, "v1", "s1"),
@@ -121,7 +121,7 @@ TEST_CASE("counts, conversions and revenue in every window", "[aggregator]") {
 
 TEST_CASE("an event slides out of each window as the clock passes it", "[aggregator][windows]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   REQUIRE(aggregator.Ingest(Event("e1", "page_view", 0, "v1")).outcome == IngestOutcome::kAccepted);
   auto at = [&](int64_t seconds) {
     clock.SetMs(kStartMs + seconds * 1000);
@@ -160,7 +160,7 @@ TEST_CASE("an event slides out of each window as the clock passes it", "[aggrega
 TEST_CASE("late events land in the bucket of their event time", "[aggregator][windows]") {
   const int64_t now = kStartMs + 600'000;
   ManualClock clock(now);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   auto ingest = [&](const char* id, int64_t age_seconds) {
     REQUIRE(aggregator.Ingest(Event(id, "click", now - age_seconds * 1000)).outcome ==
             IngestOutcome::kAccepted);
@@ -195,7 +195,7 @@ TEST_CASE("ticks reuse the closed part of each window and still equal a fresh su
   // The clock starts 5 s before a minute ends, so both second and minute boundaries are crossed.
   const int64_t start = kStartMs + 55'000;
   ManualClock clock(start);
-  Aggregator incremental(TestConfig(), clock);
+  Aggregator incremental(AggregatorTestConfig(), clock);
   std::vector<analytics::EventData> events;
   std::mt19937_64 random(7);
   const int64_t ages_ms[] = {0,      0,      0,       300,       1'200, 4'000,
@@ -219,7 +219,7 @@ TEST_CASE("ticks reuse the closed part of each window and still equal a fresh su
     }
     const auto got = incremental.Tick();
 
-    Aggregator fresh(TestConfig(), clock);
+    Aggregator fresh(AggregatorTestConfig(), clock);
     for (const analytics::EventData& event : events) {
       REQUIRE(fresh.Ingest(event).outcome == IngestOutcome::kAccepted);
     }
@@ -250,7 +250,7 @@ TEST_CASE("ticks reuse the closed part of each window and still equal a fresh su
 TEST_CASE("too old and future events are refused with the field and reason, and not counted",
           "[aggregator][validation]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   const auto old = aggregator.Ingest(Event("old", "click", kStartMs - 3'601'000));
   CHECK(old.outcome == IngestOutcome::kTooOld);
   CHECK(old.field == "timestamp_ms");
@@ -274,7 +274,7 @@ TEST_CASE("too old and future events are refused with the field and reason, and 
 
 TEST_CASE("de-duplication: an id counts once within the horizon", "[aggregator][dedupe]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = AggregatorTestConfig();
   config.dedupe_horizon_seconds = 600;
   Aggregator aggregator(config, clock);
   CHECK(aggregator.Ingest(Event("a", "page_view")).outcome == IngestOutcome::kAccepted);
@@ -301,7 +301,7 @@ TEST_CASE("de-duplication: an id counts once within the horizon", "[aggregator][
 
 TEST_CASE("dimension values beyond the cap fold into __other__", "[aggregator][dimensions]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = AggregatorTestConfig();
   config.dimension_cardinality_cap = 3;
   Aggregator aggregator(config, clock);
   int id = 0;
@@ -360,7 +360,7 @@ TEST_CASE("session metrics: sessions, bounce rate, duration, conversion rate, ac
           "[aggregator][sessions]") {
   const int64_t t = kStartMs;
   ManualClock clock(t + 10'000);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   int id = 0;
   auto ingest = [&](const char* type, int64_t at_ms, const char* session, double value = 0) {
     auto event = Event(Cat("e", id++), type, at_ms, "", session);
@@ -418,7 +418,7 @@ TEST_CASE("session metrics: sessions, bounce rate, duration, conversion rate, ac
 TEST_CASE("max_sessions bounds the session table and counts what it drops",
           "[aggregator][sessions]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = AggregatorTestConfig();
   config.max_sessions = 2;
   Aggregator aggregator(config, clock);
   for (int i = 0; i < 2; ++i) {
@@ -437,7 +437,7 @@ TEST_CASE("max_sessions bounds the session table and counts what it drops",
 TEST_CASE("changed_sequence marks the series that changed and keeps the rest",
           "[aggregator][snapshot]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   const auto first = aggregator.Tick();
   const auto second = aggregator.Tick();
   CHECK(second->sequence == 2);
@@ -480,7 +480,7 @@ TEST_CASE("changed_sequence marks the series that changed and keeps the rest",
 TEST_CASE("top pages, referrers and campaigns with counts, errors and shares",
           "[aggregator][topk]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = AggregatorTestConfig();
   config.top_k = 3;
   Aggregator aggregator(config, clock);
   int id = 0;
@@ -533,7 +533,7 @@ TEST_CASE("top pages, referrers and campaigns with counts, errors and shares",
 
 TEST_CASE("page load quantiles are within 1% of the exact values", "[aggregator][sketch]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   std::mt19937_64 rng(3);
   std::lognormal_distribution<double> load_ms(std::log(1200.0), 0.7);
   std::vector<double> values;
@@ -579,7 +579,7 @@ TEST_CASE("unique visitors: 10^6 distinct visitors within 2.5%", "[aggregator][h
 TEST_CASE("unique visitors merge across buckets: the same visitor counts once",
           "[aggregator][hll]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   int id = 0;
   for (int second = 0; second < 3; ++second) {
     for (int v = 0; v < 2000; ++v) {
@@ -600,7 +600,7 @@ TEST_CASE("unique visitors merge across buckets: the same visitor counts once",
 
 TEST_CASE("events per second use the last complete clock seconds", "[aggregator]") {
   ManualClock clock(kStartMs + 500);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   for (int i = 0; i < 5; ++i) {
     REQUIRE(aggregator.Ingest(Event(Cat("e", i), "click")).outcome == IngestOutcome::kAccepted);
   }
@@ -623,7 +623,7 @@ TEST_CASE("events per second use the last complete clock seconds", "[aggregator]
 
 TEST_CASE("session signals are counted by event time", "[aggregator][signals]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(AggregatorTestConfig(), clock);
   aggregator.RecordSignal(SessionSignal::kRageClick, kStartMs);
   aggregator.RecordSignal(SessionSignal::kRageClick, 0);
   aggregator.RecordSignal(SessionSignal::kBotSuspected, kStartMs - 120'000);
@@ -641,7 +641,7 @@ TEST_CASE("session signals are counted by event time", "[aggregator][signals]") 
 TEST_CASE("dedupe early evictions are counted when the table is too small",
           "[aggregator][dedupe]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = AggregatorTestConfig();
   config.dedupe_capacity_log2 = 5;  // two buckets of 16 ids
   Aggregator aggregator(config, clock);
   CHECK(aggregator.stats().dedupe_capacity_ids == 24);
@@ -698,7 +698,7 @@ const TopItem* FindTop(const MetricPoint& point, std::string_view key) {
 TEST_CASE("ranked values longer than the cap are cut at a UTF-8 boundary and counted",
           "[aggregator][limits]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = AggregatorTestConfig();
   config.max_dimension_value_bytes = 16;
   Aggregator aggregator(config, clock);
   // 15 ASCII bytes, then a 2-byte character across the 16-byte cut: the cut backs off to 15.
@@ -733,7 +733,7 @@ TEST_CASE("ranked values longer than the cap are cut at a UTF-8 boundary and cou
 TEST_CASE("the key dictionary keeps to its byte budget and counts the rest as __other__",
           "[aggregator][limits]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = AggregatorTestConfig();
   // Room for the pinned __other__ and a few dozen 20-byte pages (80 + 21 bytes each).
   config.key_dictionary_max_bytes = 4000;
   Aggregator aggregator(config, clock);

@@ -24,7 +24,7 @@ using testing::kStartMs;
 using testing::Value;
 
 // Small enough to copy quickly, large enough that no test id is evicted early.
-AggregatorConfig TestConfig() {
+AggregatorConfig CheckpointTestConfig() {
   AggregatorConfig config;
   config.dedupe_capacity_log2 = 18;
   config.dimension_cardinality_cap = 6;  // 12 countries: half fold into __other__
@@ -120,7 +120,7 @@ void Feed(Aggregator& aggregator, ManualClock& clock, EventMix& mix, int seconds
 std::unique_ptr<Aggregator> RestoreOrFail(const std::string& blob, const Clock& clock,
                                           uint64_t gap = 0) {
   std::string error;
-  std::unique_ptr<Aggregator> restored = Aggregator::Restore(TestConfig(), clock, blob, gap, &error);
+  std::unique_ptr<Aggregator> restored = Aggregator::Restore(CheckpointTestConfig(), clock, blob, gap, &error);
   INFO(error);
   REQUIRE(restored != nullptr);
   return restored;
@@ -129,7 +129,7 @@ std::unique_ptr<Aggregator> RestoreOrFail(const std::string& blob, const Clock& 
 TEST_CASE("a restored aggregator reports every metric as the original does",
           "[aggregator][checkpoint]") {
   ManualClock clock(kStartMs);
-  Aggregator original(TestConfig(), clock);
+  Aggregator original(CheckpointTestConfig(), clock);
   EventMix mix(7, "a");
   Feed(original, clock, mix, 3900, 6, 300);  // 65 minutes: both rings full
   const CheckpointResult checkpoint = original.Checkpoint({});
@@ -187,7 +187,7 @@ TEST_CASE("a restored aggregator reports every metric as the original does",
 TEST_CASE("a restore keeps the epoch and moves the sequence past the gap",
           "[aggregator][checkpoint]") {
   ManualClock clock(kStartMs);
-  Aggregator original(TestConfig(), clock);
+  Aggregator original(CheckpointTestConfig(), clock);
   EventMix mix(3, "g");
   Feed(original, clock, mix, 20, 5, 5);
   const CheckpointResult checkpoint = original.Checkpoint({});
@@ -242,7 +242,7 @@ void Replay(Aggregator& aggregator, ManualClock& clock, const std::vector<LogEnt
 TEST_CASE("restore plus a replay of the log after the cut equals the original",
           "[aggregator][checkpoint]") {
   ManualClock clock(kStartMs);
-  Aggregator original(TestConfig(), clock);
+  Aggregator original(CheckpointTestConfig(), clock);
   EventMix mix(11, "r");
   std::vector<LogEntry> before_cut;
   std::vector<LogEntry> after_cut;
@@ -286,7 +286,7 @@ TEST_CASE("restore plus a replay of the log after the cut equals the original",
 
   SECTION("from an empty aggregator, the whole log") {
     ManualClock replay_clock(kStartMs);
-    Aggregator replayed_from_start(TestConfig(), replay_clock);
+    Aggregator replayed_from_start(CheckpointTestConfig(), replay_clock);
     Replay(replayed_from_start, replay_clock, before_cut);
     replay_clock.SetMs(checkpoint.time_ms);
     replayed_from_start.Tick();  // the checkpoint's tick
@@ -329,7 +329,7 @@ TEST_CASE("restore plus a replay of the log after the cut equals the original",
 TEST_CASE("an id accepted before the checkpoint is a duplicate after the restore",
           "[aggregator][checkpoint]") {
   ManualClock clock(kStartMs);
-  Aggregator original(TestConfig(), clock);
+  Aggregator original(CheckpointTestConfig(), clock);
   REQUIRE(original.Ingest(testing::Event("kept", "click")).outcome == IngestOutcome::kAccepted);
   const CheckpointResult checkpoint = original.Checkpoint({});
   clock.AdvanceMs(30'000);
@@ -337,14 +337,14 @@ TEST_CASE("an id accepted before the checkpoint is a duplicate after the restore
   CHECK(restored->Ingest(testing::Event("kept", "click")).outcome == IngestOutcome::kDuplicate);
   CHECK(restored->Ingest(testing::Event("new", "click")).outcome == IngestOutcome::kAccepted);
   // The horizon still counts from the first acceptance.
-  clock.AdvanceMs(TestConfig().dedupe_horizon_seconds * 1000);
+  clock.AdvanceMs(CheckpointTestConfig().dedupe_horizon_seconds * 1000);
   CHECK(restored->Ingest(testing::Event("kept", "click")).outcome == IngestOutcome::kAccepted);
 }
 
 TEST_CASE("the de-dup section holds only the buckets in use, and a full table round-trips",
           "[aggregator][checkpoint]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = CheckpointTestConfig();
   config.dedupe_capacity_log2 = 14;  // 16,384 slots, 128 KiB raw
   const size_t raw_bytes = (size_t{1} << 14) * sizeof(uint64_t);
   // One event in a 16x larger table (2 MiB raw) makes a checkpoint larger only by the bitmap.
@@ -381,7 +381,7 @@ TEST_CASE("the de-dup section holds only the buckets in use, and a full table ro
 
 TEST_CASE("checkpoints cut between ingest sections", "[aggregator][checkpoint][concurrency]") {
   ManualClock clock(kStartMs);
-  Aggregator aggregator(TestConfig(), clock);
+  Aggregator aggregator(CheckpointTestConfig(), clock);
   constexpr int kThreads = 4;
   constexpr int kMaxBatches = 4000;  // 128,000 ids in all: within the de-dup table's capacity
   constexpr int kBatch = 8;
@@ -428,7 +428,7 @@ TEST_CASE("checkpoints cut between ingest sections", "[aggregator][checkpoint][c
     int64_t total = 0;
     for (int64_t c : cut) total += c;
     std::string error;
-    auto restored = Aggregator::Restore(TestConfig(), clock, checkpoint.blob, 0, &error);
+    auto restored = Aggregator::Restore(CheckpointTestConfig(), clock, checkpoint.blob, 0, &error);
     if (!restored) {
       failure = error;
       break;
@@ -469,7 +469,7 @@ TEST_CASE("checkpoints cut between ingest sections", "[aggregator][checkpoint][c
 TEST_CASE("a damaged or foreign checkpoint is an error, never a crash",
           "[aggregator][checkpoint]") {
   ManualClock clock(kStartMs);
-  AggregatorConfig config = TestConfig();
+  AggregatorConfig config = CheckpointTestConfig();
   config.dedupe_capacity_log2 = 10;  // many restores below
   Aggregator original(config, clock);
   EventMix mix(5, "d");

@@ -138,6 +138,18 @@ FileAnswers Answer(const std::string& path) {
   return answers;
 }
 
+std::string IdLines(int count) {
+  std::string lines;
+  for (int i = 0; i < count; ++i) {
+    // Built with append: GCC 12 warns (-Wrestrict, a false positive) on "e" + to_string here.
+    std::string id = "e";
+    id += std::to_string(i);
+    lines += nlohmann::json{{"event_id", id}, {"event_type", "page_view"}}.dump();
+    lines += '\n';
+  }
+  return lines;
+}
+
 int UnusedPort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};

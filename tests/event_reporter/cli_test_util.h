@@ -35,6 +35,9 @@ struct FileAnswers {
 };
 FileAnswers Answer(const std::string& path);
 
+// `count` JSON lines of page views with ids e0, e1, ... (and nothing else).
+std::string IdLines(int count);
+
 // A loopback port that nothing listens on right now.
 int UnusedPort();
 

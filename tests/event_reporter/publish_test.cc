@@ -27,6 +27,7 @@ using rta::reporter::testing::Answer;
 using rta::reporter::testing::CliRun;
 using rta::reporter::testing::FileAnswers;
 using rta::reporter::testing::GenerateFile;
+using rta::reporter::testing::IdLines;
 using rta::reporter::testing::Run;
 using rta::reporter::testing::RunShell;
 using rta::reporter::testing::ShellRun;
@@ -157,17 +158,6 @@ class FakePublishServer final : public analytics::AnalyticsService::Service {
   uint64_t duplicate_batches_ = 0;              // guarded by mutex_
 };
 
-// `count` JSON lines with ids e0, e1, ...
-std::string IdLines(int count) {
-  std::string lines;
-  for (int i = 0; i < count; ++i) {
-    std::string id = "e";
-    id += std::to_string(i);
-    lines += nlohmann::json{{"event_id", id}, {"event_type", "page_view"}}.dump();
-    lines += '\n';
-  }
-  return lines;
-}
 
 std::string ShellQuote(const std::string& text) {
   std::string quoted = "'";

@@ -23,6 +23,7 @@ using rta::reporter::testing::Answer;
 using rta::reporter::testing::CliRun;
 using rta::reporter::testing::FileAnswers;
 using rta::reporter::testing::GenerateFile;
+using rta::reporter::testing::IdLines;
 using rta::reporter::testing::Run;
 using rta::reporter::testing::Total;
 using rta::reporter::testing::UnusedPort;
@@ -136,18 +137,6 @@ class FakeIngestServer final : public analytics::AnalyticsService::Service {
   int streams_ = 0;             // guarded by mutex_
 };
 
-// `count` JSON lines with ids e0, e1, ... (the fake server does not look at the rest).
-std::string IdLines(int count) {
-  std::string lines;
-  for (int i = 0; i < count; ++i) {
-    // Built with append: GCC 12 warns (-Wrestrict, a false positive) on "e" + to_string here.
-    std::string id = "e";
-    id += std::to_string(i);
-    lines += nlohmann::json{{"event_id", id}, {"event_type", "page_view"}}.dump();
-    lines += '\n';
-  }
-  return lines;
-}
 
 }  // namespace
 
