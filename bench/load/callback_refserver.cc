@@ -119,7 +119,7 @@ class Subscriber final : public grpc::ServerWriteReactor<Message>, public Ticked
     end.set_epoch(1);
     {
       std::lock_guard lock(mu_);
-      Enqueue(std::move(initial));
+      Enqueue(std::move(initial), &initial_);
       WriteNextLocked();
     }
     // Not under mu_: the ticker takes hub_.mu, then mu_. No reaction can run (and free this)
@@ -133,12 +133,13 @@ class Subscriber final : public grpc::ServerWriteReactor<Message>, public Ticked
     hub_.Updates(series_, analytics::UPDATE_KIND_DELTA, &updates);
     std::lock_guard lock(mu_);
     if (finished_) return;
-    if (writing_) {
-      // Latest wins: a tick that has not started writing is replaced by the newest.
-      queue_.clear();
+    if (writing_ && !latest_.empty()) {
+      // Latest wins: a tick that has not started writing is replaced by the newest (the
+      // initial snapshot, in initial_, is never dropped: its end marker says the client joined).
+      latest_.clear();
       ++conflated_;
     }
-    Enqueue(std::move(updates));
+    Enqueue(std::move(updates), &latest_);
     if (!writing_) WriteNextLocked();
   }
 
@@ -166,19 +167,21 @@ class Subscriber final : public grpc::ServerWriteReactor<Message>, public Ticked
   }
 
  private:
-  void Enqueue(std::vector<MetricUpdate> updates) {
+  static void Enqueue(std::vector<MetricUpdate> updates, std::deque<Message>* queue) {
     if constexpr (std::is_same_v<Message, MetricUpdateBatch>) {
-      MetricUpdateBatch& batch = queue_.emplace_back();
+      MetricUpdateBatch& batch = queue->emplace_back();
       for (MetricUpdate& u : updates) *batch.add_updates() = std::move(u);
     } else {
-      for (MetricUpdate& u : updates) queue_.push_back(std::move(u));
+      for (MetricUpdate& u : updates) queue->push_back(std::move(u));
     }
   }
 
   void WriteNextLocked() {
-    if (finished_ || writing_ || queue_.empty()) return;
-    in_flight_ = std::move(queue_.front());
-    queue_.pop_front();
+    if (finished_ || writing_) return;
+    std::deque<Message>& queue = initial_.empty() ? latest_ : initial_;
+    if (queue.empty()) return;
+    in_flight_ = std::move(queue.front());
+    queue.pop_front();
     writing_ = true;
     this->StartWrite(&in_flight_);
   }
@@ -186,14 +189,16 @@ class Subscriber final : public grpc::ServerWriteReactor<Message>, public Ticked
   void FinishLocked(const grpc::Status& status) {
     if (finished_) return;
     finished_ = true;
-    queue_.clear();
+    initial_.clear();
+    latest_.clear();
     this->Finish(status);
   }
 
   Hub& hub_;
   const std::vector<Series> series_;
   std::mutex mu_;
-  std::deque<Message> queue_;
+  std::deque<Message> initial_;  // the initial snapshot, written first, in full
+  std::deque<Message> latest_;   // the newest tick not yet written
   Message in_flight_;
   bool writing_ = false;
   bool finished_ = false;
