@@ -45,7 +45,12 @@ class HyperLogLog {
   void Clear() { registers_.fill(0); }
   bool IsEmpty() const;
 
-  uint8_t RegisterForTest(size_t index) const { return registers_[index]; }
+  uint8_t Register(size_t index) const { return registers_[index]; }
+  // Sets register `index` to `rank` if that is higher (a sparse copy read back: rollup cells).
+  // `rank` must be at most kMaxRank.
+  void RaiseRegister(size_t index, uint8_t rank) {
+    if (rank > registers_[index]) registers_[index] = rank;
+  }
 
   // Checkpoint format (state_codec.h): the registers as they are. Load() fails (leaving the
   // sketch unspecified) on a register above kMaxRank.

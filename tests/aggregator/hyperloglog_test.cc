@@ -76,10 +76,10 @@ TEST_CASE("hyperloglog rank comes from the bits below the register index", "[agg
   auto hll = std::make_unique<HyperLogLog>();
   // Register 3, then a 1 bit right after the 14 index bits: rank 1.
   hll->Add((uint64_t{3} << 50) | (uint64_t{1} << 49));
-  CHECK(hll->RegisterForTest(3) == 1);
+  CHECK(hll->Register(3) == 1);
   // Register 5, rank bits all zero: the maximum rank, 51.
   hll->Add(uint64_t{5} << 50);
-  CHECK(hll->RegisterForTest(5) == HyperLogLog::kMaxRank);
+  CHECK(hll->Register(5) == HyperLogLog::kMaxRank);
   hll->Clear();
   CHECK(hll->IsEmpty());
 }

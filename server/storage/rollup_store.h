@@ -1,0 +1,98 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/storage/rollup_cell.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class CompactionFilter;
+}  // namespace rocksdb
+
+namespace rta::storage {
+
+enum class Resolution { kMinute = 0, kHour = 1, kDay = 2 };
+inline constexpr size_t kResolutionCount = 3;
+int64_t ResolutionSeconds(Resolution resolution);
+const char* ResolutionName(Resolution resolution);
+// The start of the bucket holding `time_s` (UTC buckets; days start at 00:00 UTC).
+int64_t BucketStart(Resolution resolution, int64_t time_s);
+
+// How long each resolution is kept, in seconds of event time before "now".
+struct RollupRetention {
+  int64_t minute_s = 7 * 86'400;
+  int64_t hour_s = 90 * 86'400;
+  int64_t day_s = 730 * 86'400;
+  int64_t For(Resolution resolution) const;
+};
+
+// One fold into the store: `cell` is merged into the stored cell of `segment` in the bucket
+// that holds `time_s` at `resolution`. `segment` is "" for the totals, "dimension=value" for a
+// single condition (docs/design/history-and-segments.md); it must not contain a NUL byte.
+struct RollupWrite {
+  Resolution resolution;
+  int64_t time_s;
+  std::string segment;
+  RollupCell cell;
+};
+
+// The rollups on disk: one RocksDB column family per resolution. A key is the segment, a NUL,
+// and the bucket start (8 bytes, big-endian, sign bit flipped), so one segment's buckets are
+// contiguous and in time order: a range query for a segment is one seek and a short scan, and a
+// breakdown is one scan per value.
+//
+// Writes are RocksDB merges: a late event's delta (or a minute folded into its hour) is added
+// to a cell without reading it first (RollupCell::Merge, associative, in a merge operator).
+// Retention is a compaction filter that drops cells whose bucket ended more than the
+// resolution's retention before now, so expired data goes when RocksDB compacts, without a
+// scan of ours; readers skip expired cells that compaction has not reached yet.
+//
+// Thread-safety: every method may be called from any thread (RocksDB serializes writes); the
+// server calls them from its storage thread, never from a completion-queue thread.
+class RollupStore {
+ public:
+  // `now_s` is the clock retention is measured against (event time, seconds).
+  static std::unique_ptr<RollupStore> Open(const std::string& dir, const RollupRetention& retention,
+                                           std::function<int64_t()> now_s, std::string* error);
+  ~RollupStore();
+  RollupStore(const RollupStore&) = delete;
+  RollupStore& operator=(const RollupStore&) = delete;
+
+  // All writes in one atomic batch. `sync`: wait until the batch is on disk.
+  bool Write(const std::vector<RollupWrite>& writes, bool sync, std::string* error);
+
+  // Calls `fn` for each stored cell of `segment` whose bucket starts in [from_s, to_s), in time
+  // order, leaving out expired cells. A cell that does not decode is an error naming its key.
+  bool Scan(Resolution resolution, std::string_view segment, int64_t from_s, int64_t to_s,
+            const std::function<void(int64_t bucket_s, const RollupCell& cell)>& fn,
+            std::string* error) const;
+
+  // Compacts every family now, which applies retention (RocksDB also does it on its own as
+  // data arrives).
+  bool Compact(std::string* error);
+
+  // Bytes on disk of every family's SST files.
+  uint64_t DiskBytes() const;
+
+ private:
+  RollupStore() = default;
+  rocksdb::ColumnFamilyHandle* Family(Resolution resolution) const {
+    return families_[static_cast<size_t>(resolution)];
+  }
+
+  RollupRetention retention_;
+  std::function<int64_t()> now_s_;
+  // Referenced (not owned) by the families' options: declared before db_, so they outlive it.
+  std::vector<std::unique_ptr<rocksdb::CompactionFilter>> filters_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* default_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> families_;
+};
+
+}  // namespace rta::storage
