@@ -60,7 +60,7 @@ TEST_CASE("buckets are UTC minutes, hours and days, also before 1970", "[rollup]
   REQUIRE(BucketStart(Resolution::kDay, -kDay) == -kDay);
 }
 
-TEST_CASE("writes to one bucket merge; a scan returns each bucket once, in time order",
+TEST_CASE("writes to one bucket merge and a scan returns each bucket once, in time order",
           "[rollup]") {
   TempDir dir;
   ClockedStore s;
