@@ -137,7 +137,6 @@ class Subscriber final : public grpc::ServerWriteReactor<Message>, public Ticked
       // Latest wins: a tick that has not started writing is replaced by the newest (the
       // initial snapshot, in initial_, is never dropped: its end marker says the client joined).
       latest_.clear();
-      ++conflated_;
     }
     Enqueue(std::move(updates), &latest_);
     if (!writing_) WriteNextLocked();
@@ -202,7 +201,6 @@ class Subscriber final : public grpc::ServerWriteReactor<Message>, public Ticked
   Message in_flight_;
   bool writing_ = false;
   bool finished_ = false;
-  uint64_t conflated_ = 0;
 };
 
 // ReportEvent and ReportEventBatches: count what arrives, answer the count at the end.

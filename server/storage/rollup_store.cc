@@ -11,8 +11,14 @@
 namespace rta::storage {
 namespace {
 
-constexpr const char* kFamilyNames[kResolutionCount] = {"rollup_minute", "rollup_hour",
-                                                        "rollup_day"};
+// Each resolution's column family, its name in messages and its bucket size, by Resolution.
+struct ResolutionInfo {
+  const char* family;
+  const char* name;
+  int64_t seconds;
+};
+constexpr ResolutionInfo kResolutions[kResolutionCount] = {
+    {"rollup_minute", "minute", 60}, {"rollup_hour", "hour", 3'600}, {"rollup_day", "day", 86'400}};
 constexpr size_t kBucketBytes = 8;
 
 // The segment, a NUL, then the bucket start big-endian with the sign bit flipped, so that byte
@@ -96,27 +102,11 @@ int64_t FloorDiv(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) !
 }  // namespace
 
 int64_t ResolutionSeconds(Resolution resolution) {
-  switch (resolution) {
-    case Resolution::kMinute:
-      return 60;
-    case Resolution::kHour:
-      return 3'600;
-    case Resolution::kDay:
-      return 86'400;
-  }
-  return 60;
+  return kResolutions[static_cast<size_t>(resolution)].seconds;
 }
 
 const char* ResolutionName(Resolution resolution) {
-  switch (resolution) {
-    case Resolution::kMinute:
-      return "minute";
-    case Resolution::kHour:
-      return "hour";
-    case Resolution::kDay:
-      return "day";
-  }
-  return "minute";
+  return kResolutions[static_cast<size_t>(resolution)].name;
 }
 
 int64_t BucketStart(Resolution resolution, int64_t time_s) {
@@ -159,7 +149,7 @@ std::unique_ptr<RollupStore> RollupStore::Open(const std::string& dir,
     family.merge_operator = merge;
     family.compaction_filter = store->filters_.back().get();
     family.write_buffer_size = 16 << 20;
-    families.emplace_back(kFamilyNames[i], family);
+    families.emplace_back(kResolutions[i].family, family);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
