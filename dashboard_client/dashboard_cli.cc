@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "clients/common/flags.h"
+#include "dashboard_client/range_mode.h"
 #include "dashboard_client/render.h"
 #include "dashboard_client/script_modes.h"
 #include "dashboard_client/subscription.h"
@@ -32,6 +33,15 @@ constexpr char kUsageBody[] =
                         unreachable or refuses); with --json as one JSON document
   --timeout-ms N        how long --once waits for the server, default 5000
 
+The history (past ranges, from the server's rollups; with --once):
+  --range R             1h, 24h, 7d, 30d, today, yesterday or month (UTC days)
+  --filter D=V          only the segment where dimension D is V (country, device, page,
+                        referrer, utm_source, utm_campaign, event_type)
+  --breakdown D         the totals by the values of dimension D, top first
+  --breakdown-limit N   values listed before the rest is summed as __other__, default 10
+  --step 1m|1h|1d       the series' step, default automatic from the range
+  --compare             also the previous period of the same length, and the change
+
 Keys: w window 1m/5m/1h, p pause, r reconnect now, c support chat, ? help, q quit.
 The support chat (c) reaches the server's admins (it needs the analyst role once tokens are
 required); in it, Enter sends, "@user text" answers a user (admins), Ctrl-R reconnects and Esc
@@ -43,6 +53,8 @@ Examples:
   dashboard_client --server analytics.internal:50051 --window 5m --interval 2000
   dashboard_client --once --json --metrics page_views,revenue | jq .metrics.revenue
   dashboard_client --plain --metrics events_per_second >> traffic.log
+  dashboard_client --once --range 7d --compare --breakdown country
+  dashboard_client --once --json --range 30d --filter utm_campaign=spring --metrics conversions
 )usage";
 
 // The metrics the terminal dashboard draws.
@@ -83,11 +95,12 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
                     const std::atomic<bool>& quit) {
   std::vector<std::string> value_flags = client::ConnectionValueFlags();
   for (const char* flag :
-       {"metrics", "window", "interval", "history-seconds", "dashboard-id", "timeout-ms"}) {
+       {"metrics", "window", "interval", "history-seconds", "dashboard-id", "timeout-ms", "range",
+        "filter", "breakdown", "breakdown-limit", "step"}) {
     value_flags.push_back(flag);
   }
   std::vector<std::string> switches = client::ConnectionSwitches();
-  for (const char* flag : {"plain", "once", "json", "help"}) switches.push_back(flag);
+  for (const char* flag : {"plain", "once", "json", "help", "compare"}) switches.push_back(flag);
   client::Flags flags(args, value_flags, switches);
   if (flags.Has("help")) {
     std::fputs(kUsage, stdout);
@@ -109,6 +122,23 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   const bool once = flags.Has("once");
   const bool plain = flags.Has("plain") || (!once && !stdout_is_terminal);
   if (flags.Has("json") && !once) flags.Fail("--json goes with --once");
+  const bool range = flags.Has("range");
+  for (const char* history_flag : {"filter", "breakdown", "breakdown-limit", "step", "compare"}) {
+    if (flags.Has(history_flag) && !range) {
+      flags.Fail(std::string("--") + history_flag + " goes with --range");
+    }
+  }
+  if (range && !once) flags.Fail("--range goes with --once (the live view has no range yet)");
+  RangeFlags range_flags;
+  if (range) {
+    range_flags.range = flags.String("range");
+    range_flags.filters = flags.All("filter");
+    range_flags.breakdown = flags.String("breakdown");
+    range_flags.breakdown_limit = flags.Integer("breakdown-limit", 0, 1, 1000);
+    range_flags.step = flags.String("step");
+    range_flags.compare = flags.Has("compare");
+    range_flags.metrics = SplitList(flags.All("metrics"));
+  }
   if (!flags.positional().empty()) flags.Fail("unexpected argument " + flags.positional()[0]);
   if (!flags.error().empty()) {
     std::fprintf(stderr, "dashboard_client: %s (see dashboard_client --help)\n",
@@ -146,6 +176,15 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
     return 2;
   }
   const std::string servers = client::DescribeServers(options.channel);
+  if (range) {
+    analytics::RangeQuery query;
+    if (!BuildRangeQuery(range_flags, &query, &error)) {
+      std::fprintf(stderr, "dashboard_client: %s (see dashboard_client --help)\n", error.c_str());
+      return 2;
+    }
+    return RunRangeOnce(channel, options.channel, query, flags.Has("json"),
+                        std::chrono::milliseconds(timeout), stdout, stderr);
+  }
   if (once) {
     return RunOnce(channel, options, flags.Has("json"), std::chrono::milliseconds(timeout), stdout,
                    stderr);

@@ -46,9 +46,11 @@ shares, purchases carry revenue. The same --seed gives the same events.
   --start-ms MS         with --output: place the first event at MS (Unix milliseconds)
                         instead
 Without --duration or --events it runs until Ctrl-C. Live traffic is sent in real time, each
-event at its own time stamp. A file's events span about --events / --rate seconds; the server
-refuses events older than 1 hour, so without --start-ms a span over 55 minutes is refused
-(raise --rate or lower --events): the 5 minutes left are for starting the replay.
+event at its own time stamp. A file's events span about --events / --rate seconds; the
+server's live windows cover the last hour (older events go to its history only, or are refused
+without a --data-dir), so without --start-ms a span over 55 minutes is refused (raise --rate or
+lower --events): the 5 minutes left are for starting the replay. With --start-ms a file can
+span days, for a backfill of the history.
 
 Examples:
   event_reporter generate --rate 200
@@ -87,16 +89,7 @@ constexpr int64_t kMinStartMs = 946'684'800'000;    // 2000-01-01T00:00:00Z
 constexpr int64_t kMaxStartMs = 4'102'444'800'000;  // 2100-01-01T00:00:00Z
 
 // "2026-12-02T13:02:01.250Z"
-std::string IsoTime(int64_t ms) {
-  const time_t seconds = static_cast<time_t>(ms / 1000);
-  tm parts{};
-  gmtime_r(&seconds, &parts);
-  char text[80];  // room for any int fields, which keeps -Wformat-truncation quiet
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900,
-                parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
-                static_cast<int>(ms % 1000));
-  return text;
-}
+std::string IsoTime(int64_t ms) { return client::UtcText(ms, /*millis=*/true); }
 
 // 50 -> "50", 0.5 -> "0.5": a flag's value as the user would type it.
 std::string NumberText(double value) {
@@ -252,13 +245,14 @@ int WriteTraffic(const GeneratorOptions& options, const Bounds& bounds, const st
                  placement.c_str());
   }
   if (placed && answers.events > 0) {
-    // Placed by hand: say so when a replay now would not be accepted in full.
+    // Placed by hand: say so when a replay now would not reach the live windows in full.
     const int64_t now = NowMs();
     if (first_ms < now - kServerMaxAgeMs || last_ms > now + kServerMaxFutureMs) {
       std::fprintf(environment.err,
-                   "event_reporter: note: the events run from %s to %s; the server accepts "
-                   "events at most 1 hour old and at most 60 s ahead of its clock, so a replay "
-                   "now would have some of them rejected\n",
+                   "event_reporter: note: the events run from %s to %s; the server's live "
+                   "windows take events at most 1 hour old and at most 60 s ahead of its clock: "
+                   "older ones go to its history only (with a --data-dir; a memory-only server "
+                   "rejects them), later ones are rejected\n",
                    IsoTime(first_ms).c_str(), IsoTime(last_ms).c_str());
     }
   }

@@ -29,7 +29,8 @@ others still go in, and the exit status is 1.
 
   --strict              stop reading at the first bad line (the lines before it are sent)
   --shift-to-now        move every timestamp by the same amount so that the first is now
-                        (replays old captures; the server refuses events older than 1 hour)
+                        (replays old captures into the live windows, which cover the last hour;
+                        without it older events go to the server's history only)
   --rate N              send at most N events per second, default: as fast as possible
   --from-line N         skip the lines before line N (lines keep their numbers in messages):
                         resumes an interrupted replay of a file where it says

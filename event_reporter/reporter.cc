@@ -54,7 +54,8 @@ bool WriteBatch(grpc::ClientWriter<analytics::EventData>& writer,
 // the watcher thread, and the retry backoff.
 class Reporter::LaneBase {
  public:
-  LaneBase(Reporter& reporter, uint64_t seed) : reporter_(reporter), rng_(seed) {}
+  LaneBase(Reporter& reporter, EventQueue& queue, uint64_t seed)
+      : reporter_(reporter), queue_(queue), rng_(seed) {}
   virtual ~LaneBase() = default;
 
   virtual void Run() = 0;
@@ -80,6 +81,7 @@ class Reporter::LaneBase {
                    const std::vector<uint64_t>& lines, const char* scope);
 
   Reporter& reporter_;
+  EventQueue& queue_;  // this lane's: the events of the sessions Submit() routes here
   std::mt19937_64 rng_;
 
  private:
@@ -126,7 +128,7 @@ void Reporter::Lane::Run() {
       DropPending();
       return;
     }
-    if (events_ == 0 && !reporter_.queue_.WaitNonEmpty()) return;  // closed and drained
+    if (events_ == 0 && !queue_.WaitNonEmpty()) return;  // closed and drained
     analytics::EventResponse response;
     std::string peer;
     std::optional<analytics::EventResponse> trailer;
@@ -291,8 +293,8 @@ grpc::Status Reporter::Lane::Stream(std::unique_ptr<grpc::ClientWriter<Message>>
   while (writable && events_ < options.stream_events && !reporter_.stopped_.load()) {
     analytics::EventBatch batch;
     const size_t taken =
-        reporter_.queue_.PopBatch(std::min(options.batch_events, options.stream_events - events_),
-                                  options.batch_bytes, stream_end, options.linger, &batch, &lines_);
+        queue_.PopBatch(std::min(options.batch_events, options.stream_events - events_),
+                        options.batch_bytes, stream_end, options.linger, &batch, &lines_);
     if (taken == 0) break;  // the input ended, or the stream is old enough to close
     events_ += taken;
     reporter_.sent_.fetch_add(taken, std::memory_order_relaxed);
@@ -371,8 +373,10 @@ void Reporter::Lane::DropPending() {
 // outlives streams, the lane's thread writing and a reader thread per stream taking the acks.
 class Reporter::PublishLane : public Reporter::LaneBase {
  public:
-  PublishLane(Reporter& reporter, uint64_t seed, std::string producer_id)
-      : LaneBase(reporter, seed), base_producer_id_(producer_id), producer_id_(producer_id) {}
+  PublishLane(Reporter& reporter, EventQueue& queue, uint64_t seed, std::string producer_id)
+      : LaneBase(reporter, queue, seed),
+        base_producer_id_(producer_id),
+        producer_id_(producer_id) {}
 
   void Run() override;
 
@@ -459,7 +463,7 @@ void Reporter::PublishLane::Run() {
       return;
     }
     const size_t unacknowledged = WindowEvents();
-    if (unacknowledged == 0 && !reporter_.queue_.WaitNonEmpty()) return;  // closed and drained
+    if (unacknowledged == 0 && !queue_.WaitNonEmpty()) return;  // closed and drained
     std::string peer, mismatch;
     bool progressed = false;
     const grpc::Status status = RunStream(&peer, &mismatch, &progressed);
@@ -604,11 +608,11 @@ grpc::Status Reporter::PublishLane::RunStream(std::string* peer, std::string* mi
     auto pending = std::make_shared<Pending>();
     analytics::EventBatch batch;
     // Waits a little for the first event, so that a stop or the idle limit is seen in time.
-    const size_t taken = reporter_.queue_.PopBatch(
-        options.batch_events, room_bytes, Clock::now() + std::chrono::milliseconds(100),
-        options.linger, &batch, &pending->lines);
+    const size_t taken = queue_.PopBatch(options.batch_events, room_bytes,
+                                         Clock::now() + std::chrono::milliseconds(100),
+                                         options.linger, &batch, &pending->lines);
     if (taken == 0) {
-      if (reporter_.queue_.Drained()) break;  // the input ended
+      if (queue_.Drained()) break;  // the input ended
       std::lock_guard lock(mutex_);
       if (reader_done_) {
         writable = false;
@@ -737,18 +741,22 @@ Reporter::Reporter(std::shared_ptr<grpc::Channel> channel, DeliveryOptions optio
     : channel_(std::move(channel)),
       stub_(analytics::AnalyticsService::NewStub(channel_)),
       options_(std::move(options)),
-      queue_(std::max<size_t>(options_.queue_events, 1)),
       id_prefix_(RandomIdPrefix()) {
   options_.streams = std::max(options_.streams, 1);
+  for (int i = 0; i < options_.streams; ++i) {
+    queues_.push_back(std::make_unique<EventQueue>(
+        std::max<size_t>(options_.queue_events / static_cast<size_t>(options_.streams), 1)));
+  }
   options_.batch_events = std::max<size_t>(options_.batch_events, 1);
   options_.stream_events = std::max(options_.stream_events, options_.batch_events);
   options_.window_batches = std::max<size_t>(options_.window_batches, 1);
   std::random_device seed;
   for (int i = 0; i < options_.streams; ++i) {
     if (options_.protocol == Protocol::kPublish) {
-      lanes_.push_back(std::make_unique<PublishLane>(*this, seed(), ProducerId(i)));
+      lanes_.push_back(std::make_unique<PublishLane>(*this, *queues_[static_cast<size_t>(i)],
+                                                     seed(), ProducerId(i)));
     } else {
-      lanes_.push_back(std::make_unique<Lane>(*this, seed()));
+      lanes_.push_back(std::make_unique<Lane>(*this, *queues_[static_cast<size_t>(i)], seed()));
     }
     threads_.emplace_back([lane = lanes_.back().get()] { lane->Run(); });
   }
@@ -771,7 +779,13 @@ bool Reporter::Submit(analytics::EventData event, uint64_t line) {
                        std::to_string(next_id_.fetch_add(1, std::memory_order_relaxed)));
   }
   const size_t bytes = event.ByteSizeLong() + 4;  // + the repeated field's tag and length
-  if (!draining() && queue_.Push(QueuedEvent{std::move(event), line, bytes})) return true;
+  // A session's events go to one lane, so they reach the server in the order given (its
+  // history attributes a session's events to the session's first one); events without a
+  // session are spread over the lanes.
+  const size_t lane = (event.session_id().empty() ? static_cast<size_t>(next_lane_.fetch_add(1))
+                                                  : std::hash<std::string>()(event.session_id())) %
+                      queues_.size();
+  if (!draining() && queues_[lane]->Push(QueuedEvent{std::move(event), line, bytes})) return true;
   // After an interruption the event is not taken (the input stops before it); after a stop
   // it fails.
   if (stopped_.load() || !draining()) GiveUp(1, {line});
@@ -779,7 +793,7 @@ bool Reporter::Submit(analytics::EventData event, uint64_t line) {
 }
 
 DeliveryStats Reporter::Finish() {
-  queue_.Close();
+  for (const auto& queue : queues_) queue->Close();
   for (std::thread& thread : threads_) thread.join();
   StopWatcher();
   finished_ = true;
@@ -808,14 +822,16 @@ void Reporter::WatchInterrupt() {
   // The drain's time is up: what is still queued or unacknowledged is given up on.
   drain_expired_.store(true);
   std::vector<uint64_t> lines;
-  const size_t dropped = queue_.Abort(&lines);
+  size_t dropped = 0;
+  for (const auto& queue : queues_) dropped += queue->Abort(&lines);
   GiveUp(dropped, lines);
   for (const auto& lane : lanes_) lane->Cancel();
 }
 
 void Reporter::BeginDrain() {
   draining_.store(true);
-  queue_.Close();  // Submit fails from now on; the lanes send what is queued
+  // Submit fails from now on; the lanes send what is queued.
+  for (const auto& queue : queues_) queue->Close();
 }
 
 void Reporter::GiveUp(uint64_t events, const std::vector<uint64_t>& lines) {
@@ -863,7 +879,8 @@ void Reporter::Stop(const std::string& reason) {
   }
   stopped_.store(true);
   std::vector<uint64_t> lines;
-  const size_t dropped = queue_.Abort(&lines);
+  size_t dropped = 0;
+  for (const auto& queue : queues_) dropped += queue->Abort(&lines);
   GiveUp(dropped, lines);
 }
 

@@ -83,6 +83,10 @@ struct DeliveryStats {
 
 // Streams events to the server(s) with no loss and no double counting.
 //
+// Submit() routes the events of one session to one lane (by a hash of session_id; events
+// without a session round-robin), so a session's events reach the server in the order given:
+// the server's history attributes a session's later events to its first one.
+//
 // Protocol::kPublish (the default): each of the `streams` lanes is one producer (a random
 // per-run id and the lane's number) on a PublishEvents stream. A lane numbers its batches
 // 1, 2, 3, ..., keeps at most window_batches / window_bytes of them unacknowledged (it takes no
@@ -97,10 +101,10 @@ struct DeliveryStats {
 // state of the producer goes on as a new producer id (lane id + "." + generation), the window
 // numbered from 1 again (the events keep their ids: the server de-duplicates them).
 //
-// Protocol::kBatches / kEvents: events are queued by Submit() and sent by `streams` threads, each on its own stream, in
-// batches bounded by count, bytes and linger time. The server acknowledges a stream's events
-// in its response when the stream ends; until then they are kept. When a stream fails
-// (UNAVAILABLE, DEADLINE_EXCEEDED, a restart, ...) they are resent on a new stream after an
+// Protocol::kBatches / kEvents: events are queued by Submit() and sent by `streams` threads, each
+// on its own stream, in batches bounded by count, bytes and linger time. The server acknowledges a
+// stream's events in its response when the stream ends; until then they are kept. When a stream
+// fails (UNAVAILABLE, DEADLINE_EXCEEDED, a restart, ...) they are resent on a new stream after an
 // exponential backoff with full jitter; since every event has an id, the server counts the
 // ones it had already seen as duplicates, never twice. A response is trusted only when it
 // accounts for every event of its stream (accepted + duplicates + rejected = events sent);
@@ -157,7 +161,9 @@ class Reporter {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<analytics::AnalyticsService::Stub> stub_;
   DeliveryOptions options_;
-  EventQueue queue_;
+  // One per lane (stream): Submit() routes a session's events to one of them.
+  std::vector<std::unique_ptr<EventQueue>> queues_;
+  std::atomic<uint64_t> next_lane_{0};  // for events without a session
   std::string id_prefix_;  // random per run, for events without an id
   std::atomic<uint64_t> next_id_{0};
   std::atomic<uint64_t> sent_{0}, accepted_{0}, duplicates_{0}, rejected_{0}, failed_{0},

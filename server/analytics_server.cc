@@ -30,7 +30,9 @@
 #include "server/ingest_call.h"
 #include "server/log.h"
 #include "server/publish_call.h"
+#include "server/query_metrics_call.h"
 #include "server/reflection_service.h"
+#include "server/rollup_writer.h"
 #include "server/service_state.h"
 #include "server/subscribe_call.h"
 #include "server/user_service.h"
@@ -93,12 +95,20 @@ uint64_t ResidentBytes() {
   return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
+// With a data directory the server keeps a history, and events older than the live windows
+// (up to the day rollups' retention) are accepted into it.
+ServerConfig WithBackfill(ServerConfig config) {
+  config.aggregator.backfill_max_age_seconds =
+      config.data_dir.empty() ? 0 : int64_t{config.retention_day_days} * 86'400;
+  return config;
+}
+
 }  // namespace
 
 class AnalyticsServer::Impl {
  public:
   Impl(ServerConfig config, const agg::Clock* clock)
-      : config_(std::move(config)),
+      : config_(WithBackfill(std::move(config))),
         clock_(clock != nullptr ? *clock : system_clock_),
         producers_(config_.max_producers, int64_t{config_.producer_idle_expiry_s} * 1000) {}
 
@@ -133,6 +143,8 @@ class AnalyticsServer::Impl {
   // Opens the data directory and rebuilds the aggregator from it, or makes an empty one in
   // memory-only mode; then the service state around it.
   bool OpenState(std::string* error);
+  // With a data directory: the rollup store, caught up with the log, and its writer started.
+  bool OpenHistory(std::string* error);
   // Refuses a listen address beyond loopback without TLS or authentication unless --insecure.
   bool CheckExposure(std::string* error);
   // Checks and stages the TLS files (--tls-cert); true without them.
@@ -150,6 +162,9 @@ class AnalyticsServer::Impl {
   ServerMetrics metrics_;
   ProducerTable producers_;
   std::unique_ptr<Durability> durability_;  // null in memory-only mode
+  // The history (null in memory-only mode): after durability_, whose log it reads.
+  std::unique_ptr<RollupWriter> rollups_;
+  std::unique_ptr<RangeQueryRunner> range_queries_;
   // Users and tokens: persisted in durability_'s store, or in memory only without a data dir.
   std::unique_ptr<CheckpointDirectoryStore> directory_store_;
   std::unique_ptr<auth::UserDirectory> users_;
@@ -309,6 +324,7 @@ void AnalyticsServer::Impl::PostInitialRequests(Worker& worker) {
     new IngestCall<analytics::EventBatch>(*state_, worker);
     new PublishCall(*state_, worker);
     new GetMetricsCall(*state_, worker);
+    new QueryMetricsCall(*state_, worker);
     new AnalyzeCall(*state_, worker);
   }
 }
@@ -422,6 +438,26 @@ bool AnalyticsServer::Impl::CheckExposure(std::string* error) {
   return true;
 }
 
+bool AnalyticsServer::Impl::OpenHistory(std::string* error) {
+  RollupWriter::Options options;
+  options.dir = config_.data_dir + "/history";
+  options.retention = {int64_t{config_.retention_minute_days} * 86'400,
+                       int64_t{config_.retention_hour_days} * 86'400,
+                       int64_t{config_.retention_day_days} * 86'400};
+  options.limits.max_values_per_dimension = config_.history_max_values;
+  options.flush_interval_ms = static_cast<int>(config_.history_flush_ms);
+  rollups_ = RollupWriter::Open(options, *durability_->log(), clock_, error);
+  if (rollups_ == nullptr || !rollups_->CatchUp(error)) {
+    *error = "the history in " + options.dir + ": " + *error;
+    rollups_.reset();
+    return false;
+  }
+  durability_->set_log_floor([writer = rollups_.get()] { return writer->applied_lsn(); });
+  rollups_->Start();
+  range_queries_ = std::make_unique<RangeQueryRunner>(/*max_waiting=*/64);
+  return true;
+}
+
 bool AnalyticsServer::Impl::OpenState(std::string* error) {
   if (config_.data_dir.empty()) {
     LogWarn("memory_only",
@@ -437,6 +473,7 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
       durability_.reset();
       return false;
     }
+    if (!OpenHistory(error)) return false;
     LogInfo("data_dir", {{"path", config_.data_dir},
                          {"fsync", config_.fsync},
                          {"checkpoint_interval_s", std::to_string(config_.checkpoint_interval_s)}});
@@ -467,6 +504,9 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
                                           producers_);
   state_->auth = authenticator_.get();
   state_->log = durability_ != nullptr ? durability_->log() : nullptr;
+  state_->rollups = rollups_.get();
+  state_->history = rollups_ != nullptr ? &rollups_->store() : nullptr;
+  state_->range_queries = range_queries_.get();
   state_->request_early_tick = [this] { RequestEarlyTick(); };
   state_->ingest_fault_for_test = ingest_fault_for_test_;
   rate_since_ = std::chrono::steady_clock::now();
@@ -494,6 +534,10 @@ void AnalyticsServer::Impl::UpdateDurabilityMetrics() {
   if (durability_ != nullptr) {
     const storage::LogHealth health = durability_->log()->health();
     metrics_.UpdateLogStats(durability_->log()->stats(), health, durability_->log()->durable_lsn());
+    if (rollups_ != nullptr) {
+      metrics_.UpdateHistoryStats(rollups_->stats(), rollups_->store().DiskBytes(),
+                                  durability_->log()->last_lsn());
+    }
     if (health.writable != log_writable_) {
       log_writable_ = health.writable;
       // The gRPC health service answers for "rta.ingest" separately: a load balancer can send
@@ -551,6 +595,10 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
   // and each worker shuts its queue down once no call is left on it.
   for (auto& worker : workers_) worker->ShutdownQueueWhenIdle();
   for (auto& worker : workers_) worker->Join();
+  // No call is left: no range query can be waiting, and every record that will be appended is.
+  if (range_queries_ != nullptr) range_queries_->Stop();
+  // Folds what is durable before the last checkpoint, so that it may truncate the log further.
+  if (rollups_ != nullptr) rollups_->Stop();
   if (durability_ != nullptr) {
     // No call is left: the last checkpoint sees everything that was acknowledged.
     durability_->Close(*aggregator_, producers_, hub_);

@@ -101,6 +101,18 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"checkpoint_interval_s", &c.checkpoint_interval_s,
        "seconds between checkpoints of the aggregator's state (and one at shutdown); the log "
        "before a checkpoint is deleted"},
+      {"retention_minute_days", &c.retention_minute_days,
+       "days of per-minute history kept (totals only)"},
+      {"retention_hour_days", &c.retention_hour_days,
+       "days of per-hour history kept (totals and every single-dimension segment)"},
+      {"retention_day_days", &c.retention_day_days,
+       "days of per-day history kept; events up to this old are accepted into the history "
+       "(backfill), older ones are refused as too old"},
+      {"history_flush_ms", &c.history_flush_ms,
+       "how often new history (rollup cells) is written to disk, ms; range queries see it then"},
+      {"history_max_values", &c.history_max_values,
+       "distinct values the history keeps per dimension (page, referrer, ...); later new ones "
+       "count as __other__"},
       {"producer_idle_expiry_s", &c.producer_idle_expiry_s,
        "a PublishEvents producer id idle this long is forgotten (a re-send after that counts by "
        "event id only)"},
@@ -351,6 +363,11 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("skip_corrupt_records", c.skip_corrupt_records, 0, 1) ||
       !within("insecure", c.insecure, 0, 1) ||
       !within("checkpoint_interval_s", c.checkpoint_interval_s, 1, 86'400) ||
+      !within("retention_minute_days", c.retention_minute_days, 1, 3650) ||
+      !within("retention_hour_days", c.retention_hour_days, 1, 3650) ||
+      !within("retention_day_days", c.retention_day_days, 1, 36'500) ||
+      !within("history_flush_ms", c.history_flush_ms, 100, 600'000) ||
+      !within("history_max_values", c.history_max_values, 1, 1'000'000) ||
       !within("producer_idle_expiry_s", c.producer_idle_expiry_s, 60, 365 * 86'400) ||
       !within("max_producers", c.max_producers, 1, 100'000'000) ||
       !within("publish_window_batches", c.publish_window_batches, 1, 10'000)) {

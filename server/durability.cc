@@ -5,12 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
 #include "analytics.pb.h"
 #include "server/log.h"
+#include "server/logged_events.h"
 #include "server/storage/ingest_record.h"
 #include "server/storage/segment_log.h"
 
@@ -126,9 +128,7 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
   const auto loaded = std::chrono::steady_clock::now();
 
   uint64_t records = 0, events = 0, since_tick = 0;
-  analytics::EventData event;
-  analytics::EventBatch batch;
-  analytics::PublishRequest publish;
+  LoggedEventReader reader;
   storage::IngestRecord record;
   std::string why;
   auto apply = [&](const analytics::EventData& one, int64_t ingest_ms) {
@@ -139,48 +139,12 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
       since_tick = 0;
     }
   };
-  auto apply_all = [&](const auto& events_field) {
-    size_t skip = 0;
-    for (int i = 0; i < events_field.size(); ++i) {
-      if (skip < record.skipped.size() && record.skipped[skip] == static_cast<uint32_t>(i)) {
-        ++skip;
-        continue;
-      }
-      apply(events_field.Get(i), record.ingest_ms);
-    }
-  };
   bool damaged = false;
   const bool read_ok = log_->ReadFrom(
       checkpoint.cut_lsn + 1,
       [&](storage::Lsn lsn, std::string_view bytes) {
         ++records;
-        if (!storage::DecodeIngestRecord(bytes, &record, &why)) {
-          why = "log record " + std::to_string(lsn) + ": " + why;
-          damaged = true;
-          return false;
-        }
-        bool parsed = true;
-        switch (record.kind) {
-          case storage::RecordKind::kEvent:
-            parsed = event.ParseFromArray(record.message.data(),
-                                          static_cast<int>(record.message.size()));
-            if (parsed) apply(event, record.ingest_ms);
-            break;
-          case storage::RecordKind::kEventBatch:
-            parsed = batch.ParseFromArray(record.message.data(),
-                                          static_cast<int>(record.message.size()));
-            if (parsed) apply_all(batch.events());
-            break;
-          case storage::RecordKind::kPublish:
-            parsed = publish.ParseFromArray(record.message.data(),
-                                            static_cast<int>(record.message.size()));
-            if (parsed) apply_all(publish.events());
-            break;
-          case storage::RecordKind::kProducerOnly:
-            break;
-        }
-        if (!parsed) {
-          why = "log record " + std::to_string(lsn) + ": its message does not parse";
+        if (!reader.Read(lsn, bytes, &record, apply, &why)) {
           damaged = true;
           return false;
         }
@@ -286,7 +250,9 @@ bool Durability::Persist(PendingCheckpoint& pending) {
     LogWarn("checkpoint_failed", {{"error", error}});
     return false;
   }
-  log_->TruncateBefore(checkpoint.cut_lsn + 1);
+  uint64_t keep_from = checkpoint.cut_lsn + 1;
+  if (log_floor_) keep_from = std::min(keep_from, log_floor_() + 1);
+  log_->TruncateBefore(keep_from);
   metrics_.CheckpointWritten(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
       checkpoint.cut_lsn);

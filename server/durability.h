@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -52,6 +53,11 @@ class Durability {
 
   storage::EventLog* log() { return log_.get(); }
 
+  // Before serving: another reader of the log (the history's rollup writer) that must have
+  // folded a record before it is deleted. A checkpoint then truncates the log only up to
+  // min(its cut, floor()).
+  void set_log_floor(std::function<uint64_t()> floor) { log_floor_ = std::move(floor); }
+
   // Tick thread, in place of Aggregator::Tick(): when a checkpoint is due (interval elapsed,
   // something appended since the last one, the previous one written), cuts one and hands it to
   // the store thread. Returns true when it ticked (the caller publishes aggregator.Latest()).
@@ -83,6 +89,7 @@ class Durability {
   int lock_fd_ = -1;
   std::unique_ptr<storage::EventLog> log_;
   std::unique_ptr<storage::CheckpointStore> store_;
+  std::function<uint64_t()> log_floor_;  // set before serving; read on the store thread
   std::chrono::steady_clock::time_point next_checkpoint_;  // tick thread
   uint64_t last_cut_ = 0;                                   // tick thread
 

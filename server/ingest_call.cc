@@ -39,6 +39,7 @@ bool EventTally::Ingest(ServiceState& state, const analytics::EventData& event) 
       case agg::IngestOutcome::kAccepted:
         accepted = true;
         ++accepted_;
+        backfilled_ += result.backfill;
         response_.set_accepted(response_.accepted() + 1);
         break;
       case agg::IngestOutcome::kDuplicate:
@@ -61,8 +62,8 @@ bool EventTally::Ingest(ServiceState& state, const analytics::EventData& event) 
 }
 
 void EventTally::FlushMetrics(ServerMetrics& metrics) {
-  metrics.AddIngested(accepted_, duplicates_);
-  accepted_ = duplicates_ = 0;
+  metrics.AddIngested(accepted_, duplicates_, backfilled_);
+  accepted_ = duplicates_ = backfilled_ = 0;
   for (size_t i = 0; i < kRejectReasonCount; ++i) {
     metrics.AddRejected(static_cast<RejectReason>(i), rejected_[i]);
     rejected_[i] = 0;

@@ -33,6 +33,7 @@ class EventTally {
   analytics::EventResponse response_;
   uint64_t position_ = 0;
   uint64_t accepted_ = 0;
+  uint64_t backfilled_ = 0;  // of accepted_: older than the live windows, for the history only
   uint64_t duplicates_ = 0;
   uint64_t rejected_[kRejectReasonCount] = {};
 };

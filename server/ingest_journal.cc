@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "server/rollup_writer.h"
+
 namespace rta::server {
 
 void CopyMessageBytes(const grpc::ByteBuffer& buffer, std::string* out) {
@@ -39,7 +41,9 @@ uint64_t AppendToJournal(ServiceState& state, const storage::IngestRecord& recor
   // Admitted: the events are counted already, so the log must take the record (JournalAccepts
   // checked its health just before); it is refused only when the log is closing, which happens
   // after every call has ended.
-  return state.log->AppendAdmitted(encoded);
+  const uint64_t lsn = state.log->AppendAdmitted(encoded);
+  if (state.rollups != nullptr) state.rollups->Offer(lsn, encoded);
+  return lsn;
 }
 
 uint64_t JournalTail(const ServiceState& state) {

@@ -60,6 +60,14 @@ struct ServerConfig {
   uint64_t log_max_pending_bytes = 256ull << 20;  // written-but-not-synced bound, then UNAVAILABLE
   uint32_t skip_corrupt_records = 0;  // 1: start past corrupt log records (counted), not fail
   uint32_t checkpoint_interval_s = 60;  // also one at shutdown
+  // History (rollup_writer.h; with a data_dir only): rollups kept this many days of event time
+  // per resolution. Events older than the live windows and within retention_day_days are
+  // accepted into the history (backfill).
+  uint32_t retention_minute_days = 7;
+  uint32_t retention_hour_days = 90;
+  uint32_t retention_day_days = 730;
+  uint32_t history_flush_ms = 2000;    // how often new rollup cells are written
+  uint32_t history_max_values = 1000;  // distinct values kept per dimension, then __other__
   // PublishEvents producers: forgotten after this long without a batch; at most this many.
   uint32_t producer_idle_expiry_s = 7 * 24 * 3600;
   uint64_t max_producers = 1'000'000;

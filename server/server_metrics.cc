@@ -41,6 +41,8 @@ const char* MethodName(Method method) {
       return "ListTokens";
     case Method::kServerReflectionInfo:
       return "ServerReflectionInfo";
+    case Method::kQueryMetrics:
+      return "QueryMetrics";
   }
   return "unknown";
 }
@@ -56,6 +58,13 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                    .Help("Events accepted and counted by the aggregator")
                    .Register(r)
                    .Add({});
+  backfilled_ = &BuildCounter()
+                     .Name("analytics_events_backfilled_total")
+                     .Help(
+                         "Of the events ingested, those older than the live windows "
+                         "(--max-event-age-seconds): counted by the history's rollups only")
+                     .Register(r)
+                     .Add({});
   duplicates_ = &BuildCounter()
                      .Name("analytics_events_duplicate_total")
                      .Help("Events whose event_id was already seen within the dedupe horizon")
@@ -119,6 +128,28 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   log_sync_seconds_ = counter("analytics_log_sync_seconds_total", "Time in the log's fdatasync");
   log_write_errors_ = counter("analytics_log_write_errors_total",
                               "Failed writes or syncs of the event log (retried)");
+  history_events_ = counter("analytics_history_events_total",
+                            "Events folded into the history's rollups (live and backfilled)");
+  history_writes_ = counter("analytics_history_writes_total",
+                            "Batches of rollup cells written to the history store");
+  history_write_failures_ = counter(
+      "analytics_history_write_failures_total",
+      "Failed writes of the history store (the records are folded again from the event log)");
+  history_log_reads_ = counter(
+      "analytics_history_log_reads_total",
+      "Times the history's writer read records back from the event log (queue full, restart)");
+  history_values_folded_ =
+      counter("analytics_history_values_folded_total",
+              "Dimension values the history counted as __other__ (over --history-max-values)");
+  history_sessions_untracked_ =
+      counter("analytics_history_sessions_untracked_total",
+              "Events of sessions the history could not track (its session table was full)");
+  history_applied_lsn_ = gauge("analytics_history_applied_lsn",
+                               "Every event-log record up to this one is in the history");
+  history_lag_records_ =
+      gauge("analytics_history_lag_records", "Event-log records not yet in the history store");
+  history_disk_bytes_ =
+      gauge("analytics_history_disk_bytes", "Bytes of the history's RocksDB files (SST) on disk");
 
   updates_sent_ = &BuildCounter()
                        .Name("analytics_metric_updates_sent_total")
@@ -285,8 +316,9 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
       .Set(1);
 }
 
-void ServerMetrics::AddIngested(uint64_t accepted, uint64_t duplicates) {
+void ServerMetrics::AddIngested(uint64_t accepted, uint64_t duplicates, uint64_t backfilled) {
   if (accepted > 0) accepted_->Increment(static_cast<double>(accepted));
+  if (backfilled > 0) backfilled_->Increment(static_cast<double>(backfilled));
   if (duplicates > 0) duplicates_->Increment(static_cast<double>(duplicates));
 }
 
@@ -344,6 +376,26 @@ void ServerMetrics::UpdateLogStats(const storage::LogStats& stats,
       static_cast<double>(last_log_stats_.sync_nanos_sum) / 1e9);
   add(log_write_errors_, stats.write_errors, last_log_stats_.write_errors);
   last_log_stats_ = stats;
+}
+
+void ServerMetrics::UpdateHistoryStats(const RollupWriterStats& stats, uint64_t disk_bytes,
+                                       uint64_t last_lsn) {
+  // Tick thread only, so last_history_stats_ needs no synchronisation.
+  auto add = [](prometheus::Counter* counter, uint64_t now, uint64_t before) {
+    if (now > before) counter->Increment(static_cast<double>(now - before));
+  };
+  add(history_events_, stats.events_folded, last_history_stats_.events_folded);
+  add(history_writes_, stats.writes, last_history_stats_.writes);
+  add(history_write_failures_, stats.write_failures, last_history_stats_.write_failures);
+  add(history_log_reads_, stats.log_reads, last_history_stats_.log_reads);
+  add(history_values_folded_, stats.values_folded, last_history_stats_.values_folded);
+  add(history_sessions_untracked_, stats.sessions_untracked,
+      last_history_stats_.sessions_untracked);
+  history_applied_lsn_->Set(static_cast<double>(stats.applied_lsn));
+  history_lag_records_->Set(
+      static_cast<double>(last_lsn > stats.applied_lsn ? last_lsn - stats.applied_lsn : 0));
+  history_disk_bytes_->Set(static_cast<double>(disk_bytes));
+  last_history_stats_ = stats;
 }
 
 }  // namespace rta::server

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "server/aggregator/aggregator.h"
+#include "server/rollup_writer.h"
 #include "server/storage/event_log.h"
 
 namespace rta::server {
@@ -32,9 +33,11 @@ enum class Method {
   kChatSupport,
   kListTokens,
   // grpc.reflection.v1alpha.ServerReflection
-  kServerReflectionInfo
+  kServerReflectionInfo,
+  // analytics.AnalyticsService, added after the others (the order is array indexes)
+  kQueryMetrics
 };
-inline constexpr size_t kMethodCount = 13;
+inline constexpr size_t kMethodCount = 14;
 const char* MethodName(Method method);
 
 // Why the server refused an event before or inside the aggregator (Prometheus label values).
@@ -55,7 +58,8 @@ class ServerMetrics {
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
-  void AddIngested(uint64_t accepted, uint64_t duplicates);
+  // `backfilled`: of `accepted`, those older than the live windows (counted by the history only).
+  void AddIngested(uint64_t accepted, uint64_t duplicates, uint64_t backfilled = 0);
   void AddRejected(RejectReason reason, uint64_t count);
   void AddUpdatesSent(uint64_t count) { updates_sent_->Increment(static_cast<double>(count)); }
   void AddUpdatesConflated(uint64_t count) {
@@ -121,6 +125,9 @@ class ServerMetrics {
   // The event log's counters and gauges (tick thread).
   void UpdateLogStats(const storage::LogStats& stats, const storage::LogHealth& health,
                       uint64_t durable_lsn);
+  // The history's writer (tick thread): its counters, the store's size, and how far it is
+  // behind the log's last record.
+  void UpdateHistoryStats(const RollupWriterStats& stats, uint64_t disk_bytes, uint64_t last_lsn);
   // The time an event id is remembered at the current rate of accepted events: the configured
   // horizon, or less when the table fills up faster (capacity / rate).
   void SetDedupeEffectiveHorizon(double seconds) { dedupe_effective_horizon_->Set(seconds); }
@@ -130,6 +137,7 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Counter* accepted_;
   prometheus::Counter* duplicates_;
+  prometheus::Counter* backfilled_;
   std::array<prometheus::Counter*, kRejectReasonCount> rejected_{};
   prometheus::Counter* updates_sent_;
   prometheus::Counter* updates_conflated_;
@@ -176,6 +184,16 @@ class ServerMetrics {
   prometheus::Counter* log_sync_seconds_;
   prometheus::Counter* log_write_errors_;
   storage::LogStats last_log_stats_{};  // tick thread only
+  prometheus::Counter* history_events_;
+  prometheus::Counter* history_writes_;
+  prometheus::Counter* history_write_failures_;
+  prometheus::Counter* history_log_reads_;
+  prometheus::Counter* history_values_folded_;
+  prometheus::Counter* history_sessions_untracked_;
+  prometheus::Gauge* history_applied_lsn_;
+  prometheus::Gauge* history_lag_records_;
+  prometheus::Gauge* history_disk_bytes_;
+  RollupWriterStats last_history_stats_{};  // tick thread only
   prometheus::Gauge* analyze_sessions_;
   prometheus::Counter* analyze_sessions_refused_;
   std::array<std::array<prometheus::Counter*, 2>, kMethodCount> auth_refused_{};

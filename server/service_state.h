@@ -24,7 +24,14 @@
 #include "server/snapshot_hub.h"
 #include "server/storage/event_log.h"
 
+namespace rta::storage {
+class RollupStore;
+}  // namespace rta::storage
+
 namespace rta::server {
+
+class RollupWriter;
+class RangeQueryRunner;
 
 // The async service: the two subscription methods are raw (ByteBuffer) so that one serialized
 // update is shared by every subscriber; the other methods are typed.
@@ -37,7 +44,8 @@ using AsyncAnalyticsService = analytics::AnalyticsService::WithRawMethod_Publish
                 analytics::AnalyticsService::WithRawMethod_ReportEventBatches<
                     analytics::AnalyticsService::WithAsyncMethod_AnalyzeSession<
                         analytics::AnalyticsService::WithAsyncMethod_GetMetrics<
-                            analytics::AnalyticsService::Service>>>>>>>;
+                            analytics::AnalyticsService::WithAsyncMethod_QueryMetrics<
+                                analytics::AnalyticsService::Service>>>>>>>>;
 
 // What every call state machine shares. Owned by the server; outlives every call.
 struct ServiceState {
@@ -91,6 +99,12 @@ struct ServiceState {
   // Decides whether a call may go on (its token and role); set before the workers start,
   // outlives them. Null: every call is allowed (tests that build a ServiceState themselves).
   const auth::Authenticator* auth = nullptr;
+  // The history (null in memory-only mode): the rollup writer every appended log record is
+  // offered to, the store range queries read, and the thread they run on. Set before the
+  // workers start; outlive them.
+  RollupWriter* rollups = nullptr;
+  const storage::RollupStore* history = nullptr;
+  RangeQueryRunner* range_queries = nullptr;
   auth::TokenLimits token_limits{
       {config.token_events_per_second, config.token_max_streams, config.token_max_subscriptions}};
 

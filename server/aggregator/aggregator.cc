@@ -210,7 +210,8 @@ class Aggregator::Impl {
   Impl(AggregatorConfig config, const Clock& clock, const Identity& identity)
       : config_(config),
         clock_(clock),
-        limits_{config.max_event_age_seconds * 1000, config.max_event_future_seconds * 1000},
+        limits_{config.max_event_age_seconds * 1000, config.max_event_future_seconds * 1000,
+                config.backfill_max_age_seconds * 1000},
         epoch_(identity.epoch),
         seed_visitor_(identity.seed_visitor),
         seed_session_(identity.seed_session),
@@ -291,6 +292,11 @@ class Aggregator::Impl {
     }
     if (truncated != 0) {
       shards_[home].values_truncated.fetch_add(truncated, std::memory_order_relaxed);
+    }
+    // Decided from the (logged) ingest time, so a replay decides as the original did.
+    if (now_ms - record.event_ms > limits_.max_event_age_ms) {
+      result.backfill = true;  // the rollups count it, from the log; the live windows never do
+      return result;
     }
 
     const auto [shard, sequence] = Claim(home);

@@ -20,7 +20,12 @@ struct AggregatorConfig {
   // 2^22 slots of 8 bytes (32 MiB); holds DedupeTable::CapacityIdsFor(2^22) = 3,145,728 ids
   // accepted within one horizon without early evictions.
   uint32_t dedupe_capacity_log2 = 22;
-  int64_t max_event_age_seconds = 3600;      // older events are rejected
+  int64_t max_event_age_seconds = 3600;  // older events skip the live windows
+  // Backfill: an event older than max_event_age_seconds but at most this old is accepted
+  // (de-duplicated as any other) without entering the live windows: it is counted only by the
+  // history's rollups, which read it from the event log (server/rollup_writer.h). 0 (memory-only
+  // mode, no history): such an event is refused as too old.
+  int64_t backfill_max_age_seconds = 0;
   int64_t max_event_future_seconds = 60;     // events further ahead are rejected
   uint32_t dimension_cardinality_cap = 100;  // distinct values per dimension before __other__
   uint32_t top_k = 10;                       // entries reported per top-k list
@@ -41,7 +46,7 @@ enum class IngestOutcome {
   kAccepted,
   kDuplicate,  // event_id seen within the dedupe horizon
   kInvalid,    // a field is malformed (see IngestResult::field / reason)
-  kTooOld,     // event time older than max_event_age_seconds
+  kTooOld,     // event time older than max_event_age_seconds (and backfill_max_age_seconds)
   kInFuture,   // event time more than max_event_future_seconds ahead
 };
 std::string_view OutcomeName(IngestOutcome outcome);  // "accepted", "duplicate", "invalid", ...
@@ -57,6 +62,8 @@ struct IngestResult {
   IngestOutcome outcome = IngestOutcome::kAccepted;
   std::string_view field;  // the offending field for kInvalid/kTooOld/kInFuture, else empty
   std::string reason;      // human reason for refusals, else empty (no allocation on success)
+  // kAccepted only: older than max_event_age_seconds, so counted by the history alone.
+  bool backfill = false;
 };
 
 // Counters of things the aggregator did on its own, for Prometheus. Monotonic.

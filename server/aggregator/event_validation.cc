@@ -1,5 +1,6 @@
 #include "server/aggregator/event_validation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -25,14 +26,6 @@ std::string Printable(char c) {
   char buffer[8];
   std::snprintf(buffer, sizeof buffer, "0x%02x", byte);
   return buffer;
-}
-
-EventKind KindOf(std::string_view type) {
-  if (type == "page_view") return EventKind::kPageView;
-  if (type == "page_load") return EventKind::kPageLoad;
-  if (type == "purchase") return EventKind::kPurchase;
-  if (type == "signup") return EventKind::kSignup;
-  return EventKind::kOther;
 }
 
 // Whole seconds print as "3700", fractions as "3700.5".
@@ -62,6 +55,14 @@ constexpr TextField kTextFields[] = {
 };
 
 }  // namespace
+
+EventKind KindOf(std::string_view type) {
+  if (type == "page_view") return EventKind::kPageView;
+  if (type == "page_load") return EventKind::kPageLoad;
+  if (type == "purchase") return EventKind::kPurchase;
+  if (type == "signup") return EventKind::kSignup;
+  return EventKind::kOther;
+}
 
 bool ValidateEventId(const analytics::EventData& event, IngestResult* result) {
   const size_t size = event.event_id().size();
@@ -110,7 +111,13 @@ bool ValidateEvent(const analytics::EventData& event, int64_t now_ms,
                   "must not be negative (0 means now), got " + std::to_string(timestamp));
   }
   const int64_t when = timestamp == 0 ? now_ms : timestamp;
-  if (now_ms - when > limits.max_event_age_ms) {
+  if (now_ms - when > std::max(limits.max_event_age_ms, limits.max_backfill_age_ms)) {
+    if (limits.max_backfill_age_ms > limits.max_event_age_ms) {
+      return Refuse(result, IngestOutcome::kTooOld, "timestamp_ms",
+                    "event time " + FormatUtc(when) + " is " + Seconds(now_ms - when) +
+                        " s old, beyond the history's retention (limit " +
+                        Seconds(limits.max_backfill_age_ms) + " s)");
+    }
     return Refuse(result, IngestOutcome::kTooOld, "timestamp_ms",
                   "event time " + FormatUtc(when) + " is " + Seconds(now_ms - when) +
                       " s old (limit " + Seconds(limits.max_event_age_ms) + " s)");

@@ -18,9 +18,15 @@ enum class EventKind : uint8_t {
   kPageLoad,  // page_load_ms quantiles
 };
 
+// What an event_type counts as.
+EventKind KindOf(std::string_view type);
+
 struct ValidationLimits {
   int64_t max_event_age_ms = 3'600'000;
   int64_t max_event_future_ms = 60'000;
+  // Older than max_event_age_ms but within this: valid (a backfill, which the caller tells
+  // apart by the age). 0: no backfill.
+  int64_t max_backfill_age_ms = 0;
 };
 
 inline constexpr size_t kMaxEventIdBytes = 128;

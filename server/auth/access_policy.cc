@@ -11,11 +11,12 @@ constexpr std::string_view kUsers = "userservice.UserService";
 constexpr std::string_view kTokens = "userservice.TokenService";
 constexpr std::string_view kReflection = "grpc.reflection.v1alpha.ServerReflection";
 
-constexpr std::array<MethodAccess, 13> kTable = {{
+constexpr std::array<MethodAccess, 14> kTable = {{
     {kAnalytics, "ReportEvent", Role::kReporter},
     {kAnalytics, "ReportEventBatches", Role::kReporter},
     {kAnalytics, "PublishEvents", Role::kReporter},
     {kAnalytics, "GetMetrics", Role::kViewer},
+    {kAnalytics, "QueryMetrics", Role::kViewer},
     {kAnalytics, "SubscribeMetrics", Role::kViewer},
     {kAnalytics, "SubscribeMetricBatches", Role::kViewer},
     {kAnalytics, "AnalyzeSession", Role::kAnalyst},

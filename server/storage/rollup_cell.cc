@@ -100,6 +100,27 @@ std::string RollupCell::Encode() const {
   return out;
 }
 
+bool RollupCell::DecodeCounters(std::string_view bytes, RollupCounters* counters,
+                                std::string* error) {
+  agg::detail::StateReader reader(bytes);
+  const uint8_t format = reader.U8();
+  if (reader.ok() && format != kFormat) {
+    *error = "rollup cell: unknown format " + std::to_string(format);
+    return false;
+  }
+  counters->events = reader.U64();
+  counters->page_views = reader.U64();
+  counters->conversions = reader.U64();
+  counters->sessions = reader.U64();
+  counters->bounces = reader.U64();
+  counters->revenue_units = reader.I64();
+  if (!reader.ok()) {
+    *error = "rollup cell: " + reader.error();
+    return false;
+  }
+  return true;
+}
+
 bool RollupCell::Decode(std::string_view bytes, RollupCell* cell, std::string* error) {
   agg::detail::StateReader reader(bytes);
   auto fail = [&](std::string_view what) {

@@ -69,6 +69,9 @@ class RollupCell {
   // Fails (with a message naming what was wrong) on bytes that are not a cell of this format;
   // `cell` is then unspecified.
   static bool Decode(std::string_view bytes, RollupCell* cell, std::string* error);
+  // Only the counters, which lead the stored form: what ranking a breakdown needs, without
+  // building the sketches (a dense HyperLogLog is 16 KiB to fill and merge).
+  static bool DecodeCounters(std::string_view bytes, RollupCounters* counters, std::string* error);
 
  private:
   std::unique_ptr<agg::HyperLogLog> visitors_;

@@ -1,9 +1,11 @@
 #include "server/storage/rollup_store.h"
 
+#include <rocksdb/cache.h>
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@ struct ResolutionInfo {
 constexpr ResolutionInfo kResolutions[kResolutionCount] = {
     {"rollup_minute", "minute", 60}, {"rollup_hour", "hour", 3'600}, {"rollup_day", "day", 86'400}};
 constexpr size_t kBucketBytes = 8;
+constexpr size_t kBlockCacheBytes = 256 << 20;
 
 // The segment, a NUL, then the bucket start big-endian with the sign bit flipped, so that byte
 // order is time order (negative times included).
@@ -99,6 +102,13 @@ class RetentionFilter final : public rocksdb::CompactionFilter {
 
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
+// Decodes all of a cell, or only its counters into a cell without sketches.
+bool DecodeCell(std::string_view bytes, CellParts parts, RollupCell* cell, std::string* error) {
+  if (parts == CellParts::kAll) return RollupCell::Decode(bytes, cell, error);
+  *cell = RollupCell();
+  return RollupCell::DecodeCounters(bytes, &cell->counters, error);
+}
+
 }  // namespace
 
 int64_t ResolutionSeconds(Resolution resolution) {
@@ -141,6 +151,11 @@ std::unique_ptr<RollupStore> RollupStore::Open(const std::string& dir,
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()}};
   const auto merge = std::make_shared<CellMergeOperator>();
+  // One block cache for every family: range queries read the same recent cells again and
+  // again (a dashboard's 30-day view), and a cached block is kept uncompressed.
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  const std::shared_ptr<rocksdb::TableFactory> tables(rocksdb::NewBlockBasedTableFactory(table));
   for (size_t i = 0; i < kResolutionCount; ++i) {
     const auto resolution = static_cast<Resolution>(i);
     store->filters_.push_back(std::make_unique<RetentionFilter>(ResolutionSeconds(resolution),
@@ -149,6 +164,7 @@ std::unique_ptr<RollupStore> RollupStore::Open(const std::string& dir,
     family.merge_operator = merge;
     family.compaction_filter = store->filters_.back().get();
     family.write_buffer_size = 16 << 20;
+    family.table_factory = tables;
     families.emplace_back(kResolutions[i].family, family);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -172,8 +188,17 @@ RollupStore::~RollupStore() {
   db_.reset();  // before the filters it uses (members are destroyed after this body)
 }
 
-bool RollupStore::Write(const std::vector<RollupWrite>& writes, bool sync, std::string* error) {
+bool RollupStore::Write(const std::vector<RollupWrite>& writes,
+                        const std::vector<std::pair<std::string, std::string>>& meta, bool sync,
+                        std::string* error) {
   rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : meta) {
+    const rocksdb::Status status = batch.Put(default_, key, value);
+    if (!status.ok()) {
+      *error = "rollup meta write: " + status.ToString();
+      return false;
+    }
+  }
   for (const RollupWrite& write : writes) {
     if (write.segment.find('\0') != std::string::npos) {
       *error = "rollup segment contains a NUL byte";
@@ -200,7 +225,7 @@ bool RollupStore::Write(const std::vector<RollupWrite>& writes, bool sync, std::
 bool RollupStore::Scan(Resolution resolution, std::string_view segment, int64_t from_s,
                        int64_t to_s,
                        const std::function<void(int64_t bucket_s, const RollupCell& cell)>& fn,
-                       std::string* error) const {
+                       std::string* error, CellParts parts) const {
   // A bucket is expired once it ended `retention` before now: start + size <= now - retention.
   const int64_t size = ResolutionSeconds(resolution);
   const int64_t first_kept = now_s_() - retention_.For(resolution) - size + 1;
@@ -218,12 +243,86 @@ bool RollupStore::Scan(Resolution resolution, std::string_view segment, int64_t 
     if (bucket >= to_s) break;
     if (bucket < first_kept) continue;
     const rocksdb::Slice value = it->value();
-    if (!RollupCell::Decode(std::string_view(value.data(), value.size()), &cell, error)) {
+    if (!DecodeCell(std::string_view(value.data(), value.size()), parts, &cell, error)) {
       error->append(" (").append(ResolutionName(resolution)).append(" cell of '");
       error->append(segment).append("' at ").append(std::to_string(bucket)).append(")");
       return false;
     }
     fn(bucket, cell);
+  }
+  if (!it->status().ok()) {
+    *error = "rollup scan: " + it->status().ToString();
+    return false;
+  }
+  return true;
+}
+
+bool RollupStore::GetMeta(const std::string& key, std::string* value, bool* found,
+                          std::string* error) const {
+  const rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), default_, key, value);
+  *found = status.ok();
+  if (status.ok() || status.IsNotFound()) return true;
+  *error = "rollup meta read: " + status.ToString();
+  return false;
+}
+
+bool RollupStore::ScanMeta(std::string_view prefix,
+                           const std::function<void(std::string_view, std::string_view)>& fn,
+                           std::string* error) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), default_));
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (!key.starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) break;
+    fn(std::string_view(key.data(), key.size()),
+       std::string_view(it->value().data(), it->value().size()));
+  }
+  if (!it->status().ok()) {
+    *error = "rollup meta scan: " + it->status().ToString();
+    return false;
+  }
+  return true;
+}
+
+bool RollupStore::ScanSegments(
+    Resolution resolution, std::string_view prefix, int64_t from_s, int64_t to_s,
+    const std::function<void(std::string_view, int64_t, const RollupCell&)>& fn, std::string* error,
+    CellParts parts) const {
+  const int64_t size = ResolutionSeconds(resolution);
+  const int64_t first_kept = now_s_() - retention_.For(resolution) - size + 1;
+  const int64_t from = BucketStart(resolution, std::max(from_s, first_kept));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), Family(resolution)));
+  RollupCell cell;
+  std::string seek;
+  it->Seek(rocksdb::Slice(prefix.data(), prefix.size()));
+  while (it->Valid()) {
+    const rocksdb::Slice key = it->key();
+    if (!key.starts_with(rocksdb::Slice(prefix.data(), prefix.size())) ||
+        key.size() < kBucketBytes + 1) {
+      break;
+    }
+    const std::string_view segment(key.data(), key.size() - kBucketBytes - 1);
+    int64_t bucket = 0;
+    KeyBucket(key, &bucket);
+    if (bucket < from) {  // before the range: jump to its start in this segment
+      seek = CellKey(segment, from);
+      it->Seek(seek);
+      continue;
+    }
+    if (bucket >= to_s) {  // after it: jump to the next segment (NUL < 0x01 < any other byte)
+      seek.assign(segment);
+      seek.push_back('\x01');
+      it->Seek(seek);
+      continue;
+    }
+    const rocksdb::Slice value = it->value();
+    if (!DecodeCell(std::string_view(value.data(), value.size()), parts, &cell, error)) {
+      error->append(" (").append(ResolutionName(resolution)).append(" cell of '");
+      error->append(segment).append("' at ").append(std::to_string(bucket)).append(")");
+      return false;
+    }
+    fn(segment, bucket, cell);
+    it->Next();
   }
   if (!it->status().ok()) {
     *error = "rollup scan: " + it->status().ToString();
@@ -245,6 +344,12 @@ bool RollupStore::Compact(std::string* error) {
     }
   }
   return true;
+}
+
+uint64_t RollupStore::DiskBytes(Resolution resolution) const {
+  uint64_t bytes = 0;
+  db_->GetIntProperty(Family(resolution), "rocksdb.total-sst-files-size", &bytes);
+  return bytes;
 }
 
 uint64_t RollupStore::DiskBytes() const {

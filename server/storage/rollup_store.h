@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "server/storage/rollup_cell.h"
@@ -31,6 +32,10 @@ struct RollupRetention {
   int64_t day_s = 730 * 86'400;
   int64_t For(Resolution resolution) const;
 };
+
+// What a scan decodes of each cell: everything, or the counters only (RollupCell::DecodeCounters;
+// the cell handed over then has no sketches).
+enum class CellParts { kAll, kCounters };
 
 // One fold into the store: `cell` is merged into the stored cell of `segment` in the bucket
 // that holds `time_s` at `resolution`. `segment` is "" for the totals, "dimension=value" for a
@@ -65,20 +70,46 @@ class RollupStore {
   RollupStore& operator=(const RollupStore&) = delete;
 
   // All writes in one atomic batch. `sync`: wait until the batch is on disk.
-  bool Write(const std::vector<RollupWrite>& writes, bool sync, std::string* error);
+  bool Write(const std::vector<RollupWrite>& writes, bool sync, std::string* error) {
+    return Write(writes, {}, sync, error);
+  }
+  // The same, with meta entries (key, value) put in the same batch: what the writer must keep
+  // exactly in step with the cells (the log position they include, admitted values).
+  bool Write(const std::vector<RollupWrite>& writes,
+             const std::vector<std::pair<std::string, std::string>>& meta, bool sync,
+             std::string* error);
+  // A meta entry; *found false when there is none.
+  bool GetMeta(const std::string& key, std::string* value, bool* found, std::string* error) const;
+  // Every meta entry whose key starts with `prefix`, in key order.
+  bool ScanMeta(std::string_view prefix,
+                const std::function<void(std::string_view key, std::string_view value)>& fn,
+                std::string* error) const;
 
   // Calls `fn` for each stored cell of `segment` whose bucket starts in [from_s, to_s), in time
   // order, leaving out expired cells. A cell that does not decode is an error naming its key.
   bool Scan(Resolution resolution, std::string_view segment, int64_t from_s, int64_t to_s,
             const std::function<void(int64_t bucket_s, const RollupCell& cell)>& fn,
-            std::string* error) const;
+            std::string* error, CellParts parts = CellParts::kAll) const;
+
+  // Calls `fn` for each stored cell of every segment that starts with `prefix` (for a
+  // breakdown: "page=") whose bucket starts in [from_s, to_s): segment by segment in key order,
+  // each in time order, leaving out expired cells. One iterator; it seeks past the buckets of a
+  // segment outside the range instead of reading them.
+  bool ScanSegments(Resolution resolution, std::string_view prefix, int64_t from_s, int64_t to_s,
+                    const std::function<void(std::string_view segment, int64_t bucket_s,
+                                             const RollupCell& cell)>& fn,
+                    std::string* error, CellParts parts = CellParts::kAll) const;
 
   // Compacts every family now, which applies retention (RocksDB also does it on its own as
   // data arrives).
   bool Compact(std::string* error);
 
+  const RollupRetention& retention() const { return retention_; }
+
   // Bytes on disk of every family's SST files.
   uint64_t DiskBytes() const;
+  // The same for one resolution's family.
+  uint64_t DiskBytes(Resolution resolution) const;
 
  private:
   RollupStore() = default;

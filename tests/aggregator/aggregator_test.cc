@@ -272,6 +272,29 @@ TEST_CASE("too old and future events are refused with the field and reason, and 
   }
 }
 
+TEST_CASE("with backfill on, an old event is accepted and de-duplicated but skips the live windows",
+          "[aggregator][validation]") {
+  ManualClock clock(kStartMs);
+  AggregatorConfig config = AggregatorTestConfig();
+  config.backfill_max_age_seconds = 2 * 86'400;
+  Aggregator aggregator(config, clock);
+  const auto old = aggregator.Ingest(Event("old", "click", kStartMs - 86'400'000));
+  CHECK(old.outcome == IngestOutcome::kAccepted);
+  CHECK(old.backfill);
+  CHECK(aggregator.Ingest(Event("old", "click", kStartMs - 86'400'000)).outcome ==
+        IngestOutcome::kDuplicate);
+  const auto live = aggregator.Ingest(Event("live", "click", kStartMs - 3'600'000));
+  CHECK(live.outcome == IngestOutcome::kAccepted);
+  CHECK_FALSE(live.backfill);  // exactly at the live limit
+  const auto beyond = aggregator.Ingest(Event("beyond", "click", kStartMs - 2 * 86'400'000 - 1000));
+  CHECK(beyond.outcome == IngestOutcome::kTooOld);
+  CHECK(beyond.reason ==
+        "event time 2026-11-23T09:59:59Z is 172801 s old, beyond the history's retention "
+        "(limit 172800 s)");
+  const auto s = aggregator.Tick();
+  CHECK(Value(*s, "events_total", WINDOW_TOTAL) == 1);  // only the live one
+}
+
 TEST_CASE("de-duplication: an id counts once within the horizon", "[aggregator][dedupe]") {
   ManualClock clock(kStartMs);
   AggregatorConfig config = AggregatorTestConfig();

@@ -23,6 +23,8 @@
 #   skip:WHY   not run, for the reason given
 #   serve      starts analytics_server: must log event=listening, take an event, and exit 0 on
 #              SIGINT
+#   history    as run, against a server with a data directory that every history example
+#              shares (each still gets its own server process: what one wrote, the next reads)
 # After an example, verify() checks what it should have done where that can be checked.
 #
 # Usage: readme_examples_test.sh README.md analytics_server event_reporter dashboard_client analytics_ctl
@@ -54,6 +56,10 @@ declare -A how=(
   ["dashboard_client --server analytics:50051 --window 5m --interval 2000"]="terminal"
   ["dashboard_client --once --json | jq .metrics.revenue"]="run"
   ["dashboard_client --plain >> metrics.log"]="ctrl-c"
+  ['event_reporter generate --events 259200 --rate 1 --start-ms $(( $(date +%s%3N) - 4 * 86400000 )) --output three-days.jsonl']="run"
+  ["event_reporter replay three-days.jsonl"]="history"
+  ["dashboard_client --once --range 7d --compare --breakdown country"]="history"
+  ["dashboard_client --once --json --range 7d --filter utm_campaign=black_friday --metrics conversions,revenue"]="history"
 )
 
 work=$(mktemp -d)
@@ -196,6 +202,15 @@ verify() {
       grep -q "Examples:" "$work/out" || fail "replay --help shows no examples" ;;
     "dashboard_client --once --json | jq .metrics.revenue")
       jq -e 'has("total") and has("1m")' "$work/out" >/dev/null || fail "no revenue per window in the output" ;;
+    "event_reporter replay three-days.jsonl")
+      grep -q "^replay: 259,200 sent, 259,200 accepted, 0 duplicates, 0 rejected" "$work/out" ||
+        fail "the three days were not all accepted" ;;
+    "dashboard_client --once --range 7d --compare --breakdown country")
+      grep -q "^  events_total      259.2k" "$work/out" || fail "the 7-day range does not hold the 259,200 events"
+      grep -q "^by country:" "$work/out" || fail "no breakdown by country" ;;
+    "dashboard_client --once --json --range 7d --filter utm_campaign=black_friday --metrics conversions,revenue")
+      jq -e '.totals.conversions > 0 and .totals.revenue > 0 and .filters.utm_campaign == "black_friday"' \
+        "$work/out" >/dev/null || fail "no black_friday conversions and revenue in the JSON" ;;
     "dashboard_client --plain >> metrics.log")
       grep -q "^Updated metric: " "$work/metrics.log" || fail "metrics.log has no 'Updated metric:' lines" ;;
   esac
@@ -211,7 +226,12 @@ for example in "${examples[@]}"; do
   fi
   count=$((count + 1))
   : >"$work/server-$count.log"  # exists before start_server looks into it
-  start_server "$server_bin" "$work/server-$count.log"
+  if [[ $mode == history ]]; then
+    start_server "$server_bin" "$work/server-$count.log" --data-dir "$work/history-data" \
+      --history-flush-ms 200
+  else
+    start_server "$server_bin" "$work/server-$count.log"
+  fi
   export RTA_README_SERVER="127.0.0.1:$server_port"
   command=$(sed -E "s/(127\.0\.0\.1|localhost|analytics):50051/127.0.0.1:$server_port/g" <<<"$example")
   # A server example's own --listen address becomes an ephemeral port.
@@ -220,7 +240,7 @@ for example in "${examples[@]}"; do
   printf '%s\n' "$command" >"$work/example.sh"
   cd "$work"
   case $mode in
-    run)
+    run | history)
       status=0
       timeout 60 bash "$work/example.sh" >"$work/out" 2>"$work/err" || status=$?
       [[ $status -eq 0 ]] || { cat "$work/out" "$work/err"; fail "exit status $status: $example"; } ;;

@@ -128,6 +128,63 @@ TEST_CASE("segments never mix, even when one name begins another", "[rollup]") {
   REQUIRE(error.find("NUL") != std::string::npos);
 }
 
+TEST_CASE("a segment scan reads every value of a dimension within the range, and only those",
+          "[rollup]") {
+  TempDir dir;
+  ClockedStore s;
+  s.Open(dir.path());
+  std::string error;
+  const int64_t day = BucketStart(Resolution::kDay, kNow);
+  std::vector<RollupWrite> writes;
+  for (int64_t d = 0; d < 5; ++d) {
+    writes.push_back({Resolution::kDay, day - d * kDay, "page=/a", Events(1)});
+    writes.push_back({Resolution::kDay, day - d * kDay, "page=/a/b", Events(10)});
+    writes.push_back({Resolution::kDay, day - d * kDay, "pages=/x", Events(1000)});  // not "page="
+    writes.push_back({Resolution::kDay, day - d * kDay, "country=DE", Events(100)});
+  }
+  REQUIRE(s.store->Write(writes, false, &error));
+  std::map<std::string, uint64_t> events;
+  std::map<std::string, int> cells;
+  REQUIRE(s.store->ScanSegments(
+      Resolution::kDay, "page=", day - 2 * kDay, day,
+      [&](std::string_view segment, int64_t bucket, const RollupCell& cell) {
+        REQUIRE(bucket >= day - 2 * kDay);
+        REQUIRE(bucket < day);
+        events[std::string(segment)] += cell.counters.events;
+        ++cells[std::string(segment)];
+      },
+      &error));
+  REQUIRE(events == std::map<std::string, uint64_t>{{"page=/a", 2}, {"page=/a/b", 20}});
+  REQUIRE(cells == std::map<std::string, int>{{"page=/a", 2}, {"page=/a/b", 2}});
+}
+
+TEST_CASE("meta entries are written in the cells' batch and read back by key and prefix",
+          "[rollup]") {
+  TempDir dir;
+  std::string error;
+  {
+    ClockedStore s;
+    s.Open(dir.path());
+    REQUIRE(s.store->Write({{Resolution::kHour, kNow, "", Events(1)}},
+                           {{"applied", "7"}, {"v/a", "1"}, {"v/b", "2"}, {"w", "3"}}, true,
+                           &error));
+  }
+  ClockedStore s;
+  s.Open(dir.path());
+  std::string value;
+  bool found = false;
+  REQUIRE(s.store->GetMeta("applied", &value, &found, &error));
+  REQUIRE(found);
+  REQUIRE(value == "7");
+  REQUIRE(s.store->GetMeta("missing", &value, &found, &error));
+  REQUIRE_FALSE(found);
+  std::vector<std::string> keys;
+  REQUIRE(s.store->ScanMeta(
+      "v/", [&](std::string_view key, std::string_view) { keys.emplace_back(key); }, &error));
+  REQUIRE(keys == std::vector<std::string>{"v/a", "v/b"});
+  REQUIRE(EventsBySegment(*s.store, Resolution::kHour, "", kNow - kDay, kNow + kDay).size() == 1);
+}
+
 TEST_CASE("a restart keeps every cell", "[rollup]") {
   TempDir dir;
   std::map<int64_t, uint64_t> before;

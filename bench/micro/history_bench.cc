@@ -1,0 +1,228 @@
+// The history's costs (issue 13), in process, on the real rollup code and a real RocksDB:
+//
+//  1. Folding: `--hours` of the traffic generator's web-shop traffic at `--rate` events/s are
+//     converted (RollupEventOf) and folded (RollupAccumulator) exactly as the server's rollup
+//     writer does, and written in the writer's batches; events/s of that is the writer's
+//     throughput on one core.
+//  2. Disk: the store compacted, bytes per resolution, and per day of traffic: the minute and
+//     hour families scale with time (x 24 / hours); the day family holds one cell per segment
+//     per day, measured as it is after `--hours` (a full day's HyperLogLogs are denser, so its
+//     upper bound, every day cell dense, is printed beside it).
+//  3. Queries: the generated day's hour and day cells copied to `--days` days (each day the
+//     same traffic), then `--queries` range queries over the last 30 days through
+//     AnswerRangeQuery (the QueryMetrics handler's work, without gRPC): totals, one filter, a
+//     breakdown by page. p50 and p99 latency.
+//
+//   build/release/bench/micro/history_bench --hours 24 --rate 1000     (the README's figures)
+//   build/release/bench/micro/history_bench --smoke                    (CI: seconds)
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "event_reporter/traffic_generator.h"
+#include "server/history_query.h"
+#include "server/rollup_writer.h"
+#include "server/storage/rollup_accumulator.h"
+#include "server/storage/rollup_store.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using rta::storage::Resolution;
+
+constexpr int64_t kDayS = 86'400;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double Percentile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  return values[static_cast<size_t>(q * static_cast<double>(values.size() - 1))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double hours = 2, rate = 1000;
+  int days = 30, queries = 1000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::atof(argv[++i]) : 0.0; };
+    if (arg == "--hours")
+      hours = next();
+    else if (arg == "--rate")
+      rate = next();
+    else if (arg == "--days")
+      days = static_cast<int>(next());
+    else if (arg == "--queries")
+      queries = static_cast<int>(next());
+    else if (arg == "--smoke") {
+      hours = 0.05;
+      rate = 200;
+      days = 3;
+      queries = 20;
+    } else {
+      std::fprintf(stderr,
+                   "usage: history_bench [--hours H] [--rate N] [--days D] "
+                   "[--queries Q] [--smoke]\n");
+      return 2;
+    }
+  }
+  if (hours <= 0 || hours > 24 || rate <= 0 || days < 1 || queries < 1) {
+    std::fprintf(stderr, "history_bench: --hours 0..24, --rate, --days, --queries > 0\n");
+    return 2;
+  }
+  const char* base = std::getenv("RTA_BENCH_DIR");
+  const std::string dir = std::string(base != nullptr ? base : "/tmp") + "/rta_history_bench_" +
+                          std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+
+  // "Now" is the end of the last of `days` days; the traffic is the first hours of that day.
+  const int64_t now_s = 1'800'028'800 / kDayS * kDayS + kDayS;  // a fixed UTC midnight
+  const int64_t day_start_s = now_s - kDayS;
+  rta::storage::RollupRetention retention;
+  std::string error;
+  auto store = rta::storage::RollupStore::Open(
+      dir, retention, [&] { return now_s; }, &error);
+  if (store == nullptr) {
+    std::fprintf(stderr, "history_bench: %s\n", error.c_str());
+    return 1;
+  }
+
+  // 1. Folding.
+  rta::reporter::GeneratorOptions options;
+  options.seed = 42;
+  options.events_per_second = rate;
+  options.start_ms = day_start_s * 1000;
+  rta::reporter::TrafficGenerator generator(options);
+  rta::storage::RollupAccumulator accumulator({});
+  analytics::EventData event;
+  const int64_t end_ms = options.start_ms + static_cast<int64_t>(hours * 3'600'000);
+  uint64_t events = 0, batches = 0;
+  Clock::duration generating{}, folding{}, writing{};
+  for (;;) {
+    auto t0 = Clock::now();
+    generator.Next(&event);
+    auto t1 = Clock::now();
+    generating += t1 - t0;
+    if (event.timestamp_ms() >= end_ms) break;
+    accumulator.Add(rta::server::RollupEventOf(event, event.timestamp_ms(), 1, 2));
+    ++events;
+    auto t2 = Clock::now();
+    folding += t2 - t1;
+    if (accumulator.pending_cells() >= 4096) {
+      if (!store->Write(accumulator.TakeWrites(), false, &error)) break;
+      ++batches;
+      writing += Clock::now() - t2;
+    }
+  }
+  auto t3 = Clock::now();
+  if (error.empty() && !store->Write(accumulator.TakeWrites(), true, &error)) {
+    std::fprintf(stderr, "history_bench: %s\n", error.c_str());
+    return 1;
+  }
+  writing += Clock::now() - t3;
+  std::printf(
+      "folded %llu events (%.2f h at %.0f/s) in %.1f s: %.0f events/s folding, "
+      "%.0f events/s with the writes (%llu batches); generating took %.1f s more\n",
+      static_cast<unsigned long long>(events), hours, rate, Seconds(folding + writing),
+      static_cast<double>(events) / Seconds(folding),
+      static_cast<double>(events) / Seconds(folding + writing),
+      static_cast<unsigned long long>(batches), Seconds(generating));
+
+  // 2. Disk.
+  if (!store->Compact(&error)) {
+    std::fprintf(stderr, "history_bench: %s\n", error.c_str());
+    return 1;
+  }
+  const double scale = 24.0 / hours;
+  const uint64_t minute = store->DiskBytes(Resolution::kMinute);
+  const uint64_t hour = store->DiskBytes(Resolution::kHour);
+  const uint64_t day = store->DiskBytes(Resolution::kDay);
+  size_t day_cells = 0;
+  store->ScanSegments(
+      Resolution::kDay, "", 0, now_s, [&](std::string_view, int64_t, const auto&) { ++day_cells; },
+      &error);
+  const double per_day = static_cast<double>(minute + hour) * scale + static_cast<double>(day);
+  const double day_bound = static_cast<double>(day_cells) * (16'384 + 64);
+  std::printf("disk after compaction: minute %.2f MB, hour %.2f MB, day %.2f MB (%zu cells)\n",
+              minute / 1e6, hour / 1e6, day / 1e6, day_cells);
+  std::printf(
+      "per day of traffic at %.0f events/s: %.1f MB (minute and hour x %.1f, day as "
+      "measured; with every day cell dense: at most %.1f MB)\n",
+      rate, per_day / 1e6, scale,
+      (static_cast<double>(minute + hour) * scale + std::max<double>(day, day_bound)) / 1e6);
+  std::printf("retention defaults (7 d minutes, 90 d hours, 730 d days): %.2f GB\n",
+              (static_cast<double>(minute) * scale * 7 + static_cast<double>(hour) * scale * 90 +
+               static_cast<double>(day) * 730) /
+                  1e9);
+
+  // 3. Queries: copy the day's hour and day cells to the previous days.
+  std::vector<rta::storage::RollupWrite> copies;
+  for (Resolution resolution : {Resolution::kHour, Resolution::kDay}) {
+    store->ScanSegments(
+        resolution, "", day_start_s, now_s,
+        [&](std::string_view segment, int64_t bucket, const rta::storage::RollupCell& cell) {
+          for (int d = 1; d < days; ++d) {
+            copies.push_back({resolution, bucket - d * kDayS, std::string(segment), cell});
+          }
+        },
+        &error);
+  }
+  for (size_t i = 0; i < copies.size(); i += 4096) {
+    std::vector<rta::storage::RollupWrite> batch(
+        copies.begin() + static_cast<std::ptrdiff_t>(i),
+        copies.begin() + static_cast<std::ptrdiff_t>(std::min(copies.size(), i + 4096)));
+    if (!store->Write(batch, false, &error)) {
+      std::fprintf(stderr, "history_bench: %s\n", error.c_str());
+      return 1;
+    }
+  }
+  copies.clear();
+  store->Compact(&error);
+
+  struct Shape {
+    const char* name;
+    analytics::RangeQuery query;
+  };
+  std::vector<Shape> shapes(3);
+  for (Shape& shape : shapes) {
+    shape.query.set_from_ms((now_s - std::min(days, 30) * kDayS) * 1000);
+    shape.query.set_to_ms(now_s * 1000);
+  }
+  shapes[0].name = "totals, every KPI";
+  shapes[1].name = "country=DE, every KPI";
+  auto* filter = shapes[1].query.add_filters();
+  filter->set_dimension("country");
+  filter->set_value("DE");
+  shapes[2].name = "breakdown by page, top 10";
+  shapes[2].query.set_breakdown("page");
+  std::printf("%d-day range queries over %d days of cells, %d each (AnswerRangeQuery, no gRPC):\n",
+              std::min(days, 30), days, queries);
+  for (const Shape& shape : shapes) {
+    std::vector<double> ms;
+    ms.reserve(static_cast<size_t>(queries));
+    double checksum = 0;
+    for (int q = 0; q < queries; ++q) {
+      analytics::RangeResult result;
+      const auto start = Clock::now();
+      const grpc::Status status =
+          rta::server::AnswerRangeQuery(shape.query, *store, now_s * 1000, &result);
+      ms.push_back(Seconds(Clock::now() - start) * 1000);
+      if (!status.ok()) {
+        std::fprintf(stderr, "history_bench: %s: %s\n", shape.name, status.error_message().c_str());
+        return 1;
+      }
+      checksum += result.totals(0);
+    }
+    std::printf("  %-28s p50 %.2f ms  p99 %.2f ms  (events in range %.0f)\n", shape.name,
+                Percentile(ms, 0.5), Percentile(ms, 0.99), checksum / queries);
+  }
+  store.reset();
+  std::filesystem::remove_all(dir);
+  return 0;
+}

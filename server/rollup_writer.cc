@@ -1,0 +1,357 @@
+#include "server/rollup_writer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <utility>
+
+#include "server/aggregator/event_validation.h"
+#include "server/aggregator/hash.h"
+#include "server/aggregator/utf8.h"
+#include "server/log.h"
+
+namespace rta::server {
+namespace {
+
+// Meta keys of the rollup store (its default column family).
+constexpr std::string_view kAppliedLsnKey = "applied_lsn";  // u64 LE: records folded so far
+constexpr std::string_view kSeedsKey = "hash_seeds";        // 2 x u64: visitor, session
+// "value" NUL, the dimension's index as one byte, the value: an admitted dimension value.
+constexpr std::string_view kValuePrefix{"value\0", 6};
+// Dimension values longer than this are cut (at a UTF-8 boundary), as the live windows cut
+// ranked values: every byte of a value is in each of its cells' keys.
+constexpr size_t kMaxValueBytes = 256;
+
+std::string U64Bytes(uint64_t value) {
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &value, 8);
+  return out;
+}
+
+uint64_t ReadU64(std::string_view bytes, size_t offset) {
+  uint64_t value = 0;
+  if (bytes.size() >= offset + 8) std::memcpy(&value, bytes.data() + offset, 8);
+  return value;
+}
+
+storage::RollupEvent::Kind RollupKind(agg::EventKind kind) {
+  switch (kind) {
+    case agg::EventKind::kPageView:
+      return storage::RollupEvent::Kind::kPageView;
+    case agg::EventKind::kPurchase:
+      return storage::RollupEvent::Kind::kPurchase;
+    case agg::EventKind::kSignup:
+      return storage::RollupEvent::Kind::kSignup;
+    case agg::EventKind::kPageLoad:
+      return storage::RollupEvent::Kind::kPageLoad;
+    case agg::EventKind::kOther:
+      break;
+  }
+  return storage::RollupEvent::Kind::kOther;
+}
+
+// A value as a segment key may hold it: cut, and without NUL (the key's separator).
+std::string_view KeyValue(std::string_view value) {
+  if (value.find('\0') != std::string_view::npos) return storage::kRollupOtherValue;
+  return agg::CutAtUtf8Boundary(value, kMaxValueBytes);
+}
+
+}  // namespace
+
+storage::RollupEvent RollupEventOf(const analytics::EventData& event, int64_t ingest_ms,
+                                   uint64_t visitor_seed, uint64_t session_seed) {
+  storage::RollupEvent out;
+  out.event_ms = event.timestamp_ms() == 0 ? ingest_ms : event.timestamp_ms();
+  out.kind = RollupKind(agg::KindOf(event.event_type()));
+  out.value = event.value();
+  if (!event.visitor_id().empty()) {
+    out.visitor_hash =
+        agg::detail::NonZero(agg::detail::HashBytes(event.visitor_id(), visitor_seed));
+  }
+  if (!event.session_id().empty()) {
+    out.session_hash =
+        agg::detail::NonZero(agg::detail::HashBytes(event.session_id(), session_seed));
+  }
+  out.dimensions = {KeyValue(event.country()),    KeyValue(event.device()),
+                    KeyValue(event.page()),       KeyValue(event.referrer()),
+                    KeyValue(event.utm_source()), KeyValue(event.utm_campaign()),
+                    KeyValue(event.event_type())};
+  return out;
+}
+
+RollupWriter::RollupWriter(const Options& options, storage::EventLog& log, const agg::Clock& clock)
+    : options_(options), log_(log), clock_(clock), accumulator_(options.limits) {}
+
+std::unique_ptr<RollupWriter> RollupWriter::Open(const Options& options, storage::EventLog& log,
+                                                 const agg::Clock& clock, std::string* error) {
+  std::unique_ptr<RollupWriter> writer(new RollupWriter(options, log, clock));
+  const agg::Clock* clock_ptr = &clock;
+  writer->store_ = storage::RollupStore::Open(
+      options.dir, options.retention, [clock_ptr] { return clock_ptr->NowMs() / 1000; }, error);
+  if (writer->store_ == nullptr) return nullptr;
+  storage::RollupStore& store = *writer->store_;
+
+  std::string value;
+  bool found = false;
+  if (!store.GetMeta(std::string(kAppliedLsnKey), &value, &found, error)) return nullptr;
+  if (found) writer->folded_lsn_ = ReadU64(value, 0);
+  writer->applied_lsn_.store(writer->folded_lsn_, std::memory_order_release);
+
+  // The visitor and session hashes must be the same for the store's whole life (HyperLogLog
+  // registers of different seeds do not merge), and unknown to clients (who could otherwise
+  // aim ids at one register): drawn once, kept in the store.
+  if (!store.GetMeta(std::string(kSeedsKey), &value, &found, error)) return nullptr;
+  if (found && value.size() == 16) {
+    writer->visitor_seed_ = ReadU64(value, 0);
+    writer->session_seed_ = ReadU64(value, 8);
+  } else {
+    // libstdc++'s random_device reads the kernel's CSPRNG (getrandom / /dev/urandom).
+    std::random_device random;
+    auto draw = [&random] { return (uint64_t{random()} << 32) | random(); };
+    writer->visitor_seed_ = draw();
+    writer->session_seed_ = draw();
+    if (!store.Write({},
+                     {{std::string(kSeedsKey),
+                       U64Bytes(writer->visitor_seed_) + U64Bytes(writer->session_seed_)}},
+                     true, error)) {
+      return nullptr;
+    }
+  }
+  bool bad_value = false;
+  if (!store.ScanMeta(
+          kValuePrefix,
+          [&](std::string_view key, std::string_view) {
+            if (key.size() <= kValuePrefix.size()) {
+              bad_value = true;
+              return;
+            }
+            const auto dimension = static_cast<unsigned char>(key[kValuePrefix.size()]);
+            if (dimension >= storage::kRollupDimensionCount) {
+              bad_value = true;
+              return;
+            }
+            writer->accumulator_.Admit(dimension, key.substr(kValuePrefix.size() + 1));
+          },
+          error)) {
+    return nullptr;
+  }
+  if (bad_value) {
+    *error = "the rollup store " + options.dir + " has an admitted value of an unknown dimension";
+    return nullptr;
+  }
+  return writer;
+}
+
+RollupWriter::~RollupWriter() { Stop(); }
+
+bool RollupWriter::Fold(uint64_t lsn, std::string_view bytes, std::string* error) {
+  uint64_t folded = 0;
+  const bool ok = reader_.Read(
+      lsn, bytes, &record_,
+      [&](const analytics::EventData& event, int64_t ingest_ms) {
+        accumulator_.Add(RollupEventOf(event, ingest_ms, visitor_seed_, session_seed_));
+        ++folded;
+      },
+      error);
+  if (!ok) return false;
+  folded_lsn_ = lsn;
+  events_folded_.fetch_add(folded, std::memory_order_relaxed);
+  return true;
+}
+
+bool RollupWriter::WriteIfFull() {
+  return accumulator_.pending_cells() < options_.max_pending_cells || Write();
+}
+
+bool RollupWriter::Write() {
+  std::vector<storage::RollupWrite> writes = accumulator_.TakeWrites();
+  std::vector<std::pair<std::string, std::string>> meta;
+  meta.emplace_back(std::string(kAppliedLsnKey), U64Bytes(folded_lsn_));
+  for (const auto& [dimension, value] : accumulator_.new_values()) {
+    std::string key(kValuePrefix);
+    key.push_back(static_cast<char>(dimension));
+    key.append(value);
+    meta.emplace_back(std::move(key), "");
+  }
+  values_folded_.store(accumulator_.values_folded(), std::memory_order_relaxed);
+  sessions_untracked_.store(accumulator_.sessions_untracked(), std::memory_order_relaxed);
+  std::string error;
+  // Synced: the log before applied_lsn may be deleted once this returns (Durability's floor).
+  if (!store_->Write(writes, meta, /*sync=*/true, &error)) {
+    write_failures_.fetch_add(1, std::memory_order_relaxed);
+    LogWarn("rollup_write_failed", {{"error", error}, {"lsn", std::to_string(folded_lsn_)}});
+    // The folded cells are gone with the failed batch: fold those records again from the log
+    // (it keeps them, since applied_lsn did not move). The values admitted meanwhile stay in
+    // new_values() for the next batch.
+    folded_lsn_ = applied_lsn();
+    return false;
+  }
+  accumulator_.ClearNewValues();
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  cells_written_.fetch_add(writes.size(), std::memory_order_relaxed);
+  applied_lsn_.store(folded_lsn_, std::memory_order_release);
+  return true;
+}
+
+bool RollupWriter::ReadLog(uint64_t from, uint64_t to, std::string* error) {
+  log_reads_.fetch_add(1, std::memory_order_relaxed);
+  bool failed = false;
+  const bool ok = log_.ReadFrom(
+      from,
+      [&](storage::Lsn lsn, std::string_view bytes) {
+        if (lsn > to) return false;
+        if (lsn <= folded_lsn_) return true;
+        if (lsn != folded_lsn_ + 1) {  // the log has no such record (a torn tail, a skip)
+          folded_lsn_ = lsn - 1;
+        }
+        if (!Fold(lsn, bytes, error)) {
+          // A damaged record: skip it rather than stop the history (recovery, which reads the
+          // same log, has refused to start on one unless told to skip corrupt records).
+          LogWarn("rollup_fold_failed", {{"error", *error}});
+          folded_lsn_ = lsn;
+        }
+        if (!WriteIfFull()) {
+          *error = "writing the rollup store failed";
+          failed = true;
+          return false;
+        }
+        return true;
+      },
+      error);
+  return ok && !failed;
+}
+
+bool RollupWriter::CatchUp(std::string* error) {
+  const uint64_t from = folded_lsn_ + 1;
+  if (!ReadLog(from, UINT64_MAX, error)) {
+    *error = "the history's catch-up from the event log: " + *error;
+    return false;
+  }
+  if (accumulator_.pending_cells() > 0 && !Write()) {
+    *error = "the history's catch-up: writing the rollup store failed";
+    return false;
+  }
+  LogInfo("history_recovered", {{"applied_lsn", std::to_string(applied_lsn())},
+                                {"from_lsn", std::to_string(from)},
+                                {"events", std::to_string(events_folded_.load())}});
+  return true;
+}
+
+void RollupWriter::Offer(uint64_t lsn, std::string_view record) {
+  if (lsn == 0) return;
+  std::lock_guard lock(mutex_);
+  if (stopping_ || queue_bytes_ + record.size() > options_.max_queue_bytes) {
+    overflowed_ = true;  // the writer reads it back from the log
+    return;
+  }
+  queue_bytes_ += record.size();
+  queue_.push_back({lsn, std::string(record)});
+}
+
+void RollupWriter::Drain() {
+  bool overflowed = false;
+  {
+    std::lock_guard lock(mutex_);
+    for (Queued& queued : queue_) held_.push_back(std::move(queued));
+    queue_.clear();
+    overflowed = std::exchange(overflowed_, false);
+  }
+  // Appenders take Lsns in order but may queue them out of order.
+  std::sort(held_.begin(), held_.end(),
+            [](const Queued& a, const Queued& b) { return a.lsn < b.lsn; });
+  const uint64_t durable = log_.durable_lsn();
+  std::string error;
+  size_t used = 0;
+  size_t freed = 0;
+  for (; used < held_.size(); ++used) {
+    const Queued& queued = held_[used];
+    if (queued.lsn <= folded_lsn_) {  // read from the log already
+      freed += queued.bytes.size();
+      continue;
+    }
+    if (queued.lsn != folded_lsn_ + 1 || queued.lsn > durable) break;
+    freed += queued.bytes.size();
+    if (!Fold(queued.lsn, queued.bytes, &error)) {
+      LogWarn("rollup_fold_failed", {{"error", error}});
+      folded_lsn_ = queued.lsn;  // a damaged record: skip it, as ReadLog does
+    }
+    if (!WriteIfFull()) {  // folded_lsn_ went back: what follows is read from the log
+      ++used;
+      break;
+    }
+  }
+  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(used));
+  // A durable record that is not here: dropped from a full queue, or still on its way from an
+  // appender. Give an appender a second, then read the log.
+  if (folded_lsn_ < durable) {
+    const auto now = std::chrono::steady_clock::now();
+    if (gap_since_ == std::chrono::steady_clock::time_point{} && !overflowed) {
+      gap_since_ = now;
+    } else if (overflowed || now - gap_since_ > std::chrono::seconds(1)) {
+      if (!ReadLog(folded_lsn_ + 1, durable, &error)) {
+        LogWarn("rollup_log_read_failed", {{"error", error}});
+      }
+      gap_since_ = {};
+    }
+  } else {
+    gap_since_ = {};
+  }
+  std::lock_guard lock(mutex_);
+  queue_bytes_ -= std::min(queue_bytes_, freed);
+}
+
+void RollupWriter::Run() {
+  next_write_ =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.flush_interval_ms);
+  for (;;) {
+    bool stopping = false;
+    {
+      std::unique_lock lock(mutex_);
+      // Drained often (a record waits here until it is durable), written every interval.
+      cv_.wait_for(lock, std::chrono::milliseconds(50), [this] { return stopping_; });
+      stopping = stopping_;
+    }
+    Drain();
+    if (stopping) {  // everything durable now, including what an appender has not queued yet
+      const uint64_t durable = log_.durable_lsn();
+      std::string error;
+      if (folded_lsn_ < durable && !ReadLog(folded_lsn_ + 1, durable, &error)) {
+        LogWarn("rollup_log_read_failed", {{"error", error}});
+      }
+    }
+    if (stopping || std::chrono::steady_clock::now() >= next_write_) {
+      if (accumulator_.pending_cells() > 0 || applied_lsn() != folded_lsn_) Write();
+      next_write_ =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.flush_interval_ms);
+    }
+    if (stopping) return;
+  }
+}
+
+void RollupWriter::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void RollupWriter::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+RollupWriterStats RollupWriter::stats() const {
+  RollupWriterStats stats;
+  stats.events_folded = events_folded_.load(std::memory_order_relaxed);
+  stats.writes = writes_.load(std::memory_order_relaxed);
+  stats.cells_written = cells_written_.load(std::memory_order_relaxed);
+  stats.write_failures = write_failures_.load(std::memory_order_relaxed);
+  stats.log_reads = log_reads_.load(std::memory_order_relaxed);
+  stats.values_folded = values_folded_.load(std::memory_order_relaxed);
+  stats.sessions_untracked = sessions_untracked_.load(std::memory_order_relaxed);
+  stats.applied_lsn = applied_lsn();
+  return stats;
+}
+
+}  // namespace rta::server

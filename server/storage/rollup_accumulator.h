@@ -1,0 +1,127 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "server/storage/rollup_store.h"
+
+namespace rta::storage {
+
+// The dimensions a history segment can name, in this order everywhere (stable names: they are
+// the segment keys' prefixes and RangeQuery's dimension names).
+inline constexpr size_t kRollupDimensionCount = 7;
+inline constexpr std::array<std::string_view, kRollupDimensionCount> kRollupDimensions = {
+    "country", "device", "page", "referrer", "utm_source", "utm_campaign", "event_type"};
+// The acquisition dimensions: referrer, utm_source and utm_campaign belong to the session. An
+// event that names none of its own (a purchase three pages after the landing) is counted under
+// its session's (the first event's), so "conversions where utm_campaign = spring" counts the
+// purchases of the sessions the campaign brought, as analytics tools attribute them.
+inline constexpr std::array<bool, kRollupDimensionCount> kRollupSessionScoped = {
+    false, false, false, true, true, true, false};
+// An empty value is stored as this (a page view without a referrer is direct traffic).
+inline constexpr std::string_view kRollupNoneValue = "(none)";
+// Values beyond a dimension's cap are stored as this, as in the live windows.
+inline constexpr std::string_view kRollupOtherValue = "__other__";
+
+// Index into kRollupDimensions, or -1.
+int RollupDimensionIndex(std::string_view name);
+// The segment key of one condition: "country=DE".
+std::string SegmentKey(size_t dimension, std::string_view value);
+
+// What the history needs of one accepted event (the server fills it from an EventData).
+struct RollupEvent {
+  enum class Kind : uint8_t { kOther, kPageView, kPurchase, kSignup, kPageLoad };
+  int64_t event_ms = 0;
+  Kind kind = Kind::kOther;
+  double value = 0;           // revenue of a purchase, milliseconds of a page load
+  uint64_t visitor_hash = 0;  // 0: no visitor id
+  uint64_t session_hash = 0;  // 0: no session id
+  std::array<std::string_view, kRollupDimensionCount> dimensions;  // "" for none
+};
+
+// Folds events into the rollup cells they touch, in memory, until TakeWrites() hands them to
+// the store as merge deltas. Each event touches 17 cells: the minute total, and at hour and
+// day resolution the total plus one single-condition cell per dimension
+// (docs/design/history-and-segments.md).
+//
+// Dimension values are capped per dimension (`max_values_per_dimension`): the first values seen
+// are admitted, later new ones count as __other__. Admitted() values must survive restarts (a
+// value must not move to __other__ after one), so the writer persists what new_values()
+// returns and calls Admit() with them at start.
+//
+// Acquisition: see kRollupSessionScoped; an event of a session that is not tracked (beyond
+// max_sessions, or after a restart) keeps its own values.
+//
+// Sessions: a session is counted once, in the cells of its first event; it is a bounce while it
+// has exactly one page view, so the bounce counter of its first event's cells gets +1 at its
+// first page view and -1 at its second (counters are added modulo 2^64, so the sum of a cell's
+// deltas is the count). Sessions are tracked up to `max_sessions`, and forgotten
+// `session_timeout_ms` of event time after their last event; a session that continues after that
+// (or after a restart: the table is not persisted) counts again.
+//
+// Not thread-safe: the rollup writer's thread owns it.
+class RollupAccumulator {
+ public:
+  struct Limits {
+    uint32_t max_values_per_dimension = 1000;
+    uint32_t max_sessions = 200'000;
+    int64_t session_timeout_ms = 30 * 60'000;
+  };
+  explicit RollupAccumulator(const Limits& limits) : limits_(limits) {}
+
+  void Add(const RollupEvent& event);
+
+  // A value admitted before (from the store, at start).
+  void Admit(size_t dimension, std::string_view value);
+  // Values admitted since the last ClearNewValues(), as (dimension, value): the writer stores
+  // them with the cells, and clears them once that write succeeded.
+  const std::vector<std::pair<size_t, std::string>>& new_values() const { return new_values_; }
+  void ClearNewValues() { new_values_.clear(); }
+
+  // Every pending cell as a write, and forgets them.
+  std::vector<RollupWrite> TakeWrites();
+  size_t pending_cells() const { return cells_.size(); }
+  uint64_t values_folded() const { return values_folded_; }
+  uint64_t sessions_untracked() const { return sessions_untracked_; }
+
+ private:
+  struct Session {
+    int64_t first_ms = 0;
+    int64_t last_ms = 0;
+    uint32_t page_views = 0;
+    std::array<std::string, kRollupDimensionCount> segments;  // of the first event
+  };
+  struct Pending {
+    Resolution resolution;
+    int64_t bucket_s;
+    std::string segment;
+    RollupCell cell;
+  };
+
+  // The capped value of dimension `d` ("" becomes kRollupNoneValue).
+  std::string_view Capped(size_t d, std::string_view value);
+  RollupCell& Cell(Resolution resolution, int64_t time_s, std::string_view segment);
+  // Applies `fn` to the 17 cells of an event at `time_ms` with these segment keys.
+  template <typename Fn>
+  void ForEachCell(int64_t time_ms, const std::array<std::string, kRollupDimensionCount>& segments,
+                   Fn&& fn);
+  void ExpireSessions(int64_t now_ms);
+
+  Limits limits_;
+  std::array<std::unordered_set<std::string>, kRollupDimensionCount> admitted_;
+  std::vector<std::pair<size_t, std::string>> new_values_;
+  std::unordered_map<std::string, Pending> cells_;
+  std::string key_;  // scratch for Cell()
+  std::unordered_map<uint64_t, Session> sessions_;
+  int64_t newest_ms_ = 0;  // the latest event time seen (session expiry)
+  int64_t next_expiry_ms_ = 0;
+  uint64_t values_folded_ = 0;
+  uint64_t sessions_untracked_ = 0;
+};
+
+}  // namespace rta::storage

@@ -1,0 +1,153 @@
+#include "server/storage/rollup_accumulator.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <string>
+#include <tuple>
+
+namespace rta::storage {
+namespace {
+
+constexpr int64_t kT = 1'800'000'000'000;  // ms; 2027-01-15T08:00:00Z, an hour start
+
+RollupEvent Event(RollupEvent::Kind kind, int64_t ms, uint64_t session = 0,
+                  std::string_view country = "DE", std::string_view page = "/home") {
+  RollupEvent event;
+  event.event_ms = ms;
+  event.kind = kind;
+  event.session_hash = session;
+  event.visitor_hash = session * 0x9e3779b97f4a7c15ull;
+  event.dimensions = {country, "desktop", page, "", "google", "spring", "page_view"};
+  return event;
+}
+
+using CellKey = std::tuple<Resolution, int64_t, std::string>;
+
+std::map<CellKey, RollupCell> Cells(RollupAccumulator& accumulator) {
+  std::map<CellKey, RollupCell> cells;
+  for (RollupWrite& write : accumulator.TakeWrites()) {
+    const CellKey key{write.resolution, write.time_s, write.segment};
+    REQUIRE(cells.count(key) == 0);
+    cells.emplace(key, std::move(write.cell));
+  }
+  return cells;
+}
+
+TEST_CASE("an event touches the minute total and the hour and day totals and marginals",
+          "[rollup]") {
+  RollupAccumulator accumulator({});
+  RollupEvent purchase = Event(RollupEvent::Kind::kPurchase, kT + 61'000);
+  purchase.value = 12.34;
+  accumulator.Add(purchase);
+  auto cells = Cells(accumulator);
+  REQUIRE(cells.size() == 1 + 2 * (1 + kRollupDimensionCount));
+  const int64_t t = kT / 1000;
+  const RollupCell& minute = cells.at({Resolution::kMinute, t + 60, ""});
+  CHECK(minute.counters.events == 1);
+  CHECK(minute.counters.conversions == 1);
+  CHECK(minute.counters.revenue_units == 123'400);
+  CHECK(cells.at({Resolution::kHour, t, "country=DE"}).counters.events == 1);
+  CHECK(cells.at({Resolution::kHour, t, "referrer=(none)"}).counters.events == 1);
+  CHECK(cells.at({Resolution::kDay, t - t % 86'400, "utm_campaign=spring"}).counters.events == 1);
+  CHECK(cells.count({Resolution::kMinute, t + 60, "country=DE"}) == 0);  // minutes: totals only
+  CHECK(accumulator.pending_cells() == 0);
+}
+
+TEST_CASE("a session counts once, in its first event's cells, and bounces only with one page view",
+          "[rollup]") {
+  RollupAccumulator accumulator({});
+  // Session 1: one page view (a bounce). Session 2: two page views, the second 20 minutes
+  // later in another country (the session stays with its first event's cells).
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 1));
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 1000, 2));
+  auto first = Cells(accumulator);  // written: the bounce of session 2 is stored as +1
+  const int64_t hour = kT / 1000;
+  CHECK(first.at({Resolution::kHour, hour, ""}).counters.bounces == 2);
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 1'200'000, 2, "FR"));
+  accumulator.Add(Event(RollupEvent::Kind::kOther, kT + 1'260'000, 1));  // not a page view
+  auto second = Cells(accumulator);
+  // The later delta holds -1 bounce for session 2, in its first event's cells.
+  RollupCell merged = first.at({Resolution::kHour, hour, ""});
+  merged.Merge(second.at({Resolution::kHour, hour, ""}));
+  CHECK(merged.counters.sessions == 2);
+  CHECK(merged.counters.bounces == 1);
+  CHECK(merged.counters.page_views == 3);
+  CHECK(merged.counters.events == 4);
+  const RollupCell& france = second.at({Resolution::kHour, hour, "country=FR"});
+  CHECK(france.counters.page_views == 1);
+  CHECK(france.counters.sessions == 0);
+  CHECK(france.counters.bounces == 0);
+  RollupCell germany = first.at({Resolution::kHour, hour, "country=DE"});
+  germany.Merge(second.at({Resolution::kHour, hour, "country=DE"}));
+  CHECK(germany.counters.sessions == 2);
+  CHECK(germany.counters.bounces == 1);
+
+  SECTION("after 30 minutes without an event the session id starts a new session") {
+    accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 1'260'000 + 1'800'001, 1));
+    auto third = Cells(accumulator);
+    CHECK(third.at({Resolution::kHour, hour, ""}).counters.sessions == 1);
+    CHECK(third.at({Resolution::kHour, hour, ""}).counters.bounces == 1);
+  }
+}
+
+TEST_CASE("a purchase without a campaign counts under its session's campaign and referrer",
+          "[rollup]") {
+  RollupAccumulator accumulator({});
+  RollupEvent landing = Event(RollupEvent::Kind::kPageView, kT, 7);
+  landing.dimensions[3] = "google.com";  // referrer
+  accumulator.Add(landing);
+  RollupEvent purchase = Event(RollupEvent::Kind::kPurchase, kT + 60'000, 7);
+  purchase.dimensions = {"DE", "desktop", "/checkout", "", "", "", "purchase"};
+  purchase.value = 10;
+  accumulator.Add(purchase);
+  RollupEvent stranger = purchase;  // no session: its own (empty) values
+  stranger.session_hash = 0;
+  accumulator.Add(stranger);
+  auto cells = Cells(accumulator);
+  const int64_t hour = kT / 1000;
+  CHECK(cells.at({Resolution::kHour, hour, "utm_campaign=spring"}).counters.conversions == 1);
+  CHECK(cells.at({Resolution::kHour, hour, "referrer=google.com"}).counters.conversions == 1);
+  CHECK(cells.at({Resolution::kHour, hour, "utm_campaign=(none)"}).counters.conversions == 1);
+  CHECK(cells.at({Resolution::kHour, hour, "page=/checkout"}).counters.conversions == 2);
+}
+
+TEST_CASE("values beyond the cap per dimension count as __other__, admitted ones stay",
+          "[rollup]") {
+  RollupAccumulator::Limits limits;
+  limits.max_values_per_dimension = 2;
+  RollupAccumulator accumulator(limits);
+  accumulator.Admit(2, "/a");  // from the store, as at a restart
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 0, "DE", "/b"));
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 0, "DE", "/c"));
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 0, "DE", "/a"));
+  // /b, and DE, desktop, google, spring, page_view (an empty referrer is "(none)", not a value).
+  REQUIRE(accumulator.new_values().size() == 6);
+  CHECK(accumulator.values_folded() == 1);
+  auto cells = Cells(accumulator);
+  const int64_t hour = kT / 1000;
+  CHECK(cells.at({Resolution::kHour, hour, "page=/a"}).counters.page_views == 1);
+  CHECK(cells.at({Resolution::kHour, hour, "page=/b"}).counters.page_views == 1);
+  CHECK(cells.at({Resolution::kHour, hour, "page=__other__"}).counters.page_views == 1);
+  CHECK(cells.count({Resolution::kHour, hour, "page=/c"}) == 0);
+}
+
+TEST_CASE("sessions beyond the tracked maximum are counted as untracked, not as new sessions",
+          "[rollup]") {
+  RollupAccumulator::Limits limits;
+  limits.max_sessions = 1;
+  RollupAccumulator accumulator(limits);
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 1));
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 2));
+  CHECK(accumulator.sessions_untracked() == 1);
+  auto cells = Cells(accumulator);
+  CHECK(cells.at({Resolution::kMinute, kT / 1000, ""}).counters.sessions == 1);
+  CHECK(cells.at({Resolution::kMinute, kT / 1000, ""}).counters.events == 2);
+  SECTION("a session idle for the timeout is forgotten, which frees its place") {
+    accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 31 * 60'000, 3));
+    accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 32 * 60'000, 4));
+    CHECK(accumulator.sessions_untracked() == 2);  // 3 took 1's place, 4 found it full
+  }
+}
+
+}  // namespace
+}  // namespace rta::storage
