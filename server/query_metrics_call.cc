@@ -80,7 +80,8 @@ void QueryMetricsCall::OnEvent(int op, bool ok) {
       }
       const bool queued = state_.range_queries->Submit([this] {
         status_ = AnswerRangeQuery(query_, *state_.history, state_.clock.NowMs(), &result_);
-        // Back to the call's own thread; the alarm (a release) orders result_ before it.
+        answered_.store(true, std::memory_order_release);
+        // Back to the call's own thread.
         answered_alarm_.Set(worker_.cq(), gpr_now(GPR_CLOCK_MONOTONIC), &answered_tag_);
       });
       if (!queued) {
@@ -90,7 +91,8 @@ void QueryMetricsCall::OnEvent(int op, bool ok) {
       return;
     }
     case kAnswered:
-      Finish(status_);
+      // Always true here (set before the alarm); the load is the acquire that pairs with it.
+      if (answered_.load(std::memory_order_acquire)) Finish(status_);
       return;
     case kFinish:
       state_.metrics.RpcHandled(

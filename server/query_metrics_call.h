@@ -4,6 +4,7 @@
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/async_unary_call.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -62,8 +63,11 @@ class QueryMetricsCall final : public CallBase {
   Tag finish_tag_{this, kFinish};
   grpc::Alarm answered_alarm_;
   // Written on the range-query thread before it sets the alarm, read after the alarm fires.
+  // gRPC orders the two, in code ThreadSanitizer does not see; answered_ (release, then
+  // acquire) states the same order where it can.
   analytics::RangeResult result_;
   grpc::Status status_;
+  std::atomic<bool> answered_{false};
   grpc::StatusCode code_ = grpc::StatusCode::OK;
   std::chrono::steady_clock::time_point start_time_;
 };
