@@ -79,8 +79,8 @@ void QueryMetricsCall::OnEvent(int op, bool ok) {
         return;
       }
       const bool queued = state_.range_queries->Submit([this] {
+        std::lock_guard lock(answer_mutex_);
         status_ = AnswerRangeQuery(query_, *state_.history, state_.clock.NowMs(), &result_);
-        answered_.store(true, std::memory_order_release);
         // Back to the call's own thread.
         answered_alarm_.Set(worker_.cq(), gpr_now(GPR_CLOCK_MONOTONIC), &answered_tag_);
       });
@@ -90,9 +90,10 @@ void QueryMetricsCall::OnEvent(int op, bool ok) {
       }
       return;
     }
-    case kAnswered:
-      // Always true here (set before the alarm); the load is the acquire that pairs with it.
-      if (answered_.load(std::memory_order_acquire)) Finish(status_);
+    case kAnswered: {
+      std::lock_guard lock(answer_mutex_);
+    }  // see answer_mutex_
+      Finish(status_);
       return;
     case kFinish:
       state_.metrics.RpcHandled(

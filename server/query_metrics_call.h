@@ -4,7 +4,6 @@
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/async_unary_call.h>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -62,12 +61,15 @@ class QueryMetricsCall final : public CallBase {
   Tag answered_tag_{this, kAnswered};
   Tag finish_tag_{this, kFinish};
   grpc::Alarm answered_alarm_;
-  // Written on the range-query thread before it sets the alarm, read after the alarm fires.
-  // gRPC orders the two, in code ThreadSanitizer does not see; answered_ (release, then
-  // acquire) states the same order where it can.
+  // Written on the range-query thread, which then sets the alarm; read on the call's thread
+  // once the alarm fires. gRPC orders the two, in code ThreadSanitizer does not see, so the
+  // range-query thread does all of it (the alarm's Set included) under answer_mutex_, and the
+  // call's thread takes the mutex once before it reads: then everything the range-query thread
+  // did, up to its last access of this object, visibly comes before the call goes on (and
+  // deletes itself).
+  std::mutex answer_mutex_;
   analytics::RangeResult result_;
   grpc::Status status_;
-  std::atomic<bool> answered_{false};
   grpc::StatusCode code_ = grpc::StatusCode::OK;
   std::chrono::steady_clock::time_point start_time_;
 };

@@ -195,14 +195,21 @@ TEST_CASE("history: three days backfilled equal the file per day and hour, segme
   everything.set_from_ms(answers.first_ms - answers.first_ms % kDayMs);
   everything.add_metrics("events_total");
   // The writer folds what is durable and writes every --history-flush-ms.
-  REQUIRE(WaitFor(
+  std::string last_answer;
+  const bool caught_up = WaitFor(
       [&] {
         grpc::ClientContext context;
         analytics::RangeResult result;
-        return stub->QueryMetrics(&context, everything, &result).ok() &&
-               result.totals(0) == static_cast<double>(events);
+        const grpc::Status status = stub->QueryMetrics(&context, everything, &result);
+        last_answer = status.ok() ? result.ShortDebugString() : status.error_message();
+        return status.ok() && result.totals(0) == static_cast<double>(events);
       },
-      std::chrono::seconds(60)));
+      std::chrono::seconds(60));
+  if (!caught_up) {
+    FAIL("the history did not reach " << events << " events; last answer: " << last_answer
+                                      << "\nserver log:\n"
+                                      << server->Log());
+  }
 
   CheckSeries(*stub, answers, 86'400);
   CheckSeries(*stub, answers, 3'600);
