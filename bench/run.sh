@@ -4,13 +4,15 @@
 # <date>.md (the table to copy into bench/README.md).
 #   bash bench/run.sh              # full run (about 11 minutes on 2 cores, with the durable-ingest
 #                                  # scenarios: publish, publish-latency, recovery, checkpoint-stall,
-#                                  # and fan-out against the grpc-go reference server)
+#                                  # fan-out against the grpc-go reference server, and the
+#                                  # history: 4 hours of traffic folded, 30-day range queries)
 #   SECONDS_PER_RUN=2 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release --parallel "$(nproc)" --target aggregator_bench load_driver
+cmake --build --preset release --parallel "$(nproc)" --target aggregator_bench load_driver \
+  history_bench
 mkdir -p bench/results
 date=$(date -u +%F)
 build/release/bench/micro/aggregator_bench --benchmark_format=console \
@@ -28,3 +30,7 @@ build/release/bench/load/load_driver --scenario fanout-go --seconds "${SECONDS_P
 build/release/bench/load/load_driver --scenario fanout-go --fanout-load cpu --rounds 2 \
   --seconds "${SECONDS_PER_RUN:-5}" --server-binary build/release/bench/load/callback_refserver \
   | tee "bench/results/${date}-fanout-callback.txt"
+# The history (issue 13): 4 hours at 1,000 events/s folded as the server's rollup writer does,
+# disk per day after compaction, and 30-day range queries (about 2.5 minutes).
+build/release/bench/micro/history_bench --hours 4 --rate 1000 --queries 1000 \
+  | tee "bench/results/${date}-history.txt"

@@ -62,6 +62,7 @@ storage::RollupEvent RollupEventOf(const analytics::EventData& event, int64_t in
                                    uint64_t visitor_seed, uint64_t session_seed) {
   storage::RollupEvent out;
   out.event_ms = event.timestamp_ms() == 0 ? ingest_ms : event.timestamp_ms();
+  out.ingest_ms = ingest_ms;
   out.kind = RollupKind(agg::KindOf(event.event_type()));
   out.value = event.value();
   if (!event.visitor_id().empty()) {
@@ -174,7 +175,7 @@ bool RollupWriter::Write() {
     meta.emplace_back(std::move(key), "");
   }
   values_folded_.store(accumulator_.values_folded(), std::memory_order_relaxed);
-  sessions_untracked_.store(accumulator_.sessions_untracked(), std::memory_order_relaxed);
+  sessions_evicted_.store(accumulator_.sessions_evicted(), std::memory_order_relaxed);
   std::string error;
   // Synced: the log before applied_lsn may be deleted once this returns (Durability's floor).
   if (!store_->Write(writes, meta, /*sync=*/true, &error)) {
@@ -349,7 +350,7 @@ RollupWriterStats RollupWriter::stats() const {
   stats.write_failures = write_failures_.load(std::memory_order_relaxed);
   stats.log_reads = log_reads_.load(std::memory_order_relaxed);
   stats.values_folded = values_folded_.load(std::memory_order_relaxed);
-  stats.sessions_untracked = sessions_untracked_.load(std::memory_order_relaxed);
+  stats.sessions_evicted = sessions_evicted_.load(std::memory_order_relaxed);
   stats.applied_lsn = applied_lsn();
   return stats;
 }

@@ -34,7 +34,7 @@ struct RollupWriterStats {
   uint64_t write_failures = 0;
   uint64_t log_reads = 0;      // times the writer read records back from the log
   uint64_t values_folded = 0;  // dimension values counted as __other__ (the cap)
-  uint64_t sessions_untracked = 0;
+  uint64_t sessions_evicted = 0;
   uint64_t applied_lsn = 0;  // gauge: every record up to here is in the store
 };
 
@@ -130,7 +130,7 @@ class RollupWriter {
 
   std::atomic<uint64_t> applied_lsn_{0};
   std::atomic<uint64_t> events_folded_{0}, writes_{0}, cells_written_{0}, write_failures_{0},
-      log_reads_{0}, values_folded_{0}, sessions_untracked_{0};
+      log_reads_{0}, values_folded_{0}, sessions_evicted_{0};
 };
 
 }  // namespace rta::server

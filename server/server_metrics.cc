@@ -141,9 +141,10 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   history_values_folded_ =
       counter("analytics_history_values_folded_total",
               "Dimension values the history counted as __other__ (over --history-max-values)");
-  history_sessions_untracked_ =
-      counter("analytics_history_sessions_untracked_total",
-              "Events of sessions the history could not track (its session table was full)");
+  history_sessions_evicted_ =
+      counter("analytics_history_sessions_evicted_total",
+              "Sessions the history forgot before their 30 minutes were up, to make room (its "
+              "table was full); one that goes on counts as a new session");
   history_applied_lsn_ = gauge("analytics_history_applied_lsn",
                                "Every event-log record up to this one is in the history");
   history_lag_records_ =
@@ -389,8 +390,7 @@ void ServerMetrics::UpdateHistoryStats(const RollupWriterStats& stats, uint64_t 
   add(history_write_failures_, stats.write_failures, last_history_stats_.write_failures);
   add(history_log_reads_, stats.log_reads, last_history_stats_.log_reads);
   add(history_values_folded_, stats.values_folded, last_history_stats_.values_folded);
-  add(history_sessions_untracked_, stats.sessions_untracked,
-      last_history_stats_.sessions_untracked);
+  add(history_sessions_evicted_, stats.sessions_evicted, last_history_stats_.sessions_evicted);
   history_applied_lsn_->Set(static_cast<double>(stats.applied_lsn));
   history_lag_records_->Set(
       static_cast<double>(last_lsn > stats.applied_lsn ? last_lsn - stats.applied_lsn : 0));

@@ -189,7 +189,7 @@ class ServerMetrics {
   prometheus::Counter* history_write_failures_;
   prometheus::Counter* history_log_reads_;
   prometheus::Counter* history_values_folded_;
-  prometheus::Counter* history_sessions_untracked_;
+  prometheus::Counter* history_sessions_evicted_;
   prometheus::Gauge* history_applied_lsn_;
   prometheus::Gauge* history_lag_records_;
   prometheus::Gauge* history_disk_bytes_;

@@ -77,18 +77,22 @@ void RollupAccumulator::Add(const RollupEvent& event) {
   Session* session = nullptr;
   bool new_session = false;
   if (event.session_hash != 0) {
-    newest_ms_ = std::max(newest_ms_, event.event_ms);
-    if (newest_ms_ >= next_expiry_ms_) ExpireSessions(newest_ms_);
+    ++folds_;
+    newest_ingest_ms_ = std::max(newest_ingest_ms_, event.ingest_ms);
+    if (newest_ingest_ms_ >= next_expiry_ms_) ExpireSessions(newest_ingest_ms_);
     auto found = sessions_.find(event.session_hash);
-    if (found != sessions_.end()) {
-      session = &found->second;
-    } else if (sessions_.size() < limits_.max_sessions) {
-      session = &sessions_.try_emplace(event.session_hash).first->second;
-      session->first_ms = session->last_ms = event.event_ms;
+    if (found == sessions_.end()) {
+      if (sessions_.size() >= limits_.max_sessions) EvictSessions();
+      found = sessions_.try_emplace(event.session_hash).first;
       new_session = true;
-    } else {
-      ++sessions_untracked_;
+    } else if (event.event_ms - found->second.last_ms > limits_.session_timeout_ms) {
+      found->second = Session();  // the same id after a long pause: a new visit
+      new_session = true;
     }
+    session = &found->second;
+    if (new_session) session->first_ms = session->last_ms = event.event_ms;
+    session->last_seen = folds_;
+    session->last_ingest_ms = std::max(session->last_ingest_ms, event.ingest_ms);
   }
   std::array<std::string, kRollupDimensionCount> segments;
   for (size_t d = 0; d < kRollupDimensionCount; ++d) {
@@ -129,10 +133,17 @@ void RollupAccumulator::Add(const RollupEvent& event) {
   }
 }
 
-void RollupAccumulator::ExpireSessions(int64_t now_ms) {
-  const int64_t oldest = now_ms - limits_.session_timeout_ms;
-  std::erase_if(sessions_, [oldest](const auto& entry) { return entry.second.last_ms < oldest; });
-  next_expiry_ms_ = now_ms + 60'000;
+void RollupAccumulator::ExpireSessions(int64_t now_ingest_ms) {
+  const int64_t oldest = now_ingest_ms - limits_.session_timeout_ms;
+  std::erase_if(sessions_,
+                [oldest](const auto& entry) { return entry.second.last_ingest_ms < oldest; });
+  next_expiry_ms_ = now_ingest_ms + 60'000;
+}
+
+void RollupAccumulator::EvictSessions() {
+  const uint64_t keep_from = folds_ - std::min<uint64_t>(folds_, limits_.max_sessions / 2);
+  sessions_evicted_ += std::erase_if(
+      sessions_, [keep_from](const auto& entry) { return entry.second.last_seen < keep_from; });
 }
 
 std::vector<RollupWrite> RollupAccumulator::TakeWrites() {

@@ -37,6 +37,7 @@ std::string SegmentKey(size_t dimension, std::string_view value);
 struct RollupEvent {
   enum class Kind : uint8_t { kOther, kPageView, kPurchase, kSignup, kPageLoad };
   int64_t event_ms = 0;
+  int64_t ingest_ms = 0;  // when the server took it: session memory expires by this clock
   Kind kind = Kind::kOther;
   double value = 0;           // revenue of a purchase, milliseconds of a page load
   uint64_t visitor_hash = 0;  // 0: no visitor id
@@ -60,9 +61,17 @@ struct RollupEvent {
 // Sessions: a session is counted once, in the cells of its first event; it is a bounce while it
 // has exactly one page view, so the bounce counter of its first event's cells gets +1 at its
 // first page view and -1 at its second (counters are added modulo 2^64, so the sum of a cell's
-// deltas is the count). Sessions are tracked up to `max_sessions`, and forgotten
-// `session_timeout_ms` of event time after their last event; a session that continues after that
-// (or after a restart: the table is not persisted) counts again.
+// deltas is the count). An event more than `session_timeout_ms` of event time after its
+// session's last one starts a new session (a new visit), judged per session: events of
+// different sessions may come in any order (a backfill over several streams), a session's own
+// come in order (event_reporter keeps a session on one stream).
+//
+// Memory: a session is forgotten `session_timeout_ms` of *ingest* time after its last event
+// (during a backfill, event time races ahead on one stream and lags on another, so it cannot
+// say which sessions are over). At `max_sessions` the sessions not touched in the last
+// max_sessions / 2 events are forgotten early (sessions_evicted(); by then at least half the
+// table is such); one that goes on counts as a new session. The table is not persisted: a
+// session that spans a restart counts twice.
 //
 // Not thread-safe: the rollup writer's thread owns it.
 class RollupAccumulator {
@@ -87,12 +96,14 @@ class RollupAccumulator {
   std::vector<RollupWrite> TakeWrites();
   size_t pending_cells() const { return cells_.size(); }
   uint64_t values_folded() const { return values_folded_; }
-  uint64_t sessions_untracked() const { return sessions_untracked_; }
+  uint64_t sessions_evicted() const { return sessions_evicted_; }
 
  private:
   struct Session {
     int64_t first_ms = 0;
-    int64_t last_ms = 0;
+    int64_t last_ms = 0;         // event time
+    int64_t last_ingest_ms = 0;  // ingest time, for the memory's expiry
+    uint64_t last_seen = 0;      // folds_ when last touched, for eviction
     uint32_t page_views = 0;
     std::array<std::string, kRollupDimensionCount> segments;  // of the first event
   };
@@ -110,7 +121,10 @@ class RollupAccumulator {
   template <typename Fn>
   void ForEachCell(int64_t time_ms, const std::array<std::string, kRollupDimensionCount>& segments,
                    Fn&& fn);
-  void ExpireSessions(int64_t now_ms);
+  // Forgets the sessions idle for session_timeout_ms of ingest time.
+  void ExpireSessions(int64_t now_ingest_ms);
+  // At max_sessions: forgets the sessions not touched in the last max_sessions / 2 folds.
+  void EvictSessions();
 
   Limits limits_;
   std::array<std::unordered_set<std::string>, kRollupDimensionCount> admitted_;
@@ -118,10 +132,11 @@ class RollupAccumulator {
   std::unordered_map<std::string, Pending> cells_;
   std::string key_;  // scratch for Cell()
   std::unordered_map<uint64_t, Session> sessions_;
-  int64_t newest_ms_ = 0;  // the latest event time seen (session expiry)
+  uint64_t folds_ = 0;            // events with a session folded so far
+  int64_t newest_ingest_ms_ = 0;  // the latest ingest time seen (session expiry)
   int64_t next_expiry_ms_ = 0;
   uint64_t values_folded_ = 0;
-  uint64_t sessions_untracked_ = 0;
+  uint64_t sessions_evicted_ = 0;
 };
 
 }  // namespace rta::storage

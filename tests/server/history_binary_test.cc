@@ -38,6 +38,7 @@ constexpr int64_t kHourMs = 3'600'000;
 // What the file says, counted exactly, per UTC bucket start (ms).
 struct Bucket {
   uint64_t events = 0, page_views = 0, conversions = 0, de_page_views = 0;
+  uint64_t sessions = 0;      // sessions whose first event is in the bucket
   int64_t revenue_units = 0;  // 1e-4, as the rollups keep it
   std::set<std::string> visitors;
 };
@@ -81,6 +82,10 @@ FileAnswers CountFile(const std::string& path) {
     if (type == "page_view") ++answers.page_views_by_page[event.value("page", "")];
     const std::string session = event.value("session_id", "");
     auto [first, inserted] = session_campaign.try_emplace(session, event.value("utm_campaign", ""));
+    if (inserted && !session.empty()) {
+      ++answers.days[ms - ms % kDayMs].sessions;
+      ++answers.hours[ms - ms % kHourMs].sessions;
+    }
     const std::string own = event.value("utm_campaign", "");
     const std::string campaign = own.empty() ? first->second : own;
     if ((type == "purchase" || type == "signup") && campaign == "black_friday") {
@@ -124,6 +129,7 @@ void CheckSeries(analytics::AnalyticsService::Stub& stub, const FileAnswers& ans
   const size_t conversions = MetricColumn(result, "conversions");
   const size_t revenue = MetricColumn(result, "revenue");
   const size_t visitors = MetricColumn(result, "unique_visitors");
+  const size_t sessions = MetricColumn(result, "sessions");
   for (const auto& point : result.series()) {
     INFO("step " << step_seconds << " at " << point.start_ms());
     REQUIRE(expected.count(point.start_ms()) == 1);
@@ -132,6 +138,7 @@ void CheckSeries(analytics::AnalyticsService::Stub& stub, const FileAnswers& ans
     CHECK(point.values(page_views) == static_cast<double>(want.page_views));
     CHECK(point.values(conversions) == static_cast<double>(want.conversions));
     CHECK(std::llround(point.values(revenue) * 1e4) == want.revenue_units);
+    CHECK(point.values(sessions) == static_cast<double>(want.sessions));
     if (step_seconds == 86'400) {  // 3 standard errors of a p14 HyperLogLog
       CHECK(point.values(visitors) ==
             Approx(static_cast<double>(want.visitors.size())).epsilon(0.025));

@@ -131,22 +131,37 @@ TEST_CASE("values beyond the cap per dimension count as __other__, admitted ones
   CHECK(cells.count({Resolution::kHour, hour, "page=/c"}) == 0);
 }
 
-TEST_CASE("sessions beyond the tracked maximum are counted as untracked, not as new sessions",
+TEST_CASE("at the maximum the least recently touched sessions are forgotten, and count again",
           "[rollup]") {
   RollupAccumulator::Limits limits;
-  limits.max_sessions = 1;
+  limits.max_sessions = 2;
   RollupAccumulator accumulator(limits);
-  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 1));
-  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 2));
-  CHECK(accumulator.sessions_untracked() == 1);
-  auto cells = Cells(accumulator);
-  CHECK(cells.at({Resolution::kMinute, kT / 1000, ""}).counters.sessions == 1);
-  CHECK(cells.at({Resolution::kMinute, kT / 1000, ""}).counters.events == 2);
-  SECTION("a session idle for the timeout is forgotten, which frees its place") {
-    accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 31 * 60'000, 3));
-    accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 32 * 60'000, 4));
-    CHECK(accumulator.sessions_untracked() == 2);  // 3 took 1's place, 4 found it full
+  for (uint64_t session : {1, 2, 3, 1}) {
+    accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, session));
   }
+  // 3 took the place of 1 (the older of 1 and 2), and 1 came back in place of 2.
+  CHECK(accumulator.sessions_evicted() == 2);
+  auto cells = Cells(accumulator);
+  CHECK(cells.at({Resolution::kMinute, kT / 1000, ""}).counters.sessions == 4);
+  CHECK(cells.at({Resolution::kMinute, kT / 1000, ""}).counters.events == 4);
+}
+
+TEST_CASE("sessions interleaved far apart in event time keep their own acquisition", "[rollup]") {
+  // A backfill over two streams: one stream is hours ahead of the other in event time. Session
+  // 1's purchase, five minutes after its landing, must still find the session.
+  RollupAccumulator accumulator({});
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 1));  // utm_campaign=spring
+  RollupEvent ahead = Event(RollupEvent::Kind::kPageView, kT + 7'200'000, 2);
+  ahead.dimensions[5] = "";
+  accumulator.Add(ahead);
+  RollupEvent purchase = Event(RollupEvent::Kind::kPurchase, kT + 300'000, 1);
+  purchase.dimensions[5] = "";
+  accumulator.Add(purchase);
+  auto cells = Cells(accumulator);
+  const RollupCell& spring = cells.at({Resolution::kHour, kT / 1000, "utm_campaign=spring"});
+  CHECK(spring.counters.conversions == 1);
+  CHECK(spring.counters.sessions == 1);
+  CHECK(cells.count({Resolution::kHour, kT / 1000, "utm_campaign=(none)"}) == 0);
 }
 
 }  // namespace
