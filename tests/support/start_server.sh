@@ -9,7 +9,9 @@ start_server() {
   # a working directory, and with it the default data directory.
   "$binary" --listen 127.0.0.1:0 --metrics-listen '' --data-dir '' "$@" 2>"$log" &
   server_pid=$!
-  for _ in $(seq 100); do grep -q "event=listening" "$log" && break; sleep 0.1; done
+  # Up to 30 s: a sanitizer build recovering a data directory (the README's history examples
+  # replay three days of events) is slow to start.
+  for _ in $(seq 300); do grep -q "event=listening" "$log" && break; sleep 0.1; done
   server_port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)
   [[ -n $server_port ]] || { echo "server did not start:"; cat "$log"; return 1; }
 }
