@@ -109,6 +109,15 @@ bool DecodeCell(std::string_view bytes, CellParts parts, RollupCell* cell, std::
   return RollupCell::DecodeCounters(bytes, &cell->counters, error);
 }
 
+// Decodes the cell at `segment`/`bucket`; a cell that does not decode is an error naming it.
+bool DecodeAt(Resolution resolution, std::string_view segment, int64_t bucket,
+              const rocksdb::Slice& value, CellParts parts, RollupCell* cell, std::string* error) {
+  if (DecodeCell(std::string_view(value.data(), value.size()), parts, cell, error)) return true;
+  error->append(" (").append(ResolutionName(resolution)).append(" cell of '");
+  error->append(segment).append("' at ").append(std::to_string(bucket)).append(")");
+  return false;
+}
+
 }  // namespace
 
 int64_t ResolutionSeconds(Resolution resolution) {
@@ -222,14 +231,19 @@ bool RollupStore::Write(const std::vector<RollupWrite>& writes,
   return true;
 }
 
+int64_t RollupStore::FirstLiveBucket(Resolution resolution, int64_t from_s) const {
+  // A bucket is expired once it ended `retention` before now: start + size <= now - retention.
+  const int64_t size = ResolutionSeconds(resolution);
+  const int64_t first_kept = now_s_() - retention_.For(resolution) - size + 1;
+  const int64_t first = BucketStart(resolution, std::max(from_s, first_kept));
+  return first < first_kept ? first + size : first;
+}
+
 bool RollupStore::Scan(Resolution resolution, std::string_view segment, int64_t from_s,
                        int64_t to_s,
                        const std::function<void(int64_t bucket_s, const RollupCell& cell)>& fn,
                        std::string* error, CellParts parts) const {
-  // A bucket is expired once it ended `retention` before now: start + size <= now - retention.
-  const int64_t size = ResolutionSeconds(resolution);
-  const int64_t first_kept = now_s_() - retention_.For(resolution) - size + 1;
-  const int64_t from = BucketStart(resolution, std::max(from_s, first_kept));
+  const int64_t from = FirstLiveBucket(resolution, from_s);
   std::string prefix(segment);
   prefix.push_back('\0');
   std::unique_ptr<rocksdb::Iterator> it(
@@ -241,13 +255,7 @@ bool RollupStore::Scan(Resolution resolution, std::string_view segment, int64_t 
     int64_t bucket = 0;
     KeyBucket(key, &bucket);
     if (bucket >= to_s) break;
-    if (bucket < first_kept) continue;
-    const rocksdb::Slice value = it->value();
-    if (!DecodeCell(std::string_view(value.data(), value.size()), parts, &cell, error)) {
-      error->append(" (").append(ResolutionName(resolution)).append(" cell of '");
-      error->append(segment).append("' at ").append(std::to_string(bucket)).append(")");
-      return false;
-    }
+    if (!DecodeAt(resolution, segment, bucket, it->value(), parts, &cell, error)) return false;
     fn(bucket, cell);
   }
   if (!it->status().ok()) {
@@ -287,9 +295,7 @@ bool RollupStore::ScanSegments(
     Resolution resolution, std::string_view prefix, int64_t from_s, int64_t to_s,
     const std::function<void(std::string_view, int64_t, const RollupCell&)>& fn, std::string* error,
     CellParts parts) const {
-  const int64_t size = ResolutionSeconds(resolution);
-  const int64_t first_kept = now_s_() - retention_.For(resolution) - size + 1;
-  const int64_t from = BucketStart(resolution, std::max(from_s, first_kept));
+  const int64_t from = FirstLiveBucket(resolution, from_s);
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), Family(resolution)));
   RollupCell cell;
@@ -315,12 +321,7 @@ bool RollupStore::ScanSegments(
       it->Seek(seek);
       continue;
     }
-    const rocksdb::Slice value = it->value();
-    if (!DecodeCell(std::string_view(value.data(), value.size()), parts, &cell, error)) {
-      error->append(" (").append(ResolutionName(resolution)).append(" cell of '");
-      error->append(segment).append("' at ").append(std::to_string(bucket)).append(")");
-      return false;
-    }
+    if (!DecodeAt(resolution, segment, bucket, it->value(), parts, &cell, error)) return false;
     fn(segment, bucket, cell);
     it->Next();
   }

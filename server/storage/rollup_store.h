@@ -113,6 +113,9 @@ class RollupStore {
 
  private:
   RollupStore() = default;
+  // The first bucket start at or after `from_s`'s bucket that is not expired: where every scan
+  // starts, so that no scan answers from a cell compaction has not deleted yet.
+  int64_t FirstLiveBucket(Resolution resolution, int64_t from_s) const;
   rocksdb::ColumnFamilyHandle* Family(Resolution resolution) const {
     return families_[static_cast<size_t>(resolution)];
   }
