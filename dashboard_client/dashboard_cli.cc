@@ -36,8 +36,11 @@ constexpr char kUsageBody[] =
 The history (past ranges, from the server's rollups; with --once):
   --range R             1h, 24h, 7d, 30d, today, yesterday or month (UTC days)
   --filter D=V          only the segment where dimension D is V (country, device, page,
-                        referrer, utm_source, utm_campaign, event_type)
-  --breakdown D         the totals by the values of dimension D, top first
+                        referrer, utm_source, utm_campaign, event_type); two conditions
+                        (--filter twice, or "D=V D2=V2") are kept per day, additive KPIs only
+  --breakdown D         the totals by the values of dimension D, top first (within one
+                        --filter: per day, additive KPIs only)
+  --breakdown-by M      the metric that ranks the breakdown, default page_views
   --breakdown-limit N   values listed before the rest is summed as __other__, default 10
   --step 1m|1h|1d       the series' step, default automatic from the range
   --compare             also the previous period of the same length, and the change
@@ -55,6 +58,8 @@ Examples:
   dashboard_client --plain --metrics events_per_second >> traffic.log
   dashboard_client --once --range 7d --compare --breakdown country
   dashboard_client --once --json --range 30d --filter utm_campaign=spring --metrics conversions
+  dashboard_client --once --range 30d --filter utm_campaign=spring --breakdown country \
+      --breakdown-by conversions --metrics conversions,revenue
 )usage";
 
 // The metrics the terminal dashboard draws.
@@ -96,7 +101,7 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   std::vector<std::string> value_flags = client::ConnectionValueFlags();
   for (const char* flag :
        {"metrics", "window", "interval", "history-seconds", "dashboard-id", "timeout-ms", "range",
-        "filter", "breakdown", "breakdown-limit", "step"}) {
+        "filter", "breakdown", "breakdown-by", "breakdown-limit", "step"}) {
     value_flags.push_back(flag);
   }
   std::vector<std::string> switches = client::ConnectionSwitches();
@@ -123,7 +128,8 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   const bool plain = flags.Has("plain") || (!once && !stdout_is_terminal);
   if (flags.Has("json") && !once) flags.Fail("--json goes with --once");
   const bool range = flags.Has("range");
-  for (const char* history_flag : {"filter", "breakdown", "breakdown-limit", "step", "compare"}) {
+  for (const char* history_flag :
+       {"filter", "breakdown", "breakdown-by", "breakdown-limit", "step", "compare"}) {
     if (flags.Has(history_flag) && !range) {
       flags.Fail(std::string("--") + history_flag + " goes with --range");
     }
@@ -134,6 +140,7 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
     range_flags.range = flags.String("range");
     range_flags.filters = flags.All("filter");
     range_flags.breakdown = flags.String("breakdown");
+    range_flags.breakdown_by = flags.String("breakdown-by");
     range_flags.breakdown_limit = flags.Integer("breakdown-limit", 0, 1, 1000);
     range_flags.step = flags.String("step");
     range_flags.compare = flags.Has("compare");

@@ -15,8 +15,10 @@ namespace {
 
 std::string Utc(int64_t ms) { return client::UtcText(ms, /*millis=*/false); }
 
-// A metric's value in the text output, in the unit the name says.
+// A metric's value in the text output, in the unit the name says; "—" for NaN, what the server
+// answers for a KPI a segment does not keep (visitors of two conditions).
 std::string Show(const std::string& metric, double value) {
+  if (std::isnan(value)) return "—";
   if (metric == "revenue") return FormatMoney(value);
   if (metric == "bounce_rate" || metric == "conversion_rate") return FormatPercent(value);
   if (metric.rfind("page_load_ms", 0) == 0) return FormatMs(value);
@@ -63,6 +65,7 @@ bool BuildRangeQuery(const RangeFlags& flags, analytics::RangeQuery* query, std:
     }
   }
   query->set_breakdown(flags.breakdown);
+  query->set_breakdown_by(flags.breakdown_by);
   if (flags.breakdown_limit != 0) {
     query->set_breakdown_limit(static_cast<uint32_t>(flags.breakdown_limit));
   }
@@ -95,10 +98,14 @@ nlohmann::json RangeJson(const analytics::RangeResult& result, const analytics::
     for (const auto& filter : query.filters()) filters[filter.dimension()] = filter.value();
     doc["filters"] = filters;
   }
+  // NaN (a KPI the segment does not keep) is null, as JSON has no NaN.
+  auto number = [](double value) {
+    return std::isnan(value) ? nlohmann::json(nullptr) : nlohmann::json(value);
+  };
   auto by_name = [&](const auto& values) {
     nlohmann::json row = nlohmann::json::object();
     for (int i = 0; i < result.metrics_size() && i < values.size(); ++i) {
-      row[result.metrics(i)] = values.Get(i);
+      row[result.metrics(i)] = number(values.Get(i));
     }
     return row;
   };
@@ -111,9 +118,8 @@ nlohmann::json RangeJson(const analytics::RangeResult& result, const analytics::
     nlohmann::json change = nlohmann::json::object();
     for (int i = 0; i < result.metrics_size() && i < result.previous_totals_size(); ++i) {
       const double before = result.previous_totals(i);
-      change[result.metrics(i)] = before == 0
-                                      ? nlohmann::json(nullptr)
-                                      : nlohmann::json((result.totals(i) - before) / before);
+      change[result.metrics(i)] =
+          before == 0 ? nlohmann::json(nullptr) : number((result.totals(i) - before) / before);
     }
     previous["change"] = change;
     doc["previous"] = previous;

@@ -19,6 +19,7 @@ struct RangeFlags {
   std::string range;                 // 1h, 24h, 7d, 30d, today, yesterday, month
   std::vector<std::string> filters;  // "dimension=value", each may hold several separated by spaces
   std::string breakdown;
+  std::string breakdown_by;  // a metric; "" is the server's default
   int64_t breakdown_limit = 0;
   std::string step;  // "", 1m, 1h, 1d
   bool compare = false;

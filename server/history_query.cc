@@ -131,14 +131,23 @@ Resolution ResolutionOf(int64_t step_seconds) {
   return Resolution::kDay;
 }
 
+// MetricValue, or NaN for a sketch's KPI when the cell has no sketches (a pair cell, the
+// counters-only __other__ row).
+double MetricValueOrNaN(size_t metric, const RollupCell& cell, bool has_sketches) {
+  return NeedsSketches(metric) && !has_sketches ? std::numeric_limits<double>::quiet_NaN()
+                                                : MetricValue(metric, cell);
+}
+
 // The cells of `segment` in [from_s, to_s): the series (one point per bucket) and their merge.
+// `has_sketches`: the segment's cells keep sketches (all but pair cells).
 grpc::Status ScanSeries(const storage::RollupStore& store, Resolution resolution,
                         const std::string& segment, int64_t from_s, int64_t to_s,
-                        const std::vector<size_t>& metrics, analytics::RangeResult* series_out,
-                        RollupCell* total) {
-  const storage::CellParts parts = std::any_of(metrics.begin(), metrics.end(), NeedsSketches)
-                                       ? storage::CellParts::kAll
-                                       : storage::CellParts::kCounters;
+                        const std::vector<size_t>& metrics, bool has_sketches,
+                        analytics::RangeResult* series_out, RollupCell* total) {
+  const storage::CellParts parts =
+      has_sketches && std::any_of(metrics.begin(), metrics.end(), NeedsSketches)
+          ? storage::CellParts::kAll
+          : storage::CellParts::kCounters;
   std::string error;
   const bool ok = store.Scan(
       resolution, segment, from_s, to_s,
@@ -146,7 +155,9 @@ grpc::Status ScanSeries(const storage::RollupStore& store, Resolution resolution
         if (series_out != nullptr) {
           analytics::RangePoint* point = series_out->add_series();
           point->set_start_ms(bucket_s * 1000);
-          for (size_t metric : metrics) point->add_values(MetricValue(metric, cell));
+          for (size_t metric : metrics) {
+            point->add_values(MetricValueOrNaN(metric, cell, has_sketches));
+          }
         }
         total->Merge(cell);
       },
@@ -193,21 +204,43 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
   const int64_t span_ms = to_ms - from_ms;
 
   // Filters and breakdown.
-  if (query.filters_size() > 1) {
-    return {grpc::StatusCode::UNIMPLEMENTED,
-            "filters: segments of two or more conditions are not stored yet; give one"};
-  }
-  std::string segment;
+  std::vector<std::pair<size_t, std::string>> conditions;  // (dimension, value)
   for (int i = 0; i < query.filters_size(); ++i) {
     const analytics::DimensionFilter& filter = query.filters(i);
+    const std::string field = "filters[" + std::to_string(i) + "]";
     const int dimension = storage::RollupDimensionIndex(filter.dimension());
     if (dimension < 0) {
-      return Invalid("filters[" + std::to_string(i) + "].dimension: unknown dimension '" +
-                     filter.dimension() + "' (one of " + DimensionList() + ")");
+      return Invalid(field + ".dimension: unknown dimension '" + filter.dimension() + "' (one of " +
+                     DimensionList() + ")");
     }
-    segment = storage::SegmentKey(
+    for (size_t j = 0; j < conditions.size(); ++j) {
+      if (conditions[j].first == static_cast<size_t>(dimension)) {
+        return Invalid(field + ".dimension: '" + filter.dimension() +
+                       "' is already filtered by filters[" + std::to_string(j) +
+                       "] (conditions are ANDed: one per dimension)");
+      }
+    }
+    if (filter.value().size() > storage::kRollupMaxValueBytes) {
+      return Invalid(field + ".value: " + std::to_string(filter.value().size()) +
+                     " bytes; the history keeps values of at most " +
+                     std::to_string(storage::kRollupMaxValueBytes) + " bytes");
+    }
+    conditions.emplace_back(
         static_cast<size_t>(dimension),
-        filter.value().empty() ? storage::kRollupNoneValue : std::string_view(filter.value()));
+        filter.value().empty() ? std::string(storage::kRollupNoneValue) : filter.value());
+  }
+  if (conditions.size() > 2) {
+    return {grpc::StatusCode::UNIMPLEMENTED,
+            "filters: " + std::to_string(conditions.size()) +
+                " conditions; the history keeps segments of at most two (every pair of "
+                "dimensions, per day)"};
+  }
+  std::string segment;
+  if (conditions.size() == 1)
+    segment = storage::SegmentKey(conditions[0].first, conditions[0].second);
+  if (conditions.size() == 2) {
+    segment = storage::PairSegmentKey(conditions[0].first, conditions[0].second,
+                                      conditions[1].first, conditions[1].second);
   }
   int breakdown = -1;
   size_t rank_metric = 1;  // page_views
@@ -217,10 +250,16 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
       return Invalid("breakdown: unknown dimension '" + query.breakdown() + "' (one of " +
                      DimensionList() + ")");
     }
-    if (!segment.empty()) {
+    for (const auto& [dimension, value] : conditions) {
+      if (dimension == static_cast<size_t>(breakdown)) {
+        return Invalid("breakdown: '" + query.breakdown() +
+                       "' is also a filter; break down by another dimension");
+      }
+    }
+    if (conditions.size() > 1) {
       return {grpc::StatusCode::UNIMPLEMENTED,
-              "breakdown: a breakdown within a filtered segment is not stored yet; drop the "
-              "filter or the breakdown"};
+              "breakdown: a breakdown within two conditions is not stored (a cell keeps at most "
+              "two dimensions); drop a filter"};
     }
     if (query.breakdown() == "event_type") rank_metric = 0;  // only page views have a page
     if (!query.breakdown_by().empty()) {
@@ -231,6 +270,11 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
       }
       rank_metric = static_cast<size_t>(index);
     }
+    if (!conditions.empty() && NeedsSketches(rank_metric)) {
+      return Invalid("breakdown_by: '" + query.breakdown_by() +
+                     "' is not kept for a breakdown within a filter (its cells keep the "
+                     "additive KPIs); rank by one of those");
+    }
     if (query.breakdown_limit() > kMaxBreakdownLimit) {
       return Invalid("breakdown_limit: at most " + std::to_string(kMaxBreakdownLimit) + ", got " +
                      std::to_string(query.breakdown_limit()));
@@ -239,12 +283,15 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
     return Invalid("breakdown: breakdown_by and breakdown_limit need a breakdown dimension");
   }
 
-  // The step, and with it the resolution.
+  // The step, and with it the resolution. Pair cells (two conditions, or a condition and the
+  // breakdown's dimension) are kept per day only.
   const bool segmented = !segment.empty() || breakdown >= 0;
+  const bool paired = conditions.size() == 2 || (conditions.size() == 1 && breakdown >= 0);
   int64_t step = query.step_seconds();
   if (step == 0) {
     step = span_ms <= 6 * 3'600'000 ? 60 : span_ms <= 14 * kDayMs ? 3600 : 86'400;
     if (segmented) step = std::max<int64_t>(step, 3600);
+    if (paired) step = 86'400;
   } else if (step != 60 && step != 3600 && step != 86'400) {
     return Invalid("step_seconds: must be 0 (automatic), 60, 3600 or 86400, got " +
                    std::to_string(step));
@@ -252,6 +299,10 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
     return Invalid(
         "step_seconds: 60 keeps totals only; a filter or a breakdown needs 3600 or "
         "86400");
+  } else if (step != 86'400 && paired) {
+    return Invalid(
+        "step_seconds: two conditions, or a filter with a breakdown, are kept per day; use "
+        "86400 (or 0, automatic)");
   }
   const int64_t step_ms = step * 1000;
   const int64_t aligned_from = FloorTo(from_ms, step_ms);
@@ -271,30 +322,39 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
   const int64_t from_s = aligned_from / 1000;
   const int64_t to_s = (to_ms + 999) / 1000;
 
+  const bool series_sketches = conditions.size() < 2;
   RollupCell total;
-  grpc::Status status = ScanSeries(store, resolution, segment, from_s, to_s, metrics, out, &total);
+  grpc::Status status =
+      ScanSeries(store, resolution, segment, from_s, to_s, metrics, series_sketches, out, &total);
   if (!status.ok()) return status;
-  for (size_t metric : metrics) out->add_totals(MetricValue(metric, total));
+  for (size_t metric : metrics) {
+    out->add_totals(MetricValueOrNaN(metric, total, series_sketches));
+  }
 
   if (query.compare_previous()) {
     const int64_t previous_from = aligned_from - (to_ms - aligned_from);
     RollupCell previous;
-    status = ScanSeries(store, resolution, segment, previous_from / 1000, from_s, metrics, nullptr,
-                        &previous);
+    status = ScanSeries(store, resolution, segment, previous_from / 1000, from_s, metrics,
+                        series_sketches, nullptr, &previous);
     if (!status.ok()) return status;
     out->set_previous_from_ms(previous_from);
     out->set_previous_to_ms(aligned_from);
-    for (size_t metric : metrics) out->add_previous_totals(MetricValue(metric, previous));
+    for (size_t metric : metrics) {
+      out->add_previous_totals(MetricValueOrNaN(metric, previous, series_sketches));
+    }
   }
 
   if (breakdown >= 0) {
     // Ranking needs the counters of every value's cells (a 30-day breakdown by page reads
     // thousands); the sketches are read only for the values listed. __other__ then gets the
     // additive KPIs only (NaN for the rest), unless the ranking itself needed the sketches.
+    // Within a filter the rows are pair cells, which keep the additive KPIs only.
     const bool rank_by_sketch = NeedsSketches(rank_metric);
     const bool rows_need_sketches = std::any_of(metrics.begin(), metrics.end(), NeedsSketches);
     const std::string prefix =
-        std::string(storage::kRollupDimensions[static_cast<size_t>(breakdown)]) + "=";
+        paired ? storage::PairSegmentPrefix(conditions[0].first, conditions[0].second,
+                                            static_cast<size_t>(breakdown))
+               : std::string(storage::kRollupDimensions[static_cast<size_t>(breakdown)]) + "=";
     std::map<std::string, RollupCell, std::less<>> by_value;
     std::string error;
     const bool ok = store.ScanSegments(
@@ -332,25 +392,23 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
       ++listed;
       const RollupCell* row_cell = &cell;
       RollupCell full;
-      if (rows_need_sketches && !rank_by_sketch) {
-        status =
-            ScanSeries(store, resolution, prefix + value, from_s, to_s, metrics, nullptr, &full);
+      if (rows_need_sketches && !rank_by_sketch && !paired) {
+        status = ScanSeries(store, resolution, prefix + value, from_s, to_s, metrics, true, nullptr,
+                            &full);
         if (!status.ok()) return status;
         row_cell = &full;
       }
       analytics::BreakdownRow* row = out->add_breakdown();
       row->set_value(value);
-      for (size_t metric : metrics) row->add_values(MetricValue(metric, *row_cell));
+      for (size_t metric : metrics) row->add_values(MetricValueOrNaN(metric, *row_cell, !paired));
     }
     if (has_rest) {
       analytics::BreakdownRow* row = out->add_breakdown();
       row->set_value(std::string(storage::kRollupOtherValue));
       for (size_t metric : metrics) {
-        row->add_values(NeedsSketches(metric) && !rank_by_sketch
-                            ? std::numeric_limits<double>::quiet_NaN()
-                            : MetricValue(metric, rest));
+        row->add_values(MetricValueOrNaN(metric, rest, rank_by_sketch));
       }
-      if (rows_need_sketches && !rank_by_sketch) {
+      if (rows_need_sketches && !rank_by_sketch && !paired) {
         out->add_notes(
             "breakdown: the __other__ row has the additive KPIs only (its visitors and "
             "page-load quantiles are NaN); rank by unique_visitors to get them");
@@ -358,6 +416,16 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
     }
   }
 
+  if (paired && std::any_of(metrics.begin(), metrics.end(), NeedsSketches)) {
+    out->add_notes(
+        conditions.size() == 2
+            ? "filters: a segment of two conditions keeps the additive KPIs only (events, "
+              "page views, conversions, revenue, sessions, bounce and conversion rates, "
+              "all exact); its unique_visitors and page-load quantiles are NaN"
+            : "breakdown: rows within a filter keep the additive KPIs only (exact); "
+              "their unique_visitors and page-load quantiles are NaN (the totals have "
+              "them)");
+  }
   const storage::RollupRetention& retention = store.retention();
   if (now_ms / 1000 - retention.For(resolution) > from_s) {
     out->add_notes("part of the range is older than the " +

@@ -18,9 +18,6 @@ constexpr std::string_view kAppliedLsnKey = "applied_lsn";  // u64 LE: records f
 constexpr std::string_view kSeedsKey = "hash_seeds";        // 2 x u64: visitor, session
 // "value" NUL, the dimension's index as one byte, the value: an admitted dimension value.
 constexpr std::string_view kValuePrefix{"value\0", 6};
-// Dimension values longer than this are cut (at a UTF-8 boundary), as the live windows cut
-// ranked values: every byte of a value is in each of its cells' keys.
-constexpr size_t kMaxValueBytes = 256;
 
 std::string U64Bytes(uint64_t value) {
   std::string out(8, '\0');
@@ -50,10 +47,12 @@ storage::RollupEvent::Kind RollupKind(agg::EventKind kind) {
   return storage::RollupEvent::Kind::kOther;
 }
 
-// A value as a segment key may hold it: cut, and without NUL (the key's separator).
+// A value as a segment key may hold it: without NUL (the key's separator), and cut (at a UTF-8
+// boundary) to kRollupMaxValueBytes, as the live windows cut ranked values: every byte of a
+// value is in each of its cells' keys.
 std::string_view KeyValue(std::string_view value) {
   if (value.find('\0') != std::string_view::npos) return storage::kRollupOtherValue;
-  return agg::CutAtUtf8Boundary(value, kMaxValueBytes);
+  return agg::CutAtUtf8Boundary(value, storage::kRollupMaxValueBytes);
 }
 
 }  // namespace
@@ -161,7 +160,9 @@ bool RollupWriter::Fold(uint64_t lsn, std::string_view bytes, std::string* error
 }
 
 bool RollupWriter::WriteIfFull() {
-  return accumulator_.pending_cells() < options_.max_pending_cells || Write();
+  return (accumulator_.pending_cells() < options_.max_pending_cells &&
+          accumulator_.pending_pairs() < options_.max_pending_pairs) ||
+         Write();
 }
 
 bool RollupWriter::Write() {
@@ -228,7 +229,7 @@ bool RollupWriter::CatchUp(std::string* error) {
     *error = "the history's catch-up from the event log: " + *error;
     return false;
   }
-  if (accumulator_.pending_cells() > 0 && !Write()) {
+  if ((accumulator_.pending_cells() > 0 || accumulator_.pending_pairs() > 0) && !Write()) {
     *error = "the history's catch-up: writing the rollup store failed";
     return false;
   }
@@ -321,7 +322,10 @@ void RollupWriter::Run() {
       }
     }
     if (stopping || std::chrono::steady_clock::now() >= next_write_) {
-      if (accumulator_.pending_cells() > 0 || applied_lsn() != folded_lsn_) Write();
+      if (accumulator_.pending_cells() > 0 || accumulator_.pending_pairs() > 0 ||
+          applied_lsn() != folded_lsn_) {
+        Write();
+      }
       next_write_ =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.flush_interval_ms);
     }

@@ -52,8 +52,9 @@ struct RollupWriterStats {
 // under a short mutex, never a wait). When the queue is full the copy is dropped and the writer
 // reads that record back from the log instead, so the queue is a shortcut, never the only copy.
 //
-// Freshness: cells reach the store every flush interval (and whenever `max_pending_cells` are
-// pending); a range query sees what is written. The live windows cover the present.
+// Freshness: cells reach the store every flush interval (and whenever `max_pending_cells` or
+// `max_pending_pairs` are pending, which also bounds the writer's memory); a range query sees what
+// is written. The live windows cover the present.
 //
 // Threads: Open and CatchUp at start, before any ingest; Offer from any thread; Start and Stop
 // once each, from one thread; store() and stats() from any thread.
@@ -65,7 +66,8 @@ class RollupWriter {
     storage::RollupAccumulator::Limits limits;
     int flush_interval_ms = 2000;
     size_t max_queue_bytes = 64 << 20;
-    size_t max_pending_cells = 4096;
+    size_t max_pending_cells = 4096;    // cells with sketches: up to ~16 KiB each
+    size_t max_pending_pairs = 65'536;  // pair cells: ~100 bytes each
   };
 
   static std::unique_ptr<RollupWriter> Open(const Options& options, storage::EventLog& log,
@@ -99,7 +101,7 @@ class RollupWriter {
   bool ReadLog(uint64_t from, uint64_t to, std::string* error);
   // Folds one record's events into accumulator_ (false: it does not decode or parse).
   bool Fold(uint64_t lsn, std::string_view bytes, std::string* error);
-  // Writes when max_pending_cells are pending; false when that write failed.
+  // Writes when max_pending_cells or max_pending_pairs are pending; false when that write failed.
   bool WriteIfFull();
   // Writes the pending cells and the new applied Lsn (folded_lsn_) in one batch.
   bool Write();

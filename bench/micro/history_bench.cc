@@ -11,7 +11,7 @@
 //  3. Queries: the generated day's hour and day cells copied to `--days` days (each day the
 //     same traffic), then `--queries` range queries over the last 30 days through
 //     AnswerRangeQuery (the QueryMetrics handler's work, without gRPC): totals, one filter, a
-//     breakdown by page. p50 and p99 latency.
+//     breakdown by page, one filter with a breakdown by page, two filters. p50 and p99 latency.
 //
 //   build/release/bench/micro/history_bench --hours 24 --rate 1000     (the README's figures)
 //   build/release/bench/micro/history_bench --smoke                    (CI: seconds)
@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
     ++events;
     auto t2 = Clock::now();
     folding += t2 - t1;
-    if (accumulator.pending_cells() >= 4096) {
+    // The server's writer's limits (RollupWriter::Options).
+    if (accumulator.pending_cells() >= 4096 || accumulator.pending_pairs() >= 65'536) {
       if (!store->Write(accumulator.TakeWrites(), false, &error)) break;
       ++batches;
       writing += Clock::now() - t2;
@@ -143,14 +144,20 @@ int main(int argc, char** argv) {
   const uint64_t minute = store->DiskBytes(Resolution::kMinute);
   const uint64_t hour = store->DiskBytes(Resolution::kHour);
   const uint64_t day = store->DiskBytes(Resolution::kDay);
-  size_t day_cells = 0;
+  size_t day_cells = 0, pair_cells = 0;  // pair cells keep counters only (no HyperLogLog)
   store->ScanSegments(
-      Resolution::kDay, "", 0, now_s, [&](std::string_view, int64_t, const auto&) { ++day_cells; },
-      &error);
+      Resolution::kDay, "", 0, now_s,
+      [&](std::string_view segment, int64_t, const auto&) {
+        ++(segment.rfind('\x02', 0) == 0 ? pair_cells : day_cells);
+      },
+      &error, rta::storage::CellParts::kCounters);
   const double per_day = static_cast<double>(minute + hour) * scale + static_cast<double>(day);
-  const double day_bound = static_cast<double>(day_cells) * (16'384 + 64);
-  std::printf("disk after compaction: minute %.2f MB, hour %.2f MB, day %.2f MB (%zu cells)\n",
-              minute / 1e6, hour / 1e6, day / 1e6, day_cells);
+  const double day_bound =
+      static_cast<double>(day_cells) * (16'384 + 64) + static_cast<double>(pair_cells) * 64;
+  std::printf(
+      "disk after compaction: minute %.2f MB, hour %.2f MB, day %.2f MB (%zu cells, of which "
+      "%zu pairs)\n",
+      minute / 1e6, hour / 1e6, day / 1e6, day_cells + pair_cells, pair_cells);
   std::printf(
       "per day of traffic at %.0f events/s: %.1f MB (minute and hour x %.1f, day as "
       "measured; with every day cell dense: at most %.1f MB)\n",
@@ -189,7 +196,7 @@ int main(int argc, char** argv) {
     const char* name;
     analytics::RangeQuery query;
   };
-  std::vector<Shape> shapes(3);
+  std::vector<Shape> shapes(5);
   for (Shape& shape : shapes) {
     shape.query.set_from_ms((now_s - std::min(days, 30) * kDayS) * 1000);
     shape.query.set_to_ms(now_s * 1000);
@@ -201,6 +208,15 @@ int main(int argc, char** argv) {
   filter->set_value("DE");
   shapes[2].name = "breakdown by page, top 10";
   shapes[2].query.set_breakdown("page");
+  // The shape: one filter and a breakdown (pair cells, per day, additive KPIs).
+  shapes[3].name = "country=DE by page, top 10";
+  shapes[3].query.set_breakdown("page");
+  *shapes[3].query.add_filters() = *filter;
+  shapes[4].name = "country=DE, device=mobile";
+  *shapes[4].query.add_filters() = *filter;
+  auto* device = shapes[4].query.add_filters();
+  device->set_dimension("device");
+  device->set_value("mobile");
   std::printf("%d-day range queries over %d days of cells, %d each (AnswerRangeQuery, no gRPC):\n",
               std::min(days, 30), days, queries);
   for (const Shape& shape : shapes) {

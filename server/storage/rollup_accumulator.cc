@@ -23,24 +23,92 @@ std::string SegmentKey(size_t dimension, std::string_view value) {
   return key;
 }
 
-void RollupAccumulator::Admit(size_t dimension, std::string_view value) {
-  admitted_[dimension].emplace(value);
+namespace {
+
+void AppendPairHead(size_t first, std::string_view first_value, size_t second, std::string* key) {
+  key->push_back('\x02');
+  key->push_back(static_cast<char>('a' + first));
+  key->push_back(static_cast<char>('a' + second));
+  // 1 + len / 128 and 1 + len % 128: never NUL, and enough for kRollupMaxValueBytes.
+  key->push_back(static_cast<char>(1 + (first_value.size() >> 7)));
+  key->push_back(static_cast<char>(1 + (first_value.size() & 127)));
+  key->append(first_value);
 }
 
-std::string_view RollupAccumulator::Capped(size_t d, std::string_view value) {
-  if (value.empty()) return kRollupNoneValue;
-  std::unordered_set<std::string>& admitted = admitted_[d];
-  // A heterogeneous find would avoid this copy; std::unordered_set<std::string> has none in
-  // C++20 without a transparent hasher, and the writer's thread has time to spare.
-  const std::string text(value);
-  if (admitted.count(text) != 0) return value;
-  if (value == kRollupOtherValue || admitted.size() >= limits_.max_values_per_dimension) {
-    ++values_folded_;
-    return kRollupOtherValue;
+}  // namespace
+
+std::string PairSegmentKey(size_t first, std::string_view first_value, size_t second,
+                           std::string_view second_value) {
+  std::string key;
+  AppendPairHead(first, first_value, second, &key);
+  key.append(second_value);
+  return key;
+}
+
+std::string PairSegmentPrefix(size_t first, std::string_view first_value, size_t second) {
+  std::string key;
+  AppendPairHead(first, first_value, second, &key);
+  return key;
+}
+
+namespace {
+
+constexpr uint32_t kNoneId = 0;   // kRollupNoneValue
+constexpr uint32_t kOtherId = 1;  // kRollupOtherValue
+constexpr int kIdBits = 24;       // ids < 2^24: the cap is at most 1,000,000 (+2)
+
+uint64_t PackPair(size_t first, uint32_t first_id, size_t second, uint32_t second_id) {
+  return (uint64_t{first} << 61) | (uint64_t{second} << 58) | (uint64_t{first_id} << kIdBits) |
+         second_id;
+}
+
+}  // namespace
+
+size_t RollupAccumulator::PairKeyHash::operator()(const PairKey& key) const {
+  // splitmix64's finalizer over both words: the packed ids differ in their low bits.
+  uint64_t x = key.pair ^ (static_cast<uint64_t>(key.day_s) * 0x9e3779b97f4a7c15ull);
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return static_cast<size_t>(x ^ (x >> 31));
+}
+
+RollupAccumulator::RollupAccumulator(const Limits& limits) : limits_(limits) {
+  limits_.max_values_per_dimension =
+      std::min<uint32_t>(limits_.max_values_per_dimension, (1u << kIdBits) - 2);
+  for (size_t d = 0; d < kRollupDimensionCount; ++d) {
+    Intern(d, kRollupNoneValue);   // kNoneId
+    Intern(d, kRollupOtherValue);  // kOtherId
   }
-  admitted.insert(text);
-  new_values_.emplace_back(d, text);
-  return value;
+}
+
+uint32_t RollupAccumulator::Intern(size_t d, std::string_view value) {
+  Values& values = values_[d];
+  const auto id = static_cast<uint32_t>(values.names.size());
+  auto [it, inserted] = values.ids.try_emplace(std::string(value), id);
+  if (!inserted) return it->second;
+  values.names.emplace_back(value);
+  values.segments.push_back(SegmentKey(d, value));
+  return id;
+}
+
+void RollupAccumulator::Admit(size_t dimension, std::string_view value) {
+  Intern(dimension, value);
+}
+
+uint32_t RollupAccumulator::Capped(size_t d, std::string_view value) {
+  if (value.empty()) return kNoneId;
+  Values& values = values_[d];
+  // A heterogeneous find would avoid this copy; std::unordered_map<std::string, ...> has none in
+  // C++20 without a transparent hasher, and the writer's thread has time to spare.
+  const auto found = values.ids.find(std::string(value));
+  if (found != values.ids.end()) return found->second;
+  // The two reserved ids are not admitted values.
+  if (values.names.size() - 2 >= limits_.max_values_per_dimension) {
+    ++values_folded_;
+    return kOtherId;
+  }
+  new_values_.emplace_back(d, std::string(value));
+  return Intern(d, value);
 }
 
 RollupCell& RollupAccumulator::Cell(Resolution resolution, int64_t time_s,
@@ -59,15 +127,22 @@ RollupCell& RollupAccumulator::Cell(Resolution resolution, int64_t time_s,
   return it->second.cell;
 }
 
-template <typename Fn>
-void RollupAccumulator::ForEachCell(int64_t time_ms,
-                                    const std::array<std::string, kRollupDimensionCount>& segments,
-                                    Fn&& fn) {
+template <typename CellFn, typename PairFn>
+void RollupAccumulator::ForEachCell(int64_t time_ms, const ValueIds& values, CellFn&& cell_fn,
+                                    PairFn&& pair_fn) {
   const int64_t time_s = FloorDiv(time_ms, 1000);
-  fn(Cell(Resolution::kMinute, time_s, ""));
+  cell_fn(Cell(Resolution::kMinute, time_s, ""));
   for (Resolution resolution : {Resolution::kHour, Resolution::kDay}) {
-    fn(Cell(resolution, time_s, ""));
-    for (const std::string& segment : segments) fn(Cell(resolution, time_s, segment));
+    cell_fn(Cell(resolution, time_s, ""));
+    for (size_t d = 0; d < kRollupDimensionCount; ++d) {
+      cell_fn(Cell(resolution, time_s, values_[d].segments[values[d]]));
+    }
+  }
+  const int64_t day_s = BucketStart(Resolution::kDay, time_s);
+  for (size_t first = 0; first < kRollupDimensionCount; ++first) {
+    for (size_t second = first + 1; second < kRollupDimensionCount; ++second) {
+      pair_fn(pairs_[PairKey{day_s, PackPair(first, values[first], second, values[second])}]);
+    }
   }
 }
 
@@ -94,13 +169,13 @@ void RollupAccumulator::Add(const RollupEvent& event) {
     session->last_seen = folds_;
     session->last_ingest_ms = std::max(session->last_ingest_ms, event.ingest_ms);
   }
-  std::array<std::string, kRollupDimensionCount> segments;
+  ValueIds values;
   for (size_t d = 0; d < kRollupDimensionCount; ++d) {
     if (session != nullptr && !new_session && event.dimensions[d].empty() &&
         kRollupSessionScoped[d]) {
-      segments[d] = session->segments[d];
+      values[d] = session->values[d];
     } else {
-      segments[d] = SegmentKey(d, Capped(d, event.dimensions[d]));
+      values[d] = Capped(d, event.dimensions[d]);
     }
   }
   RollupCounters delta;
@@ -110,26 +185,33 @@ void RollupAccumulator::Add(const RollupEvent& event) {
       event.kind == RollupEvent::Kind::kPurchase || event.kind == RollupEvent::Kind::kSignup;
   if (event.kind == RollupEvent::Kind::kPurchase) delta.revenue_units = RevenueUnits(event.value);
   const bool page_load = event.kind == RollupEvent::Kind::kPageLoad;
-  ForEachCell(event.event_ms, segments, [&](RollupCell& cell) {
-    cell.counters.Add(delta);
-    if (event.visitor_hash != 0) cell.AddVisitor(event.visitor_hash);
-    if (page_load) cell.AddPageLoad(event.value);
-  });
+  ForEachCell(
+      event.event_ms, values,
+      [&](RollupCell& cell) {
+        cell.counters.Add(delta);
+        if (event.visitor_hash != 0) cell.AddVisitor(event.visitor_hash);
+        if (page_load) cell.AddPageLoad(event.value);
+      },
+      [&](RollupCounters& counters) { counters.Add(delta); });
   if (session == nullptr) return;
   if (new_session) {
-    session->segments = segments;
-    ForEachCell(event.event_ms, segments, [](RollupCell& cell) { cell.counters.sessions += 1; });
+    session->values = values;
+    ForEachCell(
+        event.event_ms, values, [](RollupCell& cell) { cell.counters.sessions += 1; },
+        [](RollupCounters& counters) { counters.sessions += 1; });
   }
   session->last_ms = std::max(session->last_ms, event.event_ms);
   if (event.kind != RollupEvent::Kind::kPageView) return;
   ++session->page_views;
   if (session->page_views == 1) {
-    ForEachCell(session->first_ms, session->segments,
-                [](RollupCell& cell) { cell.counters.bounces += 1; });
+    ForEachCell(
+        session->first_ms, session->values, [](RollupCell& cell) { cell.counters.bounces += 1; },
+        [](RollupCounters& counters) { counters.bounces += 1; });
   } else if (session->page_views == 2) {
     // Modulo 2^64: the cell's deltas still sum to the number of single-page sessions.
-    ForEachCell(session->first_ms, session->segments,
-                [](RollupCell& cell) { cell.counters.bounces -= 1; });
+    ForEachCell(
+        session->first_ms, session->values, [](RollupCell& cell) { cell.counters.bounces -= 1; },
+        [](RollupCounters& counters) { counters.bounces -= 1; });
   }
 }
 
@@ -148,12 +230,26 @@ void RollupAccumulator::EvictSessions() {
 
 std::vector<RollupWrite> RollupAccumulator::TakeWrites() {
   std::vector<RollupWrite> writes;
-  writes.reserve(cells_.size());
+  writes.reserve(cells_.size() + 2 * pairs_.size());
   for (auto& [key, pending] : cells_) {
     writes.push_back({pending.resolution, pending.bucket_s, std::move(pending.segment),
                       std::move(pending.cell)});
   }
   cells_.clear();
+  constexpr uint64_t kIdMask = (uint64_t{1} << kIdBits) - 1;
+  for (const auto& [key, counters] : pairs_) {
+    const size_t first = key.pair >> 61;
+    const size_t second = (key.pair >> 58) & 7;
+    const std::string& first_value = values_[first].names[(key.pair >> kIdBits) & kIdMask];
+    const std::string& second_value = values_[second].names[key.pair & kIdMask];
+    RollupCell cell;
+    cell.counters = counters;
+    writes.push_back({Resolution::kDay, key.day_s,
+                      PairSegmentKey(first, first_value, second, second_value), cell});
+    writes.push_back({Resolution::kDay, key.day_s,
+                      PairSegmentKey(second, second_value, first, first_value), std::move(cell)});
+  }
+  pairs_.clear();
   return writes;
 }
 

@@ -28,10 +28,25 @@ inline constexpr std::string_view kRollupNoneValue = "(none)";
 // Values beyond a dimension's cap are stored as this, as in the live windows.
 inline constexpr std::string_view kRollupOtherValue = "__other__";
 
+// The longest value the history keeps (longer ones are cut at a UTF-8 boundary).
+inline constexpr size_t kRollupMaxValueBytes = 256;
+
 // Index into kRollupDimensions, or -1.
 int RollupDimensionIndex(std::string_view name);
 // The segment key of one condition: "country=DE".
 std::string SegmentKey(size_t dimension, std::string_view value);
+// The segment key of two conditions on two different dimensions, `first = first_value` and
+// `second = second_value` (both orders are stored, so either can lead). Pair cells are kept at
+// day resolution with the counters only (docs/design/history-and-segments.md). The form is
+// binary, so that no value can make two keys equal: a 0x02 byte (before every dimension name,
+// so pairs never mix with single conditions), the two dimension indexes, the first value's
+// length in two bytes (never NUL, the store's separator), the first value, the second value.
+// Values are at most kRollupMaxValueBytes.
+std::string PairSegmentKey(size_t first, std::string_view first_value, size_t second,
+                           std::string_view second_value);
+// The prefix of every pair key of `first = first_value` with any value of `second`: what
+// follows it in a key is the second value (a breakdown within a filter scans it).
+std::string PairSegmentPrefix(size_t first, std::string_view first_value, size_t second);
 
 // What the history needs of one accepted event (the server fills it from an EventData).
 struct RollupEvent {
@@ -46,9 +61,13 @@ struct RollupEvent {
 };
 
 // Folds events into the rollup cells they touch, in memory, until TakeWrites() hands them to
-// the store as merge deltas. Each event touches 17 cells: the minute total, and at hour and
-// day resolution the total plus one single-condition cell per dimension
-// (docs/design/history-and-segments.md).
+// the store as merge deltas. Each event touches 17 cells with sketches: the minute total, and
+// at hour and day resolution the total plus one single-condition cell per dimension; and at
+// day resolution the 21 pairs of its dimensions' values, counters only, each written in both
+// orders (PairSegmentKey). Two conditions, or one condition with a breakdown, are then exact
+// for the additive KPIs; visitors and page-load quantiles of a pair are not kept
+// (docs/design/history-and-segments.md). Pairs are folded under integer keys (each value gets
+// a small id when it is admitted), so they cost a hash of 16 bytes each, not of a string.
 //
 // Dimension values are capped per dimension (`max_values_per_dimension`): the first values seen
 // are admitted, later new ones count as __other__. Admitted() values must survive restarts (a
@@ -71,7 +90,8 @@ struct RollupEvent {
 // say which sessions are over). At `max_sessions` the sessions not touched in the last
 // max_sessions / 2 events are forgotten early (sessions_evicted(); by then at least half the
 // table is such); one that goes on counts as a new session. The table is not persisted: a
-// session that spans a restart counts twice.
+// session that spans a restart counts twice. The caller bounds the pending cells by calling
+// TakeWrites() when pending_cells() or pending_pairs() reach its limits.
 //
 // Not thread-safe: the rollup writer's thread owns it.
 class RollupAccumulator {
@@ -81,7 +101,7 @@ class RollupAccumulator {
     uint32_t max_sessions = 200'000;
     int64_t session_timeout_ms = 30 * 60'000;
   };
-  explicit RollupAccumulator(const Limits& limits) : limits_(limits) {}
+  explicit RollupAccumulator(const Limits& limits);
 
   void Add(const RollupEvent& event);
 
@@ -92,20 +112,24 @@ class RollupAccumulator {
   const std::vector<std::pair<size_t, std::string>>& new_values() const { return new_values_; }
   void ClearNewValues() { new_values_.clear(); }
 
-  // Every pending cell as a write, and forgets them.
+  // Every pending cell as a write (a pair as two), and forgets them.
   std::vector<RollupWrite> TakeWrites();
+  // Pending cells with sketches (up to ~16 KiB each), and pending pairs (~100 bytes each).
   size_t pending_cells() const { return cells_.size(); }
+  size_t pending_pairs() const { return pairs_.size(); }
   uint64_t values_folded() const { return values_folded_; }
   uint64_t sessions_evicted() const { return sessions_evicted_; }
 
  private:
+  // A value's id within its dimension: the index into values_[dimension].
+  using ValueIds = std::array<uint32_t, kRollupDimensionCount>;
   struct Session {
     int64_t first_ms = 0;
     int64_t last_ms = 0;         // event time
     int64_t last_ingest_ms = 0;  // ingest time, for the memory's expiry
     uint64_t last_seen = 0;      // folds_ when last touched, for eviction
     uint32_t page_views = 0;
-    std::array<std::string, kRollupDimensionCount> segments;  // of the first event
+    ValueIds values{};  // of the first event
   };
   struct Pending {
     Resolution resolution;
@@ -113,23 +137,42 @@ class RollupAccumulator {
     std::string segment;
     RollupCell cell;
   };
+  // A pair cell: the day, and (first dimension, its value id, second dimension, its value id)
+  // with first < second, packed.
+  struct PairKey {
+    int64_t day_s;
+    uint64_t pair;
+    bool operator==(const PairKey& other) const = default;
+  };
+  struct PairKeyHash {
+    size_t operator()(const PairKey& key) const;
+  };
+  // A dimension's admitted values: names by id, ids by name, and each one's segment key.
+  struct Values {
+    std::vector<std::string> names;
+    std::vector<std::string> segments;
+    std::unordered_map<std::string, uint32_t> ids;
+  };
 
-  // The capped value of dimension `d` ("" becomes kRollupNoneValue).
-  std::string_view Capped(size_t d, std::string_view value);
+  // The id of `value` in dimension `d`, admitting it if there is room ("" is kRollupNoneValue,
+  // beyond the cap kRollupOtherValue).
+  uint32_t Capped(size_t d, std::string_view value);
+  uint32_t Intern(size_t d, std::string_view value);
   RollupCell& Cell(Resolution resolution, int64_t time_s, std::string_view segment);
-  // Applies `fn` to the 17 cells of an event at `time_ms` with these segment keys.
-  template <typename Fn>
-  void ForEachCell(int64_t time_ms, const std::array<std::string, kRollupDimensionCount>& segments,
-                   Fn&& fn);
+  // Applies `cell_fn(RollupCell&)` to the 17 cells with sketches of an event at `time_ms` with
+  // these values, and `pair_fn(RollupCounters&)` to its 21 pairs.
+  template <typename CellFn, typename PairFn>
+  void ForEachCell(int64_t time_ms, const ValueIds& values, CellFn&& cell_fn, PairFn&& pair_fn);
   // Forgets the sessions idle for session_timeout_ms of ingest time.
   void ExpireSessions(int64_t now_ingest_ms);
   // At max_sessions: forgets the sessions not touched in the last max_sessions / 2 folds.
   void EvictSessions();
 
   Limits limits_;
-  std::array<std::unordered_set<std::string>, kRollupDimensionCount> admitted_;
+  std::array<Values, kRollupDimensionCount> values_;
   std::vector<std::pair<size_t, std::string>> new_values_;
   std::unordered_map<std::string, Pending> cells_;
+  std::unordered_map<PairKey, RollupCounters, PairKeyHash> pairs_;
   std::string key_;  // scratch for Cell()
   std::unordered_map<uint64_t, Session> sessions_;
   uint64_t folds_ = 0;            // events with a session folded so far

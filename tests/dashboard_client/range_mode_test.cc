@@ -1,6 +1,7 @@
 #include "dashboard_client/range_mode.h"
 
 #include <catch2/catch.hpp>
+#include <limits>
 
 namespace rta::dashboard {
 namespace {
@@ -81,6 +82,30 @@ TEST_CASE("a range answer as JSON: totals, change, series and breakdown by metri
   CHECK(text.find("range 2025-12-01T00:00:00Z .. 2025-12-02T00:00:00Z, step 3600 s") == 0);
   CHECK(text.find("page_views        120") != std::string::npos);
   CHECK(text.find("by country:") != std::string::npos);
+}
+
+TEST_CASE("a KPI a segment does not keep (NaN) is null in JSON and a dash in text",
+          "[dashboard][range]") {
+  analytics::RangeQuery query;
+  query.set_compare_previous(true);
+  query.add_filters()->set_dimension("country");
+  query.add_filters()->set_dimension("device");
+  analytics::RangeResult result;
+  result.add_metrics("conversions");
+  result.add_metrics("unique_visitors");
+  result.set_step_seconds(86'400);
+  result.add_totals(7);
+  result.add_totals(std::numeric_limits<double>::quiet_NaN());
+  result.add_previous_totals(5);
+  result.add_previous_totals(std::numeric_limits<double>::quiet_NaN());
+  const auto doc = RangeJson(result, query, "127.0.0.1:1");
+  CHECK(doc.at("totals").at("conversions") == 7);
+  CHECK(doc.at("totals").at("unique_visitors").is_null());
+  CHECK(doc.at("previous").at("change").at("unique_visitors").is_null());
+  CHECK(doc.dump().find("NaN") == std::string::npos);
+  const std::string text = RangeText(result, query);
+  CHECK(text.find("unique_visitors   —") != std::string::npos);
+  CHECK(text.find("nan") == std::string::npos);
 }
 
 }  // namespace

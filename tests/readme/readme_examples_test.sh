@@ -60,6 +60,8 @@ declare -A how=(
   ["event_reporter replay three-days.jsonl"]="history"
   ["dashboard_client --once --range 7d --compare --breakdown country"]="history"
   ["dashboard_client --once --json --range 7d --filter utm_campaign=black_friday --metrics conversions,revenue"]="history"
+  ["dashboard_client --once --range 7d --filter utm_campaign=black_friday --filter country=DE --metrics conversions,revenue"]="history"
+  ["dashboard_client --once --range 7d --filter utm_campaign=black_friday --breakdown country --breakdown-by conversions --metrics conversions,revenue,sessions"]="history"
 )
 
 work=$(mktemp -d)
@@ -211,6 +213,12 @@ verify() {
     "dashboard_client --once --json --range 7d --filter utm_campaign=black_friday --metrics conversions,revenue")
       jq -e '.totals.conversions > 0 and .totals.revenue > 0 and .filters.utm_campaign == "black_friday"' \
         "$work/out" >/dev/null || fail "no black_friday conversions and revenue in the JSON" ;;
+    "dashboard_client --once --range 7d --filter utm_campaign=black_friday --filter country=DE --metrics conversions,revenue")
+      grep -q "^range .*, utm_campaign=black_friday, country=DE$" "$work/out" || fail "the two conditions are not named"
+      grep -Eq "^  conversions +[1-9]" "$work/out" || fail "no conversions for black_friday in DE" ;;
+    "dashboard_client --once --range 7d --filter utm_campaign=black_friday --breakdown country --breakdown-by conversions --metrics conversions,revenue,sessions")
+      grep -q "^by country:" "$work/out" || fail "no breakdown by country within the campaign"
+      grep -Eq "^  [A-Z]{2} +[1-9]" "$work/out" || fail "no country row with conversions" ;;
     "dashboard_client --plain >> metrics.log")
       grep -q "^Updated metric: " "$work/metrics.log" || fail "metrics.log has no 'Updated metric:' lines" ;;
   esac

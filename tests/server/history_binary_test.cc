@@ -52,6 +52,10 @@ struct FileAnswers {
   // Conversions per day of the sessions whose first event came from the black_friday campaign
   // (the history attributes a session's events to its acquisition).
   std::map<int64_t, uint64_t> black_friday_conversions;
+  // Two conditions: the same, in Germany (the event's own country), per day; and a breakdown
+  // within the campaign: its conversions by country.
+  std::map<int64_t, uint64_t> black_friday_de_conversions;
+  std::map<std::string, uint64_t> black_friday_conversions_by_country;
 };
 
 FileAnswers CountFile(const std::string& path) {
@@ -90,6 +94,9 @@ FileAnswers CountFile(const std::string& path) {
     const std::string campaign = own.empty() ? first->second : own;
     if ((type == "purchase" || type == "signup") && campaign == "black_friday") {
       ++answers.black_friday_conversions[ms - ms % kDayMs];
+      const std::string country = event.value("country", "");
+      ++answers.black_friday_conversions_by_country[country.empty() ? "(none)" : country];
+      if (country == "DE") ++answers.black_friday_de_conversions[ms - ms % kDayMs];
     }
   }
   return answers;
@@ -271,6 +278,48 @@ TEST_CASE("history: three days backfilled equal the file per day and hour, segme
     CHECK(point.values(0) ==
           static_cast<double>(found == answers.black_friday_conversions.end() ? 0 : found->second));
   }
+
+  // Two conditions (the campaign, and Germany), day by day: the pair cells.
+  analytics::RangeQuery campaign_de = campaign;
+  campaign_de.clear_step_seconds();  // automatic: days, where pairs are kept
+  auto* country_filter = campaign_de.add_filters();
+  country_filter->set_dimension("country");
+  country_filter->set_value("DE");
+  const auto bf_de = Query(*stub, campaign_de);
+  CHECK(bf_de.step_seconds() == 86'400);
+  uint64_t bf_de_total = 0;
+  for (const auto& [day, conversions] : answers.black_friday_de_conversions) {
+    bf_de_total += conversions;
+  }
+  REQUIRE(bf_de_total > 0);
+  CHECK(bf_de.totals(0) == static_cast<double>(bf_de_total));
+  for (const auto& point : bf_de.series()) {
+    INFO("day " << point.start_ms());
+    const auto found = answers.black_friday_de_conversions.find(point.start_ms());
+    CHECK(point.values(0) == static_cast<double>(found == answers.black_friday_de_conversions.end()
+                                                     ? 0
+                                                     : found->second));
+  }
+
+  // A filter with a breakdown: the campaign's conversions by country, every country exact.
+  analytics::RangeQuery by_country = campaign;
+  by_country.clear_step_seconds();
+  by_country.set_breakdown("country");
+  by_country.set_breakdown_by("conversions");
+  by_country.set_breakdown_limit(1000);
+  const auto bf_countries = Query(*stub, by_country);
+  CHECK(bf_countries.totals(0) == static_cast<double>(bf_total));
+  size_t rows_with_conversions = 0;
+  for (const auto& row : bf_countries.breakdown()) {
+    INFO("country " << row.value());
+    const auto found = answers.black_friday_conversions_by_country.find(row.value());
+    const double want = found == answers.black_friday_conversions_by_country.end()
+                            ? 0.0
+                            : static_cast<double>(found->second);
+    CHECK(row.values(0) == want);
+    rows_with_conversions += row.values(0) > 0;
+  }
+  CHECK(rows_with_conversions == answers.black_friday_conversions_by_country.size());
 
   // A breakdown: the top pages by page views, each exact, none left out that beats them.
   analytics::RangeQuery pages;

@@ -3,6 +3,7 @@
 #include "server/history_query.h"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -142,6 +143,124 @@ TEST_CASE("range query: a breakdown ranks values and sums the rest as __other__"
   CHECK(result.breakdown(1).values(0) == 16);  // FR 15 + US 1
 }
 
+// Two days before today, in every combination of country (DE, FR), device (desktop, mobile)
+// and page (/a, /b, /c): (c + 1) * (v + 1) * (p + 1) page views on day d of combination (c, v,
+// p), plus d + 1 purchases of 4.0 each, every event its own visitor and session.
+void FillCombinations(HistoryFixture& h) {
+  uint64_t visitor = 1;
+  const char* countries[] = {"DE", "FR"};
+  const char* devices[] = {"desktop", "mobile"};
+  const char* pages[] = {"/a", "/b", "/c"};
+  for (int d = 0; d < 2; ++d) {
+    const int64_t day = kToday - (2 - d) * kDayMs;
+    for (int c = 0; c < 2; ++c) {
+      for (int v = 0; v < 2; ++v) {
+        for (int p = 0; p < 3; ++p) {
+          auto add = [&](RollupEvent::Kind kind, double value) {
+            RollupEvent event;
+            event.event_ms = day + static_cast<int64_t>(visitor % 80'000) * 1000;
+            event.kind = kind;
+            event.value = value;
+            event.visitor_hash = visitor * 0x9e3779b97f4a7c15ull + 1;
+            event.session_hash = event.visitor_hash;
+            ++visitor;
+            event.dimensions = {countries[c],
+                                devices[v],
+                                pages[p],
+                                "",
+                                "",
+                                "",
+                                kind == RollupEvent::Kind::kPurchase ? "purchase" : "page_view"};
+            h.accumulator.Add(event);
+          };
+          for (int i = 0; i < (c + 1) * (v + 1) * (p + 1); ++i) {
+            add(RollupEvent::Kind::kPageView, 0);
+          }
+          for (int i = 0; i <= d; ++i) add(RollupEvent::Kind::kPurchase, 4.0);
+        }
+      }
+    }
+  }
+  h.Write();
+}
+
+TEST_CASE("range query: two conditions and a filter with a breakdown are exact, per day",
+          "[history]") {
+  HistoryFixture h;
+  FillCombinations(h);
+  // FR (c = 1) and mobile (v = 1): 2 * 2 * (1 + 2 + 3) = 24 page views a day; purchases: one
+  // per page on day 0, two on day 1.
+  auto query = Range(kToday - 2 * kDayMs, kToday,
+                     {"page_views", "conversions", "revenue", "unique_visitors", "sessions"});
+  auto* country = query.add_filters();
+  country->set_dimension("country");
+  country->set_value("FR");
+  auto* device = query.add_filters();
+  device->set_dimension("device");
+  device->set_value("mobile");
+  query.set_compare_previous(true);
+  auto result = h.Query(query);
+  CHECK(result.step_seconds() == 86'400);  // automatic: pairs are kept per day
+  REQUIRE(result.series_size() == 2);
+  CHECK(result.series(0).values(0) == 24);
+  CHECK(result.series(0).values(1) == 3);
+  CHECK(result.series(1).values(1) == 6);
+  CHECK(result.series(1).values(2) == 24.0);
+  CHECK(std::isnan(result.series(1).values(3)));  // visitors are not kept for a pair
+  CHECK(result.totals(0) == 48);
+  CHECK(result.totals(2) == 36.0);
+  CHECK(std::isnan(result.totals(3)));
+  CHECK(result.totals(4) == 48 + 9);  // every event its own session
+  CHECK(result.previous_totals(0) == 0);
+  bool noted = false;
+  for (const std::string& note : result.notes()) {
+    noted = noted || note.find("two conditions keeps the additive KPIs only") != std::string::npos;
+  }
+  CHECK(noted);
+
+  SECTION("the order of the conditions does not matter") {
+    query.mutable_filters()->SwapElements(0, 1);
+    const auto swapped = h.Query(query);
+    CHECK(swapped.totals(0) == 48);
+    CHECK(swapped.totals(1) == 9);
+  }
+
+  SECTION("one filter and a breakdown: rows from the pair cells") {
+    query.mutable_filters()->RemoveLast();  // country = FR
+    query.set_breakdown("page");
+    query.set_breakdown_limit(2);
+    result = h.Query(query);
+    // FR's page views by page p over both days: 2 * (1 + 2) * (p + 1) * 2 = 12 (p + 1).
+    REQUIRE(result.breakdown_size() == 3);
+    CHECK(result.breakdown(0).value() == "/c");
+    CHECK(result.breakdown(0).values(0) == 36);
+    CHECK(result.breakdown(0).values(1) == 2 * 3);  // 2 devices, 1 + 2 purchases
+    CHECK(result.breakdown(0).values(2) == 24.0);
+    CHECK(std::isnan(result.breakdown(0).values(3)));
+    CHECK(result.breakdown(1).value() == "/b");
+    CHECK(result.breakdown(1).values(0) == 24);
+    CHECK(result.breakdown(2).value() == "__other__");
+    CHECK(result.breakdown(2).values(0) == 12);
+    // The totals are the filter's own cells, which keep the sketches: visitors are there.
+    CHECK(result.totals(0) == 72);
+    CHECK(result.totals(3) == Approx(72 + 18).epsilon(0.02));  // with 18 buyers
+  }
+
+  SECTION("a breakdown within a filter on a session-scoped dimension, the other way round") {
+    query.clear_filters();
+    auto* page = query.add_filters();
+    page->set_dimension("page");
+    page->set_value("/b");
+    query.set_breakdown("country");
+    result = h.Query(query);
+    REQUIRE(result.breakdown_size() == 2);
+    CHECK(result.breakdown(0).value() == "FR");
+    CHECK(result.breakdown(0).values(0) == 2 * 3 * 2 * 2);  // (c + 1) (1 + 2) (p + 1), 2 days
+    CHECK(result.breakdown(1).value() == "DE");
+    CHECK(result.breakdown(1).values(0) == 1 * 3 * 2 * 2);
+  }
+}
+
 TEST_CASE("range query: named ranges resolve against the clock in UTC days", "[history]") {
   HistoryFixture h;
   FillThreeDays(h);
@@ -195,7 +314,31 @@ TEST_CASE("range query: bad fields get INVALID_ARGUMENT naming them, unstored sh
   query = base;
   query.add_filters()->set_dimension("country");
   query.add_filters()->set_dimension("device");
-  expect(query, grpc::StatusCode::UNIMPLEMENTED, "two or more conditions");
+  query.add_filters()->set_dimension("page");
+  expect(query, grpc::StatusCode::UNIMPLEMENTED, "filters: 3 conditions; the history keeps");
+  query.mutable_filters()->RemoveLast();
+  query.set_breakdown("page");
+  expect(query, grpc::StatusCode::UNIMPLEMENTED, "breakdown: a breakdown within two conditions");
+  query = base;
+  query.add_filters()->set_dimension("country");
+  query.add_filters()->set_dimension("country");
+  expect(query, grpc::StatusCode::INVALID_ARGUMENT,
+         "filters[1].dimension: 'country' is already filtered by filters[0]");
+  query = base;
+  query.add_filters()->set_dimension("country");
+  query.set_breakdown("country");
+  expect(query, grpc::StatusCode::INVALID_ARGUMENT, "breakdown: 'country' is also a filter");
+  query.set_breakdown("page");
+  query.set_breakdown_by("unique_visitors");
+  expect(query, grpc::StatusCode::INVALID_ARGUMENT, "breakdown_by: 'unique_visitors' is not kept");
+  query.clear_breakdown_by();
+  query.set_step_seconds(3600);
+  expect(query, grpc::StatusCode::INVALID_ARGUMENT, "step_seconds: two conditions, or a filter");
+  query = base;
+  auto* long_filter = query.add_filters();
+  long_filter->set_dimension("page");
+  long_filter->set_value(std::string(300, 'p'));
+  expect(query, grpc::StatusCode::INVALID_ARGUMENT, "filters[0].value: 300 bytes");
   query = base;
   query.add_filters()->set_dimension("town");
   expect(query, grpc::StatusCode::INVALID_ARGUMENT, "filters[0].dimension: unknown dimension");

@@ -33,14 +33,15 @@ std::map<CellKey, RollupCell> Cells(RollupAccumulator& accumulator) {
   return cells;
 }
 
-TEST_CASE("an event touches the minute total and the hour and day totals and marginals",
+TEST_CASE("an event touches the minute total, the hour and day totals and marginals, and day pairs",
           "[rollup]") {
   RollupAccumulator accumulator({});
   RollupEvent purchase = Event(RollupEvent::Kind::kPurchase, kT + 61'000);
   purchase.value = 12.34;
   accumulator.Add(purchase);
   auto cells = Cells(accumulator);
-  REQUIRE(cells.size() == 1 + 2 * (1 + kRollupDimensionCount));
+  const size_t pairs = kRollupDimensionCount * (kRollupDimensionCount - 1);
+  REQUIRE(cells.size() == 1 + 2 * (1 + kRollupDimensionCount) + pairs);
   const int64_t t = kT / 1000;
   const RollupCell& minute = cells.at({Resolution::kMinute, t + 60, ""});
   CHECK(minute.counters.events == 1);
@@ -50,7 +51,55 @@ TEST_CASE("an event touches the minute total and the hour and day totals and mar
   CHECK(cells.at({Resolution::kHour, t, "referrer=(none)"}).counters.events == 1);
   CHECK(cells.at({Resolution::kDay, t - t % 86'400, "utm_campaign=spring"}).counters.events == 1);
   CHECK(cells.count({Resolution::kMinute, t + 60, "country=DE"}) == 0);  // minutes: totals only
+  // Pairs, in both orders, per day only, counters only.
+  const int64_t day = t - t % 86'400;
+  for (const std::string& key :
+       {PairSegmentKey(0, "DE", 5, "spring"), PairSegmentKey(5, "spring", 0, "DE"),
+        PairSegmentKey(2, "/home", 3, "(none)")}) {
+    const RollupCell& pair = cells.at({Resolution::kDay, day, key});
+    CHECK(pair.counters.revenue_units == 123'400);
+    CHECK(pair.counters.conversions == 1);
+    CHECK(pair.UniqueVisitors() == 0);
+    CHECK(cells.count({Resolution::kHour, t, key}) == 0);
+  }
   CHECK(accumulator.pending_cells() == 0);
+  CHECK(accumulator.pending_pairs() == 0);
+}
+
+TEST_CASE("pair keys: no two value pairs share a key, and a prefix selects one first value",
+          "[rollup]") {
+  // Values may hold any byte but NUL; the first value's length keeps "a"+"bc" from "ab"+"c".
+  CHECK(PairSegmentKey(0, "a", 2, "bc") != PairSegmentKey(0, "ab", 2, "c"));
+  CHECK(PairSegmentKey(0, "a", 2, "b") != PairSegmentKey(2, "a", 0, "b"));
+  const std::string long_value(kRollupMaxValueBytes, 'x');
+  for (const std::string& first : {std::string("DE"), long_value, std::string(128, 'y')}) {
+    const std::string key = PairSegmentKey(1, first, 4, "google");
+    CHECK(key.find('\0') == std::string::npos);
+    const std::string prefix = PairSegmentPrefix(1, first, 4);
+    REQUIRE(key.rfind(prefix, 0) == 0);
+    CHECK(key.substr(prefix.size()) == "google");
+    // Pairs sort apart from single conditions (every dimension name is lowercase ASCII).
+    CHECK(key < SegmentKey(0, "A"));
+  }
+  CHECK(PairSegmentPrefix(1, "D", 4) != PairSegmentPrefix(1, "DE", 4).substr(0, 6));
+}
+
+TEST_CASE("pair cells count sessions and bounces in the session's first cells", "[rollup]") {
+  RollupAccumulator accumulator({});
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, 1));
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 60'000, 2));
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT + 120'000, 2, "FR"));
+  auto cells = Cells(accumulator);
+  const int64_t day = kT / 1000 - kT / 1000 % 86'400;
+  const RollupCell& germany_desktop =
+      cells.at({Resolution::kDay, day, PairSegmentKey(0, "DE", 1, "desktop")});
+  CHECK(germany_desktop.counters.sessions == 2);
+  CHECK(germany_desktop.counters.bounces == 1);  // session 1; session 2 went on
+  CHECK(germany_desktop.counters.page_views == 2);
+  const RollupCell& france_desktop =
+      cells.at({Resolution::kDay, day, PairSegmentKey(0, "FR", 1, "desktop")});
+  CHECK(france_desktop.counters.page_views == 1);
+  CHECK(france_desktop.counters.sessions == 0);
 }
 
 TEST_CASE("a session counts once, in its first event's cells, and bounces only with one page view",
