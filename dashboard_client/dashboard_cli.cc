@@ -205,7 +205,11 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   const ChatFactory open_chat = [&] {
     return std::make_unique<SupportChat>(channel, options.channel);
   };
-  return RunTerminalUi(subscription, view, open_chat, quit);
+  const HistoryFactory open_history = [&] {
+    return std::make_unique<HistoryQueries>(channel, options.channel,
+                                            std::chrono::milliseconds(timeout));
+  };
+  return RunTerminalUi(subscription, view, open_chat, open_history, quit);
 }
 
 }  // namespace rta::dashboard

@@ -188,7 +188,8 @@ int RunRangeOnce(const std::shared_ptr<grpc::Channel>& channel,
   const grpc::Status status = stub->QueryMetrics(&context, query, &result);
   const std::string servers = client::DescribeServers(options);
   if (!status.ok()) {
-    std::fprintf(err, "dashboard_client: %s\n", DescribeFailure(status, servers).c_str());
+    std::fprintf(err, "dashboard_client: %s\n",
+                 DescribeFailure(status, servers, CallKind::kQuery).c_str());
     return 1;
   }
   if (as_json) {

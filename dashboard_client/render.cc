@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <span>
 
 #include "dashboard_client/format.h"
 
@@ -11,8 +12,7 @@ namespace {
 
 constexpr int kMinWidth = 40;
 constexpr int kMinHeight = 12;
-// A tile: borders, the value line and at least one line of chart.
-constexpr int kTileHeight = 4;
+constexpr int kTileHeight = kKpiTileHeight;
 constexpr int kMaxChartRows = 8;
 // A table row wants its header and all ten entries of a top-k list before tiles grow taller.
 constexpr int kFullTableRows = 11;
@@ -57,28 +57,14 @@ void DrawTitle(const ViewState& view, Screen* screen) {
 
 void DrawTile(const DashboardModel& model, const ViewState& view, const Kpi& kpi, int x, int y,
               int width, int chart_rows, Screen* screen) {
-  screen->Box(x, y, width, kTileHeight - 1 + chart_rows, kpi.title, Style::kDim, Style::kHeader);
-  const int inner = width - 4;
   const double value = model.Value(kpi.metric, view.window);
-  screen->Put(x + 2, y + 1, kpi.format(value), Style::kNormal, inner);
   // The change against the previous period: the value one window length ago.
   const int64_t now = model.latest_ms() / 1000;
   const int64_t span = WindowSeconds(view.window);
   const double previous = model.ValueAt(kpi.metric, view.window, now - span);
-  const std::string change = FormatChange(previous, value);
-  if (!change.empty() &&
-      DisplayWidth(kpi.format(value)) + DisplayWidth(change) + 1 <= static_cast<size_t>(inner)) {
-    const bool rising = change.rfind("▲", 0) == 0;
-    const bool falling = change.rfind("▼", 0) == 0;
-    Style style = Style::kDim;
-    if (rising || falling) style = (rising == kpi.higher_is_better) ? Style::kUp : Style::kDown;
-    screen->PutRight(x + width - 2, y + 1, change, style);
-  }
   const std::vector<double> series = model.Series(kpi.metric, view.window, now - span + 1, now);
-  const std::vector<std::string> chart = SparkChart(series, inner, chart_rows);
-  for (int row = 0; row < chart_rows; ++row) {
-    screen->Put(x + 2, y + 2 + row, chart[static_cast<size_t>(row)], Style::kSpark, inner);
-  }
+  DrawKpiTile(kpi.title, kpi.format(value), previous, value, kpi.higher_is_better, series, x, y,
+              width, chart_rows, screen);
 }
 
 // A table with a header line: key, count, share; as many rows as fit.
@@ -186,6 +172,7 @@ void DrawHelp(Screen* screen) {
       "w   switch window: 1m → 5m → 1h",
       "p   pause / resume the display",
       "r   reconnect now",
+      "t   history: a past range (f filter, b breakdown)",
       "c   support chat (Enter sends, Esc closes)",
       "?   show / hide this help",
       "q   quit (also Ctrl-C)",
@@ -193,18 +180,54 @@ void DrawHelp(Screen* screen) {
       "Tiles: value in the window, change against",
       "the previous window, last window as sparkline.",
   };
-  const int width = std::min(52, screen->width() - 2);
-  const int height = static_cast<int>(std::size(kLines)) + 2;
+  DrawHelpBox(kLines, screen);
+}
+
+}  // namespace
+
+void DrawKpiTile(const std::string& title, const std::string& value_text, double previous,
+                 double value, bool higher_is_better, const std::vector<double>& series, int x,
+                 int y, int width, int chart_rows, Screen* screen) {
+  screen->Box(x, y, width, kTileHeight - 1 + chart_rows, title, Style::kDim, Style::kHeader);
+  const int inner = width - 4;
+  screen->Put(x + 2, y + 1, value_text, Style::kNormal, inner);
+  const std::string change = FormatChange(previous, value);
+  if (!change.empty() &&
+      DisplayWidth(value_text) + DisplayWidth(change) + 1 <= static_cast<size_t>(inner)) {
+    const bool rising = change.rfind("▲", 0) == 0;
+    const bool falling = change.rfind("▼", 0) == 0;
+    Style style = Style::kDim;
+    if (rising || falling) style = (rising == higher_is_better) ? Style::kUp : Style::kDown;
+    screen->PutRight(x + width - 2, y + 1, change, style);
+  }
+  const std::vector<std::string> chart = SparkChart(series, inner, chart_rows);
+  for (int row = 0; row < chart_rows; ++row) {
+    screen->Put(x + 2, y + 2 + row, chart[static_cast<size_t>(row)], Style::kSpark, inner);
+  }
+}
+
+void DrawHelpBox(std::span<const char* const> lines, Screen* screen) {
+  const int width = std::min(54, screen->width() - 2);
+  const int height = static_cast<int>(lines.size()) + 2;
   const int x = (screen->width() - width) / 2;
   const int y = std::max((screen->height() - height) / 2, 1);
   for (int row = y; row < y + height; ++row) screen->Fill(x, row, width, L' ', Style::kNormal);
   screen->Box(x, y, width, height, "Help", Style::kHeader, Style::kHeader);
-  for (size_t i = 0; i < std::size(kLines); ++i) {
-    screen->Put(x + 2, y + 1 + static_cast<int>(i), kLines[i], Style::kNormal, width - 4);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    screen->Put(x + 2, y + 1 + static_cast<int>(i), lines[i], Style::kNormal, width - 4);
   }
 }
 
-}  // namespace
+bool DrawTooSmall(Screen* screen) {
+  const int width = screen->width();
+  const int height = screen->height();
+  if (width >= kMinWidth && height >= kMinHeight) return false;
+  screen->Put(0, 0,
+              "Terminal too small: " + std::to_string(width) + "x" + std::to_string(height) +
+                  ", need 40x12.");
+  screen->Put(0, 1, "q quits.");
+  return true;
+}
 
 analytics::Window NextWindow(analytics::Window window) {
   switch (window) {
@@ -244,15 +267,9 @@ int64_t WindowSeconds(analytics::Window window) {
 }
 
 void RenderDashboard(const DashboardModel& model, const ViewState& view, Screen* screen) {
+  if (DrawTooSmall(screen)) return;
   const int width = screen->width();
   const int height = screen->height();
-  if (width < kMinWidth || height < kMinHeight) {
-    screen->Put(0, 0,
-                "Terminal too small: " + std::to_string(width) + "x" + std::to_string(height) +
-                    ", need 40x12.");
-    screen->Put(0, 1, "q quits.");
-    return;
-  }
   DrawTitle(view, screen);
 
   // Rows of tables, each table with a share of the width: all five side by side on wide

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <span>
 #include <string>
+#include <vector>
 
 #include "analytics.pb.h"
 #include "dashboard_client/dashboard_model.h"
@@ -38,5 +40,18 @@ int64_t WindowSeconds(analytics::Window window);
 // the title bar, eight KPI tiles (value, change against the previous window, sparkline), the
 // top pages / referrers / campaigns tables, traffic by country and device, and the status line.
 void RenderDashboard(const DashboardModel& model, const ViewState& view, Screen* screen);
+
+// Pieces the live view and the history view (history_view.h) share.
+// A KPI tile's height without its chart: borders and the value line.
+inline constexpr int kKpiTileHeight = 4;
+// One KPI tile of kKpiTileHeight - 1 + chart_rows lines: a box titled `title`, the value, its
+// change against `previous` (green when it goes the better way), the series as a chart.
+void DrawKpiTile(const std::string& title, const std::string& value_text, double previous,
+                 double value, bool higher_is_better, const std::vector<double>& series, int x,
+                 int y, int width, int chart_rows, Screen* screen);
+// The help overlay: a box in the middle of the screen with these lines.
+void DrawHelpBox(std::span<const char* const> lines, Screen* screen);
+// Below 40x12: draws the "too small" notice and returns true.
+bool DrawTooSmall(Screen* screen);
 
 }  // namespace rta::dashboard

@@ -16,8 +16,9 @@ bool RetryCannotFix(grpc::StatusCode code) {
 
 }  // namespace
 
-std::string DescribeFailure(const grpc::Status& status, const std::string& servers) {
+std::string DescribeFailure(const grpc::Status& status, const std::string& servers, CallKind kind) {
   const std::string code = client::StatusCodeName(status.error_code());
+  const bool query = kind == CallKind::kQuery;
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE: {
       // Connection failures carry gRPC's internal details; say what they mean. The server's
@@ -39,9 +40,18 @@ std::string DescribeFailure(const grpc::Status& status, const std::string& serve
       return "the server refused the token; check --token (" + code + ": " +
              status.error_message() + ")";
     case grpc::StatusCode::INVALID_ARGUMENT:
-      return "the server refused the subscription (" + code + ": " + status.error_message() + ")";
+      return std::string("the server refused the ") + (query ? "query" : "subscription") + " (" +
+             code + ": " + status.error_message() + ")";
+    case grpc::StatusCode::UNIMPLEMENTED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      if (query) {
+        return "the server cannot answer this query (" + code + ": " + status.error_message() + ")";
+      }
+      [[fallthrough]];
     default:
-      return "stream to " + servers + " ended (" + code + ": " + status.error_message() + ")";
+      return (query ? "the query to " + servers + " failed ("
+                    : "stream to " + servers + " ended (") +
+             code + ": " + status.error_message() + ")";
   }
 }
 

@@ -79,7 +79,11 @@ class Subscription {
   std::thread thread_;
 };
 
-// A status in words for people: "server unreachable at 127.0.0.1:50051 (UNAVAILABLE)".
-std::string DescribeFailure(const grpc::Status& status, const std::string& servers);
+// What failed, for DescribeFailure's words.
+enum class CallKind { kSubscription, kQuery };
+// A status in words for people: "server unreachable at 127.0.0.1:50051 (UNAVAILABLE)", "the
+// server refused the query (INVALID_ARGUMENT: ...)".
+std::string DescribeFailure(const grpc::Status& status, const std::string& servers,
+                            CallKind kind = CallKind::kSubscription);
 
 }  // namespace rta::dashboard

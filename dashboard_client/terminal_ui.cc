@@ -13,6 +13,7 @@
 
 #include "dashboard_client/chat_pane.h"
 #include "dashboard_client/dashboard_model.h"
+#include "dashboard_client/history_view.h"
 #include "dashboard_client/screen.h"
 
 namespace rta::dashboard {
@@ -21,6 +22,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::milliseconds kFrame{250};
+// The history view asks again this often: the rollups take new events every few seconds.
+constexpr std::chrono::seconds kHistoryRefresh{10};
+constexpr int kEscape = 27;
 
 // Colour pairs by Style; without colours, attributes carry the meaning.
 void InitStyles() {
@@ -118,8 +122,28 @@ class CursesSession {
 }  // namespace
 
 int RunTerminalUi(Subscription& subscription, ViewState view, const ChatFactory& open_chat,
-                  const std::atomic<bool>& quit) {
+                  const HistoryFactory& open_history, const std::atomic<bool>& quit) {
   CursesSession session;
+  HistoryView history;
+  std::unique_ptr<HistoryQueries> queries;  // made when the history view first asks
+  Clock::time_point asked_at{};
+  // Sends the history view's query; `changed`: the range, filter or breakdown changed, so the
+  // last answer no longer fits the title and is dropped.
+  auto ask = [&](bool changed) {
+    if (changed) history.has_result = false;
+    analytics::RangeQuery query;
+    std::string error;
+    if (!BuildHistoryQuery(history, HistoryBreakdownRows(COLS, LINES), &query, &error)) {
+      history.error = error;
+      history.has_result = false;
+      history.loading = false;
+      return;
+    }
+    if (queries == nullptr) queries = open_history();
+    queries->Start(query);
+    history.loading = true;
+    asked_at = Clock::now();
+  };
   std::unique_ptr<SupportChat> chat;  // made when the pane first opens
   bool chat_open = false;
   std::string chat_input;
@@ -144,17 +168,57 @@ int RunTerminalUi(Subscription& subscription, ViewState view, const ChatFactory&
     view.seconds_since_update =
         received ? std::chrono::duration<double>(Clock::now() - last_update).count() : -1;
 
+    const bool in_history = !history.range.empty();
+    if (queries != nullptr) {
+      analytics::RangeResult result;
+      grpc::Status answer;
+      if (queries->Poll(&result, &answer)) {
+        history.loading = false;
+        if (answer.ok()) {
+          history.result = std::move(result);
+          history.has_result = true;
+          history.error.clear();
+        } else {
+          history.error = DescribeFailure(answer, view.server, CallKind::kQuery);
+        }
+      }
+    }
+    if (in_history && !history.loading && history.error.empty() &&
+        Clock::now() - asked_at >= kHistoryRefresh) {
+      ask(false);
+    }
+
     // Paused: the data keeps flowing into the model, the picture shows the moment of the pause.
     Screen screen(COLS, LINES);
-    RenderDashboard(view.paused ? frozen : model, view, &screen);
+    if (in_history) {
+      RenderHistory(history, view, &screen);
+    } else {
+      RenderDashboard(view.paused ? frozen : model, view, &screen);
+    }
     if (chat_open) DrawChatPane(chat->Status(), chat_input, &screen);
     erase();
     Blit(screen, !session.utf8());
     refresh();
 
     const int key = getch();  // waits up to one frame
+    if (history.prompt_open) {
+      if (key == kEscape) {
+        history.prompt_open = false;
+      } else if (key == '\n' || key == '\r' || key == KEY_ENTER) {
+        history.prompt_open = false;
+        history.filter_text = history.prompt_input;
+        // A filtered dimension cannot also be the breakdown.
+        if (FilterNames(history.filter_text, history.breakdown)) history.breakdown.clear();
+        if (history.range.empty()) history.range = "24h";
+        history.error.clear();
+        ask(true);
+      } else {
+        EditChatInput(key, &history.prompt_input);
+      }
+      continue;
+    }
     if (chat_open) {
-      constexpr int kEscape = 27, kCtrlR = 18;
+      constexpr int kCtrlR = 18;
       if (key == kEscape) {
         chat_open = false;
       } else if (key == '\n' || key == '\r' || key == KEY_ENTER) {
@@ -172,16 +236,41 @@ int RunTerminalUi(Subscription& subscription, ViewState view, const ChatFactory&
         return 0;
       case 'w':
       case 'W':
-        view.window = NextWindow(view.window);
+        if (!in_history) view.window = NextWindow(view.window);
         break;
       case 'p':
       case 'P':
+        if (in_history) break;
         view.paused = !view.paused;
         if (view.paused) frozen = model;
         break;
       case 'r':
       case 'R':
-        subscription.ReconnectNow();
+        if (in_history) {
+          history.error.clear();
+          ask(false);
+        } else {
+          subscription.ReconnectNow();
+        }
+        break;
+      case 't':
+      case 'T':
+        history.range = NextRange(history.range);
+        history.error.clear();
+        if (!history.range.empty()) ask(true);
+        break;
+      case 'f':
+      case 'F':
+        history.prompt_open = true;
+        history.prompt_input = history.filter_text;
+        view.help = false;
+        break;
+      case 'b':
+      case 'B':
+        if (history.range.empty()) history.range = "24h";
+        history.breakdown = NextBreakdown(history.breakdown, history.filter_text);
+        history.error.clear();
+        ask(true);
         break;
       case 'c':
       case 'C':

@@ -405,6 +405,14 @@ TEST_CASE("failures are described in words", "[dashboard][subscription]") {
         "the server refused the token; check --token (UNAUTHENTICATED: bad token)");
   CHECK(Contains(DescribeFailure({grpc::StatusCode::INVALID_ARGUMENT, "metric_types: x"}, server),
                  "refused the subscription (INVALID_ARGUMENT: metric_types: x)"));
+  CHECK(DescribeFailure({grpc::StatusCode::INVALID_ARGUMENT, "filters[0].dimension: x"}, server,
+                        CallKind::kQuery) ==
+        "the server refused the query (INVALID_ARGUMENT: filters[0].dimension: x)");
+  CHECK(Contains(DescribeFailure({grpc::StatusCode::UNIMPLEMENTED, "filters: 3 conditions"}, server,
+                                 CallKind::kQuery),
+                 "cannot answer this query (UNIMPLEMENTED"));
+  CHECK(DescribeFailure({grpc::StatusCode::INTERNAL, "disk"}, server, CallKind::kQuery) ==
+        "the query to 10.0.0.1:50051 failed (INTERNAL: disk)");
 }
 
 TEST_CASE("the subscription feeds the model from the real server", "[dashboard][subscription]") {

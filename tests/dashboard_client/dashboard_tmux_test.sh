@@ -6,31 +6,15 @@
 set -euo pipefail
 server=$1 dashboard=$2 reporter=$3
 source "$(dirname "$0")/../support/start_server.sh"
+source "$(dirname "$0")/../support/tmux_pane.sh"
 dir=$(mktemp -d)
-session="rta-dash-$$"
-# A tmux server of our own (its own socket), so that the test neither sees nor disturbs the
-# user's sessions and its panes start from this script's environment.
-tm() { tmux -L "$session" "$@"; }
+tmux_pane_init "rta-dash-$$" "$dir"
 cleanup() {
-  tm kill-server 2>/dev/null || true
+  tmux_pane_cleanup
   kill "$server_pid" 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
-
-screen() { tm capture-pane -p -t "$session"; }
-# wait_for TEXT [SECONDS]: until the pane shows TEXT.
-wait_for() {
-  local deadline=$((SECONDS + ${2:-15}))
-  while ((SECONDS < deadline)); do
-    screen | grep -qF -- "$1" && return 0
-    sleep 0.2
-  done
-  echo "timed out waiting for: $1"
-  screen
-  tail -n 5 "$dir"/server*.log "$dir/dashboard.err"
-  return 1
-}
 
 start_server "$server" "$dir/server.log" --tick-ms 100
 address=127.0.0.1:$server_port
