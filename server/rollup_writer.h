@@ -56,6 +56,13 @@ struct RollupWriterStats {
 // `max_pending_pairs` are pending, which also bounds the writer's memory); a range query sees what
 // is written. The live windows cover the present.
 //
+// Lag: ingest can outrun the writer (it folds about 200,000 events/s on one core, and runs
+// below the ingest threads' priority). It then reads back from the log what it has not folded,
+// however far behind (analytics_history_lag_records), and neither a start nor a stop waits for
+// all of that: CatchUp reads for at most `start_catch_up_ms` before the port opens and the
+// thread goes on from there; Stop reads for at most `stop_catch_up_ms`; the log keeps the rest
+// for the next run.
+//
 // Threads: Open and CatchUp at start, before any ingest; Offer from any thread; Start and Stop
 // once each, from one thread; store() and stats() from any thread.
 class RollupWriter {
@@ -68,6 +75,9 @@ class RollupWriter {
     size_t max_queue_bytes = 64 << 20;
     size_t max_pending_cells = 4096;    // cells with sketches: up to ~16 KiB each
     size_t max_pending_pairs = 65'536;  // pair cells: ~100 bytes each
+    int nice = 10;  // the writer thread's nice value: below ingest (0: unchanged)
+    int start_catch_up_ms = 5000;
+    int stop_catch_up_ms = 2000;
   };
 
   static std::unique_ptr<RollupWriter> Open(const Options& options, storage::EventLog& log,
@@ -76,10 +86,12 @@ class RollupWriter {
   RollupWriter(const RollupWriter&) = delete;
   RollupWriter& operator=(const RollupWriter&) = delete;
 
-  // At start, before any ingest: folds every log record after the stored position and writes.
+  // At start, before any ingest: folds the log records after the stored position (for at most
+  // start_catch_up_ms; the thread folds the rest once started) and writes.
   bool CatchUp(std::string* error);
   void Start();
-  // Folds and writes what is durable, then joins the thread. Idempotent.
+  // Folds and writes what is durable (reading the log for at most stop_catch_up_ms), then
+  // joins the thread. Idempotent.
   void Stop();
 
   // From the ingest path, right after the record got its Lsn. Never waits.
@@ -98,7 +110,10 @@ class RollupWriter {
   void Run();
   // Writer thread: folds queued records up to the durable Lsn, reading the log for gaps.
   void Drain();
-  bool ReadLog(uint64_t from, uint64_t to, std::string* error);
+  // Folds the log's records in [from, to], until `deadline`, and on the writer thread until
+  // Stop() is called (`until_stop`). False only on an error.
+  bool ReadLog(uint64_t from, uint64_t to, std::chrono::steady_clock::time_point deadline,
+               bool until_stop, std::string* error);
   // Folds one record's events into accumulator_ (false: it does not decode or parse).
   bool Fold(uint64_t lsn, std::string_view bytes, std::string* error);
   // Writes when max_pending_cells or max_pending_pairs are pending; false when that write failed.
@@ -128,6 +143,7 @@ class RollupWriter {
   size_t queue_bytes_ = 0;     // guarded by mutex_: queue_ and held_ together
   bool overflowed_ = false;    // guarded by mutex_: a record was not queued
   bool stopping_ = false;      // guarded by mutex_
+  std::atomic<bool> stop_requested_{false};  // stopping_, for ReadLog's loop without the mutex
   std::thread thread_;
 
   std::atomic<uint64_t> applied_lsn_{0};
