@@ -1,9 +1,5 @@
 #include "server/rollup_writer.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <random>
@@ -322,13 +318,6 @@ void RollupWriter::Drain() {
 }
 
 void RollupWriter::Run() {
-  // Below the ingest threads: under load the history may lag (it reads back from the log what
-  // it has not folded, and the log keeps it), but it must not take a core from ingest. Measured
-  // with `load_driver --scenario publish`: at normal priority, durable ingest fell by a third.
-  // Linux applies a nice value to the calling thread alone (setpriority with its tid).
-  if (options_.nice != 0) {
-    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), options_.nice);
-  }
   next_write_ =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.flush_interval_ms);
   for (;;) {

@@ -56,8 +56,8 @@ struct RollupWriterStats {
 // `max_pending_pairs` are pending, which also bounds the writer's memory); a range query sees what
 // is written. The live windows cover the present.
 //
-// Lag: ingest can outrun the writer (it folds about 200,000 events/s on one core, and runs
-// below the ingest threads' priority). It then reads back from the log what it has not folded,
+// Lag: ingest can outrun the writer (it folds about 200,000 events/s on one core). It then
+// reads back from the log what it has not folded,
 // however far behind (analytics_history_lag_records), and neither a start nor a stop waits for
 // all of that: CatchUp reads for at most `start_catch_up_ms` before the port opens and the
 // thread goes on from there; Stop reads for at most `stop_catch_up_ms`; the log keeps the rest
@@ -75,7 +75,6 @@ class RollupWriter {
     size_t max_queue_bytes = 64 << 20;
     size_t max_pending_cells = 4096;    // cells with sketches: up to ~16 KiB each
     size_t max_pending_pairs = 65'536;  // pair cells: ~100 bytes each
-    int nice = 10;  // the writer thread's nice value: below ingest (0: unchanged)
     int start_catch_up_ms = 5000;
     int stop_catch_up_ms = 2000;
   };

@@ -206,7 +206,15 @@ verify() {
       jq -e 'has("total") and has("1m")' "$work/out" >/dev/null || fail "no revenue per window in the output" ;;
     "event_reporter replay three-days.jsonl")
       grep -q "^replay: 259,200 sent, 259,200 accepted, 0 duplicates, 0 rejected" "$work/out" ||
-        fail "the three days were not all accepted" ;;
+        fail "the three days were not all accepted"
+      # The history folds in the background (a stop folds for at most 2 s, a start for 5 s):
+      # wait until it holds them all, as a user would before asking about the three days.
+      deadline=$((SECONDS + 180))
+      until "$dashboard_bin" --server "$RTA_README_SERVER" --once --json --range 7d \
+        --metrics events_total 2>/dev/null | jq -e '.totals.events_total == 259200' >/dev/null; do
+        ((SECONDS < deadline)) || fail "the history did not reach the 259,200 events in 180 s"
+        sleep 0.5
+      done ;;
     "dashboard_client --once --range 7d --compare --breakdown country")
       grep -q "^  events_total      259.2k" "$work/out" || fail "the 7-day range does not hold the 259,200 events"
       grep -q "^by country:" "$work/out" || fail "no breakdown by country" ;;
