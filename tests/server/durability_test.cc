@@ -381,11 +381,11 @@ TEST_CASE(
   for (;;) {
     grpc::ClientContext context;
     history.Clear();
-    const grpc::Status status = stub->QueryMetrics(&context, query, &history);
-    if (status.ok() && history.totals(0) >= static_cast<double>(lines)) break;
+    const grpc::Status answer = stub->QueryMetrics(&context, query, &history);
+    if (answer.ok() && history.totals(0) >= static_cast<double>(lines)) break;
     if (std::chrono::steady_clock::now() > history_deadline) {
       FAIL("the history did not reach " << lines << " events: " << history.ShortDebugString() << " "
-                                        << status.error_message());
+                                        << answer.error_message());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
