@@ -35,7 +35,8 @@ constexpr HistoryKpi kHistoryKpis[] = {
     {"p95 page load", "page_load_ms_p95", FormatMs, false},
 };
 
-// The breakdown table's columns (metric, header, format); the first ranks it.
+// The breakdown table's columns (metric, header, format). The server ranks the rows (by page
+// views; by events for event_type).
 struct TableColumn {
   const char* metric;
   const char* header;

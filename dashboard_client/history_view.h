@@ -29,6 +29,7 @@ struct HistoryView {
   bool has_result = false;
   analytics::RangeResult result;  // the last answer for the current query
   std::string error;              // why the last query failed ("" when it did not)
+  bool error_transient = false;   // the server was unreachable or busy: ask again at the refresh
   bool loading = false;
 };
 

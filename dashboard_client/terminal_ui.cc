@@ -180,10 +180,15 @@ int RunTerminalUi(Subscription& subscription, ViewState view, const ChatFactory&
           history.error.clear();
         } else {
           history.error = DescribeFailure(answer, view.server, CallKind::kQuery);
+          // A refusal stays until the query changes (or `r`); an outage is asked again.
+          const grpc::StatusCode code = answer.error_code();
+          history.error_transient = code == grpc::StatusCode::UNAVAILABLE ||
+                                    code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                                    code == grpc::StatusCode::RESOURCE_EXHAUSTED;
         }
       }
     }
-    if (in_history && !history.loading && history.error.empty() &&
+    if (in_history && !history.loading && (history.error.empty() || history.error_transient) &&
         Clock::now() - asked_at >= kHistoryRefresh) {
       ask(false);
     }

@@ -3,8 +3,9 @@
 # days of generated traffic backfilled, the dashboard in a 120x40 pane read with capture-pane.
 # t walks the ranges to "last 7 days" and the Events tile shows the file's count; f filters
 # (country=DE: the tile shows Germany's count); b breaks down (by page, then by device, whose
-# rows are Germany's exact page views per device); a bad filter shows the server's message;
-# t goes back to the live view; q exits 0. Expected numbers are counted from the file with jq.
+# rows are Germany's exact page views per device); a bad filter shows the server's message; a
+# stopped server is said in words and, once it is back, the view answers again by itself; t
+# goes back to the live view; q exits 0. Expected numbers are counted from the file with jq.
 set -euo pipefail
 server=$1 dashboard=$2 reporter=$3
 source "$(dirname "$0")/../support/start_server.sh"
@@ -91,6 +92,23 @@ for _ in $(seq 12); do tm send-keys -t "$session" BSpace; done
 tm send-keys -t "$session" -l "city=Paris"
 tm send-keys -t "$session" Enter
 wait_for "unknown dimension 'city'"
+
+echo "== the server goes away: the view says so, and answers again once it is back"
+tm send-keys -t "$session" f
+wait_for "filter (dimension=value"
+for _ in $(seq 12); do tm send-keys -t "$session" BSpace; done
+tm send-keys -t "$session" Enter  # no filter
+wait_for "History · last 7 days"
+wait_for_line "^│ $(fmt "$events") "
+kill -TERM "$server_pid"
+wait "$server_pid" || true
+tm send-keys -t "$session" r
+wait_for_line "server unreachable at $address|lost the server at $address"
+start_server_at "$server" "$dir/server2.log" "$address" --tick-ms 100 --data-dir "$dir/data" \
+  --history-flush-ms 200
+# Asked again by itself (every 10 s), with the history the restart kept.
+wait_for "● answered" 40
+wait_for_line "^│ $(fmt "$events") "
 
 echo "== t returns to the live view; q exits 0"
 tm send-keys -t "$session" t

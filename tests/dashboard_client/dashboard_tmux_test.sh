@@ -84,24 +84,7 @@ wait_for "reconnecting in"
 wait_for "server unreachable at $address"
 
 echo "== the server is back: connected again"
-# On the same port. Until it is bound again, any new connection on the machine (other tests
-# run in parallel) may get that port as its ephemeral source port: retry the bind a while.
-deadline=$((SECONDS + 20))
-while :; do
-  "$server" --listen "$address" --metrics-listen '' --data-dir '' --tick-ms 100 2>"$dir/server2.log" &
-  server_pid=$!
-  until grep -q "event=listening" "$dir/server2.log" || ! kill -0 "$server_pid" 2>/dev/null ||
-    ((SECONDS >= deadline)); do
-    sleep 0.1
-  done
-  grep -q "event=listening" "$dir/server2.log" && break
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" || true
-  if ((SECONDS >= deadline)); then
-    echo "cannot listen on $address again:"; cat "$dir/server2.log"; exit 1
-  fi
-  sleep 0.5
-done
+start_server_at "$server" "$dir/server2.log" "$address" --tick-ms 100
 wait_for "● connected" 30
 
 echo "== q exits 0 and restores the terminal"

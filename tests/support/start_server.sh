@@ -15,3 +15,27 @@ start_server() {
   server_port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)
   [[ -n $server_port ]] || { echo "server did not start:"; cat "$log"; return 1; }
 }
+
+# start_server_at BINARY LOG ADDRESS [extra flags...]: the same on a given address (a restart on
+# the port the clients know). Until the port is bound again, any new connection on the machine
+# (other tests run in parallel) may get it as its ephemeral source port: retries for 20 s.
+start_server_at() {
+  local binary=$1 log=$2 address=$3
+  shift 3
+  local deadline=$((SECONDS + 20))
+  while :; do
+    "$binary" --listen "$address" --metrics-listen '' --data-dir '' "$@" 2>"$log" &
+    server_pid=$!
+    until grep -q "event=listening" "$log" || ! kill -0 "$server_pid" 2>/dev/null ||
+      ((SECONDS >= deadline)); do
+      sleep 0.1
+    done
+    grep -q "event=listening" "$log" && return 0
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" || true
+    if ((SECONDS >= deadline)); then
+      echo "cannot listen on $address again:"; cat "$log"; return 1
+    fi
+    sleep 0.5
+  done
+}
