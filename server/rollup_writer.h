@@ -57,11 +57,11 @@ struct RollupWriterStats {
 // is written. The live windows cover the present.
 //
 // Lag: ingest can outrun the writer (it folds about 200,000 events/s on one core). It then
-// reads back from the log what it has not folded,
-// however far behind (analytics_history_lag_records), and neither a start nor a stop waits for
-// all of that: CatchUp reads for at most `start_catch_up_ms` before the port opens and the
-// thread goes on from there; Stop reads for at most `stop_catch_up_ms`; the log keeps the rest
-// for the next run.
+// reads back from the log what it has not folded, however far behind
+// (analytics_history_lag_records), and neither a start nor a stop waits for all of that:
+// CatchUp reads for at most `start_catch_up_ms` before the port opens and the thread goes on
+// from there; Stop reads for at most `stop_catch_up_ms`; the log keeps the rest for the next
+// run.
 //
 // Threads: Open and CatchUp at start, before any ingest; Offer from any thread; Start and Stop
 // once each, from one thread; store() and stats() from any thread.
