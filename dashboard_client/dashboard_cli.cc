@@ -33,11 +33,15 @@ constexpr char kUsageBody[] =
                         unreachable or refuses); with --json as one JSON document
   --timeout-ms N        how long --once waits for the server, default 5000
 
+  --filter D=V          only the segment where dimension D is V (country, device, page,
+                        referrer, utm_source, utm_campaign, event_type); several conditions:
+                        --filter twice, or "D=V D2=V2". Live: the server counts the segment
+                        from the moment it is first watched (no history before); with
+                        --range: from the history, where two conditions are kept per day,
+                        additive KPIs only
+
 The history (past ranges, from the server's rollups; with --once):
   --range R             1h, 24h, 7d, 30d, today, yesterday or month (UTC days)
-  --filter D=V          only the segment where dimension D is V (country, device, page,
-                        referrer, utm_source, utm_campaign, event_type); two conditions
-                        (--filter twice, or "D=V D2=V2") are kept per day, additive KPIs only
   --breakdown D         the totals by the values of dimension D, top first (within one
                         --filter: per day, additive KPIs only)
   --breakdown-by M      the metric that ranks the breakdown, default page_views
@@ -57,6 +61,7 @@ Examples:
   dashboard_client --once --json --metrics page_views,revenue | jq .metrics.revenue
   dashboard_client --plain --metrics events_per_second >> traffic.log
   dashboard_client --once --range 7d --compare --breakdown country
+  dashboard_client --filter utm_campaign=spring --filter country=DE
   dashboard_client --once --json --range 30d --filter utm_campaign=spring --metrics conversions
   dashboard_client --once --range 30d --filter utm_campaign=spring --breakdown country \
       --breakdown-by conversions --metrics conversions,revenue
@@ -129,7 +134,7 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   if (flags.Has("json") && !once) flags.Fail("--json goes with --once");
   const bool range = flags.Has("range");
   for (const char* history_flag :
-       {"filter", "breakdown", "breakdown-by", "breakdown-limit", "step", "compare"}) {
+       {"breakdown", "breakdown-by", "breakdown-limit", "step", "compare"}) {
     if (flags.Has(history_flag) && !range) {
       flags.Fail(std::string("--") + history_flag + " goes with --range");
     }
@@ -175,6 +180,17 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
     }
   }
   if (!once && !plain) request.set_history_seconds(static_cast<uint32_t>(history));
+  std::string segment;  // --filter without --range: the live view of that segment
+  if (!range) {
+    if (std::string why; !ParseFilterFlags(flags.All("filter"), request.mutable_filters(), &why)) {
+      std::fprintf(stderr, "dashboard_client: %s (see dashboard_client --help)\n", why.c_str());
+      return 2;
+    }
+    for (const analytics::DimensionFilter& filter : request.filters()) {
+      if (!segment.empty()) segment += ' ';
+      segment += filter.dimension() + "=" + filter.value();
+    }
+  }
 
   std::string error;
   std::shared_ptr<grpc::Channel> channel = client::MakeChannel(options.channel, &error);
@@ -201,6 +217,7 @@ int RunDashboardCli(const std::vector<std::string>& args, bool stdout_is_termina
   ViewState view;
   view.server = servers;
   view.dashboard_id = dashboard_id;
+  view.segment = segment;
   view.window = window;
   const ChatFactory open_chat = [&] {
     return std::make_unique<SupportChat>(channel, options.channel);

@@ -32,6 +32,25 @@ std::string Pad(const std::string& text, size_t width) {
 
 }  // namespace
 
+bool ParseFilterFlags(const std::vector<std::string>& texts,
+                      google::protobuf::RepeatedPtrField<analytics::DimensionFilter>* out,
+                      std::string* error) {
+  for (const std::string& text : texts) {
+    std::stringstream words(text);
+    for (std::string word; words >> word;) {
+      const size_t equals = word.find('=');
+      if (equals == std::string::npos || equals == 0) {
+        *error = "--filter: expected dimension=value (e.g. country=DE), got \"" + word + "\"";
+        return false;
+      }
+      analytics::DimensionFilter* filter = out->Add();
+      filter->set_dimension(word.substr(0, equals));
+      filter->set_value(word.substr(equals + 1));
+    }
+  }
+  return true;
+}
+
 bool BuildRangeQuery(const RangeFlags& flags, analytics::RangeQuery* query, std::string* error) {
   static const std::pair<const char*, analytics::NamedRange> kRanges[] = {
       {"1h", analytics::RANGE_LAST_1H},      {"24h", analytics::RANGE_LAST_24H},
@@ -51,19 +70,7 @@ bool BuildRangeQuery(const RangeFlags& flags, analytics::RangeQuery* query, std:
     return false;
   }
   for (const std::string& metric : flags.metrics) query->add_metrics(metric);
-  for (const std::string& text : flags.filters) {
-    std::stringstream words(text);
-    for (std::string word; words >> word;) {
-      const size_t equals = word.find('=');
-      if (equals == std::string::npos || equals == 0) {
-        *error = "--filter: expected dimension=value (e.g. country=DE), got \"" + word + "\"";
-        return false;
-      }
-      auto* filter = query->add_filters();
-      filter->set_dimension(word.substr(0, equals));
-      filter->set_value(word.substr(equals + 1));
-    }
-  }
+  if (!ParseFilterFlags(flags.filters, query->mutable_filters(), error)) return false;
   query->set_breakdown(flags.breakdown);
   query->set_breakdown_by(flags.breakdown_by);
   if (flags.breakdown_limit != 0) {

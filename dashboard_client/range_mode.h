@@ -26,6 +26,13 @@ struct RangeFlags {
   std::vector<std::string> metrics;
 };
 
+// The --filter flags ("country=DE", several per flag separated by spaces) as filters of a
+// RangeQuery or a SubscriptionRequest (the server checks the names); false with *error on a
+// word without "=".
+bool ParseFilterFlags(const std::vector<std::string>& texts,
+                      google::protobuf::RepeatedPtrField<analytics::DimensionFilter>* out,
+                      std::string* error);
+
 // The RangeQuery for the flags; false with *error naming the flag that is wrong.
 bool BuildRangeQuery(const RangeFlags& flags, analytics::RangeQuery* query, std::string* error);
 

@@ -141,9 +141,15 @@ void DrawStatus(const DashboardModel& model, const ViewState& view, Screen* scre
       {link, link, link_style},
       {"updated " + age, age, Style::kNormal},
       {"window " + WindowLabel(view.window), WindowLabel(view.window), Style::kNormal},
-      {"id " + view.dashboard_id, view.dashboard_id, Style::kDim},
-      {skipped, skipped, model.skipped_total() > 0 ? Style::kWarn : Style::kDim},
   };
+  if (!view.segment.empty()) {
+    segments.push_back({"segment " + view.segment, view.segment, Style::kWarn});
+  }
+  segments.insert(segments.end(),
+                  {
+                      {"id " + view.dashboard_id, view.dashboard_id, Style::kDim},
+                      {skipped, skipped, model.skipped_total() > 0 ? Style::kWarn : Style::kDim},
+                  });
   if (view.paused) segments.push_back({"PAUSED (p resumes)", "PAUSED", Style::kWarn});
   size_t long_width = 0;
   for (const Segment& segment : segments) long_width += DisplayWidth(segment.long_text) + 3;

@@ -21,6 +21,7 @@ enum class LinkState {
 struct ViewState {
   std::string server;
   std::string dashboard_id;
+  std::string segment;  // the live segment watched (--filter), "country=DE"; "" for all traffic
   analytics::Window window = analytics::WINDOW_1M;
   bool paused = false;
   bool help = false;

@@ -28,6 +28,7 @@
 #include "server/durability.h"
 #include "server/get_metrics_call.h"
 #include "server/ingest_call.h"
+#include "server/live_segments.h"
 #include "server/log.h"
 #include "server/publish_call.h"
 #include "server/query_metrics_call.h"
@@ -179,6 +180,8 @@ class AnalyticsServer::Impl {
   std::unique_ptr<ReflectionService> reflection_service_;
   std::unique_ptr<agg::Aggregator> aggregator_;
   SnapshotHub hub_;
+  LiveSegments live_segments_{
+      {config_.max_live_segments, int64_t{config_.live_segment_idle_s} * 1000}};
   AsyncAnalyticsService service_;
   std::unique_ptr<ServiceState> state_;
   std::function<grpc::Status(uint64_t, uint64_t)> ingest_fault_for_test_;
@@ -370,6 +373,7 @@ void AnalyticsServer::Impl::RequestEarlyTick() {
 void AnalyticsServer::Impl::Tick(bool early) {
   std::lock_guard lock(tick_mutex_);
   const auto start = std::chrono::steady_clock::now();
+  live_segments_.BeforeTick(*aggregator_);
   // A due checkpoint takes the place of a regular tick (it is one, plus a cut).
   if (!early && durability_ != nullptr &&
       durability_->MaybeCheckpoint(*aggregator_, producers_, hub_)) {
@@ -377,6 +381,9 @@ void AnalyticsServer::Impl::Tick(bool early) {
   } else {
     hub_.Publish(aggregator_->Tick(), early);
   }
+  live_segments_.AfterTick(*aggregator_, early);
+  metrics_.UpdateLiveSegments(live_segments_.size(), live_segments_.opened(),
+                              live_segments_.refused());
   metrics_.UpdateAggregatorStats(aggregator_->stats());
   if (!early) UpdateDurabilityMetrics();
   metrics_.ObserveTick(
@@ -507,6 +514,7 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
   state_->rollups = rollups_.get();
   state_->history = rollups_ != nullptr ? &rollups_->store() : nullptr;
   state_->range_queries = range_queries_.get();
+  state_->live_segments = &live_segments_;
   state_->request_early_tick = [this] { RequestEarlyTick(); };
   state_->ingest_fault_for_test = ingest_fault_for_test_;
   rate_since_ = std::chrono::steady_clock::now();

@@ -36,6 +36,11 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"push_min_interval_ms", &c.push_min_interval_ms,
        "least time between two snapshots published early for push_on_change subscribers, ms"},
       {"max_subscribers", &c.max_subscribers, "SubscribeMetrics streams open at once"},
+      {"max_live_segments", &c.max_live_segments,
+       "live segments (subscriptions with filters) kept at once, each counting the events that "
+       "match it; beyond them a new segment is RESOURCE_EXHAUSTED (0 = none, <= 32)"},
+      {"live_segment_idle_s", &c.live_segment_idle_s,
+       "a live segment no subscriber has watched for this long is freed, s"},
       {"max_streams", &c.max_streams, "streaming calls of all kinds open at once"},
       {"max_streams_per_peer", &c.max_streams_per_peer,
        "streaming calls one client address may hold open at once"},
@@ -339,6 +344,8 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   if (!within("workers", c.workers, 0, 256) || !within("tick_ms", c.tick_ms, 50, 60'000) ||
       !within("push_min_interval_ms", c.push_min_interval_ms, 0, c.tick_ms, "tick_ms") ||
       !within("max_subscribers", c.max_subscribers, 1, 1'000'000) ||
+      !within("max_live_segments", c.max_live_segments, 0, agg::kMaxLiveSegments / 2) ||
+      !within("live_segment_idle_s", c.live_segment_idle_s, 0, 86'400) ||
       !within("max_streams", c.max_streams, 1, 1'000'000) ||
       !within("max_streams_per_peer", c.max_streams_per_peer, 1, c.max_streams, "max_streams") ||
       !within("stream_idle_timeout_ms", c.stream_idle_timeout_ms, 100, 86'400'000) ||

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "server/dimension_filters.h"
 #include "server/storage/rollup_accumulator.h"
 
 namespace rta::server {
@@ -27,15 +28,6 @@ grpc::Status Invalid(std::string message) {
 std::string MetricList() {
   std::string out;
   for (std::string_view name : kRangeMetrics) {
-    if (!out.empty()) out += ", ";
-    out += name;
-  }
-  return out;
-}
-
-std::string DimensionList() {
-  std::string out;
-  for (std::string_view name : storage::kRollupDimensions) {
     if (!out.empty()) out += ", ";
     out += name;
   }
@@ -204,30 +196,10 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
   const int64_t span_ms = to_ms - from_ms;
 
   // Filters and breakdown.
-  std::vector<std::pair<size_t, std::string>> conditions;  // (dimension, value)
-  for (int i = 0; i < query.filters_size(); ++i) {
-    const analytics::DimensionFilter& filter = query.filters(i);
-    const std::string field = "filters[" + std::to_string(i) + "]";
-    const int dimension = storage::RollupDimensionIndex(filter.dimension());
-    if (dimension < 0) {
-      return Invalid(field + ".dimension: unknown dimension '" + filter.dimension() + "' (one of " +
-                     DimensionList() + ")");
-    }
-    for (size_t j = 0; j < conditions.size(); ++j) {
-      if (conditions[j].first == static_cast<size_t>(dimension)) {
-        return Invalid(field + ".dimension: '" + filter.dimension() +
-                       "' is already filtered by filters[" + std::to_string(j) +
-                       "] (conditions are ANDed: one per dimension)");
-      }
-    }
-    if (filter.value().size() > storage::kRollupMaxValueBytes) {
-      return Invalid(field + ".value: " + std::to_string(filter.value().size()) +
-                     " bytes; the history keeps values of at most " +
-                     std::to_string(storage::kRollupMaxValueBytes) + " bytes");
-    }
-    conditions.emplace_back(
-        static_cast<size_t>(dimension),
-        filter.value().empty() ? std::string(storage::kRollupNoneValue) : filter.value());
+  std::vector<agg::SegmentCondition> conditions;
+  if (std::string error = ParseDimensionFilters(query.filters(), "the history keeps", &conditions);
+      !error.empty()) {
+    return Invalid(std::move(error));
   }
   if (conditions.size() > 2) {
     return {grpc::StatusCode::UNIMPLEMENTED,
@@ -237,10 +209,10 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
   }
   std::string segment;
   if (conditions.size() == 1)
-    segment = storage::SegmentKey(conditions[0].first, conditions[0].second);
+    segment = storage::SegmentKey(conditions[0].dimension, conditions[0].value);
   if (conditions.size() == 2) {
-    segment = storage::PairSegmentKey(conditions[0].first, conditions[0].second,
-                                      conditions[1].first, conditions[1].second);
+    segment = storage::PairSegmentKey(conditions[0].dimension, conditions[0].value,
+                                      conditions[1].dimension, conditions[1].value);
   }
   int breakdown = -1;
   size_t rank_metric = 1;  // page_views
@@ -352,7 +324,7 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
     const bool rank_by_sketch = NeedsSketches(rank_metric);
     const bool rows_need_sketches = std::any_of(metrics.begin(), metrics.end(), NeedsSketches);
     const std::string prefix =
-        paired ? storage::PairSegmentPrefix(conditions[0].first, conditions[0].second,
+        paired ? storage::PairSegmentPrefix(conditions[0].dimension, conditions[0].value,
                                             static_cast<size_t>(breakdown))
                : std::string(storage::kRollupDimensions[static_cast<size_t>(breakdown)]) + "=";
     std::map<std::string, RollupCell, std::less<>> by_value;

@@ -23,6 +23,11 @@ struct ServerConfig {
   uint32_t push_min_interval_ms = 2;
   // Limits.
   uint32_t max_subscribers = 20'000;
+  // Live segments (subscriptions with filters) kept at once, each a set of windows fed by the
+  // events that match it (at most agg::kMaxLiveSegments / 2, so that a closing one's id is never
+  // needed); one that no subscriber has watched for live_segment_idle_s is freed.
+  uint32_t max_live_segments = 16;
+  uint32_t live_segment_idle_s = 60;
   uint32_t max_streams = 50'000;  // open streaming calls of all kinds
   // Open streaming calls of one client address, so that one client cannot take all max_streams.
   uint32_t max_streams_per_peer = 2'000;

@@ -294,6 +294,23 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                            .Help("Sessions not tracked because max_sessions was reached")
                            .Register(r)
                            .Add({});
+  live_segments_ = &BuildGauge()
+                        .Name("analytics_live_segments")
+                        .Help("Live segments kept (subscriptions with filters; watched or idle)")
+                        .Register(r)
+                        .Add({});
+  live_segments_opened_ = &BuildCounter()
+                               .Name("analytics_live_segments_opened_total")
+                               .Help("Live segments opened for a subscriber")
+                               .Register(r)
+                               .Add({});
+  live_segments_refused_ = &BuildCounter()
+                                .Name("analytics_live_segments_refused_total")
+                                .Help(
+                                    "Subscriptions refused (RESOURCE_EXHAUSTED) because "
+                                    "--max-live-segments were kept and watched")
+                                .Register(r)
+                                .Add({});
   malloc_trims_ = &BuildCounter()
                        .Name("analytics_malloc_trims_total")
                        .Help("Times freed heap memory was returned to the OS (malloc_trim)")
@@ -357,6 +374,19 @@ void ServerMetrics::UpdateAggregatorStats(const agg::AggregatorStats& stats) {
   key_dictionary_bytes_->Set(static_cast<double>(stats.key_dictionary_bytes));
   add(sessions_dropped_, stats.sessions_dropped, last_stats_.sessions_dropped);
   last_stats_ = stats;
+}
+
+void ServerMetrics::UpdateLiveSegments(size_t kept, uint64_t opened, uint64_t refused) {
+  // Tick thread only.
+  live_segments_->Set(static_cast<double>(kept));
+  if (opened > last_segments_opened_) {
+    live_segments_opened_->Increment(static_cast<double>(opened - last_segments_opened_));
+  }
+  if (refused > last_segments_refused_) {
+    live_segments_refused_->Increment(static_cast<double>(refused - last_segments_refused_));
+  }
+  last_segments_opened_ = opened;
+  last_segments_refused_ = refused;
 }
 
 void ServerMetrics::UpdateLogStats(const storage::LogStats& stats,

@@ -91,6 +91,8 @@ class ServerMetrics {
   }
   // Copies the aggregator's own monotonic counters and gauges (called after each tick).
   void UpdateAggregatorStats(const agg::AggregatorStats& stats);
+  // Tick thread only: the live segments kept, and the totals opened and refused so far.
+  void UpdateLiveSegments(size_t kept, uint64_t opened, uint64_t refused);
   // AnalyzeSession sessions tracked across all streams (moved by each call as its count
   // changes), and actions refused because --max-analyze-sessions was reached.
   prometheus::Gauge& analyze_sessions() { return *analyze_sessions_; }
@@ -198,6 +200,11 @@ class ServerMetrics {
   prometheus::Counter* analyze_sessions_refused_;
   std::array<std::array<prometheus::Counter*, 2>, kMethodCount> auth_refused_{};
   prometheus::Counter* sessions_dropped_;
+  prometheus::Gauge* live_segments_;
+  prometheus::Counter* live_segments_opened_;
+  prometheus::Counter* live_segments_refused_;
+  uint64_t last_segments_opened_ = 0;   // tick thread only
+  uint64_t last_segments_refused_ = 0;  // tick thread only
   agg::AggregatorStats last_stats_{};
   prometheus::Counter* malloc_trims_;
   prometheus::Counter* malloc_trim_seconds_;

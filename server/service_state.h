@@ -32,6 +32,7 @@ namespace rta::server {
 
 class RollupWriter;
 class RangeQueryRunner;
+class LiveSegments;
 
 // The async service: the two subscription methods are raw (ByteBuffer) so that one serialized
 // update is shared by every subscriber; the other methods are typed.
@@ -105,6 +106,9 @@ struct ServiceState {
   RollupWriter* rollups = nullptr;
   const storage::RollupStore* history = nullptr;
   RangeQueryRunner* range_queries = nullptr;
+  // Subscriptions with filters (live segments). Null: refused (tests that build a ServiceState
+  // themselves). Set before the workers start; outlives them.
+  LiveSegments* live_segments = nullptr;
   auth::TokenLimits token_limits{
       {config.token_events_per_second, config.token_max_streams, config.token_max_subscriptions}};
 

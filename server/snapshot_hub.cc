@@ -232,7 +232,7 @@ SnapshotHub::SnapshotHub() {
   latest_.Set(std::move(empty));
 }
 
-std::shared_ptr<const PublishedSnapshot> SnapshotHub::Publish(
+std::shared_ptr<PublishedSnapshot> BuildPublishedSnapshot(
     std::shared_ptr<const agg::Snapshot> snapshot, bool early) {
   auto published = std::make_shared<PublishedSnapshot>();
   published->early = early;
@@ -254,9 +254,15 @@ std::shared_ptr<const PublishedSnapshot> SnapshotHub::Publish(
       published->changed_now.push_back(static_cast<uint32_t>(i));
     }
   }
-  history_.Record(*snapshot, published->metric_ids);
   published->snapshot = std::move(snapshot);
-  std::shared_ptr<const PublishedSnapshot> result = published;
+  return published;
+}
+
+std::shared_ptr<const PublishedSnapshot> SnapshotHub::Publish(
+    std::shared_ptr<const agg::Snapshot> snapshot, bool early) {
+  std::shared_ptr<PublishedSnapshot> published = BuildPublishedSnapshot(std::move(snapshot), early);
+  history_.Record(*published->snapshot, published->metric_ids);
+  std::shared_ptr<const PublishedSnapshot> result = std::move(published);
   latest_.Set(result);
   return result;
 }

@@ -45,6 +45,11 @@ struct PublishedSnapshot {
   uint64_t epoch() const { return snapshot->epoch; }
 };
 
+// Serializes every series of a snapshot once, for fan-out (SnapshotHub::Publish without the
+// history; live segments publish theirs with it).
+std::shared_ptr<PublishedSnapshot> BuildPublishedSnapshot(
+    std::shared_ptr<const agg::Snapshot> snapshot, bool early);
+
 // One second of history: the UPDATE_KIND_HISTORY message of every series recorded that second,
 // serialized once, back to back in one slice. Immutable once recorded; shared (by reference
 // count) by the history and by every subscriber that is still sending it on join.

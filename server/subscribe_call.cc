@@ -101,7 +101,9 @@ void SubscribeCall::Start() {
     return;
   }
   request_.Clear();
-  if (std::string error = CheckSubscriptionRequest(request, state_.default_windows, &filter_);
+  std::vector<agg::SegmentCondition> conditions;
+  if (std::string error =
+          CheckSubscriptionRequest(request, state_.default_windows, &filter_, &conditions);
       !error.empty()) {
     Finish({grpc::StatusCode::INVALID_ARGUMENT, error});
     return;
@@ -113,6 +115,17 @@ void SubscribeCall::Start() {
                 "); retry later"});
     return;
   }
+  if (!conditions.empty()) {
+    std::string refusal = "filters: live segments are not available here";
+    if (state_.live_segments != nullptr) {
+      segment_ = state_.live_segments->Start(std::move(conditions), &refusal);
+    }
+    if (segment_ == nullptr) {
+      state_.subscribers.fetch_sub(1, std::memory_order_relaxed);
+      Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, refusal});
+      return;
+    }
+  }
   registered_ = true;
   state_.metrics.subscribers().Increment();
   push_on_change_ = request.push_on_change();
@@ -121,20 +134,39 @@ void SubscribeCall::Start() {
   LogInfo("subscriber_joined", {{"peer", context_.peer()},
                                 {"dashboard_id", request.dashboard_id()},
                                 {"metrics", std::to_string(request.metric_types_size())},
-                                {"history_seconds", std::to_string(request.history_seconds())}});
-  BuildInitialBatch(request, state_.hub.Latest());
+                                {"history_seconds", std::to_string(request.history_seconds())},
+                                {"filters", std::to_string(request.filters_size())}});
+  std::shared_ptr<const PublishedSnapshot> latest = Latest(state_.hub.Latest());
+  if (segment_ != nullptr && latest->sequence() == 0) {
+    // A segment opens at the next tick: its first snapshot, not an empty one, is the initial
+    // snapshot (OnPublished sends it).
+    pending_request_ = std::make_unique<analytics::SubscriptionRequest>(std::move(request));
+    return;
+  }
+  BuildInitialBatch(request, std::move(latest));
   WriteNext();
 }
 
 void SubscribeCall::BuildInitialBatch(const analytics::SubscriptionRequest& request,
                                       std::shared_ptr<const PublishedSnapshot> latest) {
+  // A live segment keeps no per-second history: it sends none.
+  static const MetricHistory kNoHistory;
   batch_.StartInitial({filter_, interval_ms_, push_on_change_, batched_}, request,
-                      std::move(latest), state_.hub.history(), SteadyNowMs());
+                      std::move(latest), segment_ ? kNoHistory : state_.hub.history(),
+                      SteadyNowMs());
 }
 
 void SubscribeCall::OnPublished(const std::shared_ptr<const PublishedSnapshot>& latest,
                                 int64_t now_ms, bool regular) {
   if (done_ || finish_called_) return;
+  if (pending_request_ != nullptr) {
+    std::shared_ptr<const PublishedSnapshot> segment_latest = Latest(latest);
+    if (segment_latest->sequence() == 0) return;
+    BuildInitialBatch(*pending_request_, std::move(segment_latest));
+    pending_request_.reset();
+    WriteNext();
+    return;
+  }
   batch_.NoteTick(regular);
   if (write_in_flight_ || batch_.HasMessage()) {
     if (write_in_flight_ &&
@@ -149,7 +181,12 @@ void SubscribeCall::OnPublished(const std::shared_ptr<const PublishedSnapshot>& 
     if (batch_.NoteMissed(regular)) state_.metrics.AddUpdatesConflated(1);
     return;
   }
-  if (batch_.StartDelta(latest, now_ms)) WriteNext();
+  if (batch_.StartDelta(Latest(latest), now_ms)) WriteNext();
+}
+
+std::shared_ptr<const PublishedSnapshot> SubscribeCall::Latest(
+    const std::shared_ptr<const PublishedSnapshot>& global) const {
+  return segment_ ? segment_->Latest() : global;
 }
 
 void SubscribeCall::WriteNext() {

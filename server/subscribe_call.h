@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "server/live_segments.h"
 #include "server/metric_filter.h"
 #include "server/service_state.h"
 #include "server/snapshot_hub.h"
@@ -43,6 +44,9 @@ class SubscribeCall final : public CallBase {
   void Start();
   void BuildInitialBatch(const analytics::SubscriptionRequest& request,
                          std::shared_ptr<const PublishedSnapshot> latest);
+  // The snapshot this subscriber follows: its live segment's, or `global`.
+  std::shared_ptr<const PublishedSnapshot> Latest(
+      const std::shared_ptr<const PublishedSnapshot>& global) const;
   void WriteNext();
   void Finish(const grpc::Status& status);
   void MaybeDelete();
@@ -74,6 +78,9 @@ class SubscribeCall final : public CallBase {
   int64_t interval_ms_ = 0;
   bool push_on_change_ = false;
   SubscriberBatch batch_;  // what to write next
+  std::unique_ptr<LiveSegments::Watch> segment_;  // with filters: the live segment watched
+  // The request, while its segment has not published a first snapshot (sent at the next tick).
+  std::unique_ptr<analytics::SubscriptionRequest> pending_request_;
   size_t updates_in_flight_ = 0;  // in the write in flight
 };
 

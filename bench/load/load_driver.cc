@@ -1333,12 +1333,71 @@ double Gauge(const std::string& text, const std::string& name) {
 // publish: closed loop (streams x window batches of `batch` events unacknowledged) or, with
 // params.rate, open loop (publish-latency). Server CPU per event and disk bytes written per
 // protobuf byte sent come from /proc/<pid>/stat and /proc/<pid>/io over the run.
+// Dashboards watching live segments (subscriptions with filters) for as long as it lives: the
+// ten a marketing team might keep open on PublishTemplate's traffic (DE and US are half of it
+// each, mobile a third, google a third and session-scoped, clicks a tenth, two product pages
+// 2% each, DE on mobile a sixth; a campaign none of it names, which still costs each event a
+// lookup of its session). Each reads its stream until cancelled.
+class SegmentWatchers {
+ public:
+  SegmentWatchers(const std::string& address, int count) {
+    static const std::vector<std::vector<std::pair<const char*, const char*>>> kWatched = {
+        {{"country", "DE"}},
+        {{"country", "US"}},
+        {{"device", "mobile"}},
+        {{"referrer", "google.com"}},
+        {{"event_type", "click"}},
+        {{"page", "/products/7"}},
+        {{"page", "/products/21"}},
+        {{"utm_campaign", "spring"}},
+        {{"country", "DE"}, {"device", "mobile"}},
+        {{"device", "desktop"}}};
+    auto stub = analytics::AnalyticsService::NewStub(NewChannel(address, 2000));
+    for (int i = 0; i < count; ++i) {
+      analytics::SubscriptionRequest request;
+      request.add_metric_types("events_total");
+      request.add_metric_types("conversions");
+      request.add_metric_types("unique_visitors");
+      for (const auto& [dimension, value] : kWatched[static_cast<size_t>(i) % kWatched.size()]) {
+        analytics::DimensionFilter* filter = request.add_filters();
+        filter->set_dimension(dimension);
+        filter->set_value(value);
+      }
+      contexts_.push_back(std::make_unique<grpc::ClientContext>());
+      auto reader = stub->SubscribeMetricBatches(contexts_.back().get(), request);
+      analytics::MetricUpdateBatch batch;
+      if (!reader->Read(&batch)) throw std::runtime_error("a live segment was refused");
+      threads_.emplace_back([reader = std::move(reader)]() mutable {
+        analytics::MetricUpdateBatch next;
+        while (reader->Read(&next)) {
+        }
+        (void)reader->Finish();
+      });
+    }
+    stub_ = std::move(stub);
+  }
+  ~SegmentWatchers() {
+    for (auto& context : contexts_) context->TryCancel();
+    for (auto& thread : threads_) thread.join();
+  }
+
+ private:
+  std::unique_ptr<analytics::AnalyticsService::Stub> stub_;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts_;
+  std::vector<std::thread> threads_;
+};
+
 Result RunPublish(const Options& options, const std::string& mode, PublishParams params,
-                  const std::string& extra_flags = "", bool scrape = false) {
+                  const std::string& extra_flags = "", bool scrape = false, int live_segments = 0) {
   TempDir dir;
   ServerProcess server(options.server_binary, 1000,
                        DurabilityFlags(mode, dir) + " " + extra_flags + " " + options.server_flags);
   if (!server.ok()) throw std::runtime_error("server did not start: " + server.LogText());
+  std::unique_ptr<SegmentWatchers> watchers;
+  if (live_segments > 0) {
+    watchers = std::make_unique<SegmentWatchers>(server.address(), live_segments);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the segments open at a tick
+  }
   const ProcessSample before = SampleProcess(server.pid());
   const uint64_t written_before = WriteBytes(server.pid());
   const double client_before = ClientCpuSeconds();
@@ -1353,6 +1412,7 @@ Result RunPublish(const Options& options, const std::string& mode, PublishParams
               std::to_string(params.streams) + " streams";
   r.variant += params.rate > 0 ? Tagged(", open loop ", static_cast<uint64_t>(params.rate)) + "/s"
                                : ", window " + std::to_string(params.window);
+  if (live_segments > 0) r.variant += Tagged(", ", live_segments) + " live segments";
   r.unit = "events/s";
   r.rate = o.accepted / o.elapsed;
   r.server_cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6 /
@@ -1611,7 +1671,7 @@ int Main(int argc, char** argv) {
       std::puts(
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
           "                        join-history|churn|durable|publish|publish-latency|\n"
-          "                        recovery|checkpoint-stall|access|fanout-go]\n"
+          "                        recovery|checkpoint-stall|access|fanout-go|live-segments]\n"
           "            (durable: publish to checkpoint-stall; access: ingest and fan-out with\n"
           "             TLS and tokens against plaintext; fanout-go: fan-out against the\n"
           "             grpc-go reference server, round by round; neither is part of all)\n"
@@ -1792,6 +1852,15 @@ int Main(int argc, char** argv) {
           best_always = results.back().rate;
           best_batch = batch;
         }
+      }
+    }
+  }
+  if (options.scenario == "live-segments") {
+    // Issue 13: ingest with 10 live segments open against none, alternating, --rounds times.
+    publish.batch = options.publish_batch > 0 ? options.publish_batch : 1000;
+    for (int round = 0; round < options.rounds; ++round) {
+      for (const char* mode : {"memory-only", "always"}) {
+        for (int segments : {0, 10}) run(RunPublish(options, mode, publish, "", false, segments));
       }
     }
   }

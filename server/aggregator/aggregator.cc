@@ -1,10 +1,9 @@
 #include "server/aggregator/aggregator.h"
-#include "server/aggregator/latest_value.h"
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -15,6 +14,8 @@
 #include "server/aggregator/dedupe_table.h"
 #include "server/aggregator/event_validation.h"
 #include "server/aggregator/hash.h"
+#include "server/aggregator/latest_value.h"
+#include "server/aggregator/live_segment.h"
 #include "server/aggregator/metric_catalog.h"
 #include "server/aggregator/shard_delta.h"
 #include "server/aggregator/snapshot_builder.h"
@@ -116,6 +117,22 @@ constexpr uint32_t kTagHeader = 0x44414548;  // "HEAD"
 constexpr uint32_t kTagDedupe = 0x55444544;  // "DEDU"
 constexpr uint32_t kTagState = 0x54415453;   // "STAT"
 
+// A live segment's members set: 2^17 slots (1 MiB), renewed at a quarter full (32,768
+// sessions), so that linear probing stays short even when a tick comes late; with the previous
+// set, a segment remembers the last 32,768 to 65,536 sessions its acquisition brought (at 20 new
+// sessions a second, 27 to 54 minutes: the length of a visit).
+constexpr uint32_t kSegmentMembersLog2 = 17;
+
+// A live segment's windows hold a share of the traffic: smaller budgets for its texts and
+// sessions, so that kMaxLiveSegments of them stay within a few times the global windows.
+AggregatorConfig SegmentConfig(AggregatorConfig config) {
+  config.key_dictionary_max_bytes =
+      std::min(config.key_dictionary_max_bytes,
+               std::max<uint64_t>(config.key_dictionary_max_bytes / 8, uint64_t{1} << 20));
+  config.max_sessions = std::min(config.max_sessions, std::max(config.max_sessions / 8, 1000u));
+  return config;
+}
+
 // Replayed events were accepted once: no age or future limit applies to them again.
 constexpr ValidationLimits kReplayLimits{std::numeric_limits<int64_t>::max(),
                                          std::numeric_limits<int64_t>::max()};
@@ -158,6 +175,20 @@ std::string_view OutcomeName(IngestOutcome outcome) {
 // cleared (keeping its capacity) and kept as the next spare.
 //
 // Snapshots are immutable and published through LatestValue (latest_value.h).
+//
+// Live segments (OpenSegment): up to kMaxLiveSegments extra sets of windows, each fed the events
+// that match its conditions. Ingest threads read the open segments' bits (open_segments_, one
+// word) and the matchers of the set bits *inside* their shard claim, after loading the active
+// delta, and add a matching event to that delta's sub-delta of the segment; Tick() merges the
+// sub-deltas into the segment's windows and publishes one snapshot per segment. The tick thread
+// opens a segment by writing its matcher and then setting its bit (seq_cst), and closes one by
+// clearing the bit; it frees the matcher and windows only after the next merge. That merge is
+// the grace period: a writer that saw the bit set made that seq_cst load after its seq_cst claim
+// of a shard and before the tick's seq_cst clear, so the merge's read of that shard's sequence
+// comes later still, sees the shard held (or already released) and waits; and since its delta
+// load came before the clear too, and so before the merge's exchange, what it wrote is in the
+// old delta, which the merge clears. The members sets of session-scoped segments are renewed the
+// same way (new pointers stored before the merge, the retired set freed after it).
 //
 // Checkpoints: ingest sections and the cut. Checkpoint() must see a state that corresponds to a
 // position of the server's event log: every batch logged before it wholly in, none after it.
@@ -300,9 +331,69 @@ class Aggregator::Impl {
     }
 
     const auto [shard, sequence] = Claim(home);
-    shard->active.load(std::memory_order_seq_cst)->Apply(record, key);
+    detail::ShardDelta* delta = shard->active.load(std::memory_order_seq_cst);
+    delta->Apply(record, key);
+    // Inside the claim, after the delta's load: see "Live segments" above.
+    if (const uint64_t open = open_segments_.load(std::memory_order_seq_cst); open != 0) {
+      ApplyToSegments(open, event, record, key, delta);
+    }
     shard->sequence.store(sequence + 2, std::memory_order_release);
     return result;
+  }
+
+  // The event in every open segment it matches.
+  __attribute__((noinline)) void ApplyToSegments(uint64_t open, const analytics::EventData& event,
+                                                 const detail::EventRecord& record,
+                                                 detail::TimeKey key, detail::ShardDelta* delta) {
+    const SegmentFields fields = SegmentFieldsOf(event);
+    for (uint64_t bits = open; bits != 0; bits &= bits - 1) {
+      const size_t id = static_cast<size_t>(std::countr_zero(bits));
+      if (segments_[id].matcher.Matches(fields, record.session_hash)) {
+        delta->Segment(id).Apply(record, key);
+      }
+    }
+  }
+
+  int OpenSegment(std::vector<SegmentCondition> conditions) {
+    const uint64_t busy = open_segments_.load(std::memory_order_relaxed) | closing_segments_;
+    if (busy == ~uint64_t{0}) return -1;
+    const size_t id = static_cast<size_t>(std::countr_zero(~busy));
+    LiveSegment& segment = segments_[id];
+    segment.matcher.session_scoped =
+        std::any_of(conditions.begin(), conditions.end(), [](const SegmentCondition& c) {
+          return c.dimension < kSegmentDimensionCount && kSegmentSessionScoped[c.dimension];
+        });
+    segment.matcher.conditions = std::move(conditions);
+    segment.state =
+        std::make_unique<detail::WindowedState>(SegmentConfig(config_), KeyOf(kOtherValue).hash);
+    if (segment.matcher.session_scoped) {
+      segment.members = std::make_unique<detail::SessionMembers>(kSegmentMembersLog2);
+      segment.matcher.members.store(segment.members.get(), std::memory_order_relaxed);
+    }
+    segment.epoch = RandomEpoch();
+    segment.sequence = 0;
+    auto empty = std::make_shared<Snapshot>();
+    empty->epoch = segment.epoch;
+    empty->time_ms = clock_.NowMs();
+    segment.latest = std::move(empty);
+    // Publishes the matcher: an ingest thread that sees the bit (seq_cst load) sees it whole.
+    open_segments_.fetch_or(uint64_t{1} << id, std::memory_order_seq_cst);
+    return static_cast<int>(id);
+  }
+
+  void CloseSegment(int id) {
+    const uint64_t bit = uint64_t{1} << id;
+    if ((open_segments_.load(std::memory_order_relaxed) & bit) == 0) return;
+    open_segments_.fetch_and(~bit, std::memory_order_seq_cst);
+    closing_segments_ |= bit;  // freed once the next merge has waited out every writer
+  }
+
+  std::shared_ptr<const Snapshot> SegmentLatest(int id) const {
+    if (id < 0 || id >= static_cast<int>(kMaxLiveSegments) ||
+        (open_segments_.load(std::memory_order_relaxed) & (uint64_t{1} << id)) == 0) {
+      return nullptr;
+    }
+    return segments_[static_cast<size_t>(id)].latest;
   }
 
   void RecordSignal(SessionSignal signal, int64_t event_time_ms) {
@@ -447,14 +538,78 @@ class Aggregator::Impl {
   };
 
   void MergeShards(int64_t now_ms) {
+    RotateSegmentMembers();
+    const uint64_t open = open_segments_.load(std::memory_order_relaxed);
+    const uint64_t dropping = dropping_segments_[0] | dropping_segments_[1];
     for (Shard& shard : shards_) {
       detail::ShardDelta* old = shard.active.exchange(shard.spare, std::memory_order_seq_cst);
       WaitForWriter(shard);
       if (!old->empty()) {
         state_.Merge(*old, now_ms);
-        old->Clear();
+        for (uint64_t bits = old->touched_segments() & open; bits != 0; bits &= bits - 1) {
+          const size_t id = static_cast<size_t>(std::countr_zero(bits));
+          segments_[id].state->Merge(old->segment(id), now_ms);
+        }
+        old->Clear();  // drops what a closing segment's last writers added
+      }
+      for (uint64_t bits = dropping; bits != 0; bits &= bits - 1) {
+        old->DropSegment(static_cast<size_t>(std::countr_zero(bits)));
       }
       shard.spare = old;
+    }
+    // Every writer that could have seen a closing segment open, or a retired members set, has
+    // released its shard by now. Each shard's two deltas are spares in turn, one merge apart:
+    // a closed segment's deltas are freed over the next two merges.
+    dropping_segments_[0] = dropping_segments_[1];
+    dropping_segments_[1] = closing_segments_;
+    for (uint64_t bits = closing_segments_; bits != 0; bits &= bits - 1) {
+      FreeSegment(static_cast<size_t>(std::countr_zero(bits)));
+    }
+    closing_segments_ = 0;
+    retired_members_.clear();
+  }
+
+  // Starts a new members set for each open segment whose set is a quarter full; the one before it
+  // stays for lookups, the one before that is retired (freed after this merge).
+  void RotateSegmentMembers() {
+    for (uint64_t bits = open_segments_.load(std::memory_order_relaxed); bits != 0;
+         bits &= bits - 1) {
+      LiveSegment& segment = segments_[static_cast<size_t>(std::countr_zero(bits))];
+      if (segment.members == nullptr || segment.members->size() * 4 < segment.members->capacity()) {
+        continue;
+      }
+      if (segment.previous_members != nullptr) {
+        retired_members_.push_back(std::move(segment.previous_members));
+      }
+      segment.previous_members = std::move(segment.members);
+      segment.members = std::make_unique<detail::SessionMembers>(kSegmentMembersLog2);
+      segment.matcher.previous_members.store(segment.previous_members.get(),
+                                             std::memory_order_seq_cst);
+      segment.matcher.members.store(segment.members.get(), std::memory_order_seq_cst);
+    }
+  }
+
+  void FreeSegment(size_t id) {
+    LiveSegment& segment = segments_[id];
+    segment.matcher.members.store(nullptr, std::memory_order_relaxed);
+    segment.matcher.previous_members.store(nullptr, std::memory_order_relaxed);
+    segment.matcher.conditions.clear();
+    segment.matcher.session_scoped = false;
+    segment.members.reset();
+    segment.previous_members.reset();
+    segment.state.reset();
+    segment.metrics = detail::TickMetrics();
+    segment.latest.reset();
+  }
+
+  void PublishSegments(int64_t now_ms) {
+    for (uint64_t bits = open_segments_.load(std::memory_order_relaxed); bits != 0;
+         bits &= bits - 1) {
+      LiveSegment& segment = segments_[static_cast<size_t>(std::countr_zero(bits))];
+      segment.state->Maintain(now_ms);
+      segment.state->Compute(now_ms, &segment.metrics);
+      segment.latest = detail::BuildSnapshot(segment.metrics, segment.epoch, ++segment.sequence,
+                                             now_ms, segment.latest.get());
     }
   }
 
@@ -466,6 +621,7 @@ class Aggregator::Impl {
     std::shared_ptr<const Snapshot> snapshot =
         detail::BuildSnapshot(metrics_, epoch_, sequence, now_ms, previous.get());
     latest_.Set(snapshot);
+    PublishSegments(now_ms);
     ticks_.store(ticks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return snapshot;
   }
@@ -533,6 +689,24 @@ class Aggregator::Impl {
   uint64_t sequence_ = 0;  // tick thread only
   std::atomic<uint64_t> ticks_{0};  // written by the tick thread only
   LatestValue<Snapshot> latest_{nullptr};
+
+  // Live segments (see "Live segments" above). The matcher is what ingest threads read; the
+  // rest belongs to the tick thread.
+  struct LiveSegment {
+    detail::SegmentMatcher matcher;
+    std::unique_ptr<detail::WindowedState> state;
+    std::unique_ptr<detail::SessionMembers> members;
+    std::unique_ptr<detail::SessionMembers> previous_members;
+    detail::TickMetrics metrics;
+    uint64_t epoch = 0;
+    uint64_t sequence = 0;
+    std::shared_ptr<const Snapshot> latest;
+  };
+  std::array<LiveSegment, kMaxLiveSegments> segments_;
+  alignas(64) std::atomic<uint64_t> open_segments_{0};  // bit i: segments_[i] is open
+  uint64_t closing_segments_ = 0;                       // tick thread only
+  std::array<uint64_t, 2> dropping_segments_{};         // tick thread only
+  std::vector<std::unique_ptr<detail::SessionMembers>> retired_members_;  // tick thread only
 };
 
 namespace {
@@ -714,6 +888,16 @@ void Aggregator::RecordSignal(SessionSignal signal, int64_t event_time_ms) {
 std::shared_ptr<const Snapshot> Aggregator::Tick() { return impl_->Tick(); }
 
 std::shared_ptr<const Snapshot> Aggregator::Latest() const { return impl_->Latest(); }
+
+int Aggregator::OpenSegment(std::vector<SegmentCondition> conditions) {
+  return impl_->OpenSegment(std::move(conditions));
+}
+
+void Aggregator::CloseSegment(int id) { impl_->CloseSegment(id); }
+
+std::shared_ptr<const Snapshot> Aggregator::SegmentLatest(int id) const {
+  return impl_->SegmentLatest(id);
+}
 
 AggregatorStats Aggregator::stats() const { return impl_->stats(); }
 

@@ -8,9 +8,11 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "analytics.pb.h"
 #include "server/aggregator/clock.h"
+#include "server/aggregator/live_segment.h"
 #include "server/aggregator/snapshot.h"
 
 namespace rta::agg {
@@ -202,6 +204,23 @@ class Aggregator {
 
   // The latest published snapshot (an empty one with sequence 0 before the first tick).
   std::shared_ptr<const Snapshot> Latest() const;
+
+  // Live segments (live_segment.h): windows of only the events that match every condition,
+  // counted from the moment the segment opens (not restored from checkpoints), beside the
+  // global ones; each Tick() publishes one snapshot per open segment, with its own epoch and
+  // sequence. An event counts in a segment as it does in the global windows, except signals
+  // (RecordSignal), which name no dimension. Costs ingest one word load per event with no
+  // segment open, and a match (a few string compares) per open segment otherwise.
+  //
+  // Tick thread only (as Tick()). Opens a segment; returns its id, or -1 when kMaxLiveSegments
+  // are open or closing. Conditions: distinct dimensions, values as SegmentCondition says.
+  int OpenSegment(std::vector<SegmentCondition> conditions);
+  // Tick thread only. Closes it; its memory is freed over the next two ticks, and its id may be
+  // reused after the next one.
+  void CloseSegment(int id);
+  // Tick thread only. The segment's latest snapshot (empty, sequence 0, until the next tick),
+  // or nullptr when `id` is not open.
+  std::shared_ptr<const Snapshot> SegmentLatest(int id) const;
 
   AggregatorStats stats() const;
   uint64_t epoch() const;

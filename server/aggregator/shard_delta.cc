@@ -1,5 +1,7 @@
 #include "server/aggregator/shard_delta.h"
 
+#include <bit>
+
 namespace rta::agg::detail {
 
 void DeltaBucket::Clear() {
@@ -106,7 +108,17 @@ void ShardDelta::AddSignal(size_t signal, TimeKey key) {
   ++BucketFor(key).counters.signals[signal];
 }
 
+ShardDelta& ShardDelta::Segment(size_t id) {
+  if (segments_[id] == nullptr) segments_[id] = std::make_unique<ShardDelta>();
+  touched_segments_ |= uint64_t{1} << id;
+  return *segments_[id];
+}
+
 void ShardDelta::Clear() {
+  for (uint64_t bits = touched_segments_; bits != 0; bits &= bits - 1) {
+    segments_[static_cast<size_t>(std::countr_zero(bits))]->Clear();
+  }
+  touched_segments_ = 0;
   for (size_t i = 0; i < used_; ++i) buckets_[i]->Clear();
   if (buckets_.size() > kRetainedBuckets) buckets_.resize(kRetainedBuckets);
   used_ = 0;

@@ -14,6 +14,7 @@
 #include "server/aggregator/event_validation.h"
 #include "server/aggregator/flat_map.h"
 #include "server/aggregator/hyperloglog.h"
+#include "server/aggregator/live_segment.h"
 #include "server/aggregator/metric_catalog.h"
 #include "server/aggregator/quantile_sketch.h"
 #include "server/aggregator/time_key.h"
@@ -97,8 +98,16 @@ class ShardDelta {
   void Apply(const EventRecord& event, TimeKey key);
   void AddSignal(size_t signal, TimeKey key);
 
+  // The delta of live segment `id` (allocated on its first event, kept like the rest).
+  ShardDelta& Segment(size_t id);
+
   // Tick side.
   bool empty() const { return !touched_; }
+  // The live segments this delta holds events of (bit i: Segment(i)), and one of them.
+  uint64_t touched_segments() const { return touched_segments_; }
+  const ShardDelta& segment(size_t id) const { return *segments_[id]; }
+  // Frees the (cleared) delta of a segment that was closed.
+  void DropSegment(size_t id) { segments_[id].reset(); }
   std::span<const std::unique_ptr<DeltaBucket>> buckets() const { return {buckets_.data(), used_}; }
   const FlatMap<SessionDelta>& sessions() const { return sessions_; }
   const std::array<IngestCount, kIngestSeconds>& ingest_counts() const { return ingest_counts_; }
@@ -118,6 +127,8 @@ class ShardDelta {
   std::string arena_;  // texts of the keys in the buckets' maps
   std::array<IngestCount, kIngestSeconds> ingest_counts_{};
   bool touched_ = false;
+  std::array<std::unique_ptr<ShardDelta>, kMaxLiveSegments> segments_;
+  uint64_t touched_segments_ = 0;
 };
 
 }  // namespace rta::agg::detail

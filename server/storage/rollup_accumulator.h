@@ -5,31 +5,30 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
+#include "server/aggregator/live_segment.h"
 #include "server/storage/rollup_store.h"
 
 namespace rta::storage {
 
 // The dimensions a history segment can name, in this order everywhere (stable names: they are
-// the segment keys' prefixes and RangeQuery's dimension names).
-inline constexpr size_t kRollupDimensionCount = 7;
-inline constexpr std::array<std::string_view, kRollupDimensionCount> kRollupDimensions = {
-    "country", "device", "page", "referrer", "utm_source", "utm_campaign", "event_type"};
+// the segment keys' prefixes and RangeQuery's dimension names): the live segments' list
+// (server/aggregator/live_segment.h), so that a filter means the same in both.
+inline constexpr size_t kRollupDimensionCount = agg::kSegmentDimensionCount;
+inline constexpr const auto& kRollupDimensions = agg::kSegmentDimensions;
 // The acquisition dimensions: referrer, utm_source and utm_campaign belong to the session. An
 // event that names none of its own (a purchase three pages after the landing) is counted under
 // its session's (the first event's), so "conversions where utm_campaign = spring" counts the
 // purchases of the sessions the campaign brought, as analytics tools attribute them.
-inline constexpr std::array<bool, kRollupDimensionCount> kRollupSessionScoped = {
-    false, false, false, true, true, true, false};
+inline constexpr const auto& kRollupSessionScoped = agg::kSegmentSessionScoped;
 // An empty value is stored as this (a page view without a referrer is direct traffic).
-inline constexpr std::string_view kRollupNoneValue = "(none)";
+inline constexpr std::string_view kRollupNoneValue = agg::kSegmentNoneValue;
 // Values beyond a dimension's cap are stored as this, as in the live windows.
 inline constexpr std::string_view kRollupOtherValue = "__other__";
 
 // The longest value the history keeps (longer ones are cut at a UTF-8 boundary).
-inline constexpr size_t kRollupMaxValueBytes = 256;
+inline constexpr size_t kRollupMaxValueBytes = agg::kSegmentMaxValueBytes;
 
 // Index into kRollupDimensions, or -1.
 int RollupDimensionIndex(std::string_view name);

@@ -355,6 +355,12 @@ TEST_CASE("status line: reconnecting, refused token, paused, skipped, help, too 
     CHECK(Contains(screen.RowText(29), "skipped 4"));
     CHECK(Contains(screen.RowText(29), "PAUSED"));
   }
+  SECTION("a live segment is named in the status line") {
+    view.segment = "utm_campaign=spring country=DE";
+    Screen screen(160, 30);
+    RenderDashboard(model, view, &screen);
+    CHECK(Contains(screen.RowText(29), "segment utm_campaign=spring country=DE"));
+  }
   SECTION("help overlay") {
     view.help = true;
     Screen screen(80, 24);

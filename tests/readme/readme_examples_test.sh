@@ -56,6 +56,8 @@ declare -A how=(
   ["dashboard_client --server analytics:50051 --window 5m --interval 2000"]="terminal"
   ["dashboard_client --once --json | jq .metrics.revenue"]="run"
   ["dashboard_client --plain >> metrics.log"]="ctrl-c"
+  ["dashboard_client --filter utm_campaign=black_friday --filter country=DE"]="terminal"
+  ["dashboard_client --once --filter country=DE --metrics events_total,conversions"]="run"
   ['event_reporter generate --events 259200 --rate 1 --start-ms $(( $(date +%s%3N) - 4 * 86400000 )) --output three-days.jsonl']="run"
   ["event_reporter replay three-days.jsonl"]="history"
   ["dashboard_client --once --range 7d --compare --breakdown country"]="history"
@@ -227,6 +229,8 @@ verify() {
     "dashboard_client --once --range 7d --filter utm_campaign=black_friday --breakdown country --breakdown-by conversions --metrics conversions,revenue,sessions")
       grep -q "^by country:" "$work/out" || fail "no breakdown by country within the campaign"
       grep -Eq "^  [A-Z]{2} +[1-9]" "$work/out" || fail "no country row with conversions" ;;
+    "dashboard_client --once --filter country=DE --metrics events_total,conversions")
+      grep -q "events_total" "$work/out" || fail "the live segment's snapshot has no events_total" ;;
     "dashboard_client --plain >> metrics.log")
       grep -q "^Updated metric: " "$work/metrics.log" || fail "metrics.log has no 'Updated metric:' lines" ;;
   esac

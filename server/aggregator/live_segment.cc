@@ -1,0 +1,102 @@
+#include "server/aggregator/live_segment.h"
+
+#include "server/aggregator/utf8.h"
+
+namespace rta::agg {
+
+std::string_view SegmentFieldOf(const analytics::EventData& event, size_t dimension) {
+  std::string_view value;
+  switch (dimension) {
+    case 0:
+      value = event.country();
+      break;
+    case 1:
+      value = event.device();
+      break;
+    case 2:
+      value = event.page();
+      break;
+    case 3:
+      value = event.referrer();
+      break;
+    case 4:
+      value = event.utm_source();
+      break;
+    case 5:
+      value = event.utm_campaign();
+      break;
+    case 6:
+      value = event.event_type();
+      break;
+    default:
+      break;
+  }
+  return CutAtUtf8Boundary(value, kSegmentMaxValueBytes);
+}
+
+SegmentFields SegmentFieldsOf(const analytics::EventData& event) {
+  SegmentFields fields;
+  for (size_t d = 0; d < kSegmentDimensionCount; ++d) fields[d] = SegmentFieldOf(event, d);
+  return fields;
+}
+
+namespace detail {
+
+SessionMembers::SessionMembers(uint32_t capacity_log2)
+    : mask_((size_t{1} << capacity_log2) - 1),
+      slots_(std::make_unique<std::atomic<uint64_t>[]>(mask_ + 1)) {}
+
+bool SessionMembers::Contains(uint64_t session_hash) const {
+  for (size_t i = 0; i < kMaxProbes; ++i) {
+    const uint64_t word = slots_[(session_hash + i) & mask_].load(std::memory_order_relaxed);
+    if (word == session_hash) return true;
+    if (word == 0) return false;
+  }
+  return false;
+}
+
+void SessionMembers::Insert(uint64_t session_hash) {
+  for (size_t i = 0; i < kMaxProbes; ++i) {
+    std::atomic<uint64_t>& slot = slots_[(session_hash + i) & mask_];
+    uint64_t word = slot.load(std::memory_order_relaxed);
+    if (word == 0 && slot.compare_exchange_strong(word, session_hash, std::memory_order_relaxed)) {
+      size_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (word == session_hash) return;  // present, or another thread just added it
+  }
+  dropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool SegmentMatcher::Matches(const SegmentFields& fields, uint64_t session_hash) const {
+  bool mismatch = false;          // a condition the event's own value fails
+  bool session_mismatch = false;  // ... and that condition is session-scoped
+  bool inherits = false;          // a session-scoped condition the event leaves to its session
+  for (const SegmentCondition& condition : conditions) {
+    const std::string_view own = fields[condition.dimension];
+    const bool scoped = kSegmentSessionScoped[condition.dimension];
+    if (own.empty() && condition.value != kSegmentNoneValue && scoped) {
+      inherits = true;
+    } else if (own.empty() ? condition.value != kSegmentNoneValue : own != condition.value) {
+      mismatch = true;
+      session_mismatch = session_mismatch || scoped;
+      if (!session_scoped) return false;
+    }
+  }
+  if (!session_scoped || session_hash == 0) return !mismatch && !inherits;
+  SessionMembers* current = members.load(std::memory_order_seq_cst);
+  if (!inherits) {
+    // The acquisition matches on the event's own values: the session belongs to the segment's
+    // acquisition from now on, whatever the event's other dimensions (its next page may be in
+    // the segment's country).
+    if (!session_mismatch && current != nullptr) current->Insert(session_hash);
+    return !mismatch;
+  }
+  if (mismatch) return false;
+  if (current != nullptr && current->Contains(session_hash)) return true;
+  const SessionMembers* previous = previous_members.load(std::memory_order_seq_cst);
+  return previous != nullptr && previous->Contains(session_hash);
+}
+
+}  // namespace detail
+}  // namespace rta::agg
