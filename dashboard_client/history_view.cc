@@ -15,16 +15,9 @@ namespace {
 constexpr int kTileHeight = kKpiTileHeight;
 constexpr int kMaxChartRows = 6;
 
-struct HistoryKpi {
-  const char* title;
-  const char* metric;
-  std::string (*format)(double);
-  bool higher_is_better;
-};
-
 // The tiles, in the live view's order where the KPI is the same (events_total stands for the
 // live view's events/s, sessions for its active sessions).
-constexpr HistoryKpi kHistoryKpis[] = {
+constexpr Kpi kKpis[] = {
     {"Events", "events_total", FormatCount, true},
     {"Page views", "page_views", FormatCount, true},
     {"Unique visitors", "unique_visitors", FormatCount, true},
@@ -51,11 +44,6 @@ constexpr TableColumn kBreakdownColumns[] = {
 constexpr std::array<const char*, 7> kBreakdownOrder = {
     "page", "country", "device", "referrer", "utm_source", "utm_campaign", "event_type"};
 
-// "—" for NaN (a KPI the segment does not keep), else the format.
-std::string Show(std::string (*format)(double), double value) {
-  return std::isnan(value) ? "—" : format(value);
-}
-
 int MetricColumn(const analytics::RangeResult& result, const char* metric) {
   for (int i = 0; i < result.metrics_size(); ++i) {
     if (result.metrics(i) == metric) return i;
@@ -74,7 +62,7 @@ double PreviousTotal(const analytics::RangeResult& result, int column) {
              : std::numeric_limits<double>::quiet_NaN();
 }
 
-void DrawHistoryTile(const HistoryView& history, const HistoryKpi& kpi, int x, int y, int width,
+void DrawHistoryTile(const HistoryView& history, const Kpi& kpi, int x, int y, int width,
                      int chart_rows, Screen* screen) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   if (!history.has_result) {
@@ -93,7 +81,7 @@ void DrawHistoryTile(const HistoryView& history, const HistoryKpi& kpi, int x, i
       series.push_back(column < point.values_size() ? point.values(column) : nan);
     }
   }
-  DrawKpiTile(kpi.title, Show(kpi.format, value), PreviousTotal(result, column), value,
+  DrawKpiTile(kpi.title, kpi.format(value), PreviousTotal(result, column), value,
               kpi.higher_is_better, series, x, y, width, chart_rows, screen);
 }
 
@@ -133,7 +121,7 @@ void DrawBreakdown(const HistoryView& history, int x, int y, int width, int heig
                               ? row.values(index)
                               : std::numeric_limits<double>::quiet_NaN();
       screen->PutRight(x + key_width + (c + 1) * column_width, y + 1 + i,
-                       Show(kBreakdownColumns[c].format, cell));
+                       kBreakdownColumns[c].format(cell));
     }
   }
 }
@@ -203,7 +191,7 @@ bool BuildHistoryQuery(const HistoryView& view, int breakdown_rows, analytics::R
   flags.breakdown = view.breakdown;
   if (!view.breakdown.empty()) flags.breakdown_limit = std::clamp(breakdown_rows - 1, 1, 1000);
   flags.compare = true;
-  for (const HistoryKpi& kpi : kHistoryKpis) flags.metrics.emplace_back(kpi.metric);
+  for (const Kpi& kpi : kKpis) flags.metrics.emplace_back(kpi.metric);
   flags.metrics.emplace_back("conversions");
   if (!BuildRangeQuery(flags, query, error)) {
     if (error->rfind("--", 0) == 0) error->erase(0, 2);  // "filter: ...", not a flag here
@@ -214,7 +202,7 @@ bool BuildHistoryQuery(const HistoryView& view, int breakdown_rows, analytics::R
 
 int HistoryBreakdownRows(int width, int height) {
   const int per_row = TilesPerRow(width);
-  const int tile_rows = (static_cast<int>(std::size(kHistoryKpis)) + per_row - 1) / per_row;
+  const int tile_rows = (static_cast<int>(std::size(kKpis)) + per_row - 1) / per_row;
   // Title, tiles of one chart line, the notes line, the prompt line, the status line.
   return std::max(height - 1 - tile_rows * kTileHeight - 3 - 1, 2);
 }
@@ -240,7 +228,7 @@ void RenderHistory(const HistoryView& history, const ViewState& view, Screen* sc
   // charts what is left.
   const int per_row = TilesPerRow(width);
   const int tile_width = width / per_row;
-  const int tile_rows = (static_cast<int>(std::size(kHistoryKpis)) + per_row - 1) / per_row;
+  const int tile_rows = (static_cast<int>(std::size(kKpis)) + per_row - 1) / per_row;
   const int wanted_table =
       history.breakdown.empty()
           ? 1
@@ -248,11 +236,11 @@ void RenderHistory(const HistoryView& history, const ViewState& view, Screen* sc
   const int spare = height - 4 - tile_rows * kTileHeight - wanted_table - 1;
   const int chart_rows = std::clamp(1 + spare / tile_rows, 1, kMaxChartRows);
   const int tile_height = kTileHeight - 1 + chart_rows;
-  for (size_t i = 0; i < std::size(kHistoryKpis); ++i) {
+  for (size_t i = 0; i < std::size(kKpis); ++i) {
     const int column = static_cast<int>(i) % per_row;
     const int row = static_cast<int>(i) / per_row;
-    DrawHistoryTile(history, kHistoryKpis[i], column * tile_width, 1 + row * tile_height,
-                    tile_width, chart_rows, screen);
+    DrawHistoryTile(history, kKpis[i], column * tile_width, 1 + row * tile_height, tile_width,
+                    chart_rows, screen);
   }
   const int table_top = 1 + tile_rows * tile_height;
   const int notes_row = height - 3;

@@ -15,10 +15,9 @@ namespace {
 
 std::string Utc(int64_t ms) { return client::UtcText(ms, /*millis=*/false); }
 
-// A metric's value in the text output, in the unit the name says; "—" for NaN, what the server
-// answers for a KPI a segment does not keep (visitors of two conditions).
+// A metric's value in the text output, in the unit the name says; "—" for NaN (the formats
+// write it so), what the server answers for a KPI a segment does not keep.
 std::string Show(const std::string& metric, double value) {
-  if (std::isnan(value)) return "—";
   if (metric == "revenue") return FormatMoney(value);
   if (metric == "bounce_rate" || metric == "conversion_rate") return FormatPercent(value);
   if (metric.rfind("page_load_ms", 0) == 0) return FormatMs(value);

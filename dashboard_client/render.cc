@@ -24,13 +24,6 @@ std::string FormatShare(double share) {
   return text;
 }
 
-struct Kpi {
-  const char* title;
-  const char* metric;
-  std::string (*format)(double);
-  bool higher_is_better;
-};
-
 constexpr Kpi kKpis[] = {
     {"Events/s", "events_per_second", FormatCount, true},
     {"Page views", "page_views", FormatCount, true},

@@ -43,6 +43,16 @@ int64_t WindowSeconds(analytics::Window window);
 void RenderDashboard(const DashboardModel& model, const ViewState& view, Screen* screen);
 
 // Pieces the live view and the history view (history_view.h) share.
+// What a KPI tile shows: its title, the metric it reads, how its value is written (NaN, a KPI
+// that is not kept, as "—") and which way is better. The live view and the history view each
+// have their list.
+struct Kpi {
+  const char* title;
+  const char* metric;
+  std::string (*format)(double);
+  bool higher_is_better;
+};
+
 // A KPI tile's height without its chart: borders and the value line.
 inline constexpr int kKpiTileHeight = 4;
 // One KPI tile of kKpiTileHeight - 1 + chart_rows lines: a box titled `title`, the value, its

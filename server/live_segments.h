@@ -74,7 +74,6 @@ class LiveSegments {
   mutable std::mutex mutex_;
   // By canonical key (conditions sorted by dimension). Guarded by mutex_.
   std::unordered_map<std::string, std::shared_ptr<Segment>> segments_;
-  std::vector<int> to_close_;  // aggregator ids of segments given up; guarded by mutex_
   uint64_t refused_ = 0;       // guarded by mutex_
   uint64_t opened_ = 0;        // guarded by mutex_
   // Tick thread only: every segment with an aggregator id (the table may have dropped it).

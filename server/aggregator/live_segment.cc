@@ -93,9 +93,10 @@ bool SegmentMatcher::Matches(const SegmentFields& fields, uint64_t session_hash)
     return !mismatch;
   }
   if (mismatch) return false;
-  if (current != nullptr && current->Contains(session_hash)) return true;
+  // size() first: a set nobody has joined (a campaign not running now) costs no cache miss.
+  if (current != nullptr && current->size() != 0 && current->Contains(session_hash)) return true;
   const SessionMembers* previous = previous_members.load(std::memory_order_seq_cst);
-  return previous != nullptr && previous->Contains(session_hash);
+  return previous != nullptr && previous->size() != 0 && previous->Contains(session_hash);
 }
 
 }  // namespace detail

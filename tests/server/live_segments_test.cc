@@ -168,12 +168,16 @@ TEST_CASE("live segments are bounded by --max-live-segments and idle ones are fr
   CHECK_FALSE(start("US")->started());
   // Nobody watches DE any more: US takes its place (the idle one goes first).
   de_again.reset();
-  REQUIRE(WaitFor([&] { return start("US")->started(); }));
+  REQUIRE(WaitFor([&] {
+    us = start("US");  // kept: a segment nobody watches is freed at the next tick (idle 0 s)
+    return us->started();
+  }));
   h.server().TickForTest();
   CHECK(ScrapeValue(h, "analytics_live_segments") == 2);
   CHECK(ScrapeValue(h, "analytics_live_segments_opened_total") == 3);
   // Idle for 0 s: freed at the next tick once nobody watches.
   fr.reset();
+  us.reset();
   CHECK(WaitFor([&] {
     h.server().TickForTest();
     return ScrapeValue(h, "analytics_live_segments") == 0;

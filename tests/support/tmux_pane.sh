@@ -21,19 +21,14 @@ tmux_pane_fail() {
   tail -n 5 "$tmux_pane_logs"/server*.log "$tmux_pane_logs/dashboard.err" 2>/dev/null || true
   return 1
 }
-wait_for() {
-  local deadline=$((SECONDS + ${2:-15}))
+# Until `grep OPTION PATTERN` finds it in the pane, or SECONDS pass (then the pane and logs).
+tmux_pane_wait() {
+  local option=$1 pattern=$2 what=$3 deadline=$((SECONDS + ${4:-15}))
   while ((SECONDS < deadline)); do
-    screen | grep -qF -- "$1" && return 0
+    screen | grep -q "$option" -- "$pattern" && return 0
     sleep 0.2
   done
-  tmux_pane_fail "$1"
+  tmux_pane_fail "$what"
 }
-wait_for_line() {
-  local deadline=$((SECONDS + ${2:-15}))
-  while ((SECONDS < deadline)); do
-    screen | grep -Eq -- "$1" && return 0
-    sleep 0.2
-  done
-  tmux_pane_fail "a line matching $1"
-}
+wait_for() { tmux_pane_wait -F "$1" "$1" "${2:-15}"; }
+wait_for_line() { tmux_pane_wait -E "$1" "a line matching $1" "${2:-15}"; }
