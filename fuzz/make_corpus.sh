@@ -105,6 +105,19 @@ TXT
 encode SubscriptionRequest $d/unknown_window <<TXT
 windows: WINDOW_UNSPECIFIED windows: WINDOW_TOTAL windows: 7
 TXT
+encode SubscriptionRequest $d/live_segment <<TXT
+metric_types: "conversions" filters { dimension: "utm_campaign" value: "spring" }
+filters { dimension: "country" value: "DE" } filters { dimension: "referrer" }
+TXT
+encode SubscriptionRequest $d/live_segment_twice <<TXT
+filters { dimension: "country" value: "DE" } filters { dimension: "country" value: "FR" }
+TXT
+encode SubscriptionRequest $d/live_segment_unknown <<TXT
+filters { dimension: "city" value: "Berlin" }
+TXT
+encode SubscriptionRequest $d/empty_filter <<TXT
+filters { }
+TXT
 
 # event_json: one JSON line each, as `event_reporter replay` reads them.
 d=fuzz/corpus/event_json

@@ -4,13 +4,16 @@
 // (grpc::SerializationTraits over the raw method's ByteBuffer) and checked by
 // CheckSubscriptionRequest. An accepted request must give a filter that matches exactly the
 // metrics and windows it named (all metrics when it named none; the server's default windows
-// when it named no window); a refused one must have broken one of the rules the message names.
+// when it named no window) and the live segment's conditions it named, in order ("(none)" for an
+// empty value); a refused one must have broken one of the rules the message names.
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "analytics.grpc.pb.h"
 #include "fuzz/fuzz_check.h"
@@ -51,6 +54,24 @@ bool AllKnown(const analytics::SubscriptionRequest& request) {
   return true;
 }
 
+// The live segment's filters: known dimensions, none twice, values of at most 256 bytes.
+bool FiltersValid(const analytics::SubscriptionRequest& request) {
+  std::vector<std::string> seen;
+  for (const analytics::DimensionFilter& filter : request.filters()) {
+    bool known = false;
+    for (std::string_view name :
+         {"country", "device", "page", "referrer", "utm_source", "utm_campaign", "event_type"}) {
+      known = known || filter.dimension() == name;
+    }
+    if (!known || filter.value().size() > 256) return false;
+    for (const std::string& earlier : seen) {
+      if (earlier == filter.dimension()) return false;
+    }
+    seen.push_back(filter.dimension());
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -77,13 +98,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                       ? rta::server::kAllWindows
                                                       : rta::server::WindowBit(default_window);
   rta::server::MetricFilter filter;
+  std::vector<rta::agg::SegmentCondition> conditions;
   const std::string error =
-      rta::server::CheckSubscriptionRequest(request, default_windows, &filter);
-  const bool acceptable = AllKnown(request) &&
-                          request.history_seconds() <= rta::server::kMaxHistorySeconds &&
-                          request.dashboard_id().size() <= rta::server::kMaxDashboardIdBytes;
+      rta::server::CheckSubscriptionRequest(request, default_windows, &filter, &conditions);
+  const bool acceptable =
+      AllKnown(request) && request.history_seconds() <= rta::server::kMaxHistorySeconds &&
+      request.dashboard_id().size() <= rta::server::kMaxDashboardIdBytes && FiltersValid(request);
   RTA_FUZZ_CHECK(error.empty() == acceptable);
   if (!error.empty()) return 0;
+
+  RTA_FUZZ_CHECK(conditions.size() == static_cast<size_t>(request.filters_size()));
+  for (size_t i = 0; i < conditions.size(); ++i) {
+    const analytics::DimensionFilter& asked = request.filters(static_cast<int>(i));
+    RTA_FUZZ_CHECK(rta::agg::kSegmentDimensions[conditions[i].dimension] == asked.dimension());
+    RTA_FUZZ_CHECK(conditions[i].value == (asked.value().empty() ? "(none)" : asked.value()));
+  }
 
   const auto names = rta::agg::Aggregator::MetricNames();
   for (size_t id = 0; id < names.size(); ++id) {
