@@ -1,5 +1,7 @@
 #include "server/dimension_filters.h"
 
+#include "server/storage/rollup_accumulator.h"
+
 namespace rta::server {
 
 std::string DimensionList() {
@@ -18,14 +20,12 @@ std::string ParseDimensionFilters(
   for (int i = 0; i < filters.size(); ++i) {
     const analytics::DimensionFilter& filter = filters[i];
     const std::string field = "filters[" + std::to_string(i) + "]";
-    size_t dimension = agg::kSegmentDimensionCount;
-    for (size_t d = 0; d < agg::kSegmentDimensionCount; ++d) {
-      if (agg::kSegmentDimensions[d] == filter.dimension()) dimension = d;
-    }
-    if (dimension == agg::kSegmentDimensionCount) {
+    const int index = storage::RollupDimensionIndex(filter.dimension());
+    if (index < 0) {
       return field + ".dimension: unknown dimension '" + filter.dimension() + "' (one of " +
              DimensionList() + ")";
     }
+    const auto dimension = static_cast<size_t>(index);
     for (size_t j = 0; j < out->size(); ++j) {
       if ((*out)[j].dimension == dimension) {
         return field + ".dimension: '" + filter.dimension() + "' is already filtered by filters[" +

@@ -7,6 +7,7 @@
 
 #include "server/aggregator/event_validation.h"
 #include "server/aggregator/hash.h"
+#include "server/aggregator/live_segment.h"
 #include "server/aggregator/utf8.h"
 #include "server/log.h"
 
@@ -72,10 +73,9 @@ storage::RollupEvent RollupEventOf(const analytics::EventData& event, int64_t in
     out.session_hash =
         agg::detail::NonZero(agg::detail::HashBytes(event.session_id(), session_seed));
   }
-  out.dimensions = {KeyValue(event.country()),    KeyValue(event.device()),
-                    KeyValue(event.page()),       KeyValue(event.referrer()),
-                    KeyValue(event.utm_source()), KeyValue(event.utm_campaign()),
-                    KeyValue(event.event_type())};
+  const agg::SegmentFields fields = agg::RawSegmentFieldsOf(event);
+  for (size_t d = 0; d < storage::kRollupDimensionCount; ++d)
+    out.dimensions[d] = KeyValue(fields[d]);
   return out;
 }
 

@@ -4,39 +4,14 @@
 
 namespace rta::agg {
 
-std::string_view SegmentFieldOf(const analytics::EventData& event, size_t dimension) {
-  std::string_view value;
-  switch (dimension) {
-    case 0:
-      value = event.country();
-      break;
-    case 1:
-      value = event.device();
-      break;
-    case 2:
-      value = event.page();
-      break;
-    case 3:
-      value = event.referrer();
-      break;
-    case 4:
-      value = event.utm_source();
-      break;
-    case 5:
-      value = event.utm_campaign();
-      break;
-    case 6:
-      value = event.event_type();
-      break;
-    default:
-      break;
-  }
-  return CutAtUtf8Boundary(value, kSegmentMaxValueBytes);
+SegmentFields RawSegmentFieldsOf(const analytics::EventData& event) {
+  return {event.country(),    event.device(),       event.page(),      event.referrer(),
+          event.utm_source(), event.utm_campaign(), event.event_type()};
 }
 
 SegmentFields SegmentFieldsOf(const analytics::EventData& event) {
-  SegmentFields fields;
-  for (size_t d = 0; d < kSegmentDimensionCount; ++d) fields[d] = SegmentFieldOf(event, d);
+  SegmentFields fields = RawSegmentFieldsOf(event);
+  for (std::string_view& field : fields) field = CutAtUtf8Boundary(field, kSegmentMaxValueBytes);
   return fields;
 }
 

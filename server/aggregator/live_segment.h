@@ -43,11 +43,11 @@ struct SegmentCondition {
   bool operator==(const SegmentCondition&) const = default;
 };
 
-// The event's own value of a dimension, cut to kSegmentMaxValueBytes ("" when it has none).
-std::string_view SegmentFieldOf(const analytics::EventData& event, size_t dimension);
-
-// All of them, read once per event for every open segment to compare.
+// The event's own values of the dimensions, in kSegmentDimensions order ("" when it has none):
+// as sent (the history's rollups read them so), and cut to kSegmentMaxValueBytes at a UTF-8
+// boundary, as segments compare them (read once per event for every open segment).
 using SegmentFields = std::array<std::string_view, kSegmentDimensionCount>;
+SegmentFields RawSegmentFieldsOf(const analytics::EventData& event);
 SegmentFields SegmentFieldsOf(const analytics::EventData& event);
 
 namespace detail {

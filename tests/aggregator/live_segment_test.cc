@@ -211,9 +211,10 @@ TEST_CASE("live segments opened and closed during concurrent ingest count exactl
 TEST_CASE("segment values are compared as the history stores them", "[live_segment]") {
   analytics::EventData event = Event("e", "page_view");
   event.set_page(std::string(300, 'p'));
-  CHECK(SegmentFieldOf(event, 2).size() == kSegmentMaxValueBytes);
-  CHECK(SegmentFieldOf(event, 0).empty());
-  CHECK(SegmentFieldOf(event, 6) == "page_view");
+  CHECK(SegmentFieldsOf(event)[2].size() == kSegmentMaxValueBytes);
+  CHECK(RawSegmentFieldsOf(event)[2].size() == 300);
+  CHECK(SegmentFieldsOf(event)[0].empty());
+  CHECK(SegmentFieldsOf(event)[6] == "page_view");
   detail::SegmentMatcher matcher;
   matcher.conditions = {{2, std::string(kSegmentMaxValueBytes, 'p')}};
   CHECK(matcher.Matches(SegmentFieldsOf(event), 0));
