@@ -12,12 +12,11 @@
 namespace rta::dashboard {
 namespace {
 
-constexpr int kTileHeight = kKpiTileHeight;
-constexpr int kMaxChartRows = 6;
+constexpr int kHistoryChartRows = 6;
 
 // The tiles, in the live view's order where the KPI is the same (events_total stands for the
 // live view's events/s, sessions for its active sessions).
-constexpr Kpi kKpis[] = {
+constexpr Kpi kHistoryKpis[] = {
     {"Events", "events_total", FormatCount, true},
     {"Page views", "page_views", FormatCount, true},
     {"Unique visitors", "unique_visitors", FormatCount, true},
@@ -191,7 +190,7 @@ bool BuildHistoryQuery(const HistoryView& view, int breakdown_rows, analytics::R
   flags.breakdown = view.breakdown;
   if (!view.breakdown.empty()) flags.breakdown_limit = std::clamp(breakdown_rows - 1, 1, 1000);
   flags.compare = true;
-  for (const Kpi& kpi : kKpis) flags.metrics.emplace_back(kpi.metric);
+  for (const Kpi& kpi : kHistoryKpis) flags.metrics.emplace_back(kpi.metric);
   flags.metrics.emplace_back("conversions");
   if (!BuildRangeQuery(flags, query, error)) {
     if (error->rfind("--", 0) == 0) error->erase(0, 2);  // "filter: ...", not a flag here
@@ -202,9 +201,9 @@ bool BuildHistoryQuery(const HistoryView& view, int breakdown_rows, analytics::R
 
 int HistoryBreakdownRows(int width, int height) {
   const int per_row = TilesPerRow(width);
-  const int tile_rows = (static_cast<int>(std::size(kKpis)) + per_row - 1) / per_row;
+  const int tile_rows = (static_cast<int>(std::size(kHistoryKpis)) + per_row - 1) / per_row;
   // Title, tiles of one chart line, the notes line, the prompt line, the status line.
-  return std::max(height - 1 - tile_rows * kTileHeight - 3 - 1, 2);
+  return std::max(height - 1 - tile_rows * kKpiTileHeight - 3 - 1, 2);
 }
 
 void RenderHistory(const HistoryView& history, const ViewState& view, Screen* screen) {
@@ -228,19 +227,19 @@ void RenderHistory(const HistoryView& history, const ViewState& view, Screen* sc
   // charts what is left.
   const int per_row = TilesPerRow(width);
   const int tile_width = width / per_row;
-  const int tile_rows = (static_cast<int>(std::size(kKpis)) + per_row - 1) / per_row;
+  const int tile_rows = (static_cast<int>(std::size(kHistoryKpis)) + per_row - 1) / per_row;
   const int wanted_table =
       history.breakdown.empty()
           ? 1
           : std::min(history.has_result ? history.result.breakdown_size() + 1 : 2, 12);
-  const int spare = height - 4 - tile_rows * kTileHeight - wanted_table - 1;
-  const int chart_rows = std::clamp(1 + spare / tile_rows, 1, kMaxChartRows);
-  const int tile_height = kTileHeight - 1 + chart_rows;
-  for (size_t i = 0; i < std::size(kKpis); ++i) {
+  const int spare = height - 4 - tile_rows * kKpiTileHeight - wanted_table - 1;
+  const int chart_rows = std::clamp(1 + spare / tile_rows, 1, kHistoryChartRows);
+  const int tile_height = kKpiTileHeight - 1 + chart_rows;
+  for (size_t i = 0; i < std::size(kHistoryKpis); ++i) {
     const int column = static_cast<int>(i) % per_row;
     const int row = static_cast<int>(i) / per_row;
-    DrawHistoryTile(history, kKpis[i], column * tile_width, 1 + row * tile_height, tile_width,
-                    chart_rows, screen);
+    DrawHistoryTile(history, kHistoryKpis[i], column * tile_width, 1 + row * tile_height,
+                    tile_width, chart_rows, screen);
   }
   const int table_top = 1 + tile_rows * tile_height;
   const int notes_row = height - 3;

@@ -452,6 +452,7 @@ bool AnalyticsServer::Impl::OpenHistory(std::string* error) {
                        int64_t{config_.retention_hour_days} * 86'400,
                        int64_t{config_.retention_day_days} * 86'400};
   options.limits.max_values_per_dimension = config_.history_max_values;
+  options.limits.segment_visitor_precision = static_cast<int>(config_.history_segment_precision);
   options.flush_interval_ms = static_cast<int>(config_.history_flush_ms);
   rollups_ = RollupWriter::Open(options, *durability_->log(), clock_, error);
   if (rollups_ == nullptr || !rollups_->CatchUp(error)) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <string>
@@ -405,9 +407,17 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
                    std::to_string(retention.For(resolution) / 86'400) + " days): it has no data");
   }
   if (std::find(metrics.begin(), metrics.end(), 4) != metrics.end()) {
-    out->add_notes(
-        "unique_visitors: a HyperLogLog estimate (0.8% standard error), over the "
-        "range as one set (a visitor on several days counts once)");
+    // The precision of what was merged: 14 for the whole traffic, --history-segment-precision
+    // for a segment (a range over both is folded to the lower).
+    const int precision = total.visitors().precision();
+    char error_text[96];
+    std::snprintf(error_text, sizeof error_text, "%.1f%% standard error, precision %d%s",
+                  104.0 / std::sqrt(static_cast<double>(uint64_t{1} << precision)), precision,
+                  conditions.empty() && !query.breakdown().empty()
+                      ? "; a breakdown's rows are segments"
+                      : "");
+    out->add_notes("unique_visitors: a HyperLogLog estimate (" + std::string(error_text) +
+                   "), over the range as one set (a visitor on several days counts once)");
   }
   if (std::any_of(metrics.begin(), metrics.end(), [](size_t m) { return m >= 8; })) {
     out->add_notes("page_load_ms quantiles: from a sketch, within 0.5% of the true value");

@@ -49,6 +49,7 @@ double Percentile(std::vector<double> values, double q) {
 int main(int argc, char** argv) {
   double hours = 2, rate = 1000;
   int days = 30, queries = 1000;
+  int segment_precision = rta::storage::VisitorSketch::kSegmentPrecision;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&] { return i + 1 < argc ? std::atof(argv[++i]) : 0.0; };
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
       days = static_cast<int>(next());
     else if (arg == "--queries")
       queries = static_cast<int>(next());
+    else if (arg == "--segment-precision")  // the server's --history-segment-precision
+      segment_precision = static_cast<int>(next());
     else if (arg == "--smoke") {
       hours = 0.05;
       rate = 200;
@@ -68,12 +71,15 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: history_bench [--hours H] [--rate N] [--days D] "
-                   "[--queries Q] [--smoke]\n");
+                   "[--queries Q] [--segment-precision 10..14] [--smoke]\n");
       return 2;
     }
   }
-  if (hours <= 0 || hours > 24 || rate <= 0 || days < 1 || queries < 1) {
-    std::fprintf(stderr, "history_bench: --hours 0..24, --rate, --days, --queries > 0\n");
+  if (hours <= 0 || hours > 24 || rate <= 0 || days < 1 || queries < 1 || segment_precision < 10 ||
+      segment_precision > 14) {
+    std::fprintf(stderr,
+                 "history_bench: --hours 0..24, --rate, --days, --queries > 0, "
+                 "--segment-precision 10..14\n");
     return 2;
   }
   const char* base = std::getenv("RTA_BENCH_DIR");
@@ -99,7 +105,9 @@ int main(int argc, char** argv) {
   options.events_per_second = rate;
   options.start_ms = day_start_s * 1000;
   rta::reporter::TrafficGenerator generator(options);
-  rta::storage::RollupAccumulator accumulator({});
+  rta::storage::RollupAccumulator::Limits limits;
+  limits.segment_visitor_precision = segment_precision;
+  rta::storage::RollupAccumulator accumulator(limits);
   analytics::EventData event;
   const int64_t end_ms = options.start_ms + static_cast<int64_t>(hours * 3'600'000);
   uint64_t events = 0, batches = 0;
@@ -152,8 +160,11 @@ int main(int argc, char** argv) {
       },
       &error, rta::storage::CellParts::kCounters);
   const double per_day = static_cast<double>(minute + hour) * scale + static_cast<double>(day);
-  const double day_bound =
-      static_cast<double>(day_cells) * (16'384 + 64) + static_cast<double>(pair_cells) * 64;
+  // Dense registers, uncompressed: the whole traffic's cell at precision 14, every segment's at
+  // --segment-precision (storage::VisitorSketch); 64 bytes of counters and framing each.
+  const double day_bound = (16'384 + 64) +
+                           static_cast<double>(day_cells - 1) * ((1 << segment_precision) + 64) +
+                           static_cast<double>(pair_cells) * 64;
   std::printf(
       "disk after compaction: minute %.2f MB, hour %.2f MB, day %.2f MB (%zu cells, of which "
       "%zu pairs)\n",
@@ -163,6 +174,12 @@ int main(int argc, char** argv) {
       "measured; with every day cell dense: at most %.1f MB)\n",
       rate, per_day / 1e6, scale,
       (static_cast<double>(minute + hour) * scale + std::max<double>(day, day_bound)) / 1e6);
+  std::printf(
+      "per 30 days of traffic (7 d of minutes, 30 d of hours and days; the issue's budget is "
+      "200 MB): %.0f MB\n",
+      (static_cast<double>(minute) * scale * 7 + static_cast<double>(hour) * scale * 30 +
+       static_cast<double>(day) * 30) /
+          1e6);
   std::printf("retention defaults (7 d minutes, 90 d hours, 730 d days): %.2f GB\n",
               (static_cast<double>(minute) * scale * 7 + static_cast<double>(hour) * scale * 90 +
                static_cast<double>(day) * 730) /

@@ -37,6 +37,32 @@ double Tau(double x) {
 
 }  // namespace
 
+double EstimateFromRankHistogram(std::span<const uint32_t> histogram, int precision) {
+  const double m = static_cast<double>(uint64_t{1} << precision);
+  const int q = 64 - precision;
+  if (histogram[0] == m) return 0.0;
+  double z = m * Tau(1.0 - histogram[q + 1] / m);
+  for (int k = q; k >= 1; --k) z = 0.5 * (z + histogram[k]);
+  z += m * Sigma(histogram[0] / m);
+  constexpr double kAlphaInfinity = 0.5 / std::numbers::ln2;
+  return kAlphaInfinity * m * m / z;
+}
+
+void CountRanks(std::span<const uint8_t> registers, std::span<uint32_t> histogram) {
+  // Four partial histograms: most registers hold one of a few ranks, and with one histogram
+  // each increment would wait for the previous one to the same counter.
+  std::array<std::array<uint32_t, 64>, 4> partial{};
+  for (size_t i = 0; i < registers.size(); i += 4) {
+    ++partial[0][registers[i]];
+    ++partial[1][registers[i + 1]];
+    ++partial[2][registers[i + 2]];
+    ++partial[3][registers[i + 3]];
+  }
+  for (size_t r = 0; r < histogram.size() && r < 64; ++r) {
+    histogram[r] += partial[0][r] + partial[1][r] + partial[2][r] + partial[3][r];
+  }
+}
+
 void HyperLogLog::Merge(const HyperLogLog& other) {
   // A plain byte loop of known length: GCC vectorizes it to packed byte maxima.
   for (size_t i = 0; i < kRegisters; ++i) {
@@ -60,27 +86,9 @@ bool HyperLogLog::IsEmpty() const {
 }
 
 double HyperLogLog::Estimate() const {
-  // Four partial histograms: most registers hold one of a few ranks, and with one histogram
-  // each increment would wait for the previous one to the same counter.
-  std::array<std::array<uint32_t, kMaxRank + 1>, 4> partial{};
-  for (size_t i = 0; i < kRegisters; i += 4) {
-    ++partial[0][registers_[i]];
-    ++partial[1][registers_[i + 1]];
-    ++partial[2][registers_[i + 2]];
-    ++partial[3][registers_[i + 3]];
-  }
   std::array<uint32_t, kMaxRank + 1> histogram{};
-  for (size_t r = 0; r <= kMaxRank; ++r) {
-    histogram[r] = partial[0][r] + partial[1][r] + partial[2][r] + partial[3][r];
-  }
-  constexpr double m = static_cast<double>(kRegisters);
-  if (histogram[0] == kRegisters) return 0.0;
-  constexpr int q = 64 - kPrecision;
-  double z = m * Tau(1.0 - histogram[q + 1] / m);
-  for (int k = q; k >= 1; --k) z = 0.5 * (z + histogram[k]);
-  z += m * Sigma(histogram[0] / m);
-  constexpr double kAlphaInfinity = 0.5 / std::numbers::ln2;
-  return kAlphaInfinity * m * m / z;
+  CountRanks(registers_, histogram);
+  return EstimateFromRankHistogram(histogram, kPrecision);
 }
 
 }  // namespace rta::agg

@@ -4,10 +4,20 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "server/aggregator/state_codec.h"
 
 namespace rta::agg {
+
+// Ertl's improved raw estimator for a HyperLogLog of 2^`precision` registers, from the histogram
+// of its register values: `histogram[r]` registers hold rank r, for r in 0..64 - precision + 1.
+// 0 when every register is empty. Shared by the live windows' sketch below and the rollup cells'
+// sketches of other precisions (server/storage/visitor_sketch.h).
+double EstimateFromRankHistogram(std::span<const uint32_t> histogram, int precision);
+// Adds each register's rank to `histogram` (which must have room for the highest rank). The
+// register count must be a multiple of 4.
+void CountRanks(std::span<const uint8_t> registers, std::span<uint32_t> histogram);
 
 // A HyperLogLog distinct-count sketch with precision 14: 16384 one-byte registers (16 KiB),
 // standard error 1.04 / sqrt(16384) = 0.81%.

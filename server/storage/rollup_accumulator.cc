@@ -3,11 +3,6 @@
 #include <algorithm>
 
 namespace rta::storage {
-namespace {
-
-int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
-
-}  // namespace
 
 int RollupDimensionIndex(std::string_view name) {
   for (size_t d = 0; d < kRollupDimensionCount; ++d) {
@@ -123,6 +118,8 @@ RollupCell& RollupAccumulator::Cell(Resolution resolution, int64_t time_s,
     it->second.resolution = resolution;
     it->second.bucket_s = bucket;
     it->second.segment.assign(segment);
+    // A segment's visitors at a lower precision (VisitorSketch): most of the history's disk.
+    if (!segment.empty()) it->second.cell = RollupCell(limits_.segment_visitor_precision);
   }
   return it->second.cell;
 }

@@ -99,6 +99,9 @@ class RollupAccumulator {
     uint32_t max_values_per_dimension = 1000;
     uint32_t max_sessions = 200'000;
     int64_t session_timeout_ms = 30 * 60'000;
+    // A segment's cells count visitors at this precision, the whole traffic's at 14
+    // (VisitorSketch): the segments' registers are most of the history's disk.
+    int segment_visitor_precision = VisitorSketch::kSegmentPrecision;
   };
   explicit RollupAccumulator(const Limits& limits);
 

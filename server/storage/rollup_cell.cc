@@ -1,5 +1,6 @@
 #include "server/storage/rollup_cell.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -8,9 +9,12 @@
 namespace rta::storage {
 namespace {
 
-constexpr uint8_t kFormat = 1;
+// Format 2 stores the visitors' precision after their form; format 1 (precision 14 always) is
+// still read, so a store written by an older build keeps its history.
+constexpr uint8_t kFormat = 2;
+constexpr uint8_t kFormatFixedPrecision = 1;
 enum VisitorForm : uint8_t { kNoVisitors = 0, kSparse = 1, kDense = 2 };
-constexpr size_t kSparseEntryBytes = 3;  // a 14-bit index in 2 bytes, the rank in 1
+constexpr size_t kSparseEntryBytes = 3;  // an index of up to 16 bits in 2 bytes, the rank in 1
 
 }  // namespace
 
@@ -27,8 +31,8 @@ void RollupCounters::Add(const RollupCounters& other) {
   revenue_units += other.revenue_units;
 }
 
-RollupCell::RollupCell(const RollupCell& other) : counters(other.counters) {
-  if (other.visitors_) visitors_ = std::make_unique<agg::HyperLogLog>(*other.visitors_);
+RollupCell::RollupCell(const RollupCell& other)
+    : counters(other.counters), visitors_(other.visitors_) {
   if (other.page_loads_) page_loads_ = std::make_unique<agg::QuantileSketch>(*other.page_loads_);
 }
 
@@ -37,10 +41,7 @@ RollupCell& RollupCell::operator=(const RollupCell& other) {
   return *this;
 }
 
-void RollupCell::AddVisitor(uint64_t visitor_hash) {
-  if (!visitors_) visitors_ = std::make_unique<agg::HyperLogLog>();
-  visitors_->Add(visitor_hash);
-}
+void RollupCell::AddVisitor(uint64_t visitor_hash) { visitors_.Add(visitor_hash); }
 
 void RollupCell::AddPageLoad(double ms) {
   if (!page_loads_) page_loads_ = std::make_unique<agg::QuantileSketch>();
@@ -49,10 +50,7 @@ void RollupCell::AddPageLoad(double ms) {
 
 void RollupCell::Merge(const RollupCell& other) {
   counters.Add(other.counters);
-  if (other.visitors_) {
-    if (!visitors_) visitors_ = std::make_unique<agg::HyperLogLog>();
-    visitors_->Merge(*other.visitors_);
-  }
+  visitors_.Merge(other.visitors_);
   if (other.page_loads_) {
     if (!page_loads_) page_loads_ = std::make_unique<agg::QuantileSketch>();
     page_loads_->Merge(*other.page_loads_);
@@ -60,7 +58,7 @@ void RollupCell::Merge(const RollupCell& other) {
 }
 
 bool RollupCell::empty() const {
-  return counters == RollupCounters{} && (!visitors_ || visitors_->IsEmpty()) &&
+  return counters == RollupCounters{} && visitors_.IsEmpty() &&
          (!page_loads_ || page_loads_->empty());
 }
 
@@ -74,25 +72,25 @@ std::string RollupCell::Encode() const {
   writer.U64(counters.sessions);
   writer.U64(counters.bounces);
   writer.I64(counters.revenue_units);
-  size_t used = 0;
-  if (visitors_) {
-    for (size_t i = 0; i < agg::HyperLogLog::kRegisters; ++i) used += visitors_->Register(i) != 0;
-  }
+  const std::vector<uint8_t>& registers = visitors_.registers();
+  const size_t used = static_cast<size_t>(
+      std::count_if(registers.begin(), registers.end(), [](uint8_t r) { return r != 0; }));
   if (used == 0) {
     writer.U8(kNoVisitors);
-  } else if (used * kSparseEntryBytes < agg::HyperLogLog::kRegisters) {
+  } else if (used * kSparseEntryBytes < registers.size()) {
     writer.U8(kSparse);
+    writer.U8(static_cast<uint8_t>(visitors_.precision()));
     writer.U32(static_cast<uint32_t>(used));
-    for (size_t i = 0; i < agg::HyperLogLog::kRegisters; ++i) {
-      const uint8_t rank = visitors_->Register(i);
-      if (rank == 0) continue;
+    for (size_t i = 0; i < registers.size(); ++i) {
+      if (registers[i] == 0) continue;
       writer.U8(static_cast<uint8_t>(i & 0xFF));
       writer.U8(static_cast<uint8_t>(i >> 8));
-      writer.U8(rank);
+      writer.U8(registers[i]);
     }
   } else {
     writer.U8(kDense);
-    visitors_->Save(writer);
+    writer.U8(static_cast<uint8_t>(visitors_.precision()));
+    writer.Raw(registers.data(), registers.size());
   }
   const bool has_page_loads = page_loads_ && !page_loads_->empty();
   writer.Bool(has_page_loads);
@@ -104,7 +102,7 @@ bool RollupCell::DecodeCounters(std::string_view bytes, RollupCounters* counters
                                 std::string* error) {
   agg::detail::StateReader reader(bytes);
   const uint8_t format = reader.U8();
-  if (reader.ok() && format != kFormat) {
+  if (reader.ok() && format != kFormat && format != kFormatFixedPrecision) {
     *error = "rollup cell: unknown format " + std::to_string(format);
     return false;
   }
@@ -129,9 +127,9 @@ bool RollupCell::Decode(std::string_view bytes, RollupCell* cell, std::string* e
     return false;
   };
   const uint8_t format = reader.U8();
-  if (reader.ok() && format != kFormat) {
+  if (reader.ok() && format != kFormat && format != kFormatFixedPrecision) {
     return fail("unknown format " + std::to_string(format) + " (this build reads " +
-                std::to_string(kFormat) + ")");
+                std::to_string(kFormatFixedPrecision) + " and " + std::to_string(kFormat) + ")");
   }
   *cell = RollupCell();
   cell->counters.events = reader.U64();
@@ -142,28 +140,40 @@ bool RollupCell::Decode(std::string_view bytes, RollupCell* cell, std::string* e
   cell->counters.revenue_units = reader.I64();
   const uint8_t form = reader.U8();
   if (!reader.ok()) return fail("");
+  if (form != kNoVisitors && form != kSparse && form != kDense) {
+    return fail("unknown visitor form " + std::to_string(form));
+  }
+  if (form != kNoVisitors) {
+    const int precision =
+        format == kFormatFixedPrecision ? VisitorSketch::kTotalsPrecision : reader.U8();
+    if (reader.ok() &&
+        (precision < VisitorSketch::kMinPrecision || precision > VisitorSketch::kMaxPrecision)) {
+      return fail("visitor precision " + std::to_string(precision) + " out of range");
+    }
+    cell->visitors_ = VisitorSketch(precision);
+  }
+  VisitorSketch& visitors = cell->visitors_;
   if (form == kSparse) {
     const uint32_t used = reader.U32();
-    if (reader.ok() && (used == 0 || used > agg::HyperLogLog::kRegisters ||
+    if (reader.ok() && (used == 0 || used > visitors.register_count() ||
                         used * kSparseEntryBytes > reader.remaining())) {
       return fail("sparse visitor registers: bad count " + std::to_string(used));
     }
-    cell->visitors_ = std::make_unique<agg::HyperLogLog>();
     for (uint32_t n = 0; n < used && reader.ok(); ++n) {
       const size_t low = reader.U8();
       const size_t index = low | (size_t{reader.U8()} << 8);
       const uint8_t rank = reader.U8();
       if (!reader.ok()) break;
-      if (index >= agg::HyperLogLog::kRegisters || rank == 0 || rank > agg::HyperLogLog::kMaxRank) {
+      if (index >= visitors.register_count() || rank == 0 || rank > visitors.max_rank()) {
         return fail("sparse visitor register out of range");
       }
-      cell->visitors_->RaiseRegister(index, rank);
+      visitors.RaiseRegister(index, rank);
     }
-  } else if (form == kDense) {
-    cell->visitors_ = std::make_unique<agg::HyperLogLog>();
-    if (!cell->visitors_->Load(reader)) return fail("");
-  } else if (form != kNoVisitors) {
-    return fail("unknown visitor form " + std::to_string(form));
+  } else if (form == kDense && reader.ok()) {
+    std::vector<uint8_t> dense(visitors.register_count());
+    if (reader.Raw(dense.data(), dense.size()) && !visitors.LoadDense(std::move(dense))) {
+      return fail("dense visitor register out of range");
+    }
   }
   const bool has_page_loads = reader.Bool();
   if (reader.ok() && has_page_loads) {

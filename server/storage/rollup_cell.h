@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
-#include "server/aggregator/hyperloglog.h"
 #include "server/aggregator/quantile_sketch.h"
+#include "server/storage/visitor_sketch.h"
 
 namespace rta::storage {
 
@@ -37,10 +37,13 @@ struct RollupCounters {
 // minute's cell, be folded into any coarser cell in any order.
 //
 // The sketches are allocated on first use: a cell of a small segment often has no page loads.
+// A cell of the whole traffic counts visitors at VisitorSketch::kTotalsPrecision, a segment's
+// cell at kSegmentPrecision (the accumulator says which); merging the two keeps the lower.
 // Not thread-safe.
 class RollupCell {
  public:
   RollupCell() = default;
+  explicit RollupCell(int visitor_precision) : visitors_(visitor_precision) {}
   RollupCell(const RollupCell& other);
   RollupCell& operator=(const RollupCell& other);
   RollupCell(RollupCell&&) noexcept = default;
@@ -53,16 +56,18 @@ class RollupCell {
   void AddPageLoad(double ms);
   void Merge(const RollupCell& other);
 
-  double UniqueVisitors() const { return visitors_ ? visitors_->Estimate() : 0.0; }
+  double UniqueVisitors() const { return visitors_.Estimate(); }
+  const VisitorSketch& visitors() const { return visitors_; }
   // 0 when the cell has no page loads.
   double PageLoadQuantile(double q) const { return page_loads_ ? page_loads_->Quantile(q) : 0.0; }
   uint64_t page_load_count() const { return page_loads_ ? page_loads_->count() : 0; }
   bool empty() const;
 
-  // The stored form: a format byte, the counters, the visitors' registers, the page-load bins.
-  // The registers are written sparse (index and rank of each non-zero register, 3 bytes each)
-  // when that is smaller than the 16 KiB dense array: a minute of a small segment has a few
-  // hundred visitors, so its cell takes about a kilobyte instead of 16. Why a format of our own:
+  // The stored form: a format byte, the counters, the visitors' precision and registers, the
+  // page-load bins. The registers are written sparse (index and rank of each non-zero register,
+  // 3 bytes each) when that is smaller than the dense array (4 or 16 KiB): an hour of a small
+  // segment has a few hundred visitors, so its cell takes about a kilobyte. Cells written
+  // before the precision was stored (format 1) read back at precision 14. Why a format of our own:
   // the same reasons as the checkpoint's (server/aggregator/state_codec.h); the bytes are
   // RocksDB values, and RocksDB compresses the blocks they are in.
   std::string Encode() const;
@@ -74,7 +79,7 @@ class RollupCell {
   static bool DecodeCounters(std::string_view bytes, RollupCounters* counters, std::string* error);
 
  private:
-  std::unique_ptr<agg::HyperLogLog> visitors_;
+  VisitorSketch visitors_;
   std::unique_ptr<agg::QuantileSketch> page_loads_;
 };
 

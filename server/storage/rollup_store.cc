@@ -100,8 +100,6 @@ class RetentionFilter final : public rocksdb::CompactionFilter {
   const std::function<int64_t()> now_s_;
 };
 
-int64_t FloorDiv(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
-
 // Decodes all of a cell, or only its counters into a cell without sketches.
 bool DecodeCell(std::string_view bytes, CellParts parts, RollupCell* cell, std::string* error) {
   if (parts == CellParts::kAll) return RollupCell::Decode(bytes, cell, error);
@@ -173,6 +171,10 @@ std::unique_ptr<RollupStore> RollupStore::Open(const std::string& dir,
     family.merge_operator = merge;
     family.compaction_filter = store->filters_.back().get();
     family.write_buffer_size = 16 << 20;
+    // ZSTD, not the default Snappy: a cell is mostly HyperLogLog registers (small integers) and
+    // quantile bins (8-byte counts, mostly small), which an entropy coder shrinks and Snappy
+    // barely does. history_bench: 67.4 MB per day with Snappy, 46.3 MB with ZSTD (same cells).
+    family.compression = rocksdb::kZSTD;
     family.table_factory = tables;
     families.emplace_back(kResolutions[i].family, family);
   }

@@ -104,6 +104,12 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
     CHECK_THAT(error, Catch::Contains("'max_streams'"));
     std::remove(path.c_str());
   }
+  SECTION("a history segment precision outside 10-14") {
+    CHECK_FALSE(ParseCommandLine({"--history-segment-precision", "9"}, &cl, &error));
+    CHECK_THAT(error, Catch::Contains("history_segment_precision"));
+    CHECK(ParseCommandLine({"--history-segment-precision", "10"}, &cl, &error));
+    CHECK(cl.config.history_segment_precision == 10);
+  }
   SECTION("an unknown default window") {
     CHECK_FALSE(ParseCommandLine({"--default-window", "2m"}, &cl, &error));
     CHECK(error == "default_window: must be 1m, 5m, 1h, total or all, got '2m'");

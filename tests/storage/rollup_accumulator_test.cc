@@ -49,6 +49,11 @@ TEST_CASE("an event touches the minute total, the hour and day totals and margin
   CHECK(minute.counters.revenue_units == 123'400);
   CHECK(cells.at({Resolution::kHour, t, "country=DE"}).counters.events == 1);
   CHECK(cells.at({Resolution::kHour, t, "referrer=(none)"}).counters.events == 1);
+  // Visitors: the whole traffic's cells at the live windows' precision, a segment's lower.
+  CHECK(minute.visitors().precision() == 14);
+  CHECK(cells.at({Resolution::kHour, t, ""}).visitors().precision() == 14);
+  CHECK(cells.at({Resolution::kHour, t, "country=DE"}).visitors().precision() == 12);
+  CHECK(cells.at({Resolution::kDay, t - t % 86'400, "country=DE"}).visitors().precision() == 12);
   CHECK(cells.at({Resolution::kDay, t - t % 86'400, "utm_campaign=spring"}).counters.events == 1);
   CHECK(cells.count({Resolution::kMinute, t + 60, "country=DE"}) == 0);  // minutes: totals only
   // Pairs, in both orders, per day only, counters only.
@@ -64,6 +69,18 @@ TEST_CASE("an event touches the minute total, the hour and day totals and margin
   }
   CHECK(accumulator.pending_cells() == 0);
   CHECK(accumulator.pending_pairs() == 0);
+}
+
+TEST_CASE("a segment's visitor precision is the limit's", "[rollup]") {
+  RollupAccumulator::Limits limits;
+  limits.segment_visitor_precision = 10;
+  RollupAccumulator accumulator(limits);
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, /*session=*/1));
+  auto cells = Cells(accumulator);
+  const int64_t t = kT / 1000;
+  CHECK(cells.at({Resolution::kHour, t, "country=DE"}).visitors().precision() == 10);
+  CHECK(cells.at({Resolution::kHour, t, "country=DE"}).UniqueVisitors() == Approx(1).epsilon(0.01));
+  CHECK(cells.at({Resolution::kHour, t, ""}).visitors().precision() == 14);
 }
 
 TEST_CASE("pair keys: no two value pairs share a key, and a prefix selects one first value",

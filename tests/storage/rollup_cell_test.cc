@@ -6,15 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "tests/storage/storage_test_util.h"
+
 namespace rta::storage {
 namespace {
-
-uint64_t VisitorHash(uint64_t visitor) {  // splitmix64: uniformly mixed bits, as HLL needs
-  uint64_t z = visitor + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 struct CellEvent {
   uint64_t visitor;
@@ -44,7 +39,7 @@ void Fold(const CellEvent& e, RollupCell* cell) {
   cell->counters.page_views += e.page_view;
   cell->counters.conversions += e.conversion;
   cell->counters.revenue_units += RevenueUnits(e.revenue);
-  cell->AddVisitor(VisitorHash(e.visitor));
+  cell->AddVisitor(testing::MixedHash(e.visitor));
   if (e.page_load_ms >= 0) cell->AddPageLoad(e.page_load_ms);
 }
 
@@ -108,16 +103,27 @@ TEST_CASE("a cell survives its stored form, sparse or dense, and small cells sta
     // 3 bytes per register in use, plus the page-load bins in use.
     REQUIRE(cell.Encode().size() < 300 * 3 + 8'192);
     RollupCell visitors_only;
-    for (uint64_t v = 0; v < 300; ++v) visitors_only.AddVisitor(VisitorHash(v));
+    for (uint64_t v = 0; v < 300; ++v) visitors_only.AddVisitor(testing::MixedHash(v));
     REQUIRE(visitors_only.Encode().size() < 1'000);
   }
   SECTION("tens of thousands of visitors: dense registers") {
     RollupCell cell;
-    for (uint64_t v = 0; v < 50'000; ++v) cell.AddVisitor(VisitorHash(v));
+    for (uint64_t v = 0; v < 50'000; ++v) cell.AddVisitor(testing::MixedHash(v));
     const std::string bytes = cell.Encode();
     REQUIRE(bytes.size() > 16'384);
     REQUIRE(bytes.size() < 16'384 + 128);
     RequireSameCell(RoundTrip(cell), cell);
+  }
+  SECTION("a segment's cell: precision 12, dense at 4 KiB") {
+    RollupCell cell(VisitorSketch::kSegmentPrecision);
+    for (uint64_t v = 0; v < 50'000; ++v) cell.AddVisitor(testing::MixedHash(v));
+    const std::string bytes = cell.Encode();
+    REQUIRE(bytes.size() > 4'096);
+    REQUIRE(bytes.size() < 4'096 + 128);
+    const RollupCell back = RoundTrip(cell);
+    REQUIRE(back.visitors().precision() == VisitorSketch::kSegmentPrecision);
+    RequireSameCell(back, cell);
+    REQUIRE(back.UniqueVisitors() == Approx(50'000).epsilon(4 * 0.0163));
   }
   SECTION("negative revenue (a refund) and large counts") {
     RollupCell cell;
@@ -154,14 +160,57 @@ TEST_CASE("a stored cell that is damaged is an error that says so, never a crash
   }
   SECTION("a sparse register out of range") {
     RollupCell one;
-    one.AddVisitor(VisitorHash(1));
+    one.AddVisitor(testing::MixedHash(1));
     std::string damaged = one.Encode();
-    // format, 6 counters, the form byte, the count: then the first entry's index (2 bytes).
-    const size_t entry = 1 + 6 * 8 + 1 + 4;
+    // format, 6 counters, the form byte, the precision, the count: then the first entry's
+    // index (2 bytes).
+    const size_t entry = 1 + 6 * 8 + 1 + 1 + 4;
     damaged[entry + 1] = static_cast<char>(0x7F);  // index >= 16384
     REQUIRE_FALSE(RollupCell::Decode(damaged, &out, &error));
     REQUIRE(error.find("sparse visitor register out of range") != std::string::npos);
   }
+  SECTION("a dense register out of range, or a precision out of range") {
+    RollupCell dense(VisitorSketch::kSegmentPrecision);
+    for (uint64_t v = 0; v < 20'000; ++v) dense.AddVisitor(testing::MixedHash(v));
+    std::string damaged = dense.Encode();
+    // format, 6 counters, the form byte, the precision: then the registers.
+    const size_t precision = 1 + 6 * 8 + 1;
+    REQUIRE(damaged[precision] == 12);
+    damaged[precision + 1 + 100] = 60;  // precision 12's highest rank is 53
+    REQUIRE_FALSE(RollupCell::Decode(damaged, &out, &error));
+    REQUIRE(error.find("dense visitor register out of range") != std::string::npos);
+    damaged = dense.Encode();
+    damaged[precision] = 40;
+    REQUIRE_FALSE(RollupCell::Decode(damaged, &out, &error));
+    REQUIRE(error.find("visitor precision 40 out of range") != std::string::npos);
+  }
+}
+
+TEST_CASE("a cell stored by the first format (precision 14 implied) still reads back", "[rollup]") {
+  // Format 1, as the build before per-cell precision wrote it: counters, then sparse registers
+  // without a precision byte.
+  std::string old;
+  old.push_back(1);
+  for (uint64_t counter : {7, 3, 1, 2, 1}) old.append(reinterpret_cast<const char*>(&counter), 8);
+  const int64_t revenue_units = 250'000;
+  old.append(reinterpret_cast<const char*>(&revenue_units), 8);
+  old.push_back(1);  // sparse
+  const uint32_t used = 2;
+  old.append(reinterpret_cast<const char*>(&used), 4);
+  for (const char entry : {'\x10', '\x00', '\x03', '\xFF', '\x3F', '\x01'}) old.push_back(entry);
+  old.push_back(0);  // no page loads
+  RollupCell cell;
+  std::string error;
+  REQUIRE(RollupCell::Decode(old, &cell, &error));
+  REQUIRE(cell.counters.events == 7);
+  REQUIRE(cell.counters.revenue() == 25.0);
+  REQUIRE(cell.visitors().precision() == 14);
+  REQUIRE(cell.visitors().Register(0x10) == 3);
+  REQUIRE(cell.visitors().Register(0x3FFF) == 1);
+  REQUIRE(cell.UniqueVisitors() == Approx(2).epsilon(0.01));
+  RollupCounters counters;
+  REQUIRE(RollupCell::DecodeCounters(old, &counters, &error));
+  REQUIRE(counters.bounces == 1);
 }
 
 TEST_CASE("revenue in fixed point adds exactly where doubles do not", "[rollup]") {

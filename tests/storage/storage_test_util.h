@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -9,6 +10,14 @@
 #include "server/storage/event_log.h"
 
 namespace rta::storage::testing {
+
+// splitmix64 of `n`: uniformly mixed bits, as a HyperLogLog's hash must have (a visitor's).
+inline uint64_t MixedHash(uint64_t n) {
+  uint64_t z = n + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 // A fresh directory under /tmp, removed with everything in it on destruction.
 class TempDir {
