@@ -174,16 +174,17 @@ int main(int argc, char** argv) {
       "measured; with every day cell dense: at most %.1f MB)\n",
       rate, per_day / 1e6, scale,
       (static_cast<double>(minute + hour) * scale + std::max<double>(day, day_bound)) / 1e6);
+  // Bytes kept for these days of each resolution (the minute and hour families scaled to a day).
+  auto kept = [&](double minute_days, double hour_days, double day_days) {
+    return static_cast<double>(minute) * scale * minute_days +
+           static_cast<double>(hour) * scale * hour_days + static_cast<double>(day) * day_days;
+  };
   std::printf(
       "per 30 days of traffic (7 d of minutes, 30 d of hours and days; the issue's budget is "
       "200 MB): %.0f MB\n",
-      (static_cast<double>(minute) * scale * 7 + static_cast<double>(hour) * scale * 30 +
-       static_cast<double>(day) * 30) /
-          1e6);
+      kept(7, 30, 30) / 1e6);
   std::printf("retention defaults (7 d minutes, 90 d hours, 730 d days): %.2f GB\n",
-              (static_cast<double>(minute) * scale * 7 + static_cast<double>(hour) * scale * 90 +
-               static_cast<double>(day) * 730) /
-                  1e9);
+              kept(7, 90, 730) / 1e9);
 
   // 3. Queries: copy the day's hour and day cells to the previous days.
   std::vector<rta::storage::RollupWrite> copies;

@@ -19,6 +19,15 @@ double EstimateFromRankHistogram(std::span<const uint32_t> histogram, int precis
 // register count must be a multiple of 4.
 void CountRanks(std::span<const uint8_t> registers, std::span<uint32_t> histogram);
 
+// The rank a hash gives its register in a sketch of 2^`precision` registers: the leading zeros
+// of the bits after the register index, plus one (64 - precision + 1 when they are all zero).
+// Shared with the rollup cells' sketches, whose folding relies on the same reading of a hash.
+inline uint8_t HyperLogLogRank(uint64_t hash, int precision) {
+  const uint64_t rest = hash << precision;
+  return rest == 0 ? static_cast<uint8_t>(64 - precision + 1)
+                   : static_cast<uint8_t>(std::countl_zero(rest) + 1);
+}
+
 // A HyperLogLog distinct-count sketch with precision 14: 16384 one-byte registers (16 KiB),
 // standard error 1.04 / sqrt(16384) = 0.81%.
 //
@@ -40,9 +49,7 @@ class HyperLogLog {
 
   void Add(uint64_t hash) {
     const size_t index = static_cast<size_t>(hash >> (64 - kPrecision));
-    const uint64_t rest = hash << kPrecision;
-    const uint8_t rank =
-        rest == 0 ? uint8_t{kMaxRank} : static_cast<uint8_t>(std::countl_zero(rest) + 1);
+    const uint8_t rank = HyperLogLogRank(hash, kPrecision);
     if (rank > registers_[index]) registers_[index] = rank;
   }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "server/aggregator/time_key.h"
+
 namespace rta::storage {
 
 int RollupDimensionIndex(std::string_view name) {
@@ -127,7 +129,7 @@ RollupCell& RollupAccumulator::Cell(Resolution resolution, int64_t time_s,
 template <typename CellFn, typename PairFn>
 void RollupAccumulator::ForEachCell(int64_t time_ms, const ValueIds& values, CellFn&& cell_fn,
                                     PairFn&& pair_fn) {
-  const int64_t time_s = FloorDiv(time_ms, 1000);
+  const int64_t time_s = agg::detail::FloorDiv(time_ms, 1000);
   cell_fn(Cell(Resolution::kMinute, time_s, ""));
   for (Resolution resolution : {Resolution::kHour, Resolution::kDay}) {
     cell_fn(Cell(resolution, time_s, ""));

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 
+#include "server/aggregator/time_key.h"
+
 namespace rta::storage {
 namespace {
 
@@ -128,7 +130,7 @@ const char* ResolutionName(Resolution resolution) {
 
 int64_t BucketStart(Resolution resolution, int64_t time_s) {
   const int64_t size = ResolutionSeconds(resolution);
-  return FloorDiv(time_s, size) * size;
+  return agg::detail::FloorDiv(time_s, size) * size;
 }
 
 int64_t RollupRetention::For(Resolution resolution) const {

@@ -24,8 +24,6 @@ int64_t ResolutionSeconds(Resolution resolution);
 const char* ResolutionName(Resolution resolution);
 // The start of the bucket holding `time_s` (UTC buckets; days start at 00:00 UTC).
 int64_t BucketStart(Resolution resolution, int64_t time_s);
-// a / b rounded toward minus infinity (b > 0): the bucket of a time before 1970 too.
-inline int64_t FloorDiv(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
 // How long each resolution is kept, in seconds of event time before "now".
 struct RollupRetention {

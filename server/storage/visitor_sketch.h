@@ -42,9 +42,7 @@ class VisitorSketch {
   void Add(uint64_t hash) {
     if (registers_.empty()) registers_.assign(register_count(), 0);
     const size_t index = static_cast<size_t>(hash >> (64 - precision_));
-    const uint64_t rest = hash << precision_;
-    const uint8_t rank = rest == 0 ? static_cast<uint8_t>(max_rank())
-                                   : static_cast<uint8_t>(std::countl_zero(rest) + 1);
+    const uint8_t rank = agg::HyperLogLogRank(hash, precision_);
     if (rank > registers_[index]) registers_[index] = rank;
   }
 
