@@ -86,11 +86,47 @@ void QuantileSketch::Save(detail::StateWriter& out) const {
 }
 
 bool QuantileSketch::Load(detail::StateReader& in) {
-  Clear();
   const uint64_t count = in.U64();
   const uint64_t zero_count = in.U64();
   const int64_t lowest = in.I64();
   const int64_t highest = in.I64();
+  return LoadBins(in, count, zero_count, lowest, highest,
+                  [&](uint64_t* first, size_t n) { return in.Raw(first, n * sizeof(uint64_t)); });
+}
+
+void QuantileSketch::SaveCompact(detail::StateWriter& out) const {
+  out.VarU64(count_);
+  out.VarU64(zero_count_);
+  // The range as its first bin and its length, so that an empty one is the length 0.
+  const bool any = lowest_ <= highest_;
+  out.VarU64(any ? static_cast<uint64_t>(lowest_) : 0);
+  out.VarU64(any ? static_cast<uint64_t>(highest_ - lowest_ + 1) : 0);
+  if (any) {
+    for (int bin = lowest_; bin <= highest_; ++bin) out.VarU64(bins_[static_cast<size_t>(bin)]);
+  }
+}
+
+bool QuantileSketch::LoadCompact(detail::StateReader& in) {
+  const uint64_t count = in.VarU64();
+  const uint64_t zero_count = in.VarU64();
+  const uint64_t first = in.VarU64();
+  const uint64_t length = in.VarU64();
+  if (in.ok() && (first >= static_cast<uint64_t>(kBins) || length > kBins - first)) {
+    Clear();
+    return in.Fail("corrupt checkpoint: quantile sketch bin range");
+  }
+  const int64_t lowest = length == 0 ? 0 : static_cast<int64_t>(first);
+  const int64_t highest = length == 0 ? -1 : static_cast<int64_t>(first + length - 1);
+  return LoadBins(in, count, zero_count, lowest, highest, [&](uint64_t* bins, size_t n) {
+    for (size_t i = 0; i < n && in.ok(); ++i) bins[i] = in.VarU64();
+    return in.ok();
+  });
+}
+
+template <typename ReadBins>
+bool QuantileSketch::LoadBins(detail::StateReader& in, uint64_t count, uint64_t zero_count,
+                              int64_t lowest, int64_t highest, ReadBins read_bins) {
+  Clear();
   if (!in.ok()) return false;
   const bool empty_range = lowest == 0 && highest == -1;
   if (!empty_range && !(lowest >= 0 && lowest <= highest && highest < kBins)) {
@@ -98,8 +134,7 @@ bool QuantileSketch::Load(detail::StateReader& in) {
   }
   uint64_t sum = zero_count;
   if (!empty_range) {
-    if (!in.Raw(bins_.data() + lowest,
-                static_cast<size_t>(highest - lowest + 1) * sizeof(uint64_t))) {
+    if (!read_bins(bins_.data() + lowest, static_cast<size_t>(highest - lowest + 1))) {
       std::fill(bins_.begin(), bins_.end(), 0);
       return false;
     }

@@ -9,7 +9,9 @@
 #include <string_view>
 
 // The byte format of aggregator checkpoints (Aggregator::Checkpoint / Restore): flat,
-// little-endian, fixed-width integers, length-prefixed strings and sections.
+// little-endian, fixed-width integers, length-prefixed strings and sections. Rollup cells
+// (server/storage/rollup_cell.h) use the same helpers plus varints (VarU64 / VarI64), because
+// they are millions of small stored values whose counts are mostly below 128.
 //
 // Why our own format and not protobuf: a checkpoint is mostly raw arrays (16 KiB of HyperLogLog
 // registers per bucket, the quantile bins in use, 32 MiB of de-dup words): written here they are
@@ -37,6 +39,18 @@ class StateWriter {
   void I64(int64_t v) { Raw(&v, sizeof v); }
   void F64(double v) { U64(std::bit_cast<uint64_t>(v)); }
   void Bool(bool v) { U8(v ? 1 : 0); }
+  // LEB128: 7 bits per byte, low bits first, the high bit set on every byte but the last.
+  void VarU64(uint64_t v) {
+    while (v >= 0x80) {
+      U8(static_cast<uint8_t>(v | 0x80));
+      v >>= 7;
+    }
+    U8(static_cast<uint8_t>(v));
+  }
+  // Zigzag first, so that small negative values stay short.
+  void VarI64(int64_t v) {
+    VarU64((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
+  }
   void Raw(const void* data, size_t size) {
     if (size == 0) return;  // data may be null (an empty vector)
     out_->append(static_cast<const char*>(data), size);
@@ -102,6 +116,23 @@ class StateReader {
     return v;
   }
   double F64() { return std::bit_cast<double>(U64()); }
+  // Fails on a varint longer than 10 bytes or one whose value does not fit 64 bits.
+  uint64_t VarU64() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      const uint8_t byte = U8();
+      if (!ok()) return 0;
+      if (shift == 63 && byte > 1) break;
+      v |= uint64_t{byte & 0x7Fu} << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    Fail("corrupt checkpoint: a varint is too long");
+    return 0;
+  }
+  int64_t VarI64() {
+    const uint64_t v = VarU64();
+    return static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1));
+  }
   bool Bool() {
     const uint8_t v = U8();
     if (v > 1) Fail("corrupt checkpoint: a flag is neither 0 nor 1");

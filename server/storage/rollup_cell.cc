@@ -9,12 +9,31 @@
 namespace rta::storage {
 namespace {
 
-// Format 2 stores the visitors' precision after their form; format 1 (precision 14 always) is
-// still read, so a store written by an older build keeps its history.
-constexpr uint8_t kFormat = 2;
+// Format 3 writes every count as a varint and a sparse register's index as the gap from the
+// previous one; formats 2 (fixed-width, with the precision) and 1 (fixed-width, precision 14
+// always) are still read, so a store written by an older build keeps its history.
+constexpr uint8_t kFormat = 3;
+constexpr uint8_t kFormatFixedWidth = 2;
 constexpr uint8_t kFormatFixedPrecision = 1;
 enum VisitorForm : uint8_t { kNoVisitors = 0, kSparse = 1, kDense = 2 };
-constexpr size_t kSparseEntryBytes = 3;  // an index of up to 16 bits in 2 bytes, the rank in 1
+constexpr size_t kFixedSparseEntryBytes = 3;  // formats 1 and 2: a 2-byte index, a 1-byte rank
+constexpr size_t kMinSparseEntryBytes = 2;    // format 3: a gap of at least 1 byte, the rank
+
+bool KnownFormat(uint8_t format) {
+  return format == kFormat || format == kFormatFixedWidth || format == kFormatFixedPrecision;
+}
+
+// The counters lead every format; fixed-width before format 3.
+void ReadCounters(agg::detail::StateReader& reader, uint8_t format, RollupCounters* counters) {
+  const bool varint = format == kFormat;
+  auto count = [&] { return varint ? reader.VarU64() : reader.U64(); };
+  counters->events = count();
+  counters->page_views = count();
+  counters->conversions = count();
+  counters->sessions = count();
+  counters->bounces = count();
+  counters->revenue_units = varint ? reader.VarI64() : reader.I64();
+}
 
 }  // namespace
 
@@ -66,27 +85,31 @@ std::string RollupCell::Encode() const {
   std::string out;
   agg::detail::StateWriter writer(&out);
   writer.U8(kFormat);
-  writer.U64(counters.events);
-  writer.U64(counters.page_views);
-  writer.U64(counters.conversions);
-  writer.U64(counters.sessions);
-  writer.U64(counters.bounces);
-  writer.I64(counters.revenue_units);
+  writer.VarU64(counters.events);
+  writer.VarU64(counters.page_views);
+  writer.VarU64(counters.conversions);
+  writer.VarU64(counters.sessions);
+  writer.VarU64(counters.bounces);
+  writer.VarI64(counters.revenue_units);
   const std::vector<uint8_t>& registers = visitors_.registers();
-  const size_t used = static_cast<size_t>(
-      std::count_if(registers.begin(), registers.end(), [](uint8_t r) { return r != 0; }));
+  std::string sparse;
+  agg::detail::StateWriter sparse_writer(&sparse);
+  uint64_t used = 0;
+  size_t previous = 0;
+  for (size_t i = 0; i < registers.size() && sparse.size() < registers.size(); ++i) {
+    if (registers[i] == 0) continue;
+    sparse_writer.VarU64(used == 0 ? i : i - previous);
+    sparse_writer.U8(registers[i]);
+    previous = i;
+    ++used;
+  }
   if (used == 0) {
     writer.U8(kNoVisitors);
-  } else if (used * kSparseEntryBytes < registers.size()) {
+  } else if (sparse.size() < registers.size()) {
     writer.U8(kSparse);
     writer.U8(static_cast<uint8_t>(visitors_.precision()));
-    writer.U32(static_cast<uint32_t>(used));
-    for (size_t i = 0; i < registers.size(); ++i) {
-      if (registers[i] == 0) continue;
-      writer.U8(static_cast<uint8_t>(i & 0xFF));
-      writer.U8(static_cast<uint8_t>(i >> 8));
-      writer.U8(registers[i]);
-    }
+    writer.VarU64(used);
+    writer.Raw(sparse.data(), sparse.size());
   } else {
     writer.U8(kDense);
     writer.U8(static_cast<uint8_t>(visitors_.precision()));
@@ -94,7 +117,7 @@ std::string RollupCell::Encode() const {
   }
   const bool has_page_loads = page_loads_ && !page_loads_->empty();
   writer.Bool(has_page_loads);
-  if (has_page_loads) page_loads_->Save(writer);
+  if (has_page_loads) page_loads_->SaveCompact(writer);
   return out;
 }
 
@@ -102,16 +125,11 @@ bool RollupCell::DecodeCounters(std::string_view bytes, RollupCounters* counters
                                 std::string* error) {
   agg::detail::StateReader reader(bytes);
   const uint8_t format = reader.U8();
-  if (reader.ok() && format != kFormat && format != kFormatFixedPrecision) {
+  if (reader.ok() && !KnownFormat(format)) {
     *error = "rollup cell: unknown format " + std::to_string(format);
     return false;
   }
-  counters->events = reader.U64();
-  counters->page_views = reader.U64();
-  counters->conversions = reader.U64();
-  counters->sessions = reader.U64();
-  counters->bounces = reader.U64();
-  counters->revenue_units = reader.I64();
+  ReadCounters(reader, format, counters);
   if (!reader.ok()) {
     *error = "rollup cell: " + reader.error();
     return false;
@@ -127,17 +145,13 @@ bool RollupCell::Decode(std::string_view bytes, RollupCell* cell, std::string* e
     return false;
   };
   const uint8_t format = reader.U8();
-  if (reader.ok() && format != kFormat && format != kFormatFixedPrecision) {
+  if (reader.ok() && !KnownFormat(format)) {
     return fail("unknown format " + std::to_string(format) + " (this build reads " +
-                std::to_string(kFormatFixedPrecision) + " and " + std::to_string(kFormat) + ")");
+                std::to_string(kFormatFixedPrecision) + " to " + std::to_string(kFormat) + ")");
   }
+  const bool varint = format == kFormat;
   *cell = RollupCell();
-  cell->counters.events = reader.U64();
-  cell->counters.page_views = reader.U64();
-  cell->counters.conversions = reader.U64();
-  cell->counters.sessions = reader.U64();
-  cell->counters.bounces = reader.U64();
-  cell->counters.revenue_units = reader.I64();
+  ReadCounters(reader, format, &cell->counters);
   const uint8_t form = reader.U8();
   if (!reader.ok()) return fail("");
   if (form != kNoVisitors && form != kSparse && form != kDense) {
@@ -154,20 +168,28 @@ bool RollupCell::Decode(std::string_view bytes, RollupCell* cell, std::string* e
   }
   VisitorSketch& visitors = cell->visitors_;
   if (form == kSparse) {
-    const uint32_t used = reader.U32();
+    const uint64_t used = varint ? reader.VarU64() : reader.U32();
+    const size_t entry_bytes = varint ? kMinSparseEntryBytes : kFixedSparseEntryBytes;
     if (reader.ok() && (used == 0 || used > visitors.register_count() ||
-                        used * kSparseEntryBytes > reader.remaining())) {
+                        used * entry_bytes > reader.remaining())) {
       return fail("sparse visitor registers: bad count " + std::to_string(used));
     }
-    for (uint32_t n = 0; n < used && reader.ok(); ++n) {
-      const size_t low = reader.U8();
-      const size_t index = low | (size_t{reader.U8()} << 8);
+    uint64_t index = 0;
+    for (uint64_t n = 0; n < used && reader.ok(); ++n) {
+      if (varint) {
+        const uint64_t gap = reader.VarU64();
+        if (n > 0 && gap == 0) return fail("sparse visitor registers out of order");
+        index = n == 0 ? gap : index + std::min<uint64_t>(gap, visitors.register_count());
+      } else {
+        const size_t low = reader.U8();
+        index = low | (size_t{reader.U8()} << 8);
+      }
       const uint8_t rank = reader.U8();
       if (!reader.ok()) break;
       if (index >= visitors.register_count() || rank == 0 || rank > visitors.max_rank()) {
         return fail("sparse visitor register out of range");
       }
-      visitors.RaiseRegister(index, rank);
+      visitors.RaiseRegister(static_cast<size_t>(index), rank);
     }
   } else if (form == kDense && reader.ok()) {
     std::vector<uint8_t> dense(visitors.register_count());
@@ -178,7 +200,9 @@ bool RollupCell::Decode(std::string_view bytes, RollupCell* cell, std::string* e
   const bool has_page_loads = reader.Bool();
   if (reader.ok() && has_page_loads) {
     cell->page_loads_ = std::make_unique<agg::QuantileSketch>();
-    if (!cell->page_loads_->Load(reader)) return fail("");
+    const bool loaded =
+        varint ? cell->page_loads_->LoadCompact(reader) : cell->page_loads_->Load(reader);
+    if (!loaded) return fail("");
   }
   if (!reader.ok()) return fail("");
   if (!reader.AtEnd()) return fail("trailing bytes");

@@ -64,12 +64,15 @@ class RollupCell {
   bool empty() const;
 
   // The stored form: a format byte, the counters, the visitors' precision and registers, the
-  // page-load bins. The registers are written sparse (index and rank of each non-zero register,
-  // 3 bytes each) when that is smaller than the dense array (4 or 16 KiB): an hour of a small
-  // segment has a few hundred visitors, so its cell takes about a kilobyte. Cells written
-  // before the precision was stored (format 1) read back at precision 14. Why a format of our own:
-  // the same reasons as the checkpoint's (server/aggregator/state_codec.h); the bytes are
-  // RocksDB values, and RocksDB compresses the blocks they are in.
+  // page-load bins. Counts are varints: most of a cell's numbers (an hour of a small segment,
+  // a quantile bin) are below 128, and fixed 8-byte counts were half of the stored hours. The
+  // registers are written sparse (the gap to the previous non-zero register and its rank,
+  // usually 2 bytes) when that is smaller than the dense array (4 or 16 KiB): an hour of a small
+  // segment has a few hundred visitors, so its cell takes well under a kilobyte. Older builds'
+  // fixed-width cells (format 2, and format 1, which always had precision 14) are still read.
+  // Why a format of our own: the same reasons as the checkpoint's
+  // (server/aggregator/state_codec.h); the bytes are RocksDB values, and RocksDB compresses the
+  // blocks they are in.
   std::string Encode() const;
   // Fails (with a message naming what was wrong) on bytes that are not a cell of this format;
   // `cell` is then unspecified.

@@ -164,6 +164,11 @@ std::unique_ptr<RollupStore> RollupStore::Open(const std::string& dir,
   // again (a dashboard's 30-day view), and a cached block is kept uncompressed.
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  // 64 KiB blocks, not the default 4 KiB: a dense cell alone is 4 or 16 KiB, so small blocks
+  // hold one or two cells each and ZSTD starts its tables afresh for every one. history_bench
+  // (one hour): 410 MB per 30 days with 4 KiB blocks, 387 MB with 64 KiB, and a 30-day
+  // breakdown reads fewer blocks (p50 7.8 -> 6.4 ms). ZSTD level 9 gained 2% more; not taken.
+  table.block_size = 64 << 10;
   const std::shared_ptr<rocksdb::TableFactory> tables(rocksdb::NewBlockBasedTableFactory(table));
   for (size_t i = 0; i < kResolutionCount; ++i) {
     const auto resolution = static_cast<Resolution>(i);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "server/aggregator/state_codec.h"
 #include "tests/storage/storage_test_util.h"
 
 namespace rta::storage {
@@ -100,11 +101,13 @@ TEST_CASE("a cell survives its stored form, sparse or dense, and small cells sta
     RollupCell cell;
     for (const CellEvent& e : MakeEvents(1'000, 300, 5)) Fold(e, &cell);
     RequireSameCell(RoundTrip(cell), cell);
-    // 3 bytes per register in use, plus the page-load bins in use.
-    REQUIRE(cell.Encode().size() < 300 * 3 + 8'192);
+    // About 2 bytes per register in use (a gap under 128 and the rank), and a byte or two per
+    // page-load bin in the range used (about 460 bins between 50 ms and 5 s).
+    REQUIRE(cell.Encode().size() < 300 * 2 + 2 * 460);
     RollupCell visitors_only;
     for (uint64_t v = 0; v < 300; ++v) visitors_only.AddVisitor(testing::MixedHash(v));
-    REQUIRE(visitors_only.Encode().size() < 1'000);
+    // Gaps average 16384 / 300 = 55; about one in ten is 128 or more and takes two bytes.
+    REQUIRE(visitors_only.Encode().size() < 300 * 9 / 4 + 32);
   }
   SECTION("tens of thousands of visitors: dense registers") {
     RollupCell cell;
@@ -158,23 +161,29 @@ TEST_CASE("a stored cell that is damaged is an error that says so, never a crash
     REQUIRE_FALSE(RollupCell::Decode(bytes + "x", &out, &error));
     REQUIRE(error.find("trailing bytes") != std::string::npos);
   }
-  SECTION("a sparse register out of range") {
-    RollupCell one;
-    one.AddVisitor(testing::MixedHash(1));
-    std::string damaged = one.Encode();
-    // format, 6 counters, the form byte, the precision, the count: then the first entry's
-    // index (2 bytes).
-    const size_t entry = 1 + 6 * 8 + 1 + 1 + 4;
-    damaged[entry + 1] = static_cast<char>(0x7F);  // index >= 16384
+  SECTION("a sparse register out of range, or out of order") {
+    // format 3, six zero counters, sparse, precision 14, one register: at gap 16384 (a 3-byte
+    // varint), rank 1; no page loads.
+    std::string damaged =
+        "\x03" + std::string(6, '\0') + "\x01\x0E\x01\x80\x80\x01\x01" + std::string(1, '\0');
     REQUIRE_FALSE(RollupCell::Decode(damaged, &out, &error));
     REQUIRE(error.find("sparse visitor register out of range") != std::string::npos);
+    // The same with two registers, the second at a gap of 0 (the same index again).
+    damaged = "\x03" + std::string(6, '\0') + "\x01\x0E\x02\x05\x01" + std::string(1, '\0') +
+              "\x01" + std::string(1, '\0');
+    REQUIRE_FALSE(RollupCell::Decode(damaged, &out, &error));
+    REQUIRE(error.find("sparse visitor registers out of order") != std::string::npos);
+    damaged[12] = 1;  // a gap of 1: index 6
+    REQUIRE(RollupCell::Decode(damaged, &out, &error));
+    REQUIRE(out.visitors().Register(5) == 1);
+    REQUIRE(out.visitors().Register(6) == 1);
   }
   SECTION("a dense register out of range, or a precision out of range") {
     RollupCell dense(VisitorSketch::kSegmentPrecision);
     for (uint64_t v = 0; v < 20'000; ++v) dense.AddVisitor(testing::MixedHash(v));
     std::string damaged = dense.Encode();
-    // format, 6 counters, the form byte, the precision: then the registers.
-    const size_t precision = 1 + 6 * 8 + 1;
+    // format, 6 counters (0: a byte each), the form byte, the precision: then the registers.
+    const size_t precision = 1 + 6 + 1;
     REQUIRE(damaged[precision] == 12);
     damaged[precision + 1 + 100] = 60;  // precision 12's highest rank is 53
     REQUIRE_FALSE(RollupCell::Decode(damaged, &out, &error));
@@ -211,6 +220,42 @@ TEST_CASE("a cell stored by the first format (precision 14 implied) still reads 
   RollupCounters counters;
   REQUIRE(RollupCell::DecodeCounters(old, &counters, &error));
   REQUIRE(counters.bounces == 1);
+}
+
+TEST_CASE("a cell stored by the fixed-width format 2 still reads back", "[rollup]") {
+  // Format 2, as the build before varints wrote it: fixed-width counters, then sparse registers
+  // with the precision, then the page loads in the checkpoint's fixed-width form.
+  std::string old;
+  agg::detail::StateWriter writer(&old);
+  writer.U8(2);
+  for (uint64_t counter : {9, 4, 2, 3, 1}) writer.U64(counter);
+  writer.I64(RevenueUnits(-3.5));
+  writer.U8(1);   // sparse
+  writer.U8(12);  // precision
+  writer.U32(2);
+  for (const uint8_t entry : {0x10, 0x00, 0x03, 0xFF, 0x0F, 0x02}) writer.U8(entry);
+  writer.Bool(true);
+  agg::QuantileSketch page_loads;
+  for (double ms : {120.0, 480.0, 480.0, 2'000.0}) page_loads.Add(ms);
+  page_loads.Save(writer);
+  RollupCell cell;
+  std::string error;
+  REQUIRE(RollupCell::Decode(old, &cell, &error));
+  REQUIRE(cell.counters.events == 9);
+  REQUIRE(cell.counters.revenue() == -3.5);
+  REQUIRE(cell.visitors().precision() == 12);
+  REQUIRE(cell.visitors().Register(0x10) == 3);
+  REQUIRE(cell.visitors().Register(0xFFF) == 2);
+  REQUIRE(cell.page_load_count() == 4);
+  REQUIRE(cell.PageLoadQuantile(0.5) == page_loads.Quantile(0.5));
+  // Written back, it is format 3 and reads back the same.
+  const std::string current = cell.Encode();
+  REQUIRE(current[0] == 3);
+  REQUIRE(current.size() < old.size() / 2);
+  RequireSameCell(RoundTrip(cell), cell);
+  RollupCounters counters;
+  REQUIRE(RollupCell::DecodeCounters(old, &counters, &error));
+  REQUIRE(counters.sessions == 3);
 }
 
 TEST_CASE("revenue in fixed point adds exactly where doubles do not", "[rollup]") {
