@@ -1,5 +1,7 @@
 #include "server/aggregator/live_segment.h"
 
+#include <cstring>
+
 #include "server/aggregator/utf8.h"
 
 namespace rta::agg {
@@ -16,6 +18,19 @@ SegmentFields SegmentFieldsOf(const analytics::EventData& event) {
 }
 
 namespace detail {
+namespace {
+
+// Equality that settles most mismatches without a call to memcmp: ten segments compare about
+// a dozen short values per event (countries, devices), which mostly differ in size or in their
+// first byte. perf of aggregator_bench with ten segments: memcmp from 2.9% of the samples to
+// 0.8%.
+inline bool SameValue(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return a.front() == b.front() && std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
 
 SessionMembers::SessionMembers(uint32_t capacity_log2)
     : mask_((size_t{1} << capacity_log2) - 1),
@@ -52,7 +67,8 @@ bool SegmentMatcher::Matches(const SegmentFields& fields, uint64_t session_hash)
     const bool scoped = kSegmentSessionScoped[condition.dimension];
     if (own.empty() && condition.value != kSegmentNoneValue && scoped) {
       inherits = true;
-    } else if (own.empty() ? condition.value != kSegmentNoneValue : own != condition.value) {
+    } else if (own.empty() ? condition.value != kSegmentNoneValue
+                           : !SameValue(own, condition.value)) {
       mismatch = true;
       session_mismatch = session_mismatch || scoped;
       if (!session_scoped) return false;
