@@ -19,6 +19,15 @@ constexpr std::string_view kAppliedLsnKey = "applied_lsn";  // u64 LE: records f
 constexpr std::string_view kSeedsKey = "hash_seeds";        // 2 x u64: visitor, session
 // "value" NUL, the dimension's index as one byte, the value: an admitted dimension value.
 constexpr std::string_view kValuePrefix{"value\0", 6};
+// "session" NUL, the session hash (u64 LE): a session of the accumulator's table, as of
+// applied_lsn (RollupAccumulator::TakeSessionChanges).
+constexpr std::string_view kSessionPrefix{"session\0", 8};
+
+std::string SessionKey(uint64_t session_hash) {
+  std::string key(kSessionPrefix);
+  key.append(reinterpret_cast<const char*>(&session_hash), sizeof session_hash);
+  return key;
+}
 
 std::string U64Bytes(uint64_t value) {
   std::string out(8, '\0');
@@ -139,7 +148,34 @@ std::unique_ptr<RollupWriter> RollupWriter::Open(const Options& options, storage
     *error = "the rollup store " + options.dir + " has an admitted value of an unknown dimension";
     return nullptr;
   }
+  // After the values: a session's stored values are names, found among the admitted ones.
+  if (!writer->LoadSessions(error)) return nullptr;
   return writer;
+}
+
+bool RollupWriter::LoadSessions(std::string* error) {
+  accumulator_.ForgetSessions();
+  std::string bad;
+  if (!store_->ScanMeta(
+          kSessionPrefix,
+          [&](std::string_view key, std::string_view value) {
+            if (!bad.empty()) return;
+            std::string why;
+            if (key.size() != kSessionPrefix.size() + 8) {
+              bad = "a session key of " + std::to_string(key.size()) + " bytes";
+            } else if (!accumulator_.RestoreSession(ReadU64(key, kSessionPrefix.size()), value,
+                                                    &why)) {
+              bad = why;
+            }
+          },
+          error)) {
+    return false;
+  }
+  if (!bad.empty()) {
+    *error = "the rollup store " + options_.dir + " has a bad session: " + bad;
+    return false;
+  }
+  return true;
 }
 
 RollupWriter::~RollupWriter() { Stop(); }
@@ -167,14 +203,19 @@ bool RollupWriter::WriteIfFull() {
 
 bool RollupWriter::Write() {
   std::vector<storage::RollupWrite> writes = accumulator_.TakeWrites();
-  std::vector<std::pair<std::string, std::string>> meta;
-  meta.emplace_back(std::string(kAppliedLsnKey), U64Bytes(folded_lsn_));
+  std::vector<storage::RollupStore::MetaWrite> meta;
+  meta.push_back({std::string(kAppliedLsnKey), U64Bytes(folded_lsn_)});
   for (const auto& [dimension, value] : accumulator_.new_values()) {
     std::string key(kValuePrefix);
     key.push_back(static_cast<char>(dimension));
     key.append(value);
-    meta.emplace_back(std::move(key), "");
+    meta.push_back({std::move(key), ""});
   }
+  // The session table in step with applied_lsn: deletions first, so that a session forgotten
+  // and begun again is stored.
+  storage::RollupAccumulator::SessionChanges sessions = accumulator_.TakeSessionChanges();
+  for (const uint64_t hash : sessions.forgotten) meta.push_back({SessionKey(hash), "", true});
+  for (auto& [hash, state] : sessions.states) meta.push_back({SessionKey(hash), std::move(state)});
   values_folded_.store(accumulator_.values_folded(), std::memory_order_relaxed);
   sessions_evicted_.store(accumulator_.sessions_evicted(), std::memory_order_relaxed);
   std::string error;
@@ -183,9 +224,13 @@ bool RollupWriter::Write() {
     write_failures_.fetch_add(1, std::memory_order_relaxed);
     LogWarn("rollup_write_failed", {{"error", error}, {"lsn", std::to_string(folded_lsn_)}});
     // The folded cells are gone with the failed batch: fold those records again from the log
-    // (it keeps them, since applied_lsn did not move). The values admitted meanwhile stay in
-    // new_values() for the next batch.
+    // (it keeps them, since applied_lsn did not move), from the session table as it was stored
+    // with applied_lsn (the one in memory has those records' sessions in it already). The values
+    // admitted meanwhile stay in new_values() for the next batch.
     folded_lsn_ = applied_lsn();
+    if (std::string load_error; !LoadSessions(&load_error)) {
+      LogWarn("rollup_sessions_reload_failed", {{"error", load_error}});
+    }
     return false;
   }
   accumulator_.ClearNewValues();

@@ -117,8 +117,12 @@ class RollupWriter {
   bool Fold(uint64_t lsn, std::string_view bytes, std::string* error);
   // Writes when max_pending_cells or max_pending_pairs are pending; false when that write failed.
   bool WriteIfFull();
-  // Writes the pending cells and the new applied Lsn (folded_lsn_) in one batch.
+  // Writes the pending cells, the new applied Lsn (folded_lsn_) and the session table's changes
+  // in one batch.
   bool Write();
+  // Replaces the accumulator's session table with the stored one (at start, and after a failed
+  // write). False, with a message, on a stored session that does not decode.
+  bool LoadSessions(std::string* error);
 
   const Options options_;
   storage::EventLog& log_;

@@ -1,7 +1,9 @@
 #include "server/storage/rollup_accumulator.h"
 
 #include <algorithm>
+#include <cstdint>
 
+#include "server/aggregator/state_codec.h"
 #include "server/aggregator/time_key.h"
 
 namespace rta::storage {
@@ -160,10 +162,13 @@ void RollupAccumulator::Add(const RollupEvent& event) {
       found = sessions_.try_emplace(event.session_hash).first;
       new_session = true;
     } else if (event.event_ms - found->second.last_ms > limits_.session_timeout_ms) {
+      const bool dirty = found->second.dirty;
       found->second = Session();  // the same id after a long pause: a new visit
+      found->second.dirty = dirty;
       new_session = true;
     }
     session = &found->second;
+    MarkDirty(event.session_hash, session);
     if (new_session) session->first_ms = session->last_ms = event.event_ms;
     session->last_seen = folds_;
     session->last_ingest_ms = std::max(session->last_ingest_ms, event.ingest_ms);
@@ -214,17 +219,94 @@ void RollupAccumulator::Add(const RollupEvent& event) {
   }
 }
 
+void RollupAccumulator::MarkDirty(uint64_t hash, Session* session) {
+  if (session->dirty) return;
+  session->dirty = true;
+  dirty_sessions_.push_back(hash);
+}
+
 void RollupAccumulator::ExpireSessions(int64_t now_ingest_ms) {
   const int64_t oldest = now_ingest_ms - limits_.session_timeout_ms;
-  std::erase_if(sessions_,
-                [oldest](const auto& entry) { return entry.second.last_ingest_ms < oldest; });
+  std::erase_if(sessions_, [&](const auto& entry) {
+    if (entry.second.last_ingest_ms >= oldest) return false;
+    forgotten_sessions_.push_back(entry.first);
+    return true;
+  });
   next_expiry_ms_ = now_ingest_ms + 60'000;
 }
 
 void RollupAccumulator::EvictSessions() {
   const uint64_t keep_from = folds_ - std::min<uint64_t>(folds_, limits_.max_sessions / 2);
-  sessions_evicted_ += std::erase_if(
-      sessions_, [keep_from](const auto& entry) { return entry.second.last_seen < keep_from; });
+  sessions_evicted_ += std::erase_if(sessions_, [&](const auto& entry) {
+    if (entry.second.last_seen >= keep_from) return false;
+    forgotten_sessions_.push_back(entry.first);
+    return true;
+  });
+}
+
+// A session's stored form: its times and page views as varints, then the names (not the ids,
+// which are this process's own) of its first event's values.
+RollupAccumulator::SessionChanges RollupAccumulator::TakeSessionChanges() {
+  SessionChanges changes;
+  changes.forgotten = std::move(forgotten_sessions_);
+  forgotten_sessions_.clear();
+  for (const uint64_t hash : dirty_sessions_) {
+    const auto found = sessions_.find(hash);
+    // Gone since (its deletion is in `forgotten`), or already taken (listed twice).
+    if (found == sessions_.end() || !found->second.dirty) continue;
+    Session& session = found->second;
+    session.dirty = false;
+    std::string state;
+    agg::detail::StateWriter writer(&state);
+    writer.VarI64(session.first_ms);
+    writer.VarI64(session.last_ms);
+    writer.VarI64(session.last_ingest_ms);
+    writer.VarU64(session.page_views);
+    for (size_t d = 0; d < kRollupDimensionCount; ++d) {
+      const std::string& name = values_[d].names[session.values[d]];
+      writer.VarU64(name.size());
+      writer.Raw(name.data(), name.size());
+    }
+    changes.states.emplace_back(hash, std::move(state));
+  }
+  dirty_sessions_.clear();
+  return changes;
+}
+
+bool RollupAccumulator::RestoreSession(uint64_t session_hash, std::string_view state,
+                                       std::string* error) {
+  agg::detail::StateReader reader(state);
+  Session session;
+  session.first_ms = reader.VarI64();
+  session.last_ms = reader.VarI64();
+  session.last_ingest_ms = reader.VarI64();
+  const uint64_t page_views = reader.VarU64();
+  std::array<std::string_view, kRollupDimensionCount> names;
+  for (std::string_view& name : names) {
+    const uint64_t size = reader.VarU64();
+    if (reader.ok() && size > kRollupMaxValueBytes) reader.Fail("a value longer than any kept");
+    name = reader.Bytes(static_cast<size_t>(size));
+  }
+  if (reader.ok() && !reader.AtEnd()) reader.Fail("trailing bytes");
+  if (reader.ok() && page_views > UINT32_MAX) reader.Fail("page views out of range");
+  if (!reader.ok()) {
+    *error = "stored session: " + reader.error();
+    return false;
+  }
+  session.page_views = static_cast<uint32_t>(page_views);
+  // Capped: a name admitted before the restart was admitted again at start (Admit), so it
+  // finds its id; kRollupNoneValue and kRollupOtherValue have theirs.
+  for (size_t d = 0; d < kRollupDimensionCount; ++d) session.values[d] = Capped(d, names[d]);
+  session.last_seen = folds_;
+  newest_ingest_ms_ = std::max(newest_ingest_ms_, session.last_ingest_ms);
+  sessions_.insert_or_assign(session_hash, session);
+  return true;
+}
+
+void RollupAccumulator::ForgetSessions() {
+  sessions_.clear();
+  dirty_sessions_.clear();
+  forgotten_sessions_.clear();
 }
 
 std::vector<RollupWrite> RollupAccumulator::TakeWrites() {

@@ -74,7 +74,7 @@ struct RollupEvent {
 // returns and calls Admit() with them at start.
 //
 // Acquisition: see kRollupSessionScoped; an event of a session that is not tracked (beyond
-// max_sessions, or after a restart) keeps its own values.
+// max_sessions) keeps its own values.
 //
 // Sessions: a session is counted once, in the cells of its first event; it is a bounce while it
 // has exactly one page view, so the bounce counter of its first event's cells gets +1 at its
@@ -88,9 +88,14 @@ struct RollupEvent {
 // (during a backfill, event time races ahead on one stream and lags on another, so it cannot
 // say which sessions are over). At `max_sessions` the sessions not touched in the last
 // max_sessions / 2 events are forgotten early (sessions_evicted(); by then at least half the
-// table is such); one that goes on counts as a new session. The table is not persisted: a
-// session that spans a restart counts twice. The caller bounds the pending cells by calling
-// TakeWrites() when pending_cells() or pending_pairs() reach its limits.
+// table is such); one that goes on counts as a new session. The caller bounds the pending cells
+// by calling TakeWrites() when pending_cells() or pending_pairs() reach its limits.
+//
+// Restarts: the table is persisted by the caller, in the same batch as the cells
+// (TakeSessionChanges(): the sessions touched since the last call, and those forgotten), and
+// read back at start with RestoreSession(). A session that spans a restart, or a failed write
+// that is folded again from the log, then counts once, keeps its acquisition, and its second
+// page view still takes back the bounce of its first.
 //
 // Not thread-safe: the rollup writer's thread owns it.
 class RollupAccumulator {
@@ -122,6 +127,22 @@ class RollupAccumulator {
   uint64_t values_folded() const { return values_folded_; }
   uint64_t sessions_evicted() const { return sessions_evicted_; }
 
+  // What changed in the session table since the last call: the sessions forgotten (expired or
+  // evicted), then the stored form of each session touched. A session both forgotten and
+  // touched again is in both lists; applied in this order, the state wins.
+  struct SessionChanges {
+    std::vector<uint64_t> forgotten;
+    std::vector<std::pair<uint64_t, std::string>> states;
+  };
+  SessionChanges TakeSessionChanges();
+  // A session as TakeSessionChanges() stored it. Fails with a message on bytes that are not
+  // one; the table is then unchanged.
+  bool RestoreSession(uint64_t session_hash, std::string_view state, std::string* error);
+  // Forgets every session and every change not taken (a failed write: the caller restores
+  // the table it last stored).
+  void ForgetSessions();
+  size_t session_count() const { return sessions_.size(); }
+
  private:
   // A value's id within its dimension: the index into values_[dimension].
   using ValueIds = std::array<uint32_t, kRollupDimensionCount>;
@@ -131,7 +152,8 @@ class RollupAccumulator {
     int64_t last_ingest_ms = 0;  // ingest time, for the memory's expiry
     uint64_t last_seen = 0;      // folds_ when last touched, for eviction
     uint32_t page_views = 0;
-    ValueIds values{};  // of the first event
+    ValueIds values{};   // of the first event
+    bool dirty = false;  // in dirty_sessions_
   };
   struct Pending {
     Resolution resolution;
@@ -165,6 +187,8 @@ class RollupAccumulator {
   // these values, and `pair_fn(RollupCounters&)` to its 21 pairs.
   template <typename CellFn, typename PairFn>
   void ForEachCell(int64_t time_ms, const ValueIds& values, CellFn&& cell_fn, PairFn&& pair_fn);
+  // Notes `hash`'s session as touched, for TakeSessionChanges().
+  void MarkDirty(uint64_t hash, Session* session);
   // Forgets the sessions idle for session_timeout_ms of ingest time.
   void ExpireSessions(int64_t now_ingest_ms);
   // At max_sessions: forgets the sessions not touched in the last max_sessions / 2 folds.
@@ -177,6 +201,8 @@ class RollupAccumulator {
   std::unordered_map<PairKey, RollupCounters, PairKeyHash> pairs_;
   std::string key_;  // scratch for Cell()
   std::unordered_map<uint64_t, Session> sessions_;
+  std::vector<uint64_t> dirty_sessions_;      // touched since TakeSessionChanges()
+  std::vector<uint64_t> forgotten_sessions_;  // erased since TakeSessionChanges()
   uint64_t folds_ = 0;            // events with a session folded so far
   int64_t newest_ingest_ms_ = 0;  // the latest ingest time seen (session expiry)
   int64_t next_expiry_ms_ = 0;

@@ -206,12 +206,12 @@ RollupStore::~RollupStore() {
   db_.reset();  // before the filters it uses (members are destroyed after this body)
 }
 
-bool RollupStore::Write(const std::vector<RollupWrite>& writes,
-                        const std::vector<std::pair<std::string, std::string>>& meta, bool sync,
-                        std::string* error) {
+bool RollupStore::Write(const std::vector<RollupWrite>& writes, const std::vector<MetaWrite>& meta,
+                        bool sync, std::string* error) {
   rocksdb::WriteBatch batch;
-  for (const auto& [key, value] : meta) {
-    const rocksdb::Status status = batch.Put(default_, key, value);
+  for (const MetaWrite& entry : meta) {
+    const rocksdb::Status status = entry.erase ? batch.Delete(default_, entry.key)
+                                               : batch.Put(default_, entry.key, entry.value);
     if (!status.ok()) {
       *error = "rollup meta write: " + status.ToString();
       return false;

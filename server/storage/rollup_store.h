@@ -73,10 +73,16 @@ class RollupStore {
   bool Write(const std::vector<RollupWrite>& writes, bool sync, std::string* error) {
     return Write(writes, {}, sync, error);
   }
-  // The same, with meta entries (key, value) put in the same batch: what the writer must keep
-  // exactly in step with the cells (the log position they include, admitted values).
-  bool Write(const std::vector<RollupWrite>& writes,
-             const std::vector<std::pair<std::string, std::string>>& meta, bool sync,
+  // A meta entry to put, or to delete (`erase`).
+  struct MetaWrite {
+    std::string key;
+    std::string value;
+    bool erase = false;
+  };
+  // The same, with meta entries put or deleted in the same batch (in order): what the writer
+  // must keep exactly in step with the cells (the log position they include, admitted values,
+  // the session table).
+  bool Write(const std::vector<RollupWrite>& writes, const std::vector<MetaWrite>& meta, bool sync,
              std::string* error);
   // A meta entry; *found false when there is none.
   bool GetMeta(const std::string& key, std::string* value, bool* found, std::string* error) const;

@@ -212,6 +212,84 @@ TEST_CASE("at the maximum the least recently touched sessions are forgotten, and
   CHECK(cells.at({Resolution::kMinute, kT / 1000, ""}).counters.events == 4);
 }
 
+// Applies `changes` to `stored` as the writer's batch does (deletions, then states).
+void Store(const RollupAccumulator::SessionChanges& changes,
+           std::map<uint64_t, std::string>* stored) {
+  for (const uint64_t hash : changes.forgotten) stored->erase(hash);
+  for (const auto& [hash, state] : changes.states) (*stored)[hash] = state;
+}
+
+TEST_CASE("a session that spans a restart counts once and keeps its acquisition", "[rollup]") {
+  std::map<uint64_t, std::string> stored;
+  const int64_t hour = kT / 1000;
+  RollupCell total;
+  RollupCell campaign;
+  auto take = [&](RollupAccumulator& accumulator) {
+    auto cells = Cells(accumulator);
+    total.Merge(cells.at({Resolution::kHour, hour, ""}));
+    if (cells.count({Resolution::kHour, hour, "utm_campaign=spring"}) != 0) {
+      campaign.Merge(cells.at({Resolution::kHour, hour, "utm_campaign=spring"}));
+    }
+    Store(accumulator.TakeSessionChanges(), &stored);
+  };
+  {
+    RollupAccumulator before({});
+    before.Add(Event(RollupEvent::Kind::kPageView, kT, 1));  // lands from the spring campaign
+    before.Add(Event(RollupEvent::Kind::kPageView, kT + 1'000, 2));
+    take(before);
+    CHECK(stored.size() == 2);
+  }
+  RollupAccumulator after({});
+  std::string error;
+  for (const auto& [hash, state] : stored) REQUIRE(after.RestoreSession(hash, state, &error));
+  CHECK(after.session_count() == 2);
+  // Session 1's second page view names no campaign: it counts under its session's, and takes
+  // back the bounce its first page view counted. A new session 3 counts as one.
+  RollupEvent later = Event(RollupEvent::Kind::kPurchase, kT + 60'000, 1);
+  later.dimensions[5] = "";
+  later.value = 5;
+  after.Add(later);
+  later.kind = RollupEvent::Kind::kPageView;
+  after.Add(later);
+  after.Add(Event(RollupEvent::Kind::kPageView, kT + 61'000, 3));
+  take(after);
+  CHECK(total.counters.sessions == 3);
+  CHECK(total.counters.bounces == 2);  // 2 and 3
+  CHECK(total.counters.page_views == 4);
+  CHECK(campaign.counters.conversions == 1);
+  CHECK(campaign.counters.sessions == 3);
+
+  SECTION("without the stored table, the same events would count session 1 twice") {
+    RollupAccumulator forgetful({});
+    forgetful.Add(later);
+    auto cells = Cells(forgetful);
+    CHECK(cells.at({Resolution::kHour, hour, ""}).counters.sessions == 1);
+  }
+  SECTION("an expired session is deleted from the stored table") {
+    RollupEvent much_later = Event(RollupEvent::Kind::kOther, kT + 3'600'000, 4);
+    much_later.ingest_ms = kT + 3'600'000;
+    after.Add(much_later);
+    const RollupAccumulator::SessionChanges changes = after.TakeSessionChanges();
+    CHECK(changes.forgotten.size() == 3);  // 1, 2 and 3: idle for more than 30 minutes
+    REQUIRE(changes.states.size() == 1);
+    CHECK(changes.states[0].first == 4);
+    Store(changes, &stored);
+    CHECK(stored.size() == 1);
+  }
+  SECTION("a stored session that does not decode is refused, and the table is unchanged") {
+    RollupAccumulator fresh({});
+    const std::string good = stored.at(1);
+    CHECK_FALSE(fresh.RestoreSession(1, good.substr(0, good.size() - 1), &error));
+    CHECK(error.rfind("stored session: ", 0) == 0);
+    CHECK_FALSE(fresh.RestoreSession(1, good + "x", &error));
+    CHECK(error == "stored session: trailing bytes");
+    CHECK(fresh.session_count() == 0);
+    fresh.ForgetSessions();
+    CHECK(fresh.RestoreSession(1, good, &error));
+    CHECK(fresh.session_count() == 1);
+  }
+}
+
 TEST_CASE("sessions interleaved far apart in event time keep their own acquisition", "[rollup]") {
   // A backfill over two streams: one stream is hours ahead of the other in event time. Session
   // 1's purchase, five minutes after its landing, must still find the session.
