@@ -216,4 +216,27 @@ with open("fuzz/dict/config_flags.dict", "w") as f:
               "[::1]:50051"] + numbers:
         f.write('"%s"\n' % t)
 PY
+
+# rollup_bytes: one selector byte (00 = a stored rollup cell, 01 = a stored session), then the
+# bytes as the history's RocksDB store holds them (server/storage/rollup_cell.cc,
+# rollup_accumulator.cc). Built by hand, as tests/storage/rollup_cell_test.cc does.
+d=fuzz/corpus/rollup_bytes
+rm -rf "$d"
+mkdir -p "$d"
+# Format 3: counters 5 4 1 2 1 and revenue 250000 (zigzag 500000), two sparse registers at
+# precision 12 (gaps 16 and 4079), two page loads in bins 1000 and 1001.
+printf '\x00\x03\x05\x04\x01\x02\x01\xa0\xc2\x1e\x01\x0c\x02\x10\x03\xef\x1f\x01\x01\x02\x00\xe8\x07\x02\x01\x01' >$d/cell_v3_sparse
+# Format 3: no visitors, no page loads, a refund (revenue -125000: zigzag 249999).
+printf '\x00\x03\x01\x00\x00\x00\x00\x8f\xa1\x0f\x00\x00' >$d/cell_v3_refund
+# Format 1 (fixed width, precision 14 implied), as the first build wrote it.
+{
+  printf '\x00\x01'
+  for counter in 07 03 01 02 01; do printf "\\x$counter\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; done
+  printf '\x90\xd0\x03\x00\x00\x00\x00\x00'  # revenue 250000
+  printf '\x01\x02\x00\x00\x00\x10\x00\x03\xff\x3f\x01\x00'
+} >$d/cell_v1
+# A session: first, last and ingest times (zigzag varints), 1 page view, then the seven names.
+printf '\x01\x00\x00\x00\x01\x02DE\x07desktop\x05/home\x0agoogle.com\x06google\x06spring\x09page_view' \
+  >$d/session
+
 echo "corpus: $(find fuzz/corpus -type f | wc -l) seeds"

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(ingest subscription_request event_json config_file config_flags)
+((${#targets[@]})) || targets=(ingest subscription_request event_json config_file config_flags rollup_bytes)
 
 bash deploy/setup.sh
 launcher=()
@@ -24,8 +24,8 @@ cmake --build --preset fuzz --parallel "$(nproc)"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-# One target per core at a time: each runs for a fixed time, so on the 2-core VM the five
-# targets take three rounds instead of five.
+# One target per core at a time: each runs for a fixed time, so on the 2-core VM the six
+# targets take three rounds instead of six.
 run_target() {
   local target=$1
   local binary=build/fuzz/fuzz/${target}_fuzzer
