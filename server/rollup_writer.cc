@@ -88,12 +88,12 @@ storage::RollupEvent RollupEventOf(const analytics::EventData& event, int64_t in
   return out;
 }
 
-RollupWriter::RollupWriter(const Options& options, storage::EventLog& log, const agg::Clock& clock)
-    : options_(options), log_(log), clock_(clock), accumulator_(options.limits) {}
+RollupWriter::RollupWriter(const Options& options, storage::EventLog& log)
+    : options_(options), log_(log), accumulator_(options.limits) {}
 
 std::unique_ptr<RollupWriter> RollupWriter::Open(const Options& options, storage::EventLog& log,
                                                  const agg::Clock& clock, std::string* error) {
-  std::unique_ptr<RollupWriter> writer(new RollupWriter(options, log, clock));
+  std::unique_ptr<RollupWriter> writer(new RollupWriter(options, log));
   const agg::Clock* clock_ptr = &clock;
   writer->store_ = storage::RollupStore::Open(
       options.dir, options.retention, [clock_ptr] { return clock_ptr->NowMs() / 1000; }, error);

@@ -79,6 +79,7 @@ class RollupWriter {
     int stop_catch_up_ms = 2000;
   };
 
+  // `log` and `clock` (the store's retention clock) must outlive the writer.
   static std::unique_ptr<RollupWriter> Open(const Options& options, storage::EventLog& log,
                                             const agg::Clock& clock, std::string* error);
   ~RollupWriter();
@@ -105,7 +106,7 @@ class RollupWriter {
     uint64_t lsn;
     std::string bytes;
   };
-  RollupWriter(const Options& options, storage::EventLog& log, const agg::Clock& clock);
+  RollupWriter(const Options& options, storage::EventLog& log);
   void Run();
   // Writer thread: folds queued records up to the durable Lsn, reading the log for gaps.
   void Drain();
@@ -126,7 +127,6 @@ class RollupWriter {
 
   const Options options_;
   storage::EventLog& log_;
-  const agg::Clock& clock_;
   std::unique_ptr<storage::RollupStore> store_;
   uint64_t visitor_seed_ = 0;
   uint64_t session_seed_ = 0;
