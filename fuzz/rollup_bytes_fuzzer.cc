@@ -5,7 +5,8 @@
 // Input: one selector byte (0 = a cell, 1 = a session), then the stored bytes. Either is
 // accepted or refused with a message, never a crash. A cell that decodes encodes (in the
 // current format) to bytes that decode to the same cell, and its counters alone
-// (DecodeCounters) agree with the whole decode.
+// (DecodeCounters) agree with the whole decode. A session that is restored can go on (an event
+// folded into it) and is stored again in a form that reads back.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +51,19 @@ void CheckSession(std::string_view bytes) {
   const bool restored = accumulator.RestoreSession(1, bytes, &error);
   RTA_FUZZ_CHECK(restored == error.empty());
   RTA_FUZZ_CHECK(accumulator.session_count() == (restored ? 1u : 0u));
+  if (!restored) return;
+  // The session goes on (a page view of the same session), and what is stored of it then
+  // reads back.
+  rta::storage::RollupEvent event;
+  event.event_ms = 1'800'000'000'000;
+  event.ingest_ms = event.event_ms;
+  event.kind = rta::storage::RollupEvent::Kind::kPageView;
+  event.session_hash = 1;
+  accumulator.Add(event);
+  const auto changes = accumulator.TakeSessionChanges();
+  RTA_FUZZ_CHECK(changes.states.size() == 1);
+  rta::storage::RollupAccumulator again({});
+  RTA_FUZZ_CHECK(again.RestoreSession(1, changes.states[0].second, &error));
 }
 
 }  // namespace

@@ -289,6 +289,13 @@ bool RollupAccumulator::RestoreSession(uint64_t session_hash, std::string_view s
   }
   if (reader.ok() && !reader.AtEnd()) reader.Fail("trailing bytes");
   if (reader.ok() && page_views > UINT32_MAX) reader.Fail("page views out of range");
+  // Times a validated event can have: Add() subtracts them, which must not overflow.
+  constexpr int64_t kMaxStoredMs = int64_t{1} << 50;  // about 35,000 years
+  const auto in_range = [](int64_t ms) { return ms >= 0 && ms < kMaxStoredMs; };
+  if (reader.ok() && !(in_range(session.first_ms) && in_range(session.last_ms) &&
+                       in_range(session.last_ingest_ms) && session.first_ms <= session.last_ms)) {
+    reader.Fail("times out of range");
+  }
   if (!reader.ok()) {
     *error = "stored session: " + reader.error();
     return false;

@@ -283,6 +283,14 @@ TEST_CASE("a session that spans a restart counts once and keeps its acquisition"
     CHECK(error.rfind("stored session: ", 0) == 0);
     CHECK_FALSE(fresh.RestoreSession(1, good + "x", &error));
     CHECK(error == "stored session: trailing bytes");
+    // By hand: first_ms 10, last_ms 5 (zigzag varints 20 and 10), ingest 0, 1 page view, seven
+    // empty names. A last event before the first is refused; 10 to 20 is accepted.
+    std::string backwards = std::string("\x14\x0a\x00\x01", 4) + std::string(7, '\0');
+    CHECK_FALSE(fresh.RestoreSession(2, backwards, &error));
+    CHECK(error == "stored session: times out of range");
+    backwards[1] = 0x28;
+    CHECK(fresh.RestoreSession(2, backwards, &error));
+    fresh.ForgetSessions();
     CHECK(fresh.session_count() == 0);
     fresh.ForgetSessions();
     CHECK(fresh.RestoreSession(1, good, &error));
