@@ -23,16 +23,14 @@ constexpr std::string_view kValuePrefix{"value\0", 6};
 // applied_lsn (RollupAccumulator::TakeSessionChanges).
 constexpr std::string_view kSessionPrefix{"session\0", 8};
 
-std::string SessionKey(uint64_t session_hash) {
-  std::string key(kSessionPrefix);
-  key.append(reinterpret_cast<const char*>(&session_hash), sizeof session_hash);
-  return key;
-}
-
 std::string U64Bytes(uint64_t value) {
   std::string out(8, '\0');
   std::memcpy(out.data(), &value, 8);
   return out;
+}
+
+std::string SessionKey(uint64_t session_hash) {
+  return std::string(kSessionPrefix) + U64Bytes(session_hash);
 }
 
 uint64_t ReadU64(std::string_view bytes, size_t offset) {
