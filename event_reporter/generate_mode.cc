@@ -10,10 +10,10 @@
 #include <sstream>
 #include <thread>
 
-#include "event_reporter/cli_common.h"
-#include "event_reporter/event_json.h"
 #include "clients/common/number_text.h"
+#include "event_reporter/cli_common.h"
 #include "event_reporter/traffic_generator.h"
+#include "proto/event_json.h"
 
 namespace rta::reporter {
 namespace {
@@ -24,6 +24,7 @@ using client::WithThousands;
 using detail::Concat;
 using detail::NowMs;
 using detail::UsageError;
+using events::EventToJson;
 using nlohmann::json;
 
 constexpr char kGenerateUsage[] = R"(event_reporter generate [flags]

@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "event_reporter/cli_common.h"
-#include "event_reporter/event_json.h"
+#include "proto/event_json.h"
 
 namespace rta::reporter {
 namespace {
@@ -18,6 +18,7 @@ using Clock = std::chrono::steady_clock;
 using client::Flags;
 using detail::Concat;
 using detail::UsageError;
+using events::ParseEventJson;
 
 constexpr char kReplayUsage[] = R"(event_reporter replay FILE|- [flags]
 

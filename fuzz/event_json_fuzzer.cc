@@ -11,9 +11,9 @@
 #include <string_view>
 
 #include "analytics.pb.h"
-#include "event_reporter/event_json.h"
 #include "fuzz/fuzz_check.h"
 #include "fuzz/quiet_protobuf.h"
+#include "proto/event_json.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   QuietProtobuf();
@@ -23,13 +23,13 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view line(reinterpret_cast<const char*>(data), size);
   analytics::EventData event;
-  if (!rta::reporter::ParseEventJson(line, &event).empty()) return 0;
+  if (!rta::events::ParseEventJson(line, &event).empty()) return 0;
   RTA_FUZZ_CHECK(!event.event_type().empty());
 
-  const std::string written = rta::reporter::EventToJson(event);
+  const std::string written = rta::events::EventToJson(event);
   RTA_FUZZ_CHECK(written.find('\n') == std::string::npos);  // one event, one line
   analytics::EventData again;
-  const std::string error = rta::reporter::ParseEventJson(written, &again);
+  const std::string error = rta::events::ParseEventJson(written, &again);
   if (!error.empty()) std::fprintf(stderr, "re-parse of %s: %s\n", written.c_str(), error.c_str());
   RTA_FUZZ_CHECK(error.empty());
   // "value": -0.0 reads as -0.0, which EventToJson leaves out like 0: the same amount.

@@ -27,6 +27,7 @@
 #include "server/directory_store.h"
 #include "server/durability.h"
 #include "server/get_metrics_call.h"
+#include "server/http/http_server.h"
 #include "server/ingest_call.h"
 #include "server/live_segments.h"
 #include "server/log.h"
@@ -131,6 +132,7 @@ class AnalyticsServer::Impl {
 
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
   agg::Aggregator& aggregator() { return *aggregator_; }
   void SetIngestFault(std::function<grpc::Status(uint64_t, uint64_t)> fault) {
     ingest_fault_for_test_ = std::move(fault);
@@ -184,6 +186,7 @@ class AnalyticsServer::Impl {
       {config_.max_live_segments, int64_t{config_.live_segment_idle_s} * 1000}};
   AsyncAnalyticsService service_;
   std::unique_ptr<ServiceState> state_;
+  std::unique_ptr<http::HttpServer> http_;  // null without --http-listen; uses state_
   std::function<grpc::Status(uint64_t, uint64_t)> ingest_fault_for_test_;
   // Tick thread: the accept rate behind analytics_dedupe_effective_horizon_seconds, and the
   // producer table's expiry.
@@ -288,6 +291,15 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
     }
   }
 
+  if (!config_.http_listen.empty()) {
+    http_ = std::make_unique<http::HttpServer>(*state_);
+    if (std::string why; !http_->Start(&why)) {
+      http_.reset();
+      return abandon_start(why);
+    }
+    http_port_ = http_->port();
+  }
+
   Tick();  // a first snapshot, so that GetMetrics and subscribers never see "nothing yet"
   for (auto& queue : queues)
     workers_.push_back(std::make_unique<Worker>(*state_, std::move(queue)));
@@ -304,14 +316,20 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
     std::lock_guard lock(lifecycle_mutex_);
     started_ = true;
   }
-  LogInfo("listening", {{"address", config_.listen},
-                        {"port", std::to_string(grpc_port_)},
-                        {"workers", std::to_string(workers)},
-                        {"tick_ms", std::to_string(config_.tick_ms)}});
   if (exposer_) {
     LogInfo("metrics_listening",
             {{"address", config_.metrics_listen}, {"port", std::to_string(metrics_port_)}});
   }
+  if (http_) {
+    LogInfo("http_listening", {{"address", config_.http_listen},
+                               {"port", std::to_string(http_port_)},
+                               {"threads", std::to_string(config_.http_threads)}});
+  }
+  // Last: scripts and tests wait for this line, and then find the other ports' lines above it.
+  LogInfo("listening", {{"address", config_.listen},
+                        {"port", std::to_string(grpc_port_)},
+                        {"workers", std::to_string(workers)},
+                        {"tick_ms", std::to_string(config_.tick_ms)}});
   return true;
 }
 
@@ -426,6 +444,17 @@ bool AnalyticsServer::Impl::CheckExposure(std::string* error) {
   LogInfo("access", {{"auth", config_.auth},
                      {"tokens_required", authenticated ? "yes" : "no"},
                      {"users", std::to_string(users_->view()->users.size())}});
+  if (!config_.http_listen.empty() && !IsLoopbackAddress(config_.http_listen)) {
+    // The HTTP port has no TLS of its own yet: beyond loopback it is plain text whatever the
+    // gRPC port has, so it needs --insecure (a TLS-terminating proxy in front is the way).
+    if (config_.insecure == 0) {
+      *error = "refusing to serve HTTP on " + config_.http_listen +
+               " beyond loopback: the HTTP port has no TLS; put a TLS-terminating proxy in "
+               "front and pass --insecure 1, or listen on 127.0.0.1";
+      return false;
+    }
+    LogWarn("insecure_listen", {{"address", config_.http_listen}, {"without", "TLS (HTTP port)"}});
+  }
   if (IsLoopbackAddress(config_.listen)) return true;
   // Redis's "protected mode", for the same reason: a server that answers anyone on the network
   // should be a decision, not a default.
@@ -597,6 +626,12 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
   for (auto& worker : workers_) worker->NotifyShutdown();
   // 3. Other open calls get until the deadline, then gRPC cancels them.
   server_->Shutdown(std::chrono::system_clock::now() + grace);
+  // HTTP requests in progress get what is left of the grace (new ones are refused: 503).
+  if (http_ != nullptr) {
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - begin);
+    http_->Stop(std::max(std::chrono::milliseconds(0), grace - spent));
+  }
   // 4. No more ticks.
   tick_io_.stop();
   if (tick_thread_.joinable()) tick_thread_.join();
@@ -630,6 +665,7 @@ bool AnalyticsServer::Start(std::string* error) { return impl_->Start(error); }
 bool AnalyticsServer::ReloadTls(std::string* error) { return impl_->ReloadTls(error); }
 int AnalyticsServer::grpc_port() const { return impl_->grpc_port_; }
 int AnalyticsServer::metrics_port() const { return impl_->metrics_port_; }
+int AnalyticsServer::http_port() const { return impl_->http_port_; }
 void AnalyticsServer::Shutdown(std::chrono::milliseconds grace) { impl_->Shutdown(grace); }
 void AnalyticsServer::Wait() { impl_->Wait(); }
 agg::Aggregator& AnalyticsServer::aggregator() { return impl_->aggregator(); }

@@ -34,6 +34,7 @@ class AnalyticsServer {
   // Ports actually bound (useful with port 0). 0 before Start().
   int grpc_port() const;
   int metrics_port() const;
+  int http_port() const;  // 0 without --http-listen
 
   void Shutdown(std::chrono::milliseconds grace);
   // SIGHUP: re-reads --tls-cert, --tls-key and --tls-client-ca (auth/tls_files.h). New

@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "server/aggregator/dedupe_table.h"
+#include "server/http/origin_policy.h"
 #include "server/metric_filter.h"
 
 namespace rta::server {
@@ -31,6 +32,26 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "gRPC listen address HOST:PORT (HOST: IPv4, [IPv6] or a name; port 0 picks a free port)"},
       {"metrics_listen", &c.metrics_listen,
        "Prometheus /metrics listen address HOST:PORT (empty disables it)"},
+      {"http_listen", &c.http_listen,
+       "HTTP listen address HOST:PORT for POST /v1/events (JSON events from browsers and "
+       "scripts) and GET /healthz (empty disables it)"},
+      {"http_threads", &c.http_threads, "threads serving the HTTP port"},
+      {"http_allowed_origins", &c.http_allowed_origins,
+       "origins (https://shop.example,...) whose pages may post events to the HTTP port, or *; "
+       "a request from any other origin is refused"},
+      {"http_site_keys", &c.http_site_keys,
+       "comma-separated site keys that let web pages report events (?site=KEY) without an API "
+       "token when tokens are required; write-only"},
+      {"http_max_connections", &c.http_max_connections, "HTTP connections open at once"},
+      {"http_max_connections_per_address", &c.http_max_connections_per_address,
+       "HTTP connections one client address may hold open"},
+      {"http_max_body_bytes", &c.http_max_body_bytes, "largest HTTP request body, bytes"},
+      {"http_request_timeout_ms", &c.http_request_timeout_ms,
+       "an HTTP request must arrive whole within this long, or its connection is closed, ms"},
+      {"http_events_per_second_per_address", &c.http_events_per_second_per_address,
+       "events per second one client address may post over HTTP (0 = unlimited)"},
+      {"http_events_per_second_per_site", &c.http_events_per_second_per_site,
+       "events per second one site key may post over HTTP (0 = unlimited)"},
       {"workers", &c.workers, "completion queues, one thread each (0 = number of cores)"},
       {"tick_ms", &c.tick_ms, "aggregator tick and subscriber update period, ms (>= 50)"},
       {"push_min_interval_ms", &c.push_min_interval_ms,
@@ -258,6 +279,7 @@ bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, st
   // the other flags whatever its position.
   std::vector<std::pair<std::string, std::string>> flags;
   out->config.data_dir = kDefaultDataDir;
+  out->config.http_listen = kDefaultHttpListen;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -344,6 +366,21 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   }
   if (!c.metrics_listen.empty() && !ValidateListenAddress(c.metrics_listen, &why)) {
     return fail("metrics_listen: " + why);
+  }
+  if (!c.http_listen.empty() && !ValidateListenAddress(c.http_listen, &why)) {
+    return fail("http_listen: " + why);
+  }
+  if (std::string origin_error;
+      !http::OriginPolicy::Parse(c.http_allowed_origins, nullptr, &origin_error)) {
+    return fail("http_allowed_origins: " + origin_error);
+  }
+  if (!within("http_threads", c.http_threads, 1, 64) ||
+      !within("http_max_connections", c.http_max_connections, 1, 1'000'000) ||
+      !within("http_max_connections_per_address", c.http_max_connections_per_address, 1,
+              c.http_max_connections, "http_max_connections") ||
+      !within("http_max_body_bytes", c.http_max_body_bytes, 1024, 64u << 20) ||
+      !within("http_request_timeout_ms", c.http_request_timeout_ms, 100, 600'000)) {
+    return false;
   }
   if (!within("workers", c.workers, 0, 256) || !within("tick_ms", c.tick_ms, 50, 60'000) ||
       !within("push_min_interval_ms", c.push_min_interval_ms, 0, c.tick_ms, "tick_ms") ||
@@ -476,6 +513,7 @@ bool IsLoopbackAddress(const std::string& address) {
 std::string ServerHelpText() {
   ServerConfig defaults;
   defaults.data_dir = kDefaultDataDir;
+  defaults.http_listen = kDefaultHttpListen;
   std::ostringstream out;
   out << "analytics_server: real-time web analytics over gRPC\n\n"
          "Usage: analytics_server [--config FILE] [--flag VALUE]...\n\n"

@@ -61,6 +61,16 @@ bool EventTally::Ingest(ServiceState& state, const analytics::EventData& event) 
   return accepted;
 }
 
+void EventTally::RejectUnreadable(const analytics::EventData& partial, std::string_view reason) {
+  // "value: expected a number, got string": the field is what comes before the first ": ".
+  const size_t colon = reason.find(": ");
+  const std::string_view field =
+      colon == std::string_view::npos ? "event" : reason.substr(0, colon);
+  const std::string_view text = colon == std::string_view::npos ? reason : reason.substr(colon + 2);
+  Reject(RejectReason::kInvalid, partial, field, std::string(text));
+  ++position_;
+}
+
 void EventTally::FlushMetrics(ServerMetrics& metrics) {
   metrics.AddIngested(accepted_, duplicates_, backfilled_);
   accepted_ = duplicates_ = backfilled_ = 0;

@@ -21,6 +21,10 @@ class EventTally {
   // Checks the server-level limits, then hands the event to the aggregator. True when the
   // event was accepted (counted), false for a duplicate or a refusal.
   bool Ingest(ServiceState& state, const analytics::EventData& event);
+  // An event that could not even be read into an EventData (the HTTP front end's JSON of the
+  // wrong shape): refused as invalid at its position, with `reason` ("field: what is wrong").
+  // `partial` holds what was read before the fault (its event_id names it, when read).
+  void RejectUnreadable(const analytics::EventData& partial, std::string_view reason);
   // Adds this message's counts to Prometheus and resets the per-message counters.
   void FlushMetrics(ServerMetrics& metrics);
   const analytics::EventResponse& response() const { return response_; }

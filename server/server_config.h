@@ -9,6 +9,7 @@
 namespace rta::server {
 
 inline constexpr char kDefaultDataDir[] = "analytics-data";
+inline constexpr char kDefaultHttpListen[] = "127.0.0.1:8080";
 
 // Everything the server can be told at start. Flags and the JSON config file use the same keys
 // (flag --tick-ms is key "tick_ms"); see ParseServerConfig() and `analytics_server --help`.
@@ -93,6 +94,26 @@ struct ServerConfig {
   uint32_t token_events_per_second = 0;
   uint32_t token_max_streams = 5'000;
   uint32_t token_max_subscriptions = 5'000;
+  // HTTP front end (server/http): POST /v1/events for browsers and anything without a gRPC
+  // stub, GET /healthz. "" disables it; the command line's default is kDefaultHttpListen (like
+  // data_dir, a ServerConfig built in code has none unless it says so).
+  std::string http_listen = "";
+  uint32_t http_threads = 1;
+  // CORS: origins (scheme://host[:port], comma-separated) whose pages may post events; "*" any.
+  // A request with an Origin header not listed is refused (403) even where the browser would
+  // not have asked first (text/plain bodies, sendBeacon).
+  std::string http_allowed_origins = "";
+  // Site keys (comma-separated) that let a page report events without an API token while
+  // tokens are required: write-only, limited per key. Public by nature (they are in the page).
+  std::string http_site_keys = "";
+  uint32_t http_max_connections = 1'000;
+  uint32_t http_max_connections_per_address = 100;
+  uint32_t http_max_body_bytes = 1024 * 1024;
+  // A request must arrive whole (headers and body) within this long of the connection's previous
+  // response or its opening; then the connection is closed (slow clients, slow-loris).
+  uint32_t http_request_timeout_ms = 10'000;
+  uint32_t http_events_per_second_per_address = 1'000;  // 0 = unlimited
+  uint32_t http_events_per_second_per_site = 0;         // per site key; 0 = unlimited
   agg::AggregatorConfig aggregator;
 };
 

@@ -169,6 +169,23 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                            .Help("Subscribers ended because they did not read for too long")
                            .Register(r)
                            .Add({});
+  http_requests_family_ = &BuildCounter()
+                               .Name("analytics_http_requests_total")
+                               .Help("HTTP requests answered, by route and status code")
+                               .Register(r);
+  http_connections_ = &BuildGauge()
+                           .Name("analytics_http_connections")
+                           .Help("HTTP connections open now")
+                           .Register(r)
+                           .Add({});
+  http_connections_refused_ =
+      &BuildCounter()
+           .Name("analytics_http_connections_refused_total")
+           .Help(
+               "HTTP connections closed at once: over --http-max-connections or the limit "
+               "per client address")
+           .Register(r)
+           .Add({});
   subscribers_ = &BuildGauge()
                       .Name("analytics_subscribers")
                       .Help("SubscribeMetrics streams open now")
@@ -426,6 +443,12 @@ void ServerMetrics::UpdateHistoryStats(const RollupWriterStats& stats, uint64_t 
       static_cast<double>(last_lsn > stats.applied_lsn ? last_lsn - stats.applied_lsn : 0));
   history_disk_bytes_->Set(static_cast<double>(disk_bytes));
   last_history_stats_ = stats;
+}
+
+void ServerMetrics::AddHttpRequest(const char* route, unsigned status) {
+  // Family::Add finds the existing series under the family's mutex: one lookup per request,
+  // small beside the request's own parsing.
+  http_requests_family_->Add({{"route", route}, {"code", std::to_string(status)}}).Increment();
 }
 
 }  // namespace rta::server

@@ -75,6 +75,11 @@ class ServerMetrics {
   void AddUnparseableMessage(Method method) {
     unparseable_messages_[static_cast<size_t>(method)]->Increment();
   }
+  // The HTTP front end (server/http): requests answered by route ("/v1/events", "/healthz",
+  // "other") and status, connections open, connections refused over the limits.
+  void AddHttpRequest(const char* route, unsigned status);
+  prometheus::Gauge& http_connections() { return *http_connections_; }
+  void AddHttpConnectionRefused() { http_connections_refused_->Increment(); }
   prometheus::Gauge& subscribers() { return *subscribers_; }
   prometheus::Gauge& open_streams(Method method) {
     return *open_streams_[static_cast<size_t>(method)];
@@ -206,6 +211,9 @@ class ServerMetrics {
   uint64_t last_segments_opened_ = 0;   // tick thread only
   uint64_t last_segments_refused_ = 0;  // tick thread only
   agg::AggregatorStats last_stats_{};
+  prometheus::Family<prometheus::Counter>* http_requests_family_;
+  prometheus::Gauge* http_connections_;
+  prometheus::Counter* http_connections_refused_;
   prometheus::Counter* malloc_trims_;
   prometheus::Counter* malloc_trim_seconds_;
   prometheus::Counter* malloc_trim_released_;

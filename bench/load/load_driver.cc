@@ -2,8 +2,10 @@
 //
 // Scenarios (each bounded by time and count): ingest-single, ingest-batched (10 and 100 events
 // per message), fanout (subscribers x ticks), latency (event send -> first MetricUpdate that
-// includes it), analyze (AnalyzeSession round trips). The server runs as a separate process;
-// its CPU time and RSS come from /proc, so every throughput figure has a CPU cost beside it.
+// includes it), analyze (AnalyzeSession round trips), http-ingest (POST /v1/events, 1 and 50
+// events per request, beside gRPC with the same per-message counts). The server runs as a separate
+// process; its CPU time and RSS come from /proc, so every throughput figure has a CPU cost beside
+// it.
 //
 // The client is built to cost less than the server: ingest messages are serialized once and
 // only their fixed-width event ids are patched per send, and each scenario drives all its
@@ -19,6 +21,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -286,6 +291,89 @@ Result RunIngest(const Options& options, const std::string& variant, int streams
              {"seconds", elapsed},
              {"streams", streams},
              {"events_per_message", events_per_message}};
+  return r;
+}
+
+// http-ingest: POST /v1/events on `connections` keep-alive HTTP/1.1 connections (Boost.Beast,
+// one client thread each), closed loop, `per_request` events per JSON body, until time is up.
+// The same kind of events as the gRPC scenarios (unique ids, a page view with a visitor, a
+// session and a page), written as the JSON a browser's tracker would send.
+Result RunHttpIngest(const Options& options, int connections, int per_request, int http_threads) {
+  namespace beast = boost::beast;
+  namespace bhttp = boost::beast::http;
+  ServerProcess server(options.server_binary, 1000,
+                       "--http-listen 127.0.0.1:0 --http-events-per-second-per-address 0 "
+                       "--http-threads " +
+                           std::to_string(http_threads));
+  if (!server.ok() || server.http_port() == 0) throw std::runtime_error("server did not start");
+  std::atomic<uint64_t> accepted{0}, refused{0};
+  const auto duration = std::chrono::duration<double>(options.seconds);
+  const ProcessSample before = SampleProcess(server.pid());
+  const double client_before = ClientCpuSeconds();
+  const auto start = Clock::now();
+  const auto stop_at = start + std::chrono::duration_cast<Clock::duration>(duration);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < connections; ++c) {
+    threads.emplace_back([&, c] {
+      boost::asio::io_context io;
+      beast::tcp_stream stream(io);
+      beast::error_code ec;
+      stream.connect(
+          boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"),
+                                         static_cast<unsigned short>(server.http_port())),
+          ec);
+      if (ec) return;
+      beast::flat_buffer buffer;
+      uint64_t counter = 0;
+      std::string body;
+      while (Clock::now() < stop_at) {
+        body.assign("[");
+        for (int i = 0; i < per_request; ++i) {
+          const std::string n = std::to_string(counter++);
+          if (i > 0) body.push_back(',');
+          body += R"({"event_id":"h)" + std::to_string(c) + "-" + n +
+                  R"(","event_type":"page_view","visitor_id":"v)" + n + R"(","session_id":"s)" + n +
+                  R"(","page":"/products/)" + std::to_string(counter % 50) +
+                  R"(","referrer":"google.com","device":"mobile"})";
+        }
+        body.push_back(']');
+        bhttp::request<bhttp::string_body> request(bhttp::verb::post, "/v1/events", 11);
+        request.set(bhttp::field::host, "127.0.0.1");
+        request.set(bhttp::field::content_type, "application/json");
+        request.body() = body;
+        request.prepare_payload();
+        bhttp::write(stream, request, ec);
+        if (ec) break;
+        bhttp::response<bhttp::string_body> response;
+        bhttp::read(stream, buffer, response, ec);
+        if (ec) break;
+        if (response.result_int() != 200) {
+          refused += per_request;
+          continue;
+        }
+        const json counts = json::parse(response.body(), nullptr, false);
+        if (counts.is_object()) accepted += counts.value("accepted", uint64_t{0});
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  const double elapsed = Seconds(Clock::now() - start);
+  const ProcessSample after = SampleProcess(server.pid());
+  Result r;
+  r.scenario = "http-ingest";
+  r.variant = std::to_string(per_request) + " per request, " + std::to_string(connections) +
+              " connections, " + std::to_string(http_threads) + " HTTP threads";
+  r.unit = "events/s";
+  r.rate = static_cast<double>(accepted) / elapsed;
+  r.server_cpu_us =
+      (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, accepted.load());
+  r.client_cpu_us =
+      (ClientCpuSeconds() - client_before) * 1e6 / std::max<uint64_t>(1, accepted.load());
+  r.extra = {{"accepted", accepted.load()},
+             {"refused", refused.load()},
+             {"seconds", elapsed},
+             {"connections", connections},
+             {"events_per_request", per_request}};
   return r;
 }
 
@@ -1729,6 +1817,13 @@ int Main(int argc, char** argv) {
             std::to_string(per_message) + " per message, " + std::to_string(streams) + " streams",
             streams, per_message, true));
       }
+    }
+  }
+  if (all || options.scenario == "http-ingest") {
+    // Side by side with gRPC on the same events per message, in the same run.
+    for (int per : {1, 50}) {
+      run(RunHttpIngest(options, 4, per, 2));
+      run(RunIngest(options, std::to_string(per) + " per message, 4 streams", 4, per, per > 1));
     }
   }
   if (all || options.scenario == "fanout") {

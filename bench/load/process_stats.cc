@@ -52,9 +52,10 @@ ServerProcess::ServerProcess(const std::string& binary, int tick_ms,
   const int fd = mkstemp(path);
   close(fd);
   log_path_ = path;
-  const std::string command = "exec " + binary +
-                              " --listen 127.0.0.1:0 --metrics-listen '' --data-dir '' --tick-ms " +
-                              std::to_string(tick_ms) + " " + extra_flags + " 2>" + log_path_;
+  const std::string command =
+      "exec " + binary +
+      " --listen 127.0.0.1:0 --metrics-listen '' --http-listen '' --data-dir '' " + "--tick-ms " +
+      std::to_string(tick_ms) + " " + extra_flags + " 2>" + log_path_;
   const auto forked = std::chrono::steady_clock::now();
   pid_ = fork();
   if (pid_ == 0) {
@@ -65,6 +66,7 @@ ServerProcess::ServerProcess(const std::string& binary, int tick_ms,
   }
   const std::regex listening(R"(event=listening .*port=(\d+))");
   const std::regex metrics(R"(event=metrics_listening .*port=(\d+))");
+  const std::regex http(R"(event=http_listening .*port=(\d+))");
   // Long enough for a recovery that replays a large event log.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   const bool wants_metrics = extra_flags.find("--metrics-listen") != std::string::npos;
@@ -80,6 +82,7 @@ ServerProcess::ServerProcess(const std::string& binary, int tick_ms,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - forked).count();
       }
       if (std::regex_search(line, match, metrics)) metrics_port_ = std::stoi(match[1]);
+      if (std::regex_search(line, match, http)) http_port_ = std::stoi(match[1]);
     }
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {  // it exited (a bad flag, a failed recovery)

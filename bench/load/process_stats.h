@@ -33,6 +33,9 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
   // Prometheus port when started with --metrics-listen 127.0.0.1:0 (0: none).
   int metrics_port() const { return metrics_port_; }
+  // HTTP port when started with --http-listen 127.0.0.1:0 (0: none; its line comes before
+  // event=listening).
+  int http_port() const { return http_port_; }
   // From the fork to the `event=listening` line in its log (polled every 2 ms).
   double startup_seconds() const { return startup_seconds_; }
   // Its log (stderr) so far.
@@ -44,6 +47,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
   double startup_seconds_ = 0;
   std::string log_path_;
 };

@@ -1,10 +1,10 @@
 // event_json: JSON Lines into EventData and back; every refusal says why.
-#include "event_reporter/event_json.h"
+#include "proto/event_json.h"
 
 #include <catch2/catch.hpp>
 
-using rta::reporter::EventToJson;
-using rta::reporter::ParseEventJson;
+using rta::events::EventToJson;
+using rta::events::ParseEventJson;
 
 TEST_CASE("JSON lines become events, and bad lines say why", "[reporter][json]") {
   analytics::EventData event;

@@ -25,6 +25,8 @@
 #              SIGINT
 #   history    as run, against a server with a data directory that every history example
 #              shares (each still gets its own server process: what one wrote, the next reads)
+#   http       as run, against a server with its HTTP port on (127.0.0.1:8080 in the example
+#              becomes that port)
 # After an example, verify() checks what it should have done where that can be checked.
 #
 # Usage: readme_examples_test.sh README.md analytics_server event_reporter dashboard_client analytics_ctl
@@ -58,6 +60,7 @@ declare -A how=(
   ["dashboard_client --plain >> metrics.log"]="ctrl-c"
   ["dashboard_client --filter utm_campaign=black_friday --filter country=DE"]="terminal"
   ["dashboard_client --once --filter country=DE --metrics events_total,conversions"]="run"
+  ["curl -s -X POST 127.0.0.1:8080/v1/events -H 'Content-Type: application/json' -d '[{\"event_id\":\"w1\",\"event_type\":\"page_view\",\"page\":\"/pricing\",\"visitor_id\":\"v9\",\"session_id\":\"s9\"}]'"]="http"
   ['event_reporter generate --events 259200 --rate 1 --start-ms $(( $(date +%s%3N) - 4 * 86400000 )) --output three-days.jsonl']="run"
   ["event_reporter replay three-days.jsonl"]="history"
   ["dashboard_client --once --range 7d --compare --breakdown country"]="history"
@@ -127,6 +130,7 @@ cat >"$work/build/release/server/analytics_server" <<WRAPPER
 extra=()
 [[ " \$* " == *" --listen "* ]] || extra+=(--listen 127.0.0.1:0)
 [[ " \$* " == *" --metrics-listen "* ]] || extra+=(--metrics-listen 127.0.0.1:0)
+[[ " \$* " == *" --http-listen "* ]] || extra+=(--http-listen 127.0.0.1:0)
 exec "$server_bin" "\$@" "\${extra[@]}"
 WRAPPER
 chmod +x "$work/build/release/server/analytics_server"
@@ -181,6 +185,10 @@ verify() {
       grep -q "^rta_" "$work/analytics-secure/admin.token" || fail "admin.token holds no token" ;;
     "event_reporter replay events.jsonl")
       wait_total events_total 5 ;;
+    "curl -s -X POST 127.0.0.1:8080/v1/events"*)
+      [[ $(cat "$work/out") == '{"accepted":1,"duplicates":0,"rejected":0,"errors":[]}' ]] ||
+        fail "the HTTP post answered: $(cat "$work/out")"
+      wait_total page_views 1 ;;
     "tail -f app.jsonl | event_reporter replay - --linger-ms 200")
       grep -q "^replay: 3 sent, 3 accepted, 0 duplicates, 0 rejected, 0 failed" "$work/out" ||
         fail "the pipe's summary does not show its 3 events accepted" ;;
@@ -249,18 +257,25 @@ for example in "${examples[@]}"; do
   if [[ $mode == history ]]; then
     start_server "$server_bin" "$work/server-$count.log" --data-dir "$work/history-data" \
       --history-flush-ms 200
+  elif [[ $mode == http ]]; then
+    start_server "$server_bin" "$work/server-$count.log" --http-listen 127.0.0.1:0
   else
     start_server "$server_bin" "$work/server-$count.log"
   fi
   export RTA_README_SERVER="127.0.0.1:$server_port"
   command=$(sed -E "s/(127\.0\.0\.1|localhost|analytics):50051/127.0.0.1:$server_port/g" <<<"$example")
+  if [[ $mode == http ]]; then
+    http_port=$(sed -n 's/.*event=http_listening.* port=\([0-9]*\).*/\1/p' "$work/server-$count.log" | head -1)
+    [[ -n $http_port ]] || { cat "$work/server-$count.log"; fail "no HTTP port: $example"; }
+    command=${command//127.0.0.1:8080/127.0.0.1:$http_port}
+  fi
   # A server example's own --listen address becomes an ephemeral port.
   [[ $mode == serve ]] && command=$(sed -E 's/--listen [^ ]+/--listen 127.0.0.1:0/' <<<"$command")
   echo "== $mode: $command"
   printf '%s\n' "$command" >"$work/example.sh"
   cd "$work"
   case $mode in
-    run | history)
+    run | history | http)
       status=0
       timeout 60 bash "$work/example.sh" >"$work/out" 2>"$work/err" || status=$?
       [[ $status -eq 0 ]] || { cat "$work/out" "$work/err"; fail "exit status $status: $example"; } ;;

@@ -5,7 +5,7 @@ set -euo pipefail
 server=$1
 log=$(mktemp)
 trap 'rm -f "$log"; kill -9 "$pid" 2>/dev/null || true' EXIT
-"$server" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir '' --tick-ms 100 2>"$log" &
+"$server" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir '' --tick-ms 100 2>"$log" &
 pid=$!
 for _ in $(seq 100); do grep -q "event=listening" "$log" && break; sleep 0.1; done
 grep -q "event=listening" "$log" || { echo "server did not start"; cat "$log"; exit 1; }

@@ -33,7 +33,9 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) 
   bool has_listen = false;
   bool has_metrics = false;
   bool has_data_dir = false;
+  bool has_http = false;
   for (const std::string& arg : args) {
+    has_http |= arg.rfind("--http-listen", 0) == 0;
     has_listen |= arg.rfind("--listen", 0) == 0;
     has_metrics |= arg.rfind("--metrics-listen", 0) == 0;
     has_data_dir |= arg.rfind("--data-dir", 0) == 0;
@@ -44,6 +46,7 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) 
   if (!has_data_dir) argv_storage.insert(argv_storage.end(), {"--data-dir", ""});
   if (!has_listen) argv_storage.insert(argv_storage.end(), {"--listen", "127.0.0.1:0"});
   if (!has_metrics) argv_storage.insert(argv_storage.end(), {"--metrics-listen", ""});
+  if (!has_http) argv_storage.insert(argv_storage.end(), {"--http-listen", "127.0.0.1:0"});
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& arg : argv_storage) argv.push_back(arg.data());
@@ -60,6 +63,7 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) 
   close(fd);
   const std::regex listening(R"(event=listening .*port=(\d+))");
   const std::regex metrics(R"(event=metrics_listening .*port=(\d+))");
+  const std::regex http(R"(event=http_listening .*port=(\d+))");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline && port_ == 0) {
     std::istringstream log(Log());
@@ -68,6 +72,7 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) 
     while (std::getline(log, line)) {
       if (std::regex_search(line, match, listening)) port_ = std::stoi(match[1]);
       if (std::regex_search(line, match, metrics)) metrics_port_ = std::stoi(match[1]);
+      if (std::regex_search(line, match, http)) http_port_ = std::stoi(match[1]);
     }
     if (port_ == 0) {
       if (WaitForExit(std::chrono::milliseconds(20))) break;  // it refused to start

@@ -12,7 +12,8 @@ namespace rta::testing {
 
 // The real analytics_server binary, started as a child process for black-box tests (kill -9,
 // SIGTERM, RSS, exit status): `binary --listen 127.0.0.1:0 --metrics-listen '' --data-dir ''
-// ARGS...` (an ARGS entry of --listen, --metrics-listen or --data-dir overrides the default:
+// --http-listen 127.0.0.1:0 ARGS...` (an ARGS entry of --listen, --metrics-listen, --data-dir or
+// --http-listen overrides the default:
 // memory-only unless the test names a directory), stderr to a log file. The
 // constructor waits up to 20 s for the `event=listening` line. If the test process dies, the
 // server gets SIGKILL too (PR_SET_PDEATHSIG); the destructor stops it if it still runs (SIGTERM,
@@ -32,6 +33,8 @@ class ServerProcess {
   bool listening() const { return port_ > 0; }
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }  // 0 when started with --http-listen ''
+
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   pid_t pid() const { return pid_; }
 
@@ -48,6 +51,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
   std::optional<int> exit_status_;
   std::string log_path_;
 };

@@ -5,9 +5,9 @@
 start_server() {
   local binary=$1 log=$2
   shift 2
-  # Memory-only unless the caller passes --data-dir (a later flag wins): parallel tests share
-  # a working directory, and with it the default data directory.
-  "$binary" --listen 127.0.0.1:0 --metrics-listen '' --data-dir '' "$@" 2>"$log" &
+  # Memory-only and without the HTTP port unless the caller passes --data-dir or --http-listen
+  # (a later flag wins): parallel tests share a working directory and the default ports.
+  "$binary" --listen 127.0.0.1:0 --metrics-listen '' --http-listen '' --data-dir '' "$@" 2>"$log" &
   server_pid=$!
   # Up to 30 s: a sanitizer build recovering a data directory (the README's history examples
   # replay three days of events) is slow to start.
@@ -24,7 +24,7 @@ start_server_at() {
   shift 3
   local deadline=$((SECONDS + 20))
   while :; do
-    "$binary" --listen "$address" --metrics-listen '' --data-dir '' "$@" 2>"$log" &
+    "$binary" --listen "$address" --metrics-listen '' --http-listen '' --data-dir '' "$@" 2>"$log" &
     server_pid=$!
     until grep -q "event=listening" "$log" || ! kill -0 "$server_pid" 2>/dev/null ||
       ((SECONDS >= deadline)); do

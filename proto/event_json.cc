@@ -1,9 +1,9 @@
-#include "event_reporter/event_json.h"
+#include "proto/event_json.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-namespace rta::reporter {
+namespace rta::events {
 namespace {
 
 using nlohmann::json;
@@ -74,11 +74,9 @@ std::string ReadField(const std::string& key, const json& value, analytics::Even
 
 }  // namespace
 
-std::string ParseEventJson(std::string_view line, analytics::EventData* event) {
-  event->Clear();
-  json document;
+std::string ParseJsonText(std::string_view text, json* document) {
   try {
-    document = json::parse(line);
+    *document = json::parse(text);
   } catch (const json::parse_error& error) {
     // what() reads "[json.exception.parse_error.101] parse error at line 1, column 5: <reason>";
     // keep the column and the reason, the line number is the caller's.
@@ -96,12 +94,24 @@ std::string ParseEventJson(std::string_view line, analytics::EventData* event) {
     }
     return "invalid JSON: " + reason;
   }
+  return "";
+}
+
+std::string ParseEventObject(const json& document, analytics::EventData* event) {
+  event->Clear();
   if (!document.is_object()) return "expected a JSON object, got " + TypeName(document);
   for (const auto& [key, value] : document.items()) {
     if (std::string error = ReadField(key, value, event); !error.empty()) return error;
   }
   if (event->event_type().empty()) return "event_type: required";
   return "";
+}
+
+std::string ParseEventJson(std::string_view line, analytics::EventData* event) {
+  event->Clear();
+  json document;
+  if (std::string error = ParseJsonText(line, &document); !error.empty()) return error;
+  return ParseEventObject(document, event);
 }
 
 std::string EventToJson(const analytics::EventData& event) {
@@ -120,4 +130,4 @@ std::string EventToJson(const analytics::EventData& event) {
   return document.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-}  // namespace rta::reporter
+}  // namespace rta::events

@@ -1,0 +1,383 @@
+// The HTTP front end (server/http): POST /v1/events against the real server on an ephemeral
+// loopback port, with a real HTTP client (Boost.Beast) and raw sockets for the abuse cases.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tests/server/integration_util.h"
+#include "tests/support/http_client.h"
+#include "tests/support/server_harness.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_users.h"
+
+using nlohmann::json;
+using rta::testing::HttpAnswer;
+using rta::testing::HttpRequest;
+using rta::testing::MakeEvent;
+using rta::testing::PostEvents;
+using rta::testing::ServerHarness;
+using rta::testing::TempDir;
+using rta::testing::WaitFor;
+
+namespace {
+
+rta::server::ServerConfig HttpConfig() {
+  auto config = ServerHarness::DefaultConfig();
+  config.http_listen = "127.0.0.1:0";
+  return config;
+}
+
+std::string EventJson(const std::string& id, const std::string& type, int64_t time_ms,
+                      const std::string& extra = "") {
+  return R"({"event_id":")" + id + R"(","event_type":")" + type + R"(","timestamp_ms":)" +
+         std::to_string(time_ms) + R"(,"visitor_id":"v1","session_id":"s1")" + extra + "}";
+}
+
+// A raw loopback connection, for requests no well-behaved client would send.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval timeout{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawConnection() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  // Everything until the server closes (or 5 s pass).
+  std::string ReadAll() {
+    std::string out;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::recv(fd_, buffer, sizeof buffer, 0)) > 0) out.append(buffer, n);
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("POST /v1/events counts events as ReportEventBatches does, with its per-event errors",
+          "[server][integration][http]") {
+  ServerHarness h(HttpConfig());
+  const int port = h.server().http_port();
+  REQUIRE(port > 0);
+  const int64_t now = h.clock().NowMs();
+
+  SECTION("one event object") {
+    const HttpAnswer answer = PostEvents(port, EventJson("h1", "page_view", now));
+    REQUIRE(answer.status == 200);
+    CHECK(answer.header("content-type") == "application/json");
+    const json counts = json::parse(answer.body);
+    CHECK(counts["accepted"] == 1);
+    CHECK(counts["duplicates"] == 0);
+    CHECK(counts["rejected"] == 0);
+    CHECK(h.Metric("page_views", analytics::WINDOW_TOTAL) == 1);
+  }
+  SECTION("an array, text/plain as sendBeacon sends it, a duplicate, and refusals") {
+    const std::string body =
+        "[" + EventJson("a1", "page_view", now) + "," + EventJson("a2", "click", now) + "," +
+        EventJson("a1", "page_view", now) + "," +
+        EventJson("a3", "purchase", now, R"(,"value":"12.5")") + "," +
+        EventJson("a4", "page_view", now - 90LL * 86'400'000) + "," + R"({"event_type":3})" + "," +
+        EventJson("a5", "purchase", now, R"(,"value":12.5)") + "]";
+    const HttpAnswer answer =
+        PostEvents(port, body, "", {{"Content-Type", "text/plain;charset=UTF-8"}});
+    REQUIRE(answer.status == 200);
+    const json counts = json::parse(answer.body);
+    CHECK(counts["accepted"] == 3);
+    CHECK(counts["duplicates"] == 1);
+    CHECK(counts["rejected"] == 3);
+    REQUIRE(counts["errors"].size() == 3);
+    CHECK(counts["errors"][0] == "event #3 (id a3): value: expected a number, got string");
+    CHECK_THAT(counts["errors"][1].get<std::string>(),
+               Catch::StartsWith("event #4 (id a4): timestamp_ms: "));
+    CHECK(counts["errors"][2] == "event #5: event_type: expected a string, got number");
+    CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 3);
+    CHECK(h.Metric("revenue", analytics::WINDOW_TOTAL) == 12.5);
+
+    // The same refusal over gRPC reads the same (a value's server-side check, as for a4).
+    const auto grpc = h.ReportBatch({MakeEvent("a4", "page_view", now - 90LL * 86'400'000)});
+    REQUIRE(grpc.errors_size() == 1);
+    CHECK(grpc.errors(0).substr(grpc.errors(0).find(':')) ==
+          counts["errors"][1].get<std::string>().substr(
+              counts["errors"][1].get<std::string>().find(':')));
+  }
+  SECTION("a re-sent request counts nothing twice") {
+    const std::string body =
+        "[" + EventJson("r1", "click", now) + "," + EventJson("r2", "click", now) + "]";
+    REQUIRE(json::parse(PostEvents(port, body).body)["accepted"] == 2);
+    const json again = json::parse(PostEvents(port, body).body);
+    CHECK(again["accepted"] == 0);
+    CHECK(again["duplicates"] == 2);
+    CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 2);
+  }
+  SECTION("GET /healthz") {
+    const HttpAnswer answer = HttpRequest(port, "GET", "/healthz");
+    CHECK(answer.status == 200);
+    CHECK(answer.body == R"({"status":"serving"})");
+  }
+}
+
+TEST_CASE("bad requests on the HTTP port get a clear 4xx, and other clients are served",
+          "[server][integration][http]") {
+  auto config = HttpConfig();
+  config.http_max_body_bytes = 4096;
+  config.max_batch_events = 5;
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  const int64_t now = h.clock().NowMs();
+  auto error_of = [](const HttpAnswer& answer) {
+    return json::parse(answer.body)["error"].get<std::string>();
+  };
+
+  HttpAnswer answer = PostEvents(port, R"({"event_type": page_view})");
+  CHECK(answer.status == 400);
+  CHECK_THAT(error_of(answer), Catch::StartsWith("body: invalid JSON at column 16: ") &&
+                                   Catch::EndsWith("; nothing was counted"));
+
+  answer = PostEvents(port, "42");
+  CHECK(answer.status == 400);
+  CHECK(error_of(answer) == "body: expected an event object or an array of them, got number");
+
+  answer = PostEvents(port, EventJson("c1", "click", now), "", {{"Content-Type", "image/png"}});
+  CHECK(answer.status == 415);
+  CHECK_THAT(error_of(answer), Catch::Contains("image/png"));
+
+  std::string six = "[";
+  for (int i = 0; i < 6; ++i)
+    six += (i ? "," : "") + EventJson("six" + std::to_string(i), "click", now);
+  answer = PostEvents(port, six + "]");
+  CHECK(answer.status == 413);
+  CHECK_THAT(error_of(answer), Catch::Contains("6 events, limit 5 (--max-batch-events)"));
+
+  answer = PostEvents(port, std::string(5000, ' ') + EventJson("big", "click", now));
+  CHECK(answer.status == 413);
+  CHECK_THAT(error_of(answer), Catch::Contains("4096 bytes (--http-max-body-bytes)"));
+
+  answer = HttpRequest(port, "GET", "/v1/events");
+  CHECK(answer.status == 405);
+  CHECK(answer.header("allow") == "POST, OPTIONS");
+
+  answer = HttpRequest(port, "GET", "/nowhere");
+  CHECK(answer.status == 404);
+
+  answer = HttpRequest(port, "GET", "/healthz", {{"X-Filler", std::string(9000, 'x')}});
+  CHECK(answer.status == 431);
+
+  {
+    RawConnection raw(port);
+    REQUIRE(raw.connected());
+    REQUIRE(raw.Send("NOT HTTP AT ALL\r\n\r\n"));
+    CHECK_THAT(raw.ReadAll(), Catch::StartsWith("HTTP/1.1 400 Bad Request"));
+  }
+
+  // Nothing of the above was counted, and a good request is served as ever.
+  answer = PostEvents(port, EventJson("good", "click", now));
+  CHECK(answer.status == 200);
+  CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 1);
+  const std::string metrics = rta::testing::HttpGet(h.server().metrics_port(), "/metrics");
+  CHECK(rta::testing::PrometheusValue(
+            metrics, R"(analytics_http_requests_total{code="413",route="/v1/events"})") == 2);
+}
+
+TEST_CASE("a client that sends its request slowly is cut off, and others are served meanwhile",
+          "[server][integration][http]") {
+  auto config = HttpConfig();
+  config.http_request_timeout_ms = 500;
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  RawConnection slow(port);
+  REQUIRE(slow.connected());
+  const auto start = std::chrono::steady_clock::now();
+  std::thread trickle([&] {
+    const std::string request = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n";
+    for (char c : request) {
+      if (!slow.Send(std::string(1, c))) return;
+      if (std::chrono::steady_clock::now() - start > std::chrono::seconds(3)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  CHECK(PostEvents(port, EventJson("meanwhile", "click", h.clock().NowMs())).status == 200);
+  const std::string answer = slow.ReadAll();  // returns when the server closes
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  trickle.join();
+  CHECK(answer.empty());
+  CHECK(elapsed >= std::chrono::milliseconds(450));
+  CHECK(elapsed < std::chrono::milliseconds(2500));
+}
+
+TEST_CASE("CORS: listed origins get a preflight and their headers, others are refused uncounted",
+          "[server][integration][http]") {
+  auto config = HttpConfig();
+  config.http_allowed_origins = "https://shop.example, http://localhost:3000";
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  const int64_t now = h.clock().NowMs();
+
+  HttpAnswer answer = HttpRequest(port, "OPTIONS", "/v1/events",
+                                  {{"Origin", "https://shop.example"},
+                                   {"Access-Control-Request-Method", "POST"},
+                                   {"Access-Control-Request-Headers", "content-type"}});
+  CHECK(answer.status == 204);
+  CHECK(answer.header("access-control-allow-origin") == "https://shop.example");
+  CHECK(answer.header("access-control-allow-methods") == "POST, OPTIONS");
+  CHECK_THAT(answer.header("access-control-allow-headers"), Catch::Contains("Content-Type"));
+
+  answer = PostEvents(port, EventJson("o1", "click", now), "",
+                      {{"Origin", "http://localhost:3000"}, {"Content-Type", "text/plain"}});
+  CHECK(answer.status == 200);
+  CHECK(answer.header("access-control-allow-origin") == "http://localhost:3000");
+  CHECK(answer.header("vary") == "Origin");
+
+  // sendBeacon from another site needs no preflight: the server itself must refuse it.
+  answer = PostEvents(port, EventJson("o2", "click", now), "",
+                      {{"Origin", "https://evil.example"}, {"Content-Type", "text/plain"}});
+  CHECK(answer.status == 403);
+  CHECK(answer.header("access-control-allow-origin").empty());
+  CHECK_THAT(json::parse(answer.body)["error"].get<std::string>(),
+             Catch::Contains("https://evil.example") && Catch::Contains("--http-allowed-origins"));
+  CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 1);
+}
+
+TEST_CASE("HTTP connections and events are bounded per client address",
+          "[server][integration][http]") {
+  auto config = HttpConfig();
+  config.http_max_connections_per_address = 2;
+  config.http_events_per_second_per_address = 5;
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  const int64_t now = h.clock().NowMs();
+
+  {
+    RawConnection first(port);
+    RawConnection second(port);
+    REQUIRE(first.connected());
+    REQUIRE(second.connected());
+    // The server counts a connection once it has accepted it.
+    REQUIRE(WaitFor([&] {
+      return rta::testing::PrometheusValue(
+                 rta::testing::HttpGet(h.server().metrics_port(), "/metrics"),
+                 "analytics_http_connections") == 2;
+    }));
+    RawConnection third(port);
+    REQUIRE(third.connected());
+    CHECK_THAT(third.ReadAll(), Catch::StartsWith("HTTP/1.1 503 Service Unavailable") &&
+                                    Catch::Contains("too many HTTP connections"));
+  }
+  // Those two are closed now; a new client is served.
+  REQUIRE(WaitFor([&] { return HttpRequest(port, "GET", "/healthz").status == 200; }));
+
+  // A second's worth passes at once, charged whole (6 events against a bucket of 5) ...
+  std::string six = "[";
+  for (int i = 0; i < 6; ++i) {
+    six += (i ? "," : "") + EventJson("rate" + std::to_string(i), "click", now);
+  }
+  CHECK(PostEvents(port, six + "]").status == 200);
+  // ... and the debt holds back the next request (the harness's clock stands still).
+  const HttpAnswer over = PostEvents(port, EventJson("rate6", "click", now));
+  CHECK(over.status == 429);
+  CHECK(std::stoi(over.header("retry-after")) >= 1);
+  CHECK_THAT(
+      json::parse(over.body)["error"].get<std::string>(),
+      Catch::Contains("127.0.0.1") && Catch::Contains("--http-events-per-second-per-address"));
+  CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 6);
+}
+
+TEST_CASE("with tokens required, HTTP posts need a reporter's token or a listed site key",
+          "[server][integration][http][auth]") {
+  TempDir dir;
+  const auto tokens =
+      rta::testing::MakeUsersWithTokens(dir.path(), {{"rep", "reporter"}, {"look", "viewer"}});
+  auto config = HttpConfig();
+  config.data_dir = dir.path();
+  config.http_site_keys = "site_shop, site_blog";
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  const int64_t now = h.clock().NowMs();
+
+  HttpAnswer answer = PostEvents(port, EventJson("t1", "click", now));
+  CHECK(answer.status == 401);
+  CHECK_THAT(json::parse(answer.body)["error"].get<std::string>(),
+             Catch::Contains("Authorization: Bearer") && Catch::Contains("--http-site-keys"));
+
+  answer = PostEvents(port, EventJson("t2", "click", now), "",
+                      {{"Authorization", "Bearer " + tokens.at("look")}});
+  CHECK(answer.status == 403);
+
+  answer =
+      PostEvents(port, EventJson("t3", "click", now), "",
+                 {{"Authorization", "Bearer rta_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}});
+  CHECK(answer.status == 401);
+
+  answer = PostEvents(port, EventJson("t4", "click", now), "?site=site_unknown");
+  CHECK(answer.status == 403);
+  CHECK_THAT(json::parse(answer.body)["error"].get<std::string>(), Catch::Contains("site_unknown"));
+
+  answer = PostEvents(port, EventJson("t5", "click", now), "",
+                      {{"Authorization", "Bearer " + tokens.at("rep")}});
+  CHECK(answer.status == 200);
+  answer = PostEvents(port, EventJson("t6", "click", now), "?site=site_blog");
+  CHECK(answer.status == 200);
+
+  auto stub = h.NewStub();
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + tokens.at("look"));
+  analytics::MetricsQuery request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  analytics::MetricsSnapshot snapshot;
+  h.server().TickForTest();
+  REQUIRE(stub->GetMetrics(&context, request, &snapshot).ok());
+  REQUIRE(snapshot.metrics_size() == 1);
+  CHECK(snapshot.metrics(0).value() == 2);
+}
+
+TEST_CASE("events posted over HTTP are in the log once acknowledged: a restart keeps them",
+          "[server][integration][http][durability]") {
+  TempDir dir;
+  auto config = HttpConfig();
+  config.data_dir = dir.path();
+  const int64_t now = rta::testing::NowMs();
+  {
+    ServerHarness h(config);
+    std::string body = "[";
+    for (int i = 0; i < 20; ++i) {
+      body +=
+          (i ? "," : "") + EventJson("d" + std::to_string(i), i % 2 ? "click" : "page_view", now);
+    }
+    body += R"(,{"event_type":"click","value":"bad"}])";
+    const json counts = json::parse(PostEvents(h.server().http_port(), body).body);
+    REQUIRE(counts["accepted"] == 20);
+    REQUIRE(counts["rejected"] == 1);
+    // The history folds the same log record (it reads the events back from its bytes).
+    CHECK(WaitFor([&] {
+      return rta::testing::PrometheusValue(
+                 rta::testing::HttpGet(h.server().metrics_port(), "/metrics"),
+                 "analytics_history_events_total") == 20;
+    }));
+  }
+  ServerHarness again(config);
+  CHECK(again.Metric("events_total", analytics::WINDOW_TOTAL) == 20);
+  CHECK(again.Metric("page_views", analytics::WINDOW_TOTAL) == 10);
+  // The ids are remembered too: a client's retry after the restart counts nothing twice.
+  const json retry =
+      json::parse(PostEvents(again.server().http_port(), EventJson("d0", "page_view", now)).body);
+  CHECK(retry["duplicates"] == 1);
+}
