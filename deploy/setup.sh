@@ -14,6 +14,8 @@ readonly PACKAGES=(
   clang libclang-rt-14-dev  # fuzz/: clang and its libFuzzer + sanitizer runtimes (only a recommends)
   tmux curl python3 procps
   python3-h2
+  # tests/web: tracker.js in a real headless browser (issue 15)
+  chromium chromium-driver python3-selenium
   # bench/go: the grpc-go reference server that fan-out is measured against (issue 14)
   golang-go golang-google-grpc-dev golang-goprotobuf-dev
 )

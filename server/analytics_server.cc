@@ -407,6 +407,7 @@ void AnalyticsServer::Impl::Tick(bool early) {
   metrics_.ObserveTick(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   for (auto& worker : workers_) worker->NotifyPublished(early);
+  if (http_ != nullptr) http_->NotifyPublished(early);
   last_tick_end_ = std::chrono::steady_clock::now();
 }
 

@@ -1,11 +1,9 @@
 #include "server/get_metrics_call.h"
 
 namespace rta::server {
-namespace {
 
-// An empty window list means the server's default windows, as for subscriptions.
-grpc::Status AnswerQuery(const analytics::MetricsQuery& query, WindowMask default_windows,
-                         const PublishedSnapshot& latest, analytics::MetricsSnapshot* out) {
+grpc::Status AnswerMetricsQuery(const analytics::MetricsQuery& query, WindowMask default_windows,
+                                const PublishedSnapshot& latest, analytics::MetricsSnapshot* out) {
   MetricFilter filter;
   grpc::Status status =
       MetricFilter::Build(query.metric_types(), query.windows(), default_windows, &filter);
@@ -21,8 +19,6 @@ grpc::Status AnswerQuery(const analytics::MetricsQuery& query, WindowMask defaul
   }
   return grpc::Status::OK;
 }
-
-}  // namespace
 
 GetMetricsCall::GetMetricsCall(ServiceState& state, Worker& worker)
     : state_(state), worker_(worker) {
@@ -48,7 +44,7 @@ void GetMetricsCall::OnEvent(int op, bool ok) {
   auth::Principal principal;
   grpc::Status status = state_.Authenticate(context_, Method::kGetMetrics, &principal);
   if (status.ok())
-    status = AnswerQuery(query_, state_.default_windows, *state_.hub.Latest(), &response);
+    status = AnswerMetricsQuery(query_, state_.default_windows, *state_.hub.Latest(), &response);
   code_ = status.error_code();
   if (status.ok()) {
     responder_.Finish(response, status, &finish_tag_);

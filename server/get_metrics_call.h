@@ -10,6 +10,12 @@
 
 namespace rta::server {
 
+// GetMetrics' answer from a published snapshot (an empty window list means `default_windows`,
+// as for subscriptions); INVALID_ARGUMENT naming an unknown metric or window. Shared by the gRPC
+// call below and by gRPC-Web on the HTTP port.
+grpc::Status AnswerMetricsQuery(const analytics::MetricsQuery& query, WindowMask default_windows,
+                                const PublishedSnapshot& latest, analytics::MetricsSnapshot* out);
+
 // State machine of one unary GetMetrics call: answered from the latest published snapshot.
 class GetMetricsCall final : public CallBase {
  public:

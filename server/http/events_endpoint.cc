@@ -25,7 +25,11 @@ std::vector<std::string> SplitKeys(std::string_view list) {
 }
 
 Reply Refusal(unsigned status, std::string_view message, int64_t retry_after_s = 0) {
-  return {status, EventsEndpoint::ErrorJson(message), retry_after_s, 0};
+  Reply reply;
+  reply.status = status;
+  reply.body = EventsEndpoint::ErrorJson(message);
+  reply.retry_after_s = retry_after_s;
+  return reply;
 }
 
 unsigned HttpStatusOf(grpc::StatusCode code) {

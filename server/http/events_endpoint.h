@@ -15,6 +15,8 @@ namespace rta::server::http {
 struct Reply {
   unsigned status = 200;
   std::string body;           // JSON: the counts, or {"error": "..."}
+  std::string_view content_type = "application/json";
+  std::string_view cache_control = "no-store";
   int64_t retry_after_s = 0;  // > 0: a Retry-After header (429, 503)
   uint64_t durable_lsn = 0;   // the answer may be sent once the log is durable up to this
 };

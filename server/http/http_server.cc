@@ -12,9 +12,16 @@
 #include <optional>
 #include <unordered_map>
 
+#include "server/get_metrics_call.h"
+#include "server/http/embedded_files.h"
 #include "server/http/events_endpoint.h"
+#include "server/http/grpc_web.h"
 #include "server/http/origin_policy.h"
+#include "server/ingest_journal.h"
+#include "server/live_segments.h"
 #include "server/log.h"
+#include "server/subscriber_batch.h"
+#include "server/subscription_request.h"
 
 namespace rta::server::http {
 
@@ -78,13 +85,35 @@ bool SameOrigin(std::string_view origin, std::string_view host) {
          EqualsIgnoringCase(origin.substr(scheme + 3), host);
 }
 
+constexpr std::string_view kServicePath = "/analytics.AnalyticsService/";
+
+// Update pacing (interval_ms) is about real elapsed time, as for gRPC subscribers.
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 const char* RouteLabel(std::string_view path) {
+  if (path.substr(0, kServicePath.size()) == kServicePath) return "grpc-web";
   if (path == "/v1/events") return "/v1/events";
   if (path == "/healthz") return "/healthz";
+  if (path == "/tracker.js") return "/tracker.js";
+  if (path == "/" || path == "/index.html") return "/";
   return "other";
 }
 
 }  // namespace
+
+// A gRPC-Web subscription in progress: what the publish notification reaches (on its strand).
+class StreamingCall {
+ public:
+  virtual ~StreamingCall() = default;
+  // A snapshot was published (`regular`: a regular tick, not only an early one).
+  virtual void NotifyPublished(bool regular) = 0;
+  virtual void NotifyShutdown() = 0;
+  virtual bool push_on_change() const = 0;
+};
 
 struct HttpServer::Shared {
   explicit Shared(ServiceState& state_in) : state(state_in), endpoint(state_in) {
@@ -106,6 +135,28 @@ struct HttpServer::Shared {
   std::atomic<uint32_t> connections{0};
   std::mutex addresses_mutex;
   std::unordered_map<std::string, uint32_t> connections_per_address;  // guarded
+  // gRPC-Web subscriptions; expired entries are dropped as the list is walked.
+  std::mutex streams_mutex;
+  std::vector<std::weak_ptr<StreamingCall>> streams;  // guarded by streams_mutex
+  // As Worker::NotifyPublished: one posted notification at a time, the newest snapshot wins.
+  std::atomic<bool> publish_pending{false};
+  std::atomic<bool> regular_tick_pending{false};
+
+  std::vector<std::shared_ptr<StreamingCall>> LiveStreams() {
+    std::lock_guard lock(streams_mutex);
+    std::vector<std::shared_ptr<StreamingCall>> live;
+    size_t kept = 0;
+    for (size_t i = 0; i < streams.size(); ++i) {
+      if (auto call = streams[i].lock()) {
+        live.push_back(std::move(call));
+        // Not onto itself: a self-move empties a weak_ptr in libstdc++.
+        if (kept != i) streams[kept] = std::move(streams[i]);
+        ++kept;
+      }
+    }
+    streams.resize(kept);
+    return live;
+  }
   // Last: destroyed first, with the connections its handlers still own (they use the above).
   net::io_context io;
   tcp::acceptor acceptor{net::make_strand(io)};
@@ -118,7 +169,7 @@ using Shared = HttpServer::Shared;
 
 // One connection: read a request (bounded in size and time), answer it, read the next.
 // Everything runs on the connection's strand.
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public StreamingCall, public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Shared& shared, std::string address)
       : stream_(std::move(socket)),
@@ -126,7 +177,8 @@ class Session : public std::enable_shared_from_this<Session> {
         address_(std::move(address)),
         durable_timer_(stream_.get_executor()) {}
 
-  ~Session() {
+  ~Session() override {
+    EndStream();
     {
       std::lock_guard lock(shared_.addresses_mutex);
       auto it = shared_.connections_per_address.find(address_);
@@ -200,17 +252,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (path == "/v1/events") {
-      if (request.method() == bhttp::verb::options) {
-        Reply reply;
-        reply.status = 204;
-        preflight_ = true;
-        Send(reply);
-        return;
-      }
-      if (request.method() != bhttp::verb::post) {
-        SendError(405, "/v1/events takes POST (and OPTIONS for CORS)");
-        return;
-      }
+      if (AnsweredUnlessPost(request, "/v1/events takes POST (and OPTIONS for CORS)")) return;
       EventsRequest events;
       events.body = request.body();
       events.content_type = View(request[bhttp::field::content_type]);
@@ -228,11 +270,31 @@ class Session : public std::enable_shared_from_this<Session> {
       Send(reply);
       return;
     }
+    if (path.substr(0, kServicePath.size()) == kServicePath) {
+      RouteGrpcWeb(request, path.substr(kServicePath.size()));
+      return;
+    }
+    if (path == "/" || path == "/index.html") {
+      if (AnsweredUnlessGet(request, "the live view takes GET")) return;
+      Reply reply;
+      reply.body = std::string(LiveViewHtml());
+      reply.content_type = "text/html; charset=utf-8";
+      reply.cache_control = "no-cache";
+      page_headers_ = true;
+      Send(reply);
+      return;
+    }
+    if (path == "/tracker.js") {
+      if (AnsweredUnlessGet(request, "/tracker.js takes GET")) return;
+      Reply reply;
+      reply.body = std::string(TrackerJs());
+      reply.content_type = "application/javascript; charset=utf-8";
+      reply.cache_control = "public, max-age=3600";
+      Send(reply);
+      return;
+    }
     if (path == "/healthz") {
-      if (request.method() != bhttp::verb::get && request.method() != bhttp::verb::head) {
-        SendError(405, "/healthz takes GET");
-        return;
-      }
+      if (AnsweredUnlessGet(request, "/healthz takes GET")) return;
       const bool serving = !shared_.stopping.load(std::memory_order_relaxed) &&
                            !shared_.state.shutting_down.load(std::memory_order_relaxed);
       Reply reply;
@@ -241,8 +303,364 @@ class Session : public std::enable_shared_from_this<Session> {
       Send(reply);
       return;
     }
-    SendError(404, "no such path: " + std::string(path.substr(0, 200)) +
-                       " (POST /v1/events, GET /healthz)");
+    SendError(
+        404,
+        "no such path: " + std::string(path.substr(0, 200)) +
+            " (GET / for the live view, POST /v1/events, GET /tracker.js, GET /healthz, gRPC-Web)");
+  }
+
+  // --- gRPC-Web: GetMetrics, SubscribeMetrics and SubscribeMetricBatches, on the same code as
+  // their gRPC calls (AnswerMetricsQuery; CheckSubscriptionRequest, SubscriberBatch and the
+  // hub's shared messages), never a loopback gRPC hop.
+
+  // A CORS preflight (204) or a method other than POST (405): answered here, true.
+  bool AnsweredUnlessPost(const bhttp::request<bhttp::string_body>& request,
+                          const char* refusal) {
+    if (request.method() == bhttp::verb::options) {
+      Reply reply;
+      reply.status = 204;
+      preflight_ = true;
+      Send(reply);
+      return true;
+    }
+    if (request.method() == bhttp::verb::post) return false;
+    allow_ = "POST, OPTIONS";
+    SendError(405, refusal);
+    return true;
+  }
+
+  // A method other than GET or HEAD: 405 answered here, true.
+  bool AnsweredUnlessGet(const bhttp::request<bhttp::string_body>& request, const char* refusal) {
+    if (request.method() == bhttp::verb::get || request.method() == bhttp::verb::head) {
+      return false;
+    }
+    allow_ = "GET, HEAD";
+    SendError(405, refusal);
+    return true;
+  }
+
+  void RouteGrpcWeb(const bhttp::request<bhttp::string_body>& request, std::string_view name) {
+    if (AnsweredUnlessPost(request, "gRPC-Web calls are POST")) return;
+    if (!IsGrpcWeb(View(request[bhttp::field::content_type]), &encoding_)) {
+      SendError(415,
+                "gRPC-Web needs Content-Type application/grpc-web+proto or "
+                "application/grpc-web-text, got '" +
+                    std::string(View(request[bhttp::field::content_type]).substr(0, 100)) + "'");
+      return;
+    }
+    call_started_ = std::chrono::steady_clock::now();
+    if (name == "GetMetrics") {
+      method_ = Method::kGetMetrics;
+    } else if (name == "SubscribeMetrics") {
+      method_ = Method::kSubscribeMetrics;
+    } else if (name == "SubscribeMetricBatches") {
+      method_ = Method::kSubscribeMetricBatches;
+    } else {
+      SendGrpcWebStatus({grpc::StatusCode::UNIMPLEMENTED,
+                         "gRPC-Web serves GetMetrics, SubscribeMetrics and "
+                         "SubscribeMetricBatches; call " +
+                             std::string(name.substr(0, 100)) + " on the gRPC port"},
+                        /*count=*/false);
+      return;
+    }
+    ServiceState& state = shared_.state;
+    auth::Principal principal;
+    if (state.auth != nullptr && state.auth->enabled()) {
+      auto it = request.find(bhttp::field::authorization);
+      const bool present = it != request.end();
+      const grpc::Status status =
+          state.auth->CheckHeader(present ? View(it->value()) : std::string_view(), present,
+                                  MethodName(method_), state.clock.NowMs(), &principal);
+      if (!status.ok()) {
+        state.metrics.AddAuthRefused(method_, status.error_code());
+        SendGrpcWebStatus(status);
+        return;
+      }
+    }
+    std::string message;
+    if (grpc::Status status = ReadGrpcWebRequest(View(request.body()), encoding_,
+                                                 state.config.max_message_bytes, &message);
+        !status.ok()) {
+      SendGrpcWebStatus(status);
+      return;
+    }
+    if (method_ == Method::kGetMetrics) {
+      analytics::MetricsQuery query;
+      analytics::MetricsSnapshot snapshot;
+      grpc::Status status =
+          query.ParseFromString(message)
+              ? AnswerMetricsQuery(query, state.default_windows, *state.hub.Latest(), &snapshot)
+              : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a valid MetricsQuery");
+      if (!status.ok()) {
+        SendGrpcWebStatus(status);
+        return;
+      }
+      Reply reply;
+      reply.body = GrpcWebDataFrame(snapshot.SerializeAsString(), encoding_) +
+                   GrpcWebTrailerFrame(grpc::Status::OK, encoding_);
+      reply.content_type = GrpcWebContentType(encoding_);
+      CountCall(grpc::StatusCode::OK);
+      Send(reply);
+      return;
+    }
+    StartStream(message, principal);
+  }
+
+  // An answer with no message: the status in a trailer frame (HTTP 200, as gRPC-Web has it).
+  void SendGrpcWebStatus(const grpc::Status& status, bool count = true) {
+    Reply reply;
+    reply.body = GrpcWebTrailerFrame(status, encoding_);
+    reply.content_type = GrpcWebContentType(encoding_);
+    if (count) CountCall(status.error_code());
+    Send(reply);
+  }
+
+  void CountCall(grpc::StatusCode code) {
+    shared_.state.metrics.RpcHandled(
+        method_, code,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - call_started_).count());
+  }
+
+  void StartStream(const std::string& message, const auth::Principal& principal) {
+    ServiceState& state = shared_.state;
+    analytics::SubscriptionRequest subscription;
+    if (!subscription.ParseFromString(message)) {
+      SendGrpcWebStatus({grpc::StatusCode::INVALID_ARGUMENT, "not a valid SubscriptionRequest"});
+      return;
+    }
+    std::vector<agg::SegmentCondition> conditions;
+    if (std::string error =
+            CheckSubscriptionRequest(subscription, state.default_windows, &filter_, &conditions);
+        !error.empty()) {
+      SendGrpcWebStatus({grpc::StatusCode::INVALID_ARGUMENT, error});
+      return;
+    }
+    if (state.shutting_down.load(std::memory_order_relaxed) ||
+        shared_.stopping.load(std::memory_order_relaxed)) {
+      SendGrpcWebStatus({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+      return;
+    }
+    if (!conditions.empty()) {
+      std::string refusal = "filters: live segments are not available here";
+      if (state.live_segments != nullptr) {
+        segment_ = state.live_segments->Start(std::move(conditions), &refusal);
+      }
+      if (segment_ == nullptr) {
+        SendGrpcWebStatus({grpc::StatusCode::RESOURCE_EXHAUSTED, refusal});
+        return;
+      }
+    }
+    if (state.subscribers.fetch_add(1, std::memory_order_relaxed) >= state.config.max_subscribers) {
+      state.subscribers.fetch_sub(1, std::memory_order_relaxed);
+      segment_.reset();
+      SendGrpcWebStatus({grpc::StatusCode::RESOURCE_EXHAUSTED,
+                         "server has reached max_subscribers (" +
+                             std::to_string(state.config.max_subscribers) + "); retry later"});
+      return;
+    }
+    std::string why;
+    if (!state.token_limits.OpenStream(principal.token_id, true, &why)) {
+      state.subscribers.fetch_sub(1, std::memory_order_relaxed);
+      segment_.reset();
+      SendGrpcWebStatus({grpc::StatusCode::RESOURCE_EXHAUSTED, why});
+      return;
+    }
+    token_id_ = principal.token_id;
+    registered_ = true;  // EndStream() gives back the subscriber and token slots
+    state.metrics.subscribers().Increment();
+    streaming_ = true;
+    push_on_change_ = subscription.push_on_change();
+    interval_ms_ = subscription.interval_ms();
+    {
+      std::lock_guard lock(shared_.streams_mutex);
+      shared_.streams.push_back(shared_from_this());
+    }
+    LogInfo("subscriber_joined", {{"peer", address_},
+                                  {"via", "grpc-web"},
+                                  {"dashboard_id", subscription.dashboard_id()},
+                                  {"metrics", std::to_string(subscription.metric_types_size())},
+                                  {"filters", std::to_string(subscription.filters_size())}});
+    std::shared_ptr<const PublishedSnapshot> latest = Latest(state.hub.Latest());
+    if (segment_ != nullptr && latest->sequence() == 0) {
+      // A segment opens at the next tick: its first snapshot is the initial one.
+      pending_request_ = std::make_unique<analytics::SubscriptionRequest>(std::move(subscription));
+    } else {
+      BuildInitialBatch(subscription, std::move(latest));
+    }
+    // The answer's header, then one chunk per message (chunked transfer encoding); the
+    // connection closes when the stream ends. No read or write deadline from here on: a
+    // subscriber is slow only if a write stays pending (slow_subscriber_timeout_ms, checked at
+    // each publish, as on gRPC).
+    stream_.expires_never();
+    stream_header_.emplace(bhttp::status::ok, 11);
+    stream_header_->set(bhttp::field::content_type, GrpcWebContentType(encoding_));
+    stream_header_->set(bhttp::field::cache_control, "no-store");
+    if (!origin_.empty()) {
+      stream_header_->set(bhttp::field::access_control_allow_origin, origin_);
+      stream_header_->set(bhttp::field::vary, "Origin");
+      stream_header_->set(bhttp::field::access_control_expose_headers, "grpc-status, grpc-message");
+    }
+    stream_header_->keep_alive(false);
+    stream_header_->chunked(true);
+    header_serializer_.emplace(*stream_header_);
+    write_in_flight_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    bhttp::async_write_header(stream_, *header_serializer_,
+                              [self = shared_from_this()](beast::error_code ec, size_t) {
+                                self->OnStreamWrite(ec, /*updates=*/0);
+                              });
+    WatchForClose();
+  }
+
+  std::shared_ptr<const PublishedSnapshot> Latest(
+      const std::shared_ptr<const PublishedSnapshot>& global) const {
+    return segment_ ? segment_->Latest() : global;
+  }
+
+  void BuildInitialBatch(const analytics::SubscriptionRequest& subscription,
+                         std::shared_ptr<const PublishedSnapshot> latest) {
+    static const MetricHistory kNoHistory;  // a live segment keeps no per-second history
+    batch_.StartInitial(
+        {filter_, interval_ms_, push_on_change_, method_ == Method::kSubscribeMetricBatches},
+        subscription, std::move(latest), segment_ ? kNoHistory : shared_.state.hub.history(),
+        SteadyMs());
+  }
+
+  // A subscriber sends nothing after its request: the socket turning readable means it closed
+  // (or broke the protocol). Either way the stream ends.
+  void WatchForClose() {
+    stream_.socket().async_wait(
+        tcp::socket::wait_read,
+        net::bind_executor(stream_.get_executor(),
+                           [self = shared_from_this()](beast::error_code ec) {
+                             if (ec == net::error::operation_aborted || !self->streaming_) return;
+                             self->EndStream();
+                             self->Close();
+                           }));
+  }
+
+  void WriteNextFrame() {
+    size_t updates = 0;
+    CopyMessageBytes(batch_.NextMessage(&updates), &message_bytes_);
+    frame_ = GrpcWebDataFrame(message_bytes_, encoding_);
+    write_in_flight_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    net::async_write(stream_, bhttp::make_chunk(net::buffer(frame_)),
+                     [self = shared_from_this(), updates](beast::error_code ec, size_t) {
+                       self->OnStreamWrite(ec, updates);
+                     });
+  }
+
+  void OnStreamWrite(beast::error_code ec, size_t updates) {
+    write_in_flight_ = false;
+    if (!streaming_) return;
+    if (ec) {
+      EndStream();
+      Close();
+      return;
+    }
+    shared_.state.metrics.AddUpdatesSent(updates);
+    if (finish_requested_) {
+      FinishStream({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+      return;
+    }
+    if (pending_request_ != nullptr) return;  // the segment's first snapshot starts it
+    if (batch_.HasMessage()) {                // after the header: the initial batch
+      WriteNextFrame();
+      return;
+    }
+    batch_.Complete();
+    OnPublished(shared_.state.hub.Latest(), /*regular=*/false);
+  }
+
+  void OnPublished(const std::shared_ptr<const PublishedSnapshot>& latest, bool regular) {
+    if (!streaming_ || finishing_) return;
+    if (pending_request_ != nullptr) {
+      std::shared_ptr<const PublishedSnapshot> segment_latest = Latest(latest);
+      if (segment_latest->sequence() == 0 || write_in_flight_) return;
+      BuildInitialBatch(*pending_request_, std::move(segment_latest));
+      pending_request_.reset();
+      if (batch_.HasMessage()) WriteNextFrame();
+      return;
+    }
+    batch_.NoteTick(regular);
+    if (write_in_flight_ || batch_.HasMessage()) {
+      if (write_in_flight_ &&
+          std::chrono::steady_clock::now() - write_started_ >
+              std::chrono::milliseconds(shared_.state.config.slow_subscriber_timeout_ms)) {
+        // A reader that stopped reading: its socket buffer is full.
+        shared_.state.metrics.AddSlowSubscriberDisconnect();
+        LogWarn("subscriber_too_slow", {{"peer", address_}, {"via", "grpc-web"}});
+        EndStream();
+        Close();
+        return;
+      }
+      if (batch_.NoteMissed(regular)) shared_.state.metrics.AddUpdatesConflated(1);
+      return;
+    }
+    if (batch_.StartDelta(Latest(latest), SteadyMs())) WriteNextFrame();
+  }
+
+  // StreamingCall (any thread): onto this connection's strand.
+  void NotifyPublished(bool regular) override {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this(), regular] {
+      self->OnPublished(self->shared_.state.hub.Latest(), regular);
+    });
+  }
+  void NotifyShutdown() override {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->streaming_ || self->finishing_) return;
+      if (self->write_in_flight_) {
+        self->finish_requested_ = true;  // after the write in flight
+      } else {
+        self->FinishStream({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+      }
+    });
+  }
+  bool push_on_change() const override { return push_on_change_; }
+
+  // The trailers frame and the last chunk; then the connection closes.
+  void FinishStream(const grpc::Status& status) {
+    finishing_ = true;
+    batch_.Release();
+    final_code_ = status.error_code();
+    frame_ = GrpcWebTrailerFrame(status, encoding_);
+    write_in_flight_ = true;
+    net::async_write(stream_, bhttp::make_chunk(net::buffer(frame_)),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) {
+                         self->EndStream();
+                         self->Close();
+                         return;
+                       }
+                       net::async_write(self->stream_, bhttp::make_chunk_last(),
+                                        [self](beast::error_code, size_t) {
+                                          self->EndStream();
+                                          self->Close();
+                                        });
+                     });
+  }
+
+  // Gives back what a subscription holds (idempotent; also from the destructor).
+  void EndStream() {
+    streaming_ = false;
+    if (!registered_) return;
+    registered_ = false;
+    ServiceState& state = shared_.state;
+    state.subscribers.fetch_sub(1, std::memory_order_relaxed);
+    state.metrics.subscribers().Decrement();
+    state.token_limits.CloseStream(token_id_, true);
+    segment_.reset();
+    batch_.Release();
+    if (active_) {
+      active_ = false;
+      shared_.active_requests.fetch_sub(1, std::memory_order_relaxed);
+      CountCall(final_code_);
+      shared_.state.metrics.AddHttpRequest(route_, 200);
+    }
+    LogInfo("subscriber_left", {{"peer", address_},
+                                {"via", "grpc-web"},
+                                {"code", std::to_string(static_cast<int>(final_code_))}});
   }
 
   // Parks the answer until the log is durable up to reply.durable_lsn.
@@ -304,22 +722,34 @@ class Session : public std::enable_shared_from_this<Session> {
     response_ = {};
     response_.version(11);
     response_.result(reply.status);
-    response_.set(bhttp::field::cache_control, "no-store");
+    response_.set(bhttp::field::cache_control,
+                  beast::string_view(reply.cache_control.data(), reply.cache_control.size()));
     if (!reply.body.empty()) {
-      response_.set(bhttp::field::content_type, "application/json");
+      response_.set(bhttp::field::content_type,
+                    beast::string_view(reply.content_type.data(), reply.content_type.size()));
       response_.body() = reply.body;
     }
     if (reply.retry_after_s > 0) {
       response_.set(bhttp::field::retry_after, std::to_string(reply.retry_after_s));
     }
-    if (reply.status == 405) response_.set(bhttp::field::allow, "POST, OPTIONS");
+    if (reply.status == 405) response_.set(bhttp::field::allow, allow_);
+    if (page_headers_) {
+      // The live view: its own inline script and style, data only from this server, no frames.
+      response_.set("Content-Security-Policy",
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                    "connect-src 'self'; frame-ancestors 'none'");
+      response_.set("X-Content-Type-Options", "nosniff");
+      page_headers_ = false;
+    }
     if (!origin_.empty()) {
       // Allowed (Route() refused the others): the page's script may read the answer.
       response_.set(bhttp::field::access_control_allow_origin, origin_);
       response_.set(bhttp::field::vary, "Origin");
+      response_.set(bhttp::field::access_control_expose_headers, "grpc-status, grpc-message");
       if (preflight_) {
         response_.set(bhttp::field::access_control_allow_methods, "POST, OPTIONS");
-        response_.set(bhttp::field::access_control_allow_headers, "Content-Type, Authorization");
+        response_.set(bhttp::field::access_control_allow_headers,
+                      "Content-Type, Authorization, X-Grpc-Web, X-User-Agent, Grpc-Timeout");
         response_.set(bhttp::field::access_control_max_age, "600");
       }
     }
@@ -365,7 +795,33 @@ class Session : public std::enable_shared_from_this<Session> {
   bool active_ = false;  // counted in shared_.active_requests
   bool close_after_ = false;
   bool preflight_ = false;
+  // gRPC-Web.
+  GrpcWebEncoding encoding_ = GrpcWebEncoding::kBinary;
+  Method method_ = Method::kGetMetrics;
+  std::chrono::steady_clock::time_point call_started_;
+  // A subscription (streaming_ from its start until it ends; registered_ while it holds a
+  // subscriber slot and its token's).
+  bool streaming_ = false;
+  bool registered_ = false;
+  bool write_in_flight_ = false;
+  bool finish_requested_ = false;
+  bool finishing_ = false;
+  bool push_on_change_ = false;
+  int64_t interval_ms_ = 0;
+  grpc::StatusCode final_code_ = grpc::StatusCode::CANCELLED;
+  std::string token_id_;
+  MetricFilter filter_;
+  SubscriberBatch batch_;
+  std::unique_ptr<LiveSegments::Watch> segment_;
+  std::unique_ptr<analytics::SubscriptionRequest> pending_request_;
+  std::chrono::steady_clock::time_point write_started_;
+  std::optional<bhttp::response<bhttp::empty_body>> stream_header_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> header_serializer_;
+  std::string message_bytes_;
+  std::string frame_;
   std::string origin_;  // the request's allowed Origin, echoed in the answer
+  const char* allow_ = "";     // a 405's Allow header
+  bool page_headers_ = false;  // the answer is the live view: security headers for a page
   const char* route_ = "other";
   unsigned status_ = 0;
 };
@@ -465,6 +921,23 @@ bool HttpServer::Start(std::string* error) {
   return true;
 }
 
+void HttpServer::NotifyPublished(bool early) {
+  Shared& shared = *shared_;
+  // Tick thread, while Stop() may run on another: only atomics and the io_context (alive as
+  // long as this object) are touched. A notification posted after Stop() is never run.
+  if (shared.stopping.load(std::memory_order_relaxed)) return;
+  if (!early) shared.regular_tick_pending.store(true, std::memory_order_seq_cst);
+  // One notification in flight: the one already posted reads the newest snapshot.
+  if (shared.publish_pending.exchange(true, std::memory_order_seq_cst)) return;
+  net::post(shared.io, [&shared] {
+    shared.publish_pending.store(false, std::memory_order_seq_cst);
+    const bool regular = shared.regular_tick_pending.exchange(false, std::memory_order_seq_cst);
+    for (auto& call : shared.LiveStreams()) {
+      if (regular || call->push_on_change()) call->NotifyPublished(regular);
+    }
+  });
+}
+
 void HttpServer::Stop(std::chrono::milliseconds grace) {
   if (stopped_) return;
   stopped_ = true;
@@ -476,6 +949,9 @@ void HttpServer::Stop(std::chrono::milliseconds grace) {
     shared.acceptor.close(ignored);
     shared.accept_retry.cancel();
   });
+  // Subscriptions never end on their own: each writes its UNAVAILABLE trailers (after the
+  // write in flight) within the grace.
+  for (auto& call : shared.LiveStreams()) call->NotifyShutdown();
   const auto deadline = std::chrono::steady_clock::now() + grace;
   while (shared.active_requests.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

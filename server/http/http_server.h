@@ -12,8 +12,9 @@
 namespace rta::server::http {
 
 // The HTTP/1.1 front end on Boost.Beast (--http-listen): POST /v1/events (events_endpoint.h),
-// OPTIONS for CORS preflights, GET /healthz. It calls the same service code as the gRPC calls,
-// never a loopback gRPC hop.
+// gRPC-Web (grpc_web.h) for GetMetrics, SubscribeMetrics and SubscribeMetricBatches, GET
+// /tracker.js (web/tracker.js), OPTIONS for CORS preflights, GET /healthz. It calls the same
+// service code as the gRPC calls, never a loopback gRPC hop.
 //
 // Bounded: connections (--http-max-connections, and per client address), header size (8 KiB:
 // 431), body size (--http-max-body-bytes: 413), the time a request may take to arrive
@@ -34,6 +35,9 @@ class HttpServer {
   // Binds config.http_listen and starts the threads; false with *error naming the address.
   bool Start(std::string* error);
   int port() const { return port_; }
+  // Tick thread, after each publish (as Worker::NotifyPublished): wakes the gRPC-Web
+  // subscriptions (an early snapshot only those with push_on_change).
+  void NotifyPublished(bool early);
   // Stops accepting, lets requests in progress finish for up to `grace` (new ones get 503),
   // then closes every connection and joins the threads. Before the log closes: an answer still
   // waiting for it then is never sent (the client sees the connection close and retries; the

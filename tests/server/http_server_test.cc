@@ -381,3 +381,166 @@ TEST_CASE("events posted over HTTP are in the log once acknowledged: a restart k
       json::parse(PostEvents(again.server().http_port(), EventJson("d0", "page_view", now)).body);
   CHECK(retry["duplicates"] == 1);
 }
+
+TEST_CASE("gRPC-Web GetMetrics answers what the gRPC call answers, binary and text",
+          "[server][integration][http][grpc-web]") {
+  ServerHarness h(HttpConfig());
+  const int port = h.server().http_port();
+  h.ReportBatch({MakeEvent("g1", "page_view", h.clock().NowMs()),
+                 MakeEvent("g2", "purchase", h.clock().NowMs())});
+  h.server().TickForTest();
+  analytics::MetricsQuery query;
+  query.add_metric_types("events_total");
+  query.add_metric_types("page_views");
+  query.add_windows(analytics::WINDOW_TOTAL);
+  analytics::MetricsSnapshot over_grpc;
+  {
+    grpc::ClientContext context;
+    REQUIRE(h.NewStub()->GetMetrics(&context, query, &over_grpc).ok());
+  }
+  for (const bool text : {false, true}) {
+    INFO((text ? "grpc-web-text" : "grpc-web+proto"));
+    const HttpAnswer answer = HttpRequest(
+        port, "POST", "/analytics.AnalyticsService/GetMetrics",
+        {{"Content-Type", text ? "application/grpc-web-text" : "application/grpc-web+proto"},
+         {"X-Grpc-Web", "1"}},
+        rta::testing::GrpcWebRequestBody(query.SerializeAsString(), text));
+    REQUIRE(answer.status == 200);
+    CHECK(answer.header("content-type") ==
+          (text ? "application/grpc-web-text+proto" : "application/grpc-web+proto"));
+    std::vector<rta::testing::GrpcWebFrame> frames;
+    REQUIRE(rta::testing::SplitGrpcWebFrames(answer.body, text, &frames));
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[0].flag == 0);
+    analytics::MetricsSnapshot over_web;
+    REQUIRE(over_web.ParseFromString(frames[0].payload));
+    CHECK(over_web.SerializeAsString() == over_grpc.SerializeAsString());
+    CHECK(frames[1].flag == 0x80);
+    CHECK(rta::testing::GrpcWebTrailers(frames[1].payload)["grpc-status"] == "0");
+  }
+}
+
+TEST_CASE("gRPC-Web errors: bad framing, unknown methods and metrics, tokens, content type",
+          "[server][integration][http][grpc-web]") {
+  TempDir dir;
+  const auto tokens =
+      rta::testing::MakeUsersWithTokens(dir.path(), {{"look", "viewer"}, {"rep", "reporter"}});
+  auto config = HttpConfig();
+  config.data_dir = dir.path();
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  auto call = [&](const std::string& method, const std::string& body,
+                  std::map<std::string, std::string> headers = {}) {
+    headers["Content-Type"] = "application/grpc-web+proto";
+    const HttpAnswer answer =
+        HttpRequest(port, "POST", "/analytics.AnalyticsService/" + method, headers, body);
+    std::vector<rta::testing::GrpcWebFrame> frames;
+    REQUIRE(answer.status == 200);
+    REQUIRE(rta::testing::SplitGrpcWebFrames(answer.body, false, &frames));
+    REQUIRE(!frames.empty());
+    REQUIRE(frames.back().flag == 0x80);
+    return rta::testing::GrpcWebTrailers(frames.back().payload);
+  };
+  analytics::MetricsQuery query;
+  query.add_metric_types("no_such_metric");
+  const std::string bad_query = rta::testing::GrpcWebRequestBody(query.SerializeAsString(), false);
+  const std::string viewer = "Bearer " + tokens.at("look");
+
+  auto trailers = call("GetMetrics", bad_query);
+  CHECK(trailers["grpc-status"] == "16");  // UNAUTHENTICATED: no token
+  trailers = call("GetMetrics", bad_query, {{"Authorization", "Bearer " + tokens.at("rep")}});
+  CHECK(trailers["grpc-status"] == "7");  // PERMISSION_DENIED: a reporter may not read
+  trailers = call("GetMetrics", bad_query, {{"Authorization", viewer}});
+  CHECK(trailers["grpc-status"] == "3");
+  CHECK_THAT(trailers["grpc-message"], Catch::Contains("no_such_metric"));
+  trailers = call("GetMetrics", std::string("\x80\0\0\0\0", 5), {{"Authorization", viewer}});
+  CHECK(trailers["grpc-status"] == "3");
+  CHECK_THAT(trailers["grpc-message"], Catch::Contains("no trailers"));
+  trailers = call("GetMetrics", std::string("\0\x10\0\0\0", 5), {{"Authorization", viewer}});
+  CHECK(trailers["grpc-status"] == "8");  // RESOURCE_EXHAUSTED: over --max-message-bytes
+  trailers = call("ReportEvent", bad_query, {{"Authorization", viewer}});
+  CHECK(trailers["grpc-status"] == "12");  // UNIMPLEMENTED over gRPC-Web
+  CHECK_THAT(trailers["grpc-message"], Catch::Contains("gRPC port"));
+
+  const HttpAnswer wrong_type =
+      HttpRequest(port, "POST", "/analytics.AnalyticsService/GetMetrics",
+                  {{"Content-Type", "application/grpc"}, {"Authorization", viewer}}, bad_query);
+  CHECK(wrong_type.status == 415);
+}
+
+TEST_CASE("gRPC-Web SubscribeMetricBatches streams the snapshot, then changes, then trailers",
+          "[server][integration][http][grpc-web]") {
+  auto config = HttpConfig();
+  config.http_allowed_origins = "http://dashboard.example";
+  auto h = std::make_unique<ServerHarness>(config);
+  const int port = h->server().http_port();
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  rta::testing::GrpcWebStream stream(port, "SubscribeMetricBatches", request.SerializeAsString(),
+                                     {{"Origin", "http://dashboard.example"}});
+  REQUIRE(stream.status() == 200);
+  // Reads batches until events_total has `value` (false on the trailers or a timeout).
+  auto wait_for_total = [&](double value) {
+    rta::testing::GrpcWebFrame frame;
+    while (stream.Next(&frame, std::chrono::seconds(10))) {
+      if (frame.flag != 0) return false;
+      analytics::MetricUpdateBatch batch;
+      REQUIRE(batch.ParseFromString(frame.payload));
+      for (const auto& update : batch.updates()) {
+        if (update.metric_type() == "events_total" && update.value() == value) return true;
+      }
+    }
+    return false;
+  };
+  REQUIRE(wait_for_total(0));
+  h->ReportBatch(
+      {MakeEvent("s1", "click", h->clock().NowMs()), MakeEvent("s2", "click", h->clock().NowMs())});
+  CHECK(wait_for_total(2));
+  const std::string metrics = rta::testing::HttpGet(h->server().metrics_port(), "/metrics");
+  CHECK(rta::testing::PrometheusValue(metrics, "analytics_subscribers") == 1);
+  // Shutdown ends the stream with UNAVAILABLE in its trailers, as on gRPC.
+  std::thread stop([&] { h->server().Shutdown(std::chrono::milliseconds(2000)); });
+  rta::testing::GrpcWebFrame frame;
+  std::map<std::string, std::string> trailers;
+  while (stream.Next(&frame, std::chrono::seconds(10))) {
+    if (frame.flag == 0x80) trailers = rta::testing::GrpcWebTrailers(frame.payload);
+  }
+  stop.join();
+  CHECK(trailers["grpc-status"] == "14");
+  CHECK(trailers["grpc-message"] == "server shutting down");
+}
+
+TEST_CASE(
+    "a gRPC-Web subscriber that reads late gets at most one update per tick and the exact last "
+    "value",
+    "[server][integration][http][grpc-web]") {
+  ServerHarness h(HttpConfig());
+  const int port = h.server().http_port();
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  rta::testing::GrpcWebStream stream(port, "SubscribeMetrics", request.SerializeAsString());
+  REQUIRE(stream.status() == 200);
+  // 60 ticks of changes while the client reads nothing: whatever the socket buffers held or the
+  // server folded together, it ends at the final value.
+  for (int i = 0; i < 60; ++i) {
+    h.ReportBatch({MakeEvent("c" + std::to_string(i), "click", h.clock().NowMs())});
+    h.server().TickForTest();
+  }
+  double last = -1;
+  int messages = 0;
+  rta::testing::GrpcWebFrame frame;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (last != 60 && std::chrono::steady_clock::now() < deadline &&
+         stream.Next(&frame, std::chrono::seconds(5))) {
+    REQUIRE(frame.flag == 0);
+    analytics::MetricUpdate update;
+    REQUIRE(update.ParseFromString(frame.payload));
+    if (update.metric_type() == "events_total") last = update.value();
+    ++messages;
+  }
+  CHECK(last == 60);
+  INFO("messages " << messages);
+  CHECK(messages <= 64);  // the snapshot, its end marker and at most one update per tick
+}

@@ -1,7 +1,11 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace rta::testing {
 
@@ -24,5 +28,39 @@ HttpAnswer HttpRequest(int port, const std::string& method, const std::string& t
 // POST /v1/events with a JSON body.
 HttpAnswer PostEvents(int port, const std::string& body, const std::string& query = "",
                       const std::map<std::string, std::string>& headers = {});
+
+}  // namespace rta::testing
+
+namespace rta::testing {
+
+// gRPC-Web from the client side, written from PROTOCOL-WEB.md for the tests (not the server's
+// code): frames are a flag byte (0x80: trailers), a 4-byte big-endian length and the payload.
+struct GrpcWebFrame {
+  uint8_t flag = 0;
+  std::string payload;
+};
+// `message` as one frame, in binary or base64 ("text").
+std::string GrpcWebRequestBody(const std::string& message, bool text);
+// Splits a whole response body (binary, or base64 chunks when `text`) into frames; false when
+// it does not parse.
+bool SplitGrpcWebFrames(const std::string& body, bool text, std::vector<GrpcWebFrame>* frames);
+// "grpc-status:5\r\ngrpc-message:...\r\n" -> {"grpc-status": "5", ...}
+std::map<std::string, std::string> GrpcWebTrailers(const std::string& payload);
+
+// A server-streaming gRPC-Web call read as it arrives (chunked HTTP/1.1), binary encoding.
+class GrpcWebStream {
+ public:
+  GrpcWebStream(int port, const std::string& method, const std::string& message,
+                const std::map<std::string, std::string>& headers = {});
+  ~GrpcWebStream();
+  int status() const { return status_; }  // HTTP status of the answer; 0 if none
+  // The next frame, waiting up to `timeout`; false at the end of the answer or on timeout.
+  bool Next(GrpcWebFrame* frame, std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int status_ = 0;
+};
 
 }  // namespace rta::testing
