@@ -293,7 +293,15 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
 
   if (!config_.http_listen.empty()) {
     http_ = std::make_unique<http::HttpServer>(*state_);
-    if (std::string why; !http_->Start(&why)) {
+    std::string why;
+    if (tls_ != nullptr) {
+      const auth::TlsFiles::Material& tls = tls_->material();
+      if (!http_->SetTls(tls.cert, tls.key, tls.client_ca, &why)) {
+        http_.reset();
+        return abandon_start(why);
+      }
+    }
+    if (!http_->Start(&why)) {
       http_.reset();
       return abandon_start(why);
     }
@@ -436,6 +444,10 @@ bool AnalyticsServer::Impl::ReloadTls(std::string* error) {
     return false;
   }
   if (!tls_->Reload(error)) return false;
+  if (http_ != nullptr) {
+    const auth::TlsFiles::Material& tls = tls_->material();
+    if (!http_->SetTls(tls.cert, tls.key, tls.client_ca, error)) return false;
+  }
   LogInfo("tls_reloaded", {{"subject", tls_->subject()}});
   return true;
 }
@@ -446,15 +458,21 @@ bool AnalyticsServer::Impl::CheckExposure(std::string* error) {
                      {"tokens_required", authenticated ? "yes" : "no"},
                      {"users", std::to_string(users_->view()->users.size())}});
   if (!config_.http_listen.empty() && !IsLoopbackAddress(config_.http_listen)) {
-    // The HTTP port has no TLS of its own yet: beyond loopback it is plain text whatever the
-    // gRPC port has, so it needs --insecure (a TLS-terminating proxy in front is the way).
-    if (config_.insecure == 0) {
-      *error = "refusing to serve HTTP on " + config_.http_listen +
-               " beyond loopback: the HTTP port has no TLS; put a TLS-terminating proxy in "
-               "front and pass --insecure 1, or listen on 127.0.0.1";
+    // The same rule as the gRPC port's, below: the HTTP port shares its TLS files and tokens.
+    std::string http_missing;
+    if (tls_ == nullptr) http_missing = "TLS (--tls-cert and --tls-key)";
+    if (!authenticated) {
+      http_missing += std::string(http_missing.empty() ? "" : " and ") +
+                      "authentication (no user yet: run analytics_server --init)";
+    }
+    if (!http_missing.empty() && config_.insecure == 0) {
+      *error = "refusing to serve HTTP on " + config_.http_listen + " beyond loopback without " +
+               http_missing + "; listen on 127.0.0.1, or pass --insecure 1 to accept the exposure";
       return false;
     }
-    LogWarn("insecure_listen", {{"address", config_.http_listen}, {"without", "TLS (HTTP port)"}});
+    if (!http_missing.empty()) {
+      LogWarn("insecure_listen", {{"address", config_.http_listen}, {"without", http_missing}});
+    }
   }
   if (IsLoopbackAddress(config_.listen)) return true;
   // Redis's "protected mode", for the same reason: a server that answers anyone on the network

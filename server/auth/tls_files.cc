@@ -129,6 +129,7 @@ bool TlsFiles::Stage(std::string* error) {
   char subject[256] = {};
   X509_NAME_oneline(X509_get_subject_name(certificate.get()), subject, sizeof subject);
   subject_ = subject;
+  material_ = {std::move(cert), std::move(key), std::move(client_ca)};
   return true;
 }
 

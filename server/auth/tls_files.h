@@ -43,6 +43,13 @@ class TlsFiles {
   bool Reload(std::string* error);
   // The subject of the staged certificate, for logs ("CN=analytics.example.com").
   const std::string& subject() const { return subject_; }
+  // The checked PEM texts now staged (the HTTP port builds its own TLS context from them).
+  struct Material {
+    std::string cert;
+    std::string key;
+    std::string client_ca;  // "" without client certificates
+  };
+  const Material& material() const { return material_; }
 
  private:
   TlsFiles(Paths paths, std::string stage_dir)
@@ -52,6 +59,7 @@ class TlsFiles {
   const Paths paths_;
   const std::string stage_dir_;
   std::string subject_;
+  Material material_;
   std::shared_ptr<void> provider_;  // grpc::experimental::FileWatcherCertificateProvider
 };
 

@@ -8,11 +8,14 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 #include "server/get_metrics_call.h"
+#include "server/history_query.h"
 #include "server/http/embedded_files.h"
 #include "server/http/events_endpoint.h"
 #include "server/http/grpc_web.h"
@@ -20,6 +23,7 @@
 #include "server/ingest_journal.h"
 #include "server/live_segments.h"
 #include "server/log.h"
+#include "server/query_metrics_call.h"
 #include "server/subscriber_batch.h"
 #include "server/subscription_request.h"
 
@@ -41,9 +45,10 @@ struct DurableGate {
 namespace {
 
 constexpr uint32_t kHeaderLimit = 8 * 1024;
-// An acknowledgement waits for the log at most this long; then 503 (the log is stuck: the
-// client re-sends, and the event ids make that safe).
-constexpr auto kDurableWaitLimit = std::chrono::seconds(60);
+// An acknowledgement waits for the log at most this long, and a range query for its answer;
+// then 503 or DEADLINE_EXCEEDED (the log or the store is stuck: the client retries; event ids
+// make a re-sent event safe).
+constexpr auto kWaitLimit = std::chrono::seconds(60);
 
 // Boost 1.74's Beast has its own string_view.
 std::string_view View(beast::string_view text) { return {text.data(), text.size()}; }
@@ -122,6 +127,11 @@ struct HttpServer::Shared {
     gate->io = &io;
   }
 
+  std::shared_ptr<net::ssl::context> CurrentTls() {
+    std::lock_guard lock(tls_mutex);
+    return tls;
+  }
+
   bool OriginAllowed(std::string_view origin, std::string_view host) const {
     return origins.Allows(origin) || SameOrigin(origin, host);
   }
@@ -130,6 +140,9 @@ struct HttpServer::Shared {
   EventsEndpoint endpoint;
   OriginPolicy origins;
   std::shared_ptr<DurableGate> gate = std::make_shared<DurableGate>();
+  // The TLS context new connections use (null: plain HTTP); replaced on SIGHUP.
+  std::mutex tls_mutex;
+  std::shared_ptr<net::ssl::context> tls;  // guarded by tls_mutex
   std::atomic<bool> stopping{false};
   std::atomic<int> active_requests{0};  // read whole, not yet answered
   std::atomic<uint32_t> connections{0};
@@ -168,14 +181,22 @@ namespace {
 using Shared = HttpServer::Shared;
 
 // One connection: read a request (bounded in size and time), answer it, read the next.
-// Everything runs on the connection's strand.
-class Session : public StreamingCall, public std::enable_shared_from_this<Session> {
+// Everything runs on the connection's strand. `Stream` is beast::tcp_stream, or an ssl_stream
+// over one when the server has TLS (the handshake comes first, within the request timeout).
+template <class Stream>
+class Session : public StreamingCall, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket socket, Shared& shared, std::string address)
-      : stream_(std::move(socket)),
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  // `tls`: the context the stream was made with (kept alive as long as the stream).
+  template <class... StreamArgs>
+  Session(Shared& shared, std::string address, std::shared_ptr<net::ssl::context> tls,
+          StreamArgs&&... stream_args)
+      : stream_(std::forward<StreamArgs>(stream_args)...),
+        tls_(std::move(tls)),
         shared_(shared),
         address_(std::move(address)),
-        durable_timer_(stream_.get_executor()) {}
+        wait_timer_(stream_.get_executor()) {}
 
   ~Session() override {
     EndStream();
@@ -191,10 +212,27 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
   }
 
   void Start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->lowest().expires_after(
+            std::chrono::milliseconds(self->config().http_request_timeout_ms));
+        self->stream_.async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) {  // not TLS, a bad certificate, too slow
+            self->Close();
+            return;
+          }
+          self->Read();
+        });
+      } else {
+        self->Read();
+      }
+    });
   }
 
  private:
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
   const ServerConfig& config() const { return shared_.state.config; }
 
   void Read() {
@@ -202,7 +240,7 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(config().http_max_body_bytes);
     buffer_.max_size(kHeaderLimit + config().http_max_body_bytes + 4096);
-    stream_.expires_after(std::chrono::milliseconds(config().http_request_timeout_ms));
+    lowest().expires_after(std::chrono::milliseconds(config().http_request_timeout_ms));
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }
@@ -235,7 +273,7 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
     }
     active_ = true;
     shared_.active_requests.fetch_add(1, std::memory_order_relaxed);
-    stream_.expires_never();  // until the answer is written (the log wait has its own limit)
+    lowest().expires_never();  // until the answer is written (the log wait has its own limit)
     Route(parser_->get());
   }
 
@@ -355,9 +393,11 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
       method_ = Method::kSubscribeMetrics;
     } else if (name == "SubscribeMetricBatches") {
       method_ = Method::kSubscribeMetricBatches;
+    } else if (name == "QueryMetrics") {
+      method_ = Method::kQueryMetrics;
     } else {
       SendGrpcWebStatus({grpc::StatusCode::UNIMPLEMENTED,
-                         "gRPC-Web serves GetMetrics, SubscribeMetrics and "
+                         "gRPC-Web serves GetMetrics, QueryMetrics, SubscribeMetrics and "
                          "SubscribeMetricBatches; call " +
                              std::string(name.substr(0, 100)) + " on the gRPC port"},
                         /*count=*/false);
@@ -401,6 +441,10 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
       reply.content_type = GrpcWebContentType(encoding_);
       CountCall(grpc::StatusCode::OK);
       Send(reply);
+      return;
+    }
+    if (method_ == Method::kQueryMetrics) {
+      RunRangeQuery(message);
       return;
     }
     StartStream(message, principal);
@@ -491,7 +535,7 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
     // connection closes when the stream ends. No read or write deadline from here on: a
     // subscriber is slow only if a write stays pending (slow_subscriber_timeout_ms, checked at
     // each publish, as on gRPC).
-    stream_.expires_never();
+    lowest().expires_never();
     stream_header_.emplace(bhttp::status::ok, 11);
     stream_header_->set(bhttp::field::content_type, GrpcWebContentType(encoding_));
     stream_header_->set(bhttp::field::cache_control, "no-store");
@@ -529,7 +573,7 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
   // A subscriber sends nothing after its request: the socket turning readable means it closed
   // (or broke the protocol). Either way the stream ends.
   void WatchForClose() {
-    stream_.socket().async_wait(
+    lowest().socket().async_wait(
         tcp::socket::wait_read,
         net::bind_executor(stream_.get_executor(),
                            [self = shared_from_this()](beast::error_code ec) {
@@ -663,50 +707,110 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
                                 {"code", std::to_string(static_cast<int>(final_code_))}});
   }
 
-  // Parks the answer until the log is durable up to reply.durable_lsn.
+  // Parks this connection until another thread wakes it (Waker()) or kWaitLimit passes; then
+  // `resume(woken, ok)` runs on the strand. The pending timer keeps the session alive meanwhile;
+  // the waker holds only a weak reference and goes through the gate, so it may fire after the
+  // server is gone.
+  uint64_t Park(std::function<void(bool woken, bool ok)> resume) {
+    resume_ = std::move(resume);
+    woken_ = false;
+    wake_ok_ = false;
+    const uint64_t wait = ++wait_number_;
+    wait_timer_.expires_after(kWaitLimit);
+    wait_timer_.async_wait(
+        [self = shared_from_this(), wait](beast::error_code) { self->OnWaitTimer(wait); });
+    return wait;
+  }
+
+  std::function<void(bool)> Waker(uint64_t wait) {
+    std::weak_ptr<Session> weak = shared_from_this();
+    return [gate = shared_.gate, weak, wait](bool ok) {
+      std::lock_guard lock(gate->mutex);
+      if (!gate->open) return;
+      net::post(*gate->io, [weak, wait, ok] {
+        if (auto self = weak.lock()) {
+          net::dispatch(self->stream_.get_executor(), [self, wait, ok] { self->OnWake(wait, ok); });
+        }
+      });
+    };
+  }
+
+  void OnWake(uint64_t wait, bool ok) {
+    if (wait != wait_number_ || woken_) return;
+    woken_ = true;
+    wake_ok_ = ok;
+    wait_timer_.cancel();
+  }
+
+  void OnWaitTimer(uint64_t wait) {
+    if (wait != wait_number_) return;
+    ++wait_number_;  // a late OnWake is for a wait that is over
+    std::function<void(bool, bool)> resume = std::move(resume_);
+    resume(woken_, wake_ok_);
+  }
+
+  // Holds the answer until the log is durable up to reply.durable_lsn.
   void WaitDurable(Reply reply) {
     pending_ = std::move(reply);
-    const uint64_t wait = ++wait_number_;
-    durable_signalled_ = false;
-    durable_timer_.expires_after(kDurableWaitLimit);
-    durable_timer_.async_wait(
-        [self = shared_from_this(), wait](beast::error_code) { self->OnDurableTimer(wait); });
-    std::weak_ptr<Session> weak = shared_from_this();
-    shared_.state.log->WhenDurable(
-        pending_.durable_lsn, [gate = shared_.gate, weak, wait](bool ok) {
-          std::lock_guard lock(gate->mutex);
-          if (!gate->open) return;
-          net::post(*gate->io, [weak, wait, ok] {
-            if (auto self = weak.lock()) {
-              net::dispatch(self->stream_.get_executor(),
-                            [self, wait, ok] { self->OnDurable(wait, ok); });
-            }
-          });
+    const uint64_t wait = Park([this](bool durable, bool ok) {
+      if (!durable) {
+        close_after_ = true;
+        SendError(503,
+                  "the event log did not write these events within 60 s; nothing is "
+                  "acknowledged: re-send them (their event ids make that safe)");
+      } else if (!ok) {
+        close_after_ = true;
+        SendError(503,
+                  "the server stopped before its event log could write these events; "
+                  "re-send them (their event ids make that safe)");
+      } else {
+        Send(pending_);
+      }
+    });
+    shared_.state.log->WhenDurable(pending_.durable_lsn, Waker(wait));
+  }
+
+  // QueryMetrics over gRPC-Web: on the range-query thread, as the gRPC call does.
+  void RunRangeQuery(const std::string& message) {
+    ServiceState& state = shared_.state;
+    analytics::RangeQuery query;
+    if (!query.ParseFromString(message)) {
+      SendGrpcWebStatus({grpc::StatusCode::INVALID_ARGUMENT, "not a valid RangeQuery"});
+      return;
+    }
+    if (state.history == nullptr || state.range_queries == nullptr) {
+      SendGrpcWebStatus({grpc::StatusCode::FAILED_PRECONDITION,
+                         "this server keeps no history: it runs in memory only (--data-dir \"\")"});
+      return;
+    }
+    auto answer = std::make_shared<std::pair<grpc::Status, analytics::RangeResult>>();
+    const uint64_t wait = Park([this, answer](bool answered, bool) {
+      if (!answered) {
+        SendGrpcWebStatus(
+            {grpc::StatusCode::DEADLINE_EXCEEDED, "the range query did not finish within 60 s"});
+      } else if (!answer->first.ok()) {
+        SendGrpcWebStatus(answer->first);
+      } else {
+        Reply reply;
+        reply.body = GrpcWebDataFrame(answer->second.SerializeAsString(), encoding_) +
+                     GrpcWebTrailerFrame(grpc::Status::OK, encoding_);
+        reply.content_type = GrpcWebContentType(encoding_);
+        CountCall(grpc::StatusCode::OK);
+        Send(reply);
+      }
+    });
+    // The runner (and the store it reads) outlive the HTTP server: it stops after it.
+    const bool queued =
+        state.range_queries->Submit([&state, query = std::move(query), answer, wake = Waker(wait)] {
+          answer->first =
+              AnswerRangeQuery(query, *state.history, state.clock.NowMs(), &answer->second);
+          wake(true);
         });
-  }
-
-  void OnDurable(uint64_t wait, bool ok) {
-    if (wait != wait_number_ || durable_signalled_) return;
-    durable_signalled_ = true;
-    durable_ok_ = ok;
-    durable_timer_.cancel();
-  }
-
-  void OnDurableTimer(uint64_t wait) {
-    if (wait != wait_number_) return;
-    ++wait_number_;  // a late OnDurable is for a wait that is over
-    if (!durable_signalled_) {
-      close_after_ = true;
-      SendError(503,
-                "the event log did not write these events within 60 s; nothing is "
-                "acknowledged: re-send them (their event ids make that safe)");
-    } else if (!durable_ok_) {
-      close_after_ = true;
-      SendError(503,
-                "the server stopped before its event log could write these events; "
-                "re-send them (their event ids make that safe)");
-    } else {
-      Send(pending_);
+    if (!queued) {
+      ++wait_number_;  // the parked wait is over: its timer's handler does nothing
+      wait_timer_.cancel();
+      SendGrpcWebStatus({grpc::StatusCode::RESOURCE_EXHAUSTED,
+                         "too many range queries are waiting; retry in a moment"});
     }
   }
 
@@ -757,7 +861,7 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
     response_.keep_alive(!close_after_);
     response_.prepare_payload();
     status_ = reply.status;
-    stream_.expires_after(std::chrono::milliseconds(config().http_request_timeout_ms));
+    lowest().expires_after(std::chrono::milliseconds(config().http_request_timeout_ms));
     bhttp::async_write(stream_, response_,
                        beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
@@ -775,23 +879,27 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
     Read();
   }
 
+  // Closes the TCP connection (over TLS without a close_notify: every answer has its length or
+  // its last chunk, so a client cannot mistake the end for a truncation).
   void Close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
+  const std::shared_ptr<net::ssl::context> tls_;
   Shared& shared_;
   const std::string address_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> response_;
-  net::steady_timer durable_timer_;
+  net::steady_timer wait_timer_;
   Reply pending_;
   uint64_t wait_number_ = 0;
-  bool durable_signalled_ = false;
-  bool durable_ok_ = false;
+  bool woken_ = false;
+  bool wake_ok_ = false;
+  std::function<void(bool, bool)> resume_;
   bool active_ = false;  // counted in shared_.active_requests
   bool close_after_ = false;
   bool preflight_ = false;
@@ -869,7 +977,15 @@ void OnAccept(Shared& shared, beast::error_code ec, tcp::socket socket) {
   } else {
     shared.connections.fetch_add(1, std::memory_order_relaxed);
     shared.state.metrics.http_connections().Increment();
-    std::make_shared<Session>(std::move(socket), shared, std::move(address))->Start();
+    if (std::shared_ptr<net::ssl::context> tls = shared.CurrentTls()) {
+      std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(shared, std::move(address),
+                                                                      tls, std::move(socket), *tls)
+          ->Start();
+    } else {
+      std::make_shared<Session<beast::tcp_stream>>(shared, std::move(address), nullptr,
+                                                   std::move(socket))
+          ->Start();
+    }
   }
   Accept(shared);
 }
@@ -918,6 +1034,33 @@ bool HttpServer::Start(std::string* error) {
   for (uint32_t i = 0; i < state_.config.http_threads; ++i) {
     threads_.emplace_back([shared = shared_] { shared->io.run(); });
   }
+  return true;
+}
+
+bool HttpServer::SetTls(const std::string& cert_pem, const std::string& key_pem,
+                        const std::string& client_ca_pem, std::string* error) {
+  auto context = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+  beast::error_code ec;
+  context->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                           net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                           net::ssl::context::no_tlsv1_1,
+                       ec);
+  if (!ec) context->use_certificate_chain(net::buffer(cert_pem), ec);
+  if (!ec) context->use_private_key(net::buffer(key_pem), net::ssl::context::pem, ec);
+  if (!ec && !client_ca_pem.empty()) {
+    // Mutual TLS, as on the gRPC port: a client without a certificate from this CA fails the
+    // handshake.
+    context->add_certificate_authority(net::buffer(client_ca_pem), ec);
+    if (!ec) {
+      context->set_verify_mode(net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert, ec);
+    }
+  }
+  if (ec) {
+    *error = "TLS for the HTTP port: " + ec.message();
+    return false;
+  }
+  std::lock_guard lock(shared_->tls_mutex);
+  shared_->tls = std::move(context);
   return true;
 }
 

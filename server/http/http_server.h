@@ -32,6 +32,11 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // TLS on this port, from the gRPC port's checked files (auth::TlsFiles): new connections
+  // use it from then on (also after a SIGHUP reload), open ones keep theirs; TLS 1.2 or later,
+  // and with a client CA, mutual TLS. False with *error when OpenSSL refuses the material.
+  bool SetTls(const std::string& cert_pem, const std::string& key_pem,
+              const std::string& client_ca_pem, std::string* error);
   // Binds config.http_listen and starts the threads; false with *error naming the address.
   bool Start(std::string* error);
   int port() const { return port_; }

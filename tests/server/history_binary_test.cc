@@ -276,10 +276,20 @@ TEST_CASE("history: three days backfilled equal the file per day and hour, segme
   filter->set_dimension("country");
   filter->set_value("DE");
   const auto de = Query(*stub, germany);
-  REQUIRE(static_cast<size_t>(de.series_size()) == answers.days.size());
+  // Every day of the file, by its point; a day without a German event has no cell, so no point
+  // (the last day may hold only minutes of traffic, depending on when the test runs: in CI at
+  // 02:15 UTC the sanitizer run's smaller file had 3 points for 4 days).
+  std::map<int64_t, double> de_by_day;
   for (const auto& point : de.series()) {
     INFO("day " << point.start_ms());
-    CHECK(point.values(0) == static_cast<double>(answers.days.at(point.start_ms()).de_page_views));
+    CHECK(answers.days.count(point.start_ms()) == 1);
+    de_by_day[point.start_ms()] = point.values(0);
+  }
+  for (const auto& [day, counts] : answers.days) {
+    INFO("day " << day);
+    const auto found = de_by_day.find(day);
+    CHECK((found == de_by_day.end() ? 0.0 : found->second) ==
+          static_cast<double>(counts.de_page_views));
   }
 
   // A campaign's conversions, attributed by session, day by day.

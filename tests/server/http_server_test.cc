@@ -13,6 +13,7 @@
 #include "tests/support/http_client.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_certs.h"
 #include "tests/support/test_users.h"
 
 using nlohmann::json;
@@ -543,4 +544,88 @@ TEST_CASE(
   CHECK(last == 60);
   INFO("messages " << messages);
   CHECK(messages <= 64);  // the snapshot, its end marker and at most one update per tick
+}
+
+TEST_CASE("gRPC-Web QueryMetrics answers what the gRPC call answers, and its errors in trailers",
+          "[server][integration][http][grpc-web]") {
+  TempDir dir;
+  auto config = HttpConfig();
+  config.data_dir = dir.path();
+  config.history_flush_ms = 100;
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  const int64_t now = h.clock().NowMs();
+  const int64_t day_ms = 86'400'000;
+  const int64_t yesterday = now - day_ms;
+  auto purchase = MakeEvent("q1", "purchase", yesterday);
+  purchase.set_value(12.5);
+  REQUIRE(h.ReportBatch({purchase, MakeEvent("q2", "page_view", yesterday + 1000)}).accepted() ==
+          2);
+  analytics::RangeQuery query;
+  query.set_from_ms(yesterday - yesterday % day_ms);
+  query.set_to_ms(now);
+  query.add_metrics("events_total");
+  query.add_metrics("revenue");
+  analytics::RangeResult over_grpc;
+  REQUIRE(WaitFor([&] {
+    over_grpc.Clear();
+    grpc::ClientContext context;
+    return h.NewStub()->QueryMetrics(&context, query, &over_grpc).ok() &&
+           over_grpc.totals_size() == 2 && over_grpc.totals(0) == 2;
+  }));
+  auto call = [&](const analytics::RangeQuery& q, std::vector<rta::testing::GrpcWebFrame>* frames) {
+    const HttpAnswer answer =
+        HttpRequest(port, "POST", "/analytics.AnalyticsService/QueryMetrics",
+                    {{"Content-Type", "application/grpc-web-text"}},
+                    rta::testing::GrpcWebRequestBody(q.SerializeAsString(), true));
+    REQUIRE(answer.status == 200);
+    REQUIRE(rta::testing::SplitGrpcWebFrames(answer.body, true, frames));
+    REQUIRE(!frames->empty());
+  };
+  std::vector<rta::testing::GrpcWebFrame> frames;
+  call(query, &frames);
+  REQUIRE(frames.size() == 2);
+  analytics::RangeResult over_web;
+  REQUIRE(over_web.ParseFromString(frames[0].payload));
+  CHECK(over_web.SerializeAsString() == over_grpc.SerializeAsString());
+  CHECK(over_web.totals(1) == Approx(12.5));
+  CHECK(rta::testing::GrpcWebTrailers(frames[1].payload)["grpc-status"] == "0");
+
+  query.set_step_seconds(90);
+  frames.clear();
+  call(query, &frames);
+  REQUIRE(frames.size() == 1);
+  auto trailers = rta::testing::GrpcWebTrailers(frames[0].payload);
+  CHECK(trailers["grpc-status"] == "3");
+  CHECK_THAT(trailers["grpc-message"], Catch::StartsWith("step_seconds"));
+}
+
+TEST_CASE("with --tls-cert the HTTP port speaks TLS only, with the gRPC port's certificate",
+          "[server][integration][http][tls]") {
+  TempDir dir;
+  std::string error;
+  REQUIRE(rta::testing::MakeTestCertificates(dir.path(), &error));
+  auto config = HttpConfig();
+  config.tls_cert = dir.path() + "/server_a.pem";
+  config.tls_key = dir.path() + "/server_a.key";
+  ServerHarness h(config);
+  const int port = h.server().http_port();
+  const std::string ca = dir.path() + "/ca.pem";
+  const HttpAnswer answer = rta::testing::HttpsRequest(
+      port, ca, "POST", "/v1/events", {{"Content-Type", "application/json"}},
+      EventJson("tls1", "click", h.clock().NowMs()));
+  REQUIRE(answer.status == 200);
+  CHECK(json::parse(answer.body)["accepted"] == 1);
+  CHECK(rta::testing::HttpsRequest(port, ca, "GET", "/healthz").status == 200);
+  // Plain HTTP on the TLS port gets no answer (the handshake fails, the connection closes).
+  CHECK(HttpRequest(port, "GET", "/healthz").status == 0);
+  // A client that trusts another CA refuses the server.
+  CHECK(rta::testing::HttpsRequest(port, dir.path() + "/other_ca.pem", "GET", "/healthz").status ==
+        0);
+  // The same event again over TLS: the server has it (the gRPC port, TLS too, is not asked here).
+  const HttpAnswer again = rta::testing::HttpsRequest(
+      port, ca, "POST", "/v1/events", {{"Content-Type", "application/json"}},
+      EventJson("tls1", "click", h.clock().NowMs()));
+  REQUIRE(again.status == 200);
+  CHECK(json::parse(again.body)["duplicates"] == 1);
 }

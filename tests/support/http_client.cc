@@ -2,8 +2,10 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cctype>
 #include <cstring>
 #include <functional>
@@ -14,23 +16,15 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 
-HttpAnswer HttpRequest(int port, const std::string& method, const std::string& target,
-                       const std::map<std::string, std::string>& headers, const std::string& body) {
+namespace {
+
+// Sends `request` on `stream` and reads the answer, asynchronously on `io` so that the 10 s
+// deadline of the lowest layer applies (a tcp_stream bounds asynchronous operations only).
+template <class Stream>
+HttpAnswer Exchange(boost::asio::io_context& io, Stream& stream,
+                    bhttp::request<bhttp::string_body>& request) {
   HttpAnswer answer;
-  boost::asio::io_context io;
-  beast::tcp_stream stream(io);
   beast::error_code ec;
-  stream.expires_after(std::chrono::seconds(10));
-  stream.connect(
-      tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)),
-      ec);
-  if (ec) return answer;
-  bhttp::request<bhttp::string_body> request(bhttp::string_to_verb(method), target, 11);
-  request.set(bhttp::field::host, "127.0.0.1:" + std::to_string(port));
-  for (const auto& [name, value] : headers) request.set(name, value);
-  request.body() = body;
-  request.prepare_payload();
-  // Asynchronous, run here: tcp_stream's deadline (10 s) bounds only asynchronous operations.
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 << 20);
@@ -51,8 +45,63 @@ HttpAnswer HttpRequest(int port, const std::string& method, const std::string& t
     answer.headers[name] = std::string(field.value());
   }
   answer.body = response.body();
+  return answer;
+}
+
+bhttp::request<bhttp::string_body> MakeRequest(int port, const std::string& method,
+                                               const std::string& target,
+                                               const std::map<std::string, std::string>& headers,
+                                               const std::string& body) {
+  bhttp::request<bhttp::string_body> request(bhttp::string_to_verb(method), target, 11);
+  request.set(bhttp::field::host, "127.0.0.1:" + std::to_string(port));
+  for (const auto& [name, value] : headers) request.set(name, value);
+  request.body() = body;
+  request.prepare_payload();
+  return request;
+}
+
+tcp::endpoint Loopback(int port) {
+  return {boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)};
+}
+
+}  // namespace
+
+HttpAnswer HttpRequest(int port, const std::string& method, const std::string& target,
+                       const std::map<std::string, std::string>& headers, const std::string& body) {
+  boost::asio::io_context io;
+  beast::tcp_stream stream(io);
+  beast::error_code ec;
+  stream.expires_after(std::chrono::seconds(10));
+  stream.connect(Loopback(port), ec);
+  if (ec) return {};
+  auto request = MakeRequest(port, method, target, headers, body);
+  HttpAnswer answer = Exchange(io, stream, request);
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   return answer;
+}
+
+HttpAnswer HttpsRequest(int port, const std::string& ca_file, const std::string& method,
+                        const std::string& target,
+                        const std::map<std::string, std::string>& headers,
+                        const std::string& body) {
+  boost::asio::io_context io;
+  boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
+  beast::error_code ec;
+  tls.load_verify_file(ca_file, ec);
+  if (ec) return {};
+  tls.set_verify_mode(boost::asio::ssl::verify_peer);
+  tls.set_verify_callback(boost::asio::ssl::host_name_verification("127.0.0.1"));
+  beast::ssl_stream<beast::tcp_stream> stream(io, tls);
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+  beast::get_lowest_layer(stream).connect(Loopback(port), ec);
+  if (ec) return {};
+  stream.async_handshake(boost::asio::ssl::stream_base::client,
+                         [&ec](beast::error_code handshake_ec) { ec = handshake_ec; });
+  io.run();
+  if (ec) return {};
+  io.restart();
+  auto request = MakeRequest(port, method, target, headers, body);
+  return Exchange(io, stream, request);
 }
 
 HttpAnswer PostEvents(int port, const std::string& body, const std::string& query,

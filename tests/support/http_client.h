@@ -25,6 +25,12 @@ HttpAnswer HttpRequest(int port, const std::string& method, const std::string& t
                        const std::map<std::string, std::string>& headers = {},
                        const std::string& body = "");
 
+// The same over TLS, trusting only the CA in `ca_file` (and checking the name 127.0.0.1).
+HttpAnswer HttpsRequest(int port, const std::string& ca_file, const std::string& method,
+                        const std::string& target,
+                        const std::map<std::string, std::string>& headers = {},
+                        const std::string& body = "");
+
 // POST /v1/events with a JSON body.
 HttpAnswer PostEvents(int port, const std::string& body, const std::string& query = "",
                       const std::map<std::string, std::string>& headers = {});
