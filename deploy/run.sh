@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian 12 machine: set up, build, then run analytics_server on its
-# defaults (gRPC 127.0.0.1:50051, Prometheus 127.0.0.1:9464/metrics, data in ./analytics-data: a
-# second run starts with the first one's numbers), realistic generated website
+# defaults (gRPC 127.0.0.1:50051, Prometheus 127.0.0.1:9464/metrics, HTTP 127.0.0.1:8080 with the
+# live web view at /, data in ./analytics-data: a second run starts with the first one's
+# numbers), realistic generated website
 # traffic into it (event_reporter generate), and the live dashboard on top. Quit the dashboard
 # with q (or Ctrl-C) and everything stops in order.
 #   bash deploy/run.sh                 # RATE=500 bash deploy/run.sh for busier traffic
