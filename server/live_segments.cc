@@ -171,4 +171,24 @@ uint64_t LiveSegments::opened() const {
   return opened_;
 }
 
+grpc::Status AdmitSubscriber(ServiceState& state, std::vector<agg::SegmentCondition> conditions,
+                             std::unique_ptr<LiveSegments::Watch>* segment) {
+  if (state.subscribers.fetch_add(1, std::memory_order_relaxed) >= state.config.max_subscribers) {
+    state.subscribers.fetch_sub(1, std::memory_order_relaxed);
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED, "server has reached max_subscribers (" +
+                                                      std::to_string(state.config.max_subscribers) +
+                                                      "); retry later"};
+  }
+  if (conditions.empty()) return grpc::Status::OK;
+  std::string refusal = "filters: live segments are not available here";
+  if (state.live_segments != nullptr) {
+    *segment = state.live_segments->Start(std::move(conditions), &refusal);
+  }
+  if (*segment == nullptr) {
+    state.subscribers.fetch_sub(1, std::memory_order_relaxed);
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED, refusal};
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace rta::server

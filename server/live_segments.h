@@ -1,5 +1,7 @@
 #pragma once
 
+#include <grpcpp/support/status.h>
+
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -10,6 +12,7 @@
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/latest_value.h"
 #include "server/aggregator/live_segment.h"
+#include "server/service_state.h"
 #include "server/snapshot_hub.h"
 
 namespace rta::server {
@@ -79,5 +82,13 @@ class LiveSegments {
   // Tick thread only: every segment with an aggregator id (the table may have dropped it).
   std::vector<std::shared_ptr<Segment>> open_;
 };
+
+// The admission both subscription front ends share (SubscribeCall on gRPC, the gRPC-Web
+// subscriptions of server/http): a slot of --max-subscribers (state.subscribers), then, when
+// there are conditions, a watch on their live segment. OK with the slot held (the caller gives
+// it back when the subscription ends) and *segment set when there were conditions; otherwise
+// the RESOURCE_EXHAUSTED status saying which limit, with nothing held. Any thread.
+grpc::Status AdmitSubscriber(ServiceState& state, std::vector<agg::SegmentCondition> conditions,
+                             std::unique_ptr<LiveSegments::Watch>* segment);
 
 }  // namespace rta::server

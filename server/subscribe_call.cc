@@ -108,23 +108,10 @@ void SubscribeCall::Start() {
     Finish({grpc::StatusCode::INVALID_ARGUMENT, error});
     return;
   }
-  if (state_.subscribers.fetch_add(1, std::memory_order_relaxed) >= state_.config.max_subscribers) {
-    state_.subscribers.fetch_sub(1, std::memory_order_relaxed);
-    Finish({grpc::StatusCode::RESOURCE_EXHAUSTED,
-            "server has reached max_subscribers (" + std::to_string(state_.config.max_subscribers) +
-                "); retry later"});
+  if (grpc::Status status = AdmitSubscriber(state_, std::move(conditions), &segment_);
+      !status.ok()) {
+    Finish(status);
     return;
-  }
-  if (!conditions.empty()) {
-    std::string refusal = "filters: live segments are not available here";
-    if (state_.live_segments != nullptr) {
-      segment_ = state_.live_segments->Start(std::move(conditions), &refusal);
-    }
-    if (segment_ == nullptr) {
-      state_.subscribers.fetch_sub(1, std::memory_order_relaxed);
-      Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, refusal});
-      return;
-    }
   }
   registered_ = true;
   state_.metrics.subscribers().Increment();

@@ -484,22 +484,9 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
       SendGrpcWebStatus({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
       return;
     }
-    if (!conditions.empty()) {
-      std::string refusal = "filters: live segments are not available here";
-      if (state.live_segments != nullptr) {
-        segment_ = state.live_segments->Start(std::move(conditions), &refusal);
-      }
-      if (segment_ == nullptr) {
-        SendGrpcWebStatus({grpc::StatusCode::RESOURCE_EXHAUSTED, refusal});
-        return;
-      }
-    }
-    if (state.subscribers.fetch_add(1, std::memory_order_relaxed) >= state.config.max_subscribers) {
-      state.subscribers.fetch_sub(1, std::memory_order_relaxed);
-      segment_.reset();
-      SendGrpcWebStatus({grpc::StatusCode::RESOURCE_EXHAUSTED,
-                         "server has reached max_subscribers (" +
-                             std::to_string(state.config.max_subscribers) + "); retry later"});
+    if (grpc::Status status = AdmitSubscriber(state, std::move(conditions), &segment_);
+        !status.ok()) {
+      SendGrpcWebStatus(status);
       return;
     }
     std::string why;
