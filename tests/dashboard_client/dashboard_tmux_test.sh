@@ -63,6 +63,10 @@ echo "== c opens the support chat: a message goes out and comes back, Esc closes
 tm send-keys -t "$session" c
 wait_for "Support chat"
 wait_for "(no messages yet"
+# The pane opens at once, the chat stream joins after: Enter before that keeps the line unsent
+# ("not connected"), so the message is typed once the pane's own link line says connected (the
+# status bar's "● connected" is the metrics stream's).
+wait_for_line "^│ ● connected"
 # The server is open (no user yet): the dashboard is the anonymous admin, whose messages name
 # the user they answer. Keys typed in the pane are text: this "w" does not switch the window.
 tm send-keys -t "$session" -l "@anonymous hello from tmux, w"
