@@ -29,6 +29,8 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
+  # tests/web: the gRPC-Web client we did not write (npm's registry; Debian has none)
+  bash "$(dirname "$0")/fetch_web_clients.sh"
   exit 0
 fi
 
@@ -41,3 +43,4 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+bash "$(dirname "$0")/fetch_web_clients.sh"

@@ -49,6 +49,12 @@ constexpr uint32_t kHeaderLimit = 8 * 1024;
 // then 503 or DEADLINE_EXCEEDED (the log or the store is stuck: the client retries; event ids
 // make a re-sent event safe).
 constexpr auto kWaitLimit = std::chrono::seconds(60);
+// A subscription's kernel send buffer. Conflation starts when a write waits; with Linux's
+// autotuned buffer (up to tcp_wmem's 4 MB) a slow reader would first be fed megabytes of stale
+// deltas, where gRPC's HTTP/2 flow control holds a stream to its window (64 KB to start). A
+// fixed buffer of this size (the kernel doubles it) keeps a slow gRPC-Web reader as close to the
+// present as a gRPC one.
+constexpr int kStreamSendBufferBytes = 64 * 1024;
 
 // Boost 1.74's Beast has its own string_view.
 std::string_view View(beast::string_view text) { return {text.data(), text.size()}; }
@@ -523,6 +529,9 @@ class Session : public StreamingCall, public std::enable_shared_from_this<Sessio
     // subscriber is slow only if a write stays pending (slow_subscriber_timeout_ms, checked at
     // each publish, as on gRPC).
     lowest().expires_never();
+    beast::error_code ignored;  // a failure leaves the kernel's default: still a bounded buffer
+    lowest().socket().set_option(net::socket_base::send_buffer_size(kStreamSendBufferBytes),
+                                 ignored);
     stream_header_.emplace(bhttp::status::ok, 11);
     stream_header_->set(bhttp::field::content_type, GrpcWebContentType(encoding_));
     stream_header_->set(bhttp::field::cache_control, "no-store");

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "analytics.grpc.pb.h"
+#include "tests/support/http_client.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
 #include "tests/support/temp_dir.h"
@@ -104,8 +105,10 @@ std::string ServerCommonName(const std::string& port, const std::string& ca_pem,
 
 }  // namespace
 
-TEST_CASE("SIGHUP reloads the TLS certificate without dropping an open subscription",
-          "[server][binary][auth][tls]") {
+TEST_CASE(
+    "SIGHUP reloads the TLS certificate (gRPC and HTTP ports) without dropping an open "
+    "subscription",
+    "[server][binary][auth][tls]") {
   TempDir pki;
   std::string error;
   INFO(error);
@@ -122,6 +125,14 @@ TEST_CASE("SIGHUP reloads the TLS certificate without dropping an open subscript
   grpc::StatusCode code;
   CHECK(ServerCommonName(port, ca, &code) == "server-a");
   CHECK(code == grpc::StatusCode::OK);
+  // The HTTP port serves the same files, and reloads with them.
+  const std::string ca_file = pki.path() + "/ca.pem";
+  auto http_common_name = [&] {
+    const rta::testing::HttpAnswer answer =
+        rta::testing::HttpsRequest(server.http_port(), ca_file, "GET", "/healthz");
+    return answer.status == 200 ? answer.peer_common_name : "no answer";
+  };
+  CHECK(http_common_name() == "server-a");
 
   // A subscription on its own connection, open across the reload.
   grpc::SslCredentialsOptions ssl;
@@ -144,6 +155,7 @@ TEST_CASE("SIGHUP reloads the TLS certificate without dropping an open subscript
   CHECK_THAT(server.Log(), Catch::Contains("does not match the certificate"));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the watcher's refresh
   CHECK(ServerCommonName(port, ca, &code) == "server-a");
+  CHECK(http_common_name() == "server-a");
 
   // The matching pair: new connections get server-b within the watcher's refresh interval.
   std::filesystem::copy_file(pki.path() + "/server_b.pem", cert,
@@ -152,6 +164,7 @@ TEST_CASE("SIGHUP reloads the TLS certificate without dropping an open subscript
   REQUIRE(rta::testing::WaitFor(
       [&] { return server.Log().find("event=tls_reloaded") != std::string::npos; }));
   CHECK(rta::testing::WaitFor([&] { return ServerCommonName(port, ca, &code) == "server-b"; }));
+  CHECK(rta::testing::WaitFor([&] { return http_common_name() == "server-b"; }));
   // The subscription opened before is still there: an event reported now reaches it.
   {
     grpc::ClientContext report;

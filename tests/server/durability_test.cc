@@ -33,6 +33,7 @@
 namespace {
 
 using rta::testing::DescribeWaitStatus;
+using rta::testing::FreeLoopbackPort;
 using rta::testing::HttpGet;
 using rta::testing::MakeEvent;
 using rta::testing::NowMs;
@@ -41,19 +42,6 @@ using rta::testing::ServerProcess;
 using rta::testing::WaitFor;
 
 using rta::testing::TempDir;
-
-// A loopback port free right now (the restarted server must come back on the same one).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-  socklen_t length = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
 
 std::unique_ptr<analytics::AnalyticsService::Stub> StubFor(const std::string& address) {
   return analytics::AnalyticsService::NewStub(
@@ -308,7 +296,7 @@ TEST_CASE(
   }
   REQUIRE(lines == static_cast<uint64_t>(events));
   const std::string data_dir = dir.path() + "/data";
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   const std::string address = "127.0.0.1:" + std::to_string(port);
   auto args = DurableArgs(data_dir, {"--listen", address});
   auto server = std::make_unique<ServerProcess>(args);

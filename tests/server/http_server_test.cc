@@ -629,3 +629,108 @@ TEST_CASE("with --tls-cert the HTTP port speaks TLS only, with the gRPC port's c
   REQUIRE(again.status == 200);
   CHECK(json::parse(again.body)["duplicates"] == 1);
 }
+
+namespace {
+
+// Ticks with changes on every metric family (pages, referrers, devices, page loads): each tick's
+// delta for an all-metrics subscription is a few KB.
+void TickWithChanges(ServerHarness& h, int tick, int events_per_tick) {
+  std::vector<analytics::EventData> events;
+  for (int i = 0; i < events_per_tick; ++i) {
+    const std::string n = std::to_string(tick) + "-" + std::to_string(i);
+    analytics::EventData event = MakeEvent("full-" + n, i % 3 == 0 ? "page_load" : "page_view",
+                                           h.clock().NowMs(), "v" + n, "s" + n);
+    event.set_page("/page/" + std::to_string(i));
+    event.set_referrer("ref" + std::to_string(tick % 7) + ".example");
+    event.set_value(100 + tick);
+    events.push_back(std::move(event));
+  }
+  h.ReportBatch(events);
+  h.server().TickForTest();
+}
+
+analytics::SubscriptionRequest EverythingRequest() {
+  analytics::SubscriptionRequest request;  // every metric
+  for (auto window : {analytics::WINDOW_1M, analytics::WINDOW_5M, analytics::WINDOW_1H,
+                      analytics::WINDOW_TOTAL}) {
+    request.add_windows(window);
+  }
+  return request;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a gRPC-Web subscriber whose socket is full is conflated as on gRPC: fewer batches, the "
+    "skipped ticks counted, the exact last values",
+    "[server][integration][http][grpc-web]") {
+  ServerHarness h(HttpConfig());
+  // A 4 KB receive buffer: the server's writes wait as soon as the client stops reading.
+  rta::testing::GrpcWebStream stream(h.server().http_port(), "SubscribeMetricBatches",
+                                     EverythingRequest().SerializeAsString(), {}, 4096);
+  REQUIRE(stream.status() == 200);
+  constexpr int kTicks = 300;
+  constexpr int kEventsPerTick = 10;
+  for (int tick = 0; tick < kTicks; ++tick) TickWithChanges(h, tick, kEventsPerTick);
+  const std::string metrics = rta::testing::HttpGet(h.server().metrics_port(), "/metrics");
+  const double conflated =
+      rta::testing::PrometheusValue(metrics, "analytics_metric_updates_conflated_total");
+  INFO("conflated ticks " << conflated);
+  CHECK(conflated > 0);
+  // Now read: the stream catches up to the exact totals, in fewer batches than ticks, and the
+  // batch after a wait says how many ticks it folded.
+  double events_total = -1;
+  int batches = 0;
+  uint64_t skipped = 0;
+  rta::testing::GrpcWebFrame frame;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (events_total != kTicks * kEventsPerTick && std::chrono::steady_clock::now() < deadline &&
+         stream.Next(&frame, std::chrono::seconds(5))) {
+    REQUIRE(frame.flag == 0);
+    analytics::MetricUpdateBatch batch;
+    REQUIRE(batch.ParseFromString(frame.payload));
+    ++batches;
+    for (const auto& update : batch.updates()) {
+      skipped = std::max<uint64_t>(skipped, update.skipped());
+      if (update.metric_type() == "events_total" && update.window() == analytics::WINDOW_TOTAL) {
+        events_total = update.value();
+      }
+    }
+  }
+  INFO("batches " << batches << ", most ticks folded into one batch " << skipped);
+  CHECK(events_total == kTicks * kEventsPerTick);
+  CHECK(batches < kTicks);
+  CHECK(skipped > 0);
+}
+
+TEST_CASE("a gRPC-Web subscriber that stops reading is dropped after the slow-subscriber timeout",
+          "[server][integration][http][grpc-web]") {
+  auto config = HttpConfig();
+  config.slow_subscriber_timeout_ms = 300;
+  ServerHarness h(config);
+  rta::testing::GrpcWebStream stream(h.server().http_port(), "SubscribeMetricBatches",
+                                     EverythingRequest().SerializeAsString(), {}, 4096);
+  REQUIRE(stream.status() == 200);
+  const int port = h.server().metrics_port();
+  auto value = [&](const std::string& series) {
+    return rta::testing::PrometheusValue(rta::testing::HttpGet(port, "/metrics"), series);
+  };
+  REQUIRE(WaitFor([&] { return value("analytics_subscribers") == 1; }));
+  // Changes keep coming while the client reads nothing: once a write has waited 300 ms, the
+  // next tick ends the stream (bounded: at most 10 s of ticks).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int tick = 0;
+  while (value("analytics_subscribers_disconnected_slow_total") < 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    TickWithChanges(h, tick++, 10);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  INFO("ticks until dropped " << tick);
+  CHECK(value("analytics_subscribers_disconnected_slow_total") == 1);
+  CHECK(WaitFor([&] { return value("analytics_subscribers") == 0; }));
+  // What was buffered can still be read, then the connection ends (no trailers: it was cut).
+  rta::testing::GrpcWebFrame frame;
+  int frames = 0;
+  while (stream.Next(&frame, std::chrono::seconds(5)) && frames < 100'000) ++frames;
+  CHECK(frames < 100'000);
+}

@@ -1,5 +1,8 @@
 #include "tests/support/http_client.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
@@ -100,8 +103,18 @@ HttpAnswer HttpsRequest(int port, const std::string& ca_file, const std::string&
   io.run();
   if (ec) return {};
   io.restart();
+  std::string common_name;
+  if (X509* certificate = SSL_get_peer_certificate(stream.native_handle())) {
+    char name[256] = {};
+    X509_NAME_get_text_by_NID(X509_get_subject_name(certificate), NID_commonName, name,
+                              sizeof name);
+    common_name = name;
+    X509_free(certificate);
+  }
   auto request = MakeRequest(port, method, target, headers, body);
-  return Exchange(io, stream, request);
+  HttpAnswer answer = Exchange(io, stream, request);
+  answer.peer_common_name = common_name;
+  return answer;
 }
 
 HttpAnswer PostEvents(int port, const std::string& body, const std::string& query,
@@ -233,9 +246,18 @@ struct GrpcWebStream::Impl {
 };
 
 GrpcWebStream::GrpcWebStream(int port, const std::string& method, const std::string& message,
-                             const std::map<std::string, std::string>& headers)
+                             const std::map<std::string, std::string>& headers,
+                             int receive_buffer_bytes)
     : impl_(std::make_unique<Impl>()) {
   beast::error_code ec;
+  if (receive_buffer_bytes > 0) {
+    impl_->stream.socket().open(tcp::v4(), ec);
+    if (!ec) {
+      impl_->stream.socket().set_option(
+          boost::asio::socket_base::receive_buffer_size(receive_buffer_bytes), ec);
+    }
+    if (ec) return;
+  }
   impl_->stream.expires_after(std::chrono::seconds(10));
   impl_->stream.connect(
       tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)),

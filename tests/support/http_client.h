@@ -13,6 +13,7 @@ struct HttpAnswer {
   int status = 0;  // 0: no answer (connection refused, closed, timed out)
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
+  std::string peer_common_name;  // HttpsRequest: the server certificate's CN
   std::string header(const std::string& name) const {
     auto it = headers.find(name);
     return it == headers.end() ? "" : it->second;
@@ -56,8 +57,11 @@ std::map<std::string, std::string> GrpcWebTrailers(const std::string& payload);
 // A server-streaming gRPC-Web call read as it arrives (chunked HTTP/1.1), binary encoding.
 class GrpcWebStream {
  public:
+  // receive_buffer_bytes > 0: the socket's SO_RCVBUF, set before connecting (a small one makes
+  // the server's writes wait as soon as this client stops reading).
   GrpcWebStream(int port, const std::string& method, const std::string& message,
-                const std::map<std::string, std::string>& headers = {});
+                const std::map<std::string, std::string>& headers = {},
+                int receive_buffer_bytes = 0);
   ~GrpcWebStream();
   int status() const { return status_; }  // HTTP status of the answer; 0 if none
   // The next frame, waiting up to `timeout`; false at the end of the answer or on timeout.

@@ -20,6 +20,10 @@ namespace rta::testing {
 // then SIGKILL after 15 s).
 //
 // Not thread-safe; use from the test's thread.
+// A loopback port free right now (a restarted server must come back on the same one); 0 if
+// none could be had.
+int FreeLoopbackPort();
+
 class ServerProcess {
  public:
   explicit ServerProcess(std::vector<std::string> args = {}, std::string binary = DefaultBinary());

@@ -1,10 +1,13 @@
 """What the browser tests share: a headless Chromium through Selenium (Debian's chromium and
 chromium-driver), the real analytics_server started on ephemeral loopback ports, and bounded
 waits."""
+import http.server
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
 
 from selenium import webdriver
@@ -27,6 +30,22 @@ def wait_for(predicate, seconds=20):
             return value
         time.sleep(0.1)
     return predicate()
+
+
+def serve_pages(directory):
+    """A second loopback origin for the test's pages (Python's http.server, quiet, on a thread):
+    (server, port). The caller shuts it down."""
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=directory, **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
 
 
 def start_server(binary, work, flags):
@@ -69,3 +88,14 @@ def start_chromium(work):
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(20)
     return driver
+
+
+def tear_down(driver, server, work, page_server=None):
+    """The end of every browser test, passed or failed: the browser, the server, the page
+    origin, the temporary directory."""
+    if driver is not None:
+        driver.quit()
+    stop_server(server)
+    if page_server is not None:
+        page_server.shutdown()
+    shutil.rmtree(work, ignore_errors=True)

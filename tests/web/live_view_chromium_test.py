@@ -9,7 +9,6 @@ Usage: live_view_chromium_test.py ANALYTICS_SERVER SCREENSHOT.png
 """
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ import urllib.request
 
 from selenium.webdriver.common.by import By
 
-from chromium_util import fail, start_chromium, start_server, stop_server, wait_for
+from chromium_util import fail, start_chromium, start_server, tear_down, wait_for
 
 SERVER, SCREENSHOT = sys.argv[1], sys.argv[2]
 
@@ -54,7 +53,4 @@ try:
         fail("no screenshot")
     print(f"ok: Events 0 -> 5 and Page views -> 3 in the DOM; screenshot {SCREENSHOT}")
 finally:
-    if driver is not None:
-        driver.quit()
-    stop_server(server)
-    shutil.rmtree(work, ignore_errors=True)
+    tear_down(driver, server, work)

@@ -12,19 +12,17 @@ counts must equal what the browser did:
 
 Usage: tracker_chromium_test.py ANALYTICS_SERVER DASHBOARD_CLIENT
 """
-import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from selenium.webdriver.common.by import By
 
-from chromium_util import fail, start_chromium, start_server, stop_server, wait_for
+from chromium_util import (fail, serve_pages, start_chromium, start_server, tear_down,
+                           wait_for)
 
 SERVER, DASHBOARD = sys.argv[1], sys.argv[2]
 
@@ -33,17 +31,7 @@ pages = os.path.join(work, "pages")
 os.makedirs(os.path.join(pages, "spa"))
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, directory=pages, **kwargs)
-
-    def log_message(self, *args):
-        pass
-
-
-page_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
-page_port = page_server.server_address[1]
-threading.Thread(target=page_server.serve_forever, daemon=True).start()
+page_server, page_port = serve_pages(pages)
 
 server, server_log, grpc_port, http_port = start_server(
     SERVER, work, ["--http-site-keys", "site_test",
@@ -116,8 +104,4 @@ try:
     print(f"ok: page_views 5, events 9 (3 page_load, 1 outbound click), 1 visitor, campaign spring "
           f"on 5, page_load p50 {p50:.1f} ms")
 finally:
-    if driver is not None:
-        driver.quit()
-    stop_server(server)
-    page_server.shutdown()
-    shutil.rmtree(work, ignore_errors=True)
+    tear_down(driver, server, work, page_server)
