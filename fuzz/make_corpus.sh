@@ -239,4 +239,32 @@ printf '\x00\x03\x01\x00\x00\x00\x00\x8f\xa1\x0f\x00\x00' >$d/cell_v3_refund
 printf '\x01\x00\x00\x00\x01\x02DE\x07desktop\x05/home\x0agoogle.com\x06google\x06spring\x09page_view' \
   >$d/session
 
+# grpc_web: one selector byte (bit 0: 0 binary, 1 text; bits 1-7: the size limit, 1 + 64 * n),
+# then a gRPC-Web call body (server/http/grpc_web.h): frames of a flag byte, a 4-byte big-endian
+# length and the bytes.
+d=fuzz/corpus/grpc_web
+rm -rf "$d"
+mkdir -p "$d"
+frame() {  # frame FLAG MESSAGE_FILE: one frame around the file's bytes
+  local size
+  size=$(stat -c %s "$2")
+  printf "\\x$1"
+  printf "$(printf '%08x' "$size" | sed 's/../\\x&/g')"
+  cat "$2"
+}
+query=$(mktemp)
+protoc --proto_path=proto --encode=analytics.MetricsQuery proto/analytics.proto >"$query" <<TXT
+metric_types: "page_views" windows: WINDOW_TOTAL
+TXT
+{ printf '\xfe'; frame 00 "$query"; } >$d/binary_query
+{ printf '\x00'; frame 00 "$query"; } >$d/binary_over_limit
+{ printf '\xff'; frame 00 "$query" | base64 -w0; } >$d/text_query
+{ printf '\xfe'; frame 01 "$query"; } >$d/compressed
+printf 'grpc-status:0\r\n' >"$query.trailers"
+{ printf '\xfe'; frame 80 "$query.trailers"; } >$d/trailers_in_request
+{ printf '\xfe'; frame 00 "$query"; frame 00 "$query"; } >$d/two_messages
+{ printf '\xfe'; frame 00 "$query" | head -c 7; } >$d/truncated
+printf '\xfehttps://shop.example, http://127.0.0.1:8080' >$d/origin_list
+rm -f "$query" "$query.trailers"
+
 echo "corpus: $(find fuzz/corpus -type f | wc -l) seeds"

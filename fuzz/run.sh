@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(ingest subscription_request event_json config_file config_flags rollup_bytes)
+((${#targets[@]})) || targets=(ingest subscription_request event_json config_file config_flags rollup_bytes grpc_web)
 
 bash deploy/setup.sh
 # The same configuration as `deploy/test.sh asan` (no other cache variables), so that after it

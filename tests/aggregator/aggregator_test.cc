@@ -676,7 +676,7 @@ TEST_CASE("dedupe early evictions are counted when the table is too small",
 }
 
 TEST_CASE("dedupe keeps its promise at the default size: 2,000,000 ids, the first 100,000 again",
-          "[aggregator][dedupe]") {
+          "[aggregator][dedupe][bulk]") {
   ManualClock clock(kStartMs);
   Aggregator aggregator(AggregatorConfig{}, clock);
   REQUIRE(aggregator.stats().dedupe_capacity_ids == 3'145'728);

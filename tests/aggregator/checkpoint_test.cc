@@ -127,7 +127,7 @@ std::unique_ptr<Aggregator> RestoreOrFail(const std::string& blob, const Clock& 
 }
 
 TEST_CASE("a restored aggregator reports every metric as the original does",
-          "[aggregator][checkpoint]") {
+          "[aggregator][checkpoint][bulk]") {
   ManualClock clock(kStartMs);
   Aggregator original(CheckpointTestConfig(), clock);
   EventMix mix(7, "a");
@@ -240,7 +240,7 @@ void Replay(Aggregator& aggregator, ManualClock& clock, const std::vector<LogEnt
 }
 
 TEST_CASE("restore plus a replay of the log after the cut equals the original",
-          "[aggregator][checkpoint]") {
+          "[aggregator][checkpoint][bulk]") {
   ManualClock clock(kStartMs);
   Aggregator original(CheckpointTestConfig(), clock);
   EventMix mix(11, "r");
@@ -467,7 +467,7 @@ TEST_CASE("checkpoints cut between ingest sections", "[aggregator][checkpoint][c
 }
 
 TEST_CASE("a damaged or foreign checkpoint is an error, never a crash",
-          "[aggregator][checkpoint]") {
+          "[aggregator][checkpoint][bulk]") {
   ManualClock clock(kStartMs);
   AggregatorConfig config = CheckpointTestConfig();
   config.dedupe_capacity_log2 = 10;  // many restores below
