@@ -3,7 +3,8 @@
 // Scenarios (each bounded by time and count): ingest-single, ingest-batched (10 and 100 events
 // per message), fanout (subscribers x ticks), latency (event send -> first MetricUpdate that
 // includes it), analyze (AnalyzeSession round trips), http-ingest (POST /v1/events, 1 and 50
-// events per request, beside gRPC with the same per-message counts). The server runs as a separate
+// events per request, beside gRPC with the same per-message counts), fanout-web (gRPC-Web
+// subscriptions on the HTTP port beside gRPC ones, pair by pair). The server runs as a separate
 // process; its CPU time and RSS come from /proc, so every throughput figure has a CPU cost beside
 // it.
 //
@@ -448,6 +449,64 @@ struct FanoutLoad {
   std::string server_label;
 };
 
+// The measured part of a fan-out run, once every subscriber has joined: half a second to
+// settle, then options.seconds with `measuring` set (the client counts updates only then),
+// between two samples of the server's /proc and of the client's CPU.
+struct FanoutWindow {
+  ProcessSample before, after;
+  double elapsed = 0;
+  double client_cpu = 0;
+};
+FanoutWindow MeasureFanout(const Options& options, pid_t server_pid, std::atomic<bool>* measuring) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  FanoutWindow window;
+  window.before = SampleProcess(server_pid);
+  const double client_before = ClientCpuSeconds();
+  const auto start = Clock::now();
+  measuring->store(true);
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.seconds));
+  measuring->store(false);
+  window.elapsed = Seconds(Clock::now() - start);
+  window.after = SampleProcess(server_pid);
+  window.client_cpu = ClientCpuSeconds() - client_before;
+  return window;
+}
+
+// What a fan-out run counted, into the Result both fan-out scenarios report: updates per
+// second, server and client CPU per update, whether every subscriber saw every tick, server RSS
+// per subscriber above `idle` (the server with its ingest, before any subscriber).
+struct FanoutCounts {
+  int subscribers = 0;
+  int tick_ms = 0;
+  uint64_t delivered = 0;
+  uint64_t messages = 0;
+  uint64_t min_sequences = 0;  // the fewest distinct ticks a subscriber saw while measuring
+};
+Result FanoutResult(const FanoutWindow& window, const ProcessSample& idle, const FanoutCounts& c) {
+  const uint64_t per = std::max<uint64_t>(1, c.delivered);
+  const double ticks = window.elapsed * 1000 / c.tick_ms;
+  Result r;
+  r.unit = "updates/s";
+  r.rate = c.delivered / window.elapsed;
+  r.server_cpu_us = (window.after.cpu_seconds - window.before.cpu_seconds) * 1e6 / per;
+  r.client_cpu_us = window.client_cpu * 1e6 / per;
+  r.extra = {
+      {"subscribers", c.subscribers},
+      {"tick_ms", c.tick_ms},
+      {"server_cpu_user_us",
+       (window.after.cpu_user_seconds - window.before.cpu_user_seconds) * 1e6 / per},
+      {"messages_per_second", c.messages / window.elapsed},
+      {"updates_per_message", static_cast<double>(c.delivered) / std::max<uint64_t>(1, c.messages)},
+      {"ticks", ticks},
+      {"min_ticks_seen_by_a_subscriber", c.min_sequences},
+      {"every_subscriber_kept_up", c.min_sequences + 2 >= static_cast<uint64_t>(ticks)},
+      {"server_rss_bytes_per_subscriber",
+       c.subscribers > 0
+           ? static_cast<double>(window.after.rss_bytes - idle.rss_bytes) / c.subscribers
+           : 0.0}};
+  return r;
+}
+
 // fanout: `load.subscribers` streams over a few connections, a tick every `load.tick_ms`, steady
 // ingest beside. The server may be a reference implementation (bench/go/refserver) that takes
 // the same command line and ignores the flags it does not know.
@@ -569,49 +628,157 @@ Result RunFanout(const Options& options, const FanoutLoad& load) {
     if (joined == subs.size()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  const ProcessSample before = SampleProcess(server.pid());
-  const double client_before = ClientCpuSeconds();
-  const auto start = Clock::now();
-  measuring = true;
-  std::this_thread::sleep_for(std::chrono::duration<double>(options.seconds));
-  measuring = false;
-  const double elapsed = Seconds(Clock::now() - start);
-  const ProcessSample after = SampleProcess(server.pid());
-  const double client_cpu = ClientCpuSeconds() - client_before;
+  const FanoutWindow window = MeasureFanout(options, server.pid(), &measuring);
   ingest.Stop();
-  const double ticks = elapsed * 1000 / kTickMs;
   for (auto& s : subs) s->context.TryCancel();
   client.join();
   // Read once the client thread is done with the subscribers (measuring stopped before).
   uint64_t min_sequences = UINT64_MAX;
   for (const auto& s : subs) min_sequences = std::min(min_sequences, s->sequences);
-  Result r;
+  Result r = FanoutResult(window, idle,
+                          {.subscribers = subscribers,
+                           .tick_ms = kTickMs,
+                           .delivered = delivered.load(),
+                           .messages = messages.load(),
+                           .min_sequences = min_sequences});
   r.scenario = "fanout";
   r.variant = std::to_string(subscribers) +
               (dashboards ? " dashboards (all metrics, 1m)" : " subscribers") +
               (batched ? ", batched" : "") + AccessSuffix(options);
   if (!load.server_label.empty()) r.variant += ", " + load.server_label;
-  r.unit = "updates/s";
-  const uint64_t deliveries = delivered.load();
-  r.rate = deliveries / elapsed;
-  r.server_cpu_us =
-      (after.cpu_seconds - before.cpu_seconds) * 1e6 / std::max<uint64_t>(1, deliveries);
-  r.client_cpu_us = client_cpu * 1e6 / std::max<uint64_t>(1, deliveries);
-  r.extra = {{"subscribers", subscribers},
-             {"connections", channels},
-             {"tick_ms", kTickMs},
-             {"server_cpu_user_us", (after.cpu_user_seconds - before.cpu_user_seconds) * 1e6 /
-                                        std::max<uint64_t>(1, deliveries)},
-             {"messages_per_second", messages.load() / elapsed},
-             {"updates_per_message",
-              static_cast<double>(deliveries) / std::max<uint64_t>(1, messages.load())},
-             {"ticks", ticks},
-             {"min_ticks_seen_by_a_subscriber", min_sequences},
-             {"every_subscriber_kept_up", min_sequences + 2 >= static_cast<uint64_t>(ticks)},
-             {"server_rss_bytes_per_subscriber",
-              subscribers > 0 ? static_cast<double>(after.rss_bytes - idle.rss_bytes) / subscribers
-                              : 0.0}};
+  r.extra["connections"] = channels;
+  return r;
+}
+
+// fanout-web: the fan-out of RunFanout (SubscribeMetricBatches, the same request and steady
+// ingest) to browsers: `subscribers` gRPC-Web streams on the HTTP port, each its own HTTP/1.1
+// connection (a browser's fetch), read by one client thread that splits the chunked answer into
+// gRPC-Web frames and parses every batch. Measured as RunFanout measures: updates delivered per
+// second and server CPU per update, with every subscriber's ticks counted.
+Result RunGrpcWebFanout(const Options& options, const FanoutLoad& load) {
+  namespace beast = boost::beast;
+  namespace bhttp = boost::beast::http;
+  const int kTickMs = load.tick_ms;
+  ServerProcess server(options.server_binary, kTickMs,
+                       "--max-subscribers 20000 --workers 2 --dedupe-capacity-log2 16 "
+                       "--http-listen 127.0.0.1:0 --http-max-connections 20000 "
+                       "--http-max-connections-per-address 20000 " +
+                           options.server_flags);
+  if (!server.ok() || server.http_port() == 0) throw std::runtime_error("server did not start");
+  SteadyIngest ingest(server.address(), load.ingest_rate);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  const ProcessSample idle = SampleProcess(server.pid());
+  analytics::SubscriptionRequest request;
+  if (load.dashboards) {
+    request.add_windows(analytics::WINDOW_1M);
+  } else {
+    for (const std::string& m : load.metrics) request.add_metric_types(m);
+    request.add_windows(analytics::WINDOW_TOTAL);
+  }
+  // The request as a browser sends it: one gRPC-Web frame (flag, big-endian length, message).
+  const std::string message = request.SerializeAsString();
+  std::string body(5, '\0');
+  for (int i = 0; i < 4; ++i) body[1 + i] = static_cast<char>(message.size() >> (24 - 8 * i));
+  body += message;
+
+  boost::asio::io_context io;
+  std::atomic<bool> measuring{false};
+  uint64_t delivered = 0, messages = 0;  // the io thread's, read after it ends
+  std::atomic<int> joined{0};
+  struct Sub {
+    explicit Sub(boost::asio::io_context& io) : stream(io) {}
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::empty_body> parser;
+    bhttp::request<bhttp::string_body> request;
+    std::function<size_t(uint64_t, beast::string_view, beast::error_code&)> on_chunk;
+    std::string data;  // chunk bytes not yet split into frames
+    bool joined = false;
+    uint64_t last_sequence = 0;
+    uint64_t sequences = 0;
+  };
+  std::vector<std::unique_ptr<Sub>> subs;
+  const boost::asio::ip::tcp::endpoint endpoint(boost::asio::ip::make_address("127.0.0.1"),
+                                                static_cast<unsigned short>(server.http_port()));
+  std::function<void(Sub&)> read = [&](Sub& s) {
+    bhttp::async_read_some(s.stream, s.buffer, s.parser,
+                           [&, sub = &s](beast::error_code ec, size_t) {
+                             if (!ec && !sub->parser.is_done()) read(*sub);
+                           });
+  };
+  analytics::MetricUpdateBatch batch;
+  for (int i = 0; i < load.subscribers; ++i) {
+    auto s = std::make_unique<Sub>(io);
+    Sub& sub = *s;
+    sub.parser.body_limit(boost::none);
+    sub.on_chunk = [&, sub = &sub](uint64_t, beast::string_view chunk, beast::error_code&) {
+      sub->data.append(chunk.data(), chunk.size());
+      size_t at = 0;
+      while (sub->data.size() - at >= 5) {
+        const auto* p = reinterpret_cast<const uint8_t*>(sub->data.data() + at);
+        const size_t length =
+            (size_t{p[1]} << 24) | (size_t{p[2]} << 16) | (size_t{p[3]} << 8) | p[4];
+        if (sub->data.size() - at < 5 + length) break;
+        if (p[0] == 0 && batch.ParseFromArray(p + 5, static_cast<int>(length))) {
+          if (measuring.load(std::memory_order_relaxed)) ++messages;
+          for (const analytics::MetricUpdate& update : batch.updates()) {
+            if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) {
+              if (!sub->joined) joined.fetch_add(1);
+              sub->joined = true;
+              continue;
+            }
+            if (measuring.load(std::memory_order_relaxed)) {
+              ++delivered;
+              if (update.sequence() != sub->last_sequence) ++sub->sequences;
+            }
+            sub->last_sequence = update.sequence();
+          }
+        }
+        at += 5 + length;
+      }
+      sub->data.erase(0, at);
+      return chunk.size();
+    };
+    sub.parser.on_chunk_body(sub.on_chunk);
+    sub.request = {bhttp::verb::post, "/analytics.AnalyticsService/SubscribeMetricBatches", 11};
+    sub.request.set(bhttp::field::host, "127.0.0.1");
+    sub.request.set(bhttp::field::content_type, "application/grpc-web+proto");
+    sub.request.set("X-Grpc-Web", "1");
+    sub.request.body() = body;
+    sub.request.prepare_payload();
+    sub.stream.async_connect(endpoint, [&, sub = &sub](beast::error_code ec) {
+      if (ec) return;
+      bhttp::async_write(sub->stream, sub->request, [&, sub](beast::error_code write_ec, size_t) {
+        if (!write_ec) read(*sub);
+      });
+    });
+    subs.push_back(std::move(s));
+  }
+  std::thread client([&] { io.run(); });
+  const auto join_deadline = Clock::now() + std::chrono::seconds(120);
+  while (joined.load() < load.subscribers && Clock::now() < join_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const FanoutWindow window = MeasureFanout(options, server.pid(), &measuring);
+  ingest.Stop();
+  // Closing the sockets ends every read; then the io thread runs out of work.
+  boost::asio::post(io, [&] {
+    for (auto& s : subs) s->stream.close();
+  });
+  client.join();
+  uint64_t min_sequences = UINT64_MAX;
+  for (const auto& s : subs) min_sequences = std::min(min_sequences, s->sequences);
+  Result r = FanoutResult(window, idle,
+                          {.subscribers = load.subscribers,
+                           .tick_ms = kTickMs,
+                           .delivered = delivered,
+                           .messages = messages,
+                           .min_sequences = min_sequences});
+  r.scenario = "fanout-web";
+  r.variant = std::to_string(load.subscribers) +
+              (load.dashboards ? " dashboards (all metrics, 1m)" : " subscribers") +
+              ", gRPC-Web batched";
+  r.extra["joined"] = joined.load();
   return r;
 }
 
@@ -1759,12 +1926,13 @@ int Main(int argc, char** argv) {
       std::puts(
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
           "                        join-history|churn|durable|publish|publish-latency|\n"
-          "                        recovery|checkpoint-stall|access|fanout-go|live-segments]\n"
+          "                        recovery|checkpoint-stall|access|fanout-go|live-segments|\n"
+          "                        fanout-web|http-ingest]\n"
           "            (durable: publish to checkpoint-stall; access: ingest and fan-out with\n"
           "             TLS and tokens against plaintext; fanout-go: fan-out against the\n"
           "             grpc-go reference server, round by round; neither is part of all)\n"
           "            [--reference-server PATH (fanout-go; default: the one this build made)]\n"
-          "            [--rounds N (fanout-go: pairs per load, default 3)]\n"
+          "            [--rounds N (fanout-go, fanout-web: pairs per load, default 3)]\n"
           "            [--fanout-load cpu|rss|both (fanout-go: 2,000 subscribers at 100 ms,\n"
           "             10,000 at 1 s, or both; default both)]\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
@@ -1836,6 +2004,22 @@ int Main(int argc, char** argv) {
     const int dashboards = options.smoke ? 100 : 1000;
     for (bool batched : {false, true}) {
       run(RunFanout(options, {.subscribers = dashboards, .batched = batched, .dashboards = true}));
+    }
+  }
+  if (all || options.scenario == "fanout-web") {
+    // Browsers beside gRPC clients, pair by pair on the same load in the same run: the ratio of
+    // server CPU per update is the figure (each gRPC-Web stream is its own connection).
+    const int rounds = options.smoke ? 1 : options.rounds;
+    const std::vector<FanoutLoad> loads =
+        options.smoke
+            ? std::vector<FanoutLoad>{{.subscribers = 100, .batched = true}}
+            : std::vector<FanoutLoad>{{.subscribers = 1000, .batched = true},
+                                      {.subscribers = 1000, .batched = true, .dashboards = true}};
+    for (const FanoutLoad& load : loads) {
+      for (int round = 0; round < rounds; ++round) {
+        run(RunFanout(options, load));
+        run(RunGrpcWebFanout(options, load));
+      }
     }
   }
   if (options.scenario == "fanout-go") {
