@@ -165,6 +165,7 @@ TEST_CASE(
     REQUIRE(server->WaitForExit(std::chrono::seconds(20)));
     ++stops;
     server = std::make_unique<rta::testing::ServerProcess>(flags);
+    INFO("server log: " << server->Log());
     REQUIRE(server->listening());
   }
   stops_done.store(true);
@@ -184,6 +185,7 @@ TEST_CASE(
   server->Signal(SIGKILL);
   REQUIRE(server->WaitForExit(std::chrono::seconds(20)));
   server = std::make_unique<rta::testing::ServerProcess>(flags);
+  INFO("server log: " << server->Log());
   REQUIRE(server->listening());
   CHECK(rta::testing::WaitFor([&] { return TotalOf(server->address()) == kBatches * kPerBatch; }));
   CHECK(TotalOf(server->address(), "page_views") == page_views);
