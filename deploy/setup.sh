@@ -16,6 +16,8 @@ readonly PACKAGES=(
   python3-h2
   # tests/web: tracker.js in a real headless browser (issue 15)
   chromium chromium-driver python3-selenium
+  # server/cluster and its tests: NATS JetStream (issue 16)
+  nats-server libnats-dev
   # bench/go: the grpc-go reference server that fan-out is measured against (issue 14)
   golang-go golang-google-grpc-dev golang-goprotobuf-dev
 )

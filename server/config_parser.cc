@@ -103,6 +103,15 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"log_segment_bytes", &c.log_segment_bytes, "event log segment file size before rotation"},
       {"log_max_pending_bytes", &c.log_max_pending_bytes,
        "log bytes accepted but not yet written; beyond it ingest gets UNAVAILABLE"},
+      {"cluster", &c.cluster,
+       "NATS servers (nats://HOST:PORT,...) of a JetStream cluster that holds the event log "
+       "instead of data_dir/log (needs --data-dir for the checkpoints); \"\" = the local log"},
+      {"cluster_node", &c.cluster_node, "this node's name in the cluster (\"\" = the host name)"},
+      {"cluster_stream", &c.cluster_stream,
+       "the JetStream stream of the event log (created if missing)"},
+      {"cluster_replicas", &c.cluster_replicas,
+       "replicas of the stream when this node creates it (1-5; an acknowledgement waits for a "
+       "quorum of them)"},
       {"skip_corrupt_records", &c.skip_corrupt_records,
        "1: at start, skip (and count) corrupt records in the middle of the log instead of "
        "refusing to start; their events are lost"},
@@ -360,6 +369,27 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
   if (WindowMask mask = 0; !ParseDefaultWindows(c.default_window, &mask)) {
     return fail("default_window: must be 1m, 5m, 1h, total or all, got '" +
                 c.default_window.substr(0, 64) + "'");
+  }
+  if (!c.cluster.empty()) {
+    if (c.data_dir.empty()) return fail("cluster: needs --data-dir (the checkpoints stay local)");
+    std::stringstream servers(c.cluster);
+    for (std::string server; std::getline(servers, server, ',');) {
+      if (server.rfind("nats://", 0) != 0 || server.size() <= 7) {
+        return fail("cluster: expected nats://HOST:PORT entries, got '" + server.substr(0, 100) +
+                    "'");
+      }
+    }
+    const bool stream_ok =
+        !c.cluster_stream.empty() && c.cluster_stream.size() <= 64 &&
+        std::all_of(c.cluster_stream.begin(), c.cluster_stream.end(),
+                    [](unsigned char ch) { return std::isalnum(ch) || ch == '_' || ch == '-'; });
+    if (!stream_ok) {
+      return fail("cluster_stream: 1-64 characters of A-Z, a-z, 0-9, _ and -, got '" +
+                  c.cluster_stream.substr(0, 100) + "'");
+    }
+    if (c.cluster_replicas < 1 || c.cluster_replicas > 5) {
+      return fail("cluster_replicas: must be 1-5, got " + std::to_string(c.cluster_replicas));
+    }
   }
   if (c.fsync != "always" && c.fsync != "interval" && c.fsync != "never") {
     return fail("fsync: must be always, interval or never, got '" + c.fsync + "'");

@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 
 #include "analytics.pb.h"
+#include "server/cluster/jetstream_log.h"
 #include "server/log.h"
 #include "server/logged_events.h"
 #include "server/storage/ingest_record.h"
@@ -31,6 +33,37 @@ storage::FsyncMode FsyncModeOf(const std::string& name) {
   if (name == "interval") return storage::FsyncMode::kInterval;
   if (name == "never") return storage::FsyncMode::kNever;
   return storage::FsyncMode::kAlways;
+}
+
+// The event log in the JetStream cluster (--cluster): this node's subject in the stream. The
+// checkpoints stay in data_dir, so the stream is never purged: a node that starts on another
+// machine, without them, rebuilds from the whole stream (checkpoints in the stream come with the
+// partitions, docs/design/cluster.md).
+std::unique_ptr<storage::EventLog> OpenClusterLog(const ServerConfig& config,
+                                                  storage::OpenReport* report, std::string* error) {
+  cluster::JetStreamLogOptions options;
+  std::stringstream servers(config.cluster);
+  for (std::string server; std::getline(servers, server, ',');) options.servers.push_back(server);
+  options.stream = config.cluster_stream;
+  options.subject = "rta.ev.0";  // one partition until the cluster has several
+  options.replicas = static_cast<int>(config.cluster_replicas);
+  options.writer_id = config.cluster_node;
+  if (options.writer_id.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    options.writer_id = host;
+  }
+  options.max_pending_bytes = config.log_max_pending_bytes;
+  options.purge_on_truncate = false;
+  options.connect_timeout_ms = 30'000;
+  auto log = cluster::OpenJetStreamLog(options, report, error);
+  if (log != nullptr) {
+    LogInfo("cluster_log_opened", {{"stream", options.stream},
+                                   {"subject", options.subject},
+                                   {"node", options.writer_id},
+                                   {"last_lsn", std::to_string(report->last_lsn)}});
+  }
+  return log;
 }
 
 }  // namespace
@@ -64,7 +97,11 @@ std::unique_ptr<Durability> Durability::Open(const ServerConfig& config, ServerM
   options.max_pending_bytes = config.log_max_pending_bytes;
   options.skip_corrupt = config.skip_corrupt_records != 0;
   storage::OpenReport report;
-  durability->log_ = storage::OpenSegmentLog(options, &report, error);
+  if (config.cluster.empty()) {
+    durability->log_ = storage::OpenSegmentLog(options, &report, error);
+  } else {
+    durability->log_ = OpenClusterLog(config, &report, error);
+  }
   if (durability->log_ == nullptr) {
     *error = "event log: " + *error;
     return nullptr;

@@ -66,6 +66,14 @@ struct ServerConfig {
   uint64_t log_max_pending_bytes = 256ull << 20;  // written-but-not-synced bound, then UNAVAILABLE
   uint32_t skip_corrupt_records = 0;  // 1: start past corrupt log records (counted), not fail
   uint32_t checkpoint_interval_s = 60;  // also one at shutdown
+  // Cluster mode, its first step (issue 16, docs/design/cluster.md): the event log in a NATS
+  // JetStream stream replicated on cluster_replicas servers instead of data_dir/log; the
+  // checkpoints stay in data_dir. "" = the local log. One writing node per stream for now (a
+  // second one fences the first).
+  std::string cluster = "";       // nats://HOST:PORT,... (any of the cluster's servers)
+  std::string cluster_node = "";  // names this node's messages; "" = the host name
+  std::string cluster_stream = "RTA_EVENTS";
+  uint32_t cluster_replicas = 3;
   // History (rollup_writer.h; with a data_dir only): rollups kept this many days of event time
   // per resolution. Events older than the live windows and within retention_day_days are
   // accepted into the history (backfill).

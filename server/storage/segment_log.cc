@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "server/storage/crc32c.h"
+#include "server/storage/durable_waiters.h"
 #include "server/storage/record_format.h"
 
 namespace rta::storage {
@@ -115,7 +116,7 @@ class SegmentLog final : public EventLog {
         segments_(std::move(segments)),
         active_size_(file_size),
         next_lsn_(next_lsn),
-        fired_lsn_(next_lsn - 1),
+        waiters_(next_lsn - 1),
         durable_lsn_(next_lsn - 1),
         last_lsn_(next_lsn - 1),
         fd_(fd),
@@ -194,19 +195,7 @@ class SegmentLog final : public EventLog {
   Lsn last_lsn() const override { return last_lsn_.load(std::memory_order_acquire); }
 
   void WhenDurable(Lsn lsn, std::function<void(bool)> done) override {
-    bool result;
-    {
-      std::lock_guard lock(mu_);
-      if (fired_lsn_ >= lsn) {
-        result = true;
-      } else if (writer_done_) {
-        result = durable_lsn_.load(std::memory_order_relaxed) >= lsn;
-      } else {
-        waiters_.emplace(lsn, std::move(done));
-        return;
-      }
-    }
-    done(result);
+    waiters_.Add(lsn, std::move(done));
   }
 
   bool ReadFrom(Lsn from, const std::function<bool(Lsn, std::string_view)>& visit,
@@ -492,30 +481,14 @@ class SegmentLog final : public EventLog {
     return true;
   }
 
-  // Advances durable_lsn, then fires the callbacks it covers in Lsn order, outside the lock.
-  // fired_lsn_ moves up only once they have all run, and WhenDurable calls back at once only up
-  // to fired_lsn_, so callbacks run in Lsn order across threads.
+  // Advances durable_lsn, then fires the callbacks it covers (in Lsn order, DurableWaiters).
   void PublishDurable(Lsn durable) {
-    std::vector<std::function<void(bool)>> ready;
     {
       std::lock_guard lock(mu_);
       if (durable <= durable_lsn_.load(std::memory_order_relaxed)) return;
       durable_lsn_.store(durable, std::memory_order_release);
     }
-    for (;;) {
-      ready.clear();
-      {
-        std::lock_guard lock(mu_);
-        auto end = waiters_.upper_bound(durable);
-        for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
-        waiters_.erase(waiters_.begin(), end);
-        if (ready.empty()) {
-          fired_lsn_ = durable;
-          return;
-        }
-      }
-      for (auto& done : ready) done(true);
-    }
+    waiters_.FireUpTo(durable);
   }
 
   void SetError(const std::string& error) {
@@ -550,14 +523,7 @@ class SegmentLog final : public EventLog {
       if (now >= deadline) break;
       std::this_thread::sleep_until(std::min(retry_at_, deadline));
     }
-    std::multimap<Lsn, std::function<void(bool)>> rest;
-    {
-      std::lock_guard lock(mu_);
-      writer_done_ = true;
-      rest.swap(waiters_);
-    }
-    const Lsn durable = durable_lsn();
-    for (auto& [lsn, done] : rest) done(lsn <= durable);
+    waiters_.Close(durable_lsn());
   }
 
   const LogOptions options_;
@@ -567,7 +533,7 @@ class SegmentLog final : public EventLog {
   std::vector<Segment> segments_;  // by first_lsn; the last is the one being written
   uint64_t active_size_;           // bytes of whole records written to the last segment
 
-  // Guards the appenders' state, the waiters and the health.
+  // Guards the appenders' state and the health.
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string pending_;
@@ -575,11 +541,9 @@ class SegmentLog final : public EventLog {
   Lsn next_lsn_;
   bool writer_waiting_ = false;
   bool closing_ = false;
-  bool writer_done_ = false;
   bool writable_ = true;
   std::string health_message_;
-  std::multimap<Lsn, std::function<void(bool)>> waiters_;
-  Lsn fired_lsn_;  // every callback up to here has run
+  DurableWaiters waiters_;  // its own lock
 
   std::atomic<Lsn> durable_lsn_;  // written under mu_, by the writer only
   std::atomic<Lsn> last_lsn_;

@@ -104,6 +104,23 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
     CHECK_THAT(error, Catch::Contains("'max_streams'"));
     std::remove(path.c_str());
   }
+  SECTION("cluster mode: servers, stream name, replicas, and a data dir for the checkpoints") {
+    // Each on a fresh command line: a refused one leaves its values in `cl`.
+    auto refusal = [](std::vector<std::string> args) {
+      CommandLine fresh;
+      std::string why;
+      return ParseCommandLine(args, &fresh, &why) ? std::string("accepted") : why;
+    };
+    CHECK_THAT(refusal({"--cluster", "nats://127.0.0.1:4222", "--data-dir", ""}),
+               Catch::Contains("cluster: needs --data-dir"));
+    CHECK_THAT(refusal({"--cluster", "127.0.0.1:4222"}),
+               Catch::Contains("cluster: expected nats://HOST:PORT"));
+    CHECK_THAT(refusal({"--cluster", "nats://a:1", "--cluster-stream", "a.b"}),
+               Catch::Contains("cluster_stream"));
+    CHECK_THAT(refusal({"--cluster", "nats://a:1", "--cluster-replicas", "7"}),
+               Catch::Contains("cluster_replicas: must be 1-5, got 7"));
+    CHECK(refusal({"--cluster", "nats://a:1,nats://b:2", "--cluster-replicas", "3"}) == "accepted");
+  }
   SECTION("a history segment precision outside 10-14") {
     CHECK_FALSE(ParseCommandLine({"--history-segment-precision", "9"}, &cl, &error));
     CHECK_THAT(error, Catch::Contains("history_segment_precision"));

@@ -1,6 +1,5 @@
 // The HTTP port of the real binary: events acknowledged over HTTP survive kill -9 (the log
 // replay, not a checkpoint, brings them back) and reach the history.
-#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -8,31 +7,10 @@
 #include <random>
 #include <thread>
 
-#include "analytics.grpc.pb.h"
 #include "tests/support/http_client.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
 #include "tests/support/temp_dir.h"
-
-namespace {
-
-// A metric's total over the gRPC port; -1 when it cannot be had.
-double TotalOf(const std::string& address, const std::string& metric = "events_total") {
-  auto stub = analytics::AnalyticsService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  analytics::MetricsQuery query;
-  query.add_metric_types(metric);
-  query.add_windows(analytics::WINDOW_TOTAL);
-  analytics::MetricsSnapshot snapshot;
-  if (!stub->GetMetrics(&context, query, &snapshot).ok() || snapshot.metrics_size() != 1) {
-    return -1;
-  }
-  return snapshot.metrics(0).value();
-}
-
-}  // namespace
 
 TEST_CASE("events acknowledged over HTTP survive kill -9 and are counted once after it",
           "[http][durability]") {
@@ -67,7 +45,7 @@ TEST_CASE("events acknowledged over HTTP survive kill -9 and are counted once af
   }
   rta::testing::ServerProcess again(flags);
   REQUIRE(again.listening());
-  REQUIRE(rta::testing::WaitFor([&] { return TotalOf(again.address()) == 200; }));
+  REQUIRE(rta::testing::WaitFor([&] { return rta::testing::MetricTotal(again.address()) == 200; }));
   CHECK(again.Log().find("replayed_records=5 ") != std::string::npos);
   CHECK(again.Log().find("rollup_fold_failed") == std::string::npos);
   // The client re-sends everything (it never saw some answers, say): nothing counts twice.
@@ -76,7 +54,7 @@ TEST_CASE("events acknowledged over HTTP survive kill -9 and are counted once af
     REQUIRE(answer.status == 200);
     CHECK(nlohmann::json::parse(answer.body)["duplicates"] == 40);
   }
-  CHECK(TotalOf(again.address()) == 200);
+  CHECK(rta::testing::MetricTotal(again.address()) == 200);
 }
 
 TEST_CASE(
@@ -178,15 +156,17 @@ TEST_CASE(
   // Each batch answered once: what the answers accepted, or called duplicates of what an
   // answer lost in a kill had already logged, adds up to every event exactly once.
   CHECK(accepted + duplicates == static_cast<uint64_t>(kBatches * kPerBatch));
-  CHECK(rta::testing::WaitFor([&] { return TotalOf(server->address()) == kBatches * kPerBatch; }));
-  CHECK(TotalOf(server->address()) == kBatches * kPerBatch);
-  CHECK(TotalOf(server->address(), "page_views") == page_views);
+  CHECK(rta::testing::WaitFor(
+      [&] { return rta::testing::MetricTotal(server->address()) == kBatches * kPerBatch; }));
+  CHECK(rta::testing::MetricTotal(server->address()) == kBatches * kPerBatch);
+  CHECK(rta::testing::MetricTotal(server->address(), "page_views") == page_views);
   // And one more restart from the log alone agrees.
   server->Signal(SIGKILL);
   REQUIRE(server->WaitForExit(std::chrono::seconds(20)));
   server = std::make_unique<rta::testing::ServerProcess>(flags);
   INFO("server log: " << server->Log());
   REQUIRE(server->listening());
-  CHECK(rta::testing::WaitFor([&] { return TotalOf(server->address()) == kBatches * kPerBatch; }));
-  CHECK(TotalOf(server->address(), "page_views") == page_views);
+  CHECK(rta::testing::WaitFor(
+      [&] { return rta::testing::MetricTotal(server->address()) == kBatches * kPerBatch; }));
+  CHECK(rta::testing::MetricTotal(server->address(), "page_views") == page_views);
 }

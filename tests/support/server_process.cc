@@ -1,6 +1,7 @@
 #include "tests/support/server_process.h"
 
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -15,7 +16,24 @@
 #include <sstream>
 #include <thread>
 
+#include "analytics.grpc.pb.h"
+
 namespace rta::testing {
+
+double MetricTotal(const std::string& address, const std::string& metric) {
+  auto stub = analytics::AnalyticsService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  analytics::MetricsQuery query;
+  query.add_metric_types(metric);
+  query.add_windows(analytics::WINDOW_TOTAL);
+  analytics::MetricsSnapshot snapshot;
+  if (!stub->GetMetrics(&context, query, &snapshot).ok() || snapshot.metrics_size() != 1) {
+    return -1;
+  }
+  return snapshot.metrics(0).value();
+}
 
 int FreeLoopbackPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

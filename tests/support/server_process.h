@@ -20,6 +20,10 @@ namespace rta::testing {
 // then SIGKILL after 15 s).
 //
 // Not thread-safe; use from the test's thread.
+// A metric's WINDOW_TOTAL value from GetMetrics at `address` (plaintext, no token); -1 when it
+// cannot be had.
+double MetricTotal(const std::string& address, const std::string& metric = "events_total");
+
 // A loopback port free right now (a restarted server must come back on the same one); 0 if
 // none could be had.
 int FreeLoopbackPort();

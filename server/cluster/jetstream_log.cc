@@ -1,0 +1,572 @@
+#include "server/cluster/jetstream_log.h"
+
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "server/storage/durable_waiters.h"
+
+namespace rta::cluster {
+namespace {
+
+using storage::Lsn;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kFirstLsnHeader[] = "Rta-First-Lsn";
+constexpr char kRecordsHeader[] = "Rta-Records";
+constexpr char kMsgIdHeader[] = "Nats-Msg-Id";
+// Room left in a message for its headers (ours and JetStream's), out of the server's
+// max_payload.
+constexpr int kHeaderRoom = 1024;
+constexpr size_t kFrameBytes = 4;  // a record's length, little-endian, before its bytes
+
+std::string Describe(natsStatus status, jsErrCode code) {
+  std::string text = natsStatus_GetText(status);
+  if (code != 0) text += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
+  return text;
+}
+
+struct MsgFree {
+  void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
+};
+using MsgPtr = std::unique_ptr<natsMsg, MsgFree>;
+
+// The Lsn range a message of this log holds, from its headers; false if they are not ours.
+bool ReadHeaders(natsMsg* msg, Lsn* first, uint64_t* count) {
+  const char* first_text = nullptr;
+  const char* count_text = nullptr;
+  if (natsMsgHeader_Get(msg, kFirstLsnHeader, &first_text) != NATS_OK ||
+      natsMsgHeader_Get(msg, kRecordsHeader, &count_text) != NATS_OK) {
+    return false;
+  }
+  char* end = nullptr;
+  *first = std::strtoull(first_text, &end, 10);
+  if (*end != '\0' || *first == 0) return false;
+  *count = std::strtoull(count_text, &end, 10);
+  return *end == '\0' && *count > 0;
+}
+
+// Calls visit(lsn, record) for each record of a message's payload; false if the framing is bad.
+bool ForEachRecord(natsMsg* msg, Lsn first, uint64_t count,
+                   const std::function<bool(Lsn, std::string_view)>& visit, bool* stopped) {
+  const char* data = natsMsg_GetData(msg);
+  const size_t size = static_cast<size_t>(natsMsg_GetDataLength(msg));
+  size_t at = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (size - at < kFrameBytes) return false;
+    uint32_t length = 0;
+    for (size_t b = 0; b < kFrameBytes; ++b) {
+      length |= static_cast<uint32_t>(static_cast<uint8_t>(data[at + b])) << (8 * b);
+    }
+    at += kFrameBytes;
+    if (size - at < length) return false;
+    if (!visit(first + i, std::string_view(data + at, length))) {
+      *stopped = true;
+      return true;
+    }
+    at += length;
+  }
+  return at == size;
+}
+
+class JetStreamLog final : public storage::EventLog {
+ public:
+  JetStreamLog(JetStreamLogOptions options, natsConnection* connection, jsCtx* js, Lsn last_lsn,
+               uint64_t last_sequence)
+      : options_(std::move(options)),
+        connection_(connection),
+        js_(js),
+        max_message_bytes_(static_cast<size_t>(
+            std::max<int64_t>(natsConnection_GetMaxPayload(connection) - kHeaderRoom, 4096))),
+        next_lsn_(last_lsn + 1),
+        waiters_(last_lsn),
+        durable_lsn_(last_lsn),
+        last_lsn_(last_lsn),
+        last_sequence_(last_sequence) {
+    writer_ = std::thread([this] { WriterLoop(); });
+  }
+
+  ~JetStreamLog() override {
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+      close_deadline_ = Clock::now() + std::chrono::milliseconds(options_.close_timeout_ms);
+    }
+    cv_.notify_all();
+    writer_.join();
+    jsCtx_Destroy(js_);
+    natsConnection_Destroy(connection_);
+  }
+
+  bool Append(std::string_view record, Lsn* lsn, std::string* why) override {
+    return AppendRecord(record, /*admitted=*/false, lsn, why);
+  }
+
+  Lsn AppendAdmitted(std::string_view record) override {
+    Lsn lsn = 0;
+    return AppendRecord(record, /*admitted=*/true, &lsn, nullptr) ? lsn : 0;
+  }
+
+  Lsn durable_lsn() const override { return durable_lsn_.load(std::memory_order_acquire); }
+  Lsn last_lsn() const override { return last_lsn_.load(std::memory_order_acquire); }
+
+  void WhenDurable(Lsn lsn, std::function<void(bool)> done) override {
+    waiters_.Add(lsn, std::move(done));
+  }
+
+  // Reads the subject's messages as they stand now (also while records are appended: the
+  // history's writer catches up this way), starting at the message that holds `from` when this
+  // log knows it, else at the subject's first message.
+  bool ReadFrom(Lsn from, const std::function<bool(Lsn, std::string_view)>& visit,
+                std::string* why) override {
+    uint64_t last_sequence = 0;
+    if (!LastSequence(&last_sequence, why)) return false;
+    if (last_sequence == 0) return true;  // nothing on the subject
+    jsSubOptions sub_options;
+    jsSubOptions_Init(&sub_options);
+    sub_options.Ordered = true;  // no acknowledgements; gaps are re-fetched by the client
+    if (const uint64_t start = StartSequence(from); start > 0) {
+      sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+      sub_options.Config.OptStartSeq = start;
+    }
+    natsSubscription* subscription = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    natsStatus status = NATS_OK;
+    // Creating the consumer is a request to the stream's leader, which may be moving (a NATS
+    // server just stopped): a few attempts before the read counts as failed.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      status = js_SubscribeSync(&subscription, js_, options_.subject.c_str(), nullptr, &sub_options,
+                                &code);
+      if (status == NATS_OK) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_interval_ms));
+    }
+    if (status != NATS_OK) {
+      if (why) *why = "cannot read " + options_.subject + ": " + Describe(status, code);
+      return false;
+    }
+    bool ok = true;
+    for (;;) {
+      natsMsg* raw = nullptr;
+      status = natsSubscription_NextMsg(&raw, subscription, options_.publish_timeout_ms);
+      if (status != NATS_OK) {
+        if (why) {
+          *why = "reading " + options_.subject + " stopped: " + Describe(status, code) +
+                 " (the messages up to stream sequence " + std::to_string(last_sequence) +
+                 " were expected)";
+        }
+        ok = false;
+        break;
+      }
+      MsgPtr msg(raw);
+      jsMsgMetaData* meta = nullptr;
+      uint64_t sequence = 0;
+      if (natsMsg_GetMetaData(&meta, msg.get()) == NATS_OK) {
+        sequence = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+      }
+      Lsn first = 0;
+      uint64_t count = 0;
+      bool stopped = false;
+      if (!ReadHeaders(msg.get(), &first, &count) ||
+          !ForEachRecord(
+              msg.get(), first, count,
+              [&](Lsn lsn, std::string_view record) { return lsn < from || visit(lsn, record); },
+              &stopped)) {
+        if (why) {
+          *why = "message " + std::to_string(sequence) + " of " + options_.subject +
+                 " is not a record group of this log";
+        }
+        ok = false;
+        break;
+      }
+      Remember(first, first + count - 1, sequence);
+      if (stopped || sequence >= last_sequence) break;
+    }
+    natsSubscription_Unsubscribe(subscription);  // deletes the ephemeral consumer now
+    natsSubscription_Destroy(subscription);
+    return ok;
+  }
+
+  void TruncateBefore(Lsn lsn) override {
+    if (!options_.purge_on_truncate) return;
+    uint64_t purge_below = 0;
+    {
+      std::lock_guard lock(index_mu_);
+      // The last message always stays: it carries the Lsns across a restart.
+      while (index_.size() > 1 && index_.front().last < lsn) {
+        index_.pop_front();
+        purge_below = index_.front().sequence;
+      }
+    }
+    if (purge_below == 0) return;
+    jsOptions options;
+    jsOptions_Init(&options);
+    options.Stream.Purge.Subject = options_.subject.c_str();
+    options.Stream.Purge.Sequence = purge_below;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_PurgeStream(js_, options_.stream.c_str(), &options, &code) != NATS_OK) {
+      purge_errors_.fetch_add(1, std::memory_order_relaxed);  // the next checkpoint retries
+    }
+  }
+
+  storage::LogHealth health() const override {
+    std::lock_guard lock(mu_);
+    return {writable_, health_message_};
+  }
+
+  storage::LogStats stats() const override {
+    storage::LogStats stats;
+    stats.records_appended = records_appended_.load(std::memory_order_relaxed);
+    stats.bytes_appended = bytes_appended_.load(std::memory_order_relaxed);
+    stats.appends_refused = refused_.load(std::memory_order_relaxed);
+    stats.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+    stats.writes = publishes_.load(std::memory_order_relaxed);
+    stats.syncs = publishes_.load(std::memory_order_relaxed);
+    stats.sync_nanos_sum = publish_nanos_.load(std::memory_order_relaxed);
+    stats.write_errors = publish_errors_.load(std::memory_order_relaxed);
+    stats.pending_bytes = pending_bytes_.load(std::memory_order_relaxed);
+    std::lock_guard lock(index_mu_);
+    stats.segments = index_.size();
+    return stats;
+  }
+
+ private:
+  struct Indexed {
+    Lsn first;
+    Lsn last;
+    uint64_t sequence;
+  };
+
+  bool AppendRecord(std::string_view record, bool admitted, Lsn* lsn, std::string* why) {
+    std::string refusal;
+    if (record.size() + kFrameBytes > max_message_bytes_) {
+      refusal = "record of " + std::to_string(record.size()) +
+                " bytes over the NATS servers' max_payload (less " + std::to_string(kHeaderRoom) +
+                " bytes of headers)";
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (!refusal.empty()) {
+        // too large: refused whatever the state
+      } else if (closing_) {
+        refusal = "the log is closing";
+      } else if (admitted) {
+        // Already counted by the caller (it checked health() just before).
+      } else if (!writable_) {
+        refusal = health_message_;
+      } else if (pending_bytes_.load(std::memory_order_relaxed) + record.size() >
+                 options_.max_pending_bytes) {
+        refusal = "pending bytes over " + std::to_string(options_.max_pending_bytes) +
+                  ": JetStream is behind";
+      }
+      if (refusal.empty()) {
+        const Lsn assigned = next_lsn_++;
+        pending_.emplace_back(record);
+        pending_bytes_.fetch_add(record.size(), std::memory_order_relaxed);
+        last_lsn_.store(assigned, std::memory_order_release);
+        *lsn = assigned;
+      }
+    }
+    if (!refusal.empty()) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      if (why) *why = std::move(refusal);
+      return false;
+    }
+    records_appended_.fetch_add(1, std::memory_order_relaxed);
+    bytes_appended_.fetch_add(record.size(), std::memory_order_relaxed);
+    cv_.notify_all();
+    return true;
+  }
+
+  // The stream sequence of the subject's last message now; 0 when it has none.
+  bool LastSequence(uint64_t* sequence, std::string* why) {
+    natsMsg* raw = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    const natsStatus status =
+        js_GetLastMsg(&raw, js_, options_.stream.c_str(), options_.subject.c_str(), nullptr, &code);
+    if (status == NATS_OK) {
+      *sequence = natsMsg_GetSequence(raw);
+      natsMsg_Destroy(raw);
+      return true;
+    }
+    if (code == JSNoMessageFoundErr) {
+      *sequence = 0;
+      return true;
+    }
+    if (why) *why = "cannot read the end of " + options_.subject + ": " + Describe(status, code);
+    return false;
+  }
+
+  // The stream sequence of the known message that holds `lsn`; 0 if this log does not know it.
+  uint64_t StartSequence(Lsn lsn) {
+    std::lock_guard lock(index_mu_);
+    for (const Indexed& message : index_) {
+      if (message.first <= lsn && lsn <= message.last) return message.sequence;
+    }
+    return 0;
+  }
+
+  void Remember(Lsn first, Lsn last, uint64_t sequence) {
+    std::lock_guard lock(index_mu_);
+    if (index_.empty() || index_.back().sequence < sequence)
+      index_.push_back({first, last, sequence});
+  }
+
+  void SetHealth(bool writable, std::string message) {
+    std::lock_guard lock(mu_);
+    writable_ = writable;
+    health_message_ = std::move(message);
+  }
+
+  // The writer thread: group commit, one JetStream message in flight.
+  void WriterLoop() {
+    for (;;) {
+      std::string payload;
+      uint64_t count = 0;
+      Lsn first = 0;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return closing_ || (!pending_.empty() && !fenced_); });
+        if (pending_.empty() || fenced_ || (closing_ && Clock::now() >= close_deadline_)) break;
+        first = durable_lsn_.load(std::memory_order_relaxed) + 1;
+        size_t bytes = 0;
+        while (!pending_.empty() && (count == 0 || bytes + kFrameBytes + pending_.front().size() <=
+                                                       max_message_bytes_)) {
+          const std::string& record = pending_.front();
+          for (size_t b = 0; b < kFrameBytes; ++b) {
+            payload.push_back(static_cast<char>((record.size() >> (8 * b)) & 0xff));
+          }
+          payload += record;
+          bytes = payload.size();
+          pending_bytes_.fetch_sub(record.size(), std::memory_order_relaxed);
+          pending_.pop_front();
+          ++count;
+        }
+      }
+      if (!PublishUntilStored(payload, first, count)) break;
+      const Lsn last = first + count - 1;
+      durable_lsn_.store(last, std::memory_order_release);
+      waiters_.FireUpTo(last);
+    }
+    waiters_.Close(durable_lsn());
+  }
+
+  // Publishes one record group until JetStream has stored it. False when this writer is fenced
+  // (another one appended to the subject) or the log closes before it is stored.
+  bool PublishUntilStored(const std::string& payload, Lsn first, uint64_t count) {
+    const std::string msg_id = options_.writer_id + ":" + std::to_string(first);
+    for (;;) {
+      natsMsg* raw = nullptr;
+      natsMsg_Create(&raw, options_.subject.c_str(), nullptr, payload.data(),
+                     static_cast<int>(payload.size()));
+      MsgPtr msg(raw);
+      natsMsgHeader_Set(msg.get(), kFirstLsnHeader, std::to_string(first).c_str());
+      natsMsgHeader_Set(msg.get(), kRecordsHeader, std::to_string(count).c_str());
+      jsPubOptions options;
+      jsPubOptions_Init(&options);
+      options.MaxWait = options_.publish_timeout_ms;
+      options.MsgId = msg_id.c_str();
+      if (last_sequence_ > 0) {
+        options.ExpectLastSubjectSeq = last_sequence_;
+      } else {
+        options.ExpectNoMessage = true;
+      }
+      jsPubAck* ack = nullptr;
+      jsErrCode code = static_cast<jsErrCode>(0);
+      const auto start = Clock::now();
+      const natsStatus status = js_PublishMsg(&ack, js_, msg.get(), &options, &code);
+      publish_nanos_.fetch_add(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(),
+          std::memory_order_relaxed);
+      uint64_t sequence = 0;
+      if (status == NATS_OK) {
+        sequence = ack->Sequence;
+        jsPubAck_Destroy(ack);
+      } else if (code == JSStreamWrongLastSequenceErr) {
+        // Ours already (a retry of a message whose acknowledgement was lost), or another
+        // writer's: the subject's last message says which.
+        sequence = StoredAsLast(msg_id);
+        if (sequence == 0) {
+          std::lock_guard lock(mu_);
+          fenced_ = true;
+          writable_ = false;
+          health_message_ = "another writer appended to " + options_.subject +
+                            " after stream "
+                            "sequence " +
+                            std::to_string(last_sequence_) + ": this log no longer writes there";
+          return false;
+        }
+      }
+      if (sequence > 0) {
+        last_sequence_ = sequence;
+        Remember(first, first + count - 1, sequence);
+        publishes_.fetch_add(1, std::memory_order_relaxed);
+        bytes_written_.fetch_add(payload.size(), std::memory_order_relaxed);
+        SetHealth(true, "");
+        return true;
+      }
+      publish_errors_.fetch_add(1, std::memory_order_relaxed);
+      SetHealth(false, "publishing to JetStream stream " + options_.stream +
+                           " failed: " + Describe(status, code) + "; retrying every " +
+                           std::to_string(options_.retry_interval_ms) + " ms");
+      std::unique_lock lock(mu_);
+      if (closing_ && Clock::now() >= close_deadline_) return false;
+      cv_.wait_for(lock, std::chrono::milliseconds(options_.retry_interval_ms),
+                   [&] { return closing_ && Clock::now() >= close_deadline_; });
+    }
+  }
+
+  // The stream sequence of the subject's last message if its id is msg_id, else 0.
+  uint64_t StoredAsLast(const std::string& msg_id) {
+    natsMsg* raw = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_GetLastMsg(&raw, js_, options_.stream.c_str(), options_.subject.c_str(), nullptr,
+                      &code) != NATS_OK) {
+      return 0;
+    }
+    MsgPtr msg(raw);
+    const char* id = nullptr;
+    if (natsMsgHeader_Get(msg.get(), kMsgIdHeader, &id) != NATS_OK || msg_id != id) return 0;
+    return natsMsg_GetSequence(msg.get());
+  }
+
+  const JetStreamLogOptions options_;
+  natsConnection* const connection_;
+  jsCtx* const js_;
+  const size_t max_message_bytes_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> pending_;  // appended, not yet published, in Lsn order
+  Lsn next_lsn_;
+  storage::DurableWaiters waiters_;  // its own lock
+  bool closing_ = false;
+  Clock::time_point close_deadline_;
+  bool writable_ = true;
+  bool fenced_ = false;
+  std::string health_message_;
+
+  std::atomic<Lsn> durable_lsn_;
+  std::atomic<Lsn> last_lsn_;
+  uint64_t last_sequence_;  // the writer thread's: the subject's last stream sequence
+
+  mutable std::mutex index_mu_;
+  std::deque<Indexed> index_;  // messages of this subject still in the stream, oldest first
+
+  std::atomic<uint64_t> records_appended_{0}, bytes_appended_{0}, refused_{0};
+  std::atomic<uint64_t> bytes_written_{0}, publishes_{0}, publish_nanos_{0}, publish_errors_{0};
+  std::atomic<uint64_t> pending_bytes_{0}, purge_errors_{0};
+  std::thread writer_;
+};
+
+}  // namespace
+
+std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& options,
+                                                    storage::OpenReport* report,
+                                                    std::string* error) {
+  natsOptions* nats_options = nullptr;
+  natsOptions_Create(&nats_options);
+  std::vector<const char*> servers;
+  for (const std::string& server : options.servers) servers.push_back(server.c_str());
+  natsOptions_SetServers(nats_options, servers.data(), static_cast<int>(servers.size()));
+  natsOptions_SetMaxReconnect(nats_options, -1);  // a lost server is not a lost log
+  natsOptions_SetReconnectWait(nats_options, 250);
+  natsOptions_SetTimeout(nats_options, 2000);
+  natsConnection* connection = nullptr;
+  natsStatus status = natsConnection_Connect(&connection, nats_options);
+  natsOptions_Destroy(nats_options);
+  if (status != NATS_OK) {
+    *error = "cannot connect to NATS at " + (servers.empty() ? "" : options.servers[0]) + ": " +
+             natsStatus_GetText(status);
+    return nullptr;
+  }
+  jsOptions js_options;
+  jsOptions_Init(&js_options);
+  js_options.Wait = options.publish_timeout_ms;
+  jsCtx* js = nullptr;
+  natsConnection_JetStream(&js, connection, &js_options);
+  auto fail = [&](const std::string& why) -> std::unique_ptr<storage::EventLog> {
+    *error = why;
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(connection);
+    return nullptr;
+  };
+
+  // The stream: created if missing. A new cluster elects its JetStream leader first: retried
+  // until connect_timeout_ms.
+  const std::string prefix = options.subject.substr(0, options.subject.rfind('.'));
+  const std::string subjects = prefix + ".>";
+  const auto deadline = Clock::now() + std::chrono::milliseconds(options.connect_timeout_ms);
+  std::string last_problem;
+  for (;;) {
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    status = js_GetStreamInfo(&info, js, options.stream.c_str(), nullptr, &code);
+    if (status == NATS_OK) {
+      jsStreamInfo_Destroy(info);
+      break;
+    }
+    if (code == JSStreamNotFoundErr) {
+      jsStreamConfig config;
+      jsStreamConfig_Init(&config);
+      config.Name = options.stream.c_str();
+      const char* subject_list[] = {subjects.c_str()};
+      config.Subjects = subject_list;
+      config.SubjectsLen = 1;
+      config.Storage = js_FileStorage;
+      config.Replicas = options.replicas;
+      config.Duplicates = static_cast<int64_t>(options.duplicate_window_ms) * 1'000'000;
+      status = js_AddStream(&info, js, &config, nullptr, &code);
+      if (status == NATS_OK) {
+        jsStreamInfo_Destroy(info);
+        break;
+      }
+    }
+    last_problem = Describe(status, code);
+    if (Clock::now() >= deadline) {
+      return fail("JetStream stream " + options.stream + " not available within " +
+                  std::to_string(options.connect_timeout_ms) + " ms: " + last_problem);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+
+  // Where the Lsns stand: the subject's last message.
+  Lsn last_lsn = 0;
+  uint64_t last_sequence = 0;
+  {
+    natsMsg* raw = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    status =
+        js_GetLastMsg(&raw, js, options.stream.c_str(), options.subject.c_str(), nullptr, &code);
+    if (status == NATS_OK) {
+      MsgPtr msg(raw);
+      Lsn first = 0;
+      uint64_t count = 0;
+      if (!ReadHeaders(msg.get(), &first, &count)) {
+        return fail("the last message of " + options.subject + " in " + options.stream +
+                    " is not a record group of this log");
+      }
+      last_lsn = first + count - 1;
+      last_sequence = natsMsg_GetSequence(msg.get());
+    } else if (code != JSNoMessageFoundErr) {
+      return fail("cannot read the last message of " + options.subject + ": " +
+                  Describe(status, code));
+    }
+  }
+  if (report != nullptr) {
+    *report = {};
+    report->last_lsn = last_lsn;
+    report->first_lsn = last_lsn + 1;  // ReadFrom reports the records it finds
+  }
+  return std::make_unique<JetStreamLog>(options, connection, js, last_lsn, last_sequence);
+}
+
+}  // namespace rta::cluster

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace rta::testing {
+
+// A NATS cluster with JetStream on loopback for the cluster tests (issue 16): `size`
+// nats-server processes (Debian's /usr/sbin/nats-server, or $RTA_NATS_SERVER), each with its
+// own client port, cluster port, JetStream store in a temporary directory and a config that
+// routes to the others. The constructor waits (up to 20 s) until every server accepts client
+// connections; JetStream's own leader election comes after, and clients retry until it is done.
+// Servers get SIGKILL if the test process dies (PR_SET_PDEATHSIG); the destructor kills them
+// and removes their directories.
+//
+// Not thread-safe; use from the test's thread.
+class NatsCluster {
+ public:
+  explicit NatsCluster(int size = 3);
+  ~NatsCluster();
+  NatsCluster(const NatsCluster&) = delete;
+  NatsCluster& operator=(const NatsCluster&) = delete;
+
+  bool ok() const { return ok_; }
+  // nats://127.0.0.1:PORT of every server, or of one.
+  std::vector<std::string> urls() const;
+  std::string url(int server) const;
+
+  void Kill(int server);   // SIGKILL, waited for
+  void Stop(int server);   // SIGTERM (lame duck), waited for (SIGKILL after 15 s)
+  bool Start(int server);  // again, with its store: true once it accepts connections
+  bool running(int server) const { return servers_[server].pid > 0; }
+  std::string Log(int server) const;
+
+ private:
+  struct Server {
+    int client_port = 0;
+    int cluster_port = 0;
+    std::string config_path;
+    std::string log_path;
+    pid_t pid = 0;
+  };
+  void Wait(int server, int timeout_ms);
+
+  std::string dir_;
+  std::vector<Server> servers_;
+  bool ok_ = false;
+};
+
+}  // namespace rta::testing
