@@ -27,6 +27,8 @@ constexpr char kMsgIdHeader[] = "Nats-Msg-Id";
 // max_payload.
 constexpr int kHeaderRoom = 1024;
 constexpr size_t kFrameBytes = 4;  // a record's length, little-endian, before its bytes
+// A read that gets no message for this long fails (the cluster lost its quorum, say).
+constexpr auto kReadLimit = std::chrono::seconds(30);
 
 std::string Describe(natsStatus status, jsErrCode code) {
   std::string text = natsStatus_GetText(status);
@@ -130,26 +132,57 @@ class JetStreamLog final : public storage::EventLog {
     uint64_t last_sequence = 0;
     if (!LastSequence(&last_sequence, why)) return false;
     if (last_sequence == 0) return true;  // nothing on the subject
+    // A consumer can stall when a NATS server goes away under it (its stream replica or the
+    // consumer's server): the read then starts a new consumer after the last message it got,
+    // until kReadLimit passes without progress.
+    uint64_t next = StartSequence(from);  // 0: the subject's first message
+    auto last_progress = Clock::now();
+    std::string problem;
+    for (;;) {
+      bool done = false;
+      const uint64_t before = next;
+      if (!ReadSome(from, last_sequence, visit, &next, &done, &problem)) {
+        if (done) {  // not a stall: a message that is not ours
+          if (why) *why = problem;
+          return false;
+        }
+      }
+      if (done) return true;
+      if (next != before) last_progress = Clock::now();
+      if (Clock::now() - last_progress > kReadLimit) {
+        if (why) {
+          *why =
+              "reading " + options_.subject + " made no progress for " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kReadLimit).count()) +
+              " s: " + problem + " (the messages up to stream sequence " +
+              std::to_string(last_sequence) + " were expected)";
+        }
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_interval_ms));
+    }
+  }
+
+  // One consumer's worth of ReadFrom: from stream sequence *next (0: the first message) until
+  // last_sequence or a stall. *next follows the messages read; *done when the read is over
+  // (the end reached, visit stopped, or a message not of this log: then false and *problem).
+  // False with *problem (and !*done) on a stall or a consumer that could not be made.
+  bool ReadSome(Lsn from, uint64_t last_sequence,
+                const std::function<bool(Lsn, std::string_view)>& visit, uint64_t* next, bool* done,
+                std::string* problem) {
     jsSubOptions sub_options;
     jsSubOptions_Init(&sub_options);
     sub_options.Ordered = true;  // no acknowledgements; gaps are re-fetched by the client
-    if (const uint64_t start = StartSequence(from); start > 0) {
+    if (*next > 0) {
       sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-      sub_options.Config.OptStartSeq = start;
+      sub_options.Config.OptStartSeq = *next;
     }
     natsSubscription* subscription = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    natsStatus status = NATS_OK;
-    // Creating the consumer is a request to the stream's leader, which may be moving (a NATS
-    // server just stopped): a few attempts before the read counts as failed.
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      status = js_SubscribeSync(&subscription, js_, options_.subject.c_str(), nullptr, &sub_options,
-                                &code);
-      if (status == NATS_OK) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_interval_ms));
-    }
+    natsStatus status = js_SubscribeSync(&subscription, js_, options_.subject.c_str(), nullptr,
+                                         &sub_options, &code);
     if (status != NATS_OK) {
-      if (why) *why = "cannot read " + options_.subject + ": " + Describe(status, code);
+      *problem = "cannot start a consumer: " + Describe(status, code);
       return false;
     }
     bool ok = true;
@@ -157,11 +190,8 @@ class JetStreamLog final : public storage::EventLog {
       natsMsg* raw = nullptr;
       status = natsSubscription_NextMsg(&raw, subscription, options_.publish_timeout_ms);
       if (status != NATS_OK) {
-        if (why) {
-          *why = "reading " + options_.subject + " stopped: " + Describe(status, code) +
-                 " (the messages up to stream sequence " + std::to_string(last_sequence) +
-                 " were expected)";
-        }
+        *problem = "no message within " + std::to_string(options_.publish_timeout_ms) +
+                   " ms: " + Describe(status, code);
         ok = false;
         break;
       }
@@ -180,15 +210,18 @@ class JetStreamLog final : public storage::EventLog {
               msg.get(), first, count,
               [&](Lsn lsn, std::string_view record) { return lsn < from || visit(lsn, record); },
               &stopped)) {
-        if (why) {
-          *why = "message " + std::to_string(sequence) + " of " + options_.subject +
-                 " is not a record group of this log";
-        }
+        *problem = "message " + std::to_string(sequence) + " of " + options_.subject +
+                   " is not a record group of this log";
+        *done = true;
         ok = false;
         break;
       }
       Remember(first, first + count - 1, sequence);
-      if (stopped || sequence >= last_sequence) break;
+      *next = sequence + 1;
+      if (stopped || sequence >= last_sequence) {
+        *done = true;
+        break;
+      }
     }
     natsSubscription_Unsubscribe(subscription);  // deletes the ephemeral consumer now
     natsSubscription_Destroy(subscription);

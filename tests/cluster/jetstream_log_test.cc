@@ -60,14 +60,15 @@ std::vector<std::pair<Lsn, std::string>> ReadAll(const JetStreamLogOptions& opti
   auto reader = OpenOrFail(options);
   std::vector<std::pair<Lsn, std::string>> out;
   std::string why;
-  INFO(why);
-  REQUIRE(reader->ReadFrom(
+  const bool read = reader->ReadFrom(
       from,
       [&](Lsn lsn, std::string_view record) {
         out.emplace_back(lsn, std::string(record));
         return true;
       },
-      &why));
+      &why);
+  INFO(why);
+  REQUIRE(read);
   return out;
 }
 
