@@ -18,6 +18,7 @@ readonly PACKAGES=(
   chromium chromium-driver python3-selenium
   # server/cluster and its tests: NATS JetStream (issue 16)
   nats-server libnats-dev
+  prometheus  # tests/deploy: promtool checks deploy/prometheus, a real Prometheus scrapes the server
   # bench/go: the grpc-go reference server that fan-out is measured against (issue 14)
   golang-go golang-google-grpc-dev golang-goprotobuf-dev
 )
