@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "server/cluster/nats_session.h"
 #include "server/storage/durable_waiters.h"
 
 namespace rta::cluster {
@@ -29,12 +30,6 @@ constexpr int kHeaderRoom = 1024;
 constexpr size_t kFrameBytes = 4;  // a record's length, little-endian, before its bytes
 // A read that gets no message for this long fails (the cluster lost its quorum, say).
 constexpr auto kReadLimit = std::chrono::seconds(30);
-
-std::string Describe(natsStatus status, jsErrCode code) {
-  std::string text = natsStatus_GetText(status);
-  if (code != 0) text += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
-  return text;
-}
 
 struct MsgFree {
   void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
@@ -81,13 +76,13 @@ bool ForEachRecord(natsMsg* msg, Lsn first, uint64_t count,
 
 class JetStreamLog final : public storage::EventLog {
  public:
-  JetStreamLog(JetStreamLogOptions options, natsConnection* connection, jsCtx* js, Lsn last_lsn,
+  JetStreamLog(JetStreamLogOptions options, std::unique_ptr<NatsSession> session, Lsn last_lsn,
                uint64_t last_sequence)
       : options_(std::move(options)),
-        connection_(connection),
-        js_(js),
-        max_message_bytes_(static_cast<size_t>(
-            std::max<int64_t>(natsConnection_GetMaxPayload(connection) - kHeaderRoom, 4096))),
+        session_(std::move(session)),
+        js_(session_->js()),
+        max_message_bytes_(static_cast<size_t>(std::max<int64_t>(
+            natsConnection_GetMaxPayload(session_->connection()) - kHeaderRoom, 4096))),
         next_lsn_(last_lsn + 1),
         waiters_(last_lsn),
         durable_lsn_(last_lsn),
@@ -104,8 +99,6 @@ class JetStreamLog final : public storage::EventLog {
     }
     cv_.notify_all();
     writer_.join();
-    jsCtx_Destroy(js_);
-    natsConnection_Destroy(connection_);
   }
 
   bool Append(std::string_view record, Lsn* lsn, std::string* why) override {
@@ -182,7 +175,7 @@ class JetStreamLog final : public storage::EventLog {
     natsStatus status = js_SubscribeSync(&subscription, js_, options_.subject.c_str(), nullptr,
                                          &sub_options, &code);
     if (status != NATS_OK) {
-      *problem = "cannot start a consumer: " + Describe(status, code);
+      *problem = "cannot start a consumer: " + DescribeNats(status, code);
       return false;
     }
     bool ok = true;
@@ -191,7 +184,7 @@ class JetStreamLog final : public storage::EventLog {
       status = natsSubscription_NextMsg(&raw, subscription, options_.publish_timeout_ms);
       if (status != NATS_OK) {
         *problem = "no message within " + std::to_string(options_.publish_timeout_ms) +
-                   " ms: " + Describe(status, code);
+                   " ms: " + DescribeNats(status, code);
         ok = false;
         break;
       }
@@ -334,7 +327,8 @@ class JetStreamLog final : public storage::EventLog {
       *sequence = 0;
       return true;
     }
-    if (why) *why = "cannot read the end of " + options_.subject + ": " + Describe(status, code);
+    if (why)
+      *why = "cannot read the end of " + options_.subject + ": " + DescribeNats(status, code);
     return false;
   }
 
@@ -448,7 +442,7 @@ class JetStreamLog final : public storage::EventLog {
       }
       publish_errors_.fetch_add(1, std::memory_order_relaxed);
       SetHealth(false, "publishing to JetStream stream " + options_.stream +
-                           " failed: " + Describe(status, code) + "; retrying every " +
+                           " failed: " + DescribeNats(status, code) + "; retrying every " +
                            std::to_string(options_.retry_interval_ms) + " ms");
       std::unique_lock lock(mu_);
       if (closing_ && Clock::now() >= close_deadline_) return false;
@@ -472,8 +466,8 @@ class JetStreamLog final : public storage::EventLog {
   }
 
   const JetStreamLogOptions options_;
-  natsConnection* const connection_;
-  jsCtx* const js_;
+  const std::unique_ptr<NatsSession> session_;
+  jsCtx* const js_;  // session_'s
   const size_t max_message_bytes_;
 
   mutable std::mutex mu_;
@@ -505,31 +499,13 @@ class JetStreamLog final : public storage::EventLog {
 std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& options,
                                                     storage::OpenReport* report,
                                                     std::string* error) {
-  natsOptions* nats_options = nullptr;
-  natsOptions_Create(&nats_options);
-  std::vector<const char*> servers;
-  for (const std::string& server : options.servers) servers.push_back(server.c_str());
-  natsOptions_SetServers(nats_options, servers.data(), static_cast<int>(servers.size()));
-  natsOptions_SetMaxReconnect(nats_options, -1);  // a lost server is not a lost log
-  natsOptions_SetReconnectWait(nats_options, 250);
-  natsOptions_SetTimeout(nats_options, 2000);
-  natsConnection* connection = nullptr;
-  natsStatus status = natsConnection_Connect(&connection, nats_options);
-  natsOptions_Destroy(nats_options);
-  if (status != NATS_OK) {
-    *error = "cannot connect to NATS at " + (servers.empty() ? "" : options.servers[0]) + ": " +
-             natsStatus_GetText(status);
-    return nullptr;
-  }
-  jsOptions js_options;
-  jsOptions_Init(&js_options);
-  js_options.Wait = options.publish_timeout_ms;
-  jsCtx* js = nullptr;
-  natsConnection_JetStream(&js, connection, &js_options);
+  std::unique_ptr<NatsSession> session =
+      NatsSession::Connect(options.servers, options.publish_timeout_ms, error);
+  if (session == nullptr) return nullptr;
+  jsCtx* js = session->js();
+  natsStatus status = NATS_OK;
   auto fail = [&](const std::string& why) -> std::unique_ptr<storage::EventLog> {
     *error = why;
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(connection);
     return nullptr;
   };
 
@@ -563,7 +539,7 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
         break;
       }
     }
-    last_problem = Describe(status, code);
+    last_problem = DescribeNats(status, code);
     if (Clock::now() >= deadline) {
       return fail("JetStream stream " + options.stream + " not available within " +
                   std::to_string(options.connect_timeout_ms) + " ms: " + last_problem);
@@ -591,7 +567,7 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
       last_sequence = natsMsg_GetSequence(msg.get());
     } else if (code != JSNoMessageFoundErr) {
       return fail("cannot read the last message of " + options.subject + ": " +
-                  Describe(status, code));
+                  DescribeNats(status, code));
     }
   }
   if (report != nullptr) {
@@ -599,7 +575,7 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
     report->last_lsn = last_lsn;
     report->first_lsn = last_lsn + 1;  // ReadFrom reports the records it finds
   }
-  return std::make_unique<JetStreamLog>(options, connection, js, last_lsn, last_sequence);
+  return std::make_unique<JetStreamLog>(options, std::move(session), last_lsn, last_sequence);
 }
 
 }  // namespace rta::cluster
