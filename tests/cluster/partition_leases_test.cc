@@ -118,7 +118,7 @@ TEST_CASE("rendezvous: a joining member takes partitions only from the others", 
   CHECK(PreferredOwner({"b", "a"}, 7) == PreferredOwner({"a", "b"}, 7));  // order-independent
 }
 
-TEST_CASE("leases: two nodes split the partitions; a cut-off node's share moves after the lease",
+TEST_CASE("leases: two nodes split the partitions, a cut-off node's share moves after the lease",
           "[leases]") {
   NatsCluster cluster(3);
   REQUIRE(cluster.ok());
