@@ -31,11 +31,6 @@ constexpr size_t kFrameBytes = 4;  // a record's length, little-endian, before i
 // A read that gets no message for this long fails (the cluster lost its quorum, say).
 constexpr auto kReadLimit = std::chrono::seconds(30);
 
-struct MsgFree {
-  void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
-};
-using MsgPtr = std::unique_ptr<natsMsg, MsgFree>;
-
 // The Lsn range a message of this log holds, from its headers; false if they are not ours.
 bool ReadHeaders(natsMsg* msg, Lsn* first, uint64_t* count) {
   const char* first_text = nullptr;
@@ -77,17 +72,21 @@ bool ForEachRecord(natsMsg* msg, Lsn first, uint64_t count,
 class JetStreamLog final : public storage::EventLog {
  public:
   JetStreamLog(JetStreamLogOptions options, std::unique_ptr<NatsSession> session, Lsn last_lsn,
-               uint64_t last_sequence)
+               uint64_t last_sequence, Lsn last_first_lsn)
       : options_(std::move(options)),
         session_(std::move(session)),
         js_(session_->js()),
         max_message_bytes_(static_cast<size_t>(std::max<int64_t>(
             natsConnection_GetMaxPayload(session_->connection()) - kHeaderRoom, 4096))),
+        subject_prefix_(options_.subject.substr(0, options_.subject.rfind('.'))),
         next_lsn_(last_lsn + 1),
         waiters_(last_lsn),
         durable_lsn_(last_lsn),
         last_lsn_(last_lsn),
         last_sequence_(last_sequence) {
+    // The subject's last message, read at open: a ReadFrom of its records starts there instead
+    // of at the subject's first message (a partition owner reads the chain's end this way).
+    if (last_sequence > 0) Remember(last_first_lsn, last_lsn, last_sequence);
     writer_ = std::thread([this] { WriterLoop(); });
   }
 
@@ -122,6 +121,7 @@ class JetStreamLog final : public storage::EventLog {
   // log knows it, else at the subject's first message.
   bool ReadFrom(Lsn from, const std::function<bool(Lsn, std::string_view)>& visit,
                 std::string* why) override {
+    if (options_.split) return true;  // ingest mode: the partitions' owners read it
     uint64_t last_sequence = 0;
     if (!LastSequence(&last_sequence, why)) return false;
     if (last_sequence == 0) return true;  // nothing on the subject
@@ -188,7 +188,7 @@ class JetStreamLog final : public storage::EventLog {
         ok = false;
         break;
       }
-      MsgPtr msg(raw);
+      NatsMsgPtr msg(raw);
       jsMsgMetaData* meta = nullptr;
       uint64_t sequence = 0;
       if (natsMsg_GetMetaData(&meta, msg.get()) == NATS_OK) {
@@ -222,7 +222,7 @@ class JetStreamLog final : public storage::EventLog {
   }
 
   void TruncateBefore(Lsn lsn) override {
-    if (!options_.purge_on_truncate) return;
+    if (!options_.purge_on_truncate || options_.split) return;
     uint64_t purge_below = 0;
     {
       std::lock_guard lock(index_mu_);
@@ -357,6 +357,7 @@ class JetStreamLog final : public storage::EventLog {
   void WriterLoop() {
     for (;;) {
       std::string payload;
+      std::vector<std::string> group;  // ingest mode: the records, unframed
       uint64_t count = 0;
       Lsn first = 0;
       {
@@ -367,18 +368,24 @@ class JetStreamLog final : public storage::EventLog {
         size_t bytes = 0;
         while (!pending_.empty() && (count == 0 || bytes + kFrameBytes + pending_.front().size() <=
                                                        max_message_bytes_)) {
-          const std::string& record = pending_.front();
-          for (size_t b = 0; b < kFrameBytes; ++b) {
-            payload.push_back(static_cast<char>((record.size() >> (8 * b)) & 0xff));
-          }
-          payload += record;
-          bytes = payload.size();
+          std::string& record = pending_.front();
+          bytes += kFrameBytes + record.size();
           pending_bytes_.fetch_sub(record.size(), std::memory_order_relaxed);
+          if (options_.split) {
+            group.push_back(std::move(record));
+          } else {
+            for (size_t b = 0; b < kFrameBytes; ++b) {
+              payload.push_back(static_cast<char>((record.size() >> (8 * b)) & 0xff));
+            }
+            payload += record;
+          }
           pending_.pop_front();
           ++count;
         }
       }
-      if (!PublishUntilStored(payload, first, count)) break;
+      const bool stored =
+          options_.split ? PublishParts(group, first) : PublishUntilStored(payload, first, count);
+      if (!stored) break;
       const Lsn last = first + count - 1;
       durable_lsn_.store(last, std::memory_order_release);
       waiters_.FireUpTo(last);
@@ -394,7 +401,7 @@ class JetStreamLog final : public storage::EventLog {
       natsMsg* raw = nullptr;
       natsMsg_Create(&raw, options_.subject.c_str(), nullptr, payload.data(),
                      static_cast<int>(payload.size()));
-      MsgPtr msg(raw);
+      NatsMsgPtr msg(raw);
       natsMsgHeader_Set(msg.get(), kFirstLsnHeader, std::to_string(first).c_str());
       natsMsgHeader_Set(msg.get(), kRecordsHeader, std::to_string(count).c_str());
       jsPubOptions options;
@@ -408,11 +415,7 @@ class JetStreamLog final : public storage::EventLog {
       }
       jsPubAck* ack = nullptr;
       jsErrCode code = static_cast<jsErrCode>(0);
-      const auto start = Clock::now();
-      const natsStatus status = js_PublishMsg(&ack, js_, msg.get(), &options, &code);
-      publish_nanos_.fetch_add(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(),
-          std::memory_order_relaxed);
+      const natsStatus status = TimedPublish(msg.get(), options, &ack, &code);
       uint64_t sequence = 0;
       if (status == NATS_OK) {
         sequence = ack->Sequence;
@@ -440,15 +443,109 @@ class JetStreamLog final : public storage::EventLog {
         SetHealth(true, "");
         return true;
       }
-      publish_errors_.fetch_add(1, std::memory_order_relaxed);
-      SetHealth(false, "publishing to JetStream stream " + options_.stream +
-                           " failed: " + DescribeNats(status, code) + "; retrying every " +
-                           std::to_string(options_.retry_interval_ms) + " ms");
-      std::unique_lock lock(mu_);
-      if (closing_ && Clock::now() >= close_deadline_) return false;
-      cv_.wait_for(lock, std::chrono::milliseconds(options_.retry_interval_ms),
-                   [&] { return closing_ && Clock::now() >= close_deadline_; });
+      if (!WaitToRetry(status, code)) return false;
     }
+  }
+
+  // js_PublishMsg, its time added to publish_nanos_.
+  natsStatus TimedPublish(natsMsg* msg, const jsPubOptions& options, jsPubAck** ack,
+                          jsErrCode* code) {
+    const auto start = Clock::now();
+    jsPubOptions copy = options;
+    const natsStatus status = js_PublishMsg(ack, js_, msg, &copy, code);
+    publish_nanos_.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(),
+        std::memory_order_relaxed);
+    return status;
+  }
+
+  // Ingest mode: splits a group into its partitions' parts and publishes each (chunked below
+  // max_payload) until stored. False when the log closes first.
+  bool PublishParts(const std::vector<std::string>& group, Lsn first) {
+    std::vector<std::string> parts(options_.partitions);
+    int64_t ingest_ms = 0;
+    for (const std::string& record : group) {
+      if (!options_.split(record, &parts, &ingest_ms)) {
+        publish_errors_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    const std::string ingest_text = std::to_string(ingest_ms);
+    for (uint32_t partition = 0; partition < options_.partitions; ++partition) {
+      const std::string& part = parts[partition];
+      size_t at = 0;
+      for (int chunk = 0; at < part.size(); ++chunk) {
+        const size_t end = ChunkEnd(part, at);
+        const std::string subject = subject_prefix_ + "." + std::to_string(partition);
+        const std::string msg_id = options_.writer_id + ":" + std::to_string(first) + ":" +
+                                   std::to_string(partition) + ":" + std::to_string(chunk);
+        if (!PublishOnce(subject, msg_id, std::string_view(part).substr(at, end - at),
+                         ingest_text)) {
+          return false;
+        }
+        at = end;
+      }
+    }
+    return true;
+  }
+
+  // Where a chunk of an EventBatch's wire bytes starting at `at` ends: whole fields (tag 0x0A,
+  // varint length, bytes), as many as fit in max_message_bytes_ (at least one).
+  size_t ChunkEnd(const std::string& part, size_t at) const {
+    size_t end = at;
+    while (end < part.size()) {
+      size_t cursor = end + 1;  // the tag byte
+      uint64_t length = 0;
+      for (int shift = 0; cursor < part.size(); shift += 7) {
+        const auto byte = static_cast<uint8_t>(part[cursor++]);
+        length |= static_cast<uint64_t>(byte & 0x7f) << shift;
+        if ((byte & 0x80) == 0) break;
+      }
+      const size_t field_end = std::min(part.size(), cursor + static_cast<size_t>(length));
+      if (end > at && field_end - at > max_message_bytes_) break;
+      end = field_end;
+    }
+    return end;
+  }
+
+  // One ingest-mode message, retried until JetStream stored it (its message id makes a retry
+  // whose first attempt was stored a no-op). False when the log closes first.
+  bool PublishOnce(const std::string& subject, const std::string& msg_id, std::string_view data,
+                   const std::string& ingest_ms) {
+    for (;;) {
+      natsMsg* raw = nullptr;
+      natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
+      NatsMsgPtr msg(raw);
+      natsMsgHeader_Set(msg.get(), kIngestMsHeader, ingest_ms.c_str());
+      jsPubOptions options;
+      jsPubOptions_Init(&options);
+      options.MaxWait = options_.publish_timeout_ms;
+      options.MsgId = msg_id.c_str();
+      jsPubAck* ack = nullptr;
+      jsErrCode code = static_cast<jsErrCode>(0);
+      const natsStatus status = TimedPublish(msg.get(), options, &ack, &code);
+      if (status == NATS_OK) {
+        jsPubAck_Destroy(ack);
+        publishes_.fetch_add(1, std::memory_order_relaxed);
+        bytes_written_.fetch_add(data.size(), std::memory_order_relaxed);
+        SetHealth(true, "");
+        return true;
+      }
+      if (!WaitToRetry(status, code)) return false;
+    }
+  }
+
+  // After a failed publish: counts it, reports it in health(), waits retry_interval_ms. False
+  // when the log is closing and its deadline has passed.
+  bool WaitToRetry(natsStatus status, jsErrCode code) {
+    publish_errors_.fetch_add(1, std::memory_order_relaxed);
+    SetHealth(false, "publishing to JetStream stream " + options_.stream +
+                         " failed: " + DescribeNats(status, code) + "; retrying every " +
+                         std::to_string(options_.retry_interval_ms) + " ms");
+    std::unique_lock lock(mu_);
+    if (closing_ && Clock::now() >= close_deadline_) return false;
+    cv_.wait_for(lock, std::chrono::milliseconds(options_.retry_interval_ms),
+                 [&] { return closing_ && Clock::now() >= close_deadline_; });
+    return !(closing_ && Clock::now() >= close_deadline_);
   }
 
   // The stream sequence of the subject's last message if its id is msg_id, else 0.
@@ -459,7 +556,7 @@ class JetStreamLog final : public storage::EventLog {
                       &code) != NATS_OK) {
       return 0;
     }
-    MsgPtr msg(raw);
+    NatsMsgPtr msg(raw);
     const char* id = nullptr;
     if (natsMsgHeader_Get(msg.get(), kMsgIdHeader, &id) != NATS_OK || msg_id != id) return 0;
     return natsMsg_GetSequence(msg.get());
@@ -469,6 +566,7 @@ class JetStreamLog final : public storage::EventLog {
   const std::unique_ptr<NatsSession> session_;
   jsCtx* const js_;  // session_'s
   const size_t max_message_bytes_;
+  const std::string subject_prefix_;  // the subject up to its last '.'
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -496,6 +594,54 @@ class JetStreamLog final : public storage::EventLog {
 
 }  // namespace
 
+bool EnsureStream(jsCtx* js, const std::string& stream, const std::string& subjects, int replicas,
+                  int duplicate_window_ms, int timeout_ms, std::string* error) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    natsStatus status = js_GetStreamInfo(&info, js, stream.c_str(), nullptr, &code);
+    if (status == NATS_OK) {
+      jsStreamInfo_Destroy(info);
+      return true;
+    }
+    if (code == JSStreamNotFoundErr) {
+      jsStreamConfig config;
+      jsStreamConfig_Init(&config);
+      config.Name = stream.c_str();
+      const char* subject_list[] = {subjects.c_str()};
+      config.Subjects = subject_list;
+      config.SubjectsLen = 1;
+      config.Storage = js_FileStorage;
+      config.Replicas = replicas;
+      config.Duplicates = static_cast<int64_t>(duplicate_window_ms) * 1'000'000;
+      // Direct gets (any replica answers a read by sequence or "next on subject"): how the
+      // partition owners read the event stream (partition_owner.cc says why).
+      config.AllowDirect = true;
+      status = js_AddStream(&info, js, &config, nullptr, &code);
+      if (status == NATS_OK) {
+        jsStreamInfo_Destroy(info);
+        return true;
+      }
+    }
+    if (Clock::now() >= deadline) {
+      *error = "JetStream stream " + stream + " not available within " +
+               std::to_string(timeout_ms) + " ms: " + DescribeNats(status, code);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+bool ForEachLogRecord(natsMsg* msg,
+                      const std::function<bool(storage::Lsn, std::string_view)>& visit) {
+  Lsn first = 0;
+  uint64_t count = 0;
+  bool stopped = false;
+  return ReadHeaders(msg, &first, &count) && ForEachRecord(msg, first, count, visit, &stopped) &&
+         !stopped;
+}
+
 std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& options,
                                                     storage::OpenReport* report,
                                                     std::string* error) {
@@ -509,54 +655,23 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
     return nullptr;
   };
 
-  // The stream: created if missing. A new cluster elects its JetStream leader first: retried
-  // until connect_timeout_ms.
   const std::string prefix = options.subject.substr(0, options.subject.rfind('.'));
-  const std::string subjects = prefix + ".>";
-  const auto deadline = Clock::now() + std::chrono::milliseconds(options.connect_timeout_ms);
-  std::string last_problem;
-  for (;;) {
-    jsStreamInfo* info = nullptr;
-    jsErrCode code = static_cast<jsErrCode>(0);
-    status = js_GetStreamInfo(&info, js, options.stream.c_str(), nullptr, &code);
-    if (status == NATS_OK) {
-      jsStreamInfo_Destroy(info);
-      break;
-    }
-    if (code == JSStreamNotFoundErr) {
-      jsStreamConfig config;
-      jsStreamConfig_Init(&config);
-      config.Name = options.stream.c_str();
-      const char* subject_list[] = {subjects.c_str()};
-      config.Subjects = subject_list;
-      config.SubjectsLen = 1;
-      config.Storage = js_FileStorage;
-      config.Replicas = options.replicas;
-      config.Duplicates = static_cast<int64_t>(options.duplicate_window_ms) * 1'000'000;
-      status = js_AddStream(&info, js, &config, nullptr, &code);
-      if (status == NATS_OK) {
-        jsStreamInfo_Destroy(info);
-        break;
-      }
-    }
-    last_problem = DescribeNats(status, code);
-    if (Clock::now() >= deadline) {
-      return fail("JetStream stream " + options.stream + " not available within " +
-                  std::to_string(options.connect_timeout_ms) + " ms: " + last_problem);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  if (!EnsureStream(js, options.stream, prefix + ".>", options.replicas,
+                    options.duplicate_window_ms, options.connect_timeout_ms, error)) {
+    return nullptr;
   }
 
-  // Where the Lsns stand: the subject's last message.
+  // Where the Lsns stand: the subject's last message (ingest mode: this process's own Lsns).
   Lsn last_lsn = 0;
+  Lsn last_first_lsn = 0;  // the first record of the subject's last message
   uint64_t last_sequence = 0;
-  {
+  if (!options.split) {
     natsMsg* raw = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     status =
         js_GetLastMsg(&raw, js, options.stream.c_str(), options.subject.c_str(), nullptr, &code);
     if (status == NATS_OK) {
-      MsgPtr msg(raw);
+      NatsMsgPtr msg(raw);
       Lsn first = 0;
       uint64_t count = 0;
       if (!ReadHeaders(msg.get(), &first, &count)) {
@@ -564,6 +679,7 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
                     " is not a record group of this log");
       }
       last_lsn = first + count - 1;
+      last_first_lsn = first;
       last_sequence = natsMsg_GetSequence(msg.get());
     } else if (code != JSNoMessageFoundErr) {
       return fail("cannot read the last message of " + options.subject + ": " +
@@ -575,7 +691,8 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
     report->last_lsn = last_lsn;
     report->first_lsn = last_lsn + 1;  // ReadFrom reports the records it finds
   }
-  return std::make_unique<JetStreamLog>(options, std::move(session), last_lsn, last_sequence);
+  return std::make_unique<JetStreamLog>(options, std::move(session), last_lsn, last_sequence,
+                                        last_first_lsn);
 }
 
 }  // namespace rta::cluster

@@ -1,5 +1,7 @@
 #include "server/cluster/nats_session.h"
 
+#include <chrono>
+
 namespace rta::cluster {
 
 std::unique_ptr<NatsSession> NatsSession::Connect(const std::vector<std::string>& servers,
@@ -31,6 +33,25 @@ std::unique_ptr<NatsSession> NatsSession::Connect(const std::vector<std::string>
 NatsSession::~NatsSession() {
   jsCtx_Destroy(js_);
   natsConnection_Destroy(connection_);
+}
+
+uint64_t StableHash(std::string_view text, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ull ^ seed;
+  for (const char c : text) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 0x100000001b3ull;
+  }
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  return h ^ (h >> 31);
+}
+
+int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string DescribeNats(natsStatus status, jsErrCode code) {

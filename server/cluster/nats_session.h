@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rta::cluster {
@@ -31,6 +32,30 @@ class NatsSession {
   natsConnection* const connection_;
   jsCtx* const js_;
 };
+
+// Owners of nats.c objects.
+struct NatsMsgFree {
+  void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
+};
+using NatsMsgPtr = std::unique_ptr<natsMsg, NatsMsgFree>;
+// Unsubscribes first: an ephemeral consumer is deleted at once, not after its inactivity
+// threshold.
+struct NatsSubscriptionFree {
+  void operator()(natsSubscription* subscription) const {
+    natsSubscription_Unsubscribe(subscription);
+    natsSubscription_Destroy(subscription);
+  }
+};
+using NatsSubscriptionPtr = std::unique_ptr<natsSubscription, NatsSubscriptionFree>;
+
+// FNV-1a from `seed`, then splitmix64's finalizer: the same on every node, process and version,
+// which rendezvous hashing (leases) and the partition of an event need. Not a cryptographic
+// PRF: with a secret seed (the cluster's) a client cannot aim its session ids at one partition
+// without knowing it, which is all the partitioning needs.
+uint64_t StableHash(std::string_view text, uint64_t seed);
+
+// Milliseconds since the Unix epoch (JetStream's timestamps are wall-clock).
+int64_t WallClockMs();
 
 // natsStatus text, with JetStream's error code when there is one.
 std::string DescribeNats(natsStatus status, jsErrCode code = static_cast<jsErrCode>(0));

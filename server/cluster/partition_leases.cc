@@ -8,22 +8,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// FNV-1a then a 64-bit finalizer (splitmix64's): stable across processes, machines and
-// versions, which rendezvous hashing needs (every node must rank members alike). Not keyed:
-// member names are the operator's, not a client's, so nobody can aim collisions at it.
-uint64_t StableHash(std::string_view text, uint64_t salt) {
-  uint64_t h = 0xcbf29ce484222325ull ^ salt;
-  for (const char c : text) {
-    h ^= static_cast<uint8_t>(c);
-    h *= 0x100000001b3ull;
-  }
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebull;
-  return h ^ (h >> 31);
-}
-
 // Opens a key-value bucket, creating it when missing; a new NATS cluster elects its JetStream
 // leader first, so this retries until `deadline`.
 kvStore* OpenBucket(jsCtx* js, const std::string& bucket, int lease_ms, int replicas,
