@@ -77,9 +77,9 @@ void PartialMerger::Loop() {
 // way worth logging (the loop then starts again from the same place).
 //
 // Why not a consumer: an ordered push consumer is the natural reader, and the first version used
-// one, but after a NATS server was killed under it a node's consumer sometimes delivered nothing
-// more while the stream grew, without an error or a missed-heartbeat reset from nats.c 3.4 (the
-// three-node test caught a view stuck 6-10% short, 4 runs in 9). Partials are few (one per busy
+// one; but the partition owners' ordered consumers were seen to stop delivering after a NATS
+// server was killed, without an error or a reset from nats.c 3.4 (partition_owner.cc), and a
+// merger that stops leaves its node's numbers behind for good. Partials are few (one per busy
 // partition per exchange interval), so one request per record costs little, holds no state on
 // any server, and a server's loss only fails the requests it was answering, which are retried.
 bool PartialMerger::Follow(std::string* why) {
