@@ -11,13 +11,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How long one wait for a message lasts: the granularity of stopping and of the exchange.
+// How long an owner that has read everything waits before it asks again (and the granularity
+// of stopping it).
 constexpr int kOwnerPollMs = 100;
-// A consumer that delivered nothing for this long while the subject has newer messages is
-// replaced (a NATS server gone under it).
 
 // An ordered consumer (no acknowledgements; the client re-fetches gaps) on one subject, from a
-// stream sequence (0: the first message) or from a wall-clock time in ms.
+// stream sequence (0: the first message) or from a wall-clock time in ms. Only the de-dup
+// warm-up uses one: it is bounded (a failure restarts the setup), unlike the counting loop.
 NatsSubscriptionPtr Subscribe(jsCtx* js, const std::string& subject, uint64_t from_sequence,
                               int64_t from_ms, std::string* why) {
   jsSubOptions options;
@@ -51,7 +51,7 @@ uint64_t StreamSequence(natsMsg* msg, uint64_t* pending) {
 
 }  // namespace
 
-// One setup of the partition: its partial log, its aggregator, its consumer. A failure ends it;
+// One setup of the partition: its partial log and its aggregator. A failure ends it;
 // the owner's loop then starts a new one (which reads the chain's end again).
 class PartitionOwner::Run {
  public:
