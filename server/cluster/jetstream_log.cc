@@ -118,83 +118,36 @@ class JetStreamLog final : public storage::EventLog {
 
   // Reads the subject's messages as they stand now (also while records are appended: the
   // history's writer catches up this way), starting at the message that holds `from` when this
-  // log knows it, else at the subject's first message.
+  // log knows it, else at the subject's first message. One direct get per message (nats_session.h
+  // says why not a consumer); a get that fails or finds nothing before the subject's end (a
+  // follower behind its leader, a server gone, an election) is retried until kReadLimit passes
+  // without progress.
   bool ReadFrom(Lsn from, const std::function<bool(Lsn, std::string_view)>& visit,
                 std::string* why) override {
     if (options_.split) return true;  // ingest mode: the partitions' owners read it
     uint64_t last_sequence = 0;
     if (!LastSequence(&last_sequence, why)) return false;
-    if (last_sequence == 0) return true;  // nothing on the subject
-    // A consumer can stall when a NATS server goes away under it (its stream replica or the
-    // consumer's server): the read then starts a new consumer after the last message it got,
-    // until kReadLimit passes without progress.
-    uint64_t next = StartSequence(from);  // 0: the subject's first message
+    uint64_t next = std::max<uint64_t>(1, StartSequence(from));
     auto last_progress = Clock::now();
-    std::string problem;
-    for (;;) {
-      bool done = false;
-      const uint64_t before = next;
-      if (!ReadSome(from, last_sequence, visit, &next, &done, &problem)) {
-        if (done) {  // not a stall: a message that is not ours
-          if (why) *why = problem;
+    while (next <= last_sequence) {
+      NatsMsgPtr msg;
+      const natsStatus status = DirectGetNext(js_, options_.stream, options_.subject, next, &msg);
+      if (status != NATS_OK) {
+        if (Clock::now() - last_progress > kReadLimit) {
+          if (why) {
+            *why = "reading " + options_.subject + " made no progress for " +
+                   std::to_string(
+                       std::chrono::duration_cast<std::chrono::seconds>(kReadLimit).count()) +
+                   " s at stream sequence " + std::to_string(next) + " of " +
+                   std::to_string(last_sequence) + ": " + DescribeNats(status);
+          }
           return false;
         }
+        std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_interval_ms));
+        continue;
       }
-      if (done) return true;
-      if (next != before) last_progress = Clock::now();
-      if (Clock::now() - last_progress > kReadLimit) {
-        if (why) {
-          *why =
-              "reading " + options_.subject + " made no progress for " +
-              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kReadLimit).count()) +
-              " s: " + problem + " (the messages up to stream sequence " +
-              std::to_string(last_sequence) + " were expected)";
-        }
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_interval_ms));
-    }
-  }
-
-  // One consumer's worth of ReadFrom: from stream sequence *next (0: the first message) until
-  // last_sequence or a stall. *next follows the messages read; *done when the read is over
-  // (the end reached, visit stopped, or a message not of this log: then false and *problem).
-  // False with *problem (and !*done) on a stall or a consumer that could not be made.
-  bool ReadSome(Lsn from, uint64_t last_sequence,
-                const std::function<bool(Lsn, std::string_view)>& visit, uint64_t* next, bool* done,
-                std::string* problem) {
-    jsSubOptions sub_options;
-    jsSubOptions_Init(&sub_options);
-    sub_options.Ordered = true;  // no acknowledgements; gaps are re-fetched by the client
-    if (*next > 0) {
-      sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-      sub_options.Config.OptStartSeq = *next;
-    }
-    natsSubscription* subscription = nullptr;
-    jsErrCode code = static_cast<jsErrCode>(0);
-    natsStatus status = js_SubscribeSync(&subscription, js_, options_.subject.c_str(), nullptr,
-                                         &sub_options, &code);
-    if (status != NATS_OK) {
-      *problem = "cannot start a consumer: " + DescribeNats(status, code);
-      return false;
-    }
-    bool ok = true;
-    for (;;) {
-      natsMsg* raw = nullptr;
-      status = natsSubscription_NextMsg(&raw, subscription, options_.publish_timeout_ms);
-      if (status != NATS_OK) {
-        *problem = "no message within " + std::to_string(options_.publish_timeout_ms) +
-                   " ms: " + DescribeNats(status, code);
-        ok = false;
-        break;
-      }
-      NatsMsgPtr msg(raw);
-      jsMsgMetaData* meta = nullptr;
-      uint64_t sequence = 0;
-      if (natsMsg_GetMetaData(&meta, msg.get()) == NATS_OK) {
-        sequence = meta->Sequence.Stream;
-        jsMsgMetaData_Destroy(meta);
-      }
+      last_progress = Clock::now();
+      const uint64_t sequence = natsMsg_GetSequence(msg.get());
       Lsn first = 0;
       uint64_t count = 0;
       bool stopped = false;
@@ -203,22 +156,17 @@ class JetStreamLog final : public storage::EventLog {
               msg.get(), first, count,
               [&](Lsn lsn, std::string_view record) { return lsn < from || visit(lsn, record); },
               &stopped)) {
-        *problem = "message " + std::to_string(sequence) + " of " + options_.subject +
-                   " is not a record group of this log";
-        *done = true;
-        ok = false;
-        break;
+        if (why) {
+          *why = "message " + std::to_string(sequence) + " of " + options_.subject +
+                 " is not a record group of this log";
+        }
+        return false;
       }
       Remember(first, first + count - 1, sequence);
-      *next = sequence + 1;
-      if (stopped || sequence >= last_sequence) {
-        *done = true;
-        break;
-      }
+      if (stopped) return true;
+      next = sequence + 1;
     }
-    natsSubscription_Unsubscribe(subscription);  // deletes the ephemeral consumer now
-    natsSubscription_Destroy(subscription);
-    return ok;
+    return true;
   }
 
   void TruncateBefore(Lsn lsn) override {
@@ -602,10 +550,16 @@ bool EnsureStream(jsCtx* js, const std::string& stream, const std::string& subje
     jsErrCode code = static_cast<jsErrCode>(0);
     natsStatus status = js_GetStreamInfo(&info, js, stream.c_str(), nullptr, &code);
     if (status == NATS_OK) {
+      // A stream made by a version that read with consumers: direct gets turned on.
+      if (!info->Config->AllowDirect) {
+        info->Config->AllowDirect = true;
+        jsStreamInfo* updated = nullptr;
+        status = js_UpdateStream(&updated, js, info->Config, nullptr, &code);
+        if (status == NATS_OK) jsStreamInfo_Destroy(updated);
+      }
       jsStreamInfo_Destroy(info);
-      return true;
-    }
-    if (code == JSStreamNotFoundErr) {
+      if (status == NATS_OK) return true;
+    } else if (code == JSStreamNotFoundErr) {
       jsStreamConfig config;
       jsStreamConfig_Init(&config);
       config.Name = stream.c_str();
@@ -615,8 +569,8 @@ bool EnsureStream(jsCtx* js, const std::string& stream, const std::string& subje
       config.Storage = js_FileStorage;
       config.Replicas = replicas;
       config.Duplicates = static_cast<int64_t>(duplicate_window_ms) * 1'000'000;
-      // Direct gets (any replica answers a read by sequence or "next on subject"): how the
-      // partition owners read the event stream (partition_owner.cc says why).
+      // Direct gets (any replica answers a read by sequence or "next on subject"): how every
+      // reader of these streams reads (DirectGetNext in nats_session.h says why).
       config.AllowDirect = true;
       status = js_AddStream(&info, js, &config, nullptr, &code);
       if (status == NATS_OK) {

@@ -27,7 +27,8 @@ namespace rta::cluster {
 // later) has its publish refused instead of interleaving; this log then stops being writable.
 //
 // Lsns continue across restarts from the subject's last message. ReadFrom reads the subject
-// with an ordered consumer; TruncateBefore purges the subject's messages whose records are all
+// with direct gets, one per message (the stream is created, or updated, with AllowDirect);
+// TruncateBefore purges the subject's messages whose records are all
 // below the given Lsn.
 //
 // All methods are thread-safe.

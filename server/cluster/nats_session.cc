@@ -48,6 +48,18 @@ uint64_t StableHash(std::string_view text, uint64_t seed) {
   return h ^ (h >> 31);
 }
 
+natsStatus DirectGetNext(jsCtx* js, const std::string& stream, const std::string& subject,
+                         uint64_t sequence, NatsMsgPtr* msg) {
+  jsDirectGetMsgOptions get;
+  jsDirectGetMsgOptions_Init(&get);
+  get.Sequence = sequence;
+  get.NextBySubject = subject.c_str();
+  natsMsg* raw = nullptr;
+  const natsStatus status = js_DirectGetMsg(&raw, js, stream.c_str(), nullptr, &get);
+  if (status == NATS_OK) msg->reset(raw);
+  return status;
+}
+
 int64_t WallClockMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,21 +39,23 @@ struct NatsMsgFree {
   void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
 };
 using NatsMsgPtr = std::unique_ptr<natsMsg, NatsMsgFree>;
-// Unsubscribes first: an ephemeral consumer is deleted at once, not after its inactivity
-// threshold.
-struct NatsSubscriptionFree {
-  void operator()(natsSubscription* subscription) const {
-    natsSubscription_Unsubscribe(subscription);
-    natsSubscription_Destroy(subscription);
-  }
-};
-using NatsSubscriptionPtr = std::unique_ptr<natsSubscription, NatsSubscriptionFree>;
 
 // FNV-1a from `seed`, then splitmix64's finalizer: the same on every node, process and version,
 // which rendezvous hashing (leases) and the partition of an event need. Not a cryptographic
 // PRF: with a secret seed (the cluster's) a client cannot aim its session ids at one partition
 // without knowing it, which is all the partitioning needs.
 uint64_t StableHash(std::string_view text, uint64_t seed);
+
+// JetStream's direct get of the first message on `subject` at a stream sequence >= `sequence`
+// (>= 1), answered by any of the stream's replicas (the stream needs AllowDirect). NATS_OK and
+// *msg; NATS_NOT_FOUND when the replica that answered holds none (a follower may be a little
+// behind its leader); another status when the request failed (a server gone, an election).
+//
+// Why gets and not a consumer: nats.c 3.4's ordered push consumers were seen to stop
+// delivering after a NATS server was killed, without an error, a heartbeat reset or a pending
+// count (docs/design/cluster.md). A get holds no state on any server and fails loudly.
+natsStatus DirectGetNext(jsCtx* js, const std::string& stream, const std::string& subject,
+                         uint64_t sequence, NatsMsgPtr* msg);
 
 // Milliseconds since the Unix epoch (JetStream's timestamps are wall-clock).
 int64_t WallClockMs();

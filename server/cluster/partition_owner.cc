@@ -15,39 +15,11 @@ using Clock = std::chrono::steady_clock;
 // of stopping it).
 constexpr int kOwnerPollMs = 100;
 
-// An ordered consumer (no acknowledgements; the client re-fetches gaps) on one subject, from a
-// stream sequence (0: the first message) or from a wall-clock time in ms. Only the de-dup
-// warm-up uses one: it is bounded (a failure restarts the setup), unlike the counting loop.
-NatsSubscriptionPtr Subscribe(jsCtx* js, const std::string& subject, uint64_t from_sequence,
-                              int64_t from_ms, std::string* why) {
-  jsSubOptions options;
-  jsSubOptions_Init(&options);
-  options.Ordered = true;
-  if (from_ms > 0) {
-    options.Config.DeliverPolicy = js_DeliverByStartTime;
-    options.Config.OptStartTime = from_ms * 1'000'000;
-  } else if (from_sequence > 0) {
-    options.Config.DeliverPolicy = js_DeliverByStartSequence;
-    options.Config.OptStartSeq = from_sequence;
-  }
-  natsSubscription* raw = nullptr;
-  jsErrCode code = static_cast<jsErrCode>(0);
-  const natsStatus status = js_SubscribeSync(&raw, js, subject.c_str(), nullptr, &options, &code);
-  if (status != NATS_OK) {
-    *why = "cannot start a consumer on " + subject + ": " + DescribeNats(status, code);
-    return nullptr;
-  }
-  return NatsSubscriptionPtr(raw);
-}
+// How long a warm-up get may keep failing (a follower behind, a server gone) before the setup
+// starts over.
+constexpr auto kWarmGetLimit = std::chrono::seconds(10);
 
-uint64_t StreamSequence(natsMsg* msg, uint64_t* pending) {
-  jsMsgMetaData* meta = nullptr;
-  if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) return 0;
-  const uint64_t sequence = meta->Sequence.Stream;
-  if (pending != nullptr) *pending = meta->NumPending;
-  jsMsgMetaData_Destroy(meta);
-  return sequence;
-}
+int64_t StoredMs(natsMsg* msg) { return natsMsg_GetTime(msg) / 1'000'000; }  // ns in JetStream
 
 }  // namespace
 
@@ -72,16 +44,11 @@ class PartitionOwner::Run {
     owner_.counting_.store(true, std::memory_order_release);
     auto next_exchange = Clock::now() + std::chrono::milliseconds(options_.exchange_ms);
     while (!owner_.stop_.load(std::memory_order_acquire)) {
-      jsDirectGetMsgOptions get;
-      jsDirectGetMsgOptions_Init(&get);
-      get.Sequence = applied_ + 1;
-      get.NextBySubject = subject_.c_str();
-      natsMsg* raw = nullptr;
-      const natsStatus status = js_DirectGetMsg(&raw, owner_.session_->js(),
-                                                options_.event_stream.c_str(), nullptr, &get);
+      NatsMsgPtr msg;
+      const natsStatus status =
+          DirectGetNext(owner_.session_->js(), options_.event_stream, subject_, applied_ + 1, &msg);
       bool idle = false;
       if (status == NATS_OK) {
-        NatsMsgPtr msg(raw);
         Apply(msg.get());
       } else if (status == NATS_NOT_FOUND) {
         idle = true;  // nothing after applied_ yet
@@ -155,7 +122,8 @@ class PartitionOwner::Run {
 
   // Remembers (without counting) the ids of the events within the dedupe horizon before the
   // chain's end, so that a producer's re-send of one of them after the takeover is a duplicate
-  // here as it would have been at the former owner.
+  // here as it would have been at the former owner. Reads with direct gets, like the counting
+  // loop (a consumer here was seen to hang a setup after a NATS server was killed).
   bool Warm(std::string* why) {
     if (covered_ == 0) return true;
     natsMsg* raw = nullptr;
@@ -165,27 +133,53 @@ class PartitionOwner::Run {
       return true;  // gone from the stream (purged): older than anything to warm
     }
     NatsMsgPtr last(raw);
-    const int64_t horizon_ms = options_.aggregator.dedupe_horizon_seconds * 1000;
-    const int64_t start_ms = WallClockMs() - horizon_ms;
-    const int64_t last_ms = natsMsg_GetTime(last.get()) / 1'000'000;  // nanoseconds
-    if (last_ms < start_ms) return true;
-    NatsSubscriptionPtr warm = Subscribe(owner_.session_->js(), subject_, 0, start_ms, why);
-    if (warm == nullptr) return false;
-    for (;;) {
-      if (owner_.stop_.load(std::memory_order_acquire)) return true;
-      natsMsg* next = nullptr;
-      const natsStatus status = natsSubscription_NextMsg(&next, warm.get(), 5000);
-      if (status != NATS_OK) {
-        *why = "warming the de-dup table from " + subject_ + ": " + DescribeNats(status);
-        return false;
+    const int64_t start_ms = WallClockMs() - options_.aggregator.dedupe_horizon_seconds * 1000;
+    if (StoredMs(last.get()) < start_ms) return true;
+    // The subject's first message stored at start_ms or later. Stored times grow with stream
+    // sequences, so a binary search over [1, covered_] with "next on the subject" gets finds it
+    // in log2(covered_) requests. Every probe lands at or before covered_ (a message of the
+    // subject stored after start_ms), so lo stays <= hi.
+    uint64_t lo = 1;
+    uint64_t hi = covered_;
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo) / 2;
+      NatsMsgPtr probe;
+      if (!GetForWarm(mid, &probe, why)) return false;
+      if (probe == nullptr) return true;  // stopping
+      if (StoredMs(probe.get()) >= start_ms) {
+        hi = mid;
+      } else {
+        lo = natsMsg_GetSequence(probe.get()) + 1;
       }
-      NatsMsgPtr msg(next);
-      const uint64_t sequence = StreamSequence(msg.get(), nullptr);
-      if (sequence > covered_) return true;
+    }
+    for (uint64_t next = lo; next <= covered_;) {
+      NatsMsgPtr msg;
+      if (!GetForWarm(next, &msg, why)) return false;
+      if (msg == nullptr) return true;  // stopping
       ForEachEvent(msg.get(), [&](const analytics::EventData& event, int64_t ingest_ms) {
         aggregator_->ApplyReplicated(event, ingest_ms, /*count=*/false);
       });
-      if (sequence == covered_) return true;
+      next = natsMsg_GetSequence(msg.get()) + 1;
+    }
+    return true;
+  }
+
+  // The subject's next message at `sequence` or later (at most covered_, which exists), retried
+  // for kWarmGetLimit. False and *why when it still fails; true and a null *msg when stopping.
+  bool GetForWarm(uint64_t sequence, NatsMsgPtr* msg, std::string* why) {
+    const auto deadline = Clock::now() + kWarmGetLimit;
+    for (;;) {
+      if (owner_.stop_.load(std::memory_order_acquire)) return true;
+      const natsStatus status =
+          DirectGetNext(owner_.session_->js(), options_.event_stream, subject_, sequence, msg);
+      if (status == NATS_OK) return true;
+      owner_.read_errors_.fetch_add(1, std::memory_order_relaxed);
+      if (Clock::now() >= deadline) {
+        *why = "warming the de-dup table from " + subject_ + " at stream sequence " +
+               std::to_string(sequence) + ": " + DescribeNats(status);
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(kOwnerPollMs));
     }
   }
 
@@ -224,6 +218,11 @@ class PartitionOwner::Run {
 
   // Cuts what was counted since the last record and appends it to the partial chain.
   bool Exchange(std::string* why) {
+    // The partial log retries a publish that failed (a NATS server gone, a stream leader being
+    // elected) and refuses appends meanwhile: the delta keeps growing in the aggregator and goes
+    // out at the first exchange after. A fenced log is not retried: Go sees fenced_ and starts
+    // over.
+    if (!log_->health().writable) return true;
     uint64_t cut = 0;
     std::string delta = aggregator_->TakePartial([&] { cut = applied_; });
     if (cut == published_) return true;  // nothing read since the last record
