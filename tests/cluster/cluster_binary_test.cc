@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "server/cluster/nats_session.h"
 #include "tests/support/nats_cluster.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
@@ -342,7 +343,9 @@ TEST_CASE("a paused owner wakes up after its lease moved: default lease, nothing
     args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", address, "--metrics-listen",
                     "127.0.0.1:0", "--cluster", Join(nats.urls()), "--cluster-node", name,
                     "--cluster-partitions", std::to_string(kPartitions), "--cluster-exchange-ms",
-                    "250", "--tick-ms", "100"});  // the default --cluster-lease-ms
+                    "250", "--tick-ms", "100", "--dedupe-horizon-seconds", "3"});
+    // The default --cluster-lease-ms; a short de-dup horizon lets the owners trim the event
+    // stream within the test (nothing is re-sent here: node-b, the only receiver, never stops).
   }
   std::vector<std::unique_ptr<ServerProcess>> nodes;
   for (const auto& node_args : args) {
@@ -400,4 +403,46 @@ TEST_CASE("a paused owner wakes up after its lease moved: default lease, nothing
   // The woken node takes its share back (rendezvous hashing prefers it for some partitions).
   CHECK(rta::testing::WaitFor([&] { return owned(0) > 0 && owned(0) + owned(1) == kPartitions; },
                               std::chrono::seconds(30)));
+
+  // Trimming: every event is covered by a stored partial record and older than the 3 s de-dup
+  // horizon, so the owners purge the event stream down to nothing (a trim every 10 exchanges),
+  // while the partial chains keep their records (younger than 2 hours) and the totals stay.
+  std::string error;
+  auto session = rta::cluster::NatsSession::Connect(nats.urls(), 5000, &error);
+  REQUIRE(session != nullptr);
+  auto stream_state = [&](const char* stream, uint64_t* messages, uint64_t* last) {
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&info, session->js(), stream, nullptr, &code) != NATS_OK) return false;
+    *messages = info->State.Msgs;
+    *last = info->State.LastSeq;
+    jsStreamInfo_Destroy(info);
+    return true;
+  };
+  uint64_t event_messages = 0, event_last = 0;
+  const bool trimmed = rta::testing::WaitFor(
+      [&] {
+        return stream_state("RTA_EVENTS", &event_messages, &event_last) && event_messages == 0;
+      },
+      std::chrono::seconds(30));
+  INFO("RTA_EVENTS: " << event_messages << " messages, last sequence " << event_last);
+  CHECK(trimmed);
+  CHECK(event_last > 0);
+  uint64_t partial_messages = 0, partial_last = 0;
+  REQUIRE(stream_state("RTA_PARTIALS", &partial_messages, &partial_last));
+  CHECK(partial_messages == partial_last);  // none purged
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    CHECK(MetricTotal(nodes[i]->address()) == traffic.events);
+    CHECK(Scrape(*nodes[i], "analytics_cluster_trim_failures_total") == 0);
+  }
+  // A node that starts now rebuilds the exact totals from the chains alone.
+  std::vector<std::string> fresh_args = args[1];
+  fresh_args[1] = dir.path() + "/node-c";
+  fresh_args[3] = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
+  fresh_args[9] = "node-c";
+  ServerProcess fresh(fresh_args);
+  REQUIRE(fresh.listening());
+  CHECK(rta::testing::WaitFor([&] { return MetricTotal(fresh.address()) == traffic.events; },
+                              std::chrono::seconds(30)));
+  CHECK(MetricTotal(fresh.address(), "page_views") == static_cast<double>(traffic.page_views));
 }
