@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "server/auth/user_directory.h"
+#include "server/cluster/kv_directory_store.h"
 #include "server/directory_store.h"
 #include "server/durability.h"
 #include "server/server_metrics.h"
@@ -56,14 +57,35 @@ bool InitAccess(const ServerConfig& config, std::string* report, std::string* er
     *error = token_path + " already exists: --init was run on this data directory";
     return false;
   }
+  // A single node's users and tokens live in its data directory; a cluster's in its key-value
+  // bucket, shared by every node: --init on any one node makes the admin of all of them.
   ServerMetrics metrics;
-  std::unique_ptr<Durability> durability = Durability::Open(config, metrics, nullptr, error);
-  if (durability == nullptr) return false;
-  CheckpointDirectoryStore store(durability->store());
-  std::unique_ptr<auth::UserDirectory> users = auth::UserDirectory::Load(&store, error);
+  std::unique_ptr<Durability> durability;
+  std::unique_ptr<auth::DirectoryStore> store;
+  std::string where = config.data_dir;
+  if (!config.cluster.empty()) {
+    // Only the token file goes to the data directory (Durability::Open makes it otherwise).
+    std::error_code made;
+    std::filesystem::create_directories(config.data_dir, made);
+    if (made) {
+      *error = "cannot create " + config.data_dir + ": " + made.message();
+      return false;
+    }
+    store = cluster::KvDirectoryStore::Open(ClusterServers(config),
+                                            static_cast<int>(config.cluster_replicas),
+                                            /*timeout_ms=*/30'000, error);
+    where =
+        std::string("the cluster (key-value bucket ") + cluster::KvDirectoryStore::kBucket + ")";
+  } else {
+    durability = Durability::Open(config, metrics, nullptr, error);
+    if (durability != nullptr)
+      store = std::make_unique<CheckpointDirectoryStore>(durability->store());
+  }
+  if (store == nullptr) return false;
+  std::unique_ptr<auth::UserDirectory> users = auth::UserDirectory::Load(store.get(), error);
   if (users == nullptr) return false;
   if (!users->empty()) {
-    *error = config.data_dir + " already has " + std::to_string(users->view()->users.size()) +
+    *error = where + " already has " + std::to_string(users->view()->users.size()) +
              " user(s): --init creates only the first admin";
     return false;
   }
@@ -85,9 +107,12 @@ bool InitAccess(const ServerConfig& config, std::string* report, std::string* er
     return false;
   }
   *report = "created user 'admin' (role admin) and its API token " + record.token_id +
-            ", written to " + token_path +
-            " (mode 0600; not shown anywhere else).\n"
-            "From now on every call to this server needs a token (--auth auto). Clients:\n"
+            ", written to " + token_path + " (mode 0600; not shown anywhere else).\n" +
+            (config.cluster.empty()
+                 ? std::string("From now on every call to this server needs a token (--auth auto).")
+                 : std::string("From now on every call to every node of this cluster needs a "
+                               "token (--auth auto); give this file to the others' clients too.")) +
+            " Clients:\n"
             "  dashboard_client --token-file " +
             token_path + "\n";
   return true;

@@ -24,6 +24,7 @@
 
 #include "server/analyze_call.h"
 #include "server/auth/tls_files.h"
+#include "server/cluster/kv_directory_store.h"
 #include "server/config_parser.h"
 #include "server/directory_store.h"
 #include "server/durability.h"
@@ -44,6 +45,10 @@
 namespace rta::server {
 
 namespace {
+
+// How often a cluster node asks whether the shared users and tokens changed (a revocation on
+// another node is in force here within about this long).
+constexpr int kDirectoryPollMs = 1000;
 
 // Stops the Prometheus exposer without civetweb's idle wait. Its accept loop polls the listening
 // socket with a 2 s timeout and checks the stop flag only when poll() returns, so every shutdown
@@ -176,9 +181,12 @@ class AnalyticsServer::Impl {
   // The history (null in memory-only mode): after durability_, whose log it reads.
   std::unique_ptr<RollupWriter> rollups_;
   std::unique_ptr<RangeQueryRunner> range_queries_;
-  // Users and tokens: persisted in durability_'s store, or in memory only without a data dir.
-  std::unique_ptr<CheckpointDirectoryStore> directory_store_;
+  // Users and tokens: persisted in durability_'s store, or in memory only without a data dir;
+  // in cluster mode in the cluster's key-value bucket, shared by every node and reloaded when
+  // any node changes it (directory_follower_, declared after users_: stopped before it goes).
+  std::unique_ptr<auth::DirectoryStore> directory_store_;
   std::unique_ptr<auth::UserDirectory> users_;
+  std::unique_ptr<cluster::DirectoryFollower> directory_follower_;
   std::unique_ptr<auth::Authenticator> authenticator_;
   // userservice.UserService and TokenService (callback API; see user_service.h). Declared
   // before server_: gRPC needs a service to outlive its server.
@@ -528,8 +536,7 @@ bool AnalyticsServer::Impl::OpenHistory(std::string* error) {
 
 bool AnalyticsServer::Impl::OpenCluster(std::string* error) {
   cluster::ClusterOptions options;
-  std::stringstream servers(config_.cluster);
-  for (std::string server; std::getline(servers, server, ',');) options.servers.push_back(server);
+  options.servers = ClusterServers(config_);
   options.node = config_.cluster_node;
   if (options.node.empty()) {
     char host[256] = {};
@@ -586,13 +593,35 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
                          {"fsync", config_.fsync},
                          {"checkpoint_interval_s", std::to_string(config_.checkpoint_interval_s)}});
   }
-  if (durability_ != nullptr) {
+  cluster::KvDirectoryStore* cluster_directory = nullptr;
+  if (cluster_ != nullptr) {
+    auto store = cluster::KvDirectoryStore::Open(ClusterServers(config_),
+                                                 static_cast<int>(config_.cluster_replicas),
+                                                 /*timeout_ms=*/30'000, error);
+    if (store == nullptr) {
+      *error = "cluster: users and tokens: " + *error;
+      return false;
+    }
+    cluster_directory = store.get();
+    directory_store_ = std::move(store);
+  } else if (durability_ != nullptr) {
     directory_store_ = std::make_unique<CheckpointDirectoryStore>(durability_->store());
   }
   users_ = auth::UserDirectory::Load(directory_store_.get(), error);
   if (users_ == nullptr) {
-    *error = "users and tokens in " + config_.data_dir + "/store: " + *error;
+    *error = "users and tokens in " +
+             (cluster_directory != nullptr
+                  ? std::string("the cluster's bucket ") + cluster::KvDirectoryStore::kBucket
+                  : config_.data_dir + "/store") +
+             ": " + *error;
     return false;
+  }
+  if (cluster_directory != nullptr) {
+    directory_follower_ = std::make_unique<cluster::DirectoryFollower>(
+        *cluster_directory, kDirectoryPollMs, [users = users_.get()] {
+          std::string why;
+          if (!users->Reload(&why)) LogWarn("directory_reload_failed", {{"detail", why}});
+        });
   }
   const auth::AuthMode mode = config_.auth == "required" ? auth::AuthMode::kRequired
                               : config_.auth == "off"    ? auth::AuthMode::kOff

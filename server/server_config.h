@@ -129,4 +129,18 @@ struct ServerConfig {
   agg::AggregatorConfig aggregator;
 };
 
+// --cluster's servers, one per comma-separated item.
+inline std::vector<std::string> ClusterServers(const ServerConfig& config) {
+  std::vector<std::string> servers;
+  size_t start = 0;
+  while (start <= config.cluster.size() && !config.cluster.empty()) {
+    const size_t comma = config.cluster.find(',', start);
+    const size_t end = comma == std::string::npos ? config.cluster.size() : comma;
+    if (end > start) servers.push_back(config.cluster.substr(start, end - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return servers;
+}
+
 }  // namespace rta::server

@@ -110,41 +110,52 @@ std::string UserDirectory::ValidateUser(const UserRecord& user) {
   return "";
 }
 
+bool UserDirectory::ScanStore(DirectoryStore* store, View* view, std::string* error) {
+  std::string bad;
+  const bool scanned = store->Scan(
+                           DirectoryStore::Table::kUsers,
+                           [&](std::string_view key, std::string_view value) {
+                             UserRecord user;
+                             if (!DecodeUser(value, &user) || user.user_id != key) {
+                               bad = "user record '" + std::string(key) + "' does not parse";
+                               return false;
+                             }
+                             view->users.emplace(user.user_id, std::move(user));
+                             return true;
+                           },
+                           error) &&
+                       bad.empty() &&
+                       store->Scan(
+                           DirectoryStore::Table::kTokens,
+                           [&](std::string_view key, std::string_view value) {
+                             TokenRecord token;
+                             if (!DecodeToken(value, &token) || token.token_id != key) {
+                               bad = "token record '" + std::string(key) + "' does not parse";
+                               return false;
+                             }
+                             view->tokens.emplace(token.hash, std::move(token));
+                             return true;
+                           },
+                           error);
+  if (!bad.empty()) *error = bad;
+  return scanned && bad.empty();
+}
+
 std::unique_ptr<UserDirectory> UserDirectory::Load(DirectoryStore* store, std::string* error) {
   std::unique_ptr<UserDirectory> directory(new UserDirectory(store));
   auto view = std::make_shared<View>();
-  if (store != nullptr) {
-    std::string bad;
-    const bool scanned = store->Scan(
-                             DirectoryStore::Table::kUsers,
-                             [&](std::string_view key, std::string_view value) {
-                               UserRecord user;
-                               if (!DecodeUser(value, &user) || user.user_id != key) {
-                                 bad = "user record '" + std::string(key) + "' does not parse";
-                                 return false;
-                               }
-                               view->users.emplace(user.user_id, std::move(user));
-                               return true;
-                             },
-                             error) &&
-                         bad.empty() &&
-                         store->Scan(
-                             DirectoryStore::Table::kTokens,
-                             [&](std::string_view key, std::string_view value) {
-                               TokenRecord token;
-                               if (!DecodeToken(value, &token) || token.token_id != key) {
-                                 bad = "token record '" + std::string(key) + "' does not parse";
-                                 return false;
-                               }
-                               view->tokens.emplace(token.hash, std::move(token));
-                               return true;
-                             },
-                             error);
-    if (!bad.empty()) *error = bad;
-    if (!scanned || !bad.empty()) return nullptr;
-  }
+  if (store != nullptr && !ScanStore(store, view.get(), error)) return nullptr;
   directory->view_.store(std::move(view), std::memory_order_release);
   return directory;
+}
+
+bool UserDirectory::Reload(std::string* error) {
+  if (store_ == nullptr) return true;
+  std::lock_guard lock(write_mutex_);
+  auto view = std::make_shared<View>();
+  if (!ScanStore(store_, view.get(), error)) return false;
+  view_.store(std::move(view), std::memory_order_release);
+  return true;
 }
 
 bool UserDirectory::StoreUser(const UserRecord& user, std::string* error) {

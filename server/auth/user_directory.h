@@ -71,6 +71,11 @@ class UserDirectory {
   // outlive the directory.
   static std::unique_ptr<UserDirectory> Load(DirectoryStore* store, std::string* error);
 
+  // Reads the store again and publishes what it holds as the view: for a store other processes
+  // write too (a cluster's, server/cluster/kv_directory_store.h). Serialized with the changes
+  // below. False and *error (the view unchanged) when the store cannot be read.
+  bool Reload(std::string* error);
+
   std::shared_ptr<const View> view() const { return view_.load(std::memory_order_acquire); }
   bool empty() const { return view()->users.empty(); }
 
@@ -89,6 +94,7 @@ class UserDirectory {
 
  private:
   explicit UserDirectory(DirectoryStore* store) : store_(store) {}
+  static bool ScanStore(DirectoryStore* store, View* view, std::string* error);
   bool StoreUser(const UserRecord& user, std::string* error);
   bool StoreToken(const TokenRecord& token, std::string* error);
 

@@ -1,6 +1,7 @@
 #include "server/cluster/nats_session.h"
 
 #include <chrono>
+#include <thread>
 
 namespace rta::cluster {
 
@@ -58,6 +59,31 @@ natsStatus DirectGetNext(jsCtx* js, const std::string& stream, const std::string
   const natsStatus status = js_DirectGetMsg(&raw, js, stream.c_str(), nullptr, &get);
   if (status == NATS_OK) msg->reset(raw);
   return status;
+}
+
+kvStore* OpenBucket(jsCtx* js, const std::string& bucket, int ttl_ms, int replicas,
+                    std::chrono::steady_clock::time_point deadline, std::string* error) {
+  for (;;) {
+    kvStore* kv = nullptr;
+    natsStatus status = js_KeyValue(&kv, js, bucket.c_str());
+    if (status == NATS_OK) return kv;
+    kvConfig config;
+    kvConfig_Init(&config);
+    config.Bucket = bucket.c_str();
+    config.History = 1;
+    // Nanoseconds: nats.c 3.4 hands it to the stream as MaxAge as it is.
+    config.TTL = static_cast<int64_t>(ttl_ms) * 1'000'000;
+    config.Replicas = replicas;
+    config.StorageType = js_FileStorage;
+    status = js_CreateKeyValue(&kv, js, &config);
+    if (status == NATS_OK) return kv;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      *error = "key-value bucket " + bucket + " not available: " + DescribeNats(status) + ": " +
+               nats_GetLastError(nullptr);
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 int64_t WallClockMs() {

@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -56,6 +57,12 @@ uint64_t StableHash(std::string_view text, uint64_t seed);
 // count (docs/design/cluster.md). A get holds no state on any server and fails loudly.
 natsStatus DirectGetNext(jsCtx* js, const std::string& stream, const std::string& subject,
                          uint64_t sequence, NatsMsgPtr* msg);
+
+// Opens a key-value bucket (history 1, file storage, `replicas`; entries expire after ttl_ms,
+// 0: never), creating it when missing. A new NATS cluster elects its JetStream leader first, so
+// this retries until `deadline`. Null and *error then.
+kvStore* OpenBucket(jsCtx* js, const std::string& bucket, int ttl_ms, int replicas,
+                    std::chrono::steady_clock::time_point deadline, std::string* error);
 
 // Milliseconds since the Unix epoch (JetStream's timestamps are wall-clock).
 int64_t WallClockMs();

@@ -8,33 +8,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Opens a key-value bucket, creating it when missing; a new NATS cluster elects its JetStream
-// leader first, so this retries until `deadline`.
-kvStore* OpenBucket(jsCtx* js, const std::string& bucket, int lease_ms, int replicas,
-                    Clock::time_point deadline, std::string* error) {
-  for (;;) {
-    kvStore* kv = nullptr;
-    natsStatus status = js_KeyValue(&kv, js, bucket.c_str());
-    if (status == NATS_OK) return kv;
-    kvConfig config;
-    kvConfig_Init(&config);
-    config.Bucket = bucket.c_str();
-    config.History = 1;
-    // Nanoseconds: nats.c 3.4 hands it to the stream as MaxAge as it is.
-    config.TTL = static_cast<int64_t>(lease_ms) * 1'000'000;
-    config.Replicas = replicas;
-    config.StorageType = js_FileStorage;
-    status = js_CreateKeyValue(&kv, js, &config);
-    if (status == NATS_OK) return kv;
-    if (Clock::now() >= deadline) {
-      *error = "key-value bucket " + bucket + " not available: " + DescribeNats(status) + ": " +
-               nats_GetLastError(nullptr);
-      return nullptr;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-}
-
 struct EntryFree {
   void operator()(kvEntry* entry) const { kvEntry_Destroy(entry); }
 };
@@ -65,7 +38,7 @@ std::unique_ptr<PartitionLeases> PartitionLeases::Start(NatsSession* session,
   }
   const auto deadline = Clock::now() + std::chrono::milliseconds(options.connect_timeout_ms);
   kvStore* leases = OpenBucket(session->js(), options.lease_bucket, options.lease_ms,
-                               options.replicas, deadline, error);
+                               options.replicas, deadline, error);  // TTL: the lease
   if (leases == nullptr) return nullptr;
   kvStore* members = OpenBucket(session->js(), options.member_bucket, options.lease_ms,
                                 options.replicas, deadline, error);

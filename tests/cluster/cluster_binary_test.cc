@@ -446,3 +446,129 @@ TEST_CASE("a paused owner wakes up after its lease moved: default lease, nothing
                               std::chrono::seconds(30)));
   CHECK(MetricTotal(fresh.address(), "page_views") == static_cast<double>(traffic.page_views));
 }
+
+namespace {
+
+// A command's exit status and stdout (stderr appended), run through the shell.
+struct CommandResult {
+  int status = -1;
+  std::string out;
+};
+CommandResult RunCommand(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+    result.out.append(buffer, n);
+  const int status = pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+}  // namespace
+
+// Users and tokens are the cluster's (a JetStream key-value bucket): one --init makes the admin
+// of every node, a token created on one node opens the others, and a token revoked on one node
+// is refused by the others within about a second (their directories reload when it changes).
+TEST_CASE("tokens are the cluster's: one --init, created on one node, revoked everywhere",
+          "[cluster][binary]") {
+  NatsCluster nats;
+  REQUIRE(nats.ok());
+  rta::testing::TempDir dir;
+  const std::string server = ServerProcess::DefaultBinary();
+  auto node_flags = [&](const std::string& name) {
+    return std::vector<std::string>{"--data-dir",      dir.path() + "/" + name, "--cluster",
+                                    Join(nats.urls()), "--cluster-node",        name};
+  };
+  auto command_line = [](const std::string& binary, const std::vector<std::string>& args) {
+    std::string line = binary;
+    for (const std::string& arg : args) line += " '" + arg + "'";
+    return line;
+  };
+  std::vector<std::string> init_a = node_flags("node-a");
+  init_a.push_back("--init");
+  const CommandResult init = RunCommand(command_line(server, init_a));
+  INFO("--init: " << init.out);
+  REQUIRE(init.status == 0);
+  const std::string admin_token = dir.path() + "/node-a/admin.token";
+  // The second node's --init finds the cluster's admin and refuses.
+  std::vector<std::string> init_b = node_flags("node-b");
+  init_b.push_back("--init");
+  const CommandResult again = RunCommand(command_line(server, init_b));
+  CHECK(again.status != 0);
+  CHECK_THAT(again.out, Catch::Contains("already has 1 user(s)"));
+
+  std::vector<std::unique_ptr<ServerProcess>> nodes;
+  for (const char* name : {"node-a", "node-b"}) {
+    std::vector<std::string> args = node_flags(name);
+    for (const char* extra : {"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}) {
+      args.push_back(extra);
+    }
+    nodes.push_back(std::make_unique<ServerProcess>(args));
+    if (!nodes.back()->listening()) FAIL("a node did not start:\n" << nodes.back()->Log());
+  }
+  auto ctl = [&](size_t node, const std::string& token_file, const std::vector<std::string>& args) {
+    std::vector<std::string> all = {"--server", nodes[node]->address(), "--timeout-ms", "5000"};
+    if (!token_file.empty()) {
+      all.push_back("--token-file");
+      all.push_back(token_file);
+    }
+    all.insert(all.end(), args.begin(), args.end());
+    return RunCommand(command_line(RTA_CTL_BINARY, all));
+  };
+  // node-b never saw --init, yet it requires the cluster's admin token.
+  const CommandResult anonymous = ctl(1, "", {"users", "list"});
+  CHECK(anonymous.status == 1);
+  CHECK_THAT(anonymous.out, Catch::Contains("UNAUTHENTICATED"));
+  const CommandResult admin_on_b = ctl(1, admin_token, {"users", "list"});
+  INFO(admin_on_b.out);
+  CHECK(admin_on_b.status == 0);
+
+  // A token made on node-a opens node-b.
+  const CommandResult created =
+      ctl(0, admin_token, {"tokens", "create", "admin", "--description", "made-on-a"});
+  INFO(created.out);
+  REQUIRE(created.status == 0);
+  const std::string token_path = dir.path() + "/made-on-a.token";
+  std::ofstream(token_path) << created.out;
+  CHECK(rta::testing::WaitFor(
+      [&] {
+        return ctl(1, token_path, {"users", "list"}).status == 0;
+      },
+      std::chrono::seconds(10)));
+  // Revoked on node-b: refused on node-a too.
+  const CommandResult listed = ctl(1, admin_token, {"tokens", "list"});
+  std::string token_id;
+  std::istringstream lines(listed.out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto item = nlohmann::json::parse(line, nullptr, false);
+    if (item.is_object() && item.value("description", "") == "made-on-a") {
+      token_id = item.value("token_id", "");
+    }
+  }
+  INFO(listed.out);
+  REQUIRE_FALSE(token_id.empty());
+  REQUIRE(ctl(1, admin_token, {"tokens", "revoke", token_id}).status == 0);
+  const auto revoked_at = std::chrono::steady_clock::now();
+  CHECK(rta::testing::WaitFor(
+      [&] {
+        return ctl(0, token_path, {"users", "list"}).status == 1;
+      },
+      std::chrono::seconds(10)));
+  const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now() - revoked_at)
+                           .count();
+  std::printf("cluster token revocation in force on the other node after %lld ms\n",
+              static_cast<long long>(took_ms));
+  CHECK_THAT(ctl(0, token_path, {"users", "list"}).out, Catch::Contains("revoked"));
+  // A node that starts later reads the same users and tokens.
+  std::vector<std::string> args_c = node_flags("node-c");
+  for (const char* extra : {"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}) {
+    args_c.push_back(extra);
+  }
+  nodes.push_back(std::make_unique<ServerProcess>(args_c));
+  REQUIRE(nodes.back()->listening());
+  CHECK(ctl(2, admin_token, {"users", "list"}).status == 0);
+  CHECK(ctl(2, token_path, {"users", "list"}).status == 1);
+}
