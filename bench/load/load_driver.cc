@@ -45,6 +45,7 @@
 #include "analytics.grpc.pb.h"
 #include "bench/load/process_stats.h"
 #include "bench/load/secure_access.h"
+#include "tests/support/nats_cluster.h"
 
 namespace rta::bench {
 namespace {
@@ -1518,8 +1519,9 @@ void CheckOutcome(const PublishOutcome& o, const std::string& what) {
   }
 }
 
-// GET /metrics from 127.0.0.1:port (plain HTTP/1.0, bounded by a 5 s socket timeout).
-std::string Scrape(int port) {
+// GET `path` from 127.0.0.1:port (plain HTTP/1.0, bounded by a 5 s socket timeout): the whole
+// response, headers included.
+std::string Scrape(int port, const std::string& path = "/metrics") {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return "";
   timeval timeout{5, 0};
@@ -1531,7 +1533,7 @@ std::string Scrape(int port) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string body;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
     if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buffer[65536];
       for (int i = 0; i < 10000; ++i) {
@@ -1583,6 +1585,45 @@ double Gauge(const std::string& text, const std::string& name) {
     }
   }
   return -1;
+}
+
+// DrivePublish with what it cost over the run: CPU seconds and bytes written to storage
+// (/proc/<pid>/stat and io) of the server, of `others` summed (cluster-ingest's nats-servers)
+// and of this client.
+struct PublishCost {
+  PublishOutcome outcome;
+  double server_cpu_seconds = 0;
+  uint64_t server_written = 0;
+  uint64_t server_rss_bytes = 0;  // at the end
+  double others_cpu_seconds = 0;
+  uint64_t others_written = 0;
+  double client_cpu_seconds = 0;
+};
+PublishCost MeasurePublish(const ServerProcess& server, const PublishParams& params,
+                           const std::vector<pid_t>& others = {}) {
+  const auto sample_others = [&](double* cpu_seconds, uint64_t* written) {
+    for (pid_t pid : others) {
+      *cpu_seconds += SampleProcess(pid).cpu_seconds;
+      *written += WriteBytes(pid);
+    }
+  };
+  PublishCost cost;
+  double others_cpu_before = 0;
+  uint64_t others_written_before = 0;
+  sample_others(&others_cpu_before, &others_written_before);
+  const ProcessSample before = SampleProcess(server.pid());
+  const uint64_t written_before = WriteBytes(server.pid());
+  const double client_before = ClientCpuSeconds();
+  cost.outcome = DrivePublish(server.address(), params);
+  const ProcessSample after = SampleProcess(server.pid());
+  cost.server_written = WriteBytes(server.pid()) - written_before;
+  cost.client_cpu_seconds = ClientCpuSeconds() - client_before;
+  sample_others(&cost.others_cpu_seconds, &cost.others_written);
+  cost.server_cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+  cost.server_rss_bytes = after.rss_bytes;
+  cost.others_cpu_seconds -= others_cpu_before;
+  cost.others_written -= others_written_before;
+  return cost;
 }
 
 // publish: closed loop (streams x window batches of `batch` events unacknowledged) or, with
@@ -1653,13 +1694,8 @@ Result RunPublish(const Options& options, const std::string& mode, PublishParams
     watchers = std::make_unique<SegmentWatchers>(server.address(), live_segments);
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the segments open at a tick
   }
-  const ProcessSample before = SampleProcess(server.pid());
-  const uint64_t written_before = WriteBytes(server.pid());
-  const double client_before = ClientCpuSeconds();
-  PublishOutcome o = DrivePublish(server.address(), params);
-  const ProcessSample after = SampleProcess(server.pid());
-  const uint64_t written = WriteBytes(server.pid()) - written_before;
-  const double client_cpu = ClientCpuSeconds() - client_before;
+  PublishCost cost = MeasurePublish(server, params);
+  PublishOutcome& o = cost.outcome;
   CheckOutcome(o, "publish " + mode);
   Result r;
   r.scenario = params.rate > 0 ? "publish-latency" : "publish";
@@ -1670,17 +1706,19 @@ Result RunPublish(const Options& options, const std::string& mode, PublishParams
   if (live_segments > 0) r.variant += Tagged(", ", live_segments) + " live segments";
   r.unit = "events/s";
   r.rate = o.accepted / o.elapsed;
-  r.server_cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6 /
-                    static_cast<double>(std::max<uint64_t>(1, o.accepted));
-  r.client_cpu_us = client_cpu * 1e6 / static_cast<double>(std::max<uint64_t>(1, o.accepted));
+  r.server_cpu_us =
+      cost.server_cpu_seconds * 1e6 / static_cast<double>(std::max<uint64_t>(1, o.accepted));
+  r.client_cpu_us =
+      cost.client_cpu_seconds * 1e6 / static_cast<double>(std::max<uint64_t>(1, o.accepted));
   r.extra = LatencyJson(o.latencies_ms);
   r.extra["accepted"] = o.accepted;
   r.extra["seconds"] = o.elapsed;
   r.extra["protobuf_bytes_sent"] = o.bytes_sent;
-  r.extra["server_write_bytes"] = written;
+  r.extra["server_write_bytes"] = cost.server_written;
   r.extra["write_bytes_per_protobuf_byte"] =
-      static_cast<double>(written) / static_cast<double>(std::max<uint64_t>(1, o.bytes_sent));
-  r.extra["server_rss_mib"] = static_cast<double>(after.rss_bytes) / (1024.0 * 1024.0);
+      static_cast<double>(cost.server_written) /
+      static_cast<double>(std::max<uint64_t>(1, o.bytes_sent));
+  r.extra["server_rss_mib"] = static_cast<double>(cost.server_rss_bytes) / (1024.0 * 1024.0);
   if (scrape) {
     const std::string text = Scrape(server.metrics_port());
     r.extra["checkpoint_ingest_stall_seconds"] =
@@ -1816,6 +1854,131 @@ Result RunCheckpointStall(const Options& options, const PublishParams& params) {
   return r;
 }
 
+// cluster-ingest (issue 16): the closed-loop publish into a node whose event log is local
+// (nats_servers 0: --data-dir, fsync always, the single-node default) or a JetStream stream on
+// `nats_servers` nats-server processes on loopback, one replica on each (--cluster). Beside the
+// node's CPU per event: the nats-servers' (summed over their /proc stat), the bytes their
+// streams hold per event (their monitoring endpoints' /jsz, summed: every replica's copy) and
+// the bytes node and nats-servers wrote to disk. Throws unless every event sent was acknowledged
+// and the node's events_total says so too.
+Result RunClusterIngest(const Options& options, int nats_servers, const PublishParams& params) {
+  TempDir dir;
+  std::unique_ptr<testing::NatsCluster> nats;
+  std::string flags = "--data-dir " + dir.path() + "/data";
+  std::string variant = "local log, fsync always";
+  if (nats_servers > 0) {
+    nats = std::make_unique<testing::NatsCluster>(nats_servers);
+    if (!nats->ok()) throw std::runtime_error("nats-server did not start: " + nats->Log(0));
+    std::string urls;
+    for (const std::string& url : nats->urls()) urls += (urls.empty() ? "" : ",") + url;
+    flags += " --cluster " + urls + " --cluster-node bench" +
+             Tagged(" --cluster-replicas ", nats_servers);
+    variant = Tagged("JetStream R", nats_servers) + Tagged(" on ", nats_servers) +
+              (nats_servers == 1 ? " nats-server" : " nats-servers");
+  }
+  ServerProcess server(options.server_binary, 1000, flags + " " + options.server_flags);
+  if (!server.ok()) throw std::runtime_error("server did not start: " + server.LogText());
+  std::vector<pid_t> nats_pids;
+  for (int i = 0; i < nats_servers; ++i) nats_pids.push_back(nats->pid(i));
+  PublishCost cost = MeasurePublish(server, params, nats_pids);
+  PublishOutcome& o = cost.outcome;
+  CheckOutcome(o, "cluster-ingest " + variant);
+  const double events_total = EventsTotal(server.address(), static_cast<double>(o.accepted));
+  if (events_total != static_cast<double>(o.accepted)) {
+    throw std::runtime_error("cluster-ingest " + variant + ": " + std::to_string(o.accepted) +
+                             " accepted, events_total " + std::to_string(events_total));
+  }
+  const double accepted = static_cast<double>(o.accepted);
+  Result r;
+  r.scenario = "cluster-ingest";
+  r.variant = variant + Tagged(", ", static_cast<uint64_t>(params.batch)) + " per batch";
+  r.unit = "events/s";
+  r.rate = accepted / o.elapsed;
+  r.server_cpu_us = cost.server_cpu_seconds * 1e6 / accepted;
+  r.client_cpu_us = cost.client_cpu_seconds * 1e6 / accepted;
+  r.extra = LatencyJson(o.latencies_ms);
+  r.extra["accepted"] = o.accepted;
+  r.extra["events_total"] = events_total;
+  r.extra["seconds"] = o.elapsed;
+  r.extra["nats_servers"] = nats_servers;
+  r.extra["nats_cpu_us_per_event"] = cost.others_cpu_seconds * 1e6 / accepted;
+  r.extra["disk_write_bytes_per_event"] =
+      static_cast<double>(cost.server_written + cost.others_written) / accepted;
+  r.extra["protobuf_bytes_per_event"] = static_cast<double>(o.bytes_sent) / accepted;
+  if (nats_servers > 0) {
+    // A follower applies what the leader's quorum acknowledged a moment later: read until every
+    // server holds as many messages as the first (5 s at most).
+    uint64_t messages = 0, bytes = 0;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      std::vector<uint64_t> held;
+      bytes = 0;
+      for (int i = 0; i < nats_servers; ++i) {
+        const std::string response = Scrape(nats->monitor_port(i), "/jsz");
+        const size_t body = response.find("\r\n\r\n");
+        const json jsz =
+            json::parse(body == std::string::npos ? "" : response.substr(body + 4), nullptr, false);
+        held.push_back(jsz.is_object() ? jsz.value("messages", uint64_t{0}) : 0);
+        bytes += jsz.is_object() ? jsz.value("bytes", uint64_t{0}) : 0;
+      }
+      messages = held[0];
+      if (messages > 0 && std::count(held.begin(), held.end(), messages) == nats_servers) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    r.extra["jetstream_messages"] = messages;
+    r.extra["events_per_jetstream_message"] =
+        accepted / static_cast<double>(std::max<uint64_t>(1, messages));
+    r.extra["jetstream_bytes_per_event"] = static_cast<double>(bytes) / accepted;  // all replicas
+  }
+  return r;
+}
+
+// The cluster-ingest rounds as one table: per variant the mean of its rounds, and those means
+// over the local log's.
+std::string ClusterIngestTable(const std::vector<Result>& results) {
+  struct Mean {
+    std::string variant;
+    int rounds = 0;
+    double rate = 0, server_us = 0, nats_us = 0, stored = 0, disk = 0, p99_ms = 0;
+  };
+  std::vector<Mean> means;
+  for (const Result& r : results) {
+    if (r.scenario != "cluster-ingest") continue;
+    auto it = std::find_if(means.begin(), means.end(),
+                           [&](const Mean& m) { return m.variant == r.variant; });
+    if (it == means.end()) it = means.insert(means.end(), Mean{.variant = r.variant});
+    ++it->rounds;
+    it->rate += r.rate;
+    it->server_us += r.server_cpu_us;
+    it->nats_us += r.extra["nats_cpu_us_per_event"].get<double>();
+    it->stored += r.extra.value("jetstream_bytes_per_event", 0.0);
+    it->disk += r.extra["disk_write_bytes_per_event"].get<double>();
+    it->p99_ms += r.extra["p99_ms"].get<double>();
+  }
+  std::string out =
+      "| log | events/s | node CPU/event | nats-servers CPU/event | node + NATS CPU/event | "
+      "JetStream bytes/event (all replicas) | disk bytes written/event | ack p99 | events/s vs "
+      "local | node CPU vs local | node + NATS CPU vs local |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  if (means.empty()) return out;
+  for (Mean& m : means) {
+    for (double* v : {&m.rate, &m.server_us, &m.nats_us, &m.stored, &m.disk, &m.p99_ms}) {
+      *v /= m.rounds;
+    }
+  }
+  const Mean& local = means.front();  // no nats-servers
+  char line[1024];
+  for (const Mean& m : means) {
+    std::snprintf(line, sizeof line,
+                  "| %s | %.0f | %.2f us | %.2f us | %.2f us | %.0f | %.0f | %.1f ms | %.2f | "
+                  "%.2f | %.2f |\n",
+                  m.variant.c_str(), m.rate, m.server_us, m.nats_us, m.server_us + m.nats_us,
+                  m.stored, m.disk, m.p99_ms, m.rate / local.rate, m.server_us / local.server_us,
+                  (m.server_us + m.nats_us) / local.server_us);
+    out += line;
+  }
+  return out;
+}
+
 std::string Today() {
   const std::time_t t = std::time(nullptr);
   char buffer[16];
@@ -1927,12 +2090,15 @@ int Main(int argc, char** argv) {
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
           "                        join-history|churn|durable|publish|publish-latency|\n"
           "                        recovery|checkpoint-stall|access|fanout-go|live-segments|\n"
-          "                        fanout-web|http-ingest]\n"
+          "                        fanout-web|http-ingest|cluster-ingest]\n"
           "            (durable: publish to checkpoint-stall; access: ingest and fan-out with\n"
           "             TLS and tokens against plaintext; fanout-go: fan-out against the\n"
-          "             grpc-go reference server, round by round; neither is part of all)\n"
+          "             grpc-go reference server, round by round; cluster-ingest: publish\n"
+          "             into the local log and into JetStream on 1 and 3 nats-servers, round\n"
+          "             by round; none of them is part of all)\n"
           "            [--reference-server PATH (fanout-go; default: the one this build made)]\n"
-          "            [--rounds N (fanout-go, fanout-web: pairs per load, default 3)]\n"
+          "            [--rounds N (fanout-go, fanout-web, cluster-ingest: pairs per load,\n"
+          "             default 3)]\n"
           "            [--fanout-load cpu|rss|both (fanout-go: 2,000 subscribers at 100 ms,\n"
           "             10,000 at 1 s, or both; default both)]\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
@@ -2152,6 +2318,35 @@ int Main(int argc, char** argv) {
                 : options.smoke          ? 10'000
                                          : 100'000;
     run(RunPublish(options, "always", open));
+  }
+  if (options.scenario == "cluster-ingest") {
+    // Issue 16: the same publish load into the local log, JetStream on one nats-server and on
+    // three (replicas 3), round by round with the order rotating: the ratios are the figures.
+    PublishParams cluster = publish;
+    cluster.batch = options.publish_batch > 0 ? options.publish_batch : 1000;
+    // About 800 MB of records: within each nats-server's max_file_store (1 GB, set in
+    // tests/support/nats_cluster.cc).
+    cluster.max_events = 10'000'000;
+    const int rounds = options.smoke ? 1 : options.rounds;
+    const std::vector<int> servers = {0, 1, 3};
+    for (int round = 0; round < rounds; ++round) {
+      std::vector<Result> round_results(servers.size());
+      for (size_t i = 0; i < servers.size(); ++i) {
+        const size_t mode = (i + static_cast<size_t>(round)) % servers.size();
+        round_results[mode] = RunClusterIngest(options, servers[mode], cluster);
+      }
+      const Result& local = round_results[0];
+      for (Result& r : round_results) {
+        r.extra["events_per_s_vs_local"] = r.rate / local.rate;
+        r.extra["server_cpu_vs_local"] = r.server_cpu_us / local.server_cpu_us;
+        r.extra["server_and_nats_cpu_vs_local"] =
+            (r.server_cpu_us + r.extra["nats_cpu_us_per_event"].get<double>()) /
+            local.server_cpu_us;
+        run(r);
+      }
+    }
+    std::printf("\ncluster-ingest, mean of %d round(s) of %g s:\n%s", rounds, options.seconds,
+                ClusterIngestTable(results).c_str());
   }
   if (durable || options.scenario == "recovery") run(RunRecovery(options));
   if (durable || options.scenario == "checkpoint-stall") {
