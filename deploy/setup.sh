@@ -18,6 +18,8 @@ readonly PACKAGES=(
   chromium chromium-driver python3-selenium
   # server/cluster and its tests: NATS JetStream (issue 16)
   nats-server libnats-dev
+  prometheus  # tests/deploy: promtool checks deploy/prometheus, a real Prometheus scrapes the server
+  python3-yaml  # tests/deploy: reads the cluster's compose file and Kubernetes manifests
   # bench/go: the grpc-go reference server that fan-out is measured against (issue 14)
   golang-go golang-google-grpc-dev golang-goprotobuf-dev
 )

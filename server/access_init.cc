@@ -57,7 +57,7 @@ bool InitAccess(const ServerConfig& config, std::string* report, std::string* er
     return false;
   }
   ServerMetrics metrics;
-  std::unique_ptr<Durability> durability = Durability::Open(config, metrics, error);
+  std::unique_ptr<Durability> durability = Durability::Open(config, metrics, nullptr, error);
   if (durability == nullptr) return false;
   CheckpointDirectoryStore store(durability->store());
   std::unique_ptr<auth::UserDirectory> users = auth::UserDirectory::Load(&store, error);

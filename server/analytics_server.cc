@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -100,8 +101,10 @@ uint64_t ResidentBytes() {
 // With a data directory the server keeps a history, and events older than the live windows
 // (up to the day rollups' retention) are accepted into it.
 ServerConfig WithBackfill(ServerConfig config) {
-  config.aggregator.backfill_max_age_seconds =
-      config.data_dir.empty() ? 0 : int64_t{config.retention_day_days} * 86'400;
+  // Not in cluster mode: its history is not built yet (docs/design/cluster.md).
+  config.aggregator.backfill_max_age_seconds = config.data_dir.empty() || !config.cluster.empty()
+                                                   ? 0
+                                                   : int64_t{config.retention_day_days} * 86'400;
   return config;
 }
 
@@ -148,6 +151,8 @@ class AnalyticsServer::Impl {
   bool OpenState(std::string* error);
   // With a data directory: the rollup store, caught up with the log, and its writer started.
   bool OpenHistory(std::string* error);
+  // --cluster: connects to the NATS cluster and reads its constants (before the aggregator).
+  bool OpenCluster(std::string* error);
   // Refuses a listen address beyond loopback without TLS or authentication unless --insecure.
   bool CheckExposure(std::string* error);
   // Checks and stages the TLS files (--tls-cert); true without them.
@@ -164,6 +169,9 @@ class AnalyticsServer::Impl {
   const agg::Clock& clock_;
   ServerMetrics metrics_;
   ProducerTable producers_;
+  // Cluster mode (--cluster): the node's part of the cluster; before durability_, which
+  // publishes into it.
+  std::unique_ptr<cluster::ClusterNode> cluster_;
   std::unique_ptr<Durability> durability_;  // null in memory-only mode
   // The history (null in memory-only mode): after durability_, whose log it reads.
   std::unique_ptr<RollupWriter> rollups_;
@@ -399,6 +407,9 @@ void AnalyticsServer::Impl::RequestEarlyTick() {
 void AnalyticsServer::Impl::Tick(bool early) {
   std::lock_guard lock(tick_mutex_);
   const auto start = std::chrono::steady_clock::now();
+  if (cluster_ != nullptr) {
+    cluster_->MergeInto(*aggregator_, [this](double delay) { metrics_.ObserveMergeDelay(delay); });
+  }
   live_segments_.BeforeTick(*aggregator_);
   // A due checkpoint takes the place of a regular tick (it is one, plus a cut).
   if (!early && durability_ != nullptr &&
@@ -412,6 +423,7 @@ void AnalyticsServer::Impl::Tick(bool early) {
                               live_segments_.refused());
   metrics_.UpdateAggregatorStats(aggregator_->stats());
   if (!early) UpdateDurabilityMetrics();
+  if (!early && cluster_ != nullptr) metrics_.UpdateCluster(cluster_->Stats());
   metrics_.ObserveTick(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   for (auto& worker : workers_) worker->NotifyPublished(early);
@@ -514,6 +526,38 @@ bool AnalyticsServer::Impl::OpenHistory(std::string* error) {
   return true;
 }
 
+bool AnalyticsServer::Impl::OpenCluster(std::string* error) {
+  cluster::ClusterOptions options;
+  std::stringstream servers(config_.cluster);
+  for (std::string server; std::getline(servers, server, ',');) options.servers.push_back(server);
+  options.node = config_.cluster_node;
+  if (options.node.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    options.node = host;
+  }
+  options.event_stream = config_.cluster_stream;
+  options.replicas = static_cast<int>(config_.cluster_replicas);
+  options.partitions = config_.cluster_partitions;
+  options.lease_ms = static_cast<int>(config_.cluster_lease_ms);
+  options.exchange_ms = static_cast<int>(config_.cluster_exchange_ms);
+  options.connect_timeout_ms = 30'000;
+  options.aggregator = config_.aggregator;
+  options.warn = [](const std::string& event, const std::string& detail) {
+    LogWarn(event, {{"detail", detail}});
+  };
+  cluster_ = cluster::ClusterNode::Connect(options, clock_, error);
+  if (cluster_ == nullptr) {
+    *error = "cluster: " + *error;
+    return false;
+  }
+  LogInfo("cluster_joined", {{"node", options.node},
+                             {"partitions", std::to_string(options.partitions)},
+                             {"lease_ms", std::to_string(options.lease_ms)},
+                             {"exchange_ms", std::to_string(options.exchange_ms)}});
+  return true;
+}
+
 bool AnalyticsServer::Impl::OpenState(std::string* error) {
   if (config_.data_dir.empty()) {
     LogWarn("memory_only",
@@ -522,14 +566,22 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
               "and every number starts from zero when this process stops"}});
     aggregator_ = std::make_unique<agg::Aggregator>(config_.aggregator, clock_);
   } else {
-    durability_ = Durability::Open(config_, metrics_, error);
+    if (!config_.cluster.empty() && !OpenCluster(error)) return false;
+    durability_ = Durability::Open(config_, metrics_, cluster_.get(), error);
     if (durability_ == nullptr) return false;
     aggregator_ = durability_->Recover(clock_, producers_, hub_, error);
     if (aggregator_ == nullptr) {
       durability_.reset();
       return false;
     }
-    if (!OpenHistory(error)) return false;
+    if (cluster_ != nullptr) {
+      if (!cluster_->StartServing(error)) {
+        *error = "cluster: " + *error;
+        return false;
+      }
+    } else if (!OpenHistory(error)) {
+      return false;
+    }
     LogInfo("data_dir", {{"path", config_.data_dir},
                          {"fsync", config_.fsync},
                          {"checkpoint_interval_s", std::to_string(config_.checkpoint_interval_s)}});
@@ -560,6 +612,7 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
                                           producers_);
   state_->auth = authenticator_.get();
   state_->log = durability_ != nullptr ? durability_->log() : nullptr;
+  state_->cluster = cluster_ != nullptr;
   state_->rollups = rollups_.get();
   state_->history = rollups_ != nullptr ? &rollups_->store() : nullptr;
   state_->range_queries = range_queries_.get();
@@ -666,6 +719,9 @@ void AnalyticsServer::Impl::Shutdown(std::chrono::milliseconds grace) {
     // No call is left: the last checkpoint sees everything that was acknowledged.
     durability_->Close(*aggregator_, producers_, hub_);
   }
+  // Hands this node's partitions over (released, not left to expire) and stops following the
+  // partials.
+  cluster_.reset();
   workers_.clear();
   if (exposer_) StopExposer(exposer_, config_.metrics_listen, metrics_port_);
   LogInfo("shutdown_complete",

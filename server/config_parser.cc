@@ -104,14 +104,25 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"log_max_pending_bytes", &c.log_max_pending_bytes,
        "log bytes accepted but not yet written; beyond it ingest gets UNAVAILABLE"},
       {"cluster", &c.cluster,
-       "NATS servers (nats://HOST:PORT,...) of a JetStream cluster that holds the event log "
-       "instead of data_dir/log (needs --data-dir for the checkpoints); \"\" = the local log"},
-      {"cluster_node", &c.cluster_node, "this node's name in the cluster (\"\" = the host name)"},
+       "NATS servers (nats://HOST:PORT,...) of a JetStream cluster: this node joins the "
+       "analytics nodes on it (shared ingest, partitions, one global view; needs --data-dir for "
+       "users and tokens); \"\" = one node on its own"},
+      {"cluster_node", &c.cluster_node,
+       "this node's name, unique in the cluster (A-Z a-z 0-9 _ -; \"\" = the host name)"},
       {"cluster_stream", &c.cluster_stream,
-       "the JetStream stream of the event log (created if missing)"},
+       "the JetStream stream of the events (created if missing)"},
       {"cluster_replicas", &c.cluster_replicas,
-       "replicas of the stream when this node creates it (1-5; an acknowledgement waits for a "
-       "quorum of them)"},
+       "replicas of the streams and buckets when this node creates them (1-5; an "
+       "acknowledgement waits for a quorum of them)"},
+      {"cluster_partitions", &c.cluster_partitions,
+       "partitions of the events (by session), each counted by one node; fixed when the "
+       "cluster first starts (1-1024)"},
+      {"cluster_lease_ms", &c.cluster_lease_ms,
+       "a partition lease's lifetime: a stopped node's partitions move to others after at most "
+       "this (1000-60000)"},
+      {"cluster_exchange_ms", &c.cluster_exchange_ms,
+       "how often a partition's owner publishes its partial delta (100-10000): the delay before "
+       "an event shows on every node"},
       {"skip_corrupt_records", &c.skip_corrupt_records,
        "1: at start, skip (and count) corrupt records in the middle of the log instead of "
        "refusing to start; their events are lost"},
@@ -371,7 +382,27 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
                 c.default_window.substr(0, 64) + "'");
   }
   if (!c.cluster.empty()) {
-    if (c.data_dir.empty()) return fail("cluster: needs --data-dir (the checkpoints stay local)");
+    if (c.data_dir.empty()) return fail("cluster: needs --data-dir (users, tokens, its lock)");
+    const bool node_ok =
+        c.cluster_node.size() <= 64 &&
+        std::all_of(c.cluster_node.begin(), c.cluster_node.end(),
+                    [](unsigned char ch) { return std::isalnum(ch) || ch == '_' || ch == '-'; });
+    if (!node_ok) {
+      return fail("cluster_node: up to 64 characters of A-Z, a-z, 0-9, _ and -, got '" +
+                  c.cluster_node.substr(0, 100) + "'");
+    }
+    if (c.cluster_partitions < 1 || c.cluster_partitions > 1024) {
+      return fail("cluster_partitions: must be 1-1024, got " +
+                  std::to_string(c.cluster_partitions));
+    }
+    if (c.cluster_lease_ms < 1000 || c.cluster_lease_ms > 60'000) {
+      return fail("cluster_lease_ms: must be 1000-60000, got " +
+                  std::to_string(c.cluster_lease_ms));
+    }
+    if (c.cluster_exchange_ms < 100 || c.cluster_exchange_ms > 10'000) {
+      return fail("cluster_exchange_ms: must be 100-10000, got " +
+                  std::to_string(c.cluster_exchange_ms));
+    }
     std::stringstream servers(c.cluster);
     for (std::string server; std::getline(servers, server, ',');) {
       if (server.rfind("nats://", 0) != 0 || server.size() <= 7) {

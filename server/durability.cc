@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "analytics.pb.h"
-#include "server/cluster/jetstream_log.h"
 #include "server/log.h"
 #include "server/logged_events.h"
 #include "server/storage/ingest_record.h"
@@ -35,33 +34,21 @@ storage::FsyncMode FsyncModeOf(const std::string& name) {
   return storage::FsyncMode::kAlways;
 }
 
-// The event log in the JetStream cluster (--cluster): this node's subject in the stream. The
-// checkpoints stay in data_dir, so the stream is never purged: a node that starts on another
-// machine, without them, rebuilds from the whole stream (checkpoints in the stream come with the
-// partitions, docs/design/cluster.md).
-std::unique_ptr<storage::EventLog> OpenClusterLog(const ServerConfig& config,
-                                                  storage::OpenReport* report, std::string* error) {
-  cluster::JetStreamLogOptions options;
-  std::stringstream servers(config.cluster);
-  for (std::string server; std::getline(servers, server, ',');) options.servers.push_back(server);
-  options.stream = config.cluster_stream;
-  options.subject = "rta.ev.0";  // one partition until the cluster has several
-  options.replicas = static_cast<int>(config.cluster_replicas);
-  options.writer_id = config.cluster_node;
-  if (options.writer_id.empty()) {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    options.writer_id = host;
-  }
-  options.max_pending_bytes = config.log_max_pending_bytes;
-  options.purge_on_truncate = false;
-  options.connect_timeout_ms = 30'000;
-  auto log = cluster::OpenJetStreamLog(options, report, error);
+// Cluster mode: the node's ingest log publishes each record's events to their partitions'
+// subjects; it reads records back as recovery does (LoggedEventReader), on its writer thread.
+std::unique_ptr<storage::EventLog> OpenClusterIngestLog(cluster::ClusterNode& cluster,
+                                                        std::string* error) {
+  auto reader = std::make_shared<LoggedEventReader>();
+  auto log = cluster.OpenIngestLog(
+      [reader, record = storage::IngestRecord()](
+          std::string_view bytes,
+          const std::function<void(const analytics::EventData&, int64_t)>& apply) mutable {
+        std::string why;
+        return reader->Read(0, bytes, &record, apply, &why);
+      },
+      error);
   if (log != nullptr) {
-    LogInfo("cluster_log_opened", {{"stream", options.stream},
-                                   {"subject", options.subject},
-                                   {"node", options.writer_id},
-                                   {"last_lsn", std::to_string(report->last_lsn)}});
+    LogInfo("cluster_ingest_log_opened", {{"partitions", std::to_string(cluster.partitions())}});
   }
   return log;
 }
@@ -69,8 +56,9 @@ std::unique_ptr<storage::EventLog> OpenClusterLog(const ServerConfig& config,
 }  // namespace
 
 std::unique_ptr<Durability> Durability::Open(const ServerConfig& config, ServerMetrics& metrics,
-                                             std::string* error) {
+                                             cluster::ClusterNode* cluster, std::string* error) {
   std::unique_ptr<Durability> durability(new Durability(config, metrics));
+  durability->cluster_ = cluster;
   std::error_code fs_error;
   std::filesystem::create_directories(config.data_dir, fs_error);
   if (fs_error) {
@@ -97,10 +85,10 @@ std::unique_ptr<Durability> Durability::Open(const ServerConfig& config, ServerM
   options.max_pending_bytes = config.log_max_pending_bytes;
   options.skip_corrupt = config.skip_corrupt_records != 0;
   storage::OpenReport report;
-  if (config.cluster.empty()) {
+  if (cluster == nullptr) {
     durability->log_ = storage::OpenSegmentLog(options, &report, error);
   } else {
-    durability->log_ = OpenClusterLog(config, &report, error);
+    durability->log_ = OpenClusterIngestLog(*cluster, error);
   }
   if (durability->log_ == nullptr) {
     *error = "event log: " + *error;
@@ -133,6 +121,13 @@ Durability::~Durability() {
 std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
                                                      ProducerTable& producers, SnapshotHub& hub,
                                                      std::string* error) {
+  if (cluster_ != nullptr) {
+    // The view is rebuilt from the partial stream by the cluster's merger, not from this
+    // directory (docs/design/cluster.md): an empty aggregator with the cluster's hash seeds.
+    agg::AggregatorConfig view = config_.aggregator;
+    view.hash_seeds = cluster_->seeds();
+    return std::make_unique<agg::Aggregator>(view, clock);
+  }
   const auto start = std::chrono::steady_clock::now();
   storage::Checkpoint checkpoint;
   bool found = false;
@@ -236,6 +231,7 @@ void Durability::Cut(agg::Aggregator& aggregator, ProducerTable& producers,
 
 bool Durability::MaybeCheckpoint(agg::Aggregator& aggregator, ProducerTable& producers,
                                  const SnapshotHub& hub) {
+  if (cluster_ != nullptr) return false;  // the cluster's state is in its streams
   const auto now = std::chrono::steady_clock::now();
   if (now < next_checkpoint_) return false;
   next_checkpoint_ = now + std::chrono::seconds(config_.checkpoint_interval_s);
@@ -325,6 +321,10 @@ void Durability::Close(agg::Aggregator& aggregator, ProducerTable& producers,
   }
   cv_.notify_all();
   if (store_thread_.joinable()) store_thread_.join();
+  if (cluster_ != nullptr) {
+    log_.reset();  // publishes what is left (within its close timeout)
+    return;
+  }
   const auto start = std::chrono::steady_clock::now();
   if (log_->last_lsn() != last_cut_ || retry_needed_) {
     PendingCheckpoint pending;

@@ -13,6 +13,7 @@
 
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
+#include "server/cluster/cluster_node.h"
 #include "server/producer_table.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
@@ -39,8 +40,11 @@ class Durability {
   // Locks the directory (a second server on it fails here, naming the holder's lock file),
   // opens the log (truncating a torn tail; a corrupt record in the middle fails unless
   // skip_corrupt_records) and the store.
+  // Cluster mode (`cluster` not null): the log is the cluster's ingest log; Recover() makes an
+  // empty aggregator with the cluster's hash seeds (the view comes from the partial stream) and
+  // no checkpoints are taken. The store still holds users and tokens.
   static std::unique_ptr<Durability> Open(const ServerConfig& config, ServerMetrics& metrics,
-                                          std::string* error);
+                                          cluster::ClusterNode* cluster, std::string* error);
   ~Durability();
 
   // The RocksDB store (checkpoints, and the users and tokens of server/auth).
@@ -86,6 +90,7 @@ class Durability {
 
   const ServerConfig& config_;
   ServerMetrics& metrics_;
+  cluster::ClusterNode* cluster_ = nullptr;  // cluster mode
   int lock_fd_ = -1;
   std::unique_ptr<storage::EventLog> log_;
   std::unique_ptr<storage::CheckpointStore> store_;

@@ -2,6 +2,7 @@
 
 #include <grpcpp/impl/codegen/proto_utils.h>
 
+#include "server/aggregator/event_validation.h"
 #include "server/aggregator/utf8.h"
 #include "server/ingest_journal.h"
 #include "server/message_parse.h"
@@ -23,6 +24,23 @@ void EventTally::Reject(RejectReason reason, const analytics::EventData& event,
   response_.add_errors(std::move(message));
 }
 
+namespace {
+
+// Cluster mode: the checks Aggregator::Ingest makes before it counts; de-duplication and
+// counting happen at the partition's owner, which reads the event from the stream.
+agg::IngestResult ValidateForCluster(const ServiceState& state, const analytics::EventData& event) {
+  agg::IngestResult result;
+  if (!agg::ValidateEventId(event, &result)) return result;
+  const agg::ValidationLimits limits{state.config.aggregator.max_event_age_seconds * 1000,
+                                     state.config.aggregator.max_event_future_seconds * 1000, 0};
+  int64_t event_ms = 0;
+  agg::EventKind kind = agg::EventKind::kOther;
+  agg::ValidateEvent(event, state.clock.NowMs(), limits, &event_ms, &kind, &result);
+  return result;
+}
+
+}  // namespace
+
 bool EventTally::Ingest(ServiceState& state, const analytics::EventData& event) {
   const ServerConfig& config = state.config;
   bool accepted = false;
@@ -34,7 +52,8 @@ bool EventTally::Ingest(ServiceState& state, const analytics::EventData& event) 
     Reject(RejectReason::kTooLarge, event, "event",
            std::to_string(bytes) + " bytes, limit " + std::to_string(config.max_event_bytes));
   } else {
-    agg::IngestResult result = state.aggregator.Ingest(event);
+    agg::IngestResult result =
+        state.cluster ? ValidateForCluster(state, event) : state.aggregator.Ingest(event);
     switch (result.outcome) {
       case agg::IngestOutcome::kAccepted:
         accepted = true;

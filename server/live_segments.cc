@@ -180,6 +180,12 @@ grpc::Status AdmitSubscriber(ServiceState& state, std::vector<agg::SegmentCondit
                                                       "); retry later"};
   }
   if (conditions.empty()) return grpc::Status::OK;
+  if (state.cluster) {
+    state.subscribers.fetch_sub(1, std::memory_order_relaxed);
+    return {grpc::StatusCode::UNIMPLEMENTED,
+            "filters: live segments are not available in cluster mode yet (each node would have "
+            "to count them for its partitions; docs/design/cluster.md)"};
+  }
   std::string refusal = "filters: live segments are not available here";
   if (state.live_segments != nullptr) {
     *segment = state.live_segments->Start(std::move(conditions), &refusal);

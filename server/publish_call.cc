@@ -184,8 +184,14 @@ grpc::Status PublishCall::TakeBatch(const analytics::PublishRequest& request, Pe
   ProducerTable::Batch batch;
   BatchCounts original;
   uint64_t expected = 0;
-  switch (
-      state_.producers.Begin(producer, request.sequence(), now_ms, &batch, &original, &expected)) {
+  // Cluster mode: a producer's batches reach several nodes (round robin, failover), so no node's
+  // table sees its whole sequence; a re-sent batch is stored again and its events are found
+  // by their event_id at the partition's owner (which counts them once).
+  const ProducerTable::Verdict verdict =
+      state_.cluster ? ProducerTable::Verdict::kNew
+                     : state_.producers.Begin(producer, request.sequence(), now_ms, &batch,
+                                              &original, &expected);
+  switch (verdict) {
     case ProducerTable::Verdict::kFull:
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
               "the server tracks its maximum of " + std::to_string(state_.config.max_producers) +
@@ -233,7 +239,9 @@ grpc::Status PublishCall::TakeBatch(const analytics::PublishRequest& request, Pe
     record.skipped.clear();
   }
   const uint64_t lsn = AppendToJournal(state_, record);
-  batch.Commit({record.sequence, record.accepted, record.duplicates, record.rejected}, now_ms);
+  if (!state_.cluster) {
+    batch.Commit({record.sequence, record.accepted, record.duplicates, record.rejected}, now_ms);
+  }
   tally.FlushMetrics(state_.metrics);
   // Duplicates among the events: their originals may still be on their way to the disk.
   pending->lsn = counted.duplicates() > 0 ? std::max(lsn, JournalTail(state_)) : lsn;

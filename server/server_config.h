@@ -66,14 +66,18 @@ struct ServerConfig {
   uint64_t log_max_pending_bytes = 256ull << 20;  // written-but-not-synced bound, then UNAVAILABLE
   uint32_t skip_corrupt_records = 0;  // 1: start past corrupt log records (counted), not fail
   uint32_t checkpoint_interval_s = 60;  // also one at shutdown
-  // Cluster mode, its first step (issue 16, docs/design/cluster.md): the event log in a NATS
-  // JetStream stream replicated on cluster_replicas servers instead of data_dir/log; the
-  // checkpoints stay in data_dir. "" = the local log. One writing node per stream for now (a
-  // second one fences the first).
+  // Cluster mode (issue 16, docs/design/cluster.md, server/cluster/cluster_node.h): several
+  // nodes over a NATS JetStream cluster. Ingest on any node is acknowledged once stored in the
+  // event stream (cluster_replicas copies); each of cluster_partitions partitions is counted by
+  // the node holding its lease, which publishes partial deltas every cluster_exchange_ms; every
+  // node merges all of them into the numbers it serves. "" = one node on its own (the default).
   std::string cluster = "";       // nats://HOST:PORT,... (any of the cluster's servers)
-  std::string cluster_node = "";  // names this node's messages; "" = the host name
+  std::string cluster_node = "";  // this node's name, unique in the cluster; "" = the host name
   std::string cluster_stream = "RTA_EVENTS";
   uint32_t cluster_replicas = 3;
+  uint32_t cluster_partitions = 16;     // fixed when the cluster first starts
+  uint32_t cluster_lease_ms = 6000;     // a dead node's partitions move after at most this
+  uint32_t cluster_exchange_ms = 1000;  // partial deltas per partition, at most this often
   // History (rollup_writer.h; with a data_dir only): rollups kept this many days of event time
   // per resolution. Events older than the live windows and within retention_day_days are
   // accepted into the history (backfill).

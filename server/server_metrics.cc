@@ -328,6 +328,64 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                                     "--max-live-segments were kept and watched")
                                 .Register(r)
                                 .Add({});
+  // Cluster mode (--cluster, server/cluster/cluster_node.h); zero on a single node.
+  cluster_members_ = &BuildGauge()
+                          .Name("analytics_cluster_members")
+                          .Help("Live analytics nodes this node sees in the cluster")
+                          .Register(r)
+                          .Add({});
+  cluster_owned_ = &BuildGauge()
+                        .Name("analytics_cluster_partitions_owned")
+                        .Help("Partitions this node holds the lease of and counts")
+                        .Register(r)
+                        .Add({});
+  cluster_caught_up_ = &BuildGauge()
+                            .Name("analytics_cluster_view_caught_up")
+                            .Help(
+                                "1 once this node merged every partial published before it "
+                                "started (its numbers are the cluster's)")
+                            .Register(r)
+                            .Add({});
+  cluster_sequence_ = &BuildGauge()
+                           .Name("analytics_cluster_partials_read_sequence")
+                           .Help("The last sequence of the partial stream this node has read")
+                           .Register(r)
+                           .Add({});
+  cluster_lag_family_ = &BuildGauge()
+                             .Name("analytics_cluster_partition_lag_seconds")
+                             .Help(
+                                 "How far behind the event stream this node reads an owned "
+                                 "partition: the age of the message it counted last (0 when "
+                                 "it has read everything)")
+                             .Register(r);
+  auto cluster_counter = [&r](const char* name, const char* help) {
+    return &BuildCounter().Name(name).Help(help).Register(r).Add({});
+  };
+  cluster_events_ = cluster_counter("analytics_cluster_events_counted_total",
+                                    "Events counted by this node's partition owners");
+  cluster_duplicates_ =
+      cluster_counter("analytics_cluster_duplicates_total",
+                      "Events this node's partition owners found already counted (event_id)");
+  cluster_published_ = cluster_counter("analytics_cluster_partials_published_total",
+                                       "Partial records this node's owners appended");
+  cluster_merged_ = cluster_counter("analytics_cluster_partials_merged_total",
+                                    "Partial records merged into this node's view");
+  cluster_stale_ = cluster_counter(
+      "analytics_cluster_partials_stale_total",
+      "Partial records from an older lease than one already merged (a former owner that had "
+      "not yet noticed it lost the partition; merged, the chain keeps them exact)");
+  cluster_malformed_ = cluster_counter("analytics_cluster_partials_malformed_total",
+                                       "Partial-stream messages or deltas that did not decode");
+  cluster_restarts_ =
+      cluster_counter("analytics_cluster_owner_restarts_total",
+                      "Partition owners, or this node's partial reader, that started over "
+                      "(fenced by another owner, a NATS server gone; the reason is logged)");
+  merge_delay_ = &BuildHistogram()
+                      .Name("analytics_cluster_merge_delay_seconds")
+                      .Help("From a partial's cut at its owner to its merge into this node's view")
+                      .Register(r)
+                      .Add({}, prometheus::Histogram::BucketBoundaries{
+                                   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
   malloc_trims_ = &BuildCounter()
                        .Name("analytics_malloc_trims_total")
                        .Help("Times freed heap memory was returned to the OS (malloc_trim)")
@@ -391,6 +449,39 @@ void ServerMetrics::UpdateAggregatorStats(const agg::AggregatorStats& stats) {
   key_dictionary_bytes_->Set(static_cast<double>(stats.key_dictionary_bytes));
   add(sessions_dropped_, stats.sessions_dropped, last_stats_.sessions_dropped);
   last_stats_ = stats;
+}
+
+void ServerMetrics::UpdateCluster(const cluster::ClusterStats& stats) {
+  cluster_members_->Set(stats.members);
+  cluster_owned_->Set(static_cast<double>(stats.owned.size()));
+  cluster_caught_up_->Set(stats.caught_up ? 1 : 0);
+  cluster_sequence_->Set(static_cast<double>(stats.partials_sequence));
+  for (auto it = cluster_lag_.begin(); it != cluster_lag_.end();) {
+    if (stats.lag_ms.count(it->first) == 0) {
+      cluster_lag_family_->Remove(it->second);
+      it = cluster_lag_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [partition, lag_ms] : stats.lag_ms) {
+    prometheus::Gauge*& gauge = cluster_lag_[partition];
+    if (gauge == nullptr)
+      gauge = &cluster_lag_family_->Add({{"partition", std::to_string(partition)}});
+    gauge->Set(static_cast<double>(lag_ms) / 1000.0);
+  }
+  auto add = [](prometheus::Counter* counter, uint64_t now, uint64_t last) {
+    if (now > last) counter->Increment(static_cast<double>(now - last));
+  };
+  add(cluster_events_, stats.events_counted, last_cluster_.events_counted);
+  add(cluster_duplicates_, stats.duplicates, last_cluster_.duplicates);
+  add(cluster_published_, stats.partials_published, last_cluster_.partials_published);
+  add(cluster_merged_, stats.partials_received, last_cluster_.partials_received);
+  add(cluster_stale_, stats.partials_stale, last_cluster_.partials_stale);
+  add(cluster_malformed_, stats.partials_malformed, last_cluster_.partials_malformed);
+  add(cluster_restarts_, stats.owner_restarts + stats.merger_restarts,
+      last_cluster_.owner_restarts + last_cluster_.merger_restarts);
+  last_cluster_ = stats;
 }
 
 void ServerMetrics::UpdateLiveSegments(size_t kept, uint64_t opened, uint64_t refused) {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "server/aggregator/aggregator.h"
+#include "server/cluster/cluster_node.h"
 #include "server/rollup_writer.h"
 #include "server/storage/event_log.h"
 
@@ -98,6 +99,10 @@ class ServerMetrics {
   void UpdateAggregatorStats(const agg::AggregatorStats& stats);
   // Tick thread only: the live segments kept, and the totals opened and refused so far.
   void UpdateLiveSegments(size_t kept, uint64_t opened, uint64_t refused);
+  // Cluster mode (tick thread): this node's share of the partitions and its merger's counts.
+  void UpdateCluster(const cluster::ClusterStats& stats);
+  // Cluster mode (tick thread): the time from a partial's cut at its owner to its merge here.
+  void ObserveMergeDelay(double seconds) { merge_delay_->Observe(seconds); }
   // AnalyzeSession sessions tracked across all streams (moved by each call as its count
   // changes), and actions refused because --max-analyze-sessions was reached.
   prometheus::Gauge& analyze_sessions() { return *analyze_sessions_; }
@@ -217,6 +222,21 @@ class ServerMetrics {
   prometheus::Counter* malloc_trims_;
   prometheus::Counter* malloc_trim_seconds_;
   prometheus::Counter* malloc_trim_released_;
+  prometheus::Gauge* cluster_members_;
+  prometheus::Gauge* cluster_owned_;
+  prometheus::Gauge* cluster_caught_up_;
+  prometheus::Gauge* cluster_sequence_;
+  prometheus::Family<prometheus::Gauge>* cluster_lag_family_;
+  std::map<uint32_t, prometheus::Gauge*> cluster_lag_;  // tick thread only
+  prometheus::Counter* cluster_events_;
+  prometheus::Counter* cluster_duplicates_;
+  prometheus::Counter* cluster_published_;
+  prometheus::Counter* cluster_merged_;
+  prometheus::Counter* cluster_stale_;
+  prometheus::Counter* cluster_malformed_;
+  prometheus::Counter* cluster_restarts_;
+  prometheus::Histogram* merge_delay_;
+  cluster::ClusterStats last_cluster_{};  // tick thread only
 };
 
 }  // namespace rta::server

@@ -95,6 +95,9 @@ struct ServiceState {
   // The event log every accepted ingest message is appended to before it is acknowledged;
   // null in memory-only mode (--data-dir ""). Set before the workers start; outlives them.
   storage::EventLog* log = nullptr;
+  // Cluster mode (--cluster): ingest validates and logs; the partitions' owners de-duplicate
+  // and count (server/cluster/cluster_node.h), so nothing is counted here at ingest.
+  bool cluster = false;
   // Sessions of all AnalyzeSession streams together (--max-analyze-sessions); atomic inside.
   session::SessionBudget analyze_sessions{config.max_analyze_sessions};
   // Decides whether a call may go on (its token and role); set before the workers start,

@@ -17,6 +17,7 @@
 #include "server/aggregator/latest_value.h"
 #include "server/aggregator/live_segment.h"
 #include "server/aggregator/metric_catalog.h"
+#include "server/aggregator/partial_codec.h"
 #include "server/aggregator/shard_delta.h"
 #include "server/aggregator/snapshot_builder.h"
 #include "server/aggregator/state_codec.h"
@@ -60,19 +61,10 @@ uint64_t RandomEpoch() {
 // would turn every probe into a walk along one long chain. Drawn once per process: every new
 // aggregator of a process starts from them and so hashes alike (tests compare two; ties between
 // top-k counts are ordered by hash). A restored aggregator hashes with the seeds in its
-// checkpoint instead (Aggregator::Impl::Identity). Thread-safe (a function-local static).
-struct ProcessSeeds {
-  uint64_t visitor;
-  uint64_t session;
-  uint64_t key;
-};
-
-const ProcessSeeds& Seeds() {
-  static const ProcessSeeds seeds = [] {
-    std::random_device device;
-    auto draw = [&device] { return (static_cast<uint64_t>(device()) << 32) ^ device(); };
-    return ProcessSeeds{draw(), draw(), draw()};
-  }();
+// checkpoint instead (Aggregator::Impl::Identity), and one of a cluster the cluster's
+// (AggregatorConfig::hash_seeds). Thread-safe (a function-local static).
+const HashSeeds& Seeds() {
+  static const HashSeeds seeds = RandomHashSeeds();
   return seeds;
 }
 
@@ -137,7 +129,24 @@ AggregatorConfig SegmentConfig(AggregatorConfig config) {
 constexpr ValidationLimits kReplayLimits{std::numeric_limits<int64_t>::max(),
                                          std::numeric_limits<int64_t>::max()};
 
+// Which of the three ways in an event takes (Aggregator::Impl::IngestAt).
+enum class IngestMode {
+  kLive,        // Ingest(): the clock's time, every check
+  kLogged,      // ApplyLogged(): the logged time, no time limits, no duplicate refusal
+  kReplicated,  // ApplyReplicated(): the logged time, no time limits, duplicates refused
+};
+
 }  // namespace
+
+HashSeeds RandomHashSeeds() {
+  std::random_device device;
+  auto draw = [&device] { return (static_cast<uint64_t>(device()) << 32) ^ device(); };
+  HashSeeds seeds;
+  seeds.visitor = draw();
+  seeds.session = draw();
+  seeds.key = draw();
+  return seeds;
+}
 
 std::string_view OutcomeName(IngestOutcome outcome) {
   switch (outcome) {
@@ -230,13 +239,14 @@ class Aggregator::Impl {
     int64_t dedupe_start_second = 0;
   };
 
-  static Identity FreshIdentity(const Clock& clock) {
-    return Identity{RandomEpoch(),     Seeds().visitor,
-                    Seeds().session,   Seeds().key,
-                    ProcessIdHasher(), detail::FloorDiv(clock.NowMs(), 1000) - 1};
+  static Identity FreshIdentity(const AggregatorConfig& config, const Clock& clock) {
+    const HashSeeds& seeds = config.hash_seeds ? *config.hash_seeds : Seeds();
+    return Identity{RandomEpoch(), seeds.visitor,     seeds.session,
+                    seeds.key,     ProcessIdHasher(), detail::FloorDiv(clock.NowMs(), 1000) - 1};
   }
 
-  Impl(AggregatorConfig config, const Clock& clock) : Impl(config, clock, FreshIdentity(clock)) {}
+  Impl(AggregatorConfig config, const Clock& clock)
+      : Impl(config, clock, FreshIdentity(config, clock)) {}
 
   Impl(AggregatorConfig config, const Clock& clock, const Identity& identity)
       : config_(config),
@@ -247,6 +257,7 @@ class Aggregator::Impl {
         seed_visitor_(identity.seed_visitor),
         seed_session_(identity.seed_session),
         seed_key_(identity.seed_key),
+        seeds_fingerprint_(detail::SeedsFingerprint(seed_visitor_, seed_session_, seed_key_)),
         id_hasher_(identity.id_hasher),
         dedupe_(config.dedupe_capacity_log2, config.dedupe_horizon_seconds,
                 identity.dedupe_start_second),
@@ -263,18 +274,25 @@ class Aggregator::Impl {
     latest_.Set(std::move(empty));
   }
 
-  IngestResult Ingest(const analytics::EventData& event) { return IngestAt<false>(event, 0); }
-
-  IngestResult ApplyLogged(const analytics::EventData& event, int64_t ingest_ms) {
-    return IngestAt<true>(event, ingest_ms);
+  IngestResult Ingest(const analytics::EventData& event) {
+    return IngestAt<IngestMode::kLive>(event, 0, true);
   }
 
-  // Ingest() (kReplay false: the clock's time, every check) and ApplyLogged() (kReplay true:
-  // the logged time, no time limits, no duplicate refusal) in one body, so that a replayed
-  // event does exactly what the original did; the template keeps Ingest()'s code as it was.
-  template <bool kReplay>
+  IngestResult ApplyLogged(const analytics::EventData& event, int64_t ingest_ms) {
+    return IngestAt<IngestMode::kLogged>(event, ingest_ms, true);
+  }
+
+  IngestResult ApplyReplicated(const analytics::EventData& event, int64_t ingest_ms, bool count) {
+    return IngestAt<IngestMode::kReplicated>(event, ingest_ms, count);
+  }
+
+  // Ingest(), ApplyLogged() and ApplyReplicated() (IngestMode) in one body, so that a replayed
+  // or replicated event does exactly what the original did; the template keeps Ingest()'s code
+  // as it was. `count` false: de-duplicate and remember only.
+  template <IngestMode kMode>
   __attribute__((always_inline)) IngestResult IngestAt(const analytics::EventData& event,
-                                                       int64_t replay_ms) {
+                                                       int64_t replay_ms, bool count) {
+    constexpr bool kReplay = kMode != IngestMode::kLive;
     IngestResult result;
     if (!ValidateEventId(event, &result)) return result;
     const IdHash id_hash = id_hasher_.Hash(event.event_id());
@@ -312,7 +330,8 @@ class Aggregator::Impl {
 
     switch (dedupe_.CheckAndInsert(id_hash, now_second)) {
       case DedupeTable::Outcome::kDuplicate:
-        if (kReplay) break;  // logged, so it counts (and its id is already remembered)
+        // Logged, so it counts (and its id is already remembered).
+        if (kMode == IngestMode::kLogged) break;
         result.outcome = IngestOutcome::kDuplicate;
         return result;
       case DedupeTable::Outcome::kInsertedEvicted:
@@ -321,6 +340,7 @@ class Aggregator::Impl {
       case DedupeTable::Outcome::kInserted:
         break;
     }
+    if (kMode == IngestMode::kReplicated && !count) return result;
     if (truncated != 0) {
       shards_[home].values_truncated.fetch_add(truncated, std::memory_order_relaxed);
     }
@@ -410,8 +430,57 @@ class Aggregator::Impl {
 
   std::shared_ptr<const Snapshot> Tick() {
     const int64_t now_ms = clock_.NowMs();
-    MergeShards(now_ms);
+    if (!config_.export_partials) MergeShards(now_ms);
     return Publish(now_ms);
+  }
+
+  // Holds back new ingest sections and waits until none is open (the cut, see "Checkpoints"
+  // above); sections resume when it ends, also when the work inside throws.
+  class Freeze {
+   public:
+    explicit Freeze(Impl& impl) : frozen_(impl.frozen_) {
+      frozen_.store(true, std::memory_order_seq_cst);
+      for (SectionCount& section : impl.sections_) WaitUntilZero(section.open);
+    }
+    ~Freeze() { frozen_.store(false, std::memory_order_seq_cst); }
+    Freeze(const Freeze&) = delete;
+    Freeze& operator=(const Freeze&) = delete;
+
+   private:
+    std::atomic<bool>& frozen_;
+  };
+
+  std::string TakePartial(const std::function<void()>& at_cut) {
+    if (!config_.export_partials) return "";  // the tick merges the shards: nothing to export
+    taken_.clear();
+    {
+      const Freeze freeze(*this);
+      DrainShards([this](detail::ShardDelta& old) {
+        old.ClearSegments();
+        if (!old.empty()) taken_.push_back(&old);
+      });
+      if (at_cut) at_cut();
+    }
+    // The taken deltas are their shards' spares now: only this thread touches them until the
+    // next drain, so they are encoded after the sections resume.
+    std::string partial;
+    if (!taken_.empty()) detail::EncodePartial(taken_, seeds_fingerprint_, &partial);
+    for (detail::ShardDelta* delta : taken_) delta->Clear();
+    taken_.clear();
+    return partial;
+  }
+
+  bool MergePartial(std::string_view partial, std::string* error) {
+    const int64_t now_ms = clock_.NowMs();
+    // All or nothing: a first pass only validates, the second (same bytes, same path) merges.
+    if (!detail::DecodePartial(
+            partial, seeds_fingerprint_, &partial_scratch_, [](const detail::ShardDelta&) {},
+            error)) {
+      return false;
+    }
+    return detail::DecodePartial(
+        partial, seeds_fingerprint_, &partial_scratch_,
+        [this, now_ms](const detail::ShardDelta& delta) { state_.Merge(delta, now_ms); }, error);
   }
 
   std::atomic<uint64_t>* EnterIngest() {
@@ -428,21 +497,16 @@ class Aggregator::Impl {
     // Allocated and touched before the freeze: page faults inside it would add milliseconds.
     if (dedupe_copy_.size() != dedupe_.words()) dedupe_copy_.assign(dedupe_.words(), 0);
     // Most of the merge happens before the freeze (as a tick would do it), so that the freeze
-    // only merges what arrives meanwhile.
-    MergeShards(clock_.NowMs());
+    // only merges what arrives meanwhile. (With export_partials the shards are TakePartial's.)
+    if (!config_.export_partials) MergeShards(clock_.NowMs());
     CheckpointResult result;
     uint64_t evictions = 0;
     uint64_t truncated = 0;
     const auto frozen_at = std::chrono::steady_clock::now();
     {
-      frozen_.store(true, std::memory_order_seq_cst);
-      struct Thaw {  // sections resume even if at_cut throws
-        std::atomic<bool>& frozen;
-        ~Thaw() { frozen.store(false, std::memory_order_seq_cst); }
-      } thaw{frozen_};
-      for (SectionCount& section : sections_) WaitUntilZero(section.open);
+      const Freeze freeze(*this);
       result.time_ms = clock_.NowMs();
-      MergeShards(result.time_ms);
+      if (!config_.export_partials) MergeShards(result.time_ms);
       dedupe_.BeginCopy(dedupe_copy_.data());  // the copy itself runs after the freeze
       for (const Shard& shard : shards_) {
         evictions += shard.dedupe_early_evictions.load(std::memory_order_relaxed);
@@ -538,20 +602,30 @@ class Aggregator::Impl {
   };
 
   void MergeShards(int64_t now_ms) {
-    RotateSegmentMembers();
     const uint64_t open = open_segments_.load(std::memory_order_relaxed);
+    DrainShards([this, open, now_ms](detail::ShardDelta& old) {
+      if (old.empty()) return;
+      state_.Merge(old, now_ms);
+      for (uint64_t bits = old.touched_segments() & open; bits != 0; bits &= bits - 1) {
+        const size_t id = static_cast<size_t>(std::countr_zero(bits));
+        segments_[id].state->Merge(old.segment(id), now_ms);
+      }
+      old.Clear();  // drops what a closing segment's last writers added
+    });
+  }
+
+  // Swaps every shard's active delta for its spare, waits for a writer that may still hold the
+  // shard, and hands the old delta to use(old), which must leave no segment sub-delta in it
+  // (Clear or ClearSegments); the old delta is the shard's spare from then on. Then the live
+  // segments' bookkeeping, for which this pass is the grace period ("Live segments" above).
+  template <typename Use>
+  void DrainShards(Use use) {
+    RotateSegmentMembers();
     const uint64_t dropping = dropping_segments_[0] | dropping_segments_[1];
     for (Shard& shard : shards_) {
       detail::ShardDelta* old = shard.active.exchange(shard.spare, std::memory_order_seq_cst);
       WaitForWriter(shard);
-      if (!old->empty()) {
-        state_.Merge(*old, now_ms);
-        for (uint64_t bits = old->touched_segments() & open; bits != 0; bits &= bits - 1) {
-          const size_t id = static_cast<size_t>(std::countr_zero(bits));
-          segments_[id].state->Merge(old->segment(id), now_ms);
-        }
-        old->Clear();  // drops what a closing segment's last writers added
-      }
+      use(*old);
       for (uint64_t bits = dropping; bits != 0; bits &= bits - 1) {
         old->DropSegment(static_cast<size_t>(std::countr_zero(bits)));
       }
@@ -677,6 +751,7 @@ class Aggregator::Impl {
   const uint64_t seed_visitor_;
   const uint64_t seed_session_;
   const uint64_t seed_key_;
+  const uint64_t seeds_fingerprint_;  // carried by partials (partial_codec.h)
   const IdHasher id_hasher_;  // keyed from randombytes_buf, or from a checkpoint
   DedupeTable dedupe_;
   std::array<Shard, kShardCount> shards_;
@@ -685,6 +760,8 @@ class Aggregator::Impl {
   std::vector<uint64_t> dedupe_copy_;             // tick thread only: the table at the cut
   detail::WindowedState state_;  // tick thread only
   detail::TickMetrics metrics_;  // tick thread only, reused
+  std::vector<detail::ShardDelta*> taken_;  // tick thread only: TakePartial's deltas
+  detail::ShardDelta partial_scratch_;      // tick thread only: MergePartial's decoded delta
   const detail::KeyRef unknown_;
   uint64_t sequence_ = 0;  // tick thread only
   std::atomic<uint64_t> ticks_{0};  // written by the tick thread only
@@ -806,7 +883,7 @@ std::unique_ptr<Aggregator::Impl> Aggregator::Impl::Restore(AggregatorConfig con
   identity.seed_visitor = header.U64();
   identity.seed_session = header.U64();
   identity.seed_key = header.U64();
-  unsigned char key[16];
+  unsigned char key[16] = {};  // read below; zeros if the header is short
   header.Raw(key, sizeof key);
   identity.id_hasher = IdHasher::WithKey(key);
   identity.dedupe_start_second = header.I64();
@@ -815,6 +892,11 @@ std::unique_ptr<Aggregator::Impl> Aggregator::Impl::Restore(AggregatorConfig con
   if (!in.ok()) return fail(in.error());
   if (!header.ok() || !header.AtEnd() || identity.epoch == 0) {
     return fail(header.ok() ? "corrupt checkpoint: header" : header.error());
+  }
+  if (config.hash_seeds &&
+      *config.hash_seeds !=
+          HashSeeds{identity.seed_visitor, identity.seed_session, identity.seed_key}) {
+    return fail("checkpoint incompatible with the config: hash_seeds differ from its seeds");
   }
 
   auto impl = std::make_unique<Impl>(config, clock, identity);
@@ -875,6 +957,19 @@ void Aggregator::CompleteCheckpoint(CheckpointResult* result) { impl_->Complete(
 
 IngestResult Aggregator::ApplyLogged(const analytics::EventData& event, int64_t ingest_ms) {
   return impl_->ApplyLogged(event, ingest_ms);
+}
+
+IngestResult Aggregator::ApplyReplicated(const analytics::EventData& event, int64_t ingest_ms,
+                                         bool count) {
+  return impl_->ApplyReplicated(event, ingest_ms, count);
+}
+
+std::string Aggregator::TakePartial(const std::function<void()>& at_cut) {
+  return impl_->TakePartial(at_cut);
+}
+
+bool Aggregator::MergePartial(std::string_view partial, std::string* error) {
+  return impl_->MergePartial(partial, error);
 }
 
 Aggregator::~Aggregator() = default;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,6 +17,19 @@
 #include "server/aggregator/snapshot.h"
 
 namespace rta::agg {
+
+// The seeds of the hashes of client-chosen strings (aggregator.cc explains why they are
+// secret). Every node of a cluster must hash alike, since HyperLogLog registers, session hashes
+// and key hashes from different nodes are merged (Aggregator::MergePartial).
+struct HashSeeds {
+  uint64_t visitor = 0;
+  uint64_t session = 0;
+  uint64_t key = 0;
+
+  bool operator==(const HashSeeds&) const = default;
+};
+// Fresh seeds from std::random_device, for a cluster to create once and share. Thread-safe.
+HashSeeds RandomHashSeeds();
 
 struct AggregatorConfig {
   int64_t dedupe_horizon_seconds = 600;      // an event_id seen again within this counts once
@@ -41,6 +55,16 @@ struct AggregatorConfig {
   // Budget for the texts of ranked values (KeyDictionary); a new value that does not fit is
   // counted under "__other__" instead (AggregatorStats::ranked_values_folded).
   uint64_t key_dictionary_max_bytes = 32ull << 20;
+  // Set: a fresh aggregator hashes visitor, session, ranked and dimension values with these
+  // instead of the process's random seeds, so that every node of a cluster hashes alike. The
+  // event-id hasher (de-dup) stays per process: de-duplication is the partition owner's alone.
+  // A restored aggregator keeps its checkpoint's seeds (Restore refuses a checkpoint whose
+  // seeds differ from these).
+  std::optional<HashSeeds> hash_seeds;
+  // Cluster mode (issue 16): Tick() and Checkpoint() do NOT fold the shard deltas into the
+  // windows; TakePartial() hands them out instead, and the windows change only by
+  // MergePartial(). Live segments count nothing in this mode.
+  bool export_partials = false;
 };
 
 // Why Ingest() refused or skipped an event. Stable names: they are Prometheus label values.
@@ -98,10 +122,10 @@ struct CheckpointResult {
 // immutable snapshots of every metric over sliding event-time windows.
 //
 // Thread-safety: Ingest() and EnterIngest() may be called concurrently from any threads and
-// take no mutex. Tick() and Checkpoint() must be called from one thread at a time (the server's
-// timer thread). Latest() and stats() may be called from any thread. ApplyLogged() is for the
-// replay at start-up, before anything else runs (see there). Destruction requires that no call
-// is in progress and no IngestSection is open.
+// take no mutex. Tick(), Checkpoint(), TakePartial() and MergePartial() must be called from one
+// thread at a time (the server's timer thread). Latest() and stats() may be called from any thread.
+// ApplyLogged() is for the replay at start-up, before anything else runs (see there). Destruction
+// requires that no call is in progress and no IngestSection is open.
 //
 // Durability (the server's side: the event log and the checkpoint store): every batch is
 // ingested inside an IngestSection that also covers its append to the log; Checkpoint() cuts
@@ -194,6 +218,35 @@ class Aggregator {
 
   // Validates, de-duplicates and counts one event. Lock-free; allocation-free on success.
   IngestResult Ingest(const analytics::EventData& event);
+
+  // Cluster mode: an event of this node's partition read from the cluster's stream, accepted at
+  // clock time ingest_ms by the node that took it. Like ApplyLogged() (its time key and de-dup
+  // entry use ingest_ms, no age or future refusal) but WITH the duplicate check: an event_id
+  // seen within the dedupe horizon returns kDuplicate and is not counted (a producer's re-send
+  // lands in the stream twice); otherwise it is counted and remembered. count == false only
+  // remembers the id (kDuplicate if it was known): a new partition owner warming its de-dup
+  // table from the stream before the part it counts. Same thread-safety as Ingest(); call it
+  // inside an IngestSection to be covered by TakePartial()'s cut.
+  IngestResult ApplyReplicated(const analytics::EventData& event, int64_t ingest_ms,
+                               bool count = true);
+
+  // Cluster mode (export_partials), tick thread (as Tick() and Checkpoint()). With the freeze
+  // of Checkpoint() (holds back new IngestSections, waits for the open ones), swaps every
+  // shard's delta out and calls at_cut() (the caller reads the stream positions the partial
+  // covers: nothing is being ingested meanwhile), lets sections resume, then encodes the
+  // swapped deltas into one partial (partial_codec.h) and clears them. Returns "" (at_cut
+  // still called) when nothing was ingested since the last call. Live segments are not
+  // exported: their sub-deltas are dropped. If at_cut throws, sections resume, the exception
+  // propagates and the swapped deltas are kept for the next call (counted once, later).
+  // Without export_partials it returns "" at once (at_cut not called): the tick owns the shards.
+  std::string TakePartial(const std::function<void()>& at_cut);
+
+  // Tick thread. Folds a partial (of any node, this one included) into the windows as seen at
+  // the clock's now; the next Tick() publishes it. Everything is validated before anything is
+  // applied: a damaged, foreign-format or foreign-seeded partial returns false with *error
+  // naming what was wrong, and the windows are untouched. Merging the same partial twice
+  // counts it twice: the caller de-duplicates partials by their sequence.
+  bool MergePartial(std::string_view partial, std::string* error);
 
   // Counts one session-analysis signal at its event time. Same thread-safety as Ingest().
   void RecordSignal(SessionSignal signal, int64_t event_time_ms);

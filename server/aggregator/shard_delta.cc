@@ -29,9 +29,7 @@ DeltaBucket& ShardDelta::BucketFor(TimeKey key) {
       return *last_;
     }
   }
-  if (used_ == buckets_.size()) buckets_.push_back(std::make_unique<DeltaBucket>());
-  last_ = buckets_[used_++].get();
-  last_->key = key;
+  last_ = &AppendBucket(key);
   return *last_;
 }
 
@@ -114,11 +112,41 @@ ShardDelta& ShardDelta::Segment(size_t id) {
   return *segments_[id];
 }
 
-void ShardDelta::Clear() {
+void ShardDelta::ClearSegments() {
   for (uint64_t bits = touched_segments_; bits != 0; bits &= bits - 1) {
     segments_[static_cast<size_t>(std::countr_zero(bits))]->Clear();
   }
   touched_segments_ = 0;
+}
+
+DeltaBucket& ShardDelta::AppendBucket(TimeKey key) {
+  touched_ = true;
+  if (used_ == buckets_.size()) buckets_.push_back(std::make_unique<DeltaBucket>());
+  DeltaBucket& bucket = *buckets_[used_++];
+  bucket.key = key;
+  return bucket;
+}
+
+bool ShardDelta::AddKeyCount(FlatMap<KeyCount>& map, uint64_t hash, std::string_view text,
+                             uint64_t count) {
+  auto [entry, inserted] = map.FindOrInsert(hash);
+  if (!inserted) return false;
+  *entry =
+      KeyCount{count, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(text.size())};
+  arena_.append(text);
+  return true;
+}
+
+bool ShardDelta::AddSession(uint64_t hash, const SessionDelta& session) {
+  auto [entry, inserted] = sessions_.FindOrInsert(hash);
+  if (!inserted) return false;
+  *entry = session;
+  touched_ = true;
+  return true;
+}
+
+void ShardDelta::Clear() {
+  ClearSegments();
   for (size_t i = 0; i < used_; ++i) buckets_[i]->Clear();
   if (buckets_.size() > kRetainedBuckets) buckets_.resize(kRetainedBuckets);
   used_ = 0;

@@ -115,6 +115,26 @@ class ShardDelta {
     return std::string_view(arena_).substr(key.offset, key.length);
   }
   void Clear();
+  // Clears and forgets the sub-deltas of live segments only (Clear() does it too): the
+  // partials of cluster mode do not carry segments, and a segment id must hold no events when
+  // the merge after its close drops its sub-delta.
+  void ClearSegments();
+
+  // Rebuilding a delta decoded from a partial (partial_codec.h), on a cleared delta. The
+  // decoder validates every value first; these only keep the delta's own invariants.
+  // A new bucket for `key` (no search: a partial may carry a time key twice, which the merge
+  // adds up like two buckets of one key).
+  DeltaBucket& AppendBucket(TimeKey key);
+  // Adds `key` with its text and count to one of a bucket's maps; false (nothing added) when
+  // the map already holds that hash.
+  bool AddKeyCount(FlatMap<KeyCount>& map, uint64_t hash, std::string_view text, uint64_t count);
+  // False (nothing added) when the delta already holds that session.
+  bool AddSession(uint64_t hash, const SessionDelta& session);
+  // Slot `slot` (< kIngestSeconds) of the ingest counts.
+  void SetIngestCount(size_t slot, IngestCount count) {
+    touched_ = true;
+    ingest_counts_[slot] = count;
+  }
 
  private:
   DeltaBucket& BucketFor(TimeKey key);

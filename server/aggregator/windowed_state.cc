@@ -23,27 +23,9 @@ void AddDimensionCounts(std::vector<uint64_t>& into, const std::vector<uint64_t>
 // Longer texts cannot come from a valid event (kMaxFieldBytes), so a longer one is corruption.
 constexpr size_t kMaxCheckpointTextBytes = 1 << 16;
 
-void SaveCounters(StateWriter& out, const BucketCounters& c) {
-  out.U64(c.events);
-  out.U64(c.page_views);
-  out.U64(c.conversions);
-  out.F64(c.revenue);
-  for (uint64_t v : c.signals) out.U64(v);
-  for (uint64_t v : c.ranked_totals) out.U64(v);
-}
-
-void LoadCounters(StateReader& in, BucketCounters* c) {
-  c->events = in.U64();
-  c->page_views = in.U64();
-  c->conversions = in.U64();
-  c->revenue = in.F64();
-  for (uint64_t& v : c->signals) v = in.U64();
-  for (uint64_t& v : c->ranked_totals) v = in.U64();
-}
-
 void SaveBucket(StateWriter& out, const WindowBucket& bucket) {
   out.I64(bucket.tag);
-  SaveCounters(out, bucket.counters);
+  bucket.counters.Save(out);
   out.Bool(bucket.has_visitors);
   if (bucket.has_visitors) bucket.visitors->Save(out);
   // An empty sketch or summary adds nothing to any window: it is not saved, and after a restore
@@ -65,7 +47,7 @@ void SaveBucket(StateWriter& out, const WindowBucket& bucket) {
 bool LoadBucket(StateReader& in, uint32_t top_k_capacity, uint64_t max_series,
                 WindowBucket* bucket) {
   bucket->tag = in.I64();
-  LoadCounters(in, &bucket->counters);
+  bucket->counters.Load(in);
   bucket->has_visitors = in.Bool();
   if (bucket->has_visitors) {
     bucket->visitors = std::make_unique<HyperLogLog>();

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "server/cluster/nats_session.h"
 #include "server/storage/durable_waiters.h"
 
 namespace rta::cluster {
@@ -29,17 +30,6 @@ constexpr int kHeaderRoom = 1024;
 constexpr size_t kFrameBytes = 4;  // a record's length, little-endian, before its bytes
 // A read that gets no message for this long fails (the cluster lost its quorum, say).
 constexpr auto kReadLimit = std::chrono::seconds(30);
-
-std::string Describe(natsStatus status, jsErrCode code) {
-  std::string text = natsStatus_GetText(status);
-  if (code != 0) text += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
-  return text;
-}
-
-struct MsgFree {
-  void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
-};
-using MsgPtr = std::unique_ptr<natsMsg, MsgFree>;
 
 // The Lsn range a message of this log holds, from its headers; false if they are not ours.
 bool ReadHeaders(natsMsg* msg, Lsn* first, uint64_t* count) {
@@ -81,18 +71,22 @@ bool ForEachRecord(natsMsg* msg, Lsn first, uint64_t count,
 
 class JetStreamLog final : public storage::EventLog {
  public:
-  JetStreamLog(JetStreamLogOptions options, natsConnection* connection, jsCtx* js, Lsn last_lsn,
-               uint64_t last_sequence)
+  JetStreamLog(JetStreamLogOptions options, std::unique_ptr<NatsSession> session, Lsn last_lsn,
+               uint64_t last_sequence, Lsn last_first_lsn)
       : options_(std::move(options)),
-        connection_(connection),
-        js_(js),
-        max_message_bytes_(static_cast<size_t>(
-            std::max<int64_t>(natsConnection_GetMaxPayload(connection) - kHeaderRoom, 4096))),
+        session_(std::move(session)),
+        js_(session_->js()),
+        max_message_bytes_(static_cast<size_t>(std::max<int64_t>(
+            natsConnection_GetMaxPayload(session_->connection()) - kHeaderRoom, 4096))),
+        subject_prefix_(options_.subject.substr(0, options_.subject.rfind('.'))),
         next_lsn_(last_lsn + 1),
         waiters_(last_lsn),
         durable_lsn_(last_lsn),
         last_lsn_(last_lsn),
         last_sequence_(last_sequence) {
+    // The subject's last message, read at open: a ReadFrom of its records starts there instead
+    // of at the subject's first message (a partition owner reads the chain's end this way).
+    if (last_sequence > 0) Remember(last_first_lsn, last_lsn, last_sequence);
     writer_ = std::thread([this] { WriterLoop(); });
   }
 
@@ -104,8 +98,6 @@ class JetStreamLog final : public storage::EventLog {
     }
     cv_.notify_all();
     writer_.join();
-    jsCtx_Destroy(js_);
-    natsConnection_Destroy(connection_);
   }
 
   bool Append(std::string_view record, Lsn* lsn, std::string* why) override {
@@ -126,82 +118,36 @@ class JetStreamLog final : public storage::EventLog {
 
   // Reads the subject's messages as they stand now (also while records are appended: the
   // history's writer catches up this way), starting at the message that holds `from` when this
-  // log knows it, else at the subject's first message.
+  // log knows it, else at the subject's first message. One direct get per message (nats_session.h
+  // says why not a consumer); a get that fails or finds nothing before the subject's end (a
+  // follower behind its leader, a server gone, an election) is retried until kReadLimit passes
+  // without progress.
   bool ReadFrom(Lsn from, const std::function<bool(Lsn, std::string_view)>& visit,
                 std::string* why) override {
+    if (options_.split) return true;  // ingest mode: the partitions' owners read it
     uint64_t last_sequence = 0;
     if (!LastSequence(&last_sequence, why)) return false;
-    if (last_sequence == 0) return true;  // nothing on the subject
-    // A consumer can stall when a NATS server goes away under it (its stream replica or the
-    // consumer's server): the read then starts a new consumer after the last message it got,
-    // until kReadLimit passes without progress.
-    uint64_t next = StartSequence(from);  // 0: the subject's first message
+    uint64_t next = std::max<uint64_t>(1, StartSequence(from));
     auto last_progress = Clock::now();
-    std::string problem;
-    for (;;) {
-      bool done = false;
-      const uint64_t before = next;
-      if (!ReadSome(from, last_sequence, visit, &next, &done, &problem)) {
-        if (done) {  // not a stall: a message that is not ours
-          if (why) *why = problem;
+    while (next <= last_sequence) {
+      NatsMsgPtr msg;
+      const natsStatus status = DirectGetNext(js_, options_.stream, options_.subject, next, &msg);
+      if (status != NATS_OK) {
+        if (Clock::now() - last_progress > kReadLimit) {
+          if (why) {
+            *why = "reading " + options_.subject + " made no progress for " +
+                   std::to_string(
+                       std::chrono::duration_cast<std::chrono::seconds>(kReadLimit).count()) +
+                   " s at stream sequence " + std::to_string(next) + " of " +
+                   std::to_string(last_sequence) + ": " + DescribeNats(status);
+          }
           return false;
         }
+        std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_interval_ms));
+        continue;
       }
-      if (done) return true;
-      if (next != before) last_progress = Clock::now();
-      if (Clock::now() - last_progress > kReadLimit) {
-        if (why) {
-          *why =
-              "reading " + options_.subject + " made no progress for " +
-              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kReadLimit).count()) +
-              " s: " + problem + " (the messages up to stream sequence " +
-              std::to_string(last_sequence) + " were expected)";
-        }
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(options_.retry_interval_ms));
-    }
-  }
-
-  // One consumer's worth of ReadFrom: from stream sequence *next (0: the first message) until
-  // last_sequence or a stall. *next follows the messages read; *done when the read is over
-  // (the end reached, visit stopped, or a message not of this log: then false and *problem).
-  // False with *problem (and !*done) on a stall or a consumer that could not be made.
-  bool ReadSome(Lsn from, uint64_t last_sequence,
-                const std::function<bool(Lsn, std::string_view)>& visit, uint64_t* next, bool* done,
-                std::string* problem) {
-    jsSubOptions sub_options;
-    jsSubOptions_Init(&sub_options);
-    sub_options.Ordered = true;  // no acknowledgements; gaps are re-fetched by the client
-    if (*next > 0) {
-      sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-      sub_options.Config.OptStartSeq = *next;
-    }
-    natsSubscription* subscription = nullptr;
-    jsErrCode code = static_cast<jsErrCode>(0);
-    natsStatus status = js_SubscribeSync(&subscription, js_, options_.subject.c_str(), nullptr,
-                                         &sub_options, &code);
-    if (status != NATS_OK) {
-      *problem = "cannot start a consumer: " + Describe(status, code);
-      return false;
-    }
-    bool ok = true;
-    for (;;) {
-      natsMsg* raw = nullptr;
-      status = natsSubscription_NextMsg(&raw, subscription, options_.publish_timeout_ms);
-      if (status != NATS_OK) {
-        *problem = "no message within " + std::to_string(options_.publish_timeout_ms) +
-                   " ms: " + Describe(status, code);
-        ok = false;
-        break;
-      }
-      MsgPtr msg(raw);
-      jsMsgMetaData* meta = nullptr;
-      uint64_t sequence = 0;
-      if (natsMsg_GetMetaData(&meta, msg.get()) == NATS_OK) {
-        sequence = meta->Sequence.Stream;
-        jsMsgMetaData_Destroy(meta);
-      }
+      last_progress = Clock::now();
+      const uint64_t sequence = natsMsg_GetSequence(msg.get());
       Lsn first = 0;
       uint64_t count = 0;
       bool stopped = false;
@@ -210,26 +156,21 @@ class JetStreamLog final : public storage::EventLog {
               msg.get(), first, count,
               [&](Lsn lsn, std::string_view record) { return lsn < from || visit(lsn, record); },
               &stopped)) {
-        *problem = "message " + std::to_string(sequence) + " of " + options_.subject +
-                   " is not a record group of this log";
-        *done = true;
-        ok = false;
-        break;
+        if (why) {
+          *why = "message " + std::to_string(sequence) + " of " + options_.subject +
+                 " is not a record group of this log";
+        }
+        return false;
       }
       Remember(first, first + count - 1, sequence);
-      *next = sequence + 1;
-      if (stopped || sequence >= last_sequence) {
-        *done = true;
-        break;
-      }
+      if (stopped) return true;
+      next = sequence + 1;
     }
-    natsSubscription_Unsubscribe(subscription);  // deletes the ephemeral consumer now
-    natsSubscription_Destroy(subscription);
-    return ok;
+    return true;
   }
 
   void TruncateBefore(Lsn lsn) override {
-    if (!options_.purge_on_truncate) return;
+    if (!options_.purge_on_truncate || options_.split) return;
     uint64_t purge_below = 0;
     {
       std::lock_guard lock(index_mu_);
@@ -334,7 +275,8 @@ class JetStreamLog final : public storage::EventLog {
       *sequence = 0;
       return true;
     }
-    if (why) *why = "cannot read the end of " + options_.subject + ": " + Describe(status, code);
+    if (why)
+      *why = "cannot read the end of " + options_.subject + ": " + DescribeNats(status, code);
     return false;
   }
 
@@ -363,6 +305,7 @@ class JetStreamLog final : public storage::EventLog {
   void WriterLoop() {
     for (;;) {
       std::string payload;
+      std::vector<std::string> group;  // ingest mode: the records, unframed
       uint64_t count = 0;
       Lsn first = 0;
       {
@@ -373,18 +316,24 @@ class JetStreamLog final : public storage::EventLog {
         size_t bytes = 0;
         while (!pending_.empty() && (count == 0 || bytes + kFrameBytes + pending_.front().size() <=
                                                        max_message_bytes_)) {
-          const std::string& record = pending_.front();
-          for (size_t b = 0; b < kFrameBytes; ++b) {
-            payload.push_back(static_cast<char>((record.size() >> (8 * b)) & 0xff));
-          }
-          payload += record;
-          bytes = payload.size();
+          std::string& record = pending_.front();
+          bytes += kFrameBytes + record.size();
           pending_bytes_.fetch_sub(record.size(), std::memory_order_relaxed);
+          if (options_.split) {
+            group.push_back(std::move(record));
+          } else {
+            for (size_t b = 0; b < kFrameBytes; ++b) {
+              payload.push_back(static_cast<char>((record.size() >> (8 * b)) & 0xff));
+            }
+            payload += record;
+          }
           pending_.pop_front();
           ++count;
         }
       }
-      if (!PublishUntilStored(payload, first, count)) break;
+      const bool stored =
+          options_.split ? PublishParts(group, first) : PublishUntilStored(payload, first, count);
+      if (!stored) break;
       const Lsn last = first + count - 1;
       durable_lsn_.store(last, std::memory_order_release);
       waiters_.FireUpTo(last);
@@ -400,7 +349,7 @@ class JetStreamLog final : public storage::EventLog {
       natsMsg* raw = nullptr;
       natsMsg_Create(&raw, options_.subject.c_str(), nullptr, payload.data(),
                      static_cast<int>(payload.size()));
-      MsgPtr msg(raw);
+      NatsMsgPtr msg(raw);
       natsMsgHeader_Set(msg.get(), kFirstLsnHeader, std::to_string(first).c_str());
       natsMsgHeader_Set(msg.get(), kRecordsHeader, std::to_string(count).c_str());
       jsPubOptions options;
@@ -414,11 +363,7 @@ class JetStreamLog final : public storage::EventLog {
       }
       jsPubAck* ack = nullptr;
       jsErrCode code = static_cast<jsErrCode>(0);
-      const auto start = Clock::now();
-      const natsStatus status = js_PublishMsg(&ack, js_, msg.get(), &options, &code);
-      publish_nanos_.fetch_add(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(),
-          std::memory_order_relaxed);
+      const natsStatus status = TimedPublish(msg.get(), options, &ack, &code);
       uint64_t sequence = 0;
       if (status == NATS_OK) {
         sequence = ack->Sequence;
@@ -446,15 +391,109 @@ class JetStreamLog final : public storage::EventLog {
         SetHealth(true, "");
         return true;
       }
-      publish_errors_.fetch_add(1, std::memory_order_relaxed);
-      SetHealth(false, "publishing to JetStream stream " + options_.stream +
-                           " failed: " + Describe(status, code) + "; retrying every " +
-                           std::to_string(options_.retry_interval_ms) + " ms");
-      std::unique_lock lock(mu_);
-      if (closing_ && Clock::now() >= close_deadline_) return false;
-      cv_.wait_for(lock, std::chrono::milliseconds(options_.retry_interval_ms),
-                   [&] { return closing_ && Clock::now() >= close_deadline_; });
+      if (!WaitToRetry(status, code)) return false;
     }
+  }
+
+  // js_PublishMsg, its time added to publish_nanos_.
+  natsStatus TimedPublish(natsMsg* msg, const jsPubOptions& options, jsPubAck** ack,
+                          jsErrCode* code) {
+    const auto start = Clock::now();
+    jsPubOptions copy = options;
+    const natsStatus status = js_PublishMsg(ack, js_, msg, &copy, code);
+    publish_nanos_.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(),
+        std::memory_order_relaxed);
+    return status;
+  }
+
+  // Ingest mode: splits a group into its partitions' parts and publishes each (chunked below
+  // max_payload) until stored. False when the log closes first.
+  bool PublishParts(const std::vector<std::string>& group, Lsn first) {
+    std::vector<std::string> parts(options_.partitions);
+    int64_t ingest_ms = 0;
+    for (const std::string& record : group) {
+      if (!options_.split(record, &parts, &ingest_ms)) {
+        publish_errors_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    const std::string ingest_text = std::to_string(ingest_ms);
+    for (uint32_t partition = 0; partition < options_.partitions; ++partition) {
+      const std::string& part = parts[partition];
+      size_t at = 0;
+      for (int chunk = 0; at < part.size(); ++chunk) {
+        const size_t end = ChunkEnd(part, at);
+        const std::string subject = subject_prefix_ + "." + std::to_string(partition);
+        const std::string msg_id = options_.writer_id + ":" + std::to_string(first) + ":" +
+                                   std::to_string(partition) + ":" + std::to_string(chunk);
+        if (!PublishOnce(subject, msg_id, std::string_view(part).substr(at, end - at),
+                         ingest_text)) {
+          return false;
+        }
+        at = end;
+      }
+    }
+    return true;
+  }
+
+  // Where a chunk of an EventBatch's wire bytes starting at `at` ends: whole fields (tag 0x0A,
+  // varint length, bytes), as many as fit in max_message_bytes_ (at least one).
+  size_t ChunkEnd(const std::string& part, size_t at) const {
+    size_t end = at;
+    while (end < part.size()) {
+      size_t cursor = end + 1;  // the tag byte
+      uint64_t length = 0;
+      for (int shift = 0; cursor < part.size(); shift += 7) {
+        const auto byte = static_cast<uint8_t>(part[cursor++]);
+        length |= static_cast<uint64_t>(byte & 0x7f) << shift;
+        if ((byte & 0x80) == 0) break;
+      }
+      const size_t field_end = std::min(part.size(), cursor + static_cast<size_t>(length));
+      if (end > at && field_end - at > max_message_bytes_) break;
+      end = field_end;
+    }
+    return end;
+  }
+
+  // One ingest-mode message, retried until JetStream stored it (its message id makes a retry
+  // whose first attempt was stored a no-op). False when the log closes first.
+  bool PublishOnce(const std::string& subject, const std::string& msg_id, std::string_view data,
+                   const std::string& ingest_ms) {
+    for (;;) {
+      natsMsg* raw = nullptr;
+      natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
+      NatsMsgPtr msg(raw);
+      natsMsgHeader_Set(msg.get(), kIngestMsHeader, ingest_ms.c_str());
+      jsPubOptions options;
+      jsPubOptions_Init(&options);
+      options.MaxWait = options_.publish_timeout_ms;
+      options.MsgId = msg_id.c_str();
+      jsPubAck* ack = nullptr;
+      jsErrCode code = static_cast<jsErrCode>(0);
+      const natsStatus status = TimedPublish(msg.get(), options, &ack, &code);
+      if (status == NATS_OK) {
+        jsPubAck_Destroy(ack);
+        publishes_.fetch_add(1, std::memory_order_relaxed);
+        bytes_written_.fetch_add(data.size(), std::memory_order_relaxed);
+        SetHealth(true, "");
+        return true;
+      }
+      if (!WaitToRetry(status, code)) return false;
+    }
+  }
+
+  // After a failed publish: counts it, reports it in health(), waits retry_interval_ms. False
+  // when the log is closing and its deadline has passed.
+  bool WaitToRetry(natsStatus status, jsErrCode code) {
+    publish_errors_.fetch_add(1, std::memory_order_relaxed);
+    SetHealth(false, "publishing to JetStream stream " + options_.stream +
+                         " failed: " + DescribeNats(status, code) + "; retrying every " +
+                         std::to_string(options_.retry_interval_ms) + " ms");
+    std::unique_lock lock(mu_);
+    if (closing_ && Clock::now() >= close_deadline_) return false;
+    cv_.wait_for(lock, std::chrono::milliseconds(options_.retry_interval_ms),
+                 [&] { return closing_ && Clock::now() >= close_deadline_; });
+    return !(closing_ && Clock::now() >= close_deadline_);
   }
 
   // The stream sequence of the subject's last message if its id is msg_id, else 0.
@@ -465,16 +504,17 @@ class JetStreamLog final : public storage::EventLog {
                       &code) != NATS_OK) {
       return 0;
     }
-    MsgPtr msg(raw);
+    NatsMsgPtr msg(raw);
     const char* id = nullptr;
     if (natsMsgHeader_Get(msg.get(), kMsgIdHeader, &id) != NATS_OK || msg_id != id) return 0;
     return natsMsg_GetSequence(msg.get());
   }
 
   const JetStreamLogOptions options_;
-  natsConnection* const connection_;
-  jsCtx* const js_;
+  const std::unique_ptr<NatsSession> session_;
+  jsCtx* const js_;  // session_'s
   const size_t max_message_bytes_;
+  const std::string subject_prefix_;  // the subject up to its last '.'
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -502,85 +542,90 @@ class JetStreamLog final : public storage::EventLog {
 
 }  // namespace
 
-std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& options,
-                                                    storage::OpenReport* report,
-                                                    std::string* error) {
-  natsOptions* nats_options = nullptr;
-  natsOptions_Create(&nats_options);
-  std::vector<const char*> servers;
-  for (const std::string& server : options.servers) servers.push_back(server.c_str());
-  natsOptions_SetServers(nats_options, servers.data(), static_cast<int>(servers.size()));
-  natsOptions_SetMaxReconnect(nats_options, -1);  // a lost server is not a lost log
-  natsOptions_SetReconnectWait(nats_options, 250);
-  natsOptions_SetTimeout(nats_options, 2000);
-  natsConnection* connection = nullptr;
-  natsStatus status = natsConnection_Connect(&connection, nats_options);
-  natsOptions_Destroy(nats_options);
-  if (status != NATS_OK) {
-    *error = "cannot connect to NATS at " + (servers.empty() ? "" : options.servers[0]) + ": " +
-             natsStatus_GetText(status);
-    return nullptr;
-  }
-  jsOptions js_options;
-  jsOptions_Init(&js_options);
-  js_options.Wait = options.publish_timeout_ms;
-  jsCtx* js = nullptr;
-  natsConnection_JetStream(&js, connection, &js_options);
-  auto fail = [&](const std::string& why) -> std::unique_ptr<storage::EventLog> {
-    *error = why;
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(connection);
-    return nullptr;
-  };
-
-  // The stream: created if missing. A new cluster elects its JetStream leader first: retried
-  // until connect_timeout_ms.
-  const std::string prefix = options.subject.substr(0, options.subject.rfind('.'));
-  const std::string subjects = prefix + ".>";
-  const auto deadline = Clock::now() + std::chrono::milliseconds(options.connect_timeout_ms);
-  std::string last_problem;
+bool EnsureStream(jsCtx* js, const std::string& stream, const std::string& subjects, int replicas,
+                  int duplicate_window_ms, int timeout_ms, std::string* error) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     jsStreamInfo* info = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    status = js_GetStreamInfo(&info, js, options.stream.c_str(), nullptr, &code);
+    natsStatus status = js_GetStreamInfo(&info, js, stream.c_str(), nullptr, &code);
     if (status == NATS_OK) {
+      // A stream made by a version that read with consumers: direct gets turned on.
+      if (!info->Config->AllowDirect) {
+        info->Config->AllowDirect = true;
+        jsStreamInfo* updated = nullptr;
+        status = js_UpdateStream(&updated, js, info->Config, nullptr, &code);
+        if (status == NATS_OK) jsStreamInfo_Destroy(updated);
+      }
       jsStreamInfo_Destroy(info);
-      break;
-    }
-    if (code == JSStreamNotFoundErr) {
+      if (status == NATS_OK) return true;
+    } else if (code == JSStreamNotFoundErr) {
       jsStreamConfig config;
       jsStreamConfig_Init(&config);
-      config.Name = options.stream.c_str();
+      config.Name = stream.c_str();
       const char* subject_list[] = {subjects.c_str()};
       config.Subjects = subject_list;
       config.SubjectsLen = 1;
       config.Storage = js_FileStorage;
-      config.Replicas = options.replicas;
-      config.Duplicates = static_cast<int64_t>(options.duplicate_window_ms) * 1'000'000;
+      config.Replicas = replicas;
+      config.Duplicates = static_cast<int64_t>(duplicate_window_ms) * 1'000'000;
+      // Direct gets (any replica answers a read by sequence or "next on subject"): how every
+      // reader of these streams reads (DirectGetNext in nats_session.h says why).
+      config.AllowDirect = true;
       status = js_AddStream(&info, js, &config, nullptr, &code);
       if (status == NATS_OK) {
         jsStreamInfo_Destroy(info);
-        break;
+        return true;
       }
     }
-    last_problem = Describe(status, code);
     if (Clock::now() >= deadline) {
-      return fail("JetStream stream " + options.stream + " not available within " +
-                  std::to_string(options.connect_timeout_ms) + " ms: " + last_problem);
+      *error = "JetStream stream " + stream + " not available within " +
+               std::to_string(timeout_ms) + " ms: " + DescribeNats(status, code);
+      return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+}
 
-  // Where the Lsns stand: the subject's last message.
+bool ForEachLogRecord(natsMsg* msg,
+                      const std::function<bool(storage::Lsn, std::string_view)>& visit) {
+  Lsn first = 0;
+  uint64_t count = 0;
+  bool stopped = false;
+  return ReadHeaders(msg, &first, &count) && ForEachRecord(msg, first, count, visit, &stopped) &&
+         !stopped;
+}
+
+std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& options,
+                                                    storage::OpenReport* report,
+                                                    std::string* error) {
+  std::unique_ptr<NatsSession> session =
+      NatsSession::Connect(options.servers, options.publish_timeout_ms, error);
+  if (session == nullptr) return nullptr;
+  jsCtx* js = session->js();
+  natsStatus status = NATS_OK;
+  auto fail = [&](const std::string& why) -> std::unique_ptr<storage::EventLog> {
+    *error = why;
+    return nullptr;
+  };
+
+  const std::string prefix = options.subject.substr(0, options.subject.rfind('.'));
+  if (!EnsureStream(js, options.stream, prefix + ".>", options.replicas,
+                    options.duplicate_window_ms, options.connect_timeout_ms, error)) {
+    return nullptr;
+  }
+
+  // Where the Lsns stand: the subject's last message (ingest mode: this process's own Lsns).
   Lsn last_lsn = 0;
+  Lsn last_first_lsn = 0;  // the first record of the subject's last message
   uint64_t last_sequence = 0;
-  {
+  if (!options.split) {
     natsMsg* raw = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     status =
         js_GetLastMsg(&raw, js, options.stream.c_str(), options.subject.c_str(), nullptr, &code);
     if (status == NATS_OK) {
-      MsgPtr msg(raw);
+      NatsMsgPtr msg(raw);
       Lsn first = 0;
       uint64_t count = 0;
       if (!ReadHeaders(msg.get(), &first, &count)) {
@@ -588,10 +633,11 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
                     " is not a record group of this log");
       }
       last_lsn = first + count - 1;
+      last_first_lsn = first;
       last_sequence = natsMsg_GetSequence(msg.get());
     } else if (code != JSNoMessageFoundErr) {
       return fail("cannot read the last message of " + options.subject + ": " +
-                  Describe(status, code));
+                  DescribeNats(status, code));
     }
   }
   if (report != nullptr) {
@@ -599,7 +645,8 @@ std::unique_ptr<storage::EventLog> OpenJetStreamLog(const JetStreamLogOptions& o
     report->last_lsn = last_lsn;
     report->first_lsn = last_lsn + 1;  // ReadFrom reports the records it finds
   }
-  return std::make_unique<JetStreamLog>(options, connection, js, last_lsn, last_sequence);
+  return std::make_unique<JetStreamLog>(options, std::move(session), last_lsn, last_sequence,
+                                        last_first_lsn);
 }
 
 }  // namespace rta::cluster

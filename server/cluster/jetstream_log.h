@@ -1,8 +1,12 @@
 #pragma once
 
+#include <nats/nats.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/storage/event_log.h"
@@ -23,7 +27,8 @@ namespace rta::cluster {
 // later) has its publish refused instead of interleaving; this log then stops being writable.
 //
 // Lsns continue across restarts from the subject's last message. ReadFrom reads the subject
-// with an ordered consumer; TruncateBefore purges the subject's messages whose records are all
+// with direct gets, one per message (the stream is created, or updated, with AllowDirect);
+// TruncateBefore purges the subject's messages whose records are all
 // below the given Lsn.
 //
 // All methods are thread-safe.
@@ -42,7 +47,40 @@ struct JetStreamLogOptions {
   // TruncateBefore purges the messages it covers. Off while checkpoints are local (the server's
   // first cluster step): a node that starts on another machine rebuilds from the whole stream.
   bool purge_on_truncate = true;
+
+  // Ingest mode (cluster partitions, docs/design/cluster.md): when set, each record group is
+  // split into the parts of its partitions and each part is published to
+  // `<subject prefix>.<partition>` (chunked below max_payload), with message id
+  // `<writer_id>:<first lsn>:<partition>:<chunk>` and no expected sequence: every node writes
+  // every partition's subject, and the partition's owner orders them by stream sequence. A group
+  // is durable once every part is stored. Lsns are this log's own (from 1 at each open; the
+  // writer id must then differ per process, e.g. carry a random incarnation). ReadFrom reads
+  // nothing and TruncateBefore does nothing: the owners read the partitions' subjects.
+  //
+  // split(record, parts, ingest_ms) appends each of the record's events to (*parts)[partition]
+  // (whose size is `partitions`) as an EventBatch field (its wire bytes), and raises *ingest_ms
+  // to the record's ingest time; false when the record cannot be read (counted as a write error,
+  // the record is skipped). Runs on the writer thread.
+  uint32_t partitions = 0;
+  std::function<bool(std::string_view record, std::vector<std::string>* parts, int64_t* ingest_ms)>
+      split;
 };
+
+// The header of an ingest-mode message with the latest ingest time (ms since the epoch) of the
+// records in it: an owner replays the events as accepted then.
+inline constexpr char kIngestMsHeader[] = "Rta-Ingest-Ms";
+
+// The stream `stream` with `subjects` (file storage, `replicas`, JetStream's de-duplication
+// window), created if it does not exist. A new cluster elects its JetStream leader first: this
+// retries until timeout_ms. False and *error when it is still not available then.
+bool EnsureStream(jsCtx* js, const std::string& stream, const std::string& subjects, int replicas,
+                  int duplicate_window_ms, int timeout_ms, std::string* error);
+
+// Calls visit(lsn, record) for every record of a message this log published (not in ingest
+// mode), in order; false when the message is not a record group of this log or visit stopped.
+// For readers that follow several subjects with their own consumer (the partial merger).
+bool ForEachLogRecord(natsMsg* msg,
+                      const std::function<bool(storage::Lsn, std::string_view)>& visit);
 
 // Connects, creates the stream if it does not exist (subjects `<subject prefix>.>`, file
 // storage, the replicas and duplicate window above) and reads where the subject's Lsns stand.

@@ -1,0 +1,66 @@
+#pragma once
+
+#include <nats/nats.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rta::cluster {
+
+// One connection to the NATS cluster and its JetStream context, closed together (RAII).
+// The connection reconnects forever (a lost NATS server is not a lost cluster: the client moves
+// to another of `servers`), so a call on it fails for a while rather than for good.
+//
+// nats.c's connection and context are thread-safe: any thread may use them.
+class NatsSession {
+ public:
+  // Connects to any of `servers` (nats://host:port). js_wait_ms bounds each JetStream API call
+  // and publish acknowledgement. Null and *error when no server answers.
+  static std::unique_ptr<NatsSession> Connect(const std::vector<std::string>& servers,
+                                              int js_wait_ms, std::string* error);
+  ~NatsSession();
+  NatsSession(const NatsSession&) = delete;
+  NatsSession& operator=(const NatsSession&) = delete;
+
+  natsConnection* connection() const { return connection_; }
+  jsCtx* js() const { return js_; }
+
+ private:
+  NatsSession(natsConnection* connection, jsCtx* js) : connection_(connection), js_(js) {}
+  natsConnection* const connection_;
+  jsCtx* const js_;
+};
+
+// Owners of nats.c objects.
+struct NatsMsgFree {
+  void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
+};
+using NatsMsgPtr = std::unique_ptr<natsMsg, NatsMsgFree>;
+
+// FNV-1a from `seed`, then splitmix64's finalizer: the same on every node, process and version,
+// which rendezvous hashing (leases) and the partition of an event need. Not a cryptographic
+// PRF: with a secret seed (the cluster's) a client cannot aim its session ids at one partition
+// without knowing it, which is all the partitioning needs.
+uint64_t StableHash(std::string_view text, uint64_t seed);
+
+// JetStream's direct get of the first message on `subject` at a stream sequence >= `sequence`
+// (>= 1), answered by any of the stream's replicas (the stream needs AllowDirect). NATS_OK and
+// *msg; NATS_NOT_FOUND when the replica that answered holds none (a follower may be a little
+// behind its leader); another status when the request failed (a server gone, an election).
+//
+// Why gets and not a consumer: nats.c 3.4's ordered push consumers were seen to stop
+// delivering after a NATS server was killed, without an error, a heartbeat reset or a pending
+// count (docs/design/cluster.md). A get holds no state on any server and fails loudly.
+natsStatus DirectGetNext(jsCtx* js, const std::string& stream, const std::string& subject,
+                         uint64_t sequence, NatsMsgPtr* msg);
+
+// Milliseconds since the Unix epoch (JetStream's timestamps are wall-clock).
+int64_t WallClockMs();
+
+// natsStatus text, with JetStream's error code when there is one.
+std::string DescribeNats(natsStatus status, jsErrCode code = static_cast<jsErrCode>(0));
+
+}  // namespace rta::cluster

@@ -1,0 +1,172 @@
+#include "server/cluster/partial_merger.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+
+#include "server/cluster/jetstream_log.h"
+
+namespace rta::cluster {
+namespace {
+
+constexpr int kMergerPollMs = 50;                   // caught up: how often to look for new records
+constexpr int kPartialDuplicateWindowMs = 120'000;  // as the owners' partial logs create it
+
+}  // namespace
+
+std::unique_ptr<PartialMerger> PartialMerger::Start(NatsSession* session,
+                                                    PartialMergerOptions options,
+                                                    std::string* error) {
+  if (!EnsureStream(session->js(), options.stream, options.prefix + ".>", options.replicas,
+                    kPartialDuplicateWindowMs, options.connect_timeout_ms, error)) {
+    return nullptr;
+  }
+  uint64_t last = 0;
+  if (!StreamLastSequence(session, options.stream, &last, error)) return nullptr;
+  return std::unique_ptr<PartialMerger>(new PartialMerger(session, std::move(options), last));
+}
+
+PartialMerger::PartialMerger(NatsSession* session, PartialMergerOptions options,
+                             uint64_t start_sequence)
+    : session_(session), options_(std::move(options)), start_sequence_(start_sequence) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+PartialMerger::~PartialMerger() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  drained_.notify_all();
+  thread_.join();
+}
+
+size_t PartialMerger::Drain(const std::function<void(const MergedPartial&)>& merge) {
+  std::deque<Queued> ready;
+  {
+    std::lock_guard lock(mu_);
+    ready.swap(queue_);
+    queued_bytes_ = 0;
+  }
+  drained_.notify_all();
+  for (const Queued& queued : ready) {
+    MergedPartial partial;
+    partial.partition = queued.partition;
+    DecodePartialRecord(queued.bytes, &partial.record);  // checked when queued
+    merge(partial);
+  }
+  return ready.size();
+}
+
+void PartialMerger::Loop() {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    std::string why;
+    if (Follow(&why)) return;
+    restarts_.fetch_add(1, std::memory_order_relaxed);
+    if (options_.on_restart) options_.on_restart(why);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+// Reads the stream message by message, by sequence (a "get" each: a request to the stream's
+// leader), from the one after the last read: true when stopping, false when a read failed in a
+// way worth logging (the loop then starts again from the same place).
+//
+// Why not a consumer: an ordered push consumer is the natural reader, and the first version used
+// one; but the partition owners' ordered consumers were seen to stop delivering after a NATS
+// server was killed, without an error or a reset from nats.c 3.4 (partition_owner.cc), and a
+// merger that stops leaves its node's numbers behind for good. Partials are few (one per busy
+// partition per exchange interval), so one request per record costs little, holds no state on
+// any server, and a server's loss only fails the requests it was answering, which are retried.
+bool PartialMerger::Follow(std::string* why) {
+  uint64_t next = sequence() + 1;
+  uint64_t known_last = 0;  // the stream's last sequence when last asked
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      drained_.wait(lock, [&] { return stopping_ || queued_bytes_ < options_.max_queued_bytes; });
+      if (stopping_) return true;
+    }
+    if (next > known_last) {
+      // Caught up with what was known: ask where the stream ends now, and wait a little when
+      // nothing is new.
+      std::string problem;
+      if (!StreamLastSequence(session_, options_.stream, &known_last, &problem)) {
+        *why = problem;
+        return false;
+      }
+      if (next > known_last) {
+        std::unique_lock lock(mu_);
+        drained_.wait_for(lock, std::chrono::milliseconds(kMergerPollMs),
+                          [&] { return stopping_; });
+        continue;
+      }
+    }
+    natsMsg* raw = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    const natsStatus status =
+        js_GetMsg(&raw, session_->js(), options_.stream.c_str(), next, nullptr, &code);
+    if (status == NATS_OK) {
+      NatsMsgPtr msg(raw);
+      Receive(msg.get(), next);
+      ++next;
+    } else if (code == JSNoMessageFoundErr) {
+      sequence_.store(next, std::memory_order_release);  // deleted: nothing to merge
+      ++next;
+    } else {
+      *why = "reading " + options_.stream + " at sequence " + std::to_string(next) + ": " +
+             DescribeNats(status, code);
+      return false;
+    }
+  }
+}
+
+bool PartialMerger::Receive(natsMsg* msg, uint64_t sequence) {
+  const std::string subject = natsMsg_GetSubject(msg);
+  const size_t dot = subject.rfind('.');
+  char* end = nullptr;
+  const unsigned long partition = std::strtoul(subject.c_str() + dot + 1, &end, 10);
+  bool ok = dot != std::string::npos && *end == '\0' && partition < (1u << 20);
+  if (ok) {
+    if (revisions_.size() <= partition) revisions_.resize(partition + 1, 0);
+    ok = ForEachLogRecord(msg, [&](storage::Lsn, std::string_view bytes) {
+      PartialRecord record;
+      if (!DecodePartialRecord(bytes, &record)) {
+        malformed_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+      // Merged all the same: the chain's fencing already ordered it after what it continues
+      // (see the class comment); counted, because it means two nodes briefly both owned it.
+      if (record.revision < revisions_[partition]) stale_.fetch_add(1, std::memory_order_relaxed);
+      revisions_[partition] = std::max(revisions_[partition], record.revision);
+      received_.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard lock(mu_);
+      queued_bytes_ += bytes.size();
+      queue_.push_back({static_cast<uint32_t>(partition), std::string(bytes)});
+      return true;
+    });
+  }
+  if (!ok) malformed_.fetch_add(1, std::memory_order_relaxed);
+  sequence_.store(sequence, std::memory_order_release);
+  return ok;
+}
+
+bool PartialMerger::StreamLastSequence(NatsSession* session, const std::string& stream,
+                                       uint64_t* last, std::string* why) {
+  jsStreamInfo* info = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const natsStatus status = js_GetStreamInfo(&info, session->js(), stream.c_str(), nullptr, &code);
+  if (status != NATS_OK) {
+    *why = "asking where " + stream + " ends: " + DescribeNats(status, code);
+    return false;
+  }
+  *last = info->State.LastSeq;
+  jsStreamInfo_Destroy(info);
+  return true;
+}
+
+}  // namespace rta::cluster

@@ -1,0 +1,92 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/aggregator/aggregator.h"
+#include "server/aggregator/clock.h"
+#include "server/cluster/nats_session.h"
+
+namespace rta::cluster {
+
+// Counts one owned partition: reads its events from the event stream (rta.ev.<p>, written by
+// every node's ingest log), de-duplicates and counts them in an aggregator of its own in
+// export mode, and every exchange interval appends what changed as one partial record
+// (partial_record.h) to the partition's partial subject (rta.partial.<p>), through a JetStream
+// log whose expected-last-sequence fencing makes the subject one chain: each record covers the
+// events after the one before it, and a publisher that has not seen the chain's last record (a
+// paused former owner, or this one after such a record landed) is refused instead of counting
+// events twice.
+//
+// At start (and after any failure): the partial subject's last record says up to which event
+// sequence the partition is counted; the owner warms its de-dup table with the events of the
+// dedupe horizon before that (remembered, not counted), then counts from the next one. So a
+// takeover counts every acknowledged event once: those after the last record by the new owner,
+// those before it already merged everywhere.
+//
+// Threading: one thread of its own does everything (its aggregator is used by it alone). The
+// destructor stops it within ~100 ms; what was counted since the last record is dropped (the
+// next owner counts it again from the stream). Counters are readable from any thread.
+struct PartitionOwnerOptions {
+  std::vector<std::string> servers;  // for the partial log's own connection
+  std::string node;
+  uint32_t partition = 0;
+  uint64_t revision = 0;  // the lease's: carried in every record
+  std::string event_stream = "RTA_EVENTS";
+  std::string event_prefix = "rta.ev";
+  std::string partial_stream = "RTA_PARTIALS";
+  std::string partial_prefix = "rta.partial";
+  int replicas = 3;
+  int exchange_ms = 1000;
+  agg::AggregatorConfig aggregator;  // export_partials and the cluster's hash seeds set
+  // Why a setup ended early and the owner starts over (its thread).
+  std::function<void(uint32_t partition, const std::string& why)> on_restart;
+};
+
+class PartitionOwner {
+ public:
+  PartitionOwner(NatsSession* session, PartitionOwnerOptions options, const agg::Clock& clock);
+  ~PartitionOwner();
+  PartitionOwner(const PartitionOwner&) = delete;
+  PartitionOwner& operator=(const PartitionOwner&) = delete;
+
+  uint32_t partition() const { return options_.partition; }
+  // The last event-stream sequence counted, and how far behind the stream the owner reads: the
+  // age in ms of the message it applied last (0 when it has read everything).
+  uint64_t applied_sequence() const { return applied_.load(std::memory_order_relaxed); }
+  uint64_t lag_ms() const { return lag_.load(std::memory_order_relaxed); }
+  // Reads of the stream that failed (retried).
+  uint64_t read_errors() const { return read_errors_.load(std::memory_order_relaxed); }
+  uint64_t events() const { return events_.load(std::memory_order_relaxed); }
+  uint64_t duplicates() const { return duplicates_.load(std::memory_order_relaxed); }
+  uint64_t partials() const { return partials_.load(std::memory_order_relaxed); }
+  uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
+  uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
+  // Why the last setup ended early (empty if none did).
+  std::string last_problem() const;
+  // True once the owner counts (set up and past the de-dup warm-up).
+  bool counting() const { return counting_.load(std::memory_order_acquire); }
+
+ private:
+  class Run;
+  void Loop();
+
+  NatsSession* const session_;
+  const PartitionOwnerOptions options_;
+  const agg::Clock& clock_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> counting_{false};
+  std::atomic<uint64_t> applied_{0}, lag_{0}, events_{0}, duplicates_{0}, partials_{0},
+      restarts_{0}, skipped_{0}, read_errors_{0};
+  mutable std::mutex problem_mu_;
+  std::string last_problem_;  // guarded by problem_mu_
+  std::thread thread_;
+};
+
+}  // namespace rta::cluster
