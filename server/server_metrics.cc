@@ -380,6 +380,10 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
       cluster_counter("analytics_cluster_owner_restarts_total",
                       "Partition owners, or this node's partial reader, that started over "
                       "(fenced by another owner, a NATS server gone; the reason is logged)");
+  cluster_trim_failures_ =
+      cluster_counter("analytics_cluster_trim_failures_total",
+                      "Trims of a partition's event subject or partial chain that failed "
+                      "(retried at the next trim; the reason is logged)");
   merge_delay_ = &BuildHistogram()
                       .Name("analytics_cluster_merge_delay_seconds")
                       .Help("From a partial's cut at its owner to its merge into this node's view")
@@ -481,6 +485,7 @@ void ServerMetrics::UpdateCluster(const cluster::ClusterStats& stats) {
   add(cluster_malformed_, stats.partials_malformed, last_cluster_.partials_malformed);
   add(cluster_restarts_, stats.owner_restarts + stats.merger_restarts,
       last_cluster_.owner_restarts + last_cluster_.merger_restarts);
+  add(cluster_trim_failures_, stats.trim_failures, last_cluster_.trim_failures);
   last_cluster_ = stats;
 }
 

@@ -235,6 +235,7 @@ class ServerMetrics {
   prometheus::Counter* cluster_stale_;
   prometheus::Counter* cluster_malformed_;
   prometheus::Counter* cluster_restarts_;
+  prometheus::Counter* cluster_trim_failures_;
   prometheus::Histogram* merge_delay_;
   cluster::ClusterStats last_cluster_{};  // tick thread only
 };

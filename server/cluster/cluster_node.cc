@@ -189,6 +189,10 @@ bool ClusterNode::StartServing(std::string* error) {
       if (options_.warn)
         options_.warn("cluster_owner_restarted", "partition " + std::to_string(p) + ": " + why);
     };
+    owner.on_trim_failed = [this](uint32_t p, const std::string& why) {
+      if (options_.warn)
+        options_.warn("cluster_trim_failed", "partition " + std::to_string(p) + ": " + why);
+    };
     auto started = std::make_unique<PartitionOwner>(session_.get(), std::move(owner), clock_);
     std::lock_guard lock(owners_mu_);
     owners_[partition] = std::move(started);
@@ -205,6 +209,7 @@ bool ClusterNode::StartServing(std::string* error) {
       retired_duplicates_ += gone->duplicates();
       retired_partials_ += gone->partials();
       retired_restarts_ += gone->restarts();
+      retired_trim_failures_ += gone->trim_failures();
     }
     gone.reset();  // stops it (outside the lock: Stats() stays quick meanwhile)
   };
@@ -238,6 +243,7 @@ ClusterStats ClusterNode::Stats() const {
     stats.duplicates = retired_duplicates_;
     stats.partials_published = retired_partials_;
     stats.owner_restarts = retired_restarts_;
+    stats.trim_failures = retired_trim_failures_;
     for (const auto& [partition, owner] : owners_) {
       stats.owned.push_back(partition);
       stats.lag_ms[partition] = owner->lag_ms();
@@ -245,6 +251,7 @@ ClusterStats ClusterNode::Stats() const {
       stats.duplicates += owner->duplicates();
       stats.partials_published += owner->partials();
       stats.owner_restarts += owner->restarts();
+      stats.trim_failures += owner->trim_failures();
     }
   }
   if (merger_ != nullptr) {

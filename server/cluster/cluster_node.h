@@ -58,6 +58,7 @@ struct ClusterStats {
   uint64_t duplicates = 0;
   uint64_t partials_published = 0;
   uint64_t owner_restarts = 0;
+  uint64_t trim_failures = 0;  // owners' trims of their subjects that failed (retried)
   uint64_t partials_received = 0;
   uint64_t partials_stale = 0;
   uint64_t partials_malformed = 0;
@@ -115,7 +116,7 @@ class ClusterNode {
   mutable std::mutex owners_mu_;
   std::map<uint32_t, std::unique_ptr<PartitionOwner>> owners_;  // guarded by owners_mu_
   uint64_t retired_events_ = 0, retired_duplicates_ = 0, retired_partials_ = 0,
-           retired_restarts_ = 0;  // of owners gone; guarded by owners_mu_
+           retired_restarts_ = 0, retired_trim_failures_ = 0;  // of owners gone; owners_mu_
   // Last: destroyed first, so no lease callback runs while the rest goes.
   std::unique_ptr<PartitionLeases> leases_;
 };

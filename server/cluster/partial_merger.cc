@@ -72,54 +72,43 @@ void PartialMerger::Loop() {
   }
 }
 
-// Reads the stream message by message, by sequence (a "get" each: a request to the stream's
-// leader), from the one after the last read: true when stopping, false when a read failed in a
-// way worth logging (the loop then starts again from the same place).
+// Reads the stream message by message with direct gets of "the next message on rta.partial.>
+// at sequence n or later", from the one after the last read: true when stopping, false when a
+// read failed in a way worth logging (the loop then starts again from the same place). Records
+// that owners trimmed are skipped by the gets themselves, so a node that starts reads only what
+// the chains still hold (at most two hours of records, partition_owner.h), however long the
+// stream's sequences have grown.
 //
 // Why not a consumer: an ordered push consumer is the natural reader, and the first version used
-// one; but the partition owners' ordered consumers were seen to stop delivering after a NATS
-// server was killed, without an error or a reset from nats.c 3.4 (partition_owner.cc), and a
-// merger that stops leaves its node's numbers behind for good. Partials are few (one per busy
+// one; but ordered consumers were seen to stop delivering after a NATS server was killed,
+// without an error or a reset from nats.c 3.4 (DirectGetNext in nats_session.h), and a merger
+// that stops leaves its node's numbers behind for good. Partials are few (one per busy
 // partition per exchange interval), so one request per record costs little, holds no state on
 // any server, and a server's loss only fails the requests it was answering, which are retried.
+// A replica answers in stream order (it applies the stream's log in order), so a get never
+// skips a record that a later one follows.
 bool PartialMerger::Follow(std::string* why) {
+  const std::string all = options_.prefix + ".>";
   uint64_t next = sequence() + 1;
-  uint64_t known_last = 0;  // the stream's last sequence when last asked
   for (;;) {
     {
       std::unique_lock lock(mu_);
       drained_.wait(lock, [&] { return stopping_ || queued_bytes_ < options_.max_queued_bytes; });
       if (stopping_) return true;
     }
-    if (next > known_last) {
-      // Caught up with what was known: ask where the stream ends now, and wait a little when
-      // nothing is new.
-      std::string problem;
-      if (!StreamLastSequence(session_, options_.stream, &known_last, &problem)) {
-        *why = problem;
-        return false;
-      }
-      if (next > known_last) {
-        std::unique_lock lock(mu_);
-        drained_.wait_for(lock, std::chrono::milliseconds(kMergerPollMs),
-                          [&] { return stopping_; });
-        continue;
-      }
-    }
-    natsMsg* raw = nullptr;
-    jsErrCode code = static_cast<jsErrCode>(0);
-    const natsStatus status =
-        js_GetMsg(&raw, session_->js(), options_.stream.c_str(), next, nullptr, &code);
+    NatsMsgPtr msg;
+    const natsStatus status = DirectGetNext(session_->js(), options_.stream, all, next, &msg);
     if (status == NATS_OK) {
-      NatsMsgPtr msg(raw);
-      Receive(msg.get(), next);
-      ++next;
-    } else if (code == JSNoMessageFoundErr) {
-      sequence_.store(next, std::memory_order_release);  // deleted: nothing to merge
-      ++next;
+      const uint64_t read = natsMsg_GetSequence(msg.get());
+      Receive(msg.get(), read);
+      next = read + 1;
+    } else if (status == NATS_NOT_FOUND) {
+      // Caught up (with the replica that answered): wait a little.
+      std::unique_lock lock(mu_);
+      drained_.wait_for(lock, std::chrono::milliseconds(kMergerPollMs), [&] { return stopping_; });
     } else {
       *why = "reading " + options_.stream + " at sequence " + std::to_string(next) + ": " +
-             DescribeNats(status, code);
+             DescribeNats(status);
       return false;
     }
   }

@@ -5,6 +5,7 @@
 #include "analytics.pb.h"
 #include "server/cluster/jetstream_log.h"
 #include "server/cluster/partial_record.h"
+#include "server/cluster/subject_trim.h"
 
 namespace rta::cluster {
 namespace {
@@ -19,7 +20,15 @@ constexpr int kOwnerPollMs = 100;
 // starts over.
 constexpr auto kWarmGetLimit = std::chrono::seconds(10);
 
-int64_t StoredMs(natsMsg* msg) { return natsMsg_GetTime(msg) / 1'000'000; }  // ns in JetStream
+// How often an owner trims what its chain has made redundant: every this many exchanges (10 s
+// at the default --cluster-exchange-ms; a trim is a few dozen small requests).
+constexpr int kTrimEveryExchanges = 10;
+// How long a partition's partial records stay in the stream. A node that starts rebuilds its
+// view from them, and the view's longest window is 1 hour: a record published more than an
+// hour ago holds only buckets that every window has left (events older than the windows are
+// refused at ingest in cluster mode). The second hour is margin for an owner that counted late.
+// The chain's last record always stays: the next owner continues after it.
+constexpr int64_t kPartialRetentionMs = 2 * 3600 * 1000;
 
 }  // namespace
 
@@ -60,6 +69,10 @@ class PartitionOwner::Run {
       }
       if (Clock::now() >= next_exchange) {
         if (!Exchange(why)) return false;
+        if (++exchanges_since_trim_ >= kTrimEveryExchanges) {
+          exchanges_since_trim_ = 0;
+          Trim();
+        }
         next_exchange += std::chrono::milliseconds(options_.exchange_ms);
         if (next_exchange < Clock::now()) next_exchange = Clock::now();
       }
@@ -115,6 +128,7 @@ class PartitionOwner::Run {
     }
     published_ = covered_;
     applied_ = covered_;
+    durable_cut_.store(covered_, std::memory_order_relaxed);  // the chain's end is stored
     owner_.applied_.store(covered_, std::memory_order_relaxed);
     aggregator_ = std::make_unique<agg::Aggregator>(options_.aggregator, owner_.clock_);
     return Warm(why);
@@ -135,23 +149,18 @@ class PartitionOwner::Run {
     NatsMsgPtr last(raw);
     const int64_t start_ms = WallClockMs() - options_.aggregator.dedupe_horizon_seconds * 1000;
     if (StoredMs(last.get()) < start_ms) return true;
-    // The subject's first message stored at start_ms or later. Stored times grow with stream
-    // sequences, so a binary search over [1, covered_] with "next on the subject" gets finds it
-    // in log2(covered_) requests. Every probe lands at or before covered_ (a message of the
-    // subject stored after start_ms), so lo stays <= hi.
-    uint64_t lo = 1;
-    uint64_t hi = covered_;
-    while (lo < hi) {
-      const uint64_t mid = lo + (hi - lo) / 2;
-      NatsMsgPtr probe;
-      if (!GetForWarm(mid, &probe, why)) return false;
-      if (probe == nullptr) return true;  // stopping
-      if (StoredMs(probe.get()) >= start_ms) {
-        hi = mid;
-      } else {
-        lo = natsMsg_GetSequence(probe.get()) + 1;
-      }
-    }
+    // Where the horizon starts on the subject: at or before covered_, which is stored after it.
+    bool stopping = false;
+    uint64_t lo = 0;
+    const bool found = FirstStoredSince(
+        start_ms, covered_,
+        [&](uint64_t sequence, NatsMsgPtr* msg) {
+          if (!GetForWarm(sequence, msg, why)) return false;
+          stopping = *msg == nullptr;
+          return !stopping;
+        },
+        &lo);
+    if (!found) return stopping;
     for (uint64_t next = lo; next <= covered_;) {
       NatsMsgPtr msg;
       if (!GetForWarm(next, &msg, why)) return false;
@@ -233,12 +242,67 @@ class PartitionOwner::Run {
       return false;
     }
     // A record refused for fencing is answered false when the log stops writing.
-    log_->WhenDurable(lsn, [this](bool stored) {
-      if (!stored) fenced_.store(true, std::memory_order_release);
+    log_->WhenDurable(lsn, [this, cut](bool stored) {
+      if (!stored) {
+        fenced_.store(true, std::memory_order_release);
+      } else if (cut > durable_cut_.load(std::memory_order_relaxed)) {
+        durable_cut_.store(cut, std::memory_order_release);  // the log's writer: one thread
+      }
     });
     published_ = cut;
     owner_.partials_.fetch_add(1, std::memory_order_relaxed);
     return true;
+  }
+
+  // Drops what the partition's chain has made redundant (the class comment of PartitionOwner
+  // says what and why). A failure is counted and told; the next trim tries again.
+  void Trim() {
+    jsCtx* js = owner_.session_->js();
+    auto reader = [js](const std::string& stream, const std::string& subject) {
+      return [js, &stream, &subject](uint64_t sequence, NatsMsgPtr* msg) {
+        const natsStatus status = DirectGetNext(js, stream, subject, sequence, msg);
+        return status == NATS_OK || status == NATS_NOT_FOUND;  // not found: none (a null msg)
+      };
+    };
+    std::string why;
+    // Events: those a durable record covers, except the de-dup horizon's, which a next owner
+    // re-reads (Warm). A follower behind its leader can only make this purge less.
+    const uint64_t covered = durable_cut_.load(std::memory_order_acquire);
+    const int64_t horizon_start_ms =
+        WallClockMs() - options_.aggregator.dedupe_horizon_seconds * 1000;
+    uint64_t below = 0;
+    bool ok = true;
+    if (covered >= events_kept_from_) {
+      ok = FirstStoredSince(horizon_start_ms, covered, reader(options_.event_stream, subject_),
+                            &below);
+      if (!ok) {
+        why = "reading " + subject_ + " to trim it";
+      } else if (below > events_kept_from_) {
+        ok = PurgeSubjectBelow(js, options_.event_stream, subject_, below, &why);
+        if (ok) events_kept_from_ = below;
+      }
+    }
+    // Partials: the chain's records older than kPartialRetentionMs, except its last.
+    natsMsg* raw = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (ok && js_GetLastMsg(&raw, js, options_.partial_stream.c_str(), partial_subject_.c_str(),
+                            nullptr, &code) == NATS_OK) {
+      NatsMsgPtr last(raw);
+      const uint64_t last_sequence = natsMsg_GetSequence(last.get());
+      ok = last_sequence <= 1 ||
+           FirstStoredSince(WallClockMs() - kPartialRetentionMs, last_sequence - 1,
+                            reader(options_.partial_stream, partial_subject_), &below);
+      if (!ok) {
+        why = "reading " + partial_subject_ + " to trim it";
+      } else if (last_sequence > 1 && below > partials_kept_from_) {
+        ok = PurgeSubjectBelow(js, options_.partial_stream, partial_subject_, below, &why);
+        if (ok) partials_kept_from_ = below;
+      }
+    }
+    if (!ok) {
+      owner_.trim_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (options_.on_trim_failed) options_.on_trim_failed(options_.partition, why);
+    }
   }
 
   PartitionOwner& owner_;
@@ -254,6 +318,11 @@ class PartitionOwner::Run {
   uint64_t covered_ = 0;    // the chain's end at setup
   uint64_t applied_ = 0;    // the last event sequence counted
   uint64_t published_ = 0;  // the last sequence a record covers
+  // The last event sequence a stored record covers (set by the partial log's writer thread).
+  std::atomic<uint64_t> durable_cut_{0};
+  int exchanges_since_trim_ = 0;
+  uint64_t events_kept_from_ = 1;  // the subjects' messages below these are purged
+  uint64_t partials_kept_from_ = 1;
 };
 
 PartitionOwner::PartitionOwner(NatsSession* session, PartitionOwnerOptions options,

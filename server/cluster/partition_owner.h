@@ -30,6 +30,13 @@ namespace rta::cluster {
 // takeover counts every acknowledged event once: those after the last record by the new owner,
 // those before it already merged everywhere.
 //
+// Trimming (every 10 exchanges; docs/design/cluster.md "Trimming"): the owner deletes from its
+// partition's event subject what a stored record of its chain covers, except the events of the
+// dedupe horizon (a next owner re-reads those ids), and from its chain the records published
+// more than 2 hours ago except the last (a node rebuilding its 1-hour view needs none of them).
+// So the streams hold about a dedupe horizon of events and two hours of partials, not
+// everything ever ingested.
+//
 // Threading: one thread of its own does everything (its aggregator is used by it alone). The
 // destructor stops it within ~100 ms; what was counted since the last record is dropped (the
 // next owner counts it again from the stream). Counters are readable from any thread.
@@ -47,6 +54,8 @@ struct PartitionOwnerOptions {
   agg::AggregatorConfig aggregator;  // export_partials and the cluster's hash seeds set
   // Why a setup ended early and the owner starts over (its thread).
   std::function<void(uint32_t partition, const std::string& why)> on_restart;
+  // Why a trim of the partition's subjects failed (its thread; the next trim tries again).
+  std::function<void(uint32_t partition, const std::string& why)> on_trim_failed;
 };
 
 class PartitionOwner {
@@ -68,6 +77,7 @@ class PartitionOwner {
   uint64_t partials() const { return partials_.load(std::memory_order_relaxed); }
   uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
   uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
+  uint64_t trim_failures() const { return trim_failures_.load(std::memory_order_relaxed); }
   // Why the last setup ended early (empty if none did).
   std::string last_problem() const;
   // True once the owner counts (set up and past the de-dup warm-up).
@@ -83,7 +93,7 @@ class PartitionOwner {
   std::atomic<bool> stop_{false};
   std::atomic<bool> counting_{false};
   std::atomic<uint64_t> applied_{0}, lag_{0}, events_{0}, duplicates_{0}, partials_{0},
-      restarts_{0}, skipped_{0}, read_errors_{0};
+      restarts_{0}, skipped_{0}, read_errors_{0}, trim_failures_{0};
   mutable std::mutex problem_mu_;
   std::string last_problem_;  // guarded by problem_mu_
   std::thread thread_;

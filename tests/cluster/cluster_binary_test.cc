@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "server/cluster/nats_session.h"
 #include "tests/support/nats_cluster.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
@@ -321,4 +322,127 @@ TEST_CASE("three nodes share ingest: node and NATS server loss, exact everywhere
       rta::testing::WaitFor([&] { return MetricTotal(nodes[victim]->address()) == traffic.events; },
                             std::chrono::seconds(30)));
   CHECK(rta::testing::WaitFor([&] { return owned(victim) > 0; }, std::chrono::seconds(20)));
+}
+
+// A node that stops answering without dying (SIGSTOP: a long GC-like pause, a frozen VM) with
+// the default lease: the other node takes its partitions within the issue's 10 s bound, and
+// when the paused node wakes up, still believing it owns them, its owners' partial records are
+// fenced off the chains: nothing is counted twice.
+TEST_CASE("a paused owner wakes up after its lease moved: default lease, nothing counted twice",
+          "[cluster][binary]") {
+  NatsCluster nats;
+  REQUIRE(nats.ok());
+  rta::testing::TempDir dir;
+  const Traffic traffic = Generate(dir.path(), 30'000, 23);
+  constexpr int kPartitions = 4;
+  std::vector<std::vector<std::string>> args;
+  std::vector<std::string> addresses;
+  for (const char* name : {"node-a", "node-b"}) {
+    const std::string address = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
+    addresses.push_back(address);
+    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", address, "--metrics-listen",
+                    "127.0.0.1:0", "--cluster", Join(nats.urls()), "--cluster-node", name,
+                    "--cluster-partitions", std::to_string(kPartitions), "--cluster-exchange-ms",
+                    "250", "--tick-ms", "100", "--dedupe-horizon-seconds", "3"});
+    // The default --cluster-lease-ms; a short de-dup horizon lets the owners trim the event
+    // stream within the test (nothing is re-sent here: node-b, the only receiver, never stops).
+  }
+  std::vector<std::unique_ptr<ServerProcess>> nodes;
+  for (const auto& node_args : args) {
+    nodes.push_back(std::make_unique<ServerProcess>(node_args));
+    if (!nodes.back()->listening()) FAIL("a node did not start:\n" << nodes.back()->Log());
+  }
+  auto owned = [&](size_t i) {
+    return std::max(0.0, Scrape(*nodes[i], "analytics_cluster_partitions_owned"));
+  };
+  REQUIRE(rta::testing::WaitFor(
+      [&] { return owned(0) + owned(1) == kPartitions && owned(0) > 0 && owned(1) > 0; },
+      std::chrono::seconds(30)));
+
+  // Traffic through node-b only: node-a's owners count what node-b stored.
+  const std::string summary_path = dir.path() + "/summary.json";
+  const std::string reporter_log = dir.path() + "/reporter.log";
+  const pid_t reporter = Spawn({RTA_EVENT_REPORTER_BINARY, "replay", traffic.path, "--server",
+                                addresses[1], "--rate", "3000", "--json", "--quiet"},
+                               summary_path, reporter_log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  nodes[0]->Signal(SIGSTOP);
+  const auto paused_at = std::chrono::steady_clock::now();
+  const bool taken_over =
+      rta::testing::WaitFor([&] { return owned(1) == kPartitions; }, std::chrono::seconds(20));
+  const auto takeover_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - paused_at)
+                               .count();
+  std::printf("cluster takeover: %lld ms after SIGSTOP (default lease)\n",
+              static_cast<long long>(takeover_ms));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  nodes[0]->Signal(SIGCONT);
+  CHECK(taken_over);
+  CHECK(takeover_ms <= 10'000);
+
+  const int status = WaitChild(reporter, std::chrono::seconds(300), "event_reporter");
+  INFO("reporter: " << ReadFile(reporter_log));
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  CHECK(nlohmann::json::parse(ReadFile(summary_path)).value("accepted", 0ull) == traffic.events);
+  // Exact on both, and still exact a few exchanges later (a late duplicate partial would show).
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const std::string state = "node " + std::to_string(i) + " log:\n" + nodes[i]->Log() +
+                              "\ncluster metrics:\n" + ClusterMetrics(*nodes[i]);
+    INFO(state);
+    CHECK(rta::testing::WaitFor([&] { return MetricTotal(nodes[i]->address()) == traffic.events; },
+                                std::chrono::seconds(30)));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    INFO("node " << i);
+    CHECK(MetricTotal(nodes[i]->address()) == traffic.events);
+    CHECK(MetricTotal(nodes[i]->address(), "page_views") ==
+          static_cast<double>(traffic.page_views));
+  }
+  // The woken node takes its share back (rendezvous hashing prefers it for some partitions).
+  CHECK(rta::testing::WaitFor([&] { return owned(0) > 0 && owned(0) + owned(1) == kPartitions; },
+                              std::chrono::seconds(30)));
+
+  // Trimming: every event is covered by a stored partial record and older than the 3 s de-dup
+  // horizon, so the owners purge the event stream down to nothing (a trim every 10 exchanges),
+  // while the partial chains keep their records (younger than 2 hours) and the totals stay.
+  std::string error;
+  auto session = rta::cluster::NatsSession::Connect(nats.urls(), 5000, &error);
+  REQUIRE(session != nullptr);
+  auto stream_state = [&](const char* stream, uint64_t* messages, uint64_t* last) {
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&info, session->js(), stream, nullptr, &code) != NATS_OK) return false;
+    *messages = info->State.Msgs;
+    *last = info->State.LastSeq;
+    jsStreamInfo_Destroy(info);
+    return true;
+  };
+  uint64_t event_messages = 0, event_last = 0;
+  const bool trimmed = rta::testing::WaitFor(
+      [&] {
+        return stream_state("RTA_EVENTS", &event_messages, &event_last) && event_messages == 0;
+      },
+      std::chrono::seconds(30));
+  INFO("RTA_EVENTS: " << event_messages << " messages, last sequence " << event_last);
+  CHECK(trimmed);
+  CHECK(event_last > 0);
+  uint64_t partial_messages = 0, partial_last = 0;
+  REQUIRE(stream_state("RTA_PARTIALS", &partial_messages, &partial_last));
+  CHECK(partial_messages == partial_last);  // none purged
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    CHECK(MetricTotal(nodes[i]->address()) == traffic.events);
+    CHECK(Scrape(*nodes[i], "analytics_cluster_trim_failures_total") == 0);
+  }
+  // A node that starts now rebuilds the exact totals from the chains alone.
+  std::vector<std::string> fresh_args = args[1];
+  fresh_args[1] = dir.path() + "/node-c";
+  fresh_args[3] = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
+  fresh_args[9] = "node-c";
+  ServerProcess fresh(fresh_args);
+  REQUIRE(fresh.listening());
+  CHECK(rta::testing::WaitFor([&] { return MetricTotal(fresh.address()) == traffic.events; },
+                              std::chrono::seconds(30)));
+  CHECK(MetricTotal(fresh.address(), "page_views") == static_cast<double>(traffic.page_views));
 }
