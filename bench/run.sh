@@ -2,10 +2,11 @@
 # The whole benchmark suite in a few minutes: aggregator micro-benchmarks, then every load
 # scenario against real server processes on loopback. Writes bench/results/<date>.json and
 # <date>.md (the table to copy into bench/README.md).
-#   bash bench/run.sh              # full run (about 11 minutes on 2 cores, with the durable-ingest
+#   bash bench/run.sh              # full run (about 16 minutes on 2 cores, with the durable-ingest
 #                                  # scenarios: publish, publish-latency, recovery, checkpoint-stall,
-#                                  # fan-out against the grpc-go reference server, and the
-#                                  # history: 4 hours of traffic folded, 30-day range queries)
+#                                  # fan-out against the grpc-go reference server, ingest into
+#                                  # JetStream, and the history: 4 hours of traffic folded,
+#                                  # 30-day range queries)
 #   SECONDS_PER_RUN=2 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,12 @@ build/release/bench/load/load_driver --scenario fanout-go --seconds "${SECONDS_P
 build/release/bench/load/load_driver --scenario fanout-go --fanout-load cpu --rounds 2 \
   --seconds "${SECONDS_PER_RUN:-5}" --server-binary build/release/bench/load/callback_refserver \
   | tee "bench/results/${date}-fanout-callback.txt"
+# Ingest into the local log, into one node over JetStream on 1 and 3 local nats-servers and into
+# three nodes over three (issue 16), round by round: CPU per event of the nodes and the
+# nats-servers, bytes stored, partials exchanged, and the merge delay from node A to node B
+# (about 5 minutes).
+build/release/bench/load/load_driver --scenario cluster-ingest --rounds 2 \
+  --seconds "${SECONDS_PER_RUN:-5}" | tee "bench/results/${date}-cluster-ingest.txt"
 # The history (issue 13): 4 hours at 1,000 events/s folded as the server's rollup writer does,
 # disk per day after compaction, and 30-day range queries (about 2.5 minutes).
 build/release/bench/micro/history_bench --hours 4 --rate 1000 --queries 1000 \

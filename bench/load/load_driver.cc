@@ -45,6 +45,7 @@
 #include "analytics.grpc.pb.h"
 #include "bench/load/process_stats.h"
 #include "bench/load/secure_access.h"
+#include "tests/support/nats_cluster.h"
 
 namespace rta::bench {
 namespace {
@@ -1281,9 +1282,10 @@ struct PublishOutcome {
   std::vector<std::string> errors;
 };
 
-// Drives PublishEvents streams from one completion queue on this thread. Every stream has a
-// deadline; the loop ends by count or at seconds + 30 s, when what is left is cancelled.
-PublishOutcome DrivePublish(const std::string& address, const PublishParams& p) {
+// Drives PublishEvents streams from one completion queue on this thread, stream i to
+// addresses[i % addresses.size()] (several: cluster nodes that all take ingest). Every stream has
+// a deadline; the loop ends by count or at seconds + 30 s, when what is left is cancelled.
+PublishOutcome DrivePublish(const std::vector<std::string>& addresses, const PublishParams& p) {
   enum Op { kStart, kWrite, kRead, kFinish };
   struct Stream;
   struct OpTag {
@@ -1305,10 +1307,14 @@ PublishOutcome DrivePublish(const std::string& address, const PublishParams& p) 
     bool started = false, writing = false, closing = false, finished = false;
     OpTag tags[4];
   };
-  const int channels = std::max(1, p.streams / 4);
+  // A multiple of the addresses, so that stream i's channel (i % channels) is on address
+  // i % addresses.size().
+  const int targets = static_cast<int>(addresses.size());
+  const int channels = (std::max(targets, p.streams / 4) + targets - 1) / targets * targets;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (int i = 0; i < channels; ++i) {
-    stubs.push_back(std::make_unique<grpc::GenericStub>(NewChannel(address, 100 + i)));
+    stubs.push_back(
+        std::make_unique<grpc::GenericStub>(NewChannel(addresses[i % targets], 100 + i)));
   }
   grpc::CompletionQueue cq;
   std::vector<std::unique_ptr<Stream>> streams;
@@ -1518,8 +1524,9 @@ void CheckOutcome(const PublishOutcome& o, const std::string& what) {
   }
 }
 
-// GET /metrics from 127.0.0.1:port (plain HTTP/1.0, bounded by a 5 s socket timeout).
-std::string Scrape(int port) {
+// GET `path` from 127.0.0.1:port (plain HTTP/1.0, bounded by a 5 s socket timeout): the whole
+// response, headers included.
+std::string Scrape(int port, const std::string& path = "/metrics") {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return "";
   timeval timeout{5, 0};
@@ -1531,7 +1538,7 @@ std::string Scrape(int port) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string body;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
     if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buffer[65536];
       for (int i = 0; i < 10000; ++i) {
@@ -1583,6 +1590,49 @@ double Gauge(const std::string& text, const std::string& name) {
     }
   }
   return -1;
+}
+
+// DrivePublish with what it cost over the run: CPU seconds and bytes written to storage
+// (/proc/<pid>/stat and io) of the servers (summed over `servers`: cluster-ingest's analytics
+// nodes), of `others` summed (cluster-ingest's nats-servers) and of this client. The load goes
+// to `targets`, stream by stream.
+struct PublishCost {
+  PublishOutcome outcome;
+  double server_cpu_seconds = 0;
+  uint64_t server_written = 0;
+  uint64_t server_rss_bytes = 0;  // at the end
+  double others_cpu_seconds = 0;
+  uint64_t others_written = 0;
+  double client_cpu_seconds = 0;
+};
+PublishCost MeasurePublish(const std::vector<pid_t>& servers,
+                           const std::vector<std::string>& targets, const PublishParams& params,
+                           const std::vector<pid_t>& others = {}) {
+  // CPU seconds, bytes written and RSS of `pids`, summed.
+  const auto sample = [](const std::vector<pid_t>& pids, double* cpu_seconds, uint64_t* written,
+                         uint64_t* rss_bytes) {
+    for (pid_t pid : pids) {
+      const ProcessSample process = SampleProcess(pid);
+      *cpu_seconds += process.cpu_seconds;
+      *written += WriteBytes(pid);
+      *rss_bytes += process.rss_bytes;
+    }
+  };
+  PublishCost cost;
+  double others_cpu_before = 0, server_cpu_before = 0;
+  uint64_t others_written_before = 0, server_written_before = 0, rss = 0;
+  sample(others, &others_cpu_before, &others_written_before, &rss);
+  sample(servers, &server_cpu_before, &server_written_before, &rss);
+  const double client_before = ClientCpuSeconds();
+  cost.outcome = DrivePublish(targets, params);
+  sample(servers, &cost.server_cpu_seconds, &cost.server_written, &cost.server_rss_bytes);
+  cost.client_cpu_seconds = ClientCpuSeconds() - client_before;
+  sample(others, &cost.others_cpu_seconds, &cost.others_written, &rss);
+  cost.server_cpu_seconds -= server_cpu_before;
+  cost.server_written -= server_written_before;
+  cost.others_cpu_seconds -= others_cpu_before;
+  cost.others_written -= others_written_before;
+  return cost;
 }
 
 // publish: closed loop (streams x window batches of `batch` events unacknowledged) or, with
@@ -1653,13 +1703,8 @@ Result RunPublish(const Options& options, const std::string& mode, PublishParams
     watchers = std::make_unique<SegmentWatchers>(server.address(), live_segments);
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the segments open at a tick
   }
-  const ProcessSample before = SampleProcess(server.pid());
-  const uint64_t written_before = WriteBytes(server.pid());
-  const double client_before = ClientCpuSeconds();
-  PublishOutcome o = DrivePublish(server.address(), params);
-  const ProcessSample after = SampleProcess(server.pid());
-  const uint64_t written = WriteBytes(server.pid()) - written_before;
-  const double client_cpu = ClientCpuSeconds() - client_before;
+  PublishCost cost = MeasurePublish({server.pid()}, {server.address()}, params);
+  PublishOutcome& o = cost.outcome;
   CheckOutcome(o, "publish " + mode);
   Result r;
   r.scenario = params.rate > 0 ? "publish-latency" : "publish";
@@ -1670,17 +1715,19 @@ Result RunPublish(const Options& options, const std::string& mode, PublishParams
   if (live_segments > 0) r.variant += Tagged(", ", live_segments) + " live segments";
   r.unit = "events/s";
   r.rate = o.accepted / o.elapsed;
-  r.server_cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6 /
-                    static_cast<double>(std::max<uint64_t>(1, o.accepted));
-  r.client_cpu_us = client_cpu * 1e6 / static_cast<double>(std::max<uint64_t>(1, o.accepted));
+  r.server_cpu_us =
+      cost.server_cpu_seconds * 1e6 / static_cast<double>(std::max<uint64_t>(1, o.accepted));
+  r.client_cpu_us =
+      cost.client_cpu_seconds * 1e6 / static_cast<double>(std::max<uint64_t>(1, o.accepted));
   r.extra = LatencyJson(o.latencies_ms);
   r.extra["accepted"] = o.accepted;
   r.extra["seconds"] = o.elapsed;
   r.extra["protobuf_bytes_sent"] = o.bytes_sent;
-  r.extra["server_write_bytes"] = written;
+  r.extra["server_write_bytes"] = cost.server_written;
   r.extra["write_bytes_per_protobuf_byte"] =
-      static_cast<double>(written) / static_cast<double>(std::max<uint64_t>(1, o.bytes_sent));
-  r.extra["server_rss_mib"] = static_cast<double>(after.rss_bytes) / (1024.0 * 1024.0);
+      static_cast<double>(cost.server_written) /
+      static_cast<double>(std::max<uint64_t>(1, o.bytes_sent));
+  r.extra["server_rss_mib"] = static_cast<double>(cost.server_rss_bytes) / (1024.0 * 1024.0);
   if (scrape) {
     const std::string text = Scrape(server.metrics_port());
     r.extra["checkpoint_ingest_stall_seconds"] =
@@ -1713,11 +1760,12 @@ std::string LogField(const std::string& log, const std::string& event, const std
 }
 
 // events_total over WINDOW_TOTAL through GetMetrics, polled (a tick publishes it) until it
-// equals `expected` or 5 s pass.
-double EventsTotal(const std::string& address, double expected) {
+// equals `expected` or `wait_seconds` pass.
+double EventsTotal(const std::string& address, double expected, double wait_seconds = 5) {
   auto stub = analytics::AnalyticsService::NewStub(NewChannel(address, 0));
   double value = -1;
-  const auto until = Clock::now() + std::chrono::seconds(5);
+  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(wait_seconds));
   do {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -1752,7 +1800,7 @@ Result RunRecovery(const Options& options) {
   {
     ServerProcess first(options.server_binary, 1000, flags);
     if (!first.ok()) throw std::runtime_error("server did not start: " + first.LogText());
-    o = DrivePublish(first.address(), params);
+    o = DrivePublish({first.address()}, params);
     CheckOutcome(o, "recovery ingest");
     first.Stop(SIGKILL);
   }
@@ -1814,6 +1862,547 @@ Result RunCheckpointStall(const Options& options, const PublishParams& params) {
   r.scenario = "checkpoint-stall";
   r.variant += ", checkpoint every 1 s";
   return r;
+}
+
+// A stream's state as the nats-servers' monitoring endpoints report it (/jsz with stream
+// details). Each server that holds a replica reports its own copy; they agree once every
+// follower has applied what the leader's quorum acknowledged.
+struct StreamState {
+  uint64_t messages = 0;            // the largest count a replica reports
+  uint64_t fewest_messages = 0;     // the smallest (equal to messages once replicated)
+  uint64_t bytes = 0;               // one replica's (the largest)
+  uint64_t all_replicas_bytes = 0;  // summed over the servers that hold one
+  int replicas = 0;                 // servers that reported the stream
+};
+StreamState ReadStream(const testing::NatsCluster& nats, int servers, const std::string& name) {
+  StreamState state;
+  for (int i = 0; i < servers; ++i) {
+    const std::string response = Scrape(nats.monitor_port(i), "/jsz?accounts=true&streams=true");
+    const size_t body = response.find("\r\n\r\n");
+    const json jsz =
+        json::parse(body == std::string::npos ? "" : response.substr(body + 4), nullptr, false);
+    if (!jsz.is_object() || !jsz.contains("account_details")) continue;
+    for (const json& account : jsz["account_details"]) {
+      if (!account.is_object() || !account.contains("stream_detail")) continue;
+      for (const json& stream : account["stream_detail"]) {
+        if (!stream.is_object() || stream.value("name", "") != name) continue;
+        const json st = stream.value("state", json::object());
+        const uint64_t messages = st.value("messages", uint64_t{0});
+        const uint64_t bytes = st.value("bytes", uint64_t{0});
+        state.fewest_messages =
+            state.replicas == 0 ? messages : std::min(state.fewest_messages, messages);
+        state.messages = std::max(state.messages, messages);
+        state.bytes = std::max(state.bytes, bytes);
+        state.all_replicas_bytes += bytes;
+        ++state.replicas;
+      }
+    }
+  }
+  return state;
+}
+
+double CpuSeconds(const std::vector<pid_t>& pids) {
+  double seconds = 0;
+  for (pid_t pid : pids) seconds += SampleProcess(pid).cpu_seconds;
+  return seconds;
+}
+
+// The processes of one cluster-ingest measurement in a temporary directory: `nats_servers`
+// nats-servers on loopback (0: none, one node with its local log, fsync always) and `nodes`
+// analytics nodes in cluster mode over them (--cluster-partitions 16, every stream with one
+// replica per nats-server, --metrics-listen for the cluster gauges). The constructor returns
+// once the nodes own every partition between them, each owns some, the ownership has not changed
+// for 1.5 s and every view has caught up (60 s at most), and throws otherwise. The destructor
+// stops the nodes (SIGTERM), then the nats-servers, then removes the directory. Not
+// thread-safe.
+class ClusterRig {
+ public:
+  static constexpr int kPartitions = 16;
+
+  ClusterRig(const Options& options, int nats_servers, int nodes, int exchange_ms, int tick_ms)
+      : nats_servers_(nats_servers) {
+    if (nats_servers == 0) {
+      Start(options, tick_ms, "--data-dir " + dir_.path() + "/data");
+      return;
+    }
+    nats_ = std::make_unique<testing::NatsCluster>(nats_servers);
+    if (!nats_->ok()) throw std::runtime_error("nats-server did not start: " + nats_->Log(0));
+    std::string urls;
+    for (const std::string& url : nats_->urls()) urls += (urls.empty() ? "" : ",") + url;
+    for (int i = 0; i < nodes; ++i) {
+      const std::string name = Tagged("node-", static_cast<uint64_t>(i));
+      Start(options, tick_ms,
+            "--data-dir " + dir_.path() + "/" + name + " --metrics-listen 127.0.0.1:0" +
+                " --cluster " + urls + " --cluster-node " + name +
+                Tagged(" --cluster-replicas ", static_cast<uint64_t>(nats_servers)) +
+                Tagged(" --cluster-partitions ", kPartitions) +
+                Tagged(" --cluster-exchange-ms ", static_cast<uint64_t>(exchange_ms)));
+    }
+    WaitSettled();
+  }
+
+  std::vector<pid_t> node_pids() const {
+    std::vector<pid_t> pids;
+    for (const auto& node : nodes_) pids.push_back(node->pid());
+    return pids;
+  }
+  std::vector<pid_t> nats_pids() const {
+    std::vector<pid_t> pids;
+    for (int i = 0; i < nats_servers_; ++i) pids.push_back(nats_->pid(i));
+    return pids;
+  }
+  std::vector<std::string> addresses() const {
+    std::vector<std::string> out;
+    for (const auto& node : nodes_) out.push_back(node->address());
+    return out;
+  }
+  const ServerProcess& node(size_t i) const { return *nodes_[i]; }
+
+  // The stream once every replica holds as many messages as the fullest (5 s at most).
+  StreamState Stream(const std::string& name) const {
+    StreamState state;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      state = ReadStream(*nats_, nats_servers_, name);
+      if (state.replicas == nats_servers_ && state.fewest_messages == state.messages) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return state;
+  }
+
+  // A counter or gauge summed over the nodes' /metrics.
+  double MetricSum(const std::string& name) const {
+    double sum = 0;
+    for (const auto& node : nodes_) sum += std::max(0.0, Gauge(Scrape(node->metrics_port()), name));
+    return sum;
+  }
+
+  // Every node's events_total, each polled until it is `expected` (`wait_seconds` in all).
+  std::vector<double> Totals(double expected, double wait_seconds) const {
+    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(wait_seconds));
+    std::vector<double> totals;
+    for (const auto& node : nodes_) {
+      totals.push_back(
+          EventsTotal(node->address(), expected, std::max(0.1, Seconds(until - Clock::now()))));
+    }
+    return totals;
+  }
+
+ private:
+  void Start(const Options& options, int tick_ms, const std::string& flags) {
+    nodes_.push_back(std::make_unique<ServerProcess>(options.server_binary, tick_ms,
+                                                     flags + " " + options.server_flags));
+    if (!nodes_.back()->ok()) {
+      throw std::runtime_error("node did not start: " + nodes_.back()->LogText());
+    }
+  }
+
+  void WaitSettled() {
+    std::vector<double> last;
+    auto stable_since = Clock::now();
+    const auto until = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < until) {
+      std::vector<double> owned;
+      bool caught_up = true, each_owns = true;
+      double sum = 0;
+      for (const auto& node : nodes_) {
+        const std::string text = Scrape(node->metrics_port());
+        owned.push_back(Gauge(text, "analytics_cluster_partitions_owned"));
+        caught_up = caught_up && Gauge(text, "analytics_cluster_view_caught_up") == 1;
+        each_owns = each_owns && owned.back() > 0;
+        sum += std::max(0.0, owned.back());
+      }
+      if (owned != last) stable_since = Clock::now();
+      last = owned;
+      if (sum == kPartitions && each_owns && caught_up &&
+          Clock::now() - stable_since >= std::chrono::milliseconds(1500)) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::string owned;
+    for (double o : last) {
+      owned += ' ';  // not `" " + std::to_string()`: GCC 12 warns falsely (-Wrestrict)
+      owned += std::to_string(o);
+    }
+    throw std::runtime_error("cluster did not settle in 60 s (partitions owned:" + owned +
+                             "): " + nodes_.front()->LogText());
+  }
+
+  TempDir dir_;  // first: removed after the processes stopped
+  int nats_servers_ = 0;
+  std::unique_ptr<testing::NatsCluster> nats_;
+  std::vector<std::unique_ptr<ServerProcess>> nodes_;  // stopped before the nats-servers
+};
+
+constexpr int kDefaultExchangeMs = 1000;  // --cluster-exchange-ms's default
+
+// cluster-ingest (issue 16): the closed-loop publish into a node whose event log is local
+// (nats_servers 0: --data-dir, fsync always, the single-node default), or into `nodes` nodes in
+// cluster mode over `nats_servers` nats-servers on loopback, one replica on each (--cluster);
+// with several nodes the streams go all to the first one or, `spread`, round-robin over all.
+// Beside the nodes' CPU per event (summed over the node processes): the nats-servers' (summed
+// over their /proc stat), the bytes RTA_EVENTS holds per event (every replica's copy, from
+// /jsz), the bytes nodes and nats-servers wrote to disk, and what the owners exchanged through
+// RTA_PARTIALS per exchange interval. Throws unless every event sent was acknowledged and every
+// node's events_total says so too (waited for up to 60 s: the view follows the exchange).
+Result RunClusterIngest(const Options& options, int nats_servers, int nodes, bool spread,
+                        const PublishParams& params) {
+  ClusterRig rig(options, nats_servers, nodes, kDefaultExchangeMs, 1000);
+  std::string variant = "local log, fsync always";
+  if (nats_servers > 0) {
+    variant = Tagged("JetStream R", nats_servers) + Tagged(" on ", nats_servers) +
+              (nats_servers == 1 ? " nats-server" : " nats-servers");
+  }
+  if (nodes > 1) {
+    variant = Tagged("", nodes) + " nodes, " + variant +
+              (spread ? Tagged(", spread over ", nodes) : ", all via one node");
+  }
+  const std::vector<pid_t> node_pids = rig.node_pids();
+  const std::vector<pid_t> nats_pids = rig.nats_pids();
+  std::vector<std::string> targets = rig.addresses();
+  if (!spread) targets.resize(1);
+  const StreamState partials_before = nats_servers > 0 ? rig.Stream("RTA_PARTIALS") : StreamState{};
+  const double published_before =
+      nats_servers > 0 ? rig.MetricSum("analytics_cluster_partials_published_total") : 0;
+  const double nodes_cpu_before = CpuSeconds(node_pids);
+  const double nats_cpu_before = CpuSeconds(nats_pids);
+  const auto start = Clock::now();
+  PublishCost cost = MeasurePublish(node_pids, targets, params, nats_pids);
+  PublishOutcome& o = cost.outcome;
+  CheckOutcome(o, "cluster-ingest " + variant);
+  const double accepted = static_cast<double>(o.accepted);
+  const std::vector<double> totals = rig.Totals(accepted, nats_servers > 0 ? 60 : 5);
+  const double exact_after = Seconds(Clock::now() - start);
+  const double nodes_cpu_to_exact = CpuSeconds(node_pids) - nodes_cpu_before;
+  const double nats_cpu_to_exact = CpuSeconds(nats_pids) - nats_cpu_before;
+  for (double total : totals) {
+    if (total != accepted) {
+      throw std::runtime_error("cluster-ingest " + variant + ": " + std::to_string(o.accepted) +
+                               " accepted, events_total " + json(totals).dump() +
+                               " on the nodes after 60 s");
+    }
+  }
+  Result r;
+  r.scenario = "cluster-ingest";
+  r.variant = variant + Tagged(", ", static_cast<uint64_t>(params.batch)) + " per batch";
+  r.unit = "events/s";
+  r.rate = accepted / o.elapsed;
+  r.server_cpu_us = cost.server_cpu_seconds * 1e6 / accepted;
+  r.client_cpu_us = cost.client_cpu_seconds * 1e6 / accepted;
+  r.extra = LatencyJson(o.latencies_ms);
+  r.extra["accepted"] = o.accepted;
+  r.extra["events_total"] = totals;  // per node
+  r.extra["seconds"] = o.elapsed;
+  r.extra["nodes"] = nodes;
+  r.extra["nats_servers"] = nats_servers;
+  r.extra["nats_cpu_us_per_event"] = cost.others_cpu_seconds * 1e6 / accepted;
+  r.extra["disk_write_bytes_per_event"] =
+      static_cast<double>(cost.server_written + cost.others_written) / accepted;
+  r.extra["protobuf_bytes_per_event"] = static_cast<double>(o.bytes_sent) / accepted;
+  // From the first send until every node showed the exact total (polled every 100 ms): the
+  // owners' counting and the merges that trail the acknowledgements are in it.
+  r.extra["exact_after_s"] = exact_after;
+  r.extra["node_cpu_us_per_event_to_exact"] = nodes_cpu_to_exact * 1e6 / accepted;
+  r.extra["nats_cpu_us_per_event_to_exact"] = nats_cpu_to_exact * 1e6 / accepted;
+  if (nats_servers > 0) {
+    const StreamState events = rig.Stream("RTA_EVENTS");
+    r.extra["jetstream_messages"] = events.messages;
+    r.extra["events_per_jetstream_message"] =
+        accepted / static_cast<double>(std::max<uint64_t>(1, events.messages));
+    r.extra["jetstream_bytes_per_event"] =
+        static_cast<double>(events.all_replicas_bytes) / accepted;
+    // What the owners exchanged: RTA_PARTIALS' growth over the run (one replica's bytes, as
+    // JetStream stores them: record, subject and headers), per --cluster-exchange-ms interval
+    // from the first send to the exact totals. Every node reads all of it.
+    const StreamState partials = rig.Stream("RTA_PARTIALS");
+    const double records = static_cast<double>(partials.messages - partials_before.messages);
+    const double bytes = static_cast<double>(partials.bytes - partials_before.bytes);
+    const double intervals = exact_after * 1000.0 / kDefaultExchangeMs;
+    r.extra["partials"] = {
+        {"records", records},
+        {"bytes", bytes},
+        {"published_by_nodes",
+         rig.MetricSum("analytics_cluster_partials_published_total") - published_before},
+        {"exchange_ms", kDefaultExchangeMs},
+        {"intervals", intervals},
+        {"records_per_interval", records / intervals},
+        {"bytes_per_interval", bytes / intervals},
+        {"bytes_per_record", records > 0 ? bytes / records : 0.0}};
+  }
+  return r;
+}
+
+// Merge delay (issue 16: from an event acknowledged on node A to its effect in an update on
+// node B): 3 nats-servers (R3) and 3 nodes with --cluster-exchange-ms `exchange_ms` and the
+// shortest tick (50 ms). A SubscribeMetrics stream on node B (events_total over WINDOW_TOTAL,
+// interval 0: every tick) records when each update arrives and the total it shows; node A gets
+// `rate` PublishEvents batches of `events` events a second for `seconds` on one stream, each
+// acknowledged before the next. A batch's delay runs from its acknowledgement to the first update
+// on B whose total covers every event acknowledged through it; `delays_ms` gets them all. Throws
+// unless every batch was acknowledged whole and every node ends with the exact total.
+Result RunMergeDelay(const Options& options, int exchange_ms, double seconds, double rate,
+                     int events, std::vector<double>* delays_ms) {
+  ClusterRig rig(options, 3, 3, exchange_ms, 50);
+  const std::vector<std::string> addresses = rig.addresses();
+  struct Seen {
+    Clock::time_point at;
+    double total;
+  };
+  std::mutex mutex;
+  std::vector<Seen> seen;  // GUARDED_BY(mutex)
+  std::atomic<bool> snapshot_ended{false};
+  const auto deadline_after = [](double s) {
+    return std::chrono::system_clock::now() +
+           std::chrono::duration_cast<std::chrono::system_clock::duration>(
+               std::chrono::duration<double>(s));
+  };
+  auto b_stub = analytics::AnalyticsService::NewStub(NewChannel(addresses[1], 3000));
+  grpc::ClientContext subscription;
+  subscription.set_deadline(deadline_after(seconds + 120));
+  analytics::SubscriptionRequest request;
+  request.add_metric_types("events_total");
+  request.add_windows(analytics::WINDOW_TOTAL);
+  request.set_interval_ms(0);
+  request.set_dashboard_id("load_driver merge delay");
+  auto reader = b_stub->SubscribeMetrics(&subscription, request);
+  std::thread watcher([&] {
+    analytics::MetricUpdate update;
+    while (reader->Read(&update)) {
+      const auto at = Clock::now();
+      if (update.kind() == analytics::UPDATE_KIND_SNAPSHOT_END) snapshot_ended = true;
+      if (update.metric_type() != "events_total" || update.window() != analytics::WINDOW_TOTAL ||
+          !update.labels().empty()) {
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      seen.push_back({at, update.value()});
+    }
+    (void)reader->Finish();
+  });
+  // Ends the subscription and its thread on every way out.
+  struct Stop {
+    grpc::ClientContext* context;
+    std::thread* thread;
+    ~Stop() {
+      context->TryCancel();
+      thread->join();
+    }
+  } stop{&subscription, &watcher};
+  for (int i = 0; i < 100 && !snapshot_ended; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!snapshot_ended) throw std::runtime_error("merge delay: no snapshot from node B in 10 s");
+
+  auto a_stub = analytics::AnalyticsService::NewStub(NewChannel(addresses[0], 3001));
+  grpc::ClientContext publish_context;
+  publish_context.set_deadline(deadline_after(seconds + 60));
+  auto stream = a_stub->PublishEvents(&publish_context);
+  struct Acked {
+    Clock::time_point at;
+    uint64_t through;  // accepted events through this batch
+  };
+  std::vector<Acked> acked;
+  uint64_t accepted = 0;
+  const std::string producer = Tagged("merge-delay-", static_cast<uint64_t>(WallMs()));
+  const int batches = std::max(1, static_cast<int>(seconds * rate));
+  const auto start = Clock::now();
+  for (int b = 0; b < batches; ++b) {
+    std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(b / rate)));
+    analytics::PublishRequest batch;
+    batch.set_producer_id(producer);
+    batch.set_sequence(static_cast<uint64_t>(b) + 1);
+    const int64_t now = WallMs();
+    for (int i = 0; i < events; ++i) {
+      const uint64_t n = static_cast<uint64_t>(b) * static_cast<uint64_t>(events) + i;
+      analytics::EventData& e = *batch.add_events();
+      e.set_event_id(producer + Tagged("-", n));
+      e.set_event_type(n % 10 == 0 ? "click" : "page_view");
+      e.set_timestamp_ms(now);
+      e.set_session_id(Tagged("md-s", n));  // spread over the partitions
+      e.set_visitor_id(Tagged("md-v", n % 1013));
+      e.set_page(Tagged("/products/", n % 50));
+      e.set_country(n % 2 == 0 ? "DE" : "US");
+      e.set_device(n % 3 == 0 ? "mobile" : "desktop");
+    }
+    analytics::PublishAck ack;
+    if (!stream->Write(batch) || !stream->Read(&ack)) break;
+    accepted += ack.accepted();
+    acked.push_back({Clock::now(), accepted});
+  }
+  stream->WritesDone();
+  const grpc::Status status = stream->Finish();
+  const double elapsed = Seconds(Clock::now() - start);
+  const uint64_t sent = static_cast<uint64_t>(batches) * static_cast<uint64_t>(events);
+  if (!status.ok() || accepted != sent || acked.size() != static_cast<size_t>(batches)) {
+    throw std::runtime_error("merge delay: " + std::to_string(acked.size()) + " of " +
+                             std::to_string(batches) + " batches acknowledged, " +
+                             std::to_string(accepted) + " of " + std::to_string(sent) +
+                             " events accepted; " + status.error_message());
+  }
+  // B's view catches up within a few exchanges; 30 s at most.
+  for (int i = 0; i < 300; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!seen.empty() && seen.back().total >= static_cast<double>(accepted)) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const std::vector<double> totals = rig.Totals(static_cast<double>(accepted), 30);
+  for (double total : totals) {
+    if (total != static_cast<double>(accepted)) {
+      throw std::runtime_error("merge delay: " + std::to_string(accepted) +
+                               " accepted, events_total " + json(totals).dump() + " on the nodes");
+    }
+  }
+  std::vector<double> delays;
+  size_t updates = 0, negative = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    updates = seen.size();
+    size_t next = 0;  // the totals only grow: one pass
+    for (const Acked& a : acked) {
+      while (next < seen.size() && seen[next].total < static_cast<double>(a.through)) ++next;
+      if (next == seen.size()) break;
+      delays.push_back(std::chrono::duration<double, std::milli>(seen[next].at - a.at).count());
+      negative += delays.back() < 0;
+    }
+  }
+  if (delays.size() != acked.size()) {
+    throw std::runtime_error("merge delay: node B never showed " +
+                             std::to_string(acked[delays.size()].through) + " events");
+  }
+  delays_ms->insert(delays_ms->end(), delays.begin(), delays.end());
+  std::sort(delays.begin(), delays.end());
+  Result r;
+  r.scenario = "cluster-merge-delay";
+  r.variant = Tagged("3 nodes, R3, exchange ", static_cast<uint64_t>(exchange_ms)) +
+              " ms, tick 50 ms, ack on A -> update on B";
+  r.unit = "batches/s";
+  r.rate = static_cast<double>(acked.size()) / elapsed;
+  r.extra = {{"exchange_ms", exchange_ms},
+             {"batches", delays.size()},
+             {"events_per_batch", events},
+             {"p50_ms", Percentile(delays, 0.50)},
+             {"p99_ms", Percentile(delays, 0.99)},
+             {"min_ms", delays.front()},
+             {"max_ms", delays.back()},
+             {"negative", negative},
+             {"updates_on_b", updates},
+             {"events_total", totals},
+             // The node's own view of it: from an owner's cut to the merge on B.
+             {"b_merge_delay_seconds", Histogram(Scrape(rig.node(1).metrics_port()),
+                                                 "analytics_cluster_merge_delay_seconds")}};
+  return r;
+}
+
+// The cluster-ingest rounds' mean per variant, in the order the variants first appear.
+struct ClusterMean {
+  std::string variant;
+  int rounds = 0;
+  double rate = 0, server_us = 0, nats_us = 0, stored = 0, disk = 0, p99_ms = 0;
+  double server_us_to_exact = 0, nats_us_to_exact = 0, exact_after_s = 0;
+  double records_per_interval = 0, bytes_per_interval = 0, bytes_per_record = 0;
+  bool partials = false;
+};
+std::vector<ClusterMean> ClusterMeans(const std::vector<Result>& results) {
+  std::vector<ClusterMean> means;
+  for (const Result& r : results) {
+    if (r.scenario != "cluster-ingest") continue;
+    auto it = std::find_if(means.begin(), means.end(),
+                           [&](const ClusterMean& m) { return m.variant == r.variant; });
+    if (it == means.end()) it = means.insert(means.end(), ClusterMean{.variant = r.variant});
+    ++it->rounds;
+    it->rate += r.rate;
+    it->server_us += r.server_cpu_us;
+    it->nats_us += r.extra["nats_cpu_us_per_event"].get<double>();
+    it->stored += r.extra.value("jetstream_bytes_per_event", 0.0);
+    it->disk += r.extra["disk_write_bytes_per_event"].get<double>();
+    it->p99_ms += r.extra["p99_ms"].get<double>();
+    it->server_us_to_exact += r.extra["node_cpu_us_per_event_to_exact"].get<double>();
+    it->nats_us_to_exact += r.extra["nats_cpu_us_per_event_to_exact"].get<double>();
+    it->exact_after_s += r.extra["exact_after_s"].get<double>();
+    if (r.extra.contains("partials")) {
+      const json& p = r.extra["partials"];
+      it->partials = true;
+      it->records_per_interval += p["records_per_interval"].get<double>();
+      it->bytes_per_interval += p["bytes_per_interval"].get<double>();
+      it->bytes_per_record += p["bytes_per_record"].get<double>();
+    }
+  }
+  for (ClusterMean& m : means) {
+    for (double* v : {&m.rate, &m.server_us, &m.nats_us, &m.stored, &m.disk, &m.p99_ms,
+                      &m.server_us_to_exact, &m.nats_us_to_exact, &m.exact_after_s,
+                      &m.records_per_interval, &m.bytes_per_interval, &m.bytes_per_record}) {
+      *v /= m.rounds;
+    }
+  }
+  return means;
+}
+
+// The cluster-ingest rounds as one table: per variant the mean of its rounds, and those means
+// over the local log's.
+std::string ClusterIngestTable(const std::vector<Result>& results) {
+  const std::vector<ClusterMean> means = ClusterMeans(results);
+  std::string out =
+      "| log | events/s | node(s) CPU/event | nats-servers CPU/event | node(s) + NATS CPU/event | "
+      "JetStream bytes/event (all replicas) | disk bytes written/event | ack p99 | events/s vs "
+      "local | node(s) CPU vs local | node(s) + NATS CPU vs local |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  if (means.empty()) return out;
+  const ClusterMean& local = means.front();  // no nats-servers
+  char line[1024];
+  for (const ClusterMean& m : means) {
+    std::snprintf(line, sizeof line,
+                  "| %s | %.0f | %.2f us | %.2f us | %.2f us | %.0f | %.0f | %.1f ms | %.2f | "
+                  "%.2f | %.2f |\n",
+                  m.variant.c_str(), m.rate, m.server_us, m.nats_us, m.server_us + m.nats_us,
+                  m.stored, m.disk, m.p99_ms, m.rate / local.rate, m.server_us / local.server_us,
+                  (m.server_us + m.nats_us) / local.server_us);
+    out += line;
+  }
+  return out;
+}
+
+// The cluster variants' counting and exchange: CPU per event from the first send until every
+// node showed the exact total, and RTA_PARTIALS' growth per exchange interval.
+std::string ClusterExchangeTable(const std::vector<Result>& results) {
+  std::string out =
+      "| log | exact on every node after | node(s) CPU/event to exact | nats-servers CPU/event "
+      "to exact | node(s) + NATS vs local | partial records/interval | partial bytes/interval "
+      "| bytes/partial record |\n"
+      "|---|---|---|---|---|---|---|---|\n";
+  const std::vector<ClusterMean> means = ClusterMeans(results);
+  if (means.empty()) return out;
+  const ClusterMean& local = means.front();
+  char line[1024];
+  for (const ClusterMean& m : means) {
+    if (!m.partials) continue;
+    std::snprintf(line, sizeof line,
+                  "| %s | %.1f s | %.2f us | %.2f us | %.2f | %.1f | %.0f | %.0f |\n",
+                  m.variant.c_str(), m.exact_after_s, m.server_us_to_exact, m.nats_us_to_exact,
+                  (m.server_us_to_exact + m.nats_us_to_exact) / local.server_us_to_exact,
+                  m.records_per_interval, m.bytes_per_interval, m.bytes_per_record);
+    out += line;
+  }
+  return out;
+}
+
+// Merge delay per exchange interval, every round's batches pooled.
+std::string MergeDelayTable(const std::vector<std::pair<int, std::vector<double>>>& pooled) {
+  std::string out =
+      "| --cluster-exchange-ms | batches | p50 | p99 | max |\n"
+      "|---|---|---|---|---|\n";
+  char line[256];
+  for (auto [exchange_ms, delays] : pooled) {
+    std::sort(delays.begin(), delays.end());
+    std::snprintf(line, sizeof line, "| %d | %zu | %.0f ms | %.0f ms | %.0f ms |\n", exchange_ms,
+                  delays.size(), Percentile(delays, 0.50), Percentile(delays, 0.99),
+                  delays.empty() ? 0.0 : delays.back());
+    out += line;
+  }
+  return out;
 }
 
 std::string Today() {
@@ -1927,12 +2516,17 @@ int Main(int argc, char** argv) {
           "load_driver [--scenario all|ingest-single|ingest-batched|fanout|latency|analyze|\n"
           "                        join-history|churn|durable|publish|publish-latency|\n"
           "                        recovery|checkpoint-stall|access|fanout-go|live-segments|\n"
-          "                        fanout-web|http-ingest]\n"
+          "                        fanout-web|http-ingest|cluster-ingest]\n"
           "            (durable: publish to checkpoint-stall; access: ingest and fan-out with\n"
           "             TLS and tokens against plaintext; fanout-go: fan-out against the\n"
-          "             grpc-go reference server, round by round; neither is part of all)\n"
+          "             grpc-go reference server, round by round; cluster-ingest: publish\n"
+          "             into the local log, into one node over JetStream on 1 and 3\n"
+          "             nats-servers and into 3 nodes over 3 (all via one node, spread over\n"
+          "             the 3), round by round, then the merge delay from node A to node B\n"
+          "             at --cluster-exchange-ms 1000 and 250; none of them is part of all)\n"
           "            [--reference-server PATH (fanout-go; default: the one this build made)]\n"
-          "            [--rounds N (fanout-go, fanout-web: pairs per load, default 3)]\n"
+          "            [--rounds N (fanout-go, fanout-web, cluster-ingest: pairs per load,\n"
+          "             default 3)]\n"
           "            [--fanout-load cpu|rss|both (fanout-go: 2,000 subscribers at 100 ms,\n"
           "             10,000 at 1 s, or both; default both)]\n"
           "            [--seconds S (per measurement, default 5)] [--smoke]\n"
@@ -2152,6 +2746,68 @@ int Main(int argc, char** argv) {
                 : options.smoke          ? 10'000
                                          : 100'000;
     run(RunPublish(options, "always", open));
+  }
+  if (options.scenario == "cluster-ingest") {
+    // Issue 16: the same publish load into the local log, into one node over JetStream on one
+    // nats-server and on three (replicas 3), and into three nodes over three nats-servers, all
+    // through one node or spread over the three; round by round with the order rotating: the
+    // ratios to the same round's local log are the figures. Then, each round, the merge delay
+    // at the default exchange interval and at 250 ms.
+    PublishParams cluster = publish;
+    cluster.batch = options.publish_batch > 0 ? options.publish_batch : 1000;
+    // About 800 MB of records: within each nats-server's max_file_store (1 GB, set in
+    // tests/support/nats_cluster.cc).
+    cluster.max_events = 10'000'000;
+    const int rounds = options.smoke ? 1 : options.rounds;
+    struct Setup {
+      int nats_servers;
+      int nodes;
+      bool spread;
+    };
+    // The smoke (under a minute) keeps the local log, R1, one multi-node variant (spread) and
+    // one merge delay, briefly.
+    std::vector<Setup> setups = {{0, 1, false}, {1, 1, false}, {3, 3, true}};
+    if (!options.smoke) setups.insert(setups.begin() + 2, {Setup{3, 1, false}, Setup{3, 3, false}});
+    const std::vector<int> exchanges =
+        options.smoke ? std::vector<int>{250} : std::vector<int>{kDefaultExchangeMs, 250};
+    const double delay_seconds = options.smoke ? 2 : 10;
+    std::vector<std::pair<int, std::vector<double>>> delays;
+    for (int exchange_ms : exchanges) delays.emplace_back(exchange_ms, std::vector<double>{});
+    for (int round = 0; round < rounds; ++round) {
+      std::vector<Result> round_results(setups.size());
+      for (size_t i = 0; i < setups.size(); ++i) {
+        const size_t mode = (i + static_cast<size_t>(round)) % setups.size();
+        const Setup& setup = setups[mode];
+        round_results[mode] =
+            RunClusterIngest(options, setup.nats_servers, setup.nodes, setup.spread, cluster);
+      }
+      const Result& local = round_results[0];
+      const double local_to_exact = local.extra["node_cpu_us_per_event_to_exact"].get<double>();
+      for (Result& r : round_results) {
+        r.extra["events_per_s_vs_local"] = r.rate / local.rate;
+        r.extra["server_cpu_vs_local"] = r.server_cpu_us / local.server_cpu_us;
+        r.extra["server_and_nats_cpu_vs_local"] =
+            (r.server_cpu_us + r.extra["nats_cpu_us_per_event"].get<double>()) /
+            local.server_cpu_us;
+        r.extra["to_exact_cpu_vs_local"] =
+            (r.extra["node_cpu_us_per_event_to_exact"].get<double>() +
+             r.extra["nats_cpu_us_per_event_to_exact"].get<double>()) /
+            local_to_exact;
+        run(r);
+      }
+      // 10 batches of 10 events a second on node A, watched on node B.
+      for (auto& [exchange_ms, pooled] : delays) {
+        run(RunMergeDelay(options, exchange_ms, delay_seconds, 10, 10, &pooled));
+      }
+    }
+    std::printf("\ncluster-ingest, mean of %d round(s) of %g s:\n%s", rounds, options.seconds,
+                ClusterIngestTable(results).c_str());
+    std::printf("\ncounting and exchange (JetStream variants; an interval is %d ms):\n%s",
+                kDefaultExchangeMs, ClusterExchangeTable(results).c_str());
+    std::printf(
+        "\nmerge delay, %d round(s) of %g s pooled (ack on node A -> first update on "
+        "node B showing it):\n%s",
+        rounds, delay_seconds, MergeDelayTable(delays).c_str());
   }
   if (durable || options.scenario == "recovery") run(RunRecovery(options));
   if (durable || options.scenario == "checkpoint-stall") {

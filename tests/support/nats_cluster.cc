@@ -46,6 +46,7 @@ NatsCluster::NatsCluster(int size) {
   for (Server& server : servers_) {
     server.client_port = FreeLoopbackPort();
     server.cluster_port = FreeLoopbackPort();
+    server.monitor_port = FreeLoopbackPort();
   }
   for (int i = 0; i < size; ++i) {
     Server& server = servers_[i];
@@ -54,13 +55,15 @@ NatsCluster::NatsCluster(int size) {
     server.log_path = dir_ + "/" + name + ".log";
     std::ofstream config(server.config_path);
     config << "server_name: " << name << "\n"
-           << "listen: 127.0.0.1:" << server.client_port
+           << "listen: 127.0.0.1:" << server.client_port << "\n"
+           << "http: 127.0.0.1:" << server.monitor_port
            << "\n"
            // Room for a group of records up to the server's batch limit (the default is 1 MB).
            << "max_payload: 8MB\n"
            << "jetstream {\n  store_dir: \"" << dir_ << "/" << name << "\"\n"
-           << "  max_memory_store: 64MB\n  max_file_store: 1GB\n}\n"
-           << "cluster {\n  name: rta_test\n  listen: 127.0.0.1:" << server.cluster_port
+           << "  max_memory_store: 64MB\n  max_file_store: 1GB\n}\n";
+    if (size == 1) continue;  // a standalone JetStream server (streams of one replica)
+    config << "cluster {\n  name: rta_test\n  listen: 127.0.0.1:" << server.cluster_port
            << "\n  routes: [\n";
     for (int j = 0; j < size; ++j) {
       if (j != i) config << "    nats-route://127.0.0.1:" << servers_[j].cluster_port << "\n";

@@ -9,8 +9,9 @@ namespace rta::testing {
 
 // A NATS cluster with JetStream on loopback for the cluster tests (issue 16): `size`
 // nats-server processes (Debian's /usr/sbin/nats-server, or $RTA_NATS_SERVER), each with its
-// own client port, cluster port, JetStream store in a temporary directory and a config that
-// routes to the others. The constructor waits (up to 20 s) until every server accepts client
+// own client port, cluster port, monitoring port (HTTP: /varz, /jsz), JetStream store in a
+// temporary directory and a config that routes to the others (one server: standalone
+// JetStream). The constructor waits (up to 20 s) until every server accepts client
 // connections; JetStream's own leader election comes after, and clients retry until it is done.
 // Servers get SIGKILL if the test process dies (PR_SET_PDEATHSIG); the destructor kills them
 // and removes their directories.
@@ -32,12 +33,15 @@ class NatsCluster {
   void Stop(int server);   // SIGTERM (lame duck), waited for (SIGKILL after 15 s)
   bool Start(int server);  // again, with its store: true once it accepts connections
   bool running(int server) const { return servers_[server].pid > 0; }
+  pid_t pid(int server) const { return servers_[server].pid; }  // 0 when not running
+  int monitor_port(int server) const { return servers_[server].monitor_port; }
   std::string Log(int server) const;
 
  private:
   struct Server {
     int client_port = 0;
     int cluster_port = 0;
+    int monitor_port = 0;
     std::string config_path;
     std::string log_path;
     pid_t pid = 0;
