@@ -142,9 +142,16 @@ class PartitionOwner::Run {
     if (covered_ == 0) return true;
     natsMsg* raw = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    if (js_GetMsg(&raw, owner_.session_->js(), options_.event_stream.c_str(), covered_, nullptr,
-                  &code) != NATS_OK) {
-      return true;  // gone from the stream (purged): older than anything to warm
+    const natsStatus status = js_GetMsg(&raw, owner_.session_->js(), options_.event_stream.c_str(),
+                                        covered_, nullptr, &code);
+    if (status != NATS_OK && code == JSNoMessageFoundErr) {
+      return true;  // trimmed from the stream: older than the horizon, nothing to warm
+    }
+    if (status != NATS_OK) {
+      // Not knowing would leave the de-dup table cold: a re-sent event could count twice.
+      *why = "reading the chain's last event (stream sequence " + std::to_string(covered_) +
+             ") to warm the de-dup table: " + DescribeNats(status, code);
+      return false;
     }
     NatsMsgPtr last(raw);
     const int64_t start_ms = WallClockMs() - options_.aggregator.dedupe_horizon_seconds * 1000;
