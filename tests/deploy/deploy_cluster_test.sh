@@ -14,8 +14,10 @@
 #   addresses (127.0.0.1, free ports), volumes (temporary directories) and binaries changed,
 #   started in depends_on order with each wave's healthchecks passing first; 3000 generated
 #   events replayed through all three nodes; GetMetrics' events_total is 3000 on every node, and
-#   the nodes own every partition between them; the image's stop signal stops every process with
-#   status 0 within compose's grace period.
+#   the nodes own every partition between them; every metric name of deploy/prometheus/alerts.yml
+#   and the Grafana dashboard is in the nodes' /metrics, and the cluster alert's partition count
+#   is the compose file's; the image's stop signal stops every process with status 0 within
+#   compose's grace period.
 # Usage: deploy_cluster_test.sh analytics_server event_reporter dashboard_client
 set -euo pipefail
 server=$(readlink -f "$1") reporter=$(readlink -f "$2") dashboard=$(readlink -f "$3")
@@ -151,6 +153,22 @@ until [[ $(owned_total) == "$partitions" ]]; do
   sleep 0.3
 done
 echo "$partitions partitions owned"
+
+step "the alerts and the dashboard against the nodes' /metrics"
+# AnalyticsClusterPartitionsUnowned compares the nodes' sum with the partition count written in
+# its expression (Prometheus has no metric of it): it must be the count the deploy files run.
+rule=AnalyticsClusterPartitionsUnowned
+alert_partitions=$(sed -n "/alert: $rule\$/,/for:/s/^ *< *\([0-9][0-9]*\)\$/\1/p" \
+  "$deploy/prometheus/alerts.yml")
+[[ $alert_partitions == "$partitions" ]] ||
+  { echo "$rule expects ${alert_partitions:-no} partitions, the cluster has $partitions"; exit 1; }
+# Every name used must be exported, the per-partition ones included (a single node has none).
+for service in "${nodes[@]}"; do
+  curl -fsS --max-time 2 "http://${metrics_of[$service]}/metrics"
+done >"$dir/metrics.txt"
+python3 "$here/deploy_files.py" check-names "$dir/metrics.txt" "$deploy/prometheus/alerts.yml" \
+  "$deploy/grafana/analytics-server.json" >"$dir/names.txt"
+echo "$rule expects $partitions partitions; $(wc -l <"$dir/names.txt") metric names, all exported"
 
 step "stopped as compose stops them: the nodes, then NATS, each exits 0 in its grace period"
 for wave in $(ls "$dir/run/plan" | sed -n 's/^\([0-9]*\)-.*\.argv$/\1/p' | sort -nur); do

@@ -10,7 +10,9 @@
       Prometheus query accepts.
   deploy_files.py check-names METRICS_TEXT ALERTS DASHBOARD
       Every metric name those expressions use must be in the server's /metrics output
-      (METRICS_TEXT); prints the names, fails naming the missing ones.
+      (METRICS_TEXT, one node's or several nodes' concatenated); prints the names, fails naming
+      the missing ones. The per-partition families (CLUSTER_ONLY) are required only when the
+      text comes from nodes in cluster mode (analytics_cluster_members above 0).
   deploy_files.py container-packages CONTAINERFILE SETUP_SH SERVER_BINARY
       The Containerfile's build packages must all be in deploy/setup.sh's PACKAGES, and its
       runtime packages with their dependencies (apt-cache) must own every library the server
@@ -155,6 +157,10 @@ KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_lef
             "group_right", "bool", "offset", "inf", "nan", "atan2", "start", "end"}
 # Series Prometheus makes itself rather than scraping them from the target.
 SYNTHETIC = {"up"}
+# Labelled families with one series per partition a node owns: a server not in cluster mode
+# (analytics_cluster_members 0) has none, not even their HELP line. Checked against the /metrics
+# of nodes that see cluster members (deploy_cluster_test.sh), which must export them.
+CLUSTER_ONLY = {"analytics_cluster_partition_lag_seconds"}
 
 
 def metric_names(expr):
@@ -179,10 +185,14 @@ def expressions(alerts, dashboard):
 
 
 def check_names(metrics_text, alerts, dashboard):
-    exported = set()
+    exported, in_cluster = set(), False
     for line in open(metrics_text, encoding="utf-8"):
         if line.strip() and not line.startswith("#"):
             exported.add(re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0))
+            m = re.fullmatch(r"analytics_cluster_members(?:\{\})? (\S+)", line.strip())
+            in_cluster |= bool(m) and float(m.group(1)) > 0
+    if not in_cluster:
+        exported |= CLUSTER_ONLY
     used = {}
     for source, exprs in (("alerts", alert_expressions(alerts)),
                           ("dashboard", dashboard_expressions(dashboard))):
