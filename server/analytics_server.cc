@@ -106,10 +106,8 @@ uint64_t ResidentBytes() {
 // With a data directory the server keeps a history, and events older than the live windows
 // (up to the day rollups' retention) are accepted into it.
 ServerConfig WithBackfill(ServerConfig config) {
-  // Not in cluster mode: its history is not built yet (docs/design/cluster.md).
-  config.aggregator.backfill_max_age_seconds = config.data_dir.empty() || !config.cluster.empty()
-                                                   ? 0
-                                                   : int64_t{config.retention_day_days} * 86'400;
+  config.aggregator.backfill_max_age_seconds =
+      config.data_dir.empty() ? 0 : int64_t{config.retention_day_days} * 86'400;
   return config;
 }
 
@@ -431,7 +429,21 @@ void AnalyticsServer::Impl::Tick(bool early) {
                               live_segments_.refused());
   metrics_.UpdateAggregatorStats(aggregator_->stats());
   if (!early) UpdateDurabilityMetrics();
-  if (!early && cluster_ != nullptr) metrics_.UpdateCluster(cluster_->Stats());
+  if (!early && cluster_ != nullptr) {
+    const cluster::ClusterStats stats = cluster_->Stats();
+    metrics_.UpdateCluster(stats);
+    if (const storage::RollupStore* history = cluster_->history_store(); history != nullptr) {
+      // The history's metrics as a single node reports them: the folding is this node's
+      // owners', the writes its store's; its "log" is the partial stream.
+      RollupWriterStats folded;
+      folded.events_folded = stats.history_events;
+      folded.writes = stats.history.writes;
+      folded.cells_written = stats.history.cells_written;
+      folded.write_failures = stats.history.write_failures;
+      folded.applied_lsn = stats.history.next_sequence > 0 ? stats.history.next_sequence - 1 : 0;
+      metrics_.UpdateHistoryStats(folded, history->DiskBytes(), stats.partials_sequence);
+    }
+  }
   metrics_.ObserveTick(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   for (auto& worker : workers_) worker->NotifyPublished(early);
@@ -513,14 +525,28 @@ bool AnalyticsServer::Impl::CheckExposure(std::string* error) {
   return true;
 }
 
+namespace {
+
+storage::RollupRetention RetentionOf(const ServerConfig& config) {
+  return {int64_t{config.retention_minute_days} * 86'400,
+          int64_t{config.retention_hour_days} * 86'400,
+          int64_t{config.retention_day_days} * 86'400};
+}
+
+storage::RollupAccumulator::Limits HistoryLimitsOf(const ServerConfig& config) {
+  storage::RollupAccumulator::Limits limits;
+  limits.max_values_per_dimension = config.history_max_values;
+  limits.segment_visitor_precision = static_cast<int>(config.history_segment_precision);
+  return limits;
+}
+
+}  // namespace
+
 bool AnalyticsServer::Impl::OpenHistory(std::string* error) {
   RollupWriter::Options options;
   options.dir = config_.data_dir + "/history";
-  options.retention = {int64_t{config_.retention_minute_days} * 86'400,
-                       int64_t{config_.retention_hour_days} * 86'400,
-                       int64_t{config_.retention_day_days} * 86'400};
-  options.limits.max_values_per_dimension = config_.history_max_values;
-  options.limits.segment_visitor_precision = static_cast<int>(config_.history_segment_precision);
+  options.retention = RetentionOf(config_);
+  options.limits = HistoryLimitsOf(config_);
   options.flush_interval_ms = static_cast<int>(config_.history_flush_ms);
   rollups_ = RollupWriter::Open(options, *durability_->log(), clock_, error);
   if (rollups_ == nullptr || !rollups_->CatchUp(error)) {
@@ -550,6 +576,11 @@ bool AnalyticsServer::Impl::OpenCluster(std::string* error) {
   options.exchange_ms = static_cast<int>(config_.cluster_exchange_ms);
   options.connect_timeout_ms = 30'000;
   options.aggregator = config_.aggregator;
+  // The node's history: its own store, filled from the rollups every owner ships.
+  options.history_dir = config_.data_dir + "/history";
+  options.history_retention = RetentionOf(config_);
+  options.history_limits = HistoryLimitsOf(config_);
+  options.history_flush_ms = static_cast<int>(config_.history_flush_ms);
   options.warn = [](const std::string& event, const std::string& detail) {
     LogWarn(event, {{"detail", detail}});
   };
@@ -586,6 +617,7 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
         *error = "cluster: " + *error;
         return false;
       }
+      range_queries_ = std::make_unique<RangeQueryRunner>(/*max_waiting=*/64);
     } else if (!OpenHistory(error)) {
       return false;
     }
@@ -643,7 +675,9 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
   state_->log = durability_ != nullptr ? durability_->log() : nullptr;
   state_->cluster = cluster_ != nullptr;
   state_->rollups = rollups_.get();
-  state_->history = rollups_ != nullptr ? &rollups_->store() : nullptr;
+  state_->history = rollups_ != nullptr   ? &rollups_->store()
+                    : cluster_ != nullptr ? cluster_->history_store()
+                                          : nullptr;
   state_->range_queries = range_queries_.get();
   state_->live_segments = &live_segments_;
   state_->request_early_tick = [this] { RequestEarlyTick(); };

@@ -155,7 +155,8 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "days of per-day history kept; events up to this old are accepted into the history "
        "(backfill), older ones are refused as too old"},
       {"history_flush_ms", &c.history_flush_ms,
-       "how often new history (rollup cells) is written to disk, ms; range queries see it then"},
+       "how often new history (rollup cells) is written to disk, ms; range queries see it then "
+       "(with --cluster: how often each partition's owner ships its rollup cells to every node)"},
       {"history_max_values", &c.history_max_values,
        "distinct values the history keeps per dimension (page, referrer, ...); later new ones "
        "count as __other__"},

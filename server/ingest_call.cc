@@ -31,11 +31,17 @@ namespace {
 agg::IngestResult ValidateForCluster(const ServiceState& state, const analytics::EventData& event) {
   agg::IngestResult result;
   if (!agg::ValidateEventId(event, &result)) return result;
-  const agg::ValidationLimits limits{state.config.aggregator.max_event_age_seconds * 1000,
-                                     state.config.aggregator.max_event_future_seconds * 1000, 0};
+  const agg::AggregatorConfig& config = state.config.aggregator;
+  const agg::ValidationLimits limits{config.max_event_age_seconds * 1000,
+                                     config.max_event_future_seconds * 1000,
+                                     config.backfill_max_age_seconds * 1000};
   int64_t event_ms = 0;
   agg::EventKind kind = agg::EventKind::kOther;
-  agg::ValidateEvent(event, state.clock.NowMs(), limits, &event_ms, &kind, &result);
+  const int64_t now_ms = state.clock.NowMs();
+  if (agg::ValidateEvent(event, now_ms, limits, &event_ms, &kind, &result)) {
+    // Older than the live windows: the owners count it into the history only.
+    result.backfill = now_ms - event_ms > limits.max_event_age_ms;
+  }
   return result;
 }
 

@@ -5,10 +5,6 @@
 #include <random>
 #include <utility>
 
-#include "server/aggregator/event_validation.h"
-#include "server/aggregator/hash.h"
-#include "server/aggregator/live_segment.h"
-#include "server/aggregator/utf8.h"
 #include "server/log.h"
 
 namespace rta::server {
@@ -23,14 +19,8 @@ constexpr std::string_view kValuePrefix{"value\0", 6};
 // applied_lsn (RollupAccumulator::TakeSessionChanges).
 constexpr std::string_view kSessionPrefix{"session\0", 8};
 
-std::string U64Bytes(uint64_t value) {
-  std::string out(8, '\0');
-  std::memcpy(out.data(), &value, 8);
-  return out;
-}
-
 std::string SessionKey(uint64_t session_hash) {
-  return std::string(kSessionPrefix) + U64Bytes(session_hash);
+  return std::string(kSessionPrefix) + storage::MetaU64(session_hash);
 }
 
 uint64_t ReadU64(std::string_view bytes, size_t offset) {
@@ -39,52 +29,7 @@ uint64_t ReadU64(std::string_view bytes, size_t offset) {
   return value;
 }
 
-storage::RollupEvent::Kind RollupKind(agg::EventKind kind) {
-  switch (kind) {
-    case agg::EventKind::kPageView:
-      return storage::RollupEvent::Kind::kPageView;
-    case agg::EventKind::kPurchase:
-      return storage::RollupEvent::Kind::kPurchase;
-    case agg::EventKind::kSignup:
-      return storage::RollupEvent::Kind::kSignup;
-    case agg::EventKind::kPageLoad:
-      return storage::RollupEvent::Kind::kPageLoad;
-    case agg::EventKind::kOther:
-      break;
-  }
-  return storage::RollupEvent::Kind::kOther;
-}
-
-// A value as a segment key may hold it: without NUL (the key's separator), and cut (at a UTF-8
-// boundary) to kRollupMaxValueBytes, as the live windows cut ranked values: every byte of a
-// value is in each of its cells' keys.
-std::string_view KeyValue(std::string_view value) {
-  if (value.find('\0') != std::string_view::npos) return storage::kRollupOtherValue;
-  return agg::CutAtUtf8Boundary(value, storage::kRollupMaxValueBytes);
-}
-
 }  // namespace
-
-storage::RollupEvent RollupEventOf(const analytics::EventData& event, int64_t ingest_ms,
-                                   uint64_t visitor_seed, uint64_t session_seed) {
-  storage::RollupEvent out;
-  out.event_ms = event.timestamp_ms() == 0 ? ingest_ms : event.timestamp_ms();
-  out.ingest_ms = ingest_ms;
-  out.kind = RollupKind(agg::KindOf(event.event_type()));
-  out.value = event.value();
-  if (!event.visitor_id().empty()) {
-    out.visitor_hash =
-        agg::detail::NonZero(agg::detail::HashBytes(event.visitor_id(), visitor_seed));
-  }
-  if (!event.session_id().empty()) {
-    out.session_hash =
-        agg::detail::NonZero(agg::detail::HashBytes(event.session_id(), session_seed));
-  }
-  const agg::SegmentFields fields = agg::RawSegmentFieldsOf(event);
-  for (size_t d = 0; d < storage::kRollupDimensionCount; ++d)
-    out.dimensions[d] = KeyValue(fields[d]);
-  return out;
-}
 
 RollupWriter::RollupWriter(const Options& options, storage::EventLog& log)
     : options_(options), log_(log), accumulator_(options.limits) {}
@@ -118,8 +63,8 @@ std::unique_ptr<RollupWriter> RollupWriter::Open(const Options& options, storage
     writer->visitor_seed_ = draw();
     writer->session_seed_ = draw();
     if (!store.Write({},
-                     {{std::string(kSeedsKey),
-                       U64Bytes(writer->visitor_seed_) + U64Bytes(writer->session_seed_)}},
+                     {{std::string(kSeedsKey), storage::MetaU64(writer->visitor_seed_) +
+                                                   storage::MetaU64(writer->session_seed_)}},
                      true, error)) {
       return nullptr;
     }
@@ -183,7 +128,7 @@ bool RollupWriter::Fold(uint64_t lsn, std::string_view bytes, std::string* error
   const bool ok = reader_.Read(
       lsn, bytes, &record_,
       [&](const analytics::EventData& event, int64_t ingest_ms) {
-        accumulator_.Add(RollupEventOf(event, ingest_ms, visitor_seed_, session_seed_));
+        accumulator_.Add(storage::RollupEventOf(event, ingest_ms, visitor_seed_, session_seed_));
         ++folded;
       },
       error);
@@ -202,7 +147,7 @@ bool RollupWriter::WriteIfFull() {
 bool RollupWriter::Write() {
   std::vector<storage::RollupWrite> writes = accumulator_.TakeWrites();
   std::vector<storage::RollupStore::MetaWrite> meta;
-  meta.push_back({std::string(kAppliedLsnKey), U64Bytes(folded_lsn_)});
+  meta.push_back({std::string(kAppliedLsnKey), storage::MetaU64(folded_lsn_)});
   for (const auto& [dimension, value] : accumulator_.new_values()) {
     std::string key(kValuePrefix);
     key.push_back(static_cast<char>(dimension));

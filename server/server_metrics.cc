@@ -384,6 +384,13 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
       cluster_counter("analytics_cluster_trim_failures_total",
                       "Trims of a partition's event subject or partial chain that failed "
                       "(retried at the next trim; the reason is logged)");
+  cluster_history_bytes_ =
+      cluster_counter("analytics_cluster_history_bytes_total",
+                      "Rollup bytes this node's partition owners shipped in partial records");
+  cluster_history_gaps_ =
+      cluster_counter("analytics_cluster_history_gap_records_total",
+                      "Partial-stream records trimmed before this node's history read them "
+                      "(their rollups are missing here; the gap is logged)");
   merge_delay_ = &BuildHistogram()
                       .Name("analytics_cluster_merge_delay_seconds")
                       .Help("From a partial's cut at its owner to its merge into this node's view")
@@ -486,6 +493,8 @@ void ServerMetrics::UpdateCluster(const cluster::ClusterStats& stats) {
   add(cluster_restarts_, stats.owner_restarts + stats.merger_restarts,
       last_cluster_.owner_restarts + last_cluster_.merger_restarts);
   add(cluster_trim_failures_, stats.trim_failures, last_cluster_.trim_failures);
+  add(cluster_history_bytes_, stats.history_bytes, last_cluster_.history_bytes);
+  add(cluster_history_gaps_, stats.history.gap_records, last_cluster_.history.gap_records);
   last_cluster_ = stats;
 }
 

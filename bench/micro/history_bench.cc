@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
     auto t1 = Clock::now();
     generating += t1 - t0;
     if (event.timestamp_ms() >= end_ms) break;
-    accumulator.Add(rta::server::RollupEventOf(event, event.timestamp_ms(), 1, 2));
+    accumulator.Add(rta::storage::RollupEventOf(event, event.timestamp_ms(), 1, 2));
     ++events;
     auto t2 = Clock::now();
     folding += t2 - t1;

@@ -167,6 +167,17 @@ bool ClusterNode::StartServing(std::string* error) {
   };
   merger_ = PartialMerger::Start(session_.get(), merger_options, error);
   if (merger_ == nullptr) return false;
+  if (!options_.history_dir.empty()) {
+    ClusterHistoryOptions history_options;
+    history_options.dir = options_.history_dir;
+    history_options.retention = options_.history_retention;
+    history_options.warn = options_.warn;
+    history_ = ClusterHistory::Open(session_.get(), history_options, clock_, error);
+    if (history_ == nullptr) {
+      *error = "the history in " + options_.history_dir + ": " + *error;
+      return false;
+    }
+  }
 
   PartitionLeaseOptions lease_options;
   lease_options.node = options_.node;
@@ -185,6 +196,9 @@ bool ClusterNode::StartServing(std::string* error) {
     owner.replicas = options_.replicas;
     owner.exchange_ms = options_.exchange_ms;
     owner.aggregator = owner_config_;
+    owner.history = !options_.history_dir.empty();
+    owner.history_limits = options_.history_limits;
+    owner.history_flush_ms = options_.history_flush_ms;
     owner.on_restart = [this](uint32_t p, const std::string& why) {
       if (options_.warn)
         options_.warn("cluster_owner_restarted", "partition " + std::to_string(p) + ": " + why);
@@ -210,6 +224,8 @@ bool ClusterNode::StartServing(std::string* error) {
       retired_partials_ += gone->partials();
       retired_restarts_ += gone->restarts();
       retired_trim_failures_ += gone->trim_failures();
+      retired_history_events_ += gone->history_events();
+      retired_history_bytes_ += gone->history_bytes();
     }
     gone.reset();  // stops it (outside the lock: Stats() stays quick meanwhile)
   };
@@ -244,6 +260,8 @@ ClusterStats ClusterNode::Stats() const {
     stats.partials_published = retired_partials_;
     stats.owner_restarts = retired_restarts_;
     stats.trim_failures = retired_trim_failures_;
+    stats.history_events = retired_history_events_;
+    stats.history_bytes = retired_history_bytes_;
     for (const auto& [partition, owner] : owners_) {
       stats.owned.push_back(partition);
       stats.lag_ms[partition] = owner->lag_ms();
@@ -252,8 +270,11 @@ ClusterStats ClusterNode::Stats() const {
       stats.partials_published += owner->partials();
       stats.owner_restarts += owner->restarts();
       stats.trim_failures += owner->trim_failures();
+      stats.history_events += owner->history_events();
+      stats.history_bytes += owner->history_bytes();
     }
   }
+  if (history_ != nullptr) stats.history = history_->stats();
   if (merger_ != nullptr) {
     stats.partials_received = merger_->received();
     stats.partials_stale = merger_->stale();

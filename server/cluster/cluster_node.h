@@ -12,6 +12,7 @@
 
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
+#include "server/cluster/cluster_history.h"
 #include "server/cluster/nats_session.h"
 #include "server/cluster/partial_merger.h"
 #include "server/cluster/partition_leases.h"
@@ -45,6 +46,12 @@ struct ClusterOptions {
   int exchange_ms = 1000;
   int connect_timeout_ms = 10'000;
   agg::AggregatorConfig aggregator;  // the node's; owners' are derived from it
+  // The history (cluster_history.h): the node's store directory ("": no history; owners then
+  // ship no rollups), its retention, and the owners' fold limits and flush interval.
+  std::string history_dir;
+  storage::RollupRetention history_retention;
+  storage::RollupAccumulator::Limits history_limits;
+  int history_flush_ms = 2000;
   // Told what went wrong and was recovered from (a partition owner or the merger starting over,
   // a partial that did not merge): event name and detail, for the server's log. Any thread.
   std::function<void(const std::string& event, const std::string& detail)> warn;
@@ -59,6 +66,9 @@ struct ClusterStats {
   uint64_t partials_published = 0;
   uint64_t owner_restarts = 0;
   uint64_t trim_failures = 0;  // owners' trims of their subjects that failed (retried)
+  uint64_t history_events = 0;  // folded into rollups by this node's owners
+  uint64_t history_bytes = 0;   // rollup bytes they shipped in partial records
+  ClusterHistoryStats history;  // this node's store (zero without one)
   uint64_t partials_received = 0;
   uint64_t partials_stale = 0;
   uint64_t partials_malformed = 0;
@@ -100,6 +110,11 @@ class ClusterNode {
 
   ClusterStats Stats() const;
 
+  // The node's history store (null without history_dir). Any thread.
+  const storage::RollupStore* history_store() const {
+    return history_ != nullptr ? &history_->store() : nullptr;
+  }
+
  private:
   ClusterNode(ClusterOptions options, const agg::Clock& clock, std::unique_ptr<NatsSession> session)
       : options_(std::move(options)), clock_(clock), session_(std::move(session)) {}
@@ -111,12 +126,14 @@ class ClusterNode {
   agg::HashSeeds seeds_;
   agg::AggregatorConfig owner_config_;
   std::unique_ptr<PartialMerger> merger_;
+  std::unique_ptr<ClusterHistory> history_;
   std::atomic<uint64_t> merge_failures_{0};  // deltas MergePartial refused
 
   mutable std::mutex owners_mu_;
   std::map<uint32_t, std::unique_ptr<PartitionOwner>> owners_;  // guarded by owners_mu_
   uint64_t retired_events_ = 0, retired_duplicates_ = 0, retired_partials_ = 0,
-           retired_restarts_ = 0, retired_trim_failures_ = 0;  // of owners gone; owners_mu_
+           retired_restarts_ = 0, retired_trim_failures_ = 0, retired_history_events_ = 0,
+           retired_history_bytes_ = 0;  // of owners gone; owners_mu_
   // Last: destroyed first, so no lease callback runs while the rest goes.
   std::unique_ptr<PartitionLeases> leases_;
 };

@@ -133,9 +133,14 @@ bool PartialMerger::Receive(natsMsg* msg, uint64_t sequence) {
       if (record.revision < revisions_[partition]) stale_.fetch_add(1, std::memory_order_relaxed);
       revisions_[partition] = std::max(revisions_[partition], record.revision);
       received_.fetch_add(1, std::memory_order_relaxed);
+      if (record.delta.empty()) return true;  // a history part: ClusterHistory's
+      // The rollups are ClusterHistory's (it reads the stream itself): the view keeps the rest.
+      PartialRecord live = record;
+      live.rollups = {};
+      std::string queued = record.rollups.empty() ? std::string(bytes) : EncodePartialRecord(live);
       std::lock_guard lock(mu_);
-      queued_bytes_ += bytes.size();
-      queue_.push_back({static_cast<uint32_t>(partition), std::string(bytes)});
+      queued_bytes_ += queued.size();
+      queue_.push_back({static_cast<uint32_t>(partition), std::move(queued)});
       return true;
     });
   }

@@ -9,43 +9,79 @@ namespace rta::cluster {
 
 // One record of a partition's partial-delta subject (rta.partial.<p>), as the owner appends it
 // to that subject's JetStream log and every node's merger reads it back:
-//   "RTAP" | covered u64 | revision u64 | published_ms i64 | delta (Aggregator::TakePartial)
+//   "RTAH" | covered u64 | revision u64 | published_ms i64 | rollup_covered u64 | run u64 |
+//   delta bytes u32 | delta (Aggregator::TakePartial) | rollups (storage/rollup_delta.h)
 // `covered`: the partition's events up to this stream sequence (of RTA_EVENTS) are in this
-// record or the ones before it on the subject; the next owner resumes after it. `revision`: the
-// owner's lease revision (mergers drop a record from a lower revision than one already seen,
-// a paused former owner's). `published_ms`: the owner's wall clock when it cut the delta, for
-// the merge delay. Little-endian, fixed width: a handful of fields beside the delta's own
-// format, no schema evolution needed yet (the magic changes when it is).
+// record's live delta or the ones before it on the subject; the next owner resumes after it.
+// `revision`: the owner's lease revision (counted as stale by mergers when lower than one
+// already seen). `published_ms`: the owner's wall clock when it cut the delta, for the merge
+// delay.
+//
+// History (`rollups`, `rollup_covered`, `run`): the owner ships its rollup cells less often than
+// its live deltas (--history-flush-ms), so the record also says up to which event the rollups
+// are shipped (`rollup_covered` <= `covered`); a next owner folds the events in between into
+// the history again. A flush too large for one NATS message goes out as several records: the
+// parts before the last carry the previous `rollup_covered`, the last one the new, so a node
+// applies the parts only once the last arrives; `run` (drawn per owner setup) tells a node that
+// parts of an owner that died before its last part will never be completed.
+//
+// Little-endian, fixed width: a handful of fields beside the delta's own format. The older
+// "RTAP" form (the first five fields' first three, then the delta; no history) is still read.
 struct PartialRecord {
   uint64_t covered = 0;
   uint64_t revision = 0;
   int64_t published_ms = 0;
-  std::string_view delta;
+  uint64_t rollup_covered = 0;
+  uint64_t run = 0;
+  std::string_view delta;    // empty: no live delta in this record (a history part)
+  std::string_view rollups;  // empty: no rollup cells
 };
 
-inline constexpr char kPartialMagic[4] = {'R', 'T', 'A', 'P'};
-inline constexpr size_t kPartialHeaderBytes = 4 + 8 + 8 + 8;
+inline constexpr char kPartialMagic[4] = {'R', 'T', 'A', 'H'};
+inline constexpr char kPartialMagicV1[4] = {'R', 'T', 'A', 'P'};
+inline constexpr size_t kPartialHeaderBytesV1 = 4 + 8 + 8 + 8;
+inline constexpr size_t kPartialHeaderBytes = kPartialHeaderBytesV1 + 8 + 8 + 4;
 
-inline std::string EncodePartialRecord(uint64_t covered, uint64_t revision, int64_t published_ms,
-                                       std::string_view delta) {
+inline std::string EncodePartialRecord(const PartialRecord& record) {
   std::string out(kPartialHeaderBytes, '\0');
-  std::memcpy(out.data(), kPartialMagic, 4);
-  std::memcpy(out.data() + 4, &covered, 8);
-  std::memcpy(out.data() + 12, &revision, 8);
-  std::memcpy(out.data() + 20, &published_ms, 8);
-  out.append(delta);
+  const auto delta_bytes = static_cast<uint32_t>(record.delta.size());
+  char* at = out.data();
+  std::memcpy(at, kPartialMagic, 4);
+  std::memcpy(at + 4, &record.covered, 8);
+  std::memcpy(at + 12, &record.revision, 8);
+  std::memcpy(at + 20, &record.published_ms, 8);
+  std::memcpy(at + 28, &record.rollup_covered, 8);
+  std::memcpy(at + 36, &record.run, 8);
+  std::memcpy(at + 44, &delta_bytes, 4);
+  out.append(record.delta);
+  out.append(record.rollups);
   return out;
 }
 
-// False when `bytes` is not a partial record (too short, another magic).
+// False when `bytes` is not a partial record (too short, another magic, a delta longer than
+// the record).
 inline bool DecodePartialRecord(std::string_view bytes, PartialRecord* out) {
-  if (bytes.size() < kPartialHeaderBytes || std::memcmp(bytes.data(), kPartialMagic, 4) != 0) {
-    return false;
-  }
+  if (bytes.size() < kPartialHeaderBytesV1) return false;
+  const bool v1 = std::memcmp(bytes.data(), kPartialMagicV1, 4) == 0;
+  if (!v1 && std::memcmp(bytes.data(), kPartialMagic, 4) != 0) return false;
   std::memcpy(&out->covered, bytes.data() + 4, 8);
   std::memcpy(&out->revision, bytes.data() + 12, 8);
   std::memcpy(&out->published_ms, bytes.data() + 20, 8);
-  out->delta = bytes.substr(kPartialHeaderBytes);
+  if (v1) {
+    out->rollup_covered = out->covered;  // no history shipped: nothing left to fold again
+    out->run = 0;
+    out->delta = bytes.substr(kPartialHeaderBytesV1);
+    out->rollups = {};
+    return true;
+  }
+  if (bytes.size() < kPartialHeaderBytes) return false;
+  uint32_t delta_bytes = 0;
+  std::memcpy(&out->rollup_covered, bytes.data() + 28, 8);
+  std::memcpy(&out->run, bytes.data() + 36, 8);
+  std::memcpy(&delta_bytes, bytes.data() + 44, 4);
+  if (delta_bytes > bytes.size() - kPartialHeaderBytes) return false;
+  out->delta = bytes.substr(kPartialHeaderBytes, delta_bytes);
+  out->rollups = bytes.substr(kPartialHeaderBytes + delta_bytes);
   return true;
 }
 

@@ -1,11 +1,14 @@
 #include "server/cluster/partition_owner.h"
 
 #include <chrono>
+#include <random>
 
 #include "analytics.pb.h"
 #include "server/cluster/jetstream_log.h"
 #include "server/cluster/partial_record.h"
 #include "server/cluster/subject_trim.h"
+#include "server/storage/rollup_delta.h"
+#include "server/storage/rollup_event.h"
 
 namespace rta::cluster {
 namespace {
@@ -29,6 +32,16 @@ constexpr int kTrimEveryExchanges = 10;
 // refused at ingest in cluster mode). The second hour is margin for an owner that counted late.
 // The chain's last record always stays: the next owner continues after it.
 constexpr int64_t kPartialRetentionMs = 2 * 3600 * 1000;
+
+// The most rollup bytes one partial record carries: a larger flush goes out as several records
+// (partial_record.h), each well under NATS's default max_payload of 1 MiB with the live delta
+// beside it. One write is at most a dense sketch cell of ~20 KiB, so a part is never empty.
+constexpr size_t kRollupBytesPerRecord = 256 << 10;
+
+uint64_t DrawRunId() {
+  std::random_device random;  // the kernel's CSPRNG in libstdc++
+  return (uint64_t{random()} << 32) | random();
+}
 
 }  // namespace
 
@@ -54,10 +67,16 @@ class PartitionOwner::Run {
     auto next_exchange = Clock::now() + std::chrono::milliseconds(options_.exchange_ms);
     while (!owner_.stop_.load(std::memory_order_acquire)) {
       NatsMsgPtr msg;
-      const natsStatus status =
-          DirectGetNext(owner_.session_->js(), options_.event_stream, subject_, applied_ + 1, &msg);
+      // The history's pending cells are bounded: while they cannot go out (the partial log is
+      // retrying a publish), read nothing more.
+      const bool held = HistoryFull();
+      const natsStatus status = held ? NATS_NOT_FOUND
+                                     : DirectGetNext(owner_.session_->js(), options_.event_stream,
+                                                     subject_, applied_ + 1, &msg);
       bool idle = false;
-      if (status == NATS_OK) {
+      if (held) {
+        idle = true;
+      } else if (status == NATS_OK) {
         Apply(msg.get());
       } else if (status == NATS_NOT_FOUND) {
         idle = true;  // nothing after applied_ yet
@@ -67,7 +86,7 @@ class PartitionOwner::Run {
         owner_.read_errors_.fetch_add(1, std::memory_order_relaxed);
         idle = true;
       }
-      if (Clock::now() >= next_exchange) {
+      if (Clock::now() >= next_exchange || HistoryFull()) {
         if (!Exchange(why)) return false;
         if (++exchanges_since_trim_ >= kTrimEveryExchanges) {
           exchanges_since_trim_ = 0;
@@ -115,7 +134,10 @@ class PartitionOwner::Run {
               [&](storage::Lsn, std::string_view bytes) {
                 PartialRecord record;
                 decoded = DecodePartialRecord(bytes, &record);
-                if (decoded) covered_ = record.covered;
+                if (decoded) {
+                  covered_ = record.covered;
+                  rollup_covered_ = std::min(record.rollup_covered, record.covered);
+                }
                 return false;
               },
               why)) {
@@ -128,23 +150,73 @@ class PartitionOwner::Run {
     }
     published_ = covered_;
     applied_ = covered_;
-    durable_cut_.store(covered_, std::memory_order_relaxed);  // the chain's end is stored
+    if (!options_.history) rollup_covered_ = covered_;
+    // The chain's end is stored.
+    durable_cut_.store(covered_, std::memory_order_relaxed);
+    durable_rollup_cut_.store(rollup_covered_, std::memory_order_relaxed);
     owner_.applied_.store(covered_, std::memory_order_relaxed);
     aggregator_ = std::make_unique<agg::Aggregator>(options_.aggregator, owner_.clock_);
+    if (options_.history) {
+      rollups_ = std::make_unique<storage::RollupAccumulator>(options_.history_limits);
+      const agg::HashSeeds seeds = options_.aggregator.hash_seeds.value_or(agg::HashSeeds{});
+      visitor_seed_ = seeds.visitor;
+      session_seed_ = seeds.session;
+    }
+    next_history_flush_ = Clock::now() + std::chrono::milliseconds(options_.history_flush_ms);
     return Warm(why);
+  }
+
+  // Folds a counted event into the rollups (history on).
+  void Fold(const analytics::EventData& event, int64_t ingest_ms) {
+    rollups_->Add(storage::RollupEventOf(event, ingest_ms, visitor_seed_, session_seed_));
+    owner_.history_events_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Too many rollup cells pending: ship them now rather than at the flush interval.
+  bool HistoryFull() const {
+    return rollups_ != nullptr &&
+           (rollups_->pending_cells() >= options_.history_max_pending_cells ||
+            rollups_->pending_pairs() >= options_.history_max_pending_pairs);
   }
 
   // Remembers (without counting) the ids of the events within the dedupe horizon before the
   // chain's end, so that a producer's re-send of one of them after the takeover is a duplicate
   // here as it would have been at the former owner. Reads with direct gets, like the counting
   // loop (a consumer here was seen to hang a setup after a NATS server was killed).
+  //
+  // The events after rollup_covered_ (counted, but their rollups not shipped by the former
+  // owner) are de-duplicated the same way and the accepted ones folded into this owner's
+  // rollups: the former owner decided with the same ids in the same order.
   bool Warm(std::string* why) {
     if (covered_ == 0) return true;
+    // Where the reading starts: the first event whose rollups are not shipped, or the
+    // horizon's start when that is earlier.
+    uint64_t from = rollup_covered_ < covered_ ? rollup_covered_ + 1 : covered_ + 1;
+    if (!FindHorizonStart(&from, why)) return false;
+    for (uint64_t next = from; next <= covered_;) {
+      NatsMsgPtr msg;
+      if (!GetForWarm(next, &msg, why)) return false;
+      if (msg == nullptr) return true;  // stopping
+      const uint64_t sequence = natsMsg_GetSequence(msg.get());
+      const bool fold = rollups_ != nullptr && sequence > rollup_covered_;
+      ForEachEvent(msg.get(), [&](const analytics::EventData& event, int64_t ingest_ms) {
+        const agg::IngestResult result =
+            aggregator_->ApplyReplicated(event, ingest_ms, /*count=*/false);
+        if (fold && result.outcome == agg::IngestOutcome::kAccepted) Fold(event, ingest_ms);
+      });
+      next = sequence + 1;
+    }
+    return true;
+  }
+
+  // Lowers *from to the first event of the dedupe horizon before the chain's end, if the
+  // horizon reaches back that far.
+  bool FindHorizonStart(uint64_t* from, std::string* why) {
     natsMsg* raw = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     const natsStatus status = js_GetMsg(&raw, owner_.session_->js(), options_.event_stream.c_str(),
                                         covered_, nullptr, &code);
-    if (status != NATS_OK && code == JSNoMessageFoundErr) {
+    if (status != NATS_OK && code == JSNoMessageFoundErr && rollup_covered_ >= covered_) {
       return true;  // trimmed from the stream: older than the horizon, nothing to warm
     }
     if (status != NATS_OK) {
@@ -168,15 +240,7 @@ class PartitionOwner::Run {
         },
         &lo);
     if (!found) return stopping;
-    for (uint64_t next = lo; next <= covered_;) {
-      NatsMsgPtr msg;
-      if (!GetForWarm(next, &msg, why)) return false;
-      if (msg == nullptr) return true;  // stopping
-      ForEachEvent(msg.get(), [&](const analytics::EventData& event, int64_t ingest_ms) {
-        aggregator_->ApplyReplicated(event, ingest_ms, /*count=*/false);
-      });
-      next = natsMsg_GetSequence(msg.get()) + 1;
-    }
+    *from = std::min(*from, lo);
     return true;
   }
 
@@ -217,6 +281,7 @@ class PartitionOwner::Run {
       const agg::IngestResult result = aggregator_->ApplyReplicated(event, ms);
       if (result.outcome == agg::IngestOutcome::kAccepted) {
         owner_.events_.fetch_add(1, std::memory_order_relaxed);
+        if (rollups_ != nullptr) Fold(event, ms);
       } else if (result.outcome == agg::IngestOutcome::kDuplicate) {
         owner_.duplicates_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -241,24 +306,71 @@ class PartitionOwner::Run {
     if (!log_->health().writable) return true;
     uint64_t cut = 0;
     std::string delta = aggregator_->TakePartial([&] { cut = applied_; });
-    if (cut == published_) return true;  // nothing read since the last record
-    storage::Lsn lsn = 0;
-    if (!log_->Append(EncodePartialRecord(cut, options_.revision, WallClockMs(), delta), &lsn,
-                      why)) {
-      *why = "appending to " + partial_subject_ + ": " + *why;
-      return false;
+    if (cut == published_ && rollup_covered_ == cut) return true;  // nothing read since
+    // The history goes out every history_flush_ms (or when too much is pending); in between,
+    // records say its rollups still stop at rollup_covered_.
+    const bool flush = rollup_covered_ < cut && (rollups_ == nullptr || HistoryFull() ||
+                                                 Clock::now() >= next_history_flush_);
+    if (cut == published_ && !flush) return true;
+    std::vector<std::string> parts;
+    if (flush && rollups_ != nullptr) {
+      parts = TakeRollupParts();
+      next_history_flush_ = Clock::now() + std::chrono::milliseconds(options_.history_flush_ms);
     }
+    if (parts.empty()) parts.emplace_back();
+    PartialRecord record;
+    record.covered = cut;
+    record.revision = options_.revision;
+    record.published_ms = WallClockMs();
+    record.run = run_id_;
+    record.delta = delta;
+    storage::Lsn lsn = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      // The parts before the last say the rollups still stop where they did: a node applies
+      // them once the last arrives.
+      const bool last = i + 1 == parts.size();
+      record.rollup_covered = flush && last ? cut : rollup_covered_;
+      record.rollups = parts[i];
+      if (!log_->Append(EncodePartialRecord(record), &lsn, why)) {
+        *why = "appending to " + partial_subject_ + ": " + *why;
+        return false;
+      }
+      owner_.history_bytes_.fetch_add(parts[i].size(), std::memory_order_relaxed);
+      owner_.partials_.fetch_add(1, std::memory_order_relaxed);
+      record.delta = {};  // the live delta goes in the first record
+    }
+    const uint64_t rollup_cut = record.rollup_covered;
     // A record refused for fencing is answered false when the log stops writing.
-    log_->WhenDurable(lsn, [this, cut](bool stored) {
+    log_->WhenDurable(lsn, [this, cut, rollup_cut](bool stored) {
       if (!stored) {
         fenced_.store(true, std::memory_order_release);
-      } else if (cut > durable_cut_.load(std::memory_order_relaxed)) {
-        durable_cut_.store(cut, std::memory_order_release);  // the log's writer: one thread
+        return;
+      }
+      // The log's writer: one thread.
+      if (cut > durable_cut_.load(std::memory_order_relaxed)) {
+        durable_cut_.store(cut, std::memory_order_release);
+      }
+      if (rollup_cut > durable_rollup_cut_.load(std::memory_order_relaxed)) {
+        durable_rollup_cut_.store(rollup_cut, std::memory_order_release);
       }
     });
     published_ = cut;
-    owner_.partials_.fetch_add(1, std::memory_order_relaxed);
+    rollup_covered_ = record.rollup_covered;
     return true;
+  }
+
+  // The pending rollup cells as delta runs of at most kRollupBytesPerRecord each (at least one
+  // write each), and forgets them. The session table and admitted values stay in memory only:
+  // a next owner starts its own (PartitionOwner's class comment).
+  std::vector<std::string> TakeRollupParts() {
+    std::vector<std::string> parts;
+    for (const storage::RollupWrite& write : rollups_->TakeWrites()) {
+      if (parts.empty() || parts.back().size() >= kRollupBytesPerRecord) parts.emplace_back();
+      storage::AppendRollupWrite(write, &parts.back());
+    }
+    rollups_->TakeSessionChanges();
+    rollups_->ClearNewValues();
+    return parts;
   }
 
   // Drops what the partition's chain has made redundant (the class comment of PartitionOwner
@@ -284,7 +396,9 @@ class PartitionOwner::Run {
                             &below);
       if (!ok) {
         why = "reading " + subject_ + " to trim it";
-      } else if (below > events_kept_from_) {
+      } else if ((below = std::min(below, durable_rollup_cut_.load(std::memory_order_acquire) +
+                                              1)) > events_kept_from_) {
+        // Not the events whose rollups no stored record covers: a next owner folds them again.
         ok = PurgeSubjectBelow(js, options_.event_stream, subject_, below, &why);
         if (ok) events_kept_from_ = below;
       }
@@ -321,10 +435,18 @@ class PartitionOwner::Run {
   std::atomic<bool> fenced_{false};
   std::unique_ptr<storage::EventLog> log_;
   std::unique_ptr<agg::Aggregator> aggregator_;
+  std::unique_ptr<storage::RollupAccumulator> rollups_;  // history on
+  uint64_t visitor_seed_ = 0, session_seed_ = 0;         // the cluster's, for the rollups
+  const uint64_t run_id_ = DrawRunId();
+  Clock::time_point next_history_flush_{};
   analytics::EventBatch batch_;
   uint64_t covered_ = 0;    // the chain's end at setup
   uint64_t applied_ = 0;    // the last event sequence counted
   uint64_t published_ = 0;  // the last sequence a record covers
+  // The last event sequence whose rollups are in a record appended (rollup_covered_) or stored
+  // (durable_rollup_cut_, set by the partial log's writer thread).
+  uint64_t rollup_covered_ = 0;
+  std::atomic<uint64_t> durable_rollup_cut_{0};
   // The last event sequence a stored record covers (set by the partial log's writer thread).
   std::atomic<uint64_t> durable_cut_{0};
   int exchanges_since_trim_ = 0;

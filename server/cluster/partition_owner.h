@@ -12,6 +12,7 @@
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
 #include "server/cluster/nats_session.h"
+#include "server/storage/rollup_accumulator.h"
 
 namespace rta::cluster {
 
@@ -29,6 +30,15 @@ namespace rta::cluster {
 // dedupe horizon before that (remembered, not counted), then counts from the next one. So a
 // takeover counts every acknowledged event once: those after the last record by the new owner,
 // those before it already merged everywhere.
+//
+// History: the owner also folds each counted event into rollup cells and ships them in the
+// records less often than the live deltas (PartitionOwnerOptions::history_flush_ms), so a
+// record also says up to which event the rollups went out (partial_record.h). A new owner
+// folds the events between that and the chain's end into rollups again while it warms its
+// de-dup table, deciding duplicates as the former owner did (same ids, same order), and the
+// event subject keeps those events until a stored record covers their rollups too. A session
+// that spans a takeover starts again in the new owner's table (counted as a new session), as
+// in its live view.
 //
 // Trimming (every 10 exchanges; docs/design/cluster.md "Trimming"): the owner deletes from its
 // partition's event subject what a stored record of its chain covers, except the events of the
@@ -52,6 +62,15 @@ struct PartitionOwnerOptions {
   int replicas = 3;
   int exchange_ms = 1000;
   agg::AggregatorConfig aggregator;  // export_partials and the cluster's hash seeds set
+  // The history (docs/design/cluster.md "History"): every counted event is also folded into
+  // rollup cells (hashed with the cluster's seeds), shipped in the partial records every
+  // history_flush_ms, or sooner when this many cells or pairs are pending (which bounds the
+  // owner's memory). Off: the records carry no rollups.
+  bool history = false;
+  storage::RollupAccumulator::Limits history_limits;
+  int history_flush_ms = 2000;
+  size_t history_max_pending_cells = 4096;
+  size_t history_max_pending_pairs = 65'536;
   // Why a setup ended early and the owner starts over (its thread).
   std::function<void(uint32_t partition, const std::string& why)> on_restart;
   // Why a trim of the partition's subjects failed (its thread; the next trim tries again).
@@ -75,6 +94,9 @@ class PartitionOwner {
   uint64_t events() const { return events_.load(std::memory_order_relaxed); }
   uint64_t duplicates() const { return duplicates_.load(std::memory_order_relaxed); }
   uint64_t partials() const { return partials_.load(std::memory_order_relaxed); }
+  // Events folded into rollup cells, and rollup bytes shipped in records.
+  uint64_t history_events() const { return history_events_.load(std::memory_order_relaxed); }
+  uint64_t history_bytes() const { return history_bytes_.load(std::memory_order_relaxed); }
   uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
   uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
   uint64_t trim_failures() const { return trim_failures_.load(std::memory_order_relaxed); }
@@ -93,7 +115,8 @@ class PartitionOwner {
   std::atomic<bool> stop_{false};
   std::atomic<bool> counting_{false};
   std::atomic<uint64_t> applied_{0}, lag_{0}, events_{0}, duplicates_{0}, partials_{0},
-      restarts_{0}, skipped_{0}, read_errors_{0}, trim_failures_{0};
+      restarts_{0}, skipped_{0}, read_errors_{0}, trim_failures_{0}, history_events_{0},
+      history_bytes_{0};
   mutable std::mutex problem_mu_;
   std::string last_problem_;  // guarded by problem_mu_
   std::thread thread_;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -46,6 +47,13 @@ struct RollupWrite {
   std::string segment;
   RollupCell cell;
 };
+
+// A u64 meta value's bytes (little-endian), as the store's writers keep their positions.
+inline std::string MetaU64(uint64_t value) {
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &value, 8);
+  return out;
+}
 
 // The rollups on disk: one RocksDB column family per resolution. A key is the segment, a NUL,
 // and the bucket start (8 bytes, big-endian, sign bit flipped), so one segment's buckets are
