@@ -414,9 +414,13 @@ void AnalyticsServer::Impl::Tick(bool early) {
   std::lock_guard lock(tick_mutex_);
   const auto start = std::chrono::steady_clock::now();
   if (cluster_ != nullptr) {
-    cluster_->MergeInto(*aggregator_, [this](double delay) { metrics_.ObserveMergeDelay(delay); });
+    cluster_->MergeInto(
+        *aggregator_, [this](double delay) { metrics_.ObserveMergeDelay(delay); },
+        [this](std::string_view key) { return live_segments_.IdOf(key); });
   }
   live_segments_.BeforeTick(*aggregator_);
+  // The partition owners (on every node) count the segments this node keeps.
+  if (cluster_ != nullptr) cluster_->SetLiveSegments(live_segments_.OpenKeys());
   // A due checkpoint takes the place of a regular tick (it is one, plus a cut).
   if (!early && durability_ != nullptr &&
       durability_->MaybeCheckpoint(*aggregator_, producers_, hub_)) {

@@ -6,19 +6,6 @@
 namespace rta::server {
 namespace {
 
-std::string CanonicalKey(std::vector<agg::SegmentCondition>* conditions) {
-  std::sort(conditions->begin(), conditions->end(),
-            [](const auto& a, const auto& b) { return a.dimension < b.dimension; });
-  std::string key;
-  for (const agg::SegmentCondition& condition : *conditions) {
-    key += static_cast<char>('0' + condition.dimension);
-    key += std::to_string(condition.value.size());
-    key += ':';
-    key += condition.value;
-  }
-  return key;
-}
-
 int64_t SteadyNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -64,7 +51,7 @@ LiveSegments::~LiveSegments() = default;
 
 std::unique_ptr<LiveSegments::Watch> LiveSegments::Start(
     std::vector<agg::SegmentCondition> conditions, std::string* error) {
-  std::string key = CanonicalKey(&conditions);
+  std::string key = agg::SegmentKeyOf(&conditions);
   const int64_t now_ms = SteadyNowMs();
   std::lock_guard lock(mutex_);
   auto found = segments_.find(key);
@@ -156,6 +143,20 @@ void LiveSegments::AfterTick(const agg::Aggregator& aggregator, bool early) {
   }
 }
 
+int LiveSegments::IdOf(std::string_view key) const {
+  for (const std::shared_ptr<Segment>& segment : open_) {
+    if (segment->key == key) return segment->id;
+  }
+  return -1;
+}
+
+std::vector<std::string> LiveSegments::OpenKeys() const {
+  std::vector<std::string> keys;
+  keys.reserve(open_.size());
+  for (const std::shared_ptr<Segment>& segment : open_) keys.push_back(segment->key);
+  return keys;
+}
+
 size_t LiveSegments::size() const {
   std::lock_guard lock(mutex_);
   return segments_.size();
@@ -180,12 +181,6 @@ grpc::Status AdmitSubscriber(ServiceState& state, std::vector<agg::SegmentCondit
                                                       "); retry later"};
   }
   if (conditions.empty()) return grpc::Status::OK;
-  if (state.cluster) {
-    state.subscribers.fetch_sub(1, std::memory_order_relaxed);
-    return {grpc::StatusCode::UNIMPLEMENTED,
-            "filters: live segments are not available in cluster mode yet (each node would have "
-            "to count them for its partitions; docs/design/cluster.md)"};
-  }
   std::string refusal = "filters: live segments are not available here";
   if (state.live_segments != nullptr) {
     *segment = state.live_segments->Start(std::move(conditions), &refusal);

@@ -66,6 +66,12 @@ class LiveSegments {
   // Tick thread, after the aggregator's tick: publishes every open segment's new snapshot.
   void AfterTick(const agg::Aggregator& aggregator, bool early);
 
+  // Tick thread: the aggregator id of the open segment with this canonical key
+  // (agg::SegmentKeyOf), or -1; and the keys of every open segment (cluster mode: what this
+  // node asks the partition owners to count, cluster::SegmentRegistry).
+  int IdOf(std::string_view key) const;
+  std::vector<std::string> OpenKeys() const;
+
   size_t size() const;       // segments kept (watched or idle)
   uint64_t refused() const;  // Start() calls refused so far
   uint64_t opened() const;   // segments opened so far

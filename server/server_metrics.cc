@@ -339,6 +339,19 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                         .Help("Partitions this node holds the lease of and counts")
                         .Register(r)
                         .Add({});
+  cluster_segments_ = &BuildGauge()
+                           .Name("analytics_cluster_live_segments_counted")
+                           .Help("The cluster's live segments this node's partition owners count")
+                           .Register(r)
+                           .Add({});
+  cluster_segments_skipped_ =
+      &BuildGauge()
+           .Name("analytics_cluster_live_segments_skipped")
+           .Help(
+               "The cluster's live segments an owner here cannot count (over its 32): their "
+               "subscribers miss this node's partitions")
+           .Register(r)
+           .Add({});
   cluster_caught_up_ = &BuildGauge()
                             .Name("analytics_cluster_view_caught_up")
                             .Help(
@@ -465,6 +478,8 @@ void ServerMetrics::UpdateAggregatorStats(const agg::AggregatorStats& stats) {
 void ServerMetrics::UpdateCluster(const cluster::ClusterStats& stats) {
   cluster_members_->Set(stats.members);
   cluster_owned_->Set(static_cast<double>(stats.owned.size()));
+  cluster_segments_->Set(static_cast<double>(stats.segments_counted));
+  cluster_segments_skipped_->Set(static_cast<double>(stats.segments_skipped));
   cluster_caught_up_->Set(stats.caught_up ? 1 : 0);
   cluster_sequence_->Set(static_cast<double>(stats.partials_sequence));
   for (auto it = cluster_lag_.begin(); it != cluster_lag_.end();) {

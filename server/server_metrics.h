@@ -237,6 +237,8 @@ class ServerMetrics {
   prometheus::Counter* cluster_restarts_;
   prometheus::Counter* cluster_trim_failures_;
   prometheus::Counter* cluster_history_bytes_;
+  prometheus::Gauge* cluster_segments_;
+  prometheus::Gauge* cluster_segments_skipped_;
   prometheus::Counter* cluster_history_gaps_;
   prometheus::Histogram* merge_delay_;
   cluster::ClusterStats last_cluster_{};  // tick thread only

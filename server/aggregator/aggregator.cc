@@ -450,13 +450,17 @@ class Aggregator::Impl {
     std::atomic<bool>& frozen_;
   };
 
-  std::string TakePartial(const std::function<void()>& at_cut) {
+  std::string TakePartial(const std::function<void()>& at_cut,
+                          std::vector<Aggregator::SegmentPartial>* segments) {
     if (!config_.export_partials) return "";  // the tick merges the shards: nothing to export
     taken_.clear();
+    // The segments open before the drain; one closed since has its sub-deltas dropped by it.
+    const uint64_t open = segments != nullptr ? open_segments_.load(std::memory_order_relaxed) : 0;
     {
       const Freeze freeze(*this);
-      DrainShards([this](detail::ShardDelta& old) {
-        old.ClearSegments();
+      DrainShards([this, open](detail::ShardDelta& old) {
+        if (open == 0) old.ClearSegments();
+        // An event of a segment is in the delta's own counts too: an empty delta has none.
         if (!old.empty()) taken_.push_back(&old);
       });
       if (at_cut) at_cut();
@@ -465,9 +469,38 @@ class Aggregator::Impl {
     // next drain, so they are encoded after the sections resume.
     std::string partial;
     if (!taken_.empty()) detail::EncodePartial(taken_, seeds_fingerprint_, &partial);
+    for (uint64_t bits = open; bits != 0; bits &= bits - 1) {
+      const size_t id = static_cast<size_t>(std::countr_zero(bits));
+      segment_taken_.clear();
+      for (const detail::ShardDelta* delta : taken_) {
+        if ((delta->touched_segments() >> id) & 1u) segment_taken_.push_back(&delta->segment(id));
+      }
+      if (segment_taken_.empty()) continue;
+      Aggregator::SegmentPartial& out = segments->emplace_back();
+      out.id = static_cast<int>(id);
+      detail::EncodePartial(segment_taken_, seeds_fingerprint_, &out.partial);
+    }
     for (detail::ShardDelta* delta : taken_) delta->Clear();
     taken_.clear();
     return partial;
+  }
+
+  bool MergeSegmentPartial(int id, std::string_view partial, std::string* error) {
+    if (id < 0 || id >= static_cast<int>(kMaxLiveSegments) ||
+        (open_segments_.load(std::memory_order_relaxed) & (uint64_t{1} << id)) == 0) {
+      *error = "live segment " + std::to_string(id) + " is not open";
+      return false;
+    }
+    const int64_t now_ms = clock_.NowMs();
+    if (!detail::DecodePartial(
+            partial, seeds_fingerprint_, &partial_scratch_, [](const detail::ShardDelta&) {},
+            error)) {
+      return false;
+    }
+    detail::WindowedState& state = *segments_[static_cast<size_t>(id)].state;
+    return detail::DecodePartial(
+        partial, seeds_fingerprint_, &partial_scratch_,
+        [&state, now_ms](const detail::ShardDelta& delta) { state.Merge(delta, now_ms); }, error);
   }
 
   bool MergePartial(std::string_view partial, std::string* error) {
@@ -761,6 +794,7 @@ class Aggregator::Impl {
   detail::WindowedState state_;  // tick thread only
   detail::TickMetrics metrics_;  // tick thread only, reused
   std::vector<detail::ShardDelta*> taken_;  // tick thread only: TakePartial's deltas
+  std::vector<const detail::ShardDelta*> segment_taken_;  // tick thread only: one segment's
   detail::ShardDelta partial_scratch_;      // tick thread only: MergePartial's decoded delta
   const detail::KeyRef unknown_;
   uint64_t sequence_ = 0;  // tick thread only
@@ -964,8 +998,13 @@ IngestResult Aggregator::ApplyReplicated(const analytics::EventData& event, int6
   return impl_->ApplyReplicated(event, ingest_ms, count);
 }
 
-std::string Aggregator::TakePartial(const std::function<void()>& at_cut) {
-  return impl_->TakePartial(at_cut);
+std::string Aggregator::TakePartial(const std::function<void()>& at_cut,
+                                    std::vector<SegmentPartial>* segments) {
+  return impl_->TakePartial(at_cut, segments);
+}
+
+bool Aggregator::MergeSegmentPartial(int id, std::string_view partial, std::string* error) {
+  return impl_->MergeSegmentPartial(id, partial, error);
 }
 
 bool Aggregator::MergePartial(std::string_view partial, std::string* error) {

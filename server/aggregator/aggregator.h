@@ -63,7 +63,8 @@ struct AggregatorConfig {
   std::optional<HashSeeds> hash_seeds;
   // Cluster mode (issue 16): Tick() and Checkpoint() do NOT fold the shard deltas into the
   // windows; TakePartial() hands them out instead, and the windows change only by
-  // MergePartial(). Live segments count nothing in this mode.
+  // MergePartial(). Open live segments count here as elsewhere, and TakePartial() hands out
+  // their sub-deltas too (MergeSegmentPartial() folds them in where the windows live).
   bool export_partials = false;
 };
 
@@ -235,11 +236,18 @@ class Aggregator {
   // shard's delta out and calls at_cut() (the caller reads the stream positions the partial
   // covers: nothing is being ingested meanwhile), lets sections resume, then encodes the
   // swapped deltas into one partial (partial_codec.h) and clears them. Returns "" (at_cut
-  // still called) when nothing was ingested since the last call. Live segments are not
-  // exported: their sub-deltas are dropped. If at_cut throws, sections resume, the exception
-  // propagates and the swapped deltas are kept for the next call (counted once, later).
-  // Without export_partials it returns "" at once (at_cut not called): the tick owns the shards.
-  std::string TakePartial(const std::function<void()>& at_cut);
+  // still called) when nothing was ingested since the last call. Each open live segment's
+  // sub-deltas go into a partial of their own in *segments (by segment id; the segments with
+  // no event since the last call are left out); with `segments` null they are dropped. If
+  // at_cut throws, sections resume, the exception propagates and the swapped deltas are kept
+  // for the next call (counted once, later). Without export_partials it returns "" at once
+  // (at_cut not called): the tick owns the shards.
+  struct SegmentPartial {
+    int id = -1;
+    std::string partial;
+  };
+  std::string TakePartial(const std::function<void()>& at_cut,
+                          std::vector<SegmentPartial>* segments = nullptr);
 
   // Tick thread. Folds a partial (of any node, this one included) into the windows as seen at
   // the clock's now; the next Tick() publishes it. Everything is validated before anything is
@@ -247,6 +255,10 @@ class Aggregator {
   // naming what was wrong, and the windows are untouched. Merging the same partial twice
   // counts it twice: the caller de-duplicates partials by their sequence.
   bool MergePartial(std::string_view partial, std::string* error);
+  // The same for live segment `id` (open here): a segment partial of any node's TakePartial,
+  // for the segment with the same conditions. False with *error when it does not decode (the
+  // segment untouched) or `id` is not open.
+  bool MergeSegmentPartial(int id, std::string_view partial, std::string* error);
 
   // Counts one session-analysis signal at its event time. Same thread-safety as Ingest().
   void RecordSignal(SessionSignal signal, int64_t event_time_ms);

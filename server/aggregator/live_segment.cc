@@ -1,5 +1,6 @@
 #include "server/aggregator/live_segment.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "server/aggregator/utf8.h"
@@ -91,4 +92,38 @@ bool SegmentMatcher::Matches(const SegmentFields& fields, uint64_t session_hash)
 }
 
 }  // namespace detail
+std::string SegmentKeyOf(std::vector<SegmentCondition>* conditions) {
+  std::sort(conditions->begin(), conditions->end(),
+            [](const auto& a, const auto& b) { return a.dimension < b.dimension; });
+  std::string key;
+  for (const SegmentCondition& condition : *conditions) {
+    key += static_cast<char>('0' + condition.dimension);
+    key += std::to_string(condition.value.size());
+    key += ':';
+    key += condition.value;
+  }
+  return key;
+}
+
+bool ParseSegmentKey(std::string_view key, std::vector<SegmentCondition>* conditions) {
+  conditions->clear();
+  size_t at = 0;
+  while (at < key.size()) {
+    const size_t dimension = static_cast<size_t>(key[at] - '0');
+    if (dimension >= kSegmentDimensionCount) return false;
+    const size_t colon = key.find(':', ++at);
+    if (colon == std::string_view::npos || colon == at || colon - at > 6) return false;
+    size_t length = 0;
+    for (size_t i = at; i < colon; ++i) {
+      if (key[i] < '0' || key[i] > '9') return false;
+      length = length * 10 + static_cast<size_t>(key[i] - '0');
+    }
+    at = colon + 1;
+    if (length > key.size() - at || length > kSegmentMaxValueBytes) return false;
+    conditions->push_back({dimension, std::string(key.substr(at, length))});
+    at += length;
+  }
+  return !conditions->empty();
+}
+
 }  // namespace rta::agg

@@ -43,6 +43,14 @@ struct SegmentCondition {
   bool operator==(const SegmentCondition&) const = default;
 };
 
+// A segment's canonical key: its conditions sorted by dimension (in place), each as the
+// dimension's index as a digit, the value's length in decimal, ':', the value. The same
+// conditions in any order give the same key; it names the segment across the nodes of a
+// cluster (server/cluster/segment_registry.h).
+std::string SegmentKeyOf(std::vector<SegmentCondition>* conditions);
+// The conditions of a key SegmentKeyOf made; false when `key` is not one.
+bool ParseSegmentKey(std::string_view key, std::vector<SegmentCondition>* conditions);
+
 // The event's own values of the dimensions, in kSegmentDimensions order ("" when it has none):
 // as sent (the history's rollups read them so), and cut to kSegmentMaxValueBytes at a UTF-8
 // boundary, as segments compare them (read once per event for every open segment).

@@ -167,6 +167,12 @@ bool ClusterNode::StartServing(std::string* error) {
   };
   merger_ = PartialMerger::Start(session_.get(), merger_options, error);
   if (merger_ == nullptr) return false;
+  segments_ = SegmentRegistry::Open(session_.get(), options_.replicas, options_.connect_timeout_ms,
+                                    options_.warn, error);
+  if (segments_ == nullptr) {
+    *error = "the live segments' bucket: " + *error;
+    return false;
+  }
   if (!options_.history_dir.empty()) {
     ClusterHistoryOptions history_options;
     history_options.dir = options_.history_dir;
@@ -199,6 +205,7 @@ bool ClusterNode::StartServing(std::string* error) {
     owner.history = !options_.history_dir.empty();
     owner.history_limits = options_.history_limits;
     owner.history_flush_ms = options_.history_flush_ms;
+    owner.segments = [registry = segments_.get()] { return registry->Cluster(); };
     owner.on_restart = [this](uint32_t p, const std::string& why) {
       if (options_.warn)
         options_.warn("cluster_owner_restarted", "partition " + std::to_string(p) + ": " + why);
@@ -233,18 +240,35 @@ bool ClusterNode::StartServing(std::string* error) {
   return leases_ != nullptr;
 }
 
-size_t ClusterNode::MergeInto(agg::Aggregator& view, const std::function<void(double)>& observe) {
+void ClusterNode::SetLiveSegments(const std::vector<std::string>& keys) {
+  if (segments_ != nullptr) segments_->SetLocal(keys);
+}
+
+size_t ClusterNode::MergeInto(agg::Aggregator& view, const std::function<void(double)>& observe,
+                              const std::function<int(std::string_view key)>& segment_id) {
   if (merger_ == nullptr) return 0;
   const int64_t now_ms = WallClockMs();
   return merger_->Drain([&](const MergedPartial& partial) {
     std::string why;
-    if (!partial.record.delta.empty() && !view.MergePartial(partial.record.delta, &why)) {
-      merge_failures_.fetch_add(1, std::memory_order_relaxed);  // a damaged delta: skipped
+    auto refused = [&](const std::string& what) {
+      merge_failures_.fetch_add(1, std::memory_order_relaxed);  // damaged: skipped
       if (options_.warn) {
         options_.warn("cluster_partial_refused",
-                      "partition " + std::to_string(partial.partition) + ": " + why);
+                      "partition " + std::to_string(partial.partition) + ": " + what);
       }
+    };
+    if (!partial.record.delta.empty() && !view.MergePartial(partial.record.delta, &why)) {
+      refused(why);
       return;
+    }
+    if (segment_id && !partial.record.segments.empty() &&
+        !ForEachSegmentPartial(partial.record.segments, [&](const SegmentPartialView& segment) {
+          const int id = segment_id(segment.key);
+          if (id >= 0 && !view.MergeSegmentPartial(id, segment.partial, &why)) {
+            refused("live segment: " + why);
+          }
+        })) {
+      refused("a malformed live segments section");
     }
     if (observe) observe(std::max<int64_t>(0, now_ms - partial.record.published_ms) / 1000.0);
   });
@@ -272,6 +296,8 @@ ClusterStats ClusterNode::Stats() const {
       stats.trim_failures += owner->trim_failures();
       stats.history_events += owner->history_events();
       stats.history_bytes += owner->history_bytes();
+      stats.segments_counted = std::max(stats.segments_counted, owner->segments_counted());
+      stats.segments_skipped = std::max(stats.segments_skipped, owner->segments_skipped());
     }
   }
   if (history_ != nullptr) stats.history = history_->stats();

@@ -17,6 +17,7 @@
 #include "server/cluster/partial_merger.h"
 #include "server/cluster/partition_leases.h"
 #include "server/cluster/partition_owner.h"
+#include "server/cluster/segment_registry.h"
 #include "server/storage/event_log.h"
 
 namespace rta::cluster {
@@ -69,6 +70,8 @@ struct ClusterStats {
   uint64_t history_events = 0;  // folded into rollups by this node's owners
   uint64_t history_bytes = 0;   // rollup bytes they shipped in partial records
   ClusterHistoryStats history;  // this node's store (zero without one)
+  uint64_t segments_counted = 0;  // live segments the node's owners count (the most of any)
+  uint64_t segments_skipped = 0;  // cluster segments an owner could not count (the most)
   uint64_t partials_received = 0;
   uint64_t partials_stale = 0;
   uint64_t partials_malformed = 0;
@@ -105,8 +108,14 @@ class ClusterNode {
 
   // Tick thread: merges every partial received since the last call into `view` (which must
   // have the cluster's seeds); observe(delay_seconds) for each, the time from its owner's cut
-  // to this merge. Returns how many were merged.
-  size_t MergeInto(agg::Aggregator& view, const std::function<void(double)>& observe);
+  // to this merge. A partial's live segments go into the view's segment of the same canonical
+  // key, segment_id(key) (-1: not open here; skipped). Returns how many were merged.
+  size_t MergeInto(agg::Aggregator& view, const std::function<void(double)>& observe,
+                   const std::function<int(std::string_view key)>& segment_id = {});
+
+  // Tick thread: the live segments this node keeps (canonical keys), for every owner of the
+  // cluster to count (SegmentRegistry).
+  void SetLiveSegments(const std::vector<std::string>& keys);
 
   ClusterStats Stats() const;
 
@@ -127,6 +136,7 @@ class ClusterNode {
   agg::AggregatorConfig owner_config_;
   std::unique_ptr<PartialMerger> merger_;
   std::unique_ptr<ClusterHistory> history_;
+  std::unique_ptr<SegmentRegistry> segments_;
   std::atomic<uint64_t> merge_failures_{0};  // deltas MergePartial refused
 
   mutable std::mutex owners_mu_;

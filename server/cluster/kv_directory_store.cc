@@ -16,37 +16,9 @@ std::string TablePrefix(auth::DirectoryStore::Table table) {
   return table == auth::DirectoryStore::Table::kUsers ? "users." : "tokens.";
 }
 
-// Key characters JetStream accepts for every user id: lowercase hex of its bytes.
-std::string Hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : bytes) {
-    out.push_back(kDigits[static_cast<uint8_t>(c) >> 4]);
-    out.push_back(kDigits[static_cast<uint8_t>(c) & 0xf]);
-  }
-  return out;
-}
-
-bool Unhex(std::string_view hex, std::string* bytes) {
-  if (hex.size() % 2 != 0) return false;
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  bytes->clear();
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const int high = digit(hex[i]);
-    const int low = digit(hex[i + 1]);
-    if (high < 0 || low < 0) return false;
-    bytes->push_back(static_cast<char>(high * 16 + low));
-  }
-  return true;
-}
-
 std::string KeyOf(auth::DirectoryStore::Table table, std::string_view key) {
   return TablePrefix(table) +
-         (table == auth::DirectoryStore::Table::kUsers ? Hex(key) : std::string(key));
+         (table == auth::DirectoryStore::Table::kUsers ? HexKey(key) : std::string(key));
 }
 
 }  // namespace
@@ -120,7 +92,7 @@ bool KvDirectoryStore::Scan(Table table,
     std::string key = subject.substr(wanted.size());
     if (table == Table::kUsers) {
       std::string id;
-      if (!Unhex(key, &id)) {
+      if (!UnhexKey(key, &id)) {
         *error = "key " + subject + " in " + kBucket + " is not a hex user id";
         return false;
       }

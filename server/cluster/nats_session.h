@@ -70,4 +70,9 @@ int64_t WallClockMs();
 // natsStatus text, with JetStream's error code when there is one.
 std::string DescribeNats(natsStatus status, jsErrCode code = static_cast<jsErrCode>(0));
 
+// A key-value bucket key that any bytes can name: their lowercase hex (JetStream keys take
+// letters, digits and a few marks only), and back (false when `hex` is not such a key).
+std::string HexKey(std::string_view bytes);
+bool UnhexKey(std::string_view hex, std::string* bytes);
+
 }  // namespace rta::cluster

@@ -1,6 +1,9 @@
 #include "server/cluster/partition_owner.h"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <map>
 #include <random>
 
 #include "analytics.pb.h"
@@ -37,6 +40,10 @@ constexpr int64_t kPartialRetentionMs = 2 * 3600 * 1000;
 // (partial_record.h), each well under NATS's default max_payload of 1 MiB with the live delta
 // beside it. One write is at most a dense sketch cell of ~20 KiB, so a part is never empty.
 constexpr size_t kRollupBytesPerRecord = 256 << 10;
+
+// The most cluster live segments an owner counts (half the aggregator's ids: a closed
+// segment's id is reusable only after two more exchanges).
+constexpr size_t kMaxOwnerSegments = agg::kMaxLiveSegments / 2;
 
 uint64_t DrawRunId() {
   std::random_device random;  // the kernel's CSPRNG in libstdc++
@@ -304,8 +311,16 @@ class PartitionOwner::Run {
     // out at the first exchange after. A fenced log is not retried: Go sees fenced_ and starts
     // over.
     if (!log_->health().writable) return true;
+    FollowSegments();
     uint64_t cut = 0;
-    std::string delta = aggregator_->TakePartial([&] { cut = applied_; });
+    segment_partials_.clear();
+    std::string delta = aggregator_->TakePartial([&] { cut = applied_; },
+                                                 options_.segments ? &segment_partials_ : nullptr);
+    std::string segments;
+    for (const agg::Aggregator::SegmentPartial& partial : segment_partials_) {
+      AppendSegmentPartial(segment_keys_[static_cast<size_t>(partial.id)], partial.partial,
+                           &segments);
+    }
     if (cut == published_ && rollup_covered_ == cut) return true;  // nothing read since
     // The history goes out every history_flush_ms (or when too much is pending); in between,
     // records say its rollups still stop at rollup_covered_.
@@ -324,6 +339,7 @@ class PartitionOwner::Run {
     record.published_ms = WallClockMs();
     record.run = run_id_;
     record.delta = delta;
+    record.segments = segments;
     storage::Lsn lsn = 0;
     for (size_t i = 0; i < parts.size(); ++i) {
       // The parts before the last say the rollups still stop where they did: a node applies
@@ -337,7 +353,8 @@ class PartitionOwner::Run {
       }
       owner_.history_bytes_.fetch_add(parts[i].size(), std::memory_order_relaxed);
       owner_.partials_.fetch_add(1, std::memory_order_relaxed);
-      record.delta = {};  // the live delta goes in the first record
+      record.delta = {};  // the live delta and segments go in the first record
+      record.segments = {};
     }
     const uint64_t rollup_cut = record.rollup_covered;
     // A record refused for fencing is answered false when the log stops writing.
@@ -357,6 +374,40 @@ class PartitionOwner::Run {
     published_ = cut;
     rollup_covered_ = record.rollup_covered;
     return true;
+  }
+
+  // Opens the cluster's live segments that are new here and closes those gone (at an exchange:
+  // the aggregator's segments change on this thread only).
+  void FollowSegments() {
+    if (!options_.segments) return;
+    const std::shared_ptr<const SegmentRegistry::Segments> cluster = options_.segments();
+    if (cluster == nullptr || cluster->version == segments_version_) return;
+    segments_version_ = cluster->version;
+    for (auto it = segment_ids_.begin(); it != segment_ids_.end();) {
+      if (std::binary_search(cluster->keys.begin(), cluster->keys.end(), it->first)) {
+        ++it;
+        continue;
+      }
+      aggregator_->CloseSegment(it->second);
+      it = segment_ids_.erase(it);
+    }
+    uint64_t skipped = 0;
+    for (const std::string& key : cluster->keys) {
+      if (segment_ids_.count(key) != 0) continue;
+      std::vector<agg::SegmentCondition> conditions;
+      int id = -1;
+      if (segment_ids_.size() < kMaxOwnerSegments && agg::ParseSegmentKey(key, &conditions)) {
+        id = aggregator_->OpenSegment(std::move(conditions));
+      }
+      if (id < 0) {
+        ++skipped;
+        continue;
+      }
+      segment_ids_[key] = id;
+      segment_keys_[static_cast<size_t>(id)] = key;
+    }
+    owner_.segments_counted_.store(segment_ids_.size(), std::memory_order_relaxed);
+    owner_.segments_skipped_.store(skipped, std::memory_order_relaxed);
   }
 
   // The pending rollup cells as delta runs of at most kRollupBytesPerRecord each (at least one
@@ -439,6 +490,11 @@ class PartitionOwner::Run {
   uint64_t visitor_seed_ = 0, session_seed_ = 0;         // the cluster's, for the rollups
   const uint64_t run_id_ = DrawRunId();
   Clock::time_point next_history_flush_{};
+  // The cluster's live segments counted here: by canonical key, and keys by aggregator id.
+  uint64_t segments_version_ = 0;
+  std::map<std::string, int> segment_ids_;
+  std::array<std::string, agg::kMaxLiveSegments> segment_keys_;
+  std::vector<agg::Aggregator::SegmentPartial> segment_partials_;
   analytics::EventBatch batch_;
   uint64_t covered_ = 0;    // the chain's end at setup
   uint64_t applied_ = 0;    // the last event sequence counted

@@ -12,6 +12,7 @@
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
 #include "server/cluster/nats_session.h"
+#include "server/cluster/segment_registry.h"
 #include "server/storage/rollup_accumulator.h"
 
 namespace rta::cluster {
@@ -71,6 +72,9 @@ struct PartitionOwnerOptions {
   int history_flush_ms = 2000;
   size_t history_max_pending_cells = 4096;
   size_t history_max_pending_pairs = 65'536;
+  // The cluster's live segments (null: none): counted here as well and shipped in the records
+  // (checked at every exchange; a segment counts from the exchange after it appeared).
+  std::function<std::shared_ptr<const SegmentRegistry::Segments>()> segments;
   // Why a setup ended early and the owner starts over (its thread).
   std::function<void(uint32_t partition, const std::string& why)> on_restart;
   // Why a trim of the partition's subjects failed (its thread; the next trim tries again).
@@ -97,6 +101,9 @@ class PartitionOwner {
   // Events folded into rollup cells, and rollup bytes shipped in records.
   uint64_t history_events() const { return history_events_.load(std::memory_order_relaxed); }
   uint64_t history_bytes() const { return history_bytes_.load(std::memory_order_relaxed); }
+  // Live segments this owner counts, and cluster segments it could not (over its limit).
+  uint64_t segments_counted() const { return segments_counted_.load(std::memory_order_relaxed); }
+  uint64_t segments_skipped() const { return segments_skipped_.load(std::memory_order_relaxed); }
   uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
   uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
   uint64_t trim_failures() const { return trim_failures_.load(std::memory_order_relaxed); }
@@ -116,7 +123,7 @@ class PartitionOwner {
   std::atomic<bool> counting_{false};
   std::atomic<uint64_t> applied_{0}, lag_{0}, events_{0}, duplicates_{0}, partials_{0},
       restarts_{0}, skipped_{0}, read_errors_{0}, trim_failures_{0}, history_events_{0},
-      history_bytes_{0};
+      history_bytes_{0}, segments_counted_{0}, segments_skipped_{0};
   mutable std::mutex problem_mu_;
   std::string last_problem_;  // guarded by problem_mu_
   std::thread thread_;

@@ -143,6 +143,69 @@ TEST_CASE("partials of three owners merged into a view equal one aggregator of e
   CHECK(Value(*owners[0]->Tick(), "events_total", WINDOW_TOTAL) == 0);
 }
 
+TEST_CASE("live segments: owners' segment partials merged by key equal one aggregator's segment",
+          "[aggregator][partial][segment]") {
+  ManualClock clock(kStartMs);
+  Aggregator reference(ClusterConfig(false), clock);
+  std::vector<std::unique_ptr<Aggregator>> owners;
+  for (int i = 0; i < 3; ++i)
+    owners.push_back(std::make_unique<Aggregator>(ClusterConfig(true), clock));
+  Aggregator view(ClusterConfig(false), clock);
+
+  // The segment under different ids on every aggregator (as on the nodes of a cluster): the
+  // key names it, the ids do not.
+  const std::vector<SegmentCondition> mobile_c3 = {{0, "C3"}, {1, "mobile"}};
+  std::vector<SegmentCondition> keyed = mobile_c3;
+  const std::string key = SegmentKeyOf(&keyed);
+  std::vector<SegmentCondition> parsed;
+  REQUIRE(ParseSegmentKey(key, &parsed));
+  CHECK(parsed == keyed);
+  const int reference_id = reference.OpenSegment(mobile_c3);
+  REQUIRE(owners[1]->OpenSegment({{1, "tablet"}}) >= 0);
+  std::map<const Aggregator*, int> owner_ids;
+  for (auto& owner : owners) owner_ids[owner.get()] = owner->OpenSegment(parsed);
+  REQUIRE(view.OpenSegment({{0, "C1"}}) >= 0);
+  const int view_id = view.OpenSegment(mobile_c3);
+  REQUIRE(view_id >= 0);
+
+  auto exchange = [&](Aggregator& owner) {
+    std::vector<Aggregator::SegmentPartial> segments;
+    MergeOrFail(view, owner.TakePartial({}, &segments));
+    for (const Aggregator::SegmentPartial& segment : segments) {
+      if (segment.id != owner_ids[&owner]) continue;  // the tablet segment: not the view's
+      std::string error;
+      INFO(error);
+      REQUIRE(view.MergeSegmentPartial(view_id, segment.partial, &error));
+    }
+  };
+  EventMix mix(23, "s");
+  for (int s = 0; s < 120; ++s) {
+    clock.AdvanceMs(1000);
+    for (int i = 0; i < 40; ++i) {
+      const analytics::EventData e = mix.Next(clock.NowMs());
+      REQUIRE(reference.Ingest(e).outcome == IngestOutcome::kAccepted);
+      REQUIRE(owners[PartitionOf(e, owners.size())]->ApplyReplicated(e, clock.NowMs()).outcome ==
+              IngestOutcome::kAccepted);
+    }
+    if (s % 10 == 9) reference.Tick();
+    if (static_cast<size_t>(s) % 3 < owners.size()) exchange(*owners[static_cast<size_t>(s) % 3]);
+  }
+  for (auto& owner : owners) exchange(*owner);
+
+  reference.Tick();
+  view.Tick();
+  const auto expected = reference.SegmentLatest(reference_id);
+  const auto merged = view.SegmentLatest(view_id);
+  REQUIRE(expected != nullptr);
+  REQUIRE(merged != nullptr);
+  CHECK(Value(*merged, "events_total", WINDOW_TOTAL) > 20);
+  CHECK(Difference(*expected, *merged) == "");
+  // Not open in the view: refused with a message, nothing merged.
+  std::string error;
+  CHECK_FALSE(view.MergeSegmentPartial(40, "x", &error));
+  CHECK(error == "live segment 40 is not open");
+}
+
 TEST_CASE("an event re-sent to its owner after its partial was taken counts once",
           "[aggregator][partial]") {
   ManualClock clock(kStartMs);

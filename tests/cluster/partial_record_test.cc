@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace rta::cluster {
 namespace {
@@ -28,6 +30,26 @@ TEST_CASE(
   CHECK(decoded.run == 0xfeedface12345678ull);
   CHECK(decoded.delta == "live-delta");
   CHECK(decoded.rollups == "rollup-bytes");
+
+  // Live segments: (key, partial) pairs, read back in order; a cut pair is refused.
+  std::string segments;
+  AppendSegmentPartial("05:DE", "partial-one", &segments);
+  AppendSegmentPartial(std::string(200, 'k'), std::string(300, 'p'), &segments);
+  record.segments = segments;
+  REQUIRE(DecodePartialRecord(EncodePartialRecord(record), &decoded));
+  CHECK(decoded.delta == "live-delta");
+  CHECK(decoded.rollups == "rollup-bytes");
+  std::vector<std::pair<std::string, std::string>> pairs;
+  REQUIRE(ForEachSegmentPartial(decoded.segments, [&](const SegmentPartialView& pair) {
+    pairs.emplace_back(pair.key, pair.partial);
+  }));
+  REQUIRE(pairs.size() == 2);
+  CHECK(pairs[0] == std::make_pair(std::string("05:DE"), std::string("partial-one")));
+  CHECK(pairs[1].first == std::string(200, 'k'));
+  CHECK(pairs[1].second == std::string(300, 'p'));
+  CHECK_FALSE(ForEachSegmentPartial(std::string_view(segments).substr(0, segments.size() - 1),
+                                    [](const SegmentPartialView&) {}));
+  record.segments = {};
 
   // A history part: no live delta.
   record.delta = {};

@@ -1,0 +1,135 @@
+#include "server/cluster/segment_registry.h"
+
+#include <algorithm>
+
+namespace rta::cluster {
+namespace {
+
+std::string KeySubjectPrefix() { return std::string("$KV.") + SegmentRegistry::kBucket + "."; }
+
+}  // namespace
+
+std::unique_ptr<SegmentRegistry> SegmentRegistry::Open(
+    NatsSession* session, int replicas, int timeout_ms,
+    std::function<void(const std::string& event, const std::string& detail)> warn,
+    std::string* error) {
+  kvStore* kv =
+      OpenBucket(session->js(), kBucket, kTtlMs, replicas,
+                 std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), error);
+  if (kv == nullptr) return nullptr;
+  std::unique_ptr<SegmentRegistry> registry(new SegmentRegistry(session, kv, std::move(warn)));
+  registry->cluster_ = std::make_shared<Segments>();
+  registry->thread_ = std::thread([raw = registry.get()] { raw->Loop(); });
+  return registry;
+}
+
+SegmentRegistry::~SegmentRegistry() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  kvStore_Destroy(kv_);
+}
+
+void SegmentRegistry::SetLocal(const std::vector<std::string>& keys) {
+  {
+    std::lock_guard lock(mu_);
+    if (keys == local_) return;
+    local_ = keys;
+    local_changed_ = true;
+  }
+  wake_.notify_all();  // a new segment is put at once, not at the next poll
+}
+
+std::shared_ptr<const SegmentRegistry::Segments> SegmentRegistry::Cluster() const {
+  std::lock_guard lock(mu_);
+  return cluster_;
+}
+
+void SegmentRegistry::Loop() {
+  uint64_t version = 0;
+  auto next_read = std::chrono::steady_clock::now();
+  for (;;) {
+    PutLocal();
+    if (std::chrono::steady_clock::now() >= next_read) {
+      std::vector<std::string> keys;
+      std::string why;
+      if (ReadKeys(&keys, &why)) {
+        std::sort(keys.begin(), keys.end());
+        std::lock_guard lock(mu_);
+        if (cluster_->version == 0 || keys != cluster_->keys) {
+          auto segments = std::make_shared<Segments>();
+          segments->version = ++version;
+          segments->keys = std::move(keys);
+          cluster_ = std::move(segments);
+        }
+      } else if (warn_) {
+        warn_("cluster_segments_read_failed", why);
+      }
+      next_read = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPollMs);
+    }
+    std::unique_lock lock(mu_);
+    wake_.wait_until(lock, next_read, [&] { return stopping_ || local_changed_; });
+    if (stopping_) return;
+    // A new local segment: read the bucket right after putting it, so that this node's own
+    // owners count it without waiting for the next poll.
+    if (local_changed_) next_read = std::chrono::steady_clock::now();
+  }
+}
+
+void SegmentRegistry::PutLocal() {
+  std::vector<std::string> local;
+  {
+    std::lock_guard lock(mu_);
+    local = local_;
+    local_changed_ = false;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = put_at_.begin(); it != put_at_.end();) {
+    it = std::find(local.begin(), local.end(), it->first) == local.end() ? put_at_.erase(it)
+                                                                         : std::next(it);
+  }
+  for (const std::string& key : local) {
+    auto found = put_at_.find(key);
+    if (found != put_at_.end() && now - found->second < std::chrono::milliseconds(kRefreshMs)) {
+      continue;
+    }
+    uint64_t revision = 0;
+    const std::string name = HexKey(key);
+    const natsStatus status = kvStore_Put(&revision, kv_, name.c_str(), "1", 1);
+    if (status != NATS_OK) {
+      if (warn_) warn_("cluster_segment_put_failed", DescribeNats(status));
+      continue;  // tried again at the next pass
+    }
+    put_at_[key] = now;
+  }
+}
+
+bool SegmentRegistry::ReadKeys(std::vector<std::string>* keys, std::string* why) {
+  const std::string stream = std::string("KV_") + kBucket;
+  const std::string prefix = KeySubjectPrefix();
+  const std::string all = prefix + ">";
+  for (uint64_t next = 1;;) {
+    NatsMsgPtr msg;
+    const natsStatus status = DirectGetNext(session_->js(), stream, all, next, &msg);
+    if (status == NATS_NOT_FOUND) return true;
+    if (status != NATS_OK) {
+      *why = "reading the key-value bucket " + std::string(kBucket) + ": " + DescribeNats(status);
+      return false;
+    }
+    next = natsMsg_GetSequence(msg.get()) + 1;
+    const char* operation = nullptr;
+    if (natsMsgHeader_Get(msg.get(), "KV-Operation", &operation) == NATS_OK) continue;
+    const std::string subject = natsMsg_GetSubject(msg.get());
+    std::string key;
+    if (subject.compare(0, prefix.size(), prefix) != 0 ||
+        !UnhexKey(std::string_view(subject).substr(prefix.size()), &key)) {
+      continue;  // not a segment key: left alone
+    }
+    keys->push_back(std::move(key));
+  }
+}
+
+}  // namespace rta::cluster
