@@ -3,12 +3,6 @@
 #include <algorithm>
 
 namespace rta::cluster {
-namespace {
-
-std::string KeySubjectPrefix() { return std::string("$KV.") + SegmentRegistry::kBucket + "."; }
-
-}  // namespace
-
 std::unique_ptr<SegmentRegistry> SegmentRegistry::Open(
     NatsSession* session, int replicas, int timeout_ms,
     std::function<void(const std::string& event, const std::string& detail)> warn,
@@ -97,8 +91,11 @@ void SegmentRegistry::PutLocal() {
       continue;
     }
     uint64_t revision = 0;
-    const std::string name = HexKey(key);
-    const natsStatus status = kvStore_Put(&revision, kv_, name.c_str(), "1", 1);
+    // Named by a hash, the key in the value: a segment of long values would make a subject
+    // longer than NATS takes.
+    std::string name = std::to_string(StableHash(key, 0x5e6e));
+    const natsStatus status =
+        kvStore_Put(&revision, kv_, name.c_str(), key.data(), static_cast<int>(key.size()));
     if (status != NATS_OK) {
       if (warn_) warn_("cluster_segment_put_failed", DescribeNats(status));
       continue;  // tried again at the next pass
@@ -109,8 +106,7 @@ void SegmentRegistry::PutLocal() {
 
 bool SegmentRegistry::ReadKeys(std::vector<std::string>* keys, std::string* why) {
   const std::string stream = std::string("KV_") + kBucket;
-  const std::string prefix = KeySubjectPrefix();
-  const std::string all = prefix + ">";
+  const std::string all = std::string("$KV.") + kBucket + ".>";
   for (uint64_t next = 1;;) {
     NatsMsgPtr msg;
     const natsStatus status = DirectGetNext(session_->js(), stream, all, next, &msg);
@@ -122,13 +118,9 @@ bool SegmentRegistry::ReadKeys(std::vector<std::string>* keys, std::string* why)
     next = natsMsg_GetSequence(msg.get()) + 1;
     const char* operation = nullptr;
     if (natsMsgHeader_Get(msg.get(), "KV-Operation", &operation) == NATS_OK) continue;
-    const std::string subject = natsMsg_GetSubject(msg.get());
-    std::string key;
-    if (subject.compare(0, prefix.size(), prefix) != 0 ||
-        !UnhexKey(std::string_view(subject).substr(prefix.size()), &key)) {
-      continue;  // not a segment key: left alone
-    }
-    keys->push_back(std::move(key));
+    const int length = natsMsg_GetDataLength(msg.get());
+    if (length <= 0) continue;  // not a segment: left alone
+    keys->emplace_back(natsMsg_GetData(msg.get()), static_cast<size_t>(length));
   }
 }
 

@@ -23,7 +23,8 @@ namespace rta::cluster {
 // key-value bucket RTA_SEGMENTS, so that every partition owner counts each of them for its
 // partition and ships the segment's deltas beside its own (partial_record.h).
 //
-// A node puts each of its segments' keys when it opens one and again every kRefreshMs; the
+// A node puts each of its segments' keys (under a hash of the key, the key as the value) when
+// it opens one and again every kRefreshMs; the
 // bucket's max age (kTtlMs) drops a key no node has put lately, so a segment lives while some
 // node keeps it and a crashed node's segments go without a delete (a node does not delete
 // its keys: another node may keep the same segment). Every kPollMs the node reads the bucket's
