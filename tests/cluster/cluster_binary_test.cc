@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "server/cluster/nats_session.h"
+#include "tests/cluster/cluster_test_util.h"
 #include "tests/support/nats_cluster.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
@@ -26,11 +27,11 @@ using rta::testing::ServerProcess;
 
 namespace {
 
-std::string Join(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const std::string& part : parts) out += (out.empty() ? "" : ",") + part;
-  return out;
-}
+using rta::testing::Join;
+using rta::testing::ReadFile;
+using rta::testing::Scrape;
+using rta::testing::Spawn;
+using rta::testing::WaitChild;
 
 // A generated traffic file and its exact answers.
 struct Traffic {
@@ -52,49 +53,6 @@ Traffic Generate(const std::string& dir, int events, int seed) {
     traffic.page_views += nlohmann::json::parse(line).value("event_type", "") == "page_view";
   }
   return traffic;
-}
-
-// A client binary run in the background with stdout and stderr to files.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& out, const std::string& err) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
-    dup2(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits for a child; its wait status, or FAILs after `limit`.
-int WaitChild(pid_t pid, std::chrono::seconds limit, const std::string& what) {
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      FAIL(what << " did not finish within " << limit.count() << " s");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return status;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-// A Prometheus sample of a node (its /metrics), or -1.
-double Scrape(const ServerProcess& node, const std::string& series) {
-  if (!node.running()) return -1;
-  const double value =
-      rta::testing::PrometheusValue(rta::testing::HttpGet(node.metrics_port(), "/metrics"), series);
-  return std::isnan(value) ? -1 : value;
 }
 
 // The analytics_cluster_* lines of a node's /metrics.

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "analytics.grpc.pb.h"
+#include "tests/cluster/cluster_test_util.h"
 #include "tests/support/nats_cluster.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
@@ -34,10 +35,18 @@
 
 namespace {
 
+using rta::testing::Head;
+using rta::testing::Join;
+using rta::testing::LogTail;
+using rta::testing::MsSince;
 using rta::testing::NatsCluster;
 using rta::testing::NowMs;
+using rta::testing::ReadFile;
+using rta::testing::Scrape;
 using rta::testing::ServerProcess;
+using rta::testing::Spawn;
 using rta::testing::TempDir;
+using rta::testing::WaitChild;
 using Stub = analytics::AnalyticsService::Stub;
 using Nodes = std::vector<std::unique_ptr<ServerProcess>>;
 
@@ -45,66 +54,6 @@ constexpr int64_t kDayMs = 86'400'000;
 constexpr int64_t kHourMs = 3'600'000;
 // The campaign of the two-condition filter (the generator's most common one).
 constexpr char kCampaign[] = "black_friday";
-
-std::string Join(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const std::string& part : parts) out += (out.empty() ? "" : ",") + part;
-  return out;
-}
-
-// A client binary run in the background with stdout and stderr to files.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& out, const std::string& err) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
-    dup2(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits for a child; its wait status, or FAILs after `limit`.
-int WaitChild(pid_t pid, std::chrono::seconds limit, const std::string& what) {
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      FAIL(what << " did not finish within " << limit.count() << " s");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return status;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-// The start of a long text (a reporter's log names every refused event).
-std::string Head(const std::string& text, size_t limit = 4000) {
-  return text.size() <= limit ? text : text.substr(0, limit) + "...";
-}
-
-// The end of a node's log: enough to see why, short enough to read in a CI report.
-std::string LogTail(const ServerProcess& node) {
-  const std::string log = node.Log();
-  return log.size() <= 6000 ? log : "..." + log.substr(log.size() - 6000);
-}
-
-// A Prometheus sample of a node (its /metrics), or -1.
-double Scrape(const ServerProcess& node, const std::string& series) {
-  if (!node.running()) return -1;
-  const double value =
-      rta::testing::PrometheusValue(rta::testing::HttpGet(node.metrics_port(), "/metrics"), series);
-  return std::isnan(value) ? -1 : value;
-}
 
 // What the files say, counted exactly, per UTC day (start, ms).
 struct Day {
@@ -383,12 +332,6 @@ nlohmann::json FinishedReplay(pid_t reporter, const std::string& summary_path,
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
   return nlohmann::json::parse(ReadFile(summary_path));
-}
-
-long long MsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                               start)
-      .count();
 }
 
 }  // namespace
