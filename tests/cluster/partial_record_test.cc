@@ -36,7 +36,8 @@ TEST_CASE(
   AppendSegmentPartial("05:DE", "partial-one", &segments);
   AppendSegmentPartial(std::string(200, 'k'), std::string(300, 'p'), &segments);
   record.segments = segments;
-  REQUIRE(DecodePartialRecord(EncodePartialRecord(record), &decoded));
+  const std::string with_segments = EncodePartialRecord(record);  // decoded views point into it
+  REQUIRE(DecodePartialRecord(with_segments, &decoded));
   CHECK(decoded.delta == "live-delta");
   CHECK(decoded.rollups == "rollup-bytes");
   std::vector<std::pair<std::string, std::string>> pairs;
@@ -53,7 +54,8 @@ TEST_CASE(
 
   // A history part: no live delta.
   record.delta = {};
-  REQUIRE(DecodePartialRecord(EncodePartialRecord(record), &decoded));
+  const std::string history_part = EncodePartialRecord(record);
+  REQUIRE(DecodePartialRecord(history_part, &decoded));
   CHECK(decoded.delta.empty());
   CHECK(decoded.rollups == "rollup-bytes");
 
