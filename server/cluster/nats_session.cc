@@ -61,6 +61,31 @@ natsStatus DirectGetNext(jsCtx* js, const std::string& stream, const std::string
   return status;
 }
 
+bool ForEachBucketEntry(jsCtx* js, const std::string& bucket,
+                        const std::function<void(std::string_view key, std::string_view value)>& fn,
+                        std::string* why) {
+  const std::string stream = "KV_" + bucket;
+  const std::string prefix = "$KV." + bucket + ".";
+  const std::string all = prefix + ">";
+  for (uint64_t next = 1;;) {
+    NatsMsgPtr msg;
+    const natsStatus status = DirectGetNext(js, stream, all, next, &msg);
+    if (status == NATS_NOT_FOUND) return true;
+    if (status != NATS_OK) {
+      *why = "reading the key-value bucket " + bucket + ": " + DescribeNats(status);
+      return false;
+    }
+    next = natsMsg_GetSequence(msg.get()) + 1;
+    const char* operation = nullptr;  // set on deletes and purges only
+    if (natsMsgHeader_Get(msg.get(), "KV-Operation", &operation) == NATS_OK) continue;
+    const std::string_view subject = natsMsg_GetSubject(msg.get());
+    if (subject.size() <= prefix.size()) continue;
+    const int length = natsMsg_GetDataLength(msg.get());
+    fn(subject.substr(prefix.size()),
+       std::string_view(natsMsg_GetData(msg.get()), static_cast<size_t>(std::max(length, 0))));
+  }
+}
+
 kvStore* OpenBucket(jsCtx* js, const std::string& bucket, int ttl_ms, int replicas,
                     std::chrono::steady_clock::time_point deadline, std::string* error) {
   for (;;) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +58,19 @@ uint64_t StableHash(std::string_view text, uint64_t seed);
 // count (docs/design/cluster.md). A get holds no state on any server and fails loudly.
 natsStatus DirectGetNext(jsCtx* js, const std::string& stream, const std::string& subject,
                          uint64_t sequence, NatsMsgPtr* msg);
+
+// Calls fn(key, value) for every key of the key-value bucket `bucket` that holds a value (not
+// deleted or purged), reading the bucket's stream with direct gets from its first sequence:
+// with history 1 that is one message per key. False and *why when a get fails. A replica a
+// little behind its leader may miss the newest puts (the callers poll again).
+//
+// Why not kvStore_Keys: it reads through an ordered consumer, the kind DirectGetNext's comment
+// says was seen to stop after a NATS server was killed; a lease round that could not list the
+// members kept an old list, so a node restarted after that kill took no partitions (the
+// three-node test, 2 runs in about 40).
+bool ForEachBucketEntry(jsCtx* js, const std::string& bucket,
+                        const std::function<void(std::string_view key, std::string_view value)>& fn,
+                        std::string* why);
 
 // Opens a key-value bucket (history 1, file storage, `replicas`; entries expire after ttl_ms,
 // 0: never), creating it when missing. A new NATS cluster elects its JetStream leader first, so

@@ -111,19 +111,12 @@ void PartitionLeases::Loop() {
 void PartitionLeases::Round() {
   kvStore_PutString(nullptr, members_, options_.node.c_str(), "up");
   std::vector<std::string> members;
-  {
-    kvKeysList list;
-    kvWatchOptions watch;
-    kvWatchOptions_Init(&watch);
-    watch.IgnoreDeletes = true;
-    const natsStatus status = kvStore_Keys(&list, members_, &watch);
-    if (status == NATS_OK) {
-      for (int i = 0; i < list.Count; ++i) members.emplace_back(list.Keys[i]);
-      kvKeysList_Destroy(&list);
-    } else if (status != NATS_NOT_FOUND) {
-      std::lock_guard lock(mu_);
-      members = member_list_;  // unknown this round: keep the last list
-    }
+  std::string why;
+  if (!ForEachBucketEntry(
+          session_->js(), options_.member_bucket,
+          [&](std::string_view node, std::string_view) { members.emplace_back(node); }, &why)) {
+    std::lock_guard lock(mu_);
+    members = member_list_;  // unknown this round: keep the last list
   }
   // This node is a member for its own decisions even before its heartbeat is listed.
   if (std::find(members.begin(), members.end(), options_.node) == members.end()) {

@@ -105,23 +105,12 @@ void SegmentRegistry::PutLocal() {
 }
 
 bool SegmentRegistry::ReadKeys(std::vector<std::string>* keys, std::string* why) {
-  const std::string stream = std::string("KV_") + kBucket;
-  const std::string all = std::string("$KV.") + kBucket + ".>";
-  for (uint64_t next = 1;;) {
-    NatsMsgPtr msg;
-    const natsStatus status = DirectGetNext(session_->js(), stream, all, next, &msg);
-    if (status == NATS_NOT_FOUND) return true;
-    if (status != NATS_OK) {
-      *why = "reading the key-value bucket " + std::string(kBucket) + ": " + DescribeNats(status);
-      return false;
-    }
-    next = natsMsg_GetSequence(msg.get()) + 1;
-    const char* operation = nullptr;
-    if (natsMsgHeader_Get(msg.get(), "KV-Operation", &operation) == NATS_OK) continue;
-    const int length = natsMsg_GetDataLength(msg.get());
-    if (length <= 0) continue;  // not a segment: left alone
-    keys->emplace_back(natsMsg_GetData(msg.get()), static_cast<size_t>(length));
-  }
+  return ForEachBucketEntry(
+      session_->js(), kBucket,
+      [&](std::string_view, std::string_view value) {
+        if (!value.empty()) keys->emplace_back(value);  // empty: not a segment, left alone
+      },
+      why);
 }
 
 }  // namespace rta::cluster

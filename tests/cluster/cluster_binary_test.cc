@@ -29,6 +29,7 @@ using rta::testing::ServerProcess;
 namespace {
 
 using rta::testing::Join;
+using rta::testing::LogTail;
 using rta::testing::ReadFile;
 using rta::testing::Scrape;
 using rta::testing::Spawn;
@@ -290,7 +291,16 @@ TEST_CASE("three nodes share ingest: node and NATS server loss, exact everywhere
   CHECK(
       rta::testing::WaitFor([&] { return MetricTotal(nodes[victim]->address()) == traffic.events; },
                             std::chrono::seconds(30)));
-  CHECK(rta::testing::WaitFor([&] { return owned(victim) > 0; }, std::chrono::seconds(20)));
+  const bool owns_again =
+      rta::testing::WaitFor([&] { return owned(victim) > 0; }, std::chrono::seconds(20));
+  std::string members;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    members += "node " + std::to_string(i) + " sees " +
+               std::to_string(Scrape(*nodes[i], "analytics_cluster_members")) + " members, owns " +
+               std::to_string(owned(i)) + "\n";
+  }
+  INFO(members << "restarted node's log:\n" << LogTail(*nodes[victim]));
+  CHECK(owns_again);
 }
 
 // A node that stops answering without dying (SIGSTOP: a long GC-like pause, a frozen VM) with
