@@ -404,6 +404,20 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
       cluster_counter("analytics_cluster_history_gap_records_total",
                       "Partial-stream records trimmed before this node's history read them "
                       "(their rollups are missing here; the gap is logged)");
+  auto& takeovers =
+      BuildCounter()
+          .Name("analytics_cluster_history_takeovers_total")
+          .Help(
+              "Setups of a partition owner on this node after another owner's history flush: "
+              "restored (the former owner's sessions and admitted values, from this node's "
+              "history store) or unrestored (started empty: sessions in progress count "
+              "again; the reason is logged)")
+          .Register(r);
+  cluster_history_restored_ = &takeovers.Add({{"outcome", "restored"}});
+  cluster_history_unrestored_ = &takeovers.Add({{"outcome", "unrestored"}});
+  cluster_sessions_restored_ =
+      cluster_counter("analytics_cluster_history_sessions_restored_total",
+                      "Sessions in progress this node's partition owners restored at takeovers");
   merge_delay_ = &BuildHistogram()
                       .Name("analytics_cluster_merge_delay_seconds")
                       .Help("From a partial's cut at its owner to its merge into this node's view")
@@ -510,6 +524,9 @@ void ServerMetrics::UpdateCluster(const cluster::ClusterStats& stats) {
   add(cluster_trim_failures_, stats.trim_failures, last_cluster_.trim_failures);
   add(cluster_history_bytes_, stats.history_bytes, last_cluster_.history_bytes);
   add(cluster_history_gaps_, stats.history.gap_records, last_cluster_.history.gap_records);
+  add(cluster_history_restored_, stats.history_restored, last_cluster_.history_restored);
+  add(cluster_history_unrestored_, stats.history_unrestored, last_cluster_.history_unrestored);
+  add(cluster_sessions_restored_, stats.sessions_restored, last_cluster_.sessions_restored);
   last_cluster_ = stats;
 }
 

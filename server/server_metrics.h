@@ -240,6 +240,9 @@ class ServerMetrics {
   prometheus::Gauge* cluster_segments_;
   prometheus::Gauge* cluster_segments_skipped_;
   prometheus::Counter* cluster_history_gaps_;
+  prometheus::Counter* cluster_history_restored_;
+  prometheus::Counter* cluster_history_unrestored_;
+  prometheus::Counter* cluster_sessions_restored_;
   prometheus::Histogram* merge_delay_;
   cluster::ClusterStats last_cluster_{};  // tick thread only
 };

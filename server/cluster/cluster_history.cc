@@ -15,11 +15,32 @@ constexpr int kPollMs = 50;  // caught up: how often to look for new records
 // ("partition" NUL, u32 LE) the chain's rollup_covered applied (u64 LE).
 constexpr std::string_view kNextSequenceKey = "cluster_next_sequence";
 constexpr std::string_view kPartitionPrefix{"partition\0", 10};
+// The owners' history state (rollup_delta.h), per partition (u32 LE): "pvalue" NUL, partition,
+// the dimension as one byte, the value -> "" (an admitted value); "psession" NUL, partition,
+// the session hash (u64 LE) -> its state.
+constexpr std::string_view kValuePrefix{"pvalue\0", 7};
+constexpr std::string_view kSessionPrefix{"psession\0", 9};
 
-std::string PartitionKey(uint32_t partition) {
-  std::string key(kPartitionPrefix);
+std::string PartitionKey(std::string_view prefix, uint32_t partition) {
+  std::string key(prefix);
   key.append(reinterpret_cast<const char*>(&partition), 4);
   return key;
+}
+
+// The store's meta writes for one state entry of `partition`'s owner.
+storage::RollupStore::MetaWrite StateWrite(uint32_t partition,
+                                           const storage::RollupStateEntry& entry) {
+  using Kind = storage::RollupStateEntry::Kind;
+  if (entry.kind == Kind::kValueAdmitted) {
+    std::string key = PartitionKey(kValuePrefix, partition);
+    key.push_back(static_cast<char>(entry.dimension));
+    key.append(entry.bytes);
+    return {std::move(key), ""};
+  }
+  std::string key = PartitionKey(kSessionPrefix, partition);
+  key.append(storage::MetaU64(entry.session_hash));
+  if (entry.kind == Kind::kSessionForgotten) return {std::move(key), "", /*erase=*/true};
+  return {std::move(key), entry.bytes};
 }
 
 }  // namespace
@@ -76,6 +97,13 @@ bool ClusterHistory::LoadPositions(std::string* why) {
   if (bad) {
     *why = "the history store " + options_.dir + " has a malformed partition position";
     return false;
+  }
+  {
+    std::lock_guard lock(store_mu_);
+    stored_covered_.clear();
+    for (const auto& [partition, state] : partitions_) {
+      stored_covered_[partition] = state.rollup_covered;
+    }
   }
   next_sequence_seen_.store(next_sequence_, std::memory_order_relaxed);
   return true;
@@ -144,12 +172,13 @@ bool ClusterHistory::Apply(natsMsg* msg, uint64_t sequence, std::string* why) {
   char* end = nullptr;
   const unsigned long number =
       dot == std::string::npos ? 0 : std::strtoul(subject.c_str() + dot + 1, &end, 10);
-  std::vector<storage::RollupWrite> writes;
+  storage::RollupRun run;
   std::vector<storage::RollupStore::MetaWrite> meta;
+  std::map<uint32_t, uint64_t> covered;  // the partitions this write moves
   uint64_t applied = 0;
   auto decode = [&](std::string_view bytes) {
     std::string error;
-    if (!storage::DecodeRollupWrites(bytes, &writes, &error)) {
+    if (!storage::DecodeRollupRun(bytes, &run, &error)) {
       malformed_.fetch_add(1, std::memory_order_relaxed);
       if (options_.warn) {
         options_.warn("cluster_history_malformed",
@@ -185,11 +214,18 @@ bool ClusterHistory::Apply(natsMsg* msg, uint64_t sequence, std::string* why) {
           return true;  // a part whose flush is applied already (read again), or the live delta
         }
         if (record.rollup_covered <= state.rollup_covered) return true;  // applied already
+        run.state.clear();
         for (const std::string& part : state.parts) decode(part);
         decode(record.rollups);
+        // The owner's session changes and values, in its order, beside its cells.
+        for (const storage::RollupStateEntry& entry : run.state) {
+          meta.push_back(StateWrite(partition, entry));
+        }
         state.parts.clear();
         state.rollup_covered = record.rollup_covered;
-        meta.push_back({PartitionKey(partition), storage::MetaU64(state.rollup_covered)});
+        covered[partition] = state.rollup_covered;
+        meta.push_back(
+            {PartitionKey(kPartitionPrefix, partition), storage::MetaU64(state.rollup_covered)});
         ++applied;
         return true;
       });
@@ -202,19 +238,69 @@ bool ClusterHistory::Apply(natsMsg* msg, uint64_t sequence, std::string* why) {
   meta.push_back({std::string(kNextSequenceKey), storage::MetaU64(next)});
   // Not synced: a crash loses a tail of writes together with the positions they moved (one
   // atomic batch), and those records are read again from the stream.
-  if (!store_->Write(writes, meta, /*sync=*/false, why)) {
-    write_failures_.fetch_add(1, std::memory_order_relaxed);
-    // Follow() starts again from the stored positions (held parts included).
-    *why = "writing the history store: " + *why;
-    return false;
+  {
+    std::lock_guard lock(store_mu_);
+    if (!store_->Write(run.writes, meta, /*sync=*/false, why)) {
+      write_failures_.fetch_add(1, std::memory_order_relaxed);
+      // Follow() starts again from the stored positions (held parts included).
+      *why = "writing the history store: " + *why;
+      return false;
+    }
+    for (const auto& [moved, to] : covered) stored_covered_[moved] = to;
   }
   next_sequence_ = sequence + 1;
   fresh_ = false;
   next_sequence_seen_.store(next_sequence_, std::memory_order_relaxed);
   writes_.fetch_add(1, std::memory_order_relaxed);
-  cells_written_.fetch_add(writes.size(), std::memory_order_relaxed);
+  cells_written_.fetch_add(run.writes.size(), std::memory_order_relaxed);
   records_applied_.fetch_add(applied, std::memory_order_relaxed);
   return true;
+}
+
+ClusterHistory::Restore ClusterHistory::RestorePartition(uint32_t partition,
+                                                         uint64_t rollup_covered,
+                                                         storage::RollupAccumulator* accumulator,
+                                                         size_t* sessions, size_t* bad,
+                                                         std::string* error) {
+  *sessions = 0;
+  *bad = 0;
+  std::lock_guard lock(store_mu_);
+  const auto found = stored_covered_.find(partition);
+  const uint64_t stored = found == stored_covered_.end() ? 0 : found->second;
+  if (stored < rollup_covered) return Restore::kBehind;
+  if (stored > rollup_covered) return Restore::kPast;
+  const std::string values = PartitionKey(kValuePrefix, partition);
+  if (!store_->ScanMeta(
+          values,
+          [&](std::string_view key, std::string_view) {
+            // Written by StateWrite from a decoded entry: a dimension byte and a value.
+            if (key.size() <= values.size() + 1) return;
+            const auto dimension = static_cast<unsigned char>(key[values.size()]);
+            if (dimension < storage::kRollupDimensionCount) {
+              accumulator->Admit(dimension, key.substr(values.size() + 1));
+            }
+          },
+          error)) {
+    return Restore::kFailed;
+  }
+  // After the values: a session's stored values are names, found among the admitted ones.
+  const std::string prefix = PartitionKey(kSessionPrefix, partition);
+  if (!store_->ScanMeta(
+          prefix,
+          [&](std::string_view key, std::string_view state) {
+            uint64_t hash = 0;
+            std::string why;
+            if (key.size() == prefix.size() + 8) std::memcpy(&hash, key.data() + prefix.size(), 8);
+            if (hash != 0 && accumulator->RestoreSession(hash, state, &why)) {
+              ++*sessions;
+            } else {
+              ++*bad;
+            }
+          },
+          error)) {
+    return Restore::kFailed;
+  }
+  return Restore::kRestored;
 }
 
 ClusterHistoryStats ClusterHistory::stats() const {

@@ -14,6 +14,7 @@
 #include "server/aggregator/clock.h"
 #include "server/cluster/nats_session.h"
 #include "server/cluster/partial_record.h"
+#include "server/storage/rollup_accumulator.h"
 #include "server/storage/rollup_store.h"
 
 namespace rta::cluster {
@@ -38,7 +39,17 @@ namespace rta::cluster {
 // node's history starts with what the stream holds (copy a peer's history directory, taken
 // while that peer is stopped, to start with everything).
 //
-// Threading: one thread of its own; store() and the counters from any thread.
+// The owners' history state: a flush also carries the owner's session changes and newly
+// admitted values (storage/rollup_delta.h), which the store keeps per partition in the same
+// write as the cells and the position. A node that takes a partition over restores its owner's
+// accumulator from them (RestorePartition) as of the chain's rollup_covered, so a session that
+// spans the takeover counts once, keeps its acquisition and takes back its bounce, and the
+// partition's admitted values stay admitted. A partition's sessions are those touched within the
+// session timeout (30 minutes of ingest time), so the two hours of records the stream keeps hold
+// every session a next owner needs, even for a new node.
+//
+// Threading: one thread of its own; store(), RestorePartition() and the counters from any
+// thread.
 struct ClusterHistoryOptions {
   std::string dir;  // the store's RocksDB directory
   storage::RollupRetention retention;
@@ -72,6 +83,21 @@ class ClusterHistory {
   const storage::RollupStore& store() const { return *store_; }
   ClusterHistoryStats stats() const;
 
+  enum class Restore {
+    kRestored,  // *accumulator holds the partition's values and sessions as of rollup_covered
+    kBehind,    // this store has not applied that far yet (try again shortly)
+    kPast,      // this store has applied further: the chain moved on (a newer owner)
+    kFailed,    // the store could not be read (*error)
+  };
+  // Admits the partition's values into `accumulator` and restores its sessions, if this store has
+  // applied the partition's rollups up to exactly `rollup_covered` (a partition never flushed,
+  // rollup_covered 0, restores nothing). *sessions: how many were restored; a stored session
+  // that does not decode is skipped and counted in *bad. Blocks this node's history writes
+  // meanwhile (a scan of the partition's sessions).
+  Restore RestorePartition(uint32_t partition, uint64_t rollup_covered,
+                           storage::RollupAccumulator* accumulator, size_t* sessions, size_t* bad,
+                           std::string* error);
+
  private:
   struct Partition {
     uint64_t rollup_covered = 0;  // applied (stored)
@@ -97,6 +123,11 @@ class ClusterHistory {
   std::map<uint32_t, Partition> partitions_;
   uint64_t next_sequence_ = 1;
   bool fresh_ = true;  // nothing applied yet: where the stream starts is not a gap
+
+  // Held across each store write and its positions' update, and by RestorePartition, which
+  // must read a partition's state as of one position.
+  std::mutex store_mu_;
+  std::map<uint32_t, uint64_t> stored_covered_;  // guarded by store_mu_: rollup_covered stored
 
   std::mutex mu_;
   bool stopping_ = false;  // guarded by mu_

@@ -205,6 +205,13 @@ bool ClusterNode::StartServing(std::string* error) {
     owner.history = !options_.history_dir.empty();
     owner.history_limits = options_.history_limits;
     owner.history_flush_ms = options_.history_flush_ms;
+    owner.history_store = history_.get();
+    owner.on_history_unrestored = [this](uint32_t p, const std::string& why) {
+      if (options_.warn) {
+        options_.warn("cluster_history_state_unrestored",
+                      "partition " + std::to_string(p) + ": " + why);
+      }
+    };
     owner.segments = [registry = segments_.get()] { return registry->Cluster(); };
     owner.on_restart = [this](uint32_t p, const std::string& why) {
       if (options_.warn)
@@ -233,6 +240,9 @@ bool ClusterNode::StartServing(std::string* error) {
       retired_trim_failures_ += gone->trim_failures();
       retired_history_events_ += gone->history_events();
       retired_history_bytes_ += gone->history_bytes();
+      retired_restores_.history_restored += gone->history_restored();
+      retired_restores_.history_unrestored += gone->history_unrestored();
+      retired_restores_.sessions_restored += gone->sessions_restored();
     }
     gone.reset();  // stops it (outside the lock: Stats() stays quick meanwhile)
   };
@@ -286,6 +296,9 @@ ClusterStats ClusterNode::Stats() const {
     stats.trim_failures = retired_trim_failures_;
     stats.history_events = retired_history_events_;
     stats.history_bytes = retired_history_bytes_;
+    stats.history_restored = retired_restores_.history_restored;
+    stats.history_unrestored = retired_restores_.history_unrestored;
+    stats.sessions_restored = retired_restores_.sessions_restored;
     for (const auto& [partition, owner] : owners_) {
       stats.owned.push_back(partition);
       stats.lag_ms[partition] = owner->lag_ms();
@@ -296,6 +309,9 @@ ClusterStats ClusterNode::Stats() const {
       stats.trim_failures += owner->trim_failures();
       stats.history_events += owner->history_events();
       stats.history_bytes += owner->history_bytes();
+      stats.history_restored += owner->history_restored();
+      stats.history_unrestored += owner->history_unrestored();
+      stats.sessions_restored += owner->sessions_restored();
       stats.segments_counted = std::max(stats.segments_counted, owner->segments_counted());
       stats.segments_skipped = std::max(stats.segments_skipped, owner->segments_skipped());
     }

@@ -69,6 +69,8 @@ struct ClusterStats {
   uint64_t trim_failures = 0;  // owners' trims of their subjects that failed (retried)
   uint64_t history_events = 0;  // folded into rollups by this node's owners
   uint64_t history_bytes = 0;   // rollup bytes they shipped in partial records
+  // Owner setups that restored a former owner's history state, or could not; sessions restored.
+  uint64_t history_restored = 0, history_unrestored = 0, sessions_restored = 0;
   ClusterHistoryStats history;  // this node's store (zero without one)
   uint64_t segments_counted = 0;  // live segments the node's owners count (the most of any)
   uint64_t segments_skipped = 0;  // cluster segments an owner could not count (the most)
@@ -144,6 +146,7 @@ class ClusterNode {
   uint64_t retired_events_ = 0, retired_duplicates_ = 0, retired_partials_ = 0,
            retired_restarts_ = 0, retired_trim_failures_ = 0, retired_history_events_ = 0,
            retired_history_bytes_ = 0;  // of owners gone; owners_mu_
+  ClusterStats retired_restores_;       // history_restored and the two after it; owners_mu_
   // Last: destroyed first, so no lease callback runs while the rest goes.
   std::unique_ptr<PartitionLeases> leases_;
 };

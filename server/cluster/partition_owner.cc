@@ -41,6 +41,11 @@ constexpr int64_t kPartialRetentionMs = 2 * 3600 * 1000;
 // beside it. One write is at most a dense sketch cell of ~20 KiB, so a part is never empty.
 constexpr size_t kRollupBytesPerRecord = 256 << 10;
 
+// How long a new owner waits for its node's history store to apply the chain's last flush before
+// it restores the former owner's sessions from it (normally the store is there already: it
+// follows the chain within ~50 ms). Part of the takeover time.
+constexpr auto kHistoryRestoreWait = std::chrono::seconds(5);
+
 // The most cluster live segments an owner counts (half the aggregator's ids: a closed
 // segment's id is reusable only after two more exchanges).
 constexpr size_t kMaxOwnerSegments = agg::kMaxLiveSegments / 2;
@@ -168,9 +173,57 @@ class PartitionOwner::Run {
       const agg::HashSeeds seeds = options_.aggregator.hash_seeds.value_or(agg::HashSeeds{});
       visitor_seed_ = seeds.visitor;
       session_seed_ = seeds.session;
+      RestoreHistory();
     }
     next_history_flush_ = Clock::now() + std::chrono::milliseconds(options_.history_flush_ms);
     return Warm(why);
+  }
+
+  // Restores the former owner's session table and admitted values as of the chain's
+  // rollup_covered_ from the node's history store, waiting up to kHistoryRestoreWait for the
+  // store to apply that far (PartitionOwner's class comment).
+  void RestoreHistory() {
+    if (rollup_covered_ == 0 || options_.history_store == nullptr) return;  // nothing to go on
+    const auto deadline = Clock::now() + kHistoryRestoreWait;
+    std::string problem;
+    for (;;) {
+      size_t sessions = 0, bad = 0;
+      std::string error;
+      const ClusterHistory::Restore result = options_.history_store->RestorePartition(
+          options_.partition, rollup_covered_, rollups_.get(), &sessions, &bad, &error);
+      if (result == ClusterHistory::Restore::kRestored) {
+        owner_.history_restored_.fetch_add(1, std::memory_order_relaxed);
+        owner_.sessions_restored_.fetch_add(sessions, std::memory_order_relaxed);
+        if (bad > 0 && options_.on_history_unrestored) {
+          options_.on_history_unrestored(options_.partition,
+                                         std::to_string(bad) + " stored sessions did not decode; " +
+                                             std::to_string(sessions) + " restored");
+        }
+        return;
+      }
+      if (result == ClusterHistory::Restore::kBehind && Clock::now() < deadline &&
+          !owner_.stop_.load(std::memory_order_acquire)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(kOwnerPollMs / 2));
+        continue;
+      }
+      problem = result == ClusterHistory::Restore::kBehind
+                    ? "the node's history store had not applied the partition's rollups up to "
+                      "event " +
+                          std::to_string(rollup_covered_) + " after " +
+                          std::to_string(kHistoryRestoreWait.count()) + " s"
+                : result == ClusterHistory::Restore::kPast
+                    ? "the node's history store has applied the partition past event " +
+                          std::to_string(rollup_covered_) + " (a newer owner's record)"
+                    : "reading the node's history store: " + error;
+      break;
+    }
+    // Nothing half restored: the sessions start empty, as the partition's first owner's did.
+    rollups_ = std::make_unique<storage::RollupAccumulator>(options_.history_limits);
+    owner_.history_unrestored_.fetch_add(1, std::memory_order_relaxed);
+    if (options_.on_history_unrestored) {
+      options_.on_history_unrestored(options_.partition,
+                                     problem + ": sessions in progress count again");
+    }
   }
 
   // Folds a counted event into the rollups (history on).
@@ -410,17 +463,30 @@ class PartitionOwner::Run {
     owner_.segments_skipped_.store(skipped, std::memory_order_relaxed);
   }
 
-  // The pending rollup cells as delta runs of at most kRollupBytesPerRecord each (at least one
-  // write each), and forgets them. The session table and admitted values stay in memory only:
-  // a next owner starts its own (PartitionOwner's class comment).
+  // The pending rollup cells, then the admitted values and session changes since the last flush
+  // (for a next owner: storage/rollup_delta.h), as runs of at most kRollupBytesPerRecord each
+  // (at least one entry each), and forgets them.
   std::vector<std::string> TakeRollupParts() {
     std::vector<std::string> parts;
-    for (const storage::RollupWrite& write : rollups_->TakeWrites()) {
+    auto part = [&parts]() -> std::string* {
       if (parts.empty() || parts.back().size() >= kRollupBytesPerRecord) parts.emplace_back();
-      storage::AppendRollupWrite(write, &parts.back());
+      return &parts.back();
+    };
+    for (const storage::RollupWrite& write : rollups_->TakeWrites()) {
+      storage::AppendRollupWrite(write, part());
     }
-    rollups_->TakeSessionChanges();
+    for (const auto& [dimension, value] : rollups_->new_values()) {
+      storage::AppendRollupValueAdmitted(dimension, value, part());
+    }
     rollups_->ClearNewValues();
+    // Forgotten first: a session forgotten and begun again is then stored.
+    storage::RollupAccumulator::SessionChanges sessions = rollups_->TakeSessionChanges();
+    for (const uint64_t hash : sessions.forgotten) {
+      storage::AppendRollupSessionForgotten(hash, part());
+    }
+    for (const auto& [hash, state] : sessions.states) {
+      storage::AppendRollupSessionState(hash, state, part());
+    }
     return parts;
   }
 

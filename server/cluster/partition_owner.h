@@ -11,6 +11,7 @@
 
 #include "server/aggregator/aggregator.h"
 #include "server/aggregator/clock.h"
+#include "server/cluster/cluster_history.h"
 #include "server/cluster/nats_session.h"
 #include "server/cluster/segment_registry.h"
 #include "server/storage/rollup_accumulator.h"
@@ -37,9 +38,13 @@ namespace rta::cluster {
 // record also says up to which event the rollups went out (partial_record.h). A new owner
 // folds the events between that and the chain's end into rollups again while it warms its
 // de-dup table, deciding duplicates as the former owner did (same ids, same order), and the
-// event subject keeps those events until a stored record covers their rollups too. A session
-// that spans a takeover starts again in the new owner's table (counted as a new session), as
-// in its live view.
+// event subject keeps those events until a stored record covers their rollups too. The records
+// also carry the owner's session changes and admitted values; a new owner restores both from its
+// node's history store as of the chain's rollup_covered (ClusterHistory::RestorePartition)
+// before it folds, so a session that spans a takeover counts once, keeps its acquisition and
+// takes back its bounce. If the store does not reach that point within a few seconds (it is
+// behind, or missed records), the owner starts both empty: told (on_history_unrestored) and
+// counted.
 //
 // Trimming (every 10 exchanges; docs/design/cluster.md "Trimming"): the owner deletes from its
 // partition's event subject what a stored record of its chain covers, except the events of the
@@ -72,6 +77,11 @@ struct PartitionOwnerOptions {
   int history_flush_ms = 2000;
   size_t history_max_pending_cells = 4096;
   size_t history_max_pending_pairs = 65'536;
+  // The node's history store, which the owner restores its session table and admitted values
+  // from (null: it starts them empty). Must outlive the owner.
+  ClusterHistory* history_store = nullptr;
+  // Why the owner could not restore them (its thread).
+  std::function<void(uint32_t partition, const std::string& why)> on_history_unrestored;
   // The cluster's live segments (null: none): counted here as well and shipped in the records
   // (checked at every exchange; a segment counts from the exchange after it appeared).
   std::function<std::shared_ptr<const SegmentRegistry::Segments>()> segments;
@@ -101,6 +111,13 @@ class PartitionOwner {
   // Events folded into rollup cells, and rollup bytes shipped in records.
   uint64_t history_events() const { return history_events_.load(std::memory_order_relaxed); }
   uint64_t history_bytes() const { return history_bytes_.load(std::memory_order_relaxed); }
+  // Setups that restored the former owner's history state, and those that could not (started
+  // with empty session table and values); sessions restored.
+  uint64_t history_restored() const { return history_restored_.load(std::memory_order_relaxed); }
+  uint64_t history_unrestored() const {
+    return history_unrestored_.load(std::memory_order_relaxed);
+  }
+  uint64_t sessions_restored() const { return sessions_restored_.load(std::memory_order_relaxed); }
   // Live segments this owner counts, and cluster segments it could not (over its limit).
   uint64_t segments_counted() const { return segments_counted_.load(std::memory_order_relaxed); }
   uint64_t segments_skipped() const { return segments_skipped_.load(std::memory_order_relaxed); }
@@ -123,7 +140,8 @@ class PartitionOwner {
   std::atomic<bool> counting_{false};
   std::atomic<uint64_t> applied_{0}, lag_{0}, events_{0}, duplicates_{0}, partials_{0},
       restarts_{0}, skipped_{0}, read_errors_{0}, trim_failures_{0}, history_events_{0},
-      history_bytes_{0}, segments_counted_{0}, segments_skipped_{0};
+      history_bytes_{0}, segments_counted_{0}, segments_skipped_{0}, history_restored_{0},
+      history_unrestored_{0}, sessions_restored_{0};
   mutable std::mutex problem_mu_;
   std::string last_problem_;  // guarded by problem_mu_
   std::thread thread_;
