@@ -219,6 +219,7 @@ class AnalyticsServer::Impl {
   std::chrono::steady_clock::time_point last_tick_end_;  // guarded by tick_mutex_
   std::thread tick_thread_;
   std::mutex tick_mutex_;  // Tick() runs on the timer thread and from TickForTest()
+  uint64_t told_segments_version_ = 0;  // tick_mutex_: live_segments_.open_version() last told
   std::atomic<bool> early_tick_pending_{false};
   std::chrono::steady_clock::time_point next_trim_;  // tick thread only
 
@@ -419,8 +420,12 @@ void AnalyticsServer::Impl::Tick(bool early) {
         [this](std::string_view key) { return live_segments_.IdOf(key); });
   }
   live_segments_.BeforeTick(*aggregator_);
-  // The partition owners (on every node) count the segments this node keeps.
-  if (cluster_ != nullptr) cluster_->SetLiveSegments(live_segments_.OpenKeys());
+  // The partition owners (on every node) count the segments this node keeps: told when they
+  // change.
+  if (cluster_ != nullptr && live_segments_.open_version() != told_segments_version_) {
+    told_segments_version_ = live_segments_.open_version();
+    cluster_->SetLiveSegments(live_segments_.OpenKeys());
+  }
   // A due checkpoint takes the place of a regular tick (it is one, plus a cut).
   if (!early && durability_ != nullptr &&
       durability_->MaybeCheckpoint(*aggregator_, producers_, hub_)) {

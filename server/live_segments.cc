@@ -122,6 +122,7 @@ void LiveSegments::BeforeTick(agg::Aggregator& aggregator) {
     if (dropped) {
       aggregator.CloseSegment((*it)->id);
       it = open_.erase(it);
+      ++open_version_;
     } else {
       ++it;
     }
@@ -130,7 +131,10 @@ void LiveSegments::BeforeTick(agg::Aggregator& aggregator) {
     segment->id = aggregator.OpenSegment(segment->conditions);
     // Never -1: at most max_segments are kept, at most as many are closing, and the aggregator
     // has twice that. Should it happen, the segment is tried again at the next tick.
-    if (segment->id >= 0) open_.push_back(std::move(segment));
+    if (segment->id >= 0) {
+      open_.push_back(std::move(segment));
+      ++open_version_;
+    }
   }
 }
 

@@ -71,6 +71,8 @@ class LiveSegments {
   // node asks the partition owners to count, cluster::SegmentRegistry).
   int IdOf(std::string_view key) const;
   std::vector<std::string> OpenKeys() const;
+  // Tick thread: changes whenever a segment opens or closes (so OpenKeys() is asked only then).
+  uint64_t open_version() const { return open_version_; }
 
   size_t size() const;       // segments kept (watched or idle)
   uint64_t refused() const;  // Start() calls refused so far
@@ -87,6 +89,7 @@ class LiveSegments {
   uint64_t opened_ = 0;        // guarded by mutex_
   // Tick thread only: every segment with an aggregator id (the table may have dropped it).
   std::vector<std::shared_ptr<Segment>> open_;
+  uint64_t open_version_ = 0;  // tick thread
 };
 
 // The admission both subscription front ends share (SubscribeCall on gRPC, the gRPC-Web
