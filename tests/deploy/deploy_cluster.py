@@ -25,7 +25,7 @@ routes and --cluster name every NATS pod by its stable DNS name and the right po
 volumes, non-root with a read-only root file system, probes and resources set.
 Compose: every service has a restart policy and a healthcheck, dependencies, volumes, mounted
 files and Containerfiles exist, published ports are on 127.0.0.1 only (the nodes run without
-tokens) and distinct, node and server names are distinct.
+TLS, and without tokens until --init) and distinct, node and server names are distinct.
 """
 import json
 import os
@@ -223,7 +223,8 @@ class Compose:
                     fail(f"{self.path}: {name} is on network {network}, not under networks:")
             for port in service.get("ports") or []:
                 parts = str(port).split(":")
-                # The nodes run without tokens: nothing may be published beyond this host.
+                # The nodes run without TLS (and without tokens until --init): nothing may be
+                # published beyond this host.
                 if len(parts) != 3 or parts[0] != "127.0.0.1":
                     fail(f"{self.path}: {name} publishes {port}, not on 127.0.0.1")
                 if parts[1] in published:
