@@ -217,7 +217,8 @@ with open("fuzz/dict/config_flags.dict", "w") as f:
         f.write('"%s"\n' % t)
 PY
 
-# rollup_bytes: one selector byte (00 = a stored rollup cell, 01 = a stored session), then the
+# rollup_bytes: one selector byte (00 = a stored rollup cell, 01 = a stored session, 02 = a
+# rollup run from a cluster's partial record), then the
 # bytes as the history's RocksDB store holds them (server/storage/rollup_cell.cc,
 # rollup_accumulator.cc). Built by hand, as tests/storage/rollup_cell_test.cc does.
 d=fuzz/corpus/rollup_bytes
@@ -238,6 +239,17 @@ printf '\x00\x03\x01\x00\x00\x00\x00\x8f\xa1\x0f\x00\x00' >$d/cell_v3_refund
 # A session: first, last and ingest times (zigzag varints), 1 page view, then the seven names.
 printf '\x01\x00\x00\x00\x01\x02DE\x07desktop\x05/home\x0agoogle.com\x06google\x06spring\x09page_view' \
   >$d/session
+# A rollup run (02, server/storage/rollup_delta.h): a write of the sparse cell above at hour
+# resolution (time_s 1800000000, zigzag varint) for "country=DE", an admitted value (dimension
+# 0, "DE"), a forgotten session (hash 7) and the session above as a state (hash 9).
+{
+  printf '\x02\x01\x80\xc8\xce\xb4\x0d\x0acountry=DE\x19'
+  printf '\x03\x05\x04\x01\x02\x01\xa0\xc2\x1e\x01\x0c\x02\x10\x03\xef\x1f\x01\x01\x02\x00\xe8\x07\x02\x01\x01'
+  printf '\x10\x00\x02DE'
+  printf '\x11\x07\x00\x00\x00\x00\x00\x00\x00'
+  printf '\x12\x09\x00\x00\x00\x00\x00\x00\x00\x38'
+  printf '\x00\x00\x00\x01\x02DE\x07desktop\x05/home\x0agoogle.com\x06google\x06spring\x09page_view'
+} >$d/run
 
 # grpc_web: one selector byte (bit 0: 0 binary, 1 text; bits 1-7: the size limit, 1 + 64 * n),
 # then a gRPC-Web call body (server/http/grpc_web.h): frames of a flag byte, a 4-byte big-endian

@@ -1,9 +1,12 @@
 // Fuzz target: what the history reads back from its RocksDB store, which a disk, an older
 // build or a bug may have damaged: a rollup cell (RollupCell::Decode, in every stored format)
-// and a session of the writer's table (RollupAccumulator::RestoreSession).
+// and a session of the writer's table (RollupAccumulator::RestoreSession); and what a cluster
+// node decodes from another node's partial records: a rollup run (DecodeRollupRun: cells, and
+// the owner's admitted values and session changes).
 //
-// Input: one selector byte (0 = a cell, 1 = a session), then the stored bytes. Either is
-// accepted or refused with a message, never a crash. A cell that decodes encodes (in the
+// Input: one selector byte (0 = a cell, 1 = a session, 2 = a rollup run), then the bytes. Each
+// is accepted or refused with a message, never a crash. A run that decodes encodes entry by
+// entry to bytes that decode to the same entries. A cell that decodes encodes (in the
 // current format) to bytes that decode to the same cell, and its counters alone
 // (DecodeCounters) agree with the whole decode. A session that is restored can go on (an event
 // folded into it) and is stored again in a form that reads back.
@@ -16,6 +19,7 @@
 #include "fuzz/fuzz_check.h"
 #include "server/storage/rollup_accumulator.h"
 #include "server/storage/rollup_cell.h"
+#include "server/storage/rollup_delta.h"
 
 namespace {
 
@@ -66,6 +70,47 @@ void CheckSession(std::string_view bytes) {
   RTA_FUZZ_CHECK(again.RestoreSession(1, changes.states[0].second, &error));
 }
 
+void CheckRun(std::string_view bytes) {
+  using rta::storage::RollupStateEntry;
+  rta::storage::RollupRun run;
+  std::string error;
+  const bool decoded = rta::storage::DecodeRollupRun(bytes, &run, &error);
+  RTA_FUZZ_CHECK(decoded == error.empty());
+  if (!decoded) return;
+  std::string again;
+  for (const rta::storage::RollupWrite& write : run.writes) {
+    rta::storage::AppendRollupWrite(write, &again);
+  }
+  for (const RollupStateEntry& entry : run.state) {
+    switch (entry.kind) {
+      case RollupStateEntry::Kind::kValueAdmitted:
+        rta::storage::AppendRollupValueAdmitted(entry.dimension, entry.bytes, &again);
+        break;
+      case RollupStateEntry::Kind::kSessionForgotten:
+        rta::storage::AppendRollupSessionForgotten(entry.session_hash, &again);
+        break;
+      case RollupStateEntry::Kind::kSessionState:
+        rta::storage::AppendRollupSessionState(entry.session_hash, entry.bytes, &again);
+        break;
+    }
+  }
+  rta::storage::RollupRun back;
+  RTA_FUZZ_CHECK(rta::storage::DecodeRollupRun(again, &back, &error));
+  RTA_FUZZ_CHECK(back.writes.size() == run.writes.size());
+  for (size_t i = 0; i < run.writes.size(); ++i) {
+    RTA_FUZZ_CHECK(back.writes[i].segment == run.writes[i].segment);
+    RTA_FUZZ_CHECK(back.writes[i].time_s == run.writes[i].time_s);
+    RTA_FUZZ_CHECK(back.writes[i].cell.counters == run.writes[i].cell.counters);
+  }
+  RTA_FUZZ_CHECK(back.state.size() == run.state.size());
+  for (size_t i = 0; i < run.state.size(); ++i) {
+    RTA_FUZZ_CHECK(back.state[i].kind == run.state[i].kind);
+    RTA_FUZZ_CHECK(back.state[i].dimension == run.state[i].dimension);
+    RTA_FUZZ_CHECK(back.state[i].session_hash == run.state[i].session_hash);
+    RTA_FUZZ_CHECK(back.state[i].bytes == run.state[i].bytes);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -75,6 +120,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CheckCell(bytes);
   } else if (data[0] == 1) {
     CheckSession(bytes);
+  } else if (data[0] == 2) {
+    CheckRun(bytes);
   }
   return 0;
 }
