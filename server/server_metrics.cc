@@ -418,6 +418,24 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   cluster_sessions_restored_ =
       cluster_counter("analytics_cluster_history_sessions_restored_total",
                       "Sessions in progress this node's partition owners restored at takeovers");
+  auto& copies =
+      BuildCounter()
+          .Name("analytics_cluster_history_copies_total")
+          .Help(
+              "Starts of this node that found the partial stream trimmed past its history store's "
+              "position and copied a peer's store (copied), or could not (failed: reading on "
+              "with a gap; the reason is logged)")
+          .Register(r);
+  cluster_history_copied_ = &copies.Add({{"outcome", "copied"}});
+  cluster_history_copy_failed_ = &copies.Add({{"outcome", "failed"}});
+  cluster_history_copy_bytes_ = cluster_counter("analytics_cluster_history_copy_bytes_total",
+                                                "Bytes of a peer's history store copied here");
+  cluster_history_exports_ =
+      cluster_counter("analytics_cluster_history_exports_total",
+                      "Copies of this node's history store opened for other nodes");
+  cluster_history_export_bytes_ =
+      cluster_counter("analytics_cluster_history_export_bytes_total",
+                      "Bytes of this node's history store sent to other nodes");
   merge_delay_ = &BuildHistogram()
                       .Name("analytics_cluster_merge_delay_seconds")
                       .Help("From a partial's cut at its owner to its merge into this node's view")
@@ -527,6 +545,13 @@ void ServerMetrics::UpdateCluster(const cluster::ClusterStats& stats) {
   add(cluster_history_restored_, stats.history_restored, last_cluster_.history_restored);
   add(cluster_history_unrestored_, stats.history_unrestored, last_cluster_.history_unrestored);
   add(cluster_sessions_restored_, stats.sessions_restored, last_cluster_.sessions_restored);
+  add(cluster_history_copied_, stats.history.copies, last_cluster_.history.copies);
+  add(cluster_history_copy_failed_, stats.history.copy_failures,
+      last_cluster_.history.copy_failures);
+  add(cluster_history_copy_bytes_, stats.history.copy_bytes, last_cluster_.history.copy_bytes);
+  add(cluster_history_exports_, stats.history.exports, last_cluster_.history.exports);
+  add(cluster_history_export_bytes_, stats.history.export_bytes,
+      last_cluster_.history.export_bytes);
   last_cluster_ = stats;
 }
 

@@ -243,6 +243,11 @@ class ServerMetrics {
   prometheus::Counter* cluster_history_restored_;
   prometheus::Counter* cluster_history_unrestored_;
   prometheus::Counter* cluster_sessions_restored_;
+  prometheus::Counter* cluster_history_copied_;
+  prometheus::Counter* cluster_history_copy_failed_;
+  prometheus::Counter* cluster_history_copy_bytes_;
+  prometheus::Counter* cluster_history_exports_;
+  prometheus::Counter* cluster_history_export_bytes_;
   prometheus::Histogram* merge_delay_;
   cluster::ClusterStats last_cluster_{};  // tick thread only
 };

@@ -12,9 +12,22 @@
 //     same traffic), then `--queries` range queries over the last 30 days through
 //     AnswerRangeQuery (the QueryMetrics handler's work, without gRPC): totals, one filter, a
 //     breakdown by page, one filter with a breakdown by page, two filters. p50 and p99 latency.
+//  4. Copying (issue 16: a new cluster node copies a peer's store, cluster/history_copy.h): the
+//     store as step 3 left it (`--days` days of hour and day cells) served by a HistoryExporter
+//     and copied by CopyPeerHistory through a real nats-server on loopback (core NATS only),
+//     against the same checkpoint copied by the filesystem (std::filesystem::copy) in the same
+//     run: the floor of any copy of those bytes on this machine.
 //
 //   build/release/bench/micro/history_bench --hours 24 --rate 1000     (the README's figures)
 //   build/release/bench/micro/history_bench --smoke                    (CI: seconds)
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -22,9 +35,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "event_reporter/traffic_generator.h"
+#include "server/cluster/history_copy.h"
 #include "server/history_query.h"
 #include "server/rollup_writer.h"
 #include "server/storage/rollup_accumulator.h"
@@ -42,6 +57,115 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 double Percentile(std::vector<double> values, double q) {
   std::sort(values.begin(), values.end());
   return values[static_cast<size_t>(q * static_cast<double>(values.size() - 1))];
+}
+
+// A loopback TCP port nobody listens on now.
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// Step 4: the store copied to a "new node" over NATS, against a filesystem copy. False on error.
+bool MeasureCopy(rta::storage::RollupStore* store, const std::string& dir) {
+  const char* configured = std::getenv("RTA_NATS_SERVER");
+  const std::string binary = configured != nullptr ? configured : "/usr/sbin/nats-server";
+  const int port = FreePort();
+  const pid_t nats = ::fork();
+  if (nats == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    const std::string port_text = std::to_string(port);
+    ::execl(binary.c_str(), binary.c_str(), "-a", "127.0.0.1", "-p", port_text.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  struct Stop {
+    pid_t pid;
+    ~Stop() {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } stop{nats};
+  std::string error;
+  std::unique_ptr<rta::cluster::NatsSession> session;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (session == nullptr && Clock::now() < deadline) {
+    session = rta::cluster::NatsSession::Connect({"nats://127.0.0.1:" + std::to_string(port)}, 5000,
+                                                 &error);
+    if (session == nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (session == nullptr) {
+    std::fprintf(stderr, "history_bench: %s (%s)\n", error.c_str(), binary.c_str());
+    return false;
+  }
+  rta::cluster::HistoryExporter::Source source;
+  source.offer = [] { return rta::cluster::HistoryOffer{"peer", 1, 100}; };
+  source.checkpoint = [store](const std::string& into, std::string* why) {
+    return store->Checkpoint(into, why);
+  };
+  auto exporter =
+      rta::cluster::HistoryExporter::Start(session.get(), "peer", dir, std::move(source), &error);
+  if (exporter == nullptr) {
+    std::fprintf(stderr, "history_bench: %s\n", error.c_str());
+    return false;
+  }
+  // The reference: the same kind of checkpoint, copied by the filesystem.
+  const std::string reference = dir + ".reference", reference_copy = dir + ".reference-copy";
+  auto start = Clock::now();
+  if (!store->Checkpoint(reference, &error)) {
+    std::fprintf(stderr, "history_bench: %s\n", error.c_str());
+    return false;
+  }
+  const double checkpoint_ms = Seconds(Clock::now() - start) * 1000;
+  start = Clock::now();
+  std::filesystem::copy(reference, reference_copy, std::filesystem::copy_options::recursive);
+  const double file_copy_ms = Seconds(Clock::now() - start) * 1000;
+  std::filesystem::remove_all(reference);
+  std::filesystem::remove_all(reference_copy);
+
+  const std::string into = dir + ".copy";
+  rta::cluster::HistoryCopyReport report;
+  if (!rta::cluster::CopyPeerHistory(session.get(), "new", 50, into, std::chrono::milliseconds(300),
+                                     &report, &error) ||
+      report.peer.empty()) {
+    std::fprintf(stderr, "history_bench: copy: %s\n", error.c_str());
+    return false;
+  }
+  start = Clock::now();
+  auto copied = rta::storage::RollupStore::Open(
+      into, store->retention(), [] { return int64_t{0}; }, &error);
+  const bool verified = copied != nullptr && copied->VerifyChecksums(&error);
+  const double verify_ms = Seconds(Clock::now() - start) * 1000;
+  copied.reset();
+  std::filesystem::remove_all(into);
+  if (!verified) {
+    std::fprintf(stderr, "history_bench: the copy: %s\n", error.c_str());
+    return false;
+  }
+  const double copy_ms = std::max(1.0, static_cast<double>(report.ms));
+  const double mb = static_cast<double>(report.bytes) / 1e6;
+  std::printf(
+      "copy to a new cluster node (HistoryExporter -> CopyPeerHistory over a loopback "
+      "nats-server, %zu KiB reads):\n"
+      "  %.1f MB in %llu files: %.0f ms (%.0f MB/s; checkpoint included, offers' 300 ms wait "
+      "not), then open + checksums %.0f ms\n"
+      "  reference, same run: checkpoint %.0f ms + filesystem copy %.0f ms (%.0f MB/s): "
+      "NATS copy / filesystem = %.1f\n",
+      rta::cluster::kHistoryChunkBytes / 1024, mb, static_cast<unsigned long long>(report.files),
+      copy_ms, mb / (copy_ms / 1000), verify_ms, checkpoint_ms, file_copy_ms,
+      mb / (file_copy_ms / 1000), copy_ms / (checkpoint_ms + file_copy_ms));
+  return true;
 }
 
 }  // namespace
@@ -256,6 +380,7 @@ int main(int argc, char** argv) {
     std::printf("  %-28s p50 %.2f ms  p99 %.2f ms  (events in range %.0f)\n", shape.name,
                 Percentile(ms, 0.5), Percentile(ms, 0.99), checksum / queries);
   }
+  if (!MeasureCopy(store.get(), dir)) return 1;
   store.reset();
   std::filesystem::remove_all(dir);
   return 0;

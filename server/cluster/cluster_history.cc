@@ -3,8 +3,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 #include "server/cluster/jetstream_log.h"
+#include "server/cluster/subject_trim.h"
 #include "server/storage/rollup_delta.h"
 
 namespace rta::cluster {
@@ -14,6 +17,8 @@ constexpr int kPollMs = 50;  // caught up: how often to look for new records
 // Meta keys of the store: the stream sequence to read on from (u64 LE), and per partition
 // ("partition" NUL, u32 LE) the chain's rollup_covered applied (u64 LE).
 constexpr std::string_view kNextSequenceKey = "cluster_next_sequence";
+// From which stream sequence on every record is applied (u64 LE): what a peer's copy offers.
+constexpr std::string_view kSinceKey = "cluster_since_sequence";
 constexpr std::string_view kPartitionPrefix{"partition\0", 10};
 // The owners' history state (rollup_delta.h), per partition (u32 LE): "pvalue" NUL, partition,
 // the dimension as one byte, the value -> "" (an admitted value); "psession" NUL, partition,
@@ -43,26 +48,157 @@ storage::RollupStore::MetaWrite StateWrite(uint32_t partition,
   return {std::move(key), entry.bytes};
 }
 
+// Where a copy is downloaded, and where the store it replaces waits until the copy is in place.
+std::string IncomingDir(const std::string& dir) { return dir + ".copy"; }
+std::string ReplacedDir(const std::string& dir) { return dir + ".replaced"; }
+
+// Ends a replacement a crash interrupted: the store is `dir` if it is there (the copy made it),
+// else the replaced one, which goes back (the copy is made again). Downloads in progress go.
+void FinishInterruptedCopy(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ignored;
+  if (!fs::exists(dir, ignored) && fs::exists(ReplacedDir(dir), ignored)) {
+    fs::rename(ReplacedDir(dir), dir, ignored);
+  }
+  fs::remove_all(IncomingDir(dir), ignored);
+  fs::remove_all(ReplacedDir(dir), ignored);
+}
+
 }  // namespace
 
 std::unique_ptr<ClusterHistory> ClusterHistory::Open(NatsSession* session,
                                                      ClusterHistoryOptions options,
                                                      const agg::Clock& clock, std::string* error) {
   std::unique_ptr<ClusterHistory> history(new ClusterHistory(session, std::move(options)));
+  FinishInterruptedCopy(history->options_.dir);
   const agg::Clock* clock_ptr = &clock;
   history->store_ = storage::RollupStore::Open(
       history->options_.dir, history->options_.retention,
       [clock_ptr] { return clock_ptr->NowMs() / 1000; }, error);
   if (history->store_ == nullptr) return nullptr;
   if (!history->LoadPositions(error)) return nullptr;
+  if (!history->options_.node.empty()) {
+    if (!history->CopyFromPeerIfBehind(clock, error)) return nullptr;
+    ClusterHistory* raw = history.get();
+    HistoryExporter::Source source;
+    source.offer = [raw] {
+      return HistoryOffer{raw->options_.node, raw->since_seen_.load(std::memory_order_relaxed),
+                          raw->next_sequence_seen_.load(std::memory_order_relaxed)};
+    };
+    source.checkpoint = [raw](const std::string& dir, std::string* why) {
+      return raw->store_->Checkpoint(dir, why);
+    };
+    std::string why;
+    history->exporter_ = HistoryExporter::Start(session, history->options_.node,
+                                                history->options_.dir, std::move(source), &why);
+    // The node works without: only other nodes' copies need it.
+    if (history->exporter_ == nullptr && history->options_.warn) {
+      history->options_.warn("cluster_history_exporter_failed", why);
+    }
+  }
   history->thread_ = std::thread([raw = history.get()] { raw->Loop(); });
   return history;
+}
+
+// Whether the stream lost a record at or after `from` (*first_missing: the first such
+// sequence). A hole in the sequences is a trimmed record. The owners trim only records older
+// than kPartialRetentionMs (except each chain's last, kept however old), so a record stored
+// well within that age means nothing after it is trimmed either.
+bool ClusterHistory::FindTrimmed(uint64_t from, uint64_t* first_missing, std::string* why) {
+  *first_missing = 0;
+  const int64_t young_since_ms = WallClockMs() - kPartialRetentionMs / 2;
+  const std::string all = options_.prefix + ".>";
+  uint64_t sequence = from;
+  // Past at most one kept old record per chain; more than this many: assume something is missing.
+  for (int old_records = 0; old_records < 4096; ++old_records) {
+    NatsMsgPtr msg;
+    const natsStatus status = DirectGetNext(session_->js(), options_.stream, all, sequence, &msg);
+    if (status == NATS_NOT_FOUND) return true;  // nothing from `sequence` on
+    if (status != NATS_OK) {
+      *why = "reading " + options_.stream + " at sequence " + std::to_string(sequence) + ": " +
+             DescribeNats(status);
+      return false;
+    }
+    const uint64_t found = natsMsg_GetSequence(msg.get());
+    if (found > sequence) {
+      *first_missing = sequence;
+      return true;
+    }
+    if (StoredMs(msg.get()) >= young_since_ms) return true;
+    sequence = found + 1;
+  }
+  *first_missing = sequence;
+  return true;
+}
+
+bool ClusterHistory::CopyFromPeerIfBehind(const agg::Clock& clock, std::string* why) {
+  auto warn = [&](const std::string& event, const std::string& detail) {
+    if (options_.warn) options_.warn(event, detail);
+  };
+  uint64_t first_missing = 0;
+  std::string failed;
+  if (!FindTrimmed(next_sequence_, &first_missing, &failed)) {
+    copy_failures_.fetch_add(1, std::memory_order_relaxed);
+    warn("cluster_history_copy_failed", failed + "; reading on without a copy");
+    return true;
+  }
+  if (first_missing == 0) return true;  // the stream holds every record this store lacks
+  const std::string incoming = IncomingDir(options_.dir);
+  HistoryCopyReport report;
+  if (!CopyPeerHistory(session_, options_.node, first_missing, incoming, options_.offer_wait,
+                       &report, &failed)) {
+    copy_failures_.fetch_add(1, std::memory_order_relaxed);
+    warn("cluster_history_copy_failed", failed + "; reading on without a copy");
+    return true;
+  }
+  if (report.peer.empty()) {
+    warn("cluster_history_copy_unavailable",
+         "the partial stream no longer holds sequence " + std::to_string(first_missing) +
+             " and no other node offered a history that has it");
+    return true;
+  }
+  // The copy must open and check out before it replaces anything.
+  const agg::Clock* clock_ptr = &clock;
+  auto now_s = [clock_ptr] { return clock_ptr->NowMs() / 1000; };
+  {
+    auto copied = storage::RollupStore::Open(incoming, options_.retention, now_s, &failed);
+    if (copied == nullptr || !copied->VerifyChecksums(&failed)) {
+      copy_failures_.fetch_add(1, std::memory_order_relaxed);
+      std::error_code ignored;
+      std::filesystem::remove_all(incoming, ignored);
+      warn("cluster_history_copy_failed",
+           "the copy of " + report.peer + "'s history: " + failed + "; reading on without it");
+      return true;
+    }
+  }
+  // Replaced in two renames; FinishInterruptedCopy ends a crash between them.
+  store_.reset();
+  std::error_code error;
+  std::filesystem::rename(options_.dir, ReplacedDir(options_.dir), error);
+  if (!error) std::filesystem::rename(incoming, options_.dir, error);
+  if (error) {
+    *why = "replacing the history store with " + report.peer + "'s copy: " + error.message();
+    return false;
+  }
+  std::filesystem::remove_all(ReplacedDir(options_.dir), error);
+  store_ = storage::RollupStore::Open(options_.dir, options_.retention, now_s, why);
+  if (store_ == nullptr || !LoadPositions(why)) return false;
+  copies_.fetch_add(1, std::memory_order_relaxed);
+  copy_bytes_.fetch_add(report.bytes, std::memory_order_relaxed);
+  warn("cluster_history_copied",
+       "the partial stream no longer holds sequence " + std::to_string(first_missing) +
+           ": copied " + report.peer + "'s history (whole from sequence " +
+           std::to_string(report.peer_since) + ", " + std::to_string(report.files) + " files, " +
+           std::to_string(report.bytes) + " bytes, " + std::to_string(report.ms) +
+           " ms); reading on from sequence " + std::to_string(next_sequence_));
+  return true;
 }
 
 ClusterHistory::ClusterHistory(NatsSession* session, ClusterHistoryOptions options)
     : session_(session), options_(std::move(options)) {}
 
 ClusterHistory::~ClusterHistory() {
+  exporter_.reset();  // no copy is served from a closing store
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -79,6 +215,12 @@ bool ClusterHistory::LoadPositions(std::string* why) {
   next_sequence_ = 1;
   fresh_ = !found;
   if (found && value.size() == 8) std::memcpy(&next_sequence_, value.data(), 8);
+  // A store written before the key existed is known whole from where it reads on only.
+  bool since_found = false;
+  if (!store_->GetMeta(std::string(kSinceKey), &value, &since_found, why)) return false;
+  since_ = fresh_ ? 0 : next_sequence_;
+  if (since_found && value.size() == 8) std::memcpy(&since_, value.data(), 8);
+  since_dirty_ = !fresh_ && !since_found;
   bool bad = false;
   if (!store_->ScanMeta(
           kPartitionPrefix,
@@ -106,6 +248,7 @@ bool ClusterHistory::LoadPositions(std::string* why) {
     }
   }
   next_sequence_seen_.store(next_sequence_, std::memory_order_relaxed);
+  since_seen_.store(since_, std::memory_order_relaxed);
   return true;
 }
 
@@ -143,6 +286,11 @@ bool ClusterHistory::Follow(std::string* why) {
       return false;
     }
     const uint64_t sequence = natsMsg_GetSequence(msg.get());
+    // Whole from here: the first record a new store reads, or the first after a gap.
+    if (fresh_ || sequence > next_sequence_) {
+      since_ = sequence;
+      since_dirty_ = true;
+    }
     if (sequence > next_sequence_) {
       // Trimmed before this node read them: their rollups are not here.
       if (fresh_) {
@@ -236,6 +384,7 @@ bool ClusterHistory::Apply(natsMsg* msg, uint64_t sequence, std::string* why) {
     if (!state.parts.empty()) next = std::min(next, state.first_part_sequence);
   }
   meta.push_back({std::string(kNextSequenceKey), storage::MetaU64(next)});
+  if (since_dirty_) meta.push_back({std::string(kSinceKey), storage::MetaU64(since_)});
   // Not synced: a crash loses a tail of writes together with the positions they moved (one
   // atomic batch), and those records are read again from the stream.
   {
@@ -250,7 +399,9 @@ bool ClusterHistory::Apply(natsMsg* msg, uint64_t sequence, std::string* why) {
   }
   next_sequence_ = sequence + 1;
   fresh_ = false;
+  since_dirty_ = false;
   next_sequence_seen_.store(next_sequence_, std::memory_order_relaxed);
+  since_seen_.store(since_, std::memory_order_relaxed);
   writes_.fetch_add(1, std::memory_order_relaxed);
   cells_written_.fetch_add(run.writes.size(), std::memory_order_relaxed);
   records_applied_.fetch_add(applied, std::memory_order_relaxed);
@@ -313,6 +464,14 @@ ClusterHistoryStats ClusterHistory::stats() const {
   stats.parts_dropped = parts_dropped_.load(std::memory_order_relaxed);
   stats.gap_records = gap_records_.load(std::memory_order_relaxed);
   stats.next_sequence = next_sequence_seen_.load(std::memory_order_relaxed);
+  stats.since = since_seen_.load(std::memory_order_relaxed);
+  stats.copies = copies_.load(std::memory_order_relaxed);
+  stats.copy_failures = copy_failures_.load(std::memory_order_relaxed);
+  stats.copy_bytes = copy_bytes_.load(std::memory_order_relaxed);
+  if (exporter_ != nullptr) {
+    stats.exports = exporter_->copies_opened();
+    stats.export_bytes = exporter_->bytes_served();
+  }
   return stats;
 }
 

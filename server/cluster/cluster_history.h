@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "server/aggregator/clock.h"
+#include "server/cluster/history_copy.h"
 #include "server/cluster/nats_session.h"
 #include "server/cluster/partial_record.h"
 #include "server/storage/rollup_accumulator.h"
@@ -34,10 +35,12 @@ namespace rta::cluster {
 // Reads the partial stream itself, with direct gets from the stored sequence (as
 // PartialMerger does for the live view, and for the same reasons), so the history never holds
 // the live view back and a restart does not read the whole stream again. What the owners have
-// trimmed (records older than two hours) cannot be read: a node that was away longer, or a new
-// one, misses those records' rollups. Such a skip is logged and counted (gap_records()); a new
-// node's history starts with what the stream holds (copy a peer's history directory, taken
-// while that peer is stopped, to start with everything).
+// trimmed (records older than two hours) cannot be read. So a node that finds at start that the
+// stream no longer holds a record after its store's position (a new node, once the stream has
+// been trimmed; a node away longer than two hours) copies a peer's whole store instead
+// (history_copy.h: the peer whose history is whole from the earliest sequence) and reads on
+// from that store's position. Every node serves such copies. Without a peer to copy from, the
+// node reads what the stream holds: the skip is logged and counted (gap_records()).
 //
 // The owners' history state: a flush also carries the owner's session changes and newly
 // admitted values (storage/rollup_delta.h), which the store keeps per partition in the same
@@ -55,6 +58,11 @@ struct ClusterHistoryOptions {
   storage::RollupRetention retention;
   std::string stream = "RTA_PARTIALS";
   std::string prefix = "rta.partial";
+  // This node's name: whose copies it serves (history_copy.h), and whose offer it ignores. Empty:
+  // no copies, either way.
+  std::string node;
+  // How long to gather the peers' offers before a copy.
+  std::chrono::milliseconds offer_wait{1000};
   // What went wrong and was recovered from (event name and detail), for the server's log.
   std::function<void(const std::string& event, const std::string& detail)> warn;
 };
@@ -68,6 +76,10 @@ struct ClusterHistoryStats {
   uint64_t parts_dropped = 0;  // parts of a flush whose owner died before the last
   uint64_t gap_records = 0;    // stream sequences trimmed before this node read them
   uint64_t next_sequence = 0;  // where the reading goes on
+  uint64_t since = 0;          // the history is whole from this stream sequence (0: nothing yet)
+  // At start: a peer's store copied (it replaced this node's), or a copy that failed.
+  uint64_t copies = 0, copy_failures = 0, copy_bytes = 0;
+  uint64_t exports = 0, export_bytes = 0;  // copies of this store served to other nodes
 };
 
 class ClusterHistory {
@@ -112,6 +124,11 @@ class ClusterHistory {
   // failure (false, *why; the loop starts again from the stored positions).
   bool Follow(std::string* why);
   bool LoadPositions(std::string* why);
+  // At start: when the stream no longer holds the records after this store's position, copies
+  // a peer's store over it (see the class comment). False only when the store could not be
+  // opened again afterwards (*why).
+  bool CopyFromPeerIfBehind(const agg::Clock& clock, std::string* why);
+  bool FindTrimmed(uint64_t from, uint64_t* first_missing, std::string* why);
   // Applies one stream message's records in one store write; false when that write failed.
   bool Apply(natsMsg* msg, uint64_t sequence, std::string* why);
 
@@ -123,6 +140,8 @@ class ClusterHistory {
   std::map<uint32_t, Partition> partitions_;
   uint64_t next_sequence_ = 1;
   bool fresh_ = true;  // nothing applied yet: where the stream starts is not a gap
+  uint64_t since_ = 0;        // whole from this sequence (stored; 0 while fresh)
+  bool since_dirty_ = false;  // since_ moved: store it with the next write
 
   // Held across each store write and its positions' update, and by RestorePartition, which
   // must read a partition's state as of one position.
@@ -133,7 +152,9 @@ class ClusterHistory {
   bool stopping_ = false;  // guarded by mu_
   std::condition_variable wake_;
   std::atomic<uint64_t> records_applied_{0}, writes_{0}, cells_written_{0}, write_failures_{0},
-      malformed_{0}, parts_dropped_{0}, gap_records_{0}, next_sequence_seen_{0};
+      malformed_{0}, parts_dropped_{0}, gap_records_{0}, next_sequence_seen_{0}, since_seen_{0},
+      copies_{0}, copy_failures_{0}, copy_bytes_{0};
+  std::unique_ptr<HistoryExporter> exporter_;  // after store_: stopped before it closes
   std::thread thread_;
 };
 

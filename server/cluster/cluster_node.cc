@@ -177,6 +177,7 @@ bool ClusterNode::StartServing(std::string* error) {
     ClusterHistoryOptions history_options;
     history_options.dir = options_.history_dir;
     history_options.retention = options_.history_retention;
+    history_options.node = options_.node;
     history_options.warn = options_.warn;
     history_ = ClusterHistory::Open(session_.get(), history_options, clock_, error);
     if (history_ == nullptr) {

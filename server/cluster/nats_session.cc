@@ -150,4 +150,40 @@ bool UnhexKey(std::string_view hex, std::string* bytes) {
   return true;
 }
 
+std::unique_ptr<AsyncSubscription> AsyncSubscription::Subscribe(natsConnection* connection,
+                                                                const std::string& subject,
+                                                                natsMsgHandler handler,
+                                                                void* closure, std::string* why) {
+  std::unique_ptr<AsyncSubscription> subscription(new AsyncSubscription());
+  natsStatus status =
+      natsConnection_Subscribe(&subscription->sub_, connection, subject.c_str(), handler, closure);
+  if (status == NATS_OK) {
+    status = natsSubscription_SetOnCompleteCB(subscription->sub_, &AsyncSubscription::OnComplete,
+                                              subscription.get());
+  }
+  if (status != NATS_OK) {
+    *why = "subscribing to " + subject + ": " + DescribeNats(status);
+    return nullptr;  // the destructor unsubscribes a subscription made before the failure
+  }
+  return subscription;
+}
+
+void AsyncSubscription::OnComplete(void* self) {
+  auto* subscription = static_cast<AsyncSubscription*>(self);
+  std::lock_guard lock(subscription->mu_);
+  subscription->closed_ = true;
+  subscription->closed_cv_.notify_all();
+}
+
+AsyncSubscription::~AsyncSubscription() {
+  if (sub_ == nullptr) return;
+  if (natsSubscription_Unsubscribe(sub_) == NATS_OK) {
+    // Bounded: nats.c calls OnComplete once the handler has returned; a handler stuck longer is
+    // a bug of the handler's, not a reason to hang the process at shutdown.
+    std::unique_lock lock(mu_);
+    closed_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return closed_; });
+  }
+  natsSubscription_Destroy(sub_);
+}
+
 }  // namespace rta::cluster

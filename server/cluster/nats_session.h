@@ -3,9 +3,11 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +79,30 @@ bool ForEachBucketEntry(jsCtx* js, const std::string& bucket,
 // this retries until `deadline`. Null and *error then.
 kvStore* OpenBucket(jsCtx* js, const std::string& bucket, int ttl_ms, int replicas,
                     std::chrono::steady_clock::time_point deadline, std::string* error);
+
+// A subscription whose handler nats.c calls on a thread of its own, closed by the destructor,
+// which returns only after the handler has returned for the last time (nats.c's on-complete
+// callback): what the handler uses may be freed right after. Null from Subscribe and *why when
+// subscribing failed.
+class AsyncSubscription {
+ public:
+  static std::unique_ptr<AsyncSubscription> Subscribe(natsConnection* connection,
+                                                      const std::string& subject,
+                                                      natsMsgHandler handler, void* closure,
+                                                      std::string* why);
+  ~AsyncSubscription();
+  AsyncSubscription(const AsyncSubscription&) = delete;
+  AsyncSubscription& operator=(const AsyncSubscription&) = delete;
+
+ private:
+  AsyncSubscription() = default;
+  static void OnComplete(void* self);
+
+  natsSubscription* sub_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable closed_cv_;
+  bool closed_ = false;  // guarded by mu_
+};
 
 // Milliseconds since the Unix epoch (JetStream's timestamps are wall-clock).
 int64_t WallClockMs();

@@ -44,6 +44,14 @@ struct PartialRecord {
   std::string_view rollups;  // empty: no rollup cells
 };
 
+// How long a partition's partial records stay in the stream (the owners trim older ones). A node
+// that starts rebuilds its view from them, and the view's longest window is 1 hour: a record
+// published more than an hour ago holds only buckets that every window has left (events older
+// than the windows are refused at ingest in cluster mode). The second hour is margin for an
+// owner that counted late. The chain's last record always stays: the next owner continues after
+// it. A node's history that missed trimmed records copies a peer's (cluster_history.h).
+inline constexpr int64_t kPartialRetentionMs = 2 * 3600 * 1000;
+
 inline constexpr char kPartialMagic[4] = {'R', 'T', 'A', 'H'};
 inline constexpr char kPartialMagicV1[4] = {'R', 'T', 'A', 'P'};
 inline constexpr size_t kPartialHeaderBytesV1 = 4 + 8 + 8 + 8;

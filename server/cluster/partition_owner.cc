@@ -29,12 +29,6 @@ constexpr auto kWarmGetLimit = std::chrono::seconds(10);
 // How often an owner trims what its chain has made redundant: every this many exchanges (10 s
 // at the default --cluster-exchange-ms; a trim is a few dozen small requests).
 constexpr int kTrimEveryExchanges = 10;
-// How long a partition's partial records stay in the stream. A node that starts rebuilds its
-// view from them, and the view's longest window is 1 hour: a record published more than an
-// hour ago holds only buckets that every window has left (events older than the windows are
-// refused at ingest in cluster mode). The second hour is margin for an owner that counted late.
-// The chain's last record always stays: the next owner continues after it.
-constexpr int64_t kPartialRetentionMs = 2 * 3600 * 1000;
 
 // The most rollup bytes one partial record carries: a larger flush goes out as several records
 // (partial_record.h), each well under NATS's default max_payload of 1 MiB with the live delta

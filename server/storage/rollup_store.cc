@@ -6,6 +6,7 @@
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -352,6 +353,29 @@ bool RollupStore::Compact(std::string* error) {
       *error = "rollup compaction: " + status.ToString();
       return false;
     }
+  }
+  return true;
+}
+
+bool RollupStore::Checkpoint(const std::string& dir, std::string* error) {
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status status = rocksdb::Checkpoint::Create(db_.get(), &raw);
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush 0: flush the memtables first, so the copy is SST files and a short
+  // manifest, with no write-ahead log to replay.
+  if (status.ok()) status = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
+  if (!status.ok()) {
+    *error = "rollup checkpoint in " + dir + ": " + status.ToString();
+    return false;
+  }
+  return true;
+}
+
+bool RollupStore::VerifyChecksums(std::string* error) {
+  const rocksdb::Status status = db_->VerifyChecksum();
+  if (!status.ok()) {
+    *error = "rollup store checksums: " + status.ToString();
+    return false;
   }
   return true;
 }

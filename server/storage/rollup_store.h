@@ -118,6 +118,13 @@ class RollupStore {
   // data arrives).
   bool Compact(std::string* error);
 
+  // A consistent copy of the whole store (every family and the meta, as of one point) in `dir`,
+  // which must not exist: RocksDB's checkpoint, hard links to the SST files (no copy on the same
+  // filesystem) after a flush. For a peer that copies this store (cluster/history_copy.h).
+  bool Checkpoint(const std::string& dir, std::string* error);
+  // Reads every SST file and checks its blocks' checksums (a copied store, before it is used).
+  bool VerifyChecksums(std::string* error);
+
   const RollupRetention& retention() const { return retention_; }
 
   // Bytes on disk of every family's SST files.

@@ -3,7 +3,9 @@
 // (JetStream, replicas 3), are answered by QueryMetrics on every node with the same exact
 // numbers (per day: events, page views, conversions, revenue; a campaign-and-country filter; a
 // breakdown by country), then a second backfill survives a kill -9 of a node mid-replay and its
-// restart on the same data directory: nothing lost, nothing counted twice, on every node.
+// restart on the same data directory: nothing lost, nothing counted twice, on every node. Then
+// the partial stream is trimmed (as the owners do after two hours) while a node is away: that
+// node, back, and a new fourth node copy a peer's history and answer the same exact numbers.
 // Loopback only; every wait is bounded.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "analytics.grpc.pb.h"
+#include "server/cluster/nats_session.h"
 #include "tests/cluster/cluster_test_util.h"
 #include "tests/support/nats_cluster.h"
 #include "tests/support/server_harness.h"
@@ -345,7 +348,7 @@ nlohmann::json FinishedReplay(pid_t reporter, const std::string& summary_path,
 
 TEST_CASE(
     "cluster history: three days backfilled through three nodes, exact on every node, "
-    "kill -9 mid-backfill and restart",
+    "kill -9 mid-backfill and restart then copies of a peer's history past a trim",
     "[cluster][binary][history]") {
   NatsCluster nats;
   REQUIRE(nats.ok());
@@ -499,4 +502,93 @@ TEST_CASE(
   CHECK(restored > 0);
   // The restarted node takes its share of the partitions again.
   CHECK(rta::testing::WaitFor([&] { return owned(kVictim) > 0; }, std::chrono::seconds(20)));
+
+  // A node away while the stream is trimmed, and a new node: both copy a peer's history. One node
+  // stops; a third file goes in through the other two; then the partial stream is trimmed as
+  // the owners trim it once records are two hours old (each partition's chain down to its last
+  // record), here at once instead of two hours later.
+  constexpr size_t kAway = 2;
+  nodes[kAway]->Signal(SIGTERM);
+  REQUIRE(nodes[kAway]->WaitForExit(std::chrono::seconds(20)));
+  REQUIRE(rta::testing::WaitFor([&] { return owned(0) + owned(1) == kPartitions; },
+                                std::chrono::seconds(20)));
+  constexpr int kThirdEvents = 6'000;
+  const std::string third_file =
+      Generate(dir.path(), "third", kThirdEvents, 33, start_ms + kDayMs / 2, kDayMs);
+  Answers all = both;
+  CountFile(third_file, &all);
+  {
+    const std::string third_summary = dir.path() + "/third.summary.json";
+    const std::string third_log = dir.path() + "/third.reporter.log";
+    const pid_t third = Spawn({RTA_EVENT_REPORTER_BINARY, "replay", third_file, "--server",
+                               addresses[0] + "," + addresses[1], "--json", "--quiet"},
+                              third_summary, third_log);
+    CHECK(FinishedReplay(third, third_summary, third_log).value("accepted", 0ull) ==
+          static_cast<uint64_t>(kThirdEvents));
+  }
+  {
+    std::vector<std::unique_ptr<Stub>> survivors;
+    for (size_t i : {size_t{0}, size_t{1}}) {
+      survivors.push_back(analytics::AnalyticsService::NewStub(
+          grpc::CreateChannel(addresses[i], grpc::InsecureChannelCredentials())));
+    }
+    const bool survivors_exact = WaitAllExact(survivors, all, std::chrono::seconds(60), &last);
+    INFO("last answers:\n" << last << node_logs());
+    REQUIRE(survivors_exact);
+  }
+  {
+    std::string error;
+    auto session = rta::cluster::NatsSession::Connect(nats.urls(), 5000, &error);
+    INFO(error);
+    REQUIRE(session != nullptr);
+    for (int partition = 0; partition < kPartitions; ++partition) {
+      const std::string subject = "rta.partial." + std::to_string(partition);
+      jsOptions options;
+      jsOptions_Init(&options);
+      options.Stream.Purge.Subject = subject.c_str();
+      options.Stream.Purge.Keep = 1;
+      jsErrCode code = static_cast<jsErrCode>(0);
+      const natsStatus status = js_PurgeStream(session->js(), "RTA_PARTIALS", &options, &code);
+      INFO(subject << ": " << rta::cluster::DescribeNats(status, code));
+      REQUIRE(status == NATS_OK);
+    }
+  }
+  // Back with its data directory (behind the trim), and a new node with an empty one.
+  nodes[kAway] = std::make_unique<ServerProcess>(args[kAway]);
+  if (!nodes[kAway]->listening()) FAIL("the node did not restart:\n" << nodes[kAway]->Log());
+  {
+    std::vector<std::string> fourth = args[kAway];
+    const std::string address = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
+    for (size_t i = 0; i + 1 < fourth.size(); ++i) {
+      if (fourth[i] == "--data-dir") fourth[i + 1] = dir.path() + "/node-d";
+      if (fourth[i] == "--listen") fourth[i + 1] = address;
+      if (fourth[i] == "--cluster-node") fourth[i + 1] = "node-d";
+    }
+    nodes.push_back(std::make_unique<ServerProcess>(fourth));
+    if (!nodes.back()->listening()) FAIL("the new node did not start:\n" << nodes.back()->Log());
+    stubs.push_back(analytics::AnalyticsService::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials())));
+  }
+  const auto copied_at = std::chrono::steady_clock::now();
+  const bool all_exact = WaitAllExact(stubs, all, std::chrono::seconds(60), &last);
+  std::printf("cluster history: all 4 nodes exact %lld ms after the copies (trimmed stream)\n",
+              MsSince(copied_at));
+  INFO("last answers:\n" << last << node_logs());
+  CHECK(all_exact);
+  double exports = 0;
+  for (size_t i : {size_t{0}, size_t{1}}) {
+    exports += Scrape(*nodes[i], "analytics_cluster_history_exports_total");
+  }
+  for (size_t i : {kAway, size_t{3}}) {
+    INFO("node " << i << (i == kAway ? " (back after the trim)" : " (new)"));
+    CHECK(Scrape(*nodes[i], "analytics_cluster_history_copies_total{outcome=\"copied\"}") == 1);
+    CHECK(Scrape(*nodes[i], "analytics_cluster_history_copies_total{outcome=\"failed\"}") == 0);
+    CHECK(Scrape(*nodes[i], "analytics_cluster_history_copy_bytes_total") > 0);
+    CheckDays(*stubs[i], all, true);
+    CheckCountryBreakdown(*stubs[i], all);
+    CheckCampaignInCountry(*stubs[i], all);
+  }
+  CHECK(exports == 2);
+  // The new node takes its share, restoring its partitions' sessions from the copied store.
+  CHECK(rta::testing::WaitFor([&] { return owned(3) > 0; }, std::chrono::seconds(20)));
 }
