@@ -46,6 +46,29 @@ bool WriteSecretFile(const std::string& path, const std::string& text, std::stri
 
 }  // namespace
 
+bool CreateFirstAdmin(auth::UserDirectory* users, const std::string& token_path,
+                      std::string* token_id, std::string* error) {
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  std::string token;
+  auth::TokenRecord record;
+  // The file first: a token that exists must be one somebody can read.
+  if (!users->PutUser({"admin", "Administrator", "", auth::RoleSet::Of({auth::Role::kAdmin})},
+                      error) ||
+      !users->CreateToken("admin", "created by analytics_server --init", now_ms, 0, &token, &record,
+                          error)) {
+    return false;
+  }
+  if (!WriteSecretFile(token_path, token + "\n", error)) {
+    std::string revoke_error;
+    users->RevokeToken(record.token_id, now_ms, &revoke_error);
+    return false;
+  }
+  *token_id = record.token_id;
+  return true;
+}
+
 bool InitAccess(const ServerConfig& config, std::string* report, std::string* error) {
   if (config.data_dir.empty()) {
     *error = "--init needs a data directory (--data-dir): users and tokens are kept there";
@@ -89,25 +112,10 @@ bool InitAccess(const ServerConfig& config, std::string* report, std::string* er
              " user(s): --init creates only the first admin";
     return false;
   }
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
-  std::string token;
-  auth::TokenRecord record;
-  // The file first: a token that exists must be one somebody can read.
-  if (!users->PutUser({"admin", "Administrator", "", auth::RoleSet::Of({auth::Role::kAdmin})},
-                      error) ||
-      !users->CreateToken("admin", "created by analytics_server --init", now_ms, 0, &token, &record,
-                          error)) {
-    return false;
-  }
-  if (!WriteSecretFile(token_path, token + "\n", error)) {
-    std::string revoke_error;
-    users->RevokeToken(record.token_id, now_ms, &revoke_error);
-    return false;
-  }
-  *report = "created user 'admin' (role admin) and its API token " + record.token_id +
-            ", written to " + token_path + " (mode 0600; not shown anywhere else).\n" +
+  std::string token_id;
+  if (!CreateFirstAdmin(users.get(), token_path, &token_id, error)) return false;
+  *report = "created user 'admin' (role admin) and its API token " + token_id + ", written to " +
+            token_path + " (mode 0600; not shown anywhere else).\n" +
             (config.cluster.empty()
                  ? std::string("From now on every call to this server needs a token (--auth auto).")
                  : std::string("From now on every call to every node of this cluster needs a "

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/access_init.h"
 #include "server/analyze_call.h"
 #include "server/auth/tls_files.h"
 #include "server/cluster/kv_directory_store.h"
@@ -656,6 +657,17 @@ bool AnalyticsServer::Impl::OpenState(std::string* error) {
                   : config_.data_dir + "/store") +
              ": " + *error;
     return false;
+  }
+  if (config_.init_admin != 0 && users_->empty()) {
+    // Nodes of a cluster started together may each find no user and each make a token for the
+    // admin (each in its own data directory); every one of them is valid.
+    const std::string token_path = config_.data_dir + "/admin.token";
+    std::string token_id;
+    if (!CreateFirstAdmin(users_.get(), token_path, &token_id, error)) {
+      *error = "init_admin: " + *error;
+      return false;
+    }
+    LogInfo("admin_created", {{"token_id", token_id}, {"token_file", token_path}});
   }
   if (cluster_directory != nullptr) {
     directory_follower_ = std::make_unique<cluster::DirectoryFollower>(

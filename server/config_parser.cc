@@ -129,6 +129,10 @@ std::vector<Setting> Settings(ServerConfig& c) {
       {"auth", &c.auth,
        "auto: calls need an API token once the data directory has a user (analytics_server "
        "--init creates the first); required: always; off: never (loopback only)"},
+      {"init_admin", &c.init_admin,
+       "1: at start, if there is no user yet (the cluster's in cluster mode), create the admin "
+       "and its token as --init does (<data-dir>/admin.token), then serve with tokens required; "
+       "with a user already, nothing"},
       {"insecure", &c.insecure,
        "1: allow listening beyond loopback without TLS or without authentication (a warning "
        "is logged); 0 refuses to start instead"},
@@ -382,6 +386,12 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
     return fail("default_window: must be 1m, 5m, 1h, total or all, got '" +
                 c.default_window.substr(0, 64) + "'");
   }
+  if (c.init_admin != 0 && c.data_dir.empty()) {
+    return fail("init_admin: needs --data-dir (the admin's token file goes there)");
+  }
+  if (c.init_admin != 0 && c.auth == "off") {
+    return fail("init_admin: --auth off never asks for the token it would create");
+  }
   if (!c.cluster.empty()) {
     if (c.data_dir.empty()) return fail("cluster: needs --data-dir (users, tokens, its lock)");
     const bool node_ok =
@@ -471,7 +481,7 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("log_segment_bytes", c.log_segment_bytes, 1u << 20, 1ull << 34) ||
       !within("log_max_pending_bytes", c.log_max_pending_bytes, 1u << 20, 1ull << 36) ||
       !within("skip_corrupt_records", c.skip_corrupt_records, 0, 1) ||
-      !within("insecure", c.insecure, 0, 1) ||
+      !within("insecure", c.insecure, 0, 1) || !within("init_admin", c.init_admin, 0, 1) ||
       !within("checkpoint_interval_s", c.checkpoint_interval_s, 1, 86'400) ||
       !within("retention_minute_days", c.retention_minute_days, 1, 3650) ||
       !within("retention_hour_days", c.retention_hour_days, 1, 3650) ||

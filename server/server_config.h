@@ -98,6 +98,10 @@ struct ServerConfig {
   // without authentication (refused otherwise; logged as a warning).
   std::string auth = "auto";
   uint32_t insecure = 0;
+  // 1: at start, when no user exists yet (the cluster's, in cluster mode), create the first
+  // admin and its token as --init does (data_dir/admin.token), then serve: tokens are required
+  // from the first start, without a separate step. Once a user exists it does nothing.
+  uint32_t init_admin = 0;
   // TLS (auth/tls_files.h): PEM files; a client CA makes it mutual TLS. Reloaded on SIGHUP.
   std::string tls_cert;
   std::string tls_key;

@@ -25,7 +25,9 @@ routes and --cluster name every NATS pod by its stable DNS name and the right po
 volumes, non-root with a read-only root file system, probes and resources set.
 Compose: every service has a restart policy and a healthcheck, dependencies, volumes, mounted
 files and Containerfiles exist, published ports are on 127.0.0.1 only (the nodes run without
-TLS, and without tokens until --init) and distinct, node and server names are distinct.
+TLS) and distinct, node and server names are distinct.
+Both: every analytics node runs with --init-admin 1 (tokens required from the first start), and
+--insecure 1 only where it has no TLS (compose), never beside TLS (Kubernetes).
 """
 import json
 import os
@@ -106,6 +108,14 @@ def effective_settings(argv, read_file):
         settings.update({k: str(v) for k, v in json.loads(read_file(flags["config"])).items()})
     settings.update({k: v for k, v in flags.items() if k != "config"})
     return settings
+
+
+def check_access(where, settings):
+    """Tokens from the first start (--init-admin 1); --insecure 1 only to run without TLS."""
+    if str(settings.get("init_admin", "0")) != "1":
+        fail(f"{where}: without --init-admin 1 the node serves without tokens until --init")
+    if str(settings.get("insecure", "0")) == "1" and settings.get("tls_cert"):
+        fail(f"{where}: --insecure 1 beside TLS and --init-admin accepts nothing needed")
 
 
 def help_flags(binary):
@@ -223,8 +233,7 @@ class Compose:
                     fail(f"{self.path}: {name} is on network {network}, not under networks:")
             for port in service.get("ports") or []:
                 parts = str(port).split(":")
-                # The nodes run without TLS (and without tokens until --init): nothing may be
-                # published beyond this host.
+                # The nodes run without TLS: nothing may be published beyond this host.
                 if len(parts) != 3 or parts[0] != "127.0.0.1":
                     fail(f"{self.path}: {name} publishes {port}, not on 127.0.0.1")
                 if parts[1] in published:
@@ -234,6 +243,7 @@ class Compose:
             flags += check_flags(f"{self.path}: {name}", argv, binaries, self.read_mounted(name))
             if os.path.basename(argv[0]) == "analytics_server":
                 settings = effective_settings(argv, self.read_mounted(name))
+                check_access(f"{self.path}: {name}", settings)
                 node = settings.get("cluster_node")
                 if not node or node in node_names:
                     fail(f"{self.path}: {name}'s --cluster-node {node!r} is missing or taken")
@@ -534,6 +544,7 @@ class Kubernetes:
         settings = effective_settings(argv, lambda p: fail(f"{where}: no --config expected"))
         node = settings.get("cluster_node") or ""
         var = re.fullmatch(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", node)
+        check_access(where, settings)
         field = ((env.get(var.group(1)) or {}).get("valueFrom") or {}).get("fieldRef", {}) \
             if var else {}
         if field.get("fieldPath") != "metadata.name":

@@ -12,8 +12,9 @@
 # - the compose topology runs for real on loopback: the three nats-server and three
 #   analytics_server processes with compose's own configuration files and command lines, only
 #   addresses (127.0.0.1, free ports), volumes (temporary directories) and binaries changed,
-#   started in depends_on order with each wave's healthchecks passing first; 3000 generated
-#   events replayed through all three nodes; GetMetrics' events_total is 3000 on every node, and
+#   started in depends_on order with each wave's healthchecks passing first; a node made the
+#   admin's token at its first start (--init-admin) and a call without it is refused; 3000
+#   generated events replayed with it through all three nodes; GetMetrics' events_total is 3000 on every node, and
 #   the nodes own every partition between them; every metric name of deploy/prometheus/alerts.yml
 #   and the Grafana dashboard is in the nodes' /metrics, and the cluster alert's partition count
 #   is the compose file's; the image's stop signal stops every process with status 0 within
@@ -108,10 +109,19 @@ done
 nodes=("${!address_of[@]}")
 ((${#nodes[@]} == 3)) || { echo "expected 3 analytics nodes, the compose file has ${#nodes[@]}"; exit 1; }
 servers=$(IFS=,; echo "${address_of[*]}")
+# --init-admin: the node that found no user made the admin and its token file in its volume
+# (several, if they started together); any one opens every node, and no call goes without one.
+token_file=$(find "$dir/run" -name admin.token -print -quit)
+[[ -n $token_file ]] || { echo "no node wrote admin.token (--init-admin)"; tail -n 20 "$dir"/logs/*.log; exit 1; }
+if "$dashboard" --once --json --server "${address_of[${nodes[0]}]}" --timeout-ms 2000 >/dev/null 2>&1; then
+  echo "a call without a token was answered: the nodes do not require tokens"; exit 1
+fi
+echo "token: $token_file (a call without one is refused)"
 
 step "$events events through all three nodes ($servers)"
 "$reporter" generate --events "$events" --seed 16 --output "$dir/events.jsonl" --quiet
-summary=$(timeout 90 "$reporter" replay "$dir/events.jsonl" --server "$servers" --quiet --json) ||
+summary=$(timeout 90 "$reporter" replay "$dir/events.jsonl" --server "$servers" \
+  --token-file "$token_file" --quiet --json) ||
   { echo "replay failed: $summary"; tail -n 20 "$dir"/logs/*.log; exit 1; }
 python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s["accepted"]==int(sys.argv[2]) and s["failed"]==0, s' \
   "$summary" "$events"
@@ -120,7 +130,8 @@ echo "[$((SECONDS - start)) s] replay: $summary"
 step "GetMetrics on every node: events_total = $events"
 # events_total (window total) of one node's GetMetrics, as dashboard_client --once --json prints it.
 events_total() {
-  "$dashboard" --once --json --server "$1" --metrics events_total --timeout-ms 2000 |
+  "$dashboard" --once --json --server "$1" --token-file "$token_file" --metrics events_total \
+    --timeout-ms 2000 |
     python3 -c 'import json,sys; print(int(json.load(sys.stdin)["metrics"]["events_total"]["total"]))'
 }
 for service in "${nodes[@]}"; do

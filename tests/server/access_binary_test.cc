@@ -83,6 +83,42 @@ TEST_CASE("analytics_server --init writes a 0600 token that opens the server, ac
   }
 }
 
+TEST_CASE("a server with --init-admin makes the first admin at start and only then",
+          "[server][binary][auth]") {
+  TempDir dir;
+  const std::string token_path = dir.path() + "/admin.token";
+  std::string token;
+  for (int run = 0; run < 2; ++run) {
+    INFO("run " << run);
+    ServerProcess server({"--data-dir", dir.path(), "--init-admin", "1"});
+    REQUIRE(server.listening());
+    // Made before the exposure check and the first call: tokens are required from the start.
+    CHECK_THAT(server.Log(), Catch::Contains("event=access auth=auto tokens_required=yes users=1"));
+    std::string read;
+    std::getline(std::ifstream(token_path), read);
+    if (run == 0) {
+      CHECK_THAT(server.Log(), Catch::Contains("event=admin_created"));
+      struct stat info {};
+      REQUIRE(::stat(token_path.c_str(), &info) == 0);
+      CHECK((info.st_mode & 0777) == 0600);
+      token = read;
+      CHECK(token.rfind("rta_", 0) == 0);
+    } else {
+      // A user exists: nothing made, the file untouched.
+      CHECK(server.Log().find("event=admin_created") == std::string::npos);
+      CHECK(read == token);
+    }
+    CHECK(GetMetricsCode(server.address(), "") == grpc::StatusCode::UNAUTHENTICATED);
+    CHECK(GetMetricsCode(server.address(), token) == grpc::StatusCode::OK);
+  }
+  // The first admin of a data directory whose users were made another way: --init-admin leaves
+  // it alone too (--init refuses, as above).
+  {
+    ServerProcess init({"--init", "--data-dir", dir.path()});
+    CHECK(ExitCode(init) == 1);
+  }
+}
+
 namespace {
 
 // The CN of the certificate the server presented on a fresh connection (and that call's code).

@@ -201,6 +201,22 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
   }
 }
 
+TEST_CASE("init_admin needs a data directory and tokens that are asked for", "[server][config]") {
+  std::string error;
+  CommandLine memory_only;
+  CHECK_FALSE(ParseCommandLine({"--data-dir", "", "--init-admin", "1"}, &memory_only, &error));
+  CHECK_THAT(error, Catch::Contains("init_admin: needs --data-dir"));
+  CommandLine auth_off;
+  CHECK_FALSE(ParseCommandLine({"--auth", "off", "--init-admin", "1"}, &auth_off, &error));
+  CHECK_THAT(error, Catch::Contains("init_admin: --auth off"));
+  CommandLine two;
+  CHECK_FALSE(ParseCommandLine({"--init-admin", "2"}, &two, &error));
+  CHECK_THAT(error, Catch::Contains("init_admin"));
+  CommandLine fine;
+  REQUIRE(ParseCommandLine({"--init-admin", "1"}, &fine, &error));
+  CHECK(fine.config.init_admin == 1);
+}
+
 TEST_CASE("help documents every flag", "[server][config]") {
   const std::string help = rta::server::ServerHelpText();
   for (const char* flag :
