@@ -436,6 +436,16 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   cluster_history_export_bytes_ =
       cluster_counter("analytics_cluster_history_export_bytes_total",
                       "Bytes of this node's history store sent to other nodes");
+  auto& history_reads =
+      BuildCounter()
+          .Name("analytics_cluster_history_reads_total")
+          .Help(
+              "Partial-stream messages this node's history applied: taken from the live view's "
+              "reads (merger: the stream read once) or read by the history itself (own: behind "
+              "the view, after a start or a gap)")
+          .Register(r);
+  cluster_history_shared_reads_ = &history_reads.Add({{"source", "merger"}});
+  cluster_history_own_reads_ = &history_reads.Add({{"source", "own"}});
   merge_delay_ = &BuildHistogram()
                       .Name("analytics_cluster_merge_delay_seconds")
                       .Help("From a partial's cut at its owner to its merge into this node's view")
@@ -552,6 +562,9 @@ void ServerMetrics::UpdateCluster(const cluster::ClusterStats& stats) {
   add(cluster_history_exports_, stats.history.exports, last_cluster_.history.exports);
   add(cluster_history_export_bytes_, stats.history.export_bytes,
       last_cluster_.history.export_bytes);
+  add(cluster_history_shared_reads_, stats.history.shared_reads,
+      last_cluster_.history.shared_reads);
+  add(cluster_history_own_reads_, stats.history.own_reads, last_cluster_.history.own_reads);
   last_cluster_ = stats;
 }
 

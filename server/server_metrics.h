@@ -248,6 +248,8 @@ class ServerMetrics {
   prometheus::Counter* cluster_history_copy_bytes_;
   prometheus::Counter* cluster_history_exports_;
   prometheus::Counter* cluster_history_export_bytes_;
+  prometheus::Counter* cluster_history_shared_reads_;
+  prometheus::Counter* cluster_history_own_reads_;
   prometheus::Histogram* merge_delay_;
   cluster::ClusterStats last_cluster_{};  // tick thread only
 };

@@ -14,6 +14,9 @@ namespace rta::cluster {
 namespace {
 
 constexpr int kPollMs = 50;  // caught up: how often to look for new records
+// Caught up with a tap: how long to wait for the merger's next read before reading again (the
+// merger polls every 50 ms when it is caught up too).
+constexpr int kTapWaitMs = 500;
 // Meta keys of the store: the stream sequence to read on from (u64 LE), and per partition
 // ("partition" NUL, u32 LE) the chain's rollup_covered applied (u64 LE).
 constexpr std::string_view kNextSequenceKey = "cluster_next_sequence";
@@ -204,6 +207,7 @@ ClusterHistory::~ClusterHistory() {
     stopping_ = true;
   }
   wake_.notify_all();
+  if (options_.tap != nullptr) options_.tap->Stop();  // wakes a Take
   if (thread_.joinable()) thread_.join();
 }
 
@@ -267,23 +271,45 @@ void ClusterHistory::Loop() {
 bool ClusterHistory::Follow(std::string* why) {
   if (!LoadPositions(why)) return false;
   const std::string all = options_.prefix + ".>";
+  bool level_with_tap = false;
   for (;;) {
     {
       std::lock_guard lock(mu_);
       if (stopping_) return true;
     }
     NatsMsgPtr msg;
-    const natsStatus status =
-        DirectGetNext(session_->js(), options_.stream, all, next_sequence_, &msg);
-    if (status == NATS_NOT_FOUND) {
-      std::unique_lock lock(mu_);
-      wake_.wait_for(lock, std::chrono::milliseconds(kPollMs), [&] { return stopping_; });
-      continue;
+    // What the merger read, when it is this read's answer: the stream is read once. Level with
+    // the merger (the last message came from it), wait for its next read rather than race it.
+    if (options_.tap != nullptr) {
+      msg = options_.tap
+                ->Take(next_sequence_, std::chrono::milliseconds(level_with_tap ? kTapWaitMs : 0))
+                .msg;
     }
-    if (status != NATS_OK) {
-      *why = "reading " + options_.stream + " at sequence " + std::to_string(next_sequence_) +
-             ": " + DescribeNats(status);
-      return false;
+    level_with_tap = msg != nullptr;
+    if (msg != nullptr) {
+      shared_reads_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      const natsStatus status =
+          DirectGetNext(session_->js(), options_.stream, all, next_sequence_, &msg);
+      if (status == NATS_NOT_FOUND) {
+        // Caught up: the merger's next read is likely this one's answer; wait for it first, and
+        // read again when it does not come (the merger stopped or fell behind).
+        if (options_.tap != nullptr) {
+          msg = options_.tap->Take(next_sequence_, std::chrono::milliseconds(kTapWaitMs)).msg;
+        } else {
+          std::unique_lock lock(mu_);
+          wake_.wait_for(lock, std::chrono::milliseconds(kPollMs), [&] { return stopping_; });
+        }
+        if (msg == nullptr) continue;
+        level_with_tap = true;
+        shared_reads_.fetch_add(1, std::memory_order_relaxed);
+      } else if (status != NATS_OK) {
+        *why = "reading " + options_.stream + " at sequence " + std::to_string(next_sequence_) +
+               ": " + DescribeNats(status);
+        return false;
+      } else {
+        own_reads_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
     const uint64_t sequence = natsMsg_GetSequence(msg.get());
     // Whole from here: the first record a new store reads, or the first after a gap.
@@ -468,6 +494,8 @@ ClusterHistoryStats ClusterHistory::stats() const {
   stats.copies = copies_.load(std::memory_order_relaxed);
   stats.copy_failures = copy_failures_.load(std::memory_order_relaxed);
   stats.copy_bytes = copy_bytes_.load(std::memory_order_relaxed);
+  stats.shared_reads = shared_reads_.load(std::memory_order_relaxed);
+  stats.own_reads = own_reads_.load(std::memory_order_relaxed);
   if (exporter_ != nullptr) {
     stats.exports = exporter_->copies_opened();
     stats.export_bytes = exporter_->bytes_served();

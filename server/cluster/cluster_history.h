@@ -15,6 +15,7 @@
 #include "server/cluster/history_copy.h"
 #include "server/cluster/nats_session.h"
 #include "server/cluster/partial_record.h"
+#include "server/cluster/partial_tap.h"
 #include "server/storage/rollup_accumulator.h"
 #include "server/storage/rollup_store.h"
 
@@ -32,12 +33,13 @@ namespace rta::cluster {
 // held until the last one arrives, and dropped when a new owner's run follows them instead (the
 // owner died between parts; the new one folds those events again).
 //
-// Reads the partial stream itself, with direct gets from the stored sequence (as
-// PartialMerger does for the live view, and for the same reasons), so the history never holds
-// the live view back and a restart does not read the whole stream again. What the owners have
-// trimmed (records older than two hours) cannot be read. So a node that finds at start that the
-// stream no longer holds a record after its store's position (a new node, once the stream has
-// been trimmed; a node away longer than two hours) copies a peer's whole store instead
+// Reads the partial stream from the stored sequence, with direct gets (as PartialMerger does for
+// the live view, and for the same reasons), so the history never holds the live view back and a
+// restart does not read the whole stream again; once at the merger's position it takes the
+// messages the merger read (partial_tap.h) instead of reading each one a second time. What the
+// owners have trimmed (records older than two hours) cannot be read. So a node that finds at start
+// that the stream no longer holds a record after its store's position (a new node, once the stream
+// has been trimmed; a node away longer than two hours) copies a peer's whole store instead
 // (history_copy.h: the peer whose history is whole from the earliest sequence) and reads on
 // from that store's position. Every node serves such copies. Without a peer to copy from, the
 // node reads what the stream holds: the skip is logged and counted (gap_records()).
@@ -63,6 +65,10 @@ struct ClusterHistoryOptions {
   std::string node;
   // How long to gather the peers' offers before a copy.
   std::chrono::milliseconds offer_wait{1000};
+  // The messages the node's PartialMerger read (partial_tap.h), taken instead of reading the
+  // stream a second time when they are the ones this history reads next; must outlive it.
+  // Null: every message is read here.
+  PartialTap* tap = nullptr;
   // What went wrong and was recovered from (event name and detail), for the server's log.
   std::function<void(const std::string& event, const std::string& detail)> warn;
 };
@@ -80,6 +86,8 @@ struct ClusterHistoryStats {
   // At start: a peer's store copied (it replaced this node's), or a copy that failed.
   uint64_t copies = 0, copy_failures = 0, copy_bytes = 0;
   uint64_t exports = 0, export_bytes = 0;  // copies of this store served to other nodes
+  // Stream messages this history took from the merger's reads, and read itself.
+  uint64_t shared_reads = 0, own_reads = 0;
 };
 
 class ClusterHistory {
@@ -153,7 +161,7 @@ class ClusterHistory {
   std::condition_variable wake_;
   std::atomic<uint64_t> records_applied_{0}, writes_{0}, cells_written_{0}, write_failures_{0},
       malformed_{0}, parts_dropped_{0}, gap_records_{0}, next_sequence_seen_{0}, since_seen_{0},
-      copies_{0}, copy_failures_{0}, copy_bytes_{0};
+      copies_{0}, copy_failures_{0}, copy_bytes_{0}, shared_reads_{0}, own_reads_{0};
   std::unique_ptr<HistoryExporter> exporter_;  // after store_: stopped before it closes
   std::thread thread_;
 };

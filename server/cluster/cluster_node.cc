@@ -34,6 +34,21 @@ bool CreateOrRead(kvStore* kv, const std::string& key, const std::string& initia
   return true;
 }
 
+// The counters an owner keeps that a node adds up: its current owners', plus those of owners
+// gone (kept so that the node's totals never go back when a partition moves away).
+void AddOwnerCounters(const PartitionOwner& owner, ClusterStats* stats) {
+  stats->events_counted += owner.events();
+  stats->duplicates += owner.duplicates();
+  stats->partials_published += owner.partials();
+  stats->owner_restarts += owner.restarts();
+  stats->trim_failures += owner.trim_failures();
+  stats->history_events += owner.history_events();
+  stats->history_bytes += owner.history_bytes();
+  stats->history_restored += owner.history_restored();
+  stats->history_unrestored += owner.history_unrestored();
+  stats->sessions_restored += owner.sessions_restored();
+}
+
 }  // namespace
 
 std::unique_ptr<ClusterNode> ClusterNode::Connect(ClusterOptions options, const agg::Clock& clock,
@@ -165,6 +180,10 @@ bool ClusterNode::StartServing(std::string* error) {
   merger_options.on_restart = [this](const std::string& why) {
     if (options_.warn) options_.warn("cluster_merger_restarted", why);
   };
+  if (!options_.history_dir.empty()) {
+    tap_ = std::make_unique<PartialTap>();
+    merger_options.tap = tap_.get();
+  }
   merger_ = PartialMerger::Start(session_.get(), merger_options, error);
   if (merger_ == nullptr) return false;
   segments_ = SegmentRegistry::Open(session_.get(), options_.replicas, options_.connect_timeout_ms,
@@ -178,6 +197,7 @@ bool ClusterNode::StartServing(std::string* error) {
     history_options.dir = options_.history_dir;
     history_options.retention = options_.history_retention;
     history_options.node = options_.node;
+    history_options.tap = tap_.get();
     history_options.warn = options_.warn;
     history_ = ClusterHistory::Open(session_.get(), history_options, clock_, error);
     if (history_ == nullptr) {
@@ -234,16 +254,7 @@ bool ClusterNode::StartServing(std::string* error) {
       if (it == owners_.end()) return;
       gone = std::move(it->second);
       owners_.erase(it);
-      retired_events_ += gone->events();
-      retired_duplicates_ += gone->duplicates();
-      retired_partials_ += gone->partials();
-      retired_restarts_ += gone->restarts();
-      retired_trim_failures_ += gone->trim_failures();
-      retired_history_events_ += gone->history_events();
-      retired_history_bytes_ += gone->history_bytes();
-      retired_restores_.history_restored += gone->history_restored();
-      retired_restores_.history_unrestored += gone->history_unrestored();
-      retired_restores_.sessions_restored += gone->sessions_restored();
+      AddOwnerCounters(*gone, &retired_);
     }
     gone.reset();  // stops it (outside the lock: Stats() stays quick meanwhile)
   };
@@ -287,36 +298,18 @@ size_t ClusterNode::MergeInto(agg::Aggregator& view, const std::function<void(do
 
 ClusterStats ClusterNode::Stats() const {
   ClusterStats stats;
-  if (leases_ != nullptr) stats.members = static_cast<uint32_t>(leases_->Members().size());
   {
     std::lock_guard lock(owners_mu_);
-    stats.events_counted = retired_events_;
-    stats.duplicates = retired_duplicates_;
-    stats.partials_published = retired_partials_;
-    stats.owner_restarts = retired_restarts_;
-    stats.trim_failures = retired_trim_failures_;
-    stats.history_events = retired_history_events_;
-    stats.history_bytes = retired_history_bytes_;
-    stats.history_restored = retired_restores_.history_restored;
-    stats.history_unrestored = retired_restores_.history_unrestored;
-    stats.sessions_restored = retired_restores_.sessions_restored;
+    stats = retired_;
     for (const auto& [partition, owner] : owners_) {
       stats.owned.push_back(partition);
       stats.lag_ms[partition] = owner->lag_ms();
-      stats.events_counted += owner->events();
-      stats.duplicates += owner->duplicates();
-      stats.partials_published += owner->partials();
-      stats.owner_restarts += owner->restarts();
-      stats.trim_failures += owner->trim_failures();
-      stats.history_events += owner->history_events();
-      stats.history_bytes += owner->history_bytes();
-      stats.history_restored += owner->history_restored();
-      stats.history_unrestored += owner->history_unrestored();
-      stats.sessions_restored += owner->sessions_restored();
+      AddOwnerCounters(*owner, &stats);
       stats.segments_counted = std::max(stats.segments_counted, owner->segments_counted());
       stats.segments_skipped = std::max(stats.segments_skipped, owner->segments_skipped());
     }
   }
+  if (leases_ != nullptr) stats.members = static_cast<uint32_t>(leases_->Members().size());
   if (history_ != nullptr) stats.history = history_->stats();
   if (merger_ != nullptr) {
     stats.partials_received = merger_->received();

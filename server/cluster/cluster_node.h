@@ -136,6 +136,7 @@ class ClusterNode {
   std::unique_ptr<NatsSession> session_;
   agg::HashSeeds seeds_;
   agg::AggregatorConfig owner_config_;
+  std::unique_ptr<PartialTap> tap_;  // the merger's reads, for the history (both outlived)
   std::unique_ptr<PartialMerger> merger_;
   std::unique_ptr<ClusterHistory> history_;
   std::unique_ptr<SegmentRegistry> segments_;
@@ -143,10 +144,7 @@ class ClusterNode {
 
   mutable std::mutex owners_mu_;
   std::map<uint32_t, std::unique_ptr<PartitionOwner>> owners_;  // guarded by owners_mu_
-  uint64_t retired_events_ = 0, retired_duplicates_ = 0, retired_partials_ = 0,
-           retired_restarts_ = 0, retired_trim_failures_ = 0, retired_history_events_ = 0,
-           retired_history_bytes_ = 0;  // of owners gone; owners_mu_
-  ClusterStats retired_restores_;       // history_restored and the two after it; owners_mu_
+  ClusterStats retired_;  // the counters of owners gone (AddOwnerCounters); owners_mu_
   // Last: destroyed first, so no lease callback runs while the rest goes.
   std::unique_ptr<PartitionLeases> leases_;
 };

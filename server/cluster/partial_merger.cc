@@ -101,6 +101,7 @@ bool PartialMerger::Follow(std::string* why) {
     if (status == NATS_OK) {
       const uint64_t read = natsMsg_GetSequence(msg.get());
       Receive(msg.get(), read);
+      if (options_.tap != nullptr) options_.tap->Push(next, read, std::move(msg));
       next = read + 1;
     } else if (status == NATS_NOT_FOUND) {
       // Caught up (with the replica that answered): wait a little.

@@ -13,6 +13,7 @@
 
 #include "server/cluster/nats_session.h"
 #include "server/cluster/partial_record.h"
+#include "server/cluster/partial_tap.h"
 
 namespace rta::cluster {
 
@@ -41,6 +42,9 @@ struct PartialMergerOptions {
   int connect_timeout_ms = 10'000;
   // Why the consumer was replaced (consumer thread).
   std::function<void(const std::string& why)> on_restart;
+  // Where every message read goes next (the node's history reads from it instead of the
+  // stream); must outlive the merger. Null: nowhere.
+  PartialTap* tap = nullptr;
 };
 
 struct MergedPartial {
