@@ -62,7 +62,8 @@ std::string ServerProcess::DefaultBinary() {
 #endif
 }
 
-ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) {
+ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary,
+                             std::chrono::seconds start_limit) {
   char path[] = "/tmp/rta_test_server_XXXXXX";
   const int fd = mkstemp(path);
   if (fd < 0) return;
@@ -101,7 +102,7 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::string binary) 
   const std::regex listening(R"(event=listening .*port=(\d+))");
   const std::regex metrics(R"(event=metrics_listening .*port=(\d+))");
   const std::regex http(R"(event=http_listening .*port=(\d+))");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto deadline = std::chrono::steady_clock::now() + start_limit;
   while (std::chrono::steady_clock::now() < deadline && port_ == 0) {
     std::istringstream log(Log());
     std::string line;

@@ -15,9 +15,9 @@ namespace rta::testing {
 // --http-listen 127.0.0.1:0 ARGS...` (an ARGS entry of --listen, --metrics-listen, --data-dir or
 // --http-listen overrides the default:
 // memory-only unless the test names a directory), stderr to a log file. The
-// constructor waits up to 20 s for the `event=listening` line. If the test process dies, the
-// server gets SIGKILL too (PR_SET_PDEATHSIG); the destructor stops it if it still runs (SIGTERM,
-// then SIGKILL after 15 s).
+// constructor waits up to `start_limit` (20 s) for the `event=listening` line. If the test process
+// dies, the server gets SIGKILL too (PR_SET_PDEATHSIG); the destructor stops it if it still runs
+// (SIGTERM, then SIGKILL after 15 s).
 //
 // Not thread-safe; use from the test's thread.
 // A metric's WINDOW_TOTAL value from GetMetrics at `address` (plaintext, no token); -1 when it
@@ -30,7 +30,8 @@ int FreeLoopbackPort();
 
 class ServerProcess {
  public:
-  explicit ServerProcess(std::vector<std::string> args = {}, std::string binary = DefaultBinary());
+  explicit ServerProcess(std::vector<std::string> args = {}, std::string binary = DefaultBinary(),
+                         std::chrono::seconds start_limit = std::chrono::seconds(20));
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
