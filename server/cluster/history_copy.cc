@@ -21,6 +21,9 @@ namespace fs = std::filesystem;
 constexpr char kChunk = 'D';
 constexpr char kError = 'E';
 constexpr int64_t kRequestTimeoutMs = 10'000;
+// "open" takes a checkpoint, which first flushes the peer's memtables through the rollup merge
+// operator: seconds on a busy peer (10 s was seen not to be enough under TSan).
+constexpr int64_t kOpenTimeoutMs = 120'000;
 
 std::string OfferSubject() { return std::string(kHistoryCopyPrefix) + ".offer"; }
 std::string ExportSubject(const std::string& node) {
@@ -40,9 +43,10 @@ bool Ask(NatsSession* session, const std::string& node, const Json& request, Nat
          std::string* why) {
   const std::string body = request.dump();
   natsMsg* raw = nullptr;
-  const natsStatus status =
-      natsConnection_Request(&raw, session->connection(), ExportSubject(node).c_str(), body.data(),
-                             static_cast<int>(body.size()), kRequestTimeoutMs);
+  const natsStatus status = natsConnection_Request(
+      &raw, session->connection(), ExportSubject(node).c_str(), body.data(),
+      static_cast<int>(body.size()),
+      request.value("op", "") == "open" ? kOpenTimeoutMs : kRequestTimeoutMs);
   reply->reset(raw);
   if (status != NATS_OK) {
     *why = "asking " + node + " (" + request.value("op", "") + "): " + DescribeNats(status);
