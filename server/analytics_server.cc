@@ -547,6 +547,7 @@ storage::RollupAccumulator::Limits HistoryLimitsOf(const ServerConfig& config) {
   storage::RollupAccumulator::Limits limits;
   limits.max_values_per_dimension = config.history_max_values;
   limits.segment_visitor_precision = static_cast<int>(config.history_segment_precision);
+  limits.minute_visitor_precision = static_cast<int>(config.history_minute_precision);
   return limits;
 }
 

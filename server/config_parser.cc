@@ -168,6 +168,11 @@ std::vector<Setting> Settings(ServerConfig& c) {
        "HyperLogLog precision of a segment's unique visitors in the history, 10-14: 12 is 4 KiB "
        "and 1.6% standard error per cell, each step down halves the bytes and multiplies the "
        "error by 1.41 (the whole traffic's cells keep 14)"},
+      {"history_minute_precision", &c.history_minute_precision,
+       "HyperLogLog precision of the whole traffic's unique visitors in the history's minute "
+       "cells, 10-14: 14 is 16 KiB and 0.81% standard error per cell, 12 is 4 KiB and 1.6% "
+       "(hour and day cells keep 14); with --history-segment-precision 10 and this at 12, 30 "
+       "days at 1,000 events/s take about 180 MB instead of 390 (bench/README, \"History\")"},
       {"producer_idle_expiry_s", &c.producer_idle_expiry_s,
        "a PublishEvents producer id idle this long is forgotten (a re-send after that counts by "
        "event id only)"},
@@ -489,6 +494,7 @@ bool ValidateServerConfig(const ServerConfig& c, std::string* error) {
       !within("history_flush_ms", c.history_flush_ms, 100, 600'000) ||
       !within("history_max_values", c.history_max_values, 1, 1'000'000) ||
       !within("history_segment_precision", c.history_segment_precision, 10, 14) ||
+      !within("history_minute_precision", c.history_minute_precision, 10, 14) ||
       !within("producer_idle_expiry_s", c.producer_idle_expiry_s, 60, 365 * 86'400) ||
       !within("max_producers", c.max_producers, 1, 100'000'000) ||
       !within("publish_window_batches", c.publish_window_batches, 1, 10'000)) {

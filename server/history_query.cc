@@ -407,8 +407,9 @@ grpc::Status AnswerRangeQuery(const analytics::RangeQuery& query, const storage:
                    std::to_string(retention.For(resolution) / 86'400) + " days): it has no data");
   }
   if (std::find(metrics.begin(), metrics.end(), 4) != metrics.end()) {
-    // The precision of what was merged: 14 for the whole traffic, --history-segment-precision
-    // for a segment (a range over both is folded to the lower).
+    // The precision of what was merged: 14 for the whole traffic's hours and days,
+    // --history-minute-precision for its minutes, --history-segment-precision for a segment
+    // (a range over several is folded to the lowest).
     const int precision = total.visitors().precision();
     char error_text[96];
     std::snprintf(error_text, sizeof error_text, "%.1f%% standard error, precision %d%s",

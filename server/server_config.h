@@ -87,6 +87,7 @@ struct ServerConfig {
   uint32_t history_flush_ms = 2000;    // how often new rollup cells are written
   uint32_t history_max_values = 1000;  // distinct values kept per dimension, then __other__
   uint32_t history_segment_precision = 12;  // HyperLogLog precision of a segment's visitors
+  uint32_t history_minute_precision = 14;   // ... of the whole traffic's minute cells
   // PublishEvents producers: forgotten after this long without a batch; at most this many.
   uint32_t producer_idle_expiry_s = 7 * 24 * 3600;
   uint64_t max_producers = 1'000'000;

@@ -7,7 +7,9 @@
 //  2. Disk: the store compacted, bytes per resolution, and per day of traffic: the minute and
 //     hour families scale with time (x 24 / hours); the day family holds one cell per segment
 //     per day, measured as it is after `--hours` (a full day's HyperLogLogs are denser, so its
-//     upper bound, every day cell dense, is printed beside it).
+//     upper bound, every day cell dense, is printed beside it). Then the floor under the
+//     visitor registers, each cell's at the entropy of its own histogram: what the precisions
+//     (`--segment-precision`, `--minute-precision`: the server's flags) need, in any format.
 //  3. Queries: the generated day's hour and day cells copied to `--days` days (each day the
 //     same traffic), then `--queries` range queries over the last 30 days through
 //     AnswerRangeQuery (the QueryMetrics handler's work, without gRPC): totals, one filter, a
@@ -30,7 +32,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -174,6 +178,7 @@ int main(int argc, char** argv) {
   double hours = 2, rate = 1000;
   int days = 30, queries = 1000;
   int segment_precision = rta::storage::VisitorSketch::kSegmentPrecision;
+  int minute_precision = rta::storage::VisitorSketch::kTotalsPrecision;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&] { return i + 1 < argc ? std::atof(argv[++i]) : 0.0; };
@@ -187,6 +192,8 @@ int main(int argc, char** argv) {
       queries = static_cast<int>(next());
     else if (arg == "--segment-precision")  // the server's --history-segment-precision
       segment_precision = static_cast<int>(next());
+    else if (arg == "--minute-precision")  // the server's --history-minute-precision
+      minute_precision = static_cast<int>(next());
     else if (arg == "--smoke") {
       hours = 0.05;
       rate = 200;
@@ -195,15 +202,16 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: history_bench [--hours H] [--rate N] [--days D] "
-                   "[--queries Q] [--segment-precision 10..14] [--smoke]\n");
+                   "[--queries Q] [--segment-precision 10..14] [--minute-precision 10..14] "
+                   "[--smoke]\n");
       return 2;
     }
   }
   if (hours <= 0 || hours > 24 || rate <= 0 || days < 1 || queries < 1 || segment_precision < 10 ||
-      segment_precision > 14) {
+      segment_precision > 14 || minute_precision < 10 || minute_precision > 14) {
     std::fprintf(stderr,
                  "history_bench: --hours 0..24, --rate, --days, --queries > 0, "
-                 "--segment-precision 10..14\n");
+                 "--segment-precision and --minute-precision 10..14\n");
     return 2;
   }
   const char* base = std::getenv("RTA_BENCH_DIR");
@@ -231,6 +239,7 @@ int main(int argc, char** argv) {
   rta::reporter::TrafficGenerator generator(options);
   rta::storage::RollupAccumulator::Limits limits;
   limits.segment_visitor_precision = segment_precision;
+  limits.minute_visitor_precision = minute_precision;
   rta::storage::RollupAccumulator accumulator(limits);
   analytics::EventData event;
   const int64_t end_ms = options.start_ms + static_cast<int64_t>(hours * 3'600'000);
@@ -309,6 +318,36 @@ int main(int argc, char** argv) {
       kept(7, 30, 30) / 1e6);
   std::printf("retention defaults (7 d minutes, 90 d hours, 730 d days): %.2f GB\n",
               kept(7, 90, 730) / 1e9);
+  // The floor under the registers: each cell's registers coded at the entropy of their own
+  // histogram. HyperLogLog registers are independent given the cell's count, so no encoding
+  // that stores each cell on its own, as the store does (ZSTD's, or an entropy coder of our
+  // own), keeps them in fewer bits on average; the counters and page-load bins come on top.
+  // This says what the disk budget needs of the precisions, whatever the cell format.
+  std::array<double, 3> floor_bytes{};
+  for (Resolution resolution : {Resolution::kMinute, Resolution::kHour, Resolution::kDay}) {
+    store->ScanSegments(
+        resolution, "", 0, now_s,
+        [&](std::string_view, int64_t, const rta::storage::RollupCell& cell) {
+          const std::vector<uint8_t>& registers = cell.visitors().registers();
+          std::array<uint64_t, 256> histogram{};
+          for (uint8_t rank : registers) ++histogram[rank];
+          double bits = 0;
+          for (uint64_t count : histogram) {
+            if (count == 0) continue;
+            const double p = static_cast<double>(count) / static_cast<double>(registers.size());
+            bits -= static_cast<double>(count) * std::log2(p);
+          }
+          floor_bytes[static_cast<size_t>(resolution)] += bits / 8;
+        },
+        &error);
+  }
+  const double floor_30_days =
+      floor_bytes[0] * scale * 7 + floor_bytes[1] * scale * 30 + floor_bytes[2] * 30;
+  std::printf(
+      "visitor registers at their entropy (the floor of any per-cell encoding): minute %.2f MB, "
+      "hour %.2f MB, day %.2f MB; per 30 days %.0f MB of the %.0f\n",
+      floor_bytes[0] / 1e6, floor_bytes[1] / 1e6, floor_bytes[2] / 1e6, floor_30_days / 1e6,
+      kept(7, 30, 30) / 1e6);
 
   // 3. Queries: copy the day's hour and day cells to the previous days.
   std::vector<rta::storage::RollupWrite> copies;

@@ -123,7 +123,12 @@ RollupCell& RollupAccumulator::Cell(Resolution resolution, int64_t time_s,
     it->second.bucket_s = bucket;
     it->second.segment.assign(segment);
     // A segment's visitors at a lower precision (VisitorSketch): most of the history's disk.
-    if (!segment.empty()) it->second.cell = RollupCell(limits_.segment_visitor_precision);
+    if (!segment.empty()) {
+      it->second.cell = RollupCell(limits_.segment_visitor_precision);
+    } else if (resolution == Resolution::kMinute &&
+               limits_.minute_visitor_precision != VisitorSketch::kTotalsPrecision) {
+      it->second.cell = RollupCell(limits_.minute_visitor_precision);
+    }
   }
   return it->second.cell;
 }

@@ -107,6 +107,9 @@ class RollupAccumulator {
     // A segment's cells count visitors at this precision, the whole traffic's at 14
     // (VisitorSketch): the segments' registers are most of the history's disk.
     int segment_visitor_precision = VisitorSketch::kSegmentPrecision;
+    // The whole traffic's minute cells count visitors at this precision (its hour and day
+    // cells keep kTotalsPrecision): an operator's trade of the minutes' accuracy for disk.
+    int minute_visitor_precision = VisitorSketch::kTotalsPrecision;
   };
   explicit RollupAccumulator(const Limits& limits);
 

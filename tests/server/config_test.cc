@@ -121,11 +121,16 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
                Catch::Contains("cluster_replicas: must be 1-5, got 7"));
     CHECK(refusal({"--cluster", "nats://a:1,nats://b:2", "--cluster-replicas", "3"}) == "accepted");
   }
-  SECTION("a history segment precision outside 10-14") {
+  SECTION("a history segment or minute precision outside 10-14") {
     CHECK_FALSE(ParseCommandLine({"--history-segment-precision", "9"}, &cl, &error));
     CHECK_THAT(error, Catch::Contains("history_segment_precision"));
     CHECK(ParseCommandLine({"--history-segment-precision", "10"}, &cl, &error));
     CHECK(cl.config.history_segment_precision == 10);
+    CHECK(cl.config.history_minute_precision == 14);
+    CHECK_FALSE(ParseCommandLine({"--history-minute-precision", "15"}, &cl, &error));
+    CHECK_THAT(error, Catch::Contains("history_minute_precision"));
+    CHECK(ParseCommandLine({"--history-minute-precision", "12"}, &cl, &error));
+    CHECK(cl.config.history_minute_precision == 12);
   }
   SECTION("an unknown default window") {
     CHECK_FALSE(ParseCommandLine({"--default-window", "2m"}, &cl, &error));

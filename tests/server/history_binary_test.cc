@@ -458,3 +458,73 @@ TEST_CASE("history: three days backfilled equal the file per day and hour, segme
       std::chrono::seconds(10)));
   CHECK(seen == total);
 }
+
+// --history-minute-precision: the whole traffic's minute cells count visitors at that
+// precision, its hour cells keep 14, and QueryMetrics notes the precision of what it merged.
+// An hour of traffic, two hours old, backfilled; then the hour as 60 minutes and as one hour.
+TEST_CASE("history: the minute precision flag sets the minutes' visitor sketch only",
+          "[server][binary][history]") {
+  TempDir dir;
+  const std::string file = dir.path() + "/hour.jsonl";
+  const int64_t now_ms = NowMs();
+  const int64_t hour_ms = now_ms - now_ms % kHourMs - 2 * kHourMs;
+  constexpr int kEvents = 6'000;
+  {
+    const std::string command = std::string(RTA_EVENT_REPORTER_BINARY) + " generate --events " +
+                                std::to_string(kEvents) + " --rate " +
+                                std::to_string(kEvents / 3600.0 / 0.95) + " --seed 21 --start-ms " +
+                                std::to_string(hour_ms) + " --output " + file + " --quiet";
+    REQUIRE(std::system(command.c_str()) == 0);
+  }
+  const FileAnswers answers = CountFile(file);
+  REQUIRE(answers.hours.size() == 1);
+  const Bucket& hour = answers.hours.begin()->second;
+  REQUIRE(answers.hours.begin()->first == hour_ms);
+
+  ServerProcess server({"--data-dir", dir.path() + "/data", "--history-flush-ms", "200",
+                        "--dedupe-capacity-log2", "16", "--history-minute-precision", "12"});
+  REQUIRE(server.listening());
+  const std::string replay = std::string(RTA_EVENT_REPORTER_BINARY) + " replay " + file +
+                             " --server " + server.address() + " --quiet";
+  REQUIRE(std::system(replay.c_str()) == 0);
+  auto stub = analytics::AnalyticsService::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+
+  analytics::RangeQuery query;
+  query.set_from_ms(hour_ms);
+  query.set_to_ms(hour_ms + kHourMs);
+  query.add_metrics("events_total");
+  query.add_metrics("unique_visitors");
+  auto precision_note = [](const analytics::RangeResult& result) {
+    for (const std::string& note : result.notes()) {
+      if (note.rfind("unique_visitors:", 0) == 0) return note;
+    }
+    return std::string("(no unique_visitors note)");
+  };
+  for (const int64_t step_s : {int64_t{60}, int64_t{3600}}) {
+    INFO("step " << step_s);
+    query.set_step_seconds(step_s);
+    analytics::RangeResult result;
+    REQUIRE(WaitFor(
+        [&] {
+          result = Query(*stub, query);
+          return result.totals(0) == static_cast<double>(hour.events);
+        },
+        std::chrono::seconds(30)));
+    // A point per step with data: the events span about 57 of the hour's minutes.
+    if (step_s == 60) {
+      CHECK(result.series_size() >= 50);
+      CHECK(result.series_size() <= 60);
+    } else {
+      CHECK(result.series_size() == 1);
+    }
+    const std::string note = precision_note(result);
+    INFO(note);
+    // A sketch of the file's visitors: 4 standard errors of the precision that was merged.
+    const int precision = step_s == 60 ? 12 : 14;
+    CHECK(note.find("precision " + std::to_string(precision)) != std::string::npos);
+    const double visitors = static_cast<double>(hour.visitors.size());
+    const double bound = 4 * 1.04 / std::sqrt(static_cast<double>(1 << precision));
+    CHECK(std::abs(result.totals(1) - visitors) <= bound * visitors);
+  }
+}

@@ -83,6 +83,23 @@ TEST_CASE("a segment's visitor precision is the limit's", "[rollup]") {
   CHECK(cells.at({Resolution::kHour, t, ""}).visitors().precision() == 14);
 }
 
+TEST_CASE("the whole traffic's minute visitor precision is the limit's and only the minutes'",
+          "[rollup]") {
+  RollupAccumulator::Limits limits;
+  limits.minute_visitor_precision = 12;
+  RollupAccumulator accumulator(limits);
+  accumulator.Add(Event(RollupEvent::Kind::kPageView, kT, /*session=*/1));
+  auto cells = Cells(accumulator);
+  const int64_t t = kT / 1000;
+  const int64_t minute = t - t % 60;
+  CHECK(cells.at({Resolution::kMinute, minute, ""}).visitors().precision() == 12);
+  CHECK(cells.at({Resolution::kMinute, minute, ""}).UniqueVisitors() == Approx(1).epsilon(0.01));
+  CHECK(cells.at({Resolution::kHour, t, ""}).visitors().precision() == 14);
+  CHECK(cells.at({Resolution::kDay, t - t % 86'400, ""}).visitors().precision() == 14);
+  CHECK(cells.at({Resolution::kHour, t, "country=DE"}).visitors().precision() ==
+        VisitorSketch::kSegmentPrecision);
+}
+
 TEST_CASE("pair keys: no two value pairs share a key, and a prefix selects one first value",
           "[rollup]") {
   // Values may hold any byte but NUL; the first value's length keeps "a"+"bc" from "ab"+"c".
