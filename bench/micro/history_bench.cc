@@ -9,7 +9,8 @@
 //     per day, measured as it is after `--hours` (a full day's HyperLogLogs are denser, so its
 //     upper bound, every day cell dense, is printed beside it). Then the floor under the
 //     visitor registers, each cell's at the entropy of its own histogram: what the precisions
-//     (`--segment-precision`, `--minute-precision`: the server's flags) need, in any format.
+//     (`--segment-precision`, `--minute-precision`: the server's flags) need, in any format that
+//     stores each cell on its own.
 //  3. Queries: the generated day's hour and day cells copied to `--days` days (each day the
 //     same traffic), then `--queries` range queries over the last 30 days through
 //     AnswerRangeQuery (the QueryMetrics handler's work, without gRPC): totals, one filter, a
@@ -307,10 +308,16 @@ int main(int argc, char** argv) {
       "measured; with every day cell dense: at most %.1f MB)\n",
       rate, per_day / 1e6, scale,
       (static_cast<double>(minute + hour) * scale + std::max<double>(day, day_bound)) / 1e6);
-  // Bytes kept for these days of each resolution (the minute and hour families scaled to a day).
+  // Bytes kept for these days of each resolution, of families measured as {minute, hour, day}
+  // (the minute and hour families scaled to a day).
+  auto kept_of = [&](const std::array<double, 3>& family, double minute_days, double hour_days,
+                     double day_days) {
+    return family[0] * scale * minute_days + family[1] * scale * hour_days + family[2] * day_days;
+  };
+  const std::array<double, 3> disk = {static_cast<double>(minute), static_cast<double>(hour),
+                                      static_cast<double>(day)};
   auto kept = [&](double minute_days, double hour_days, double day_days) {
-    return static_cast<double>(minute) * scale * minute_days +
-           static_cast<double>(hour) * scale * hour_days + static_cast<double>(day) * day_days;
+    return kept_of(disk, minute_days, hour_days, day_days);
   };
   std::printf(
       "per 30 days of traffic (7 d of minutes, 30 d of hours and days; the issue's budget is "
@@ -341,13 +348,11 @@ int main(int argc, char** argv) {
         },
         &error);
   }
-  const double floor_30_days =
-      floor_bytes[0] * scale * 7 + floor_bytes[1] * scale * 30 + floor_bytes[2] * 30;
   std::printf(
       "visitor registers at their entropy (the floor of any per-cell encoding): minute %.2f MB, "
       "hour %.2f MB, day %.2f MB; per 30 days %.0f MB of the %.0f\n",
-      floor_bytes[0] / 1e6, floor_bytes[1] / 1e6, floor_bytes[2] / 1e6, floor_30_days / 1e6,
-      kept(7, 30, 30) / 1e6);
+      floor_bytes[0] / 1e6, floor_bytes[1] / 1e6, floor_bytes[2] / 1e6,
+      kept_of(floor_bytes, 7, 30, 30) / 1e6, kept(7, 30, 30) / 1e6);
 
   // 3. Queries: copy the day's hour and day cells to the previous days.
   std::vector<rta::storage::RollupWrite> copies;

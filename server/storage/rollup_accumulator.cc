@@ -125,8 +125,7 @@ RollupCell& RollupAccumulator::Cell(Resolution resolution, int64_t time_s,
     // A segment's visitors at a lower precision (VisitorSketch): most of the history's disk.
     if (!segment.empty()) {
       it->second.cell = RollupCell(limits_.segment_visitor_precision);
-    } else if (resolution == Resolution::kMinute &&
-               limits_.minute_visitor_precision != VisitorSketch::kTotalsPrecision) {
+    } else if (resolution == Resolution::kMinute) {
       it->second.cell = RollupCell(limits_.minute_visitor_precision);
     }
   }
