@@ -177,6 +177,21 @@ double Total(rta::testing::ServerHarness& server, const std::string& metric) {
   return server.Metric(metric, analytics::WINDOW_TOTAL);
 }
 
+int StartProcess(const std::vector<std::string>& argv, const std::string& out_path,
+                 const std::string& err_path) {
+  return Spawn(argv, "", "", out_path, err_path);
+}
+
+int WaitOrKill(int pid, std::chrono::milliseconds timeout) {
+  if (const std::optional<int> status =
+          WaitUntil(pid, std::chrono::steady_clock::now() + timeout)) {
+    return *status;
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
 ShellRun RunShell(const std::string& command, const std::string& directory,
                   const std::string& path_prefix, std::chrono::milliseconds timeout) {
   static int runs = 0;
@@ -185,13 +200,7 @@ ShellRun RunShell(const std::string& command, const std::string& directory,
   const int pid = Spawn({"/bin/bash", "-c", command}, directory, path_prefix, out_path, err_path);
   REQUIRE(pid > 0);
   ShellRun run;
-  if (const std::optional<int> status =
-          WaitUntil(pid, std::chrono::steady_clock::now() + timeout)) {
-    run.status = *status;
-  } else {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-  }
+  run.status = WaitOrKill(pid, timeout);
   run.out = ReadFile(out_path);
   run.err = ReadFile(err_path);
   std::remove(out_path.c_str());

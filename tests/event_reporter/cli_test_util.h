@@ -59,4 +59,13 @@ struct ShellRun {
 ShellRun RunShell(const std::string& command, const std::string& directory,
                   const std::string& path_prefix, std::chrono::milliseconds timeout);
 
+// Starts `argv` (argv[0] a path) in the background with stdout and stderr into the two files;
+// returns its pid.
+int StartProcess(const std::vector<std::string>& argv, const std::string& out_path,
+                 const std::string& err_path);
+
+// Waits for `pid` at most `timeout`: its exit status (128 + N for a signal N). A process still
+// running then is killed (SIGKILL) and reported with status -1.
+int WaitOrKill(int pid, std::chrono::milliseconds timeout);
+
 }  // namespace rta::reporter::testing
