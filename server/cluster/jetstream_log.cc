@@ -10,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "server/cluster/nats_session.h"
@@ -23,7 +24,10 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kFirstLsnHeader[] = "Rta-First-Lsn";
 constexpr char kRecordsHeader[] = "Rta-Records";
-constexpr char kMsgIdHeader[] = "Nats-Msg-Id";
+// Names the writer of a fenced-mode message (WriterToken() and its first Lsn): the message id
+// names the chain position instead, so this is how a writer tells its own stored message from
+// another writer's at the same position.
+constexpr char kWriterHeader[] = "Rta-Writer";
 // Room left in a message for its headers (ours and JetStream's), out of the server's
 // max_payload.
 constexpr int kHeaderRoom = 1024;
@@ -69,6 +73,14 @@ bool ForEachRecord(natsMsg* msg, Lsn first, uint64_t count,
   return at == size;
 }
 
+// `writer_id` and 64 random bits: unique to one open log, also when two of them share a writer id
+// (two runs of one partition owner).
+std::string WriterToken(const std::string& writer_id) {
+  std::random_device random;  // the kernel's CSPRNG in libstdc++
+  const uint64_t incarnation = (uint64_t{random()} << 32) | random();
+  return writer_id + "/" + std::to_string(incarnation);
+}
+
 class JetStreamLog final : public storage::EventLog {
  public:
   JetStreamLog(JetStreamLogOptions options, std::unique_ptr<NatsSession> session, Lsn last_lsn,
@@ -79,6 +91,7 @@ class JetStreamLog final : public storage::EventLog {
         max_message_bytes_(static_cast<size_t>(std::max<int64_t>(
             natsConnection_GetMaxPayload(session_->connection()) - kHeaderRoom, 4096))),
         subject_prefix_(options_.subject.substr(0, options_.subject.rfind('.'))),
+        writer_token_(WriterToken(options_.writer_id)),
         next_lsn_(last_lsn + 1),
         waiters_(last_lsn),
         durable_lsn_(last_lsn),
@@ -343,8 +356,25 @@ class JetStreamLog final : public storage::EventLog {
 
   // Publishes one record group until JetStream has stored it. False when this writer is fenced
   // (another one appended to the subject) or the log closes before it is stored.
+  //
+  // The fencing has two parts, because the NATS server's Nats-Expected-Last-Subject-Sequence is
+  // not enough on a replicated stream: the server checks it before it proposes the message to
+  // the stream's replicas, against what they have applied, and not again when they apply it
+  // ("If we are clustered we have prechecked", server/stream.go in 2.9.10;
+  // nats-io/nats-server#4320). Two writers that both publish after sequence S before either
+  // message is applied would both be stored: a forked chain, counted twice by every reader.
+  // So the message id names the chain position, `<subject>@<S>`, and JetStream's
+  // de-duplication, which every replica does when it applies a message, in log order, stores
+  // only the first message at a position. The expected sequence stays: it refuses a stale
+  // writer at once when the position is already applied.
+  //
+  // The same id makes a retry whose first attempt was stored a duplicate too, so a duplicate
+  // (or a refusal) is ours only when the stored message carries this writer's Rta-Writer
+  // header. When that cannot be read the writer fences itself: a restart is safe, a fork is
+  // not.
   bool PublishUntilStored(const std::string& payload, Lsn first, uint64_t count) {
-    const std::string msg_id = options_.writer_id + ":" + std::to_string(first);
+    const std::string position_id = options_.subject + "@" + std::to_string(last_sequence_);
+    const std::string mine = writer_token_ + ":" + std::to_string(first);
     for (;;) {
       natsMsg* raw = nullptr;
       natsMsg_Create(&raw, options_.subject.c_str(), nullptr, payload.data(),
@@ -352,10 +382,11 @@ class JetStreamLog final : public storage::EventLog {
       NatsMsgPtr msg(raw);
       natsMsgHeader_Set(msg.get(), kFirstLsnHeader, std::to_string(first).c_str());
       natsMsgHeader_Set(msg.get(), kRecordsHeader, std::to_string(count).c_str());
+      natsMsgHeader_Set(msg.get(), kWriterHeader, mine.c_str());
       jsPubOptions options;
       jsPubOptions_Init(&options);
       options.MaxWait = options_.publish_timeout_ms;
-      options.MsgId = msg_id.c_str();
+      options.MsgId = position_id.c_str();
       if (last_sequence_ > 0) {
         options.ExpectLastSubjectSeq = last_sequence_;
       } else {
@@ -367,20 +398,22 @@ class JetStreamLog final : public storage::EventLog {
       uint64_t sequence = 0;
       if (status == NATS_OK) {
         sequence = ack->Sequence;
+        const bool duplicate = ack->Duplicate;
         jsPubAck_Destroy(ack);
+        if (duplicate && !StoredIs(sequence, mine)) {
+          return Fence("another writer's message took the place after stream sequence " +
+                       std::to_string(last_sequence_) + " in " + options_.subject +
+                       " first (stream sequence " + std::to_string(sequence) +
+                       "): this log no longer writes there");
+        }
       } else if (code == JSStreamWrongLastSequenceErr) {
         // Ours already (a retry of a message whose acknowledgement was lost), or another
         // writer's: the subject's last message says which.
-        sequence = StoredAsLast(msg_id);
+        sequence = StoredAsLast(mine);
         if (sequence == 0) {
-          std::lock_guard lock(mu_);
-          fenced_ = true;
-          writable_ = false;
-          health_message_ = "another writer appended to " + options_.subject +
-                            " after stream "
-                            "sequence " +
-                            std::to_string(last_sequence_) + ": this log no longer writes there";
-          return false;
+          return Fence("another writer appended to " + options_.subject +
+                       " after stream sequence " + std::to_string(last_sequence_) +
+                       ": this log no longer writes there");
         }
       }
       if (sequence > 0) {
@@ -393,6 +426,15 @@ class JetStreamLog final : public storage::EventLog {
       }
       if (!WaitToRetry(status, code)) return false;
     }
+  }
+
+  // Stops this log writing (every later append is refused with `why`); false, for the caller.
+  bool Fence(std::string why) {
+    std::lock_guard lock(mu_);
+    fenced_ = true;
+    writable_ = false;
+    health_message_ = std::move(why);
+    return false;
   }
 
   // js_PublishMsg, its time added to publish_nanos_.
@@ -496,8 +538,9 @@ class JetStreamLog final : public storage::EventLog {
     return !(closing_ && Clock::now() >= close_deadline_);
   }
 
-  // The stream sequence of the subject's last message if its id is msg_id, else 0.
-  uint64_t StoredAsLast(const std::string& msg_id) {
+  // The stream sequence of the subject's last message if it is `mine`, else 0 (also when it
+  // cannot be read).
+  uint64_t StoredAsLast(const std::string& mine) {
     natsMsg* raw = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     if (js_GetLastMsg(&raw, js_, options_.stream.c_str(), options_.subject.c_str(), nullptr,
@@ -505,9 +548,24 @@ class JetStreamLog final : public storage::EventLog {
       return 0;
     }
     NatsMsgPtr msg(raw);
-    const char* id = nullptr;
-    if (natsMsgHeader_Get(msg.get(), kMsgIdHeader, &id) != NATS_OK || msg_id != id) return 0;
-    return natsMsg_GetSequence(msg.get());
+    return IsMine(msg.get(), mine) ? natsMsg_GetSequence(msg.get()) : 0;
+  }
+
+  // True when the message at stream sequence `sequence` is `mine`; false when it is another
+  // writer's or cannot be read.
+  bool StoredIs(uint64_t sequence, const std::string& mine) {
+    natsMsg* raw = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_GetMsg(&raw, js_, options_.stream.c_str(), sequence, nullptr, &code) != NATS_OK) {
+      return false;
+    }
+    NatsMsgPtr msg(raw);
+    return IsMine(msg.get(), mine);
+  }
+
+  static bool IsMine(natsMsg* msg, const std::string& mine) {
+    const char* writer = nullptr;
+    return natsMsgHeader_Get(msg, kWriterHeader, &writer) == NATS_OK && mine == writer;
   }
 
   const JetStreamLogOptions options_;
@@ -515,6 +573,7 @@ class JetStreamLog final : public storage::EventLog {
   jsCtx* const js_;  // session_'s
   const size_t max_message_bytes_;
   const std::string subject_prefix_;  // the subject up to its last '.'
+  const std::string writer_token_;    // WriterToken(options_.writer_id)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -20,11 +20,16 @@ namespace rta::cluster {
 //
 // One writer thread does group commit as the segment log does: everything appended since the
 // last publish goes out as one JetStream message (up to the server's max_payload), one message
-// in flight at a time. Each message carries its first Lsn and record count in headers, a
-// message id `<writer_id>:<first lsn>` (JetStream's de-duplication window catches the re-send of
-// a message whose acknowledgement was lost) and the subject sequence it expects to follow. That
-// last header is the fencing: a second writer on the same subject (a node that lost its lease,
-// later) has its publish refused instead of interleaving; this log then stops being writable.
+// in flight at a time. Each message carries its first Lsn and record count in headers, the
+// subject sequence it expects to follow, and a message id naming that chain position,
+// `<subject>@<sequence it follows>`. Together they are the fencing: a second writer on the same
+// subject (a partition owner that lost its lease) has its publish refused, or dropped as a
+// duplicate of the position's first message, instead of interleaving or forking the subject;
+// this log then stops being writable. The id is needed because the NATS server checks the
+// expected sequence of a replicated stream only before the replicas apply the message
+// (nats-io/nats-server#4320), while it de-duplicates ids as they apply it. A header names the
+// writer, so the re-send of a message whose acknowledgement was lost is told apart from
+// another writer's message at the same position.
 //
 // Lsns continue across restarts from the subject's last message. ReadFrom reads the subject
 // with direct gets, one per message (the stream is created, or updated, with AllowDirect);

@@ -174,6 +174,52 @@ TEST_CASE("JetStream log: a second writer on the subject fences the first",
 }
 
 TEST_CASE(
+    "JetStream log: two writers appending at once after the same message: one is stored and "
+    "the other fenced in every round (no fork)",
+    "[cluster][jetstream]") {
+  // The takeover race of a partial chain (a paused owner and its successor both continue the
+  // same record). The NATS server checks Nats-Expected-Last-Subject-Sequence on a replicated
+  // stream only before it proposes a message (nats-io/nats-server#4320), so both could be
+  // stored; the log's chain-position message id makes the second one a duplicate when the
+  // replicas apply it.
+  NatsCluster cluster;
+  REQUIRE(cluster.ok());
+  {
+    auto seed = OpenOrFail(OptionsFor(cluster, "seed"));
+    Lsn lsn = 0;
+    REQUIRE(seed->Append("seed", &lsn, nullptr));
+    REQUIRE(Durable(*seed, lsn));
+  }
+  constexpr int kRounds = 30;
+  int fenced = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    auto a = OpenOrFail(OptionsFor(cluster, "a" + std::to_string(round)));
+    auto b = OpenOrFail(OptionsFor(cluster, "b" + std::to_string(round)));
+    // Both opened at the same end of the subject; both append at once.
+    std::atomic<int> ready{0};
+    auto append = [&](EventLog& log, const std::string& text) {
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+      Lsn lsn = 0;
+      return log.Append(text, &lsn, nullptr) && Durable(log, lsn);
+    };
+    auto stored_a =
+        std::async(std::launch::async, append, std::ref(*a), "a" + std::to_string(round));
+    auto stored_b =
+        std::async(std::launch::async, append, std::ref(*b), "b" + std::to_string(round));
+    const int stored = int{stored_a.get()} + int{stored_b.get()};
+    INFO("round " << round);
+    REQUIRE(stored == 1);
+    fenced += int{!a->health().writable} + int{!b->health().writable};
+  }
+  CHECK(fenced == kRounds);
+  // The subject is one chain: the seed and one record per round, Lsns one after another.
+  const auto all = ReadAll(OptionsFor(cluster, "reader"), 1);
+  REQUIRE(all.size() == 1 + kRounds);
+  for (size_t i = 0; i < all.size(); ++i) CHECK(all[i].first == i + 1);
+}
+
+TEST_CASE(
     "JetStream log: TruncateBefore purges what a checkpoint covers and keeps the last "
     "message",
     "[cluster][jetstream]") {
