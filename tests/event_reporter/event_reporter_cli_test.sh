@@ -6,8 +6,14 @@ server=$1 reporter=$2
 source "$(dirname "$0")/../support/start_server.sh"
 dir=$(mktemp -d)
 trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
-start_server "$server" "$dir/server.log"
+start_server "$server" "$dir/server.log" --metrics-listen 127.0.0.1:0
 port=$server_port
+metrics_port=$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' "$dir/server.log" | head -1)
+[[ -n $metrics_port ]] || { echo "no metrics port in the server's log:"; cat "$dir/server.log"; exit 1; }
+ingested() {
+  curl -s --max-time 5 "http://127.0.0.1:$metrics_port/metrics" |
+    sed -n 's/^analytics_events_ingested_total \([0-9.e+]*\)$/\1/p' | awk '{printf "%.0f", $1}'
+}
 
 "$reporter" generate --events 500 --seed 1 --rate 50 --output "$dir/traffic.jsonl" \
   --start-ms $(( $(date +%s%3N) - 60000 ))
@@ -24,10 +30,13 @@ echo "$err"
 grep -q 'line 2: invalid JSON at column 1' <<<"$err"
 
 echo "== Ctrl-C: delivers what is queued and prints the summary; a second one later quits"
+before=$(ingested)
 "$reporter" generate --rate 200 --server "127.0.0.1:$port" --quiet --json >"$dir/gen.out" &
 gen=$!
-# 3 s: under ASan the first batch once took over 1 s to leave, and the check below needs one.
-sleep 3
+# The interruption goes once the server has counted some of the traffic (the check below needs
+# a sent event), not after a fixed delay: under ASan the first batch once took over 1 s to
+# leave. At most 60 s.
+for _ in $(seq 600); do (( $(ingested) > before )) && break; sleep 0.1; done
 kill -INT "$gen"; kill -INT "$gen"  # one interruption delivered twice (as `timeout` does)
 status=0
 wait "$gen" || status=$?
