@@ -262,16 +262,19 @@ TEST_CASE("three nodes share ingest: node and NATS server loss, exact everywhere
   const auto summary = nlohmann::json::parse(ReadFile(summary_path));
   CHECK(summary.value("accepted", 0ull) == traffic.events);
   for (size_t i : survivors) {
-    INFO("node " << i << " log:\n" << nodes[i]->Log());
-    std::string all;
-    for (size_t j : survivors) {
-      all += "node " + std::to_string(j) + ": events_total " +
-             std::to_string(MetricTotal(nodes[j]->address())) + ", cluster metrics:\n" +
-             ClusterMetrics(*nodes[j]);
+    // The state is read after the wait, so that a failure shows where the nodes settled.
+    if (!rta::testing::WaitFor([&] { return MetricTotal(nodes[i]->address()) == traffic.events; },
+                               std::chrono::seconds(30))) {
+      std::string all = "node " + std::to_string(i) + " log:\n" + nodes[i]->Log() + "\n";
+      for (size_t j : survivors) {
+        all += "node " + std::to_string(j) + ": events_total " +
+               std::to_string(MetricTotal(nodes[j]->address())) + ", cluster metrics:\n" +
+               ClusterMetrics(*nodes[j]);
+      }
+      FAIL_CHECK("node " << i << " did not settle at " << traffic.events << " events in 30 s\n"
+                         << all);
     }
-    INFO(all);
-    CHECK(rta::testing::WaitFor([&] { return MetricTotal(nodes[i]->address()) == traffic.events; },
-                                std::chrono::seconds(30)));
+    INFO("node " << i << " cluster metrics:\n" << ClusterMetrics(*nodes[i]));
     CHECK(MetricTotal(nodes[i]->address(), "page_views") ==
           static_cast<double>(traffic.page_views));
   }
@@ -366,11 +369,15 @@ TEST_CASE("a paused owner wakes up after its lease moved: default lease, nothing
   CHECK(nlohmann::json::parse(ReadFile(summary_path)).value("accepted", 0ull) == traffic.events);
   // Exact on both, and still exact a few exchanges later (a late duplicate partial would show).
   for (size_t i = 0; i < nodes.size(); ++i) {
-    const std::string state = "node " + std::to_string(i) + " log:\n" + nodes[i]->Log() +
-                              "\ncluster metrics:\n" + ClusterMetrics(*nodes[i]);
-    INFO(state);
-    CHECK(rta::testing::WaitFor([&] { return MetricTotal(nodes[i]->address()) == traffic.events; },
-                                std::chrono::seconds(30)));
+    // The state is read after the wait, so that a failure shows where the node settled.
+    if (!rta::testing::WaitFor([&] { return MetricTotal(nodes[i]->address()) == traffic.events; },
+                               std::chrono::seconds(30))) {
+      FAIL_CHECK("node " << i << " did not settle at " << traffic.events
+                         << " events in 30 s: events_total " << MetricTotal(nodes[i]->address())
+                         << "\nlog:\n"
+                         << nodes[i]->Log() << "\ncluster metrics:\n"
+                         << ClusterMetrics(*nodes[i]));
+    }
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   for (size_t i = 0; i < nodes.size(); ++i) {
