@@ -358,7 +358,7 @@ TEST_CASE("SIGTERM mid-way against a live server: what was read is acknowledged,
   REQUIRE(pid > 0);
   // The signal goes once the server has counted part of the file, not after a fixed delay: a
   // sanitized build on a loaded machine can take longer than any fixed delay to connect
-  // (a CI run signalled it after 1 s with nothing sent yet).
+  // (a CI run signalled it after 1 s with nothing acknowledged yet).
   double counted = 0;
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while ((counted = Total(server, "events_total")) == 0 &&
