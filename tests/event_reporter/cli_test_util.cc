@@ -42,13 +42,6 @@ class MemoryFile {
   FILE* file_;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // Waits for `pid` until `deadline`; its exit status (128 + N for signal N), or nullopt when it
 // is still running then.
 std::optional<int> WaitUntil(int pid, std::chrono::steady_clock::time_point deadline) {
@@ -175,6 +168,13 @@ std::string GenerateFile(const std::string& name, int events, int seed, double r
 
 double Total(rta::testing::ServerHarness& server, const std::string& metric) {
   return server.Metric(metric, analytics::WINDOW_TOTAL);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
 }
 
 int StartProcess(const std::vector<std::string>& argv, const std::string& out_path,

@@ -59,6 +59,9 @@ struct ShellRun {
 ShellRun RunShell(const std::string& command, const std::string& directory,
                   const std::string& path_prefix, std::chrono::milliseconds timeout);
 
+// The whole file (empty when it cannot be read).
+std::string ReadFile(const std::string& path);
+
 // Starts `argv` (argv[0] a path) in the background with stdout and stderr into the two files;
 // returns its pid.
 int StartProcess(const std::vector<std::string>& argv, const std::string& out_path,

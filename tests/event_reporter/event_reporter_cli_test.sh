@@ -8,7 +8,7 @@ dir=$(mktemp -d)
 trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 start_server "$server" "$dir/server.log" --metrics-listen 127.0.0.1:0
 port=$server_port
-metrics_port=$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' "$dir/server.log" | head -1)
+metrics_port=$server_metrics_port
 [[ -n $metrics_port ]] || { echo "no metrics port in the server's log:"; cat "$dir/server.log"; exit 1; }
 ingested() {
   curl -s --max-time 5 "http://127.0.0.1:$metrics_port/metrics" |

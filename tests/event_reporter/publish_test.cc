@@ -29,6 +29,7 @@ using rta::reporter::testing::CliRun;
 using rta::reporter::testing::FileAnswers;
 using rta::reporter::testing::GenerateFile;
 using rta::reporter::testing::IdLines;
+using rta::reporter::testing::ReadFile;
 using rta::reporter::testing::Run;
 using rta::reporter::testing::RunShell;
 using rta::reporter::testing::ShellRun;
@@ -297,14 +298,7 @@ ShellRun TerminateAfter(const std::string& args, const std::string& delay_s,
   return RunShell(command, "", "", std::chrono::seconds(60));
 }
 
-std::string ReadText(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-nlohmann::json ReadJson(const std::string& path) { return nlohmann::json::parse(ReadText(path)); }
+nlohmann::json ReadJson(const std::string& path) { return nlohmann::json::parse(ReadFile(path)); }
 
 }  // namespace
 
@@ -371,7 +365,7 @@ TEST_CASE("SIGTERM mid-way against a live server: what was read is acknowledged,
   const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - signalled)
                               .count();
-  INFO("counted before the signal: " << counted << "; stderr: " << ReadText(err_path));
+  INFO("counted before the signal: " << counted << "; stderr: " << ReadFile(err_path));
   REQUIRE(counted > 0);
   REQUIRE(counted < answers.events);
   CHECK(status == rta::reporter::kExitInterrupted);

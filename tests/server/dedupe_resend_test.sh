@@ -9,7 +9,7 @@ source "$(dirname "$0")/../support/start_server.sh"
 log=$(mktemp)
 trap 'kill "$server_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 start_server "$server" "$log" --metrics-listen 127.0.0.1:0
-metrics_port=$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)
+metrics_port=$server_metrics_port
 
 out=$(timeout 120 "$client" dedupe "127.0.0.1:$server_port" 2000000 100000)
 echo "$out"

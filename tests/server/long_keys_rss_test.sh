@@ -13,7 +13,7 @@ source "$(dirname "$0")/../support/start_server.sh"
 log=$(mktemp)
 trap 'kill "$server_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 start_server "$server" "$log" --metrics-listen 127.0.0.1:0 --key-dictionary-max-bytes "$budget"
-metrics_port=$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)
+metrics_port=$server_metrics_port
 
 out=$(timeout $((seconds + 30)) "$client" long-pages "127.0.0.1:$server_port" "$rate" "$seconds" \
   2000 "$server_pid")

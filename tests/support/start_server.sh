@@ -1,7 +1,8 @@
 # Sourced by the shell tests: starts the real analytics_server on an ephemeral loopback port.
 #   start_server BINARY LOG [extra flags...]
-# Sets $server_pid and $server_port; fails with the server's log when it does not come up in
-# 10 s. The caller's EXIT trap should `kill "$server_pid"`.
+# Sets $server_pid and $server_port, and $server_metrics_port when the flags give the server a
+# metrics port (empty otherwise); fails with the server's log when it does not come up in 30 s.
+# The caller's EXIT trap should `kill "$server_pid"`.
 start_server() {
   local binary=$1 log=$2
   shift 2
@@ -14,6 +15,9 @@ start_server() {
   for _ in $(seq 300); do grep -q "event=listening" "$log" && break; sleep 0.1; done
   server_port=$(sed -n 's/.*event=listening.* port=\([0-9]*\).*/\1/p' "$log" | head -1)
   [[ -n $server_port ]] || { echo "server did not start:"; cat "$log"; return 1; }
+  # Logged before event=listening.
+  server_metrics_port=$(sed -n 's/.*event=metrics_listening.* port=\([0-9]*\).*/\1/p' "$log" |
+    head -1)
 }
 
 # start_server_at BINARY LOG ADDRESS [extra flags...]: the same on a given address (a restart on
