@@ -204,6 +204,13 @@ TEST_CASE("a bad configuration is refused with a message naming the key", "[serv
     CHECK_FALSE(ParseCommandLine({"--config", "/nonexistent/x.json"}, &cl, &error));
     CHECK_THAT(error, Catch::Contains("cannot open"));
   }
+  SECTION("a directory as the file") {
+    // Reading a directory throws inside the stream; it must come back as a refusal.
+    CHECK_FALSE(ParseCommandLine({"--config", "."}, &cl, &error));
+    CHECK_THAT(error, Catch::Contains("config file '.': is a directory"));
+    CHECK_FALSE(ParseCommandLine({"--config=/tmp"}, &cl, &error));
+    CHECK_THAT(error, Catch::Contains("'/tmp': is a directory"));
+  }
 }
 
 TEST_CASE("init_admin needs a data directory and tokens that are asked for", "[server][config]") {
