@@ -234,6 +234,12 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
   // Process-wide gRPC switches; idempotent.
   grpc::EnableDefaultHealthCheckService(true);
 
+  // The TLS files are checked before the recovery, which can take minutes on a long event log:
+  // a bad file is reported at once. OpenTls checks them again as it stages them.
+  if (!config_.tls_cert.empty() &&
+      !auth::TlsFiles::Check({config_.tls_cert, config_.tls_key, config_.tls_client_ca}, error)) {
+    return false;
+  }
   // Recovery comes before the port opens: no client sees the state half rebuilt.
   if (!OpenState(error)) return false;
   if (!OpenTls(error)) return false;
@@ -303,7 +309,11 @@ bool AnalyticsServer::Impl::Start(std::string* error) {
       const std::vector<int> ports = exposer_->GetListeningPorts();
       metrics_port_ = ports.empty() ? 0 : ports.front();
     } catch (const std::exception& e) {
-      return abandon_start("cannot serve metrics on " + config_.metrics_listen + ": " + e.what());
+      // CivetWeb's own words for a port in use are "null context when constructing
+      // CivetServer"; the likely causes come first.
+      return abandon_start("cannot serve metrics on " + config_.metrics_listen +
+                           " (address in use or not a local address; prometheus-cpp: " + e.what() +
+                           ")");
     }
   }
 

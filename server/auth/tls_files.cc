@@ -21,6 +21,11 @@ namespace {
 constexpr unsigned kRefreshSeconds = 1;
 
 bool ReadFile(const std::string& path, const char* what, std::string* text, std::string* error) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    *error = what + std::string(" ") + path + ": is a directory";
+    return false;
+  }
   std::ifstream file(path, std::ios::binary);
   std::stringstream content;
   if (!file || !(content << file.rdbuf())) {
@@ -73,6 +78,48 @@ bool WriteStaged(const std::string& dir, const std::string& name, const std::str
   return true;
 }
 
+// The operator's files read and checked: the PEM texts and the certificate's subject.
+struct Checked {
+  TlsFiles::Material material;
+  std::string subject;
+};
+
+bool ReadAndCheck(const TlsFiles::Paths& paths, Checked* out, std::string* error) {
+  std::string cert, key, client_ca;
+  if (!ReadFile(paths.cert, "tls_cert", &cert, error) ||
+      !ReadFile(paths.key, "tls_key", &key, error) ||
+      (!paths.client_ca.empty() &&
+       !ReadFile(paths.client_ca, "tls_client_ca", &client_ca, error))) {
+    return false;
+  }
+  auto certificate = FirstCertificate(cert);
+  if (!certificate) {
+    *error = "tls_cert " + paths.cert + ": no PEM certificate in it";
+    return false;
+  }
+  auto key_bio = MemoryBio(key);
+  std::unique_ptr<EVP_PKEY, KeyDeleter> private_key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+  if (!private_key) {
+    *error =
+        "tls_key " + paths.key + ": no PEM private key in it (an encrypted key is not supported)";
+    return false;
+  }
+  if (X509_check_private_key(certificate.get(), private_key.get()) != 1) {
+    *error = "tls_key " + paths.key + " does not match the certificate in " + paths.cert;
+    return false;
+  }
+  if (!paths.client_ca.empty() && !FirstCertificate(client_ca)) {
+    *error = "tls_client_ca " + paths.client_ca + ": no PEM certificate in it";
+    return false;
+  }
+  char subject[256] = {};
+  X509_NAME_oneline(X509_get_subject_name(certificate.get()), subject, sizeof subject);
+  out->subject = subject;
+  out->material = {std::move(cert), std::move(key), std::move(client_ca)};
+  return true;
+}
+
 }  // namespace
 
 std::unique_ptr<TlsFiles> TlsFiles::Create(const Paths& paths, const std::string& stage_dir,
@@ -90,46 +137,25 @@ std::unique_ptr<TlsFiles> TlsFiles::Create(const Paths& paths, const std::string
 
 TlsFiles::~TlsFiles() = default;
 
+bool TlsFiles::Check(const Paths& paths, std::string* error) {
+  Checked checked;
+  return ReadAndCheck(paths, &checked, error);
+}
+
 bool TlsFiles::Stage(std::string* error) {
-  std::string cert, key, client_ca;
-  if (!ReadFile(paths_.cert, "tls_cert", &cert, error) ||
-      !ReadFile(paths_.key, "tls_key", &key, error) ||
-      (!paths_.client_ca.empty() &&
-       !ReadFile(paths_.client_ca, "tls_client_ca", &client_ca, error))) {
-    return false;
-  }
-  auto certificate = FirstCertificate(cert);
-  if (!certificate) {
-    *error = "tls_cert " + paths_.cert + ": no PEM certificate in it";
-    return false;
-  }
-  auto key_bio = MemoryBio(key);
-  std::unique_ptr<EVP_PKEY, KeyDeleter> private_key(
-      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
-  if (!private_key) {
-    *error =
-        "tls_key " + paths_.key + ": no PEM private key in it (an encrypted key is not supported)";
-    return false;
-  }
-  if (X509_check_private_key(certificate.get(), private_key.get()) != 1) {
-    *error = "tls_key " + paths_.key + " does not match the certificate in " + paths_.cert;
-    return false;
-  }
-  if (!paths_.client_ca.empty() && !FirstCertificate(client_ca)) {
-    *error = "tls_client_ca " + paths_.client_ca + ": no PEM certificate in it";
-    return false;
-  }
+  Checked checked;
+  if (!ReadAndCheck(paths_, &checked, error)) return false;
   // Key first: until the certificate follows, the watcher sees a pair that does not match and
   // keeps the old one (it re-reads when a file changes while it reads).
-  if (!WriteStaged(stage_dir_, "key.pem", key, error) ||
-      !WriteStaged(stage_dir_, "cert.pem", cert, error) ||
-      (!paths_.client_ca.empty() && !WriteStaged(stage_dir_, "client_ca.pem", client_ca, error))) {
+  const Material& m = checked.material;
+  if (!WriteStaged(stage_dir_, "key.pem", m.key, error) ||
+      !WriteStaged(stage_dir_, "cert.pem", m.cert, error) ||
+      (!paths_.client_ca.empty() &&
+       !WriteStaged(stage_dir_, "client_ca.pem", m.client_ca, error))) {
     return false;
   }
-  char subject[256] = {};
-  X509_NAME_oneline(X509_get_subject_name(certificate.get()), subject, sizeof subject);
-  subject_ = subject;
-  material_ = {std::move(cert), std::move(key), std::move(client_ca)};
+  subject_ = std::move(checked.subject);
+  material_ = std::move(checked.material);
   return true;
 }
 

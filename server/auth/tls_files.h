@@ -33,6 +33,9 @@ class TlsFiles {
   // naming the file and the problem.
   static std::unique_ptr<TlsFiles> Create(const Paths& paths, const std::string& stage_dir,
                                           std::string* error);
+  // The same checks as Create, without staging: the server runs them before its recovery, so
+  // that a bad file is reported at once rather than after replaying the event log.
+  static bool Check(const Paths& paths, std::string* error);
   ~TlsFiles();
 
   // Server credentials reading the staged files: TLS, and with a client CA, mutual TLS

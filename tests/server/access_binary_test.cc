@@ -238,3 +238,36 @@ TEST_CASE("listening beyond loopback with TLS but no user is refused, naming aut
   CHECK_THAT(exposed.Log(), Catch::Contains("without authentication"));
   CHECK(exposed.Log().find("TLS (") == std::string::npos);
 }
+
+TEST_CASE("bad TLS files are refused before the recovery with the file and the problem named",
+          "[server][binary][auth][tls]") {
+  TempDir pki;
+  std::string error;
+  REQUIRE(rta::testing::MakeTestCertificates(pki.path(), &error));
+  TempDir data;
+  const std::string cert = pki.path() + "/server_a.pem";
+  // Each refusal comes before the data directory is opened: no recovery is logged, and nothing
+  // of the directory is created.
+  auto refused_at_once = [&](std::vector<std::string> tls, const std::string& expected) {
+    const std::string data_dir = data.path() + "/d";
+    tls.insert(tls.end(), {"--data-dir", data_dir});
+    ServerProcess server(tls);
+    CHECK(ExitCode(server) == 1);
+    CHECK_THAT(server.Log(), Catch::Contains(expected));
+    CHECK(server.Log().find("event=recovered") == std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(data_dir));
+  };
+  SECTION("a directory as the certificate") {
+    refused_at_once({"--tls-cert", pki.path(), "--tls-key", pki.path() + "/server_a.key"},
+                    "tls_cert " + pki.path() + ": is a directory");
+  }
+  SECTION("a key of another certificate") {
+    refused_at_once({"--tls-cert", cert, "--tls-key", pki.path() + "/server_b.key"},
+                    "does not match the certificate in " + cert);
+  }
+  SECTION("a client CA file without a certificate") {
+    refused_at_once({"--tls-cert", cert, "--tls-key", pki.path() + "/server_a.key",
+                     "--tls-client-ca", pki.path() + "/server_a.key"},
+                    "tls_client_ca " + pki.path() + "/server_a.key: no PEM certificate in it");
+  }
+}

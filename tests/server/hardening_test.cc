@@ -378,6 +378,19 @@ TEST_CASE("a listen address that cannot be bound as written is refused at start"
     CHECK(DescribeWaitStatus(*status) == "exit 1");
     CHECK_THAT(second.Log(), Catch::Contains("cannot listen on " + first.address()));
   }
+  SECTION("a metrics port already taken") {
+    ServerProcess first({"--metrics-listen", "127.0.0.1:0"});
+    REQUIRE(first.listening());
+    REQUIRE(first.metrics_port() > 0);
+    const std::string taken = "127.0.0.1:" + std::to_string(first.metrics_port());
+    ServerProcess second({"--metrics-listen", taken});
+    CHECK_FALSE(second.listening());
+    const auto status = second.WaitForExit(std::chrono::seconds(10));
+    REQUIRE(status.has_value());
+    CHECK(DescribeWaitStatus(*status) == "exit 1");
+    CHECK_THAT(second.Log(), Catch::Contains("cannot serve metrics on " + taken +
+                                             " (address in use or not a local address"));
+  }
 }
 
 namespace {
