@@ -192,7 +192,13 @@ int Delivery::Finish() {
   progress_->Stop();
   outcome_.elapsed_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  outcome_.fatal_error = reporter_->fatal_error();
+  // The delivery's own failure comes first; an input's (a read error) is kept after it.
+  const std::string delivery_error = reporter_->fatal_error();
+  if (!delivery_error.empty()) {
+    outcome_.fatal_error = outcome_.fatal_error.empty()
+                               ? delivery_error
+                               : delivery_error + "; " + outcome_.fatal_error;
+  }
   const DeliveryStats& stats = outcome_.stats;
   if (stats.interrupted || Interrupted(environment_)) {
     // Where the input is to be resumed: the smallest line read and not acknowledged, or the

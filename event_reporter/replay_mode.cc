@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -77,6 +78,12 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
   std::ifstream file;
   double file_bytes = 0;
   if (path != "-") {
+    // A directory opens as a stream on Linux and then fails its first read; without this
+    // check a replay of one would end at once as an empty input, with exit 0.
+    std::error_code ignored;
+    if (std::filesystem::is_directory(path, ignored)) {
+      return UsageError(environment, "cannot read " + path + ": is a directory", "replay");
+    }
     file.open(path, std::ios::binary);
     if (!file) return UsageError(environment, "cannot open " + path, "replay");
     struct stat info {};
@@ -144,6 +151,13 @@ int RunReplay(const std::vector<std::string>& args, const CliEnvironment& enviro
       break;
     }
     ++submitted;
+  }
+  if (in.bad()) {
+    // A read failed (an I/O error): the lines after it were never seen, so the replay is not
+    // complete, whatever was delivered before it.
+    delivery.outcome().fatal_error = "cannot read " + std::string(path == "-" ? "stdin" : path) +
+                                     " after line " + std::to_string(number - 1) +
+                                     ": a read error; the rest of the input was not sent";
   }
   delivery.outcome().extra["input"] = path == "-" ? "stdin" : path;
   if (from_line > 1) delivery.outcome().extra["from_line"] = from_line;

@@ -97,6 +97,10 @@ int Spawn(const std::vector<std::string>& argv, const std::string& directory,
 
 CliRun Run(const std::vector<std::string>& args, const std::string& input) {
   std::istringstream in(input);
+  return Run(args, in);
+}
+
+CliRun Run(const std::vector<std::string>& args, std::istream& in) {
   MemoryFile out;
   MemoryFile err;
   CliEnvironment environment;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <istream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -23,6 +24,8 @@ struct CliRun {
 
 // Runs `event_reporter args...` in this process with `input` as its stdin.
 CliRun Run(const std::vector<std::string>& args, const std::string& input = "");
+// The same with any stream as its stdin.
+CliRun Run(const std::vector<std::string>& args, std::istream& in);
 
 // A path in the temporary directory, unique to this process.
 std::string TempPath(const std::string& name);

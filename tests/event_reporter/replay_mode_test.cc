@@ -1,7 +1,10 @@
 // replay mode against the real server on loopback: exact counts, bad lines, strict mode.
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <filesystem>
+#include <ios>
 #include <nlohmann/json.hpp>
+#include <streambuf>
 
 #include "tests/event_reporter/cli_test_util.h"
 #include "tests/support/server_harness.h"
@@ -81,5 +84,50 @@ TEST_CASE("bad lines are reported by number and the rest still go in", "[reporte
     CHECK_THAT(run.err, !Catch::Contains("line 4"));
     CHECK(run.Summary()["accepted"] == 1);
     CHECK(Total(server, "events_total") == 1);
+  }
+}
+
+namespace {
+
+// A stdin that gives `text` and then fails, as a read that meets an I/O error does: the stream
+// turns the exception into badbit.
+class FailingAfter : public std::streambuf {
+ public:
+  explicit FailingAfter(std::string text) : text_(std::move(text)) {
+    setg(text_.data(), text_.data(), text_.data() + text_.size());
+  }
+
+ protected:
+  int_type underflow() override { throw std::ios_base::failure("injected read error"); }
+
+ private:
+  std::string text_;
+};
+
+}  // namespace
+
+TEST_CASE("an input that cannot be read is an error and not an empty or short replay",
+          "[reporter][replay]") {
+  ServerHarness server;
+  SECTION("a directory") {
+    const std::string directory = std::filesystem::temp_directory_path().string();
+    const CliRun run = Run({"replay", directory, "--server", server.address()});
+    CHECK(run.status == 2);
+    CHECK_THAT(run.err, Catch::Contains("cannot read " + directory + ": is a directory"));
+    CHECK(Total(server, "events_total") == 0);
+  }
+  SECTION("a read error after two lines: those are delivered, and the run fails") {
+    FailingAfter buffer(R"({"event_id":"a","event_type":"page_view","visitor_id":"v1"})"
+                        "\n"
+                        R"({"event_id":"b","event_type":"page_view","visitor_id":"v2"})"
+                        "\n");
+    std::istream in(&buffer);
+    const CliRun run = Run({"replay", "-", "--server", server.address(), "--json"}, in);
+    CHECK(run.status == 1);
+    CHECK_THAT(run.err, Catch::Contains("cannot read stdin after line 2: a read error"));
+    const auto summary = run.Summary();
+    CHECK(summary["accepted"] == 2);
+    CHECK_THAT(summary["error"].get<std::string>(), Catch::Contains("a read error"));
+    CHECK(Total(server, "events_total") == 2);
   }
 }
