@@ -6,6 +6,7 @@
 
 #include "analytics_ctl/ctl.h"
 #include "clients/common/interrupt.h"
+#include "clients/common/stdout_check.h"
 
 int main(int argc, char** argv) {
   static std::atomic<bool> interrupted{false};
@@ -15,5 +16,6 @@ int main(int argc, char** argv) {
   environment.out = &std::cout;
   environment.err = &std::cerr;
   environment.interrupted = &interrupted;
-  return rta::ctl::RunCtl(std::vector<std::string>(argv + 1, argv + argc), environment);
+  const int status = rta::ctl::RunCtl(std::vector<std::string>(argv + 1, argv + argc), environment);
+  return rta::client::FinishStdout(status, "analytics_ctl");
 }

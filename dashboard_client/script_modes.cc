@@ -147,7 +147,12 @@ int RunPlain(Subscription& subscription, const std::string& servers, FILE* out, 
       }
       std::fprintf(out, "%s\n", PlainLine(update).c_str());
     }
-    if (!updates.empty()) std::fflush(out);
+    if (!updates.empty() && (std::fflush(out) != 0 || std::ferror(out))) {
+      // The reader is gone (`| grep -m1 ...` has its line; SIGPIPE is ignored) or the disk is
+      // full: nothing more can land, so stop rather than stream into the void.
+      std::fprintf(err, "dashboard_client: writing the updates failed; stopping\n");
+      return 1;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return 0;

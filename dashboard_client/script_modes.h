@@ -30,7 +30,8 @@ int RunOnce(const std::shared_ptr<grpc::Channel>& channel, const SubscriptionOpt
             bool as_json, std::chrono::milliseconds timeout, FILE* out, FILE* err);
 
 // --plain: prints every update as a line until `quit`; connection changes go to stderr.
-// Returns 0.
+// Returns 0; 1 (with a message) as soon as `out` fails a write: its reader is gone or its disk
+// is full.
 int RunPlain(Subscription& subscription, const std::string& servers, FILE* out, FILE* err,
              const std::atomic<bool>& quit);
 

@@ -209,14 +209,19 @@ int WriteTraffic(const GeneratorOptions& options, const Bounds& bounds, const st
     last_ms = event.timestamp_ms();
     answers.Add(event);
     const std::string text = EventToJson(event) + "\n";
+    // A write that fails (a full disk, a closed pipe) ends the run: the rest could not land.
     if (output == "-") {
-      std::fwrite(text.data(), 1, text.size(), environment.out);
-    } else {
-      file.write(text.data(), static_cast<std::streamsize>(text.size()));
+      if (std::fwrite(text.data(), 1, text.size(), environment.out) != text.size()) break;
+    } else if (!file.write(text.data(), static_cast<std::streamsize>(text.size()))) {
+      break;
     }
   }
-  if (file.is_open() && !file.flush()) {
-    std::fprintf(environment.err, "event_reporter: writing %s failed\n", output.c_str());
+  const bool written = output == "-"
+                           ? std::fflush(environment.out) == 0 && !std::ferror(environment.out)
+                           : static_cast<bool>(file.flush());
+  if (!written) {
+    std::fprintf(environment.err, "event_reporter: writing %s failed\n",
+                 output == "-" ? "stdout" : output.c_str());
     return 1;
   }
   // The summary goes to stderr when the events themselves go to stdout.

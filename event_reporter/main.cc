@@ -6,8 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "event_reporter/cli.h"
 #include "clients/common/interrupt.h"
+#include "clients/common/stdout_check.h"
+#include "event_reporter/cli.h"
 
 int main(int argc, char** argv) {
   // Ctrl-C: stop reading or generating, deliver what is queued, print the summary.
@@ -18,5 +19,7 @@ int main(int argc, char** argv) {
   environment.in = &std::cin;
   environment.err_is_terminal = isatty(STDERR_FILENO) == 1;
   environment.interrupted = &interrupted;
-  return rta::reporter::RunCli(std::vector<std::string>(argv + 1, argv + argc), environment);
+  const int status =
+      rta::reporter::RunCli(std::vector<std::string>(argv + 1, argv + argc), environment);
+  return rta::client::FinishStdout(status, "event_reporter");
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The script modes against the real server: --once --json, --plain, an unreachable server, and
-# a bad flag.
+# The script modes against the real server: --once --json, --plain, an unreachable server, a
+# bad flag, and output that cannot be written (the three clients).
 set -euo pipefail
-server=$1 dashboard=$2 reporter=$3
+server=$1 dashboard=$2 reporter=$3 ctl=$4
 source "$(dirname "$0")/../support/start_server.sh"
 dir=$(mktemp -d)
 trap 'kill "$server_pid" ${plain_pid:-} 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -72,6 +72,31 @@ status=0
 status=0
 "$dashboard" --window 2m 2>/dev/null || status=$?
 [[ $status -eq 2 ]]
+
+echo "== output that cannot be written"
+# /dev/full fails every write as a full disk does: the run must not pass with its output lost.
+for client in "$dashboard --server $address --once --json" "$reporter --help" "$ctl --help"; do
+  status=0
+  $client >/dev/full 2>"$dir/full.err" || status=$?
+  if [[ $status -ne 1 ]] || ! grep -q 'writing stdout failed' "$dir/full.err"; then
+    cat "$dir/full.err"; echo "$client > /dev/full: exit $status"; exit 1
+  fi
+done
+# --plain whose reader has gone (SIGPIPE is ignored, a write fails with EPIPE): it stops at
+# its next update instead of streaming into the void.
+(code=0
+ timeout 30 "$dashboard" --server "$address" --plain --metrics events_total 2>"$dir/gone.err" ||
+   code=$?
+ echo "$code" >"$dir/gone.status") | head -n 1 >/dev/null &
+for i in $(seq 100); do
+  [[ -s "$dir/gone.status" ]] && break
+  "$reporter" send --server "$address" --type click --visitor "gone$i" >/dev/null
+  sleep 0.2
+done
+status=$(cat "$dir/gone.status" 2>/dev/null || echo "still running")
+if [[ $status != 1 ]] || ! grep -q 'writing the updates failed' "$dir/gone.err"; then
+  cat "$dir/gone.err"; echo "--plain after its reader left: $status"; exit 1
+fi
 
 echo "== --help"
 "$dashboard" --help >"$dir/help.out"

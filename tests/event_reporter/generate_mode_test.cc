@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "event_reporter/cli.h"
 #include "tests/event_reporter/cli_test_util.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
@@ -180,6 +181,34 @@ TEST_CASE("generate refuses what would not work, before writing anything",
     CHECK_THAT(live.err, Catch::Contains("--start-ms places the events of --output"));
   }
   CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("generate fails with a message when its output cannot be written",
+          "[reporter][generate][cli]") {
+  // /dev/full takes the open and fails every write with ENOSPC, as a full disk does.
+  SECTION("--output FILE") {
+    const CliRun run = Run({"generate", "--events", "20000", "--output", "/dev/full"});
+    CHECK(run.status == 1);
+    CHECK_THAT(run.err, Catch::Contains("writing /dev/full failed"));
+  }
+  SECTION("--output - to a stdout that fails") {
+    FILE* full = std::fopen("/dev/full", "w");
+    REQUIRE(full != nullptr);
+    FILE* err = std::tmpfile();
+    REQUIRE(err != nullptr);
+    rta::reporter::CliEnvironment environment;
+    environment.out = full;
+    environment.err = err;
+    const int status =
+        rta::reporter::RunCli({"generate", "--events", "20000", "--output", "-"}, environment);
+    std::fclose(full);
+    std::rewind(err);
+    std::string message(4096, '\0');
+    message.resize(std::fread(message.data(), 1, message.size(), err));
+    std::fclose(err);
+    CHECK(status == 1);
+    CHECK_THAT(message, Catch::Contains("writing stdout failed"));
+  }
 }
 
 #if defined(RTA_EVENT_REPORTER_BINARY) && defined(RTA_ANALYTICS_SERVER_BINARY)
