@@ -27,11 +27,12 @@ std::vector<std::string> SplitLines(std::string_view text) {
   return lines;
 }
 
-// Points every --config at `path`, pairing flags with values as ParseCommandLine does.
+// Points every --config at `path`, pairing flags with values as ParseCommandLine does (so that
+// no input reaches a real file: a path such as /dev/stdin would block the run).
 void RedirectConfig(std::vector<std::string>* args, const std::string& path) {
   for (size_t i = 0; i < args->size(); ++i) {
     std::string& arg = (*args)[i];
-    if (arg == "--help" || arg == "-h" || arg == "--version" || arg.rfind("--", 0) != 0) continue;
+    if (rta::server::IsSwitch(arg) || arg.rfind("--", 0) != 0) continue;
     if (arg.rfind("--config=", 0) == 0) {
       arg = "--config=" + path;
     } else if (arg.find('=') == std::string::npos && i + 1 < args->size()) {

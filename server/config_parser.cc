@@ -316,6 +316,10 @@ bool LoadConfigFile(const std::string& path, ServerConfig* config, std::string* 
 
 }  // namespace
 
+bool IsSwitch(std::string_view arg) {
+  return arg == "--help" || arg == "-h" || arg == "--version" || arg == "--init";
+}
+
 bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, std::string* error) {
   // Split "--key=value" and "--key value" into pairs first, so --config can be applied before
   // the other flags whatever its position.
@@ -324,16 +328,14 @@ bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, st
   out->config.http_listen = kDefaultHttpListen;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      out->show_help = true;
-      continue;
-    }
-    if (arg == "--version") {
-      out->show_version = true;
-      continue;
-    }
-    if (arg == "--init") {
-      out->init = true;
+    if (IsSwitch(arg)) {
+      if (arg == "--version") {
+        out->show_version = true;
+      } else if (arg == "--init") {
+        out->init = true;
+      } else {
+        out->show_help = true;
+      }
       continue;
     }
     if (arg.rfind("--", 0) != 0) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/server_config.h"
@@ -22,6 +23,9 @@ struct CommandLine {
 // win over the file. Returns false and sets *error to a message naming the flag or key at fault.
 // Exceptions never escape.
 bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, std::string* error);
+// Whether `arg` is one of the flags that take no value (--help, -h, --version, --init): every
+// other "--flag" without '=' takes the next argument as its value.
+bool IsSwitch(std::string_view arg);
 
 // Checks ranges and relations between settings; the message names the key.
 bool ValidateServerConfig(const ServerConfig& config, std::string* error);
