@@ -18,9 +18,9 @@ Usage:
   event_reporter MODE --help             flags of a mode, with examples
 
 Exit status: 0 every event delivered; 1 a line or event was refused, events could not be
-delivered, or the input could not be read or the output written; 2 bad usage; 3 interrupted (Ctrl-C, SIGTERM) before everything read was
-acknowledged (a replay of a file prints the --from-line flag that resumes it); 130 a second
-Ctrl-C.
+delivered, or the input could not be read or the output written; 2 bad usage; 3 interrupted
+(Ctrl-C, SIGTERM) before everything read was acknowledged (a replay of a file prints the
+--from-line flag that resumes it); 130 a second Ctrl-C.
 )";
 
 }  // namespace
