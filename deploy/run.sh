@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/setup.sh
-cmake --preset release >/dev/null
+bash deploy/configure.sh release
 cmake --build --preset release --parallel "$(nproc)" \
   --target analytics_server event_reporter dashboard_client
 

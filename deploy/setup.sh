@@ -5,6 +5,7 @@ set -euo pipefail
 
 readonly PACKAGES=(
   build-essential cmake pkg-config git
+  ninja-build lld  # CMakePresets.json builds with Ninja; CMakeLists.txt links with lld
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-system-dev
   prometheus-cpp-dev nlohmann-json3-dev catch2 libbenchmark-dev

@@ -11,7 +11,7 @@ presets=("$@")
 jobs=$(nproc)
 for preset in "${presets[@]}"; do
   echo "== ${preset}: configure, build, test"
-  cmake --preset "${preset}" >/dev/null
+  bash deploy/configure.sh "${preset}"
   cmake --build --preset "${preset}" --parallel "${jobs}"
   ctest --preset "${preset}" --parallel "${jobs}"
 done

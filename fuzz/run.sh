@@ -20,7 +20,7 @@ targets=("$@")
 bash deploy/setup.sh
 # The same configuration as `deploy/test.sh asan` (no other cache variables), so that after it
 # this builds nothing.
-cmake --preset asan >/dev/null
+bash deploy/configure.sh asan
 cmake --build --preset fuzz --parallel "$(nproc)"
 out=build/asan
 
