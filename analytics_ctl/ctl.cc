@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -251,12 +252,23 @@ int Chat(const Context& ctx, client::Flags& flags) {
   call.set_wait_for_ready(true);
   client::AddCredentials(ctx.channel_options, &call);
   auto stream = stub->ChatSupport(&call);
+  // A message that cannot be written (a full disk, a closed pipe) would be lost in silence:
+  // the reader cancels the call instead, so that the chat stops at the next line of input (a
+  // write to a cancelled call fails) or at once when the input has ended.
+  std::atomic<bool> output_failed{false};
   std::thread reader([&] {
     userservice::SupportMessage message;
-    while (stream->Read(&message)) *ctx.env.out << Json(message) << "\n" << std::flush;
+    while (stream->Read(&message)) {
+      *ctx.env.out << Json(message) << "\n" << std::flush;
+      if (!*ctx.env.out) {
+        output_failed = true;
+        call.TryCancel();
+        break;
+      }
+    }
   });
   std::string line;
-  while (!ctx.env.interrupted->load() && std::getline(*ctx.env.in, line)) {
+  while (!ctx.env.interrupted->load() && !output_failed.load() && std::getline(*ctx.env.in, line)) {
     if (line.empty()) continue;
     userservice::SupportMessage message;
     message.set_to_user(to);
@@ -269,13 +281,18 @@ int Chat(const Context& ctx, client::Flags& flags) {
   }
   // The end of input: give answers a moment, then close our side (the server ends the stream).
   const auto until = std::chrono::steady_clock::now() + linger;
-  while (!ctx.env.interrupted->load() && std::chrono::steady_clock::now() < until) {
+  while (!ctx.env.interrupted->load() && !output_failed.load() &&
+         std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (ctx.env.interrupted->load()) call.TryCancel();
   stream->WritesDone();
   reader.join();
   const grpc::Status status = stream->Finish();
+  if (output_failed.load()) {
+    *ctx.env.err << "analytics_ctl: writing the messages failed; stopping\n";
+    return 1;
+  }
   if (!status.ok() && !ctx.env.interrupted->load()) return ctx.Failed("ChatSupport", status);
   return 0;
 }

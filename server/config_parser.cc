@@ -314,11 +314,26 @@ bool LoadConfigFile(const std::string& path, ServerConfig* config, std::string* 
   return true;
 }
 
+// The flags that take no value, each with what it sets.
+struct Switch {
+  std::string_view name;
+  bool CommandLine::*field;
+};
+constexpr Switch kSwitches[] = {{"--help", &CommandLine::show_help},
+                                {"-h", &CommandLine::show_help},
+                                {"--version", &CommandLine::show_version},
+                                {"--init", &CommandLine::init}};
+
+const Switch* FindSwitch(std::string_view arg) {
+  for (const Switch& candidate : kSwitches) {
+    if (candidate.name == arg) return &candidate;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
-bool IsSwitch(std::string_view arg) {
-  return arg == "--help" || arg == "-h" || arg == "--version" || arg == "--init";
-}
+bool IsSwitch(std::string_view arg) { return FindSwitch(arg) != nullptr; }
 
 bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, std::string* error) {
   // Split "--key=value" and "--key value" into pairs first, so --config can be applied before
@@ -328,14 +343,8 @@ bool ParseCommandLine(const std::vector<std::string>& args, CommandLine* out, st
   out->config.http_listen = kDefaultHttpListen;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    if (IsSwitch(arg)) {
-      if (arg == "--version") {
-        out->show_version = true;
-      } else if (arg == "--init") {
-        out->init = true;
-      } else {
-        out->show_help = true;
-      }
+    if (const Switch* flag = FindSwitch(arg)) {
+      out->*flag->field = true;
       continue;
     }
     if (arg.rfind("--", 0) != 0) {

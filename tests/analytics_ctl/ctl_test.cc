@@ -3,8 +3,10 @@
 #include "analytics_ctl/ctl.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <fstream>
 #include <sstream>
+#include <streambuf>
 
 #include "server/access_init.h"
 #include "tests/support/server_harness.h"
@@ -31,14 +33,22 @@ struct Fixture {
   }
   Result Run(std::vector<std::string> args, const std::string& input = "",
              const std::string& token_file = "") {
+    std::ostringstream out;
+    Result result = RunTo(out, std::move(args), input, token_file);
+    result.out = out.str();
+    return result;
+  }
+  // Run with stdout being `out` (Result::out stays empty).
+  Result RunTo(std::ostream& out, std::vector<std::string> args, const std::string& input,
+               const std::string& token_file) {
     args.insert(args.begin(), {"--server", harness->address(), "--token-file",
                                token_file.empty() ? dir.path() + "/admin.token" : token_file});
     std::istringstream in(input);
-    std::ostringstream out, err;
+    std::ostringstream err;
     static const std::atomic<bool> never{false};
     const int status = rta::ctl::RunCtl(args, {&in, &out, &err, &never});
     INFO(err.str());
-    return {status, out.str(), err.str()};
+    return {status, "", err.str()};
   }
   std::string WriteTokenFile(const std::string& name, const std::string& token) {
     const std::string path = dir.path() + "/" + name;
@@ -126,4 +136,25 @@ TEST_CASE("chat in a pipe: a question, then an answer, each seen by the other si
   const Result read = f.Run({"chat", "--linger-ms", "200"}, "", ana_file);
   CHECK_THAT(read.out, Catch::Contains("Yes, EUR."));
   CHECK_THAT(read.out, Catch::Contains(R"("to_user":"ana")"));
+}
+
+// stdout that takes no byte, as on a full disk (or a closed pipe with SIGPIPE ignored).
+class RefusingBuffer : public std::streambuf {
+ protected:
+  int_type overflow(int_type) override { return traits_type::eof(); }
+};
+
+TEST_CASE("chat stops when what arrives cannot be written and says so", "[ctl]") {
+  Fixture f;
+  REQUIRE(f.Run({"users", "update"}, R"({"user_id":"ana","roles":["analyst"]})").status == 0);
+  RefusingBuffer refusing;
+  std::ostream full(&refusing);
+  // The echo of the question is the first message to write. Without the stop the chat would
+  // wait out the minute of --linger-ms and exit 0 with every message lost.
+  const auto start = std::chrono::steady_clock::now();
+  const Result chat = f.RunTo(full, {"chat", "--linger-ms", "60000"}, "@ana Is it EUR?\n", "");
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(chat.status == 1);
+  CHECK_THAT(chat.err, Catch::Contains("writing the messages failed; stopping"));
+  CHECK(took < std::chrono::seconds(30));
 }

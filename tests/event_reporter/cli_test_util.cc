@@ -102,14 +102,19 @@ CliRun Run(const std::vector<std::string>& args, const std::string& input) {
 
 CliRun Run(const std::vector<std::string>& args, std::istream& in) {
   MemoryFile out;
+  CliRun run = RunWithStdout(args, in, out.get());
+  run.out = out.Take();
+  return run;
+}
+
+CliRun RunWithStdout(const std::vector<std::string>& args, std::istream& in, FILE* out) {
   MemoryFile err;
   CliEnvironment environment;
   environment.in = &in;
-  environment.out = out.get();
+  environment.out = out;
   environment.err = err.get();
   CliRun run;
   run.status = RunCli(args, environment);
-  run.out = out.Take();
   run.err = err.Take();
   return run;
 }

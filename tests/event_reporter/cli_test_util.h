@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <istream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -26,6 +27,8 @@ struct CliRun {
 CliRun Run(const std::vector<std::string>& args, const std::string& input = "");
 // The same with any stream as its stdin.
 CliRun Run(const std::vector<std::string>& args, std::istream& in);
+// The same with `out` as its stdout (CliRun::out stays empty).
+CliRun RunWithStdout(const std::vector<std::string>& args, std::istream& in, FILE* out);
 
 // A path in the temporary directory, unique to this process.
 std::string TempPath(const std::string& name);

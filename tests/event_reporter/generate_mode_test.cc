@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <vector>
 
 #include "event_reporter/cli.h"
@@ -20,6 +21,7 @@ using rta::reporter::testing::CliRun;
 using rta::reporter::testing::FileAnswers;
 using rta::reporter::testing::Run;
 using rta::reporter::testing::RunShell;
+using rta::reporter::testing::RunWithStdout;
 using rta::reporter::testing::ShellRun;
 using rta::reporter::testing::TempPath;
 using rta::reporter::testing::Total;
@@ -194,20 +196,12 @@ TEST_CASE("generate fails with a message when its output cannot be written",
   SECTION("--output - to a stdout that fails") {
     FILE* full = std::fopen("/dev/full", "w");
     REQUIRE(full != nullptr);
-    FILE* err = std::tmpfile();
-    REQUIRE(err != nullptr);
-    rta::reporter::CliEnvironment environment;
-    environment.out = full;
-    environment.err = err;
-    const int status =
-        rta::reporter::RunCli({"generate", "--events", "20000", "--output", "-"}, environment);
+    std::istringstream no_input;
+    const CliRun run =
+        RunWithStdout({"generate", "--events", "20000", "--output", "-"}, no_input, full);
     std::fclose(full);
-    std::rewind(err);
-    std::string message(4096, '\0');
-    message.resize(std::fread(message.data(), 1, message.size(), err));
-    std::fclose(err);
-    CHECK(status == 1);
-    CHECK_THAT(message, Catch::Contains("writing stdout failed"));
+    CHECK(run.status == 1);
+    CHECK_THAT(run.err, Catch::Contains("writing stdout failed"));
   }
 }
 
