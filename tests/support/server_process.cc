@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -35,20 +36,47 @@ double MetricTotal(const std::string& address, const std::string& metric) {
   return snapshot.metrics(0).value();
 }
 
-int FreeLoopbackPort() {
+namespace {
+
+// Binds 127.0.0.1:port (0: any) and lets it go; the port bound, or 0 when the bind failed.
+int BindLoopback(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return 0;
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
   socklen_t length = sizeof address;
-  int port = 0;
+  int bound = 0;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
+    bound = ntohs(address.sin_port);
   }
   ::close(fd);
-  return port;
+  return bound;
+}
+
+}  // namespace
+
+// Below the kernel's ephemeral range (net.ipv4.ip_local_port_range), not from it: the kernel
+// hands ports of that range to every bind(0) and connect() on the machine, so a port taken
+// from it can go to another test's client or server before our server binds it (CI saw
+// "Address already in use" so once the NATS tests ran beside the rest of the suite). Below the
+// range only another pick like this one can collide, which the random start and the bind
+// check make rare.
+int FreeLoopbackPort() {
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  constexpr int kLowest = 10000;
+  if (ephemeral_low - kLowest >= 1000) {
+    thread_local std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+    std::uniform_int_distribution<int> pick(kLowest, ephemeral_low - 1);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const int port = pick(random);
+      if (BindLoopback(port) == port) return port;
+    }
+  }
+  return BindLoopback(0);
 }
 
 std::string ServerProcess::DefaultBinary() {
