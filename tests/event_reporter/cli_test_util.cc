@@ -1,9 +1,6 @@
 #include "tests/event_reporter/cli_test_util.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +15,7 @@
 #include <thread>
 
 #include "event_reporter/cli.h"
+#include "tests/support/server_process.h"
 
 namespace rta::reporter::testing {
 namespace {
@@ -152,17 +150,7 @@ std::string IdLines(int count) {
   return lines;
 }
 
-int UnusedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
+int UnusedPort() { return rta::testing::FreeLoopbackPort(); }
 
 std::string GenerateFile(const std::string& name, int events, int seed, double rate) {
   const std::string path = TempPath(name);
