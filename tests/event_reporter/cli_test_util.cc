@@ -15,7 +15,6 @@
 #include <thread>
 
 #include "event_reporter/cli.h"
-#include "tests/support/server_process.h"
 
 namespace rta::reporter::testing {
 namespace {
@@ -149,8 +148,6 @@ std::string IdLines(int count) {
   }
   return lines;
 }
-
-int UnusedPort() { return rta::testing::FreeLoopbackPort(); }
 
 std::string GenerateFile(const std::string& name, int events, int seed, double rate) {
   const std::string path = TempPath(name);

@@ -44,10 +44,6 @@ FileAnswers Answer(const std::string& path);
 // `count` JSON lines of page views with ids e0, e1, ... (and nothing else).
 std::string IdLines(int count);
 
-// A loopback port that nothing listens on right now, and that no bind(0) or connect() takes
-// before a server is started on it (rta::testing::FreeLoopbackPort).
-int UnusedPort();
-
 // Generated traffic placed with --start-ms so that it ends a minute before now (the server
 // accepts all of it); returns the file's path.
 std::string GenerateFile(const std::string& name, int events, int seed, double rate = 20);

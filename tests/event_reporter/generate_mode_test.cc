@@ -11,7 +11,6 @@
 #include <sstream>
 #include <vector>
 
-#include "event_reporter/cli.h"
 #include "tests/event_reporter/cli_test_util.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"

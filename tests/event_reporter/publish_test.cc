@@ -23,6 +23,7 @@
 #include "tests/event_reporter/cli_test_util.h"
 #include "tests/support/cutting_proxy.h"
 #include "tests/support/server_harness.h"
+#include "tests/support/server_process.h"
 
 using rta::reporter::testing::Answer;
 using rta::reporter::testing::CliRun;
@@ -36,9 +37,9 @@ using rta::reporter::testing::ShellRun;
 using rta::reporter::testing::StartProcess;
 using rta::reporter::testing::TempPath;
 using rta::reporter::testing::Total;
-using rta::reporter::testing::UnusedPort;
 using rta::reporter::testing::WaitOrKill;
 using rta::testing::CuttingProxy;
+using rta::testing::FreeLoopbackPort;
 using rta::testing::ServerHarness;
 
 namespace {
@@ -307,7 +308,7 @@ TEST_CASE("SIGTERM, server unreachable: exit 3 within --drain-ms, then --from-li
   const std::string path = GenerateFile("sigterm.jsonl", 3'000, 21, 50);
   const FileAnswers answers = Answer(path);
   const std::string summary_path = TempPath("sigterm_summary.json");
-  const std::string address = "127.0.0.1:" + std::to_string(UnusedPort());
+  const std::string address = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   const ShellRun shell = TerminateAfter(
       "replay " + ShellQuote(path) + " --server " + address + " --drain-ms 1000 --json", "1",
       summary_path);

@@ -18,6 +18,7 @@
 #include "analytics.grpc.pb.h"
 #include "tests/event_reporter/cli_test_util.h"
 #include "tests/support/server_harness.h"
+#include "tests/support/server_process.h"
 
 using rta::reporter::testing::Answer;
 using rta::reporter::testing::CliRun;
@@ -26,7 +27,7 @@ using rta::reporter::testing::GenerateFile;
 using rta::reporter::testing::IdLines;
 using rta::reporter::testing::Run;
 using rta::reporter::testing::Total;
-using rta::reporter::testing::UnusedPort;
+using rta::testing::FreeLoopbackPort;
 using rta::testing::ServerHarness;
 
 namespace {
@@ -174,7 +175,7 @@ TEST_CASE("streams broken mid-way are re-sent: nothing lost, nothing counted twi
 }
 
 TEST_CASE("a server that comes up late gets every event once", "[reporter][retry]") {
-  const int port = UnusedPort();
+  const int port = FreeLoopbackPort();
   const std::string address = "127.0.0.1:" + std::to_string(port);
   const std::string path = GenerateFile("late.jsonl", 2'000, 5);
   // The reporter starts against a closed port and retries; the server then starts there.
@@ -198,7 +199,7 @@ TEST_CASE("a server that comes up late gets every event once", "[reporter][retry
 
 TEST_CASE("an unreachable server: clear retries, then it gives up and says so",
           "[reporter][retry]") {
-  const std::string address = "127.0.0.1:" + std::to_string(UnusedPort());
+  const std::string address = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   const CliRun run =
       Run({"send", "--type", "page_view", "--server", address, "--json", "--give-up-after", "1"});
   CHECK(run.status == 1);
