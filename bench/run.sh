@@ -13,13 +13,15 @@ cd "$(dirname "$0")/.."
 bash deploy/setup.sh
 cmake --preset release >/dev/null
 cmake --build --preset release --parallel "$(nproc)" --target aggregator_bench load_driver \
-  history_bench
+  history_bench event_json_bench
 mkdir -p bench/results
 date=$(date -u +%F)
 build/release/bench/micro/aggregator_bench --benchmark_format=console \
   --benchmark_out="bench/results/${date}-micro.json" --benchmark_out_format=json
 build/release/bench/load/load_driver --seconds "${SECONDS_PER_RUN:-5}" --output-dir bench/results
 rm -f "bench/results/${date}-micro.json"
+# JSON events as POST /v1/events and `replay` read them, nlohmann's document parse beside.
+build/release/bench/micro/event_json_bench | tee "bench/results/${date}-event-json.txt"
 cat "bench/results/${date}.md"
 # Fan-out against the plain grpc-go server (bench/go/refserver, built from proto/ with
 # load_driver), pair by pair: cpu_per_update_vs_reference and rss_per_subscriber_vs_reference

@@ -9,6 +9,7 @@ readonly PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-system-dev
   prometheus-cpp-dev nlohmann-json3-dev catch2 libbenchmark-dev
+  libsimdjson-dev  # proto/event_json: JSON events (HTTP bodies, replay) parsed and validated fast
   libncurses-dev libsodium-dev
   librocksdb-dev  # server/storage: checkpoints (and the history issue's rollups)
   libssl-dev openssl  # server/auth: TLS file checks; the TLS tests make their certificates

@@ -1,12 +1,16 @@
-// Fuzz target: event_reporter's JSON Lines parser (`replay` reads every line with it).
+// Fuzz target: the JSON event parsers: event_reporter's JSON Lines (`replay` reads every line
+// with ParseEventJson) and the server's HTTP bodies (ParseEventsJson, the same reader).
 //
-// Input: one line. ParseEventJson must return a reason or an event, never throw or crash; an
-// event it accepts must survive EventToJson and a second parse unchanged, since
-// `generate --output` writes with EventToJson what `replay` reads back.
+// Input: one line, or one body. Neither parser may throw or crash. ParseEventsJson calls the
+// text invalid exactly when nlohmann's own validator does, and reads it exactly as nlohmann
+// alone does (simdjson parses first, and must only be faster). An event ParseEventJson accepts must
+// survive EventToJson and a second parse unchanged, since `generate --output` writes with
+// EventToJson what `replay` reads back, and must read the same as the only element of an array.
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -22,8 +26,24 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view line(reinterpret_cast<const char*>(data), size);
+  analytics::EventBatch body;
+  const rta::events::ParsedEvents parsed = rta::events::ParseEventsJson(line, 4, &body);
+  RTA_FUZZ_CHECK(parsed.invalid_json == !nlohmann::json::accept(line));
+  RTA_FUZZ_CHECK(parsed.unreadable.size() == static_cast<size_t>(body.events_size()));
+  RTA_FUZZ_CHECK(body.events_size() <= 4);
+  // simdjson, in front, only gets nlohmann's answer sooner: the same reasons, the same events.
+  analytics::EventBatch reference;
+  const rta::events::ParsedEvents expected =
+      rta::events::ParseEventsJsonWithNlohmannOnly(line, 4, &reference);
+  RTA_FUZZ_CHECK(parsed.error == expected.error && parsed.invalid_json == expected.invalid_json);
+  RTA_FUZZ_CHECK(parsed.count == expected.count && parsed.unreadable == expected.unreadable);
+  RTA_FUZZ_CHECK(google::protobuf::util::MessageDifferencer::Equals(body, reference));
+
   analytics::EventData event;
   if (!rta::events::ParseEventJson(line, &event).empty()) return 0;
+  RTA_FUZZ_CHECK(!parsed.invalid_json && parsed.error.empty() && parsed.count == 1);
+  RTA_FUZZ_CHECK(parsed.unreadable.size() == 1 && parsed.unreadable[0].empty());
+  RTA_FUZZ_CHECK(google::protobuf::util::MessageDifferencer::Equals(event, body.events(0)));
   RTA_FUZZ_CHECK(!event.event_type().empty());
 
   const std::string written = rta::events::EventToJson(event);

@@ -119,7 +119,7 @@ encode SubscriptionRequest $d/empty_filter <<TXT
 filters { }
 TXT
 
-# event_json: one JSON line each, as `event_reporter replay` reads them.
+# event_json: one JSON line each, as `event_reporter replay` reads them, or an HTTP body.
 d=fuzz/corpus/event_json
 rm -rf "$d" && mkdir -p "$d"
 printf '%s' '{"event_type":"page_view","page":"/","visitor_id":"v1"}' >$d/page_view
@@ -134,6 +134,9 @@ printf '%s' '[{"event_type":"x"}]' >$d/not_object
 printf '%s' '{"event_type":"page_view",' >$d/truncated
 printf '%s' '{"event_type":"a","event_type":"b","value":-0.0}' >$d/duplicate_key
 printf '%s' '{"event_type":"click","value":1e999}' >$d/number_overflow  # was an uncaught exception
+# HTTP bodies (ParseEventsJson): arrays whose elements fail on their own, past the limit of 4.
+printf '%s' '[{"event_id":"a","event_type":"x"},7,{"event_type":"y","value":"1"},[{}],{"page":"/"},{"event_type":"z"}]' >$d/body_mixed
+printf '%s' '[{"event_type":"x","timestamp_ms":-0,"properties":{"k":["v"],"j":"w"}},{"event_type":"y","value":-9223372036854775809}]' >$d/body_numbers
 
 # config_file: the JSON of `analytics_server --config FILE`.
 d=fuzz/corpus/config_file

@@ -1,8 +1,9 @@
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
+#include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "analytics.pb.h"
 
@@ -12,16 +13,30 @@ namespace rta::events {
 // {"event_type":"page_view","page":"/","visitor_id":"v1"}); unknown fields are refused so that a
 // typo does not silently drop data. Only the JSON shape and types are checked here: the server
 // validates the values and says what is wrong with them.
-// Returns "" on success, else the reason (with the column for malformed JSON).
+// Returns "" on success, else the reason (with the column for malformed JSON). Throws nothing.
 std::string ParseEventJson(std::string_view line, analytics::EventData* event);
 
-// The same for a JSON value already parsed (an element of an HTTP request's array): "" or the
-// reason, without a column.
-std::string ParseEventObject(const nlohmann::json& document, analytics::EventData* event);
+// What ParseEventsJson read of a body.
+struct ParsedEvents {
+  std::string error;          // "" or why the body as a whole cannot be used
+  bool invalid_json = false;  // `error` says the text is not JSON at all
+  size_t count = 0;           // the body's events (1 for an object), counted past the limit too
+  std::vector<std::string> unreadable;  // per stored event: "" or why it cannot be used
+};
 
-// Parses JSON text; "" or the reason (with the column, as ParseEventJson says it). Throws
-// nothing: nlohmann's exceptions become the reason.
-std::string ParseJsonText(std::string_view text, nlohmann::json* document);
+// Parses a body that is one event object or an array of them (HTTP POST /v1/events) into
+// `batch`, each element at its position, by the same rules and with the same reasons as
+// ParseEventJson. An element that cannot be used keeps the fields that could be read (so that
+// its event_id can name it) and its first reason in document order. At most `max_events` are
+// stored; the rest are only counted, so a body over the limit costs no memory per event. When
+// `error` is set, what `batch` holds is not to be used. Throws nothing.
+ParsedEvents ParseEventsJson(std::string_view text, size_t max_events,
+                             analytics::EventBatch* batch);
+
+// ParseEventsJson without simdjson in front: nlohmann alone, whose answer ParseEventsJson must
+// always give. For fuzz/event_json_fuzzer.cc, which checks that the two agree.
+ParsedEvents ParseEventsJsonWithNlohmannOnly(std::string_view text, size_t max_events,
+                                             analytics::EventBatch* batch);
 
 // One event as a single JSON line (no trailing newline); empty fields are left out.
 std::string EventToJson(const analytics::EventData& event);

@@ -139,15 +139,15 @@ Reply EventsEndpoint::Handle(const EventsRequest& request) {
   auth::Principal principal;
   if (std::optional<Reply> refused = Authenticate(request, &principal)) return *refused;
 
-  json document;
-  if (std::string why = events::ParseJsonText(request.body, &document); !why.empty()) {
-    return Refusal(400, "body: " + why + "; nothing was counted");
-  }
-  if (!document.is_array() && !document.is_object()) {
-    return Refusal(400, std::string("body: expected an event object or an array of them, got ") +
-                            document.type_name());
-  }
-  const size_t count = document.is_array() ? document.size() : 1;
+  // Every element is read into the batch at its body position (an unreadable one keeps what
+  // could be read of it, for its error message): the log record is the batch, with the
+  // positions not counted in `skipped`, as for a ReportEventBatches message.
+  analytics::EventBatch batch;
+  const events::ParsedEvents parsed =
+      events::ParseEventsJson(request.body, state_.config.max_batch_events, &batch);
+  if (parsed.invalid_json) return Refusal(400, "body: " + parsed.error + "; nothing was counted");
+  if (!parsed.error.empty()) return Refusal(400, "body: " + parsed.error);
+  const size_t count = parsed.count;
   if (count > state_.config.max_batch_events) {
     return Refusal(413, "body: " + std::to_string(count) + " events, limit " +
                             std::to_string(state_.config.max_batch_events) +
@@ -157,16 +157,6 @@ Reply EventsEndpoint::Handle(const EventsRequest& request) {
   std::string why;
   const bool journaled = state_.log != nullptr;
   if (journaled && !JournalAccepts(state_, &why)) return Refusal(503, why, 1);
-
-  // Read every element first, each into the batch at its body position (an unreadable one
-  // keeps what was read of it, for its error message): the log record is the batch, with the
-  // positions not counted in `skipped`, as for a ReportEventBatches message.
-  analytics::EventBatch batch;
-  std::vector<std::string> unreadable(count);  // per position; "" when read
-  for (size_t i = 0; i < count; ++i) {
-    const json& element = document.is_array() ? document[i] : document;
-    unreadable[i] = events::ParseEventObject(element, batch.add_events());
-  }
 
   EventTally tally;
   std::string message_bytes;  // outlives the record, which only views it
@@ -179,8 +169,8 @@ Reply EventsEndpoint::Handle(const EventsRequest& request) {
     if (journaled) section.emplace(state_.aggregator.EnterIngest());
     for (size_t i = 0; i < count; ++i) {
       const analytics::EventData& event = batch.events(static_cast<int>(i));
-      if (!unreadable[i].empty()) {
-        tally.RejectUnreadable(event, unreadable[i]);
+      if (!parsed.unreadable[i].empty()) {
+        tally.RejectUnreadable(event, parsed.unreadable[i]);
         record.skipped.push_back(static_cast<uint32_t>(i));
       } else if (!tally.Ingest(state_, event) && journaled) {
         record.skipped.push_back(static_cast<uint32_t>(i));
