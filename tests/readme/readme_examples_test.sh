@@ -159,6 +159,17 @@ wait_total() {
   done
   fail "$1 total is $value on the server, expected $2"
 }
+# wait_counting METRIC: until the server's total is above zero. Generous (30 s): a sanitizer
+# build's first connection on a CI box busy with the heaviest tests can take several seconds.
+wait_counting() {
+  local deadline=$((SECONDS + 30)) value=""
+  while ((SECONDS < deadline)); do
+    value=$(total "$1" || true)
+    [[ $value =~ ^[0-9.]+$ && $value != 0 ]] && return 0
+    sleep 0.2
+  done
+  fail "$1 total is still '$value' on the server after 30 s"
+}
 # alive PID SECONDS: the process is still running after SECONDS.
 alive() {
   local deadline=$((SECONDS + $2))
@@ -287,6 +298,8 @@ for example in "${examples[@]}"; do
       pid=$!
       if [[ $example == "tail -f app.jsonl"* ]]; then
         wait_total events_total 3  # delivered while the pipe is still open
+      elif [[ $example == "event_reporter generate"* ]]; then
+        wait_counting events_total  # it is delivering, however slow its start was
       fi
       alive "$pid" 3 || { cat "$work/out" "$work/err"; fail "ended before Ctrl-C: $example"; }
       kill -INT -- "-$pid"
