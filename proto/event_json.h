@@ -28,8 +28,11 @@ struct ParsedEvents {
 // `batch`, each element at its position, by the same rules and with the same reasons as
 // ParseEventJson. An element that cannot be used keeps the fields that could be read (so that
 // its event_id can name it) and its first reason in document order. At most `max_events` are
-// stored; the rest are only counted, so a body over the limit costs no memory per event. When
-// `error` is set, what `batch` holds is not to be used. Throws nothing.
+// stored; the rest are only counted, not turned into events. When `error` is set, what `batch`
+// holds is not to be used. Throws nothing.
+//
+// Both parse with simdjson, and read again with nlohmann's parser any text simdjson refuses;
+// the answer is always the one nlohmann's parser alone gives (event_json.cc, ReadEvents).
 ParsedEvents ParseEventsJson(std::string_view text, size_t max_events,
                              analytics::EventBatch* batch);
 
