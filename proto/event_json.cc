@@ -281,10 +281,12 @@ class EventsSax {
 };
 
 // Drives `sax` over a document simdjson has parsed, in document order. Returns false, with
-// nothing final in `sax`, for a value whose meaning the document does not keep: a double -0.0,
-// which nlohmann reads as an integer when it is written "-0" (for timestamp_ms the difference
-// is a refusal); the caller then reads the text with nlohmann instead. Recursion is bounded by
-// simdjson's depth limit (1024, checked when it parsed).
+// nothing final in `sax`, for a value whose meaning the document may not keep: a double -0.0.
+// simdjson 3.0.1 (Debian 12's) reads "-0" as the integer 0, as nlohmann does, and "-0.0" as a
+// double, as nlohmann does; a simdjson that kept the sign of "-0" as a double would make
+// timestamp_ms: -0 a refusal. So a -0.0 goes to nlohmann, which tells the two texts apart; it
+// costs nothing elsewhere. Recursion is bounded by simdjson's depth limit (1024, checked when
+// it parsed).
 bool SimdjsonWalk(simdjson::dom::element element, EventsSax& sax) {
   using simdjson::dom::element_type;
   switch (element.type()) {
