@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
-#include <optional>
 
 namespace rta::events {
 namespace {
@@ -341,43 +340,39 @@ bool SimdjsonWalk(simdjson::dom::element element, EventsSax& sax) {
   return false;
 }
 
-// Reads `text` with the rules of `sax`. simdjson parses first and validates the whole text
-// (structure, UTF-8, numbers): with the rules, a body of events goes into its batch at about
-// 280 MB/s on the 2-core VM, against about 100 MB/s with nlohmann's parser (bench/README.md). Any
-// text simdjson refuses is read again by nlohmann, whose verdict and message are the answer:
-// it says where the text is wrong, and it reads what simdjson refuses but JSON allows (integers
-// beyond 64 bits, as doubles; a byte order mark; nesting deeper than 1024). So an answer is
-// always nlohmann's; simdjson only gets it sooner (fuzz/event_json_fuzzer.cc checks the two
-// agree). `reset` undoes what a walk that gave up wrote.
-template <typename Reset>
-void ReadEvents(std::string_view text, bool simdjson_first, EventsSax& sax, Reset reset) {
+// Reads `text` by the rules of EventsSax into `single` (one event object) or `batch`. simdjson
+// parses first and validates the whole text (structure, UTF-8, numbers): with the rules, a body
+// of events goes into its batch at about 280 MB/s on the 2-core VM, against about 100 MB/s with
+// nlohmann's parser (bench/README.md). Any text simdjson refuses is read again by nlohmann,
+// whose verdict and message are the answer: it says where the text is wrong, and it reads what
+// simdjson refuses but JSON allows (integers beyond 64 bits, as doubles; a byte order mark;
+// nesting deeper than 1024). So an answer is always nlohmann's; simdjson only gets it sooner
+// (fuzz/event_json_fuzzer.cc checks the two agree).
+ParsedEvents ReadEvents(std::string_view text, analytics::EventData* single,
+                        analytics::EventBatch* batch, size_t max_events, bool simdjson_first) {
   if (simdjson_first) {
     // One parser per thread (the HTTP threads, replay's reader): its buffers grow to the
     // largest text seen and are reused (at most --http-max-body-bytes, 1 MiB by default: a
     // 1 MiB body of events takes 4.4 MiB of resident buffers, measured).
     thread_local simdjson::dom::parser parser;
     simdjson::dom::element document;
+    const int events_before = batch != nullptr ? batch->events_size() : 0;
+    ParsedEvents parsed;
+    EventsSax sax(single, batch, max_events, &parsed);
     if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/true).get(document) ==
             simdjson::SUCCESS &&
         SimdjsonWalk(document, sax)) {
-      return;
+      return parsed;
     }
-    reset();
+    // Undo what a walk that gave up wrote; nlohmann starts afresh.
+    if (single != nullptr) single->Clear();
+    if (batch != nullptr) {
+      batch->mutable_events()->DeleteSubrange(events_before, batch->events_size() - events_before);
+    }
   }
-  json::sax_parse(text.begin(), text.end(), &sax);
-}
-
-ParsedEvents ParseEvents(std::string_view text, size_t max_events, analytics::EventBatch* batch,
-                         bool simdjson_first) {
-  const int events_before = batch->events_size();
   ParsedEvents parsed;
-  std::optional<EventsSax> sax;
-  sax.emplace(nullptr, batch, max_events, &parsed);
-  ReadEvents(text, simdjson_first, *sax, [&] {
-    batch->mutable_events()->DeleteSubrange(events_before, batch->events_size() - events_before);
-    parsed = ParsedEvents();
-    sax.emplace(nullptr, batch, max_events, &parsed);
-  });
+  EventsSax sax(single, batch, max_events, &parsed);
+  json::sax_parse(text.begin(), text.end(), &sax);
   return parsed;
 }
 
@@ -385,26 +380,19 @@ ParsedEvents ParseEvents(std::string_view text, size_t max_events, analytics::Ev
 
 std::string ParseEventJson(std::string_view line, analytics::EventData* event) {
   event->Clear();
-  ParsedEvents parsed;
-  std::optional<EventsSax> sax;
-  sax.emplace(event, nullptr, 1, &parsed);
-  ReadEvents(line, /*simdjson_first=*/true, *sax, [&] {
-    event->Clear();
-    parsed = ParsedEvents();
-    sax.emplace(event, nullptr, 1, &parsed);
-  });
+  const ParsedEvents parsed = ReadEvents(line, event, nullptr, 1, /*simdjson_first=*/true);
   if (!parsed.error.empty()) return parsed.error;
   return parsed.unreadable.empty() ? "expected a JSON object" : parsed.unreadable.front();
 }
 
 ParsedEvents ParseEventsJson(std::string_view text, size_t max_events,
                              analytics::EventBatch* batch) {
-  return ParseEvents(text, max_events, batch, /*simdjson_first=*/true);
+  return ReadEvents(text, nullptr, batch, max_events, /*simdjson_first=*/true);
 }
 
 ParsedEvents ParseEventsJsonWithNlohmannOnly(std::string_view text, size_t max_events,
                                              analytics::EventBatch* batch) {
-  return ParseEvents(text, max_events, batch, /*simdjson_first=*/false);
+  return ReadEvents(text, nullptr, batch, max_events, /*simdjson_first=*/false);
 }
 
 std::string EventToJson(const analytics::EventData& event) {

@@ -527,23 +527,23 @@ TEST_CASE(
                                 std::chrono::seconds(20)));
   constexpr int kThirdEvents = 6'000;
   Answers all = both;
+  std::vector<std::unique_ptr<Stub>> survivors;
+  for (size_t i : {size_t{0}, size_t{1}}) {
+    survivors.push_back(analytics::AnalyticsService::NewStub(
+        grpc::CreateChannel(addresses[i], grpc::InsecureChannelCredentials())));
+  }
   for (int half = 0; half < 2; ++half) {
     const std::string name = half == 0 ? "third-a" : "third-b";
     const std::string file =
         Generate(dir.path(), name, kThirdEvents / 2, 33 + half, start_ms + kDayMs / 2, kDayMs);
     CountFile(file, &all);
-    const std::string summary = dir.path() + "/" + name + ".summary.json";
-    const std::string log = dir.path() + "/" + name + ".reporter.log";
+    const std::string half_summary = dir.path() + "/" + name + ".summary.json";
+    const std::string half_log = dir.path() + "/" + name + ".reporter.log";
     const pid_t replay = Spawn({RTA_EVENT_REPORTER_BINARY, "replay", file, "--server",
                                 addresses[0] + "," + addresses[1], "--json", "--quiet"},
-                               summary, log);
-    CHECK(FinishedReplay(replay, summary, log).value("accepted", 0ull) ==
+                               half_summary, half_log);
+    CHECK(FinishedReplay(replay, half_summary, half_log).value("accepted", 0ull) ==
           static_cast<uint64_t>(kThirdEvents / 2));
-    std::vector<std::unique_ptr<Stub>> survivors;
-    for (size_t i : {size_t{0}, size_t{1}}) {
-      survivors.push_back(analytics::AnalyticsService::NewStub(
-          grpc::CreateChannel(addresses[i], grpc::InsecureChannelCredentials())));
-    }
     const bool survivors_exact = WaitAllExact(survivors, all, std::chrono::seconds(60), &last);
     INFO(name << ": last answers:\n" << last << node_logs());
     REQUIRE(survivors_exact);
@@ -596,15 +596,15 @@ TEST_CASE(
   // its own tick, which may come after the copier's: a copy done 20 ms before the scrape could
   // be missing from it (seen once, in a release suite run on the loaded 2-core VM).
   double exports = 0;
-  const auto exports_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  do {
-    exports = 0;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      exports += Scrape(*nodes[i], "analytics_cluster_history_exports_total");
-    }
-    if (exports >= 2) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  } while (std::chrono::steady_clock::now() < exports_deadline);
+  rta::testing::WaitFor(
+      [&] {
+        exports = 0;
+        for (size_t i = 0; i < nodes.size(); ++i) {
+          exports += Scrape(*nodes[i], "analytics_cluster_history_exports_total");
+        }
+        return exports >= 2;
+      },
+      std::chrono::seconds(5));
   for (size_t i : {kAway, size_t{3}}) {
     INFO("node " << i << (i == kAway ? " (back after the trim)" : " (new)"));
     CHECK(Scrape(*nodes[i], "analytics_cluster_history_copies_total{outcome=\"copied\"}") == 1);
