@@ -34,11 +34,13 @@
 #include "tests/support/nats_cluster.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
+#include "tests/support/sketch_bounds.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
 
 using rta::testing::Head;
+using rta::testing::HyperLogLogBound;
 using rta::testing::Join;
 using rta::testing::LogTail;
 using rta::testing::MsSince;
@@ -244,8 +246,8 @@ bool WaitAllExact(std::vector<std::unique_ptr<Stub>>& stubs, const Answers& answ
   }
 }
 
-// Every day of a node against the files, each number on its own (visitors: within 3 standard
-// errors of the p14 HyperLogLog, as a single node's history).
+// Every day of a node against the files, each number on its own (visitors: within the bound of
+// the p14 HyperLogLog, as a single node's history).
 void CheckDays(Stub& stub, const Answers& answers, bool with_visitors) {
   const std::map<int64_t, DayAnswer> got = Days(MustQuery(stub, DailyQuery(answers)));
   for (const auto& [day_ms, want] : answers.days) {
@@ -257,7 +259,8 @@ void CheckDays(Stub& stub, const Answers& answers, bool with_visitors) {
     CHECK(have.conversions == static_cast<double>(want.conversions));
     CHECK(have.revenue_units == want.revenue_units);
     if (with_visitors) {
-      CHECK(have.visitors == Approx(static_cast<double>(want.visitors.size())).epsilon(0.025));
+      CHECK(have.visitors ==
+            Approx(static_cast<double>(want.visitors.size())).epsilon(HyperLogLogBound(14)));
     }
   }
   for (const auto& [day_ms, have] : got) {

@@ -35,11 +35,13 @@
 #include "tests/support/nats_cluster.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
+#include "tests/support/sketch_bounds.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
 
 using rta::testing::Head;
+using rta::testing::HyperLogLogBound;
 using rta::testing::Join;
 using rta::testing::LogTail;
 using rta::testing::MsSince;
@@ -455,11 +457,13 @@ TEST_CASE(
     CHECK(country.MaxSeen("events_total", window) == static_cast<double>(answers.country.events));
     CHECK(campaign_device.MaxSeen("events_total", window) ==
           static_cast<double>(answers.campaign_device.events));
-    // Unique visitors: HyperLogLog p = 14 (0.81% standard error), within 3 standard errors.
-    CHECK(country.Value("unique_visitors", window) ==
-          Approx(static_cast<double>(answers.country.visitors.size())).epsilon(0.025));
+    // Unique visitors: a HyperLogLog of precision 14, within its bound.
+    CHECK(
+        country.Value("unique_visitors", window) ==
+        Approx(static_cast<double>(answers.country.visitors.size())).epsilon(HyperLogLogBound(14)));
     CHECK(campaign_device.Value("unique_visitors", window) ==
-          Approx(static_cast<double>(answers.campaign_device.visitors.size())).epsilon(0.025));
+          Approx(static_cast<double>(answers.campaign_device.visitors.size()))
+              .epsilon(HyperLogLogBound(14)));
   }
   // Still exact a few exchanges later: a late duplicate shipment would show now.
   std::this_thread::sleep_for(std::chrono::seconds(2));

@@ -21,11 +21,13 @@
 #include "analytics.grpc.pb.h"
 #include "tests/support/server_harness.h"
 #include "tests/support/server_process.h"
+#include "tests/support/sketch_bounds.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
 
 using rta::testing::HttpGet;
+using rta::testing::HyperLogLogBound;
 using rta::testing::NowMs;
 using rta::testing::PrometheusValue;
 using rta::testing::ServerProcess;
@@ -147,9 +149,9 @@ void CheckSeries(analytics::AnalyticsService::Stub& stub, const FileAnswers& ans
     CHECK(point.values(conversions) == static_cast<double>(want.conversions));
     CHECK(std::llround(point.values(revenue) * 1e4) == want.revenue_units);
     CHECK(point.values(sessions) == static_cast<double>(want.sessions));
-    if (step_seconds == 86'400) {  // 3 standard errors of a p14 HyperLogLog
+    if (step_seconds == 86'400) {  // a day's cell keeps a p14 HyperLogLog
       CHECK(point.values(visitors) ==
-            Approx(static_cast<double>(want.visitors.size())).epsilon(0.025));
+            Approx(static_cast<double>(want.visitors.size())).epsilon(HyperLogLogBound(14)));
     }
   }
 }
@@ -265,7 +267,8 @@ TEST_CASE("history: three days backfilled equal the file per day and hour, segme
   whole.add_metrics("unique_visitors");
   whole.add_metrics("page_load_ms_p95");
   const auto totals = Query(*stub, whole);
-  CHECK(totals.totals(0) == Approx(static_cast<double>(answers.visitors.size())).epsilon(0.025));
+  CHECK(totals.totals(0) ==
+        Approx(static_cast<double>(answers.visitors.size())).epsilon(HyperLogLogBound(14)));
   std::vector<double> loads = answers.page_loads;
   REQUIRE(!loads.empty());
   std::sort(loads.begin(), loads.end());
@@ -520,11 +523,10 @@ TEST_CASE("history: the minute precision flag sets the minutes' visitor sketch o
     }
     const std::string note = precision_note(result);
     INFO(note);
-    // A sketch of the file's visitors: 4 standard errors of the precision that was merged.
+    // A sketch of the file's visitors, within the bound of the precision that was merged.
     const int precision = step_s == 60 ? 12 : 14;
     CHECK(note.find("precision " + std::to_string(precision)) != std::string::npos);
     const double visitors = static_cast<double>(hour.visitors.size());
-    const double bound = 4 * 1.04 / std::sqrt(static_cast<double>(1 << precision));
-    CHECK(std::abs(result.totals(1) - visitors) <= bound * visitors);
+    CHECK(std::abs(result.totals(1) - visitors) <= HyperLogLogBound(precision) * visitors);
   }
 }
