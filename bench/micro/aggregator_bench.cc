@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -279,6 +280,42 @@ void BM_TickSteadyState(benchmark::State& state) { TickAtSteadyState(state, 1000
 void BM_TickEvery100ms(benchmark::State& state) { TickAtSteadyState(state, 100); }
 BENCHMARK(BM_TickSteadyState)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_TickEvery100ms)->Unit(benchmark::kMillisecond);
+
+// The first tick of a fresh aggregator after `state.range(0)` events, each of a new session and
+// visitor: the tick merges that many sessions into an empty session table (a restart under load,
+// or a client that names a new session per event). Before the home function differed per
+// capacity (flat_map.h), this tick was quadratic in the sessions.
+void BM_TickOfNewSessions(benchmark::State& state) {
+  constexpr int64_t kStartMs = 1'795'600'800'000;
+  const int64_t sessions = state.range(0);
+  for (auto _ : state) {
+    state.PauseTiming();
+    agg::ManualClock clock(kStartMs);
+    agg::AggregatorConfig config;
+    config.dedupe_capacity_log2 = 20;
+    auto aggregator = std::make_unique<agg::Aggregator>(config, clock);
+    analytics::EventData event;
+    event.set_event_type("page_view");
+    event.set_page("/");
+    for (int64_t i = 0; i < sessions; ++i) {
+      event.set_event_id("e" + std::to_string(i));
+      event.set_session_id("s" + std::to_string(i));
+      event.set_visitor_id("v" + std::to_string(i));
+      aggregator->Ingest(event);
+    }
+    state.ResumeTiming();
+    aggregator->Tick();
+    state.PauseTiming();
+    aggregator.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * sessions);
+}
+BENCHMARK(BM_TickOfNewSessions)
+    ->Arg(100'000)
+    ->Arg(400'000)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 
 // Checkpoints at the defaults (a 32 MiB de-dup table) and a realistic state: an hour and a
 // minute of 1000 events/s (5000 sessions, 50,000 visitors, 200 pages), so both rings are full

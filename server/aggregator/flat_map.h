@@ -115,7 +115,17 @@ class FlatMap {
  private:
   size_t Home(uint64_t key) const {
     // Fibonacci hashing: takes the top bits of a multiply, so low-entropy low bits do not cluster.
-    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
+    // The key is first rotated by an amount that differs per capacity. Why: ForEach visits the
+    // entries in the order of their homes, and the tick merges one map into another by visiting
+    // one and inserting into the other (a shard's sessions into the session table, say). With
+    // the same home function in both, a smaller destination receives its keys sorted by home,
+    // all of the first ones in its first slots: one cluster that every insert walks to its end,
+    // quadratic in the keys. The tick's merges of 400,000 new sessions into a session table that
+    // grows as it fills took 16 s of CPU (40 us a merge against 0.3 us; flat_map_test.cc). Maps of
+    // different capacities now place keys in unrelated orders; maps of equal capacity share an
+    // order, which spreads the keys a destination receives over all of its slots.
+    return static_cast<size_t>((std::rotl(key, static_cast<int>(shift_)) * 0x9E3779B97F4A7C15ull) >>
+                               shift_);
   }
 
   void Rehash(size_t new_capacity) {
