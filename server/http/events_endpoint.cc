@@ -11,6 +11,42 @@ namespace {
 
 using nlohmann::json;
 
+// The batch a body is read into: one per thread, cleared and reused. A cleared protobuf message
+// keeps its events and their strings' buffers, so a request costs no malloc per event, as the
+// gRPC ingest streams cost none with the message each call reuses (with a fresh batch per
+// request, malloc and free were about 17% of the server's samples at 50 events per request).
+// Threading: each HTTP thread has its own; Handle runs to its end on one thread, and nothing
+// keeps a pointer into the batch past it. Bounded: after a body of more than kKeptBatchEvents
+// events or kKeptBatchBytes bytes the batch is freed, so a thread keeps at most what a body of
+// that size made.
+constexpr size_t kKeptBatchEvents = 1'000;
+constexpr size_t kKeptBatchBytes = 256 * 1024;
+
+class ThreadBatch {
+ public:
+  explicit ThreadBatch(std::string_view body)
+      : batch_(Reused()), large_(body.size() > kKeptBatchBytes) {
+    batch_.Clear();
+  }
+  ~ThreadBatch() {
+    if (large_ || static_cast<size_t>(batch_.events_size()) > kKeptBatchEvents) {
+      analytics::EventBatch().Swap(&batch_);  // the grown one is freed here
+    }
+  }
+  ThreadBatch(const ThreadBatch&) = delete;
+  ThreadBatch& operator=(const ThreadBatch&) = delete;
+
+  analytics::EventBatch& operator*() { return batch_; }
+
+ private:
+  static analytics::EventBatch& Reused() {
+    thread_local analytics::EventBatch batch;
+    return batch;
+  }
+  analytics::EventBatch& batch_;
+  const bool large_;
+};
+
 std::vector<std::string> SplitKeys(std::string_view list) {
   std::vector<std::string> keys;
   while (!list.empty()) {
@@ -142,7 +178,8 @@ Reply EventsEndpoint::Handle(const EventsRequest& request) {
   // Every element is read into the batch at its body position (an unreadable one keeps what
   // could be read of it, for its error message): the log record is the batch, with the
   // positions not counted in `skipped`, as for a ReportEventBatches message.
-  analytics::EventBatch batch;
+  ThreadBatch reused(request.body);
+  analytics::EventBatch& batch = *reused;
   const events::ParsedEvents parsed =
       events::ParseEventsJson(request.body, state_.config.max_batch_events, &batch);
   if (parsed.invalid_json) return Refusal(400, "body: " + parsed.error + "; nothing was counted");

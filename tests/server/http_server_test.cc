@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -76,7 +77,9 @@ class RawConnection {
 
 TEST_CASE("POST /v1/events counts events as ReportEventBatches does, with its per-event errors",
           "[server][integration][http]") {
-  ServerHarness h(HttpConfig());
+  auto config = HttpConfig();
+  config.http_events_per_second_per_address = 0;  // one section posts 1,500 events at once
+  ServerHarness h(config);
   const int port = h.server().http_port();
   REQUIRE(port > 0);
   const int64_t now = h.clock().NowMs();
@@ -128,6 +131,58 @@ TEST_CASE("POST /v1/events counts events as ReportEventBatches does, with its pe
     CHECK(again["accepted"] == 0);
     CHECK(again["duplicates"] == 2);
     CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 2);
+  }
+  SECTION("each body reads afresh: nothing of an earlier request's events carries over") {
+    // The HTTP thread reuses one batch (events_endpoint.cc): the second body's events sit
+    // where the first's were, and must keep none of their fields.
+    const std::string first =
+        "[" + EventJson("f1", "purchase", now, R"(,"value":12.5,"country":"DE","page":"/first")") +
+        "," +
+        EventJson("f2", "page_view", now,
+                  R"(,"country":"DE","page":"/first","utm_campaign":"spring")") +
+        "]";
+    REQUIRE(json::parse(PostEvents(port, first).body)["accepted"] == 2);
+    const std::string second = std::string("[") + R"({"event_id":"s0","value":"bad"})" + "," +
+                               EventJson("s1", "purchase", now) + "," +
+                               EventJson("s2", "page_view", now) + "]";
+    const json counts = json::parse(PostEvents(port, second).body);
+    CHECK(counts["accepted"] == 2);
+    REQUIRE(counts["errors"].size() == 1);
+    CHECK(counts["errors"][0] == "event #0 (id s0): value: expected a number, got string");
+    CHECK(h.Metric("revenue", analytics::WINDOW_TOTAL) == 12.5);
+    CHECK(h.Metric("conversions", analytics::WINDOW_TOTAL) == 2);
+    // Pages (of page views), campaigns and countries: only the first body named any.
+    const analytics::MetricsSnapshot snapshot =
+        h.Snapshot({"top_pages", "top_campaigns", "events_by_country"});
+    std::map<std::string, uint64_t> named;  // "metric key" -> count, in WINDOW_TOTAL
+    for (const analytics::MetricUpdate& update : snapshot.metrics()) {
+      if (update.window() != analytics::WINDOW_TOTAL) continue;
+      for (const analytics::TopEntry& entry : update.top()) {
+        named[update.metric_type() + " " + entry.key()] += entry.count();
+      }
+      for (const auto& [label, value] : update.labels()) {
+        named[update.metric_type() + " " + value] += static_cast<uint64_t>(update.value());
+      }
+    }
+    std::string seen;
+    for (const auto& [what, count] : named) seen += what + "=" + std::to_string(count) + "; ";
+    INFO(seen);
+    CHECK(named == std::map<std::string, uint64_t>{{"events_by_country DE", 2},
+                                                   {"events_by_country unknown", 2},
+                                                   {"top_campaigns spring", 1},
+                                                   {"top_pages /first", 1}});
+
+    // A body past the batch the thread keeps (1,000 events), then a small one again.
+    std::string large = "[";
+    for (int i = 0; i < 1'500; ++i) {
+      large += (i ? "," : "") + EventJson("l" + std::to_string(i), "click", now);
+    }
+    large += "]";
+    CHECK(json::parse(PostEvents(port, large).body)["accepted"] == 1'500);
+    const HttpAnswer after = PostEvents(port, EventJson("after", "click", now));
+    INFO(after.status << " " << after.body);
+    CHECK(json::parse(after.body)["accepted"] == 1);
+    CHECK(h.Metric("events_total", analytics::WINDOW_TOTAL) == 4 + 1'500 + 1);
   }
   SECTION("GET /healthz") {
     const HttpAnswer answer = HttpRequest(port, "GET", "/healthz");
