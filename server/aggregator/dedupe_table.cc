@@ -12,6 +12,7 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <thread>
 
 namespace rta::agg {
 
@@ -43,6 +44,12 @@ IdHash IdHasher::Hash(std::string_view id) const {
 namespace {
 
 constexpr uint64_t kTimeMask = (uint64_t{1} << DedupeTable::kTimeBits) - 1;
+// Between the time and the fingerprint: set while the insert that wrote the word has not yet
+// decided whether its id counts (see CheckAndInsert).
+constexpr int kPendingShift = DedupeTable::kTimeBits;
+constexpr uint64_t kPendingBit = uint64_t{1} << kPendingShift;
+constexpr int kTagShift = kPendingShift + 1;  // where the fingerprint starts
+static_assert(kTagShift + DedupeTable::kFingerprintBits == 64);
 
 uint64_t FingerprintOf(uint64_t hash) {
   const uint64_t fingerprint = hash >> (64 - DedupeTable::kFingerprintBits);
@@ -50,8 +57,10 @@ uint64_t FingerprintOf(uint64_t hash) {
 }
 
 uint64_t Pack(uint64_t fingerprint, uint64_t time) {
-  return (fingerprint << DedupeTable::kTimeBits) | (time & kTimeMask);
+  return (fingerprint << kTagShift) | (time & kTimeMask);
 }
+
+bool IsPending(uint64_t word) { return (word & kPendingBit) != 0; }
 
 // Seconds since the word was written, from 24-bit wrapping times. A word from the "future" (the
 // clock stepped back) has age 0, so a clock step never makes ids forgettable.
@@ -65,8 +74,9 @@ int64_t AgeOf(uint64_t word, uint64_t now_time) {
 }
 
 // Which of a pair of buckets' 32 words are live, and which carry a given fingerprint (bit p for
-// position p). Live: written (a fingerprint is never 0, so a written word is > kTimeMask) and
-// not older than the horizon; a word from the "future" (the clock stepped back) is live too.
+// position p). Live: written (a fingerprint is never 0, so a written word has a non-zero tag)
+// and either pending or not older than the horizon; a word from the "future" (the clock stepped
+// back) is live too. A pending word is live whatever its age: only its writer may change it.
 // Shifting ages by half the time range makes "future or within the horizon" one comparison:
 // future ages become [0, 2^23), ages 0..horizon become [2^23, 2^23 + horizon], so the caller
 // passes shifted_now = now + 2^23 and live_limit = 2^23 + horizon.
@@ -76,15 +86,19 @@ struct ScanResult {
 };
 constexpr size_t kPositions = 2 * DedupeTable::kBucketSize;
 
+bool IsLive(uint64_t word, uint64_t shifted_now, uint64_t live_limit) {
+  const bool written = (word >> kTagShift) != 0;
+  const bool recent = ((shifted_now - word) & kTimeMask) <= live_limit;
+  return written & (recent | IsPending(word));
+}
+
 ScanResult ScanPortable(const uint64_t* seen, uint64_t fingerprint, uint64_t shifted_now,
                         uint64_t live_limit) {
   ScanResult result;
   for (size_t position = 0; position < kPositions; ++position) {
     const uint64_t word = seen[position];
-    const bool live = (word > kTimeMask) & (((shifted_now - word) & kTimeMask) <= live_limit);
-    result.live |= static_cast<uint32_t>(live) << position;
-    result.match |= static_cast<uint32_t>((word >> DedupeTable::kTimeBits) == fingerprint)
-                    << position;
+    result.live |= static_cast<uint32_t>(IsLive(word, shifted_now, live_limit)) << position;
+    result.match |= static_cast<uint32_t>((word >> kTagShift) == fingerprint) << position;
   }
   return result;
 }
@@ -97,13 +111,13 @@ ScanResult ScanSse2(const uint64_t* seen, uint64_t fingerprint, uint64_t shifted
   const __m128i want = _mm_set1_epi64x(static_cast<long long>(fingerprint));
   const __m128i zero = _mm_setzero_si128();
   const __m128i now = _mm_set1_epi32(static_cast<int>(static_cast<uint32_t>(shifted_now)));
-  const __m128i time_mask = _mm_set_epi32(0, static_cast<int>(kTimeMask), 0,
-                                          static_cast<int>(kTimeMask));
+  const __m128i time_mask =
+      _mm_set_epi32(0, static_cast<int>(kTimeMask), 0, static_cast<int>(kTimeMask));
   const __m128i limit = _mm_set1_epi32(static_cast<int>(live_limit));
   ScanResult result;
   for (size_t position = 0; position < kPositions; position += 2) {
     const __m128i words = _mm_loadu_si128(reinterpret_cast<const __m128i*>(seen + position));
-    const __m128i tags = _mm_srli_epi64(words, DedupeTable::kTimeBits);
+    const __m128i tags = _mm_srli_epi64(words, kTagShift);
     // 64-bit equality from 32-bit lanes: a word's two lanes must both be equal.
     __m128i equal = _mm_cmpeq_epi32(tags, want);
     equal = _mm_and_si128(equal, _mm_shuffle_epi32(equal, _MM_SHUFFLE(2, 3, 0, 1)));
@@ -113,8 +127,11 @@ ScanResult ScanSse2(const uint64_t* seen, uint64_t fingerprint, uint64_t shifted
     // Ages and the limit are below 2^25, so the signed comparison is exact.
     __m128i expired = _mm_cmpgt_epi32(ages, limit);
     expired = _mm_shuffle_epi32(expired, _MM_SHUFFLE(2, 2, 0, 0));  // into each word's sign bit
-    const auto dead = static_cast<uint32_t>(
-        _mm_movemask_pd(_mm_castsi128_pd(_mm_or_si128(empty, expired))));
+    // The pending bit into each word's sign bit: a pending word is never expired.
+    const __m128i pending = _mm_slli_epi64(words, 63 - kPendingShift);
+    expired = _mm_andnot_si128(pending, expired);
+    const auto dead =
+        static_cast<uint32_t>(_mm_movemask_pd(_mm_castsi128_pd(_mm_or_si128(empty, expired))));
     const auto matched = static_cast<uint32_t>(_mm_movemask_pd(_mm_castsi128_pd(equal)));
     result.live |= (~dead & 3u) << position;
     result.match |= matched << position;
@@ -149,7 +166,7 @@ size_t DedupeTable::ScanMismatchesForTest(uint64_t seed, size_t rounds) {
     const uint64_t fingerprint = FingerprintOf(next());
     uint64_t seen[kPositions];
     for (uint64_t& word : seen) {
-      switch (next() % 5) {
+      switch (next() % 6) {
         case 0:
           word = 0;
           break;
@@ -162,6 +179,9 @@ size_t DedupeTable::ScanMismatchesForTest(uint64_t seed, size_t rounds) {
         case 3:  // a little in the future
           word = Pack(FingerprintOf(next()), now_time + (next() % 100));
           break;
+        case 4:  // pending, this fingerprint or another, any age
+          word = Pack(next() % 2 ? fingerprint : FingerprintOf(next()), next()) | kPendingBit;
+          break;
         default:
           word = next() | (uint64_t{1} << 63);
       }
@@ -172,13 +192,16 @@ size_t DedupeTable::ScanMismatchesForTest(uint64_t seed, size_t rounds) {
     const ScanResult portable = ScanPortable(seen, fingerprint, shifted_now, limit);
     // And against the plain definition of "live".
     uint32_t expected_live = 0;
+    uint32_t expected_match = 0;
     for (size_t p = 0; p < kPositions; ++p) {
-      const bool live = seen[p] != 0 && (seen[p] >> kTimeBits) != 0 &&
-                        AgeOf(seen[p], now_time) <= static_cast<int64_t>(horizon);
+      const bool live =
+          (seen[p] >> kTagShift) != 0 &&
+          (IsPending(seen[p]) || AgeOf(seen[p], now_time) <= static_cast<int64_t>(horizon));
       expected_live |= static_cast<uint32_t>(live) << p;
+      expected_match |= static_cast<uint32_t>(seen[p] >> kTagShift == fingerprint) << p;
     }
     mismatches += fast.live != portable.live || fast.match != portable.match ||
-                  portable.live != expected_live;
+                  portable.live != expected_live || portable.match != expected_match;
   }
   return mismatches;
 }
@@ -251,31 +274,50 @@ bool DedupeTable::LoadBuckets(std::string_view bitmap, std::string_view words) {
   for (size_t bucket = 0; bucket < buckets; ++bucket) {
     if (!((static_cast<uint8_t>(bitmap[bucket / 8]) >> (bucket % 8)) & 1u)) continue;
     if (words.size() - offset < kBucketBytes) return false;
-    std::memcpy(BucketAt(bucket), words.data() + offset, kBucketBytes);
+    uint64_t* const to = BucketAt(bucket);
+    std::memcpy(to, words.data() + offset, kBucketBytes);
+    // A copy holds no pending word (it is cut while no insert runs); clearing the bit anyway
+    // means no word can stay pending forever, whatever the bytes.
+    for (size_t i = 0; i < kBucketSize; ++i) to[i] &= ~kPendingBit;
     offset += kBucketBytes;
   }
   return offset == words.size();
 }
 
+namespace {
+
+// Waits for another thread's pending claim to settle: the wait lasts that thread's settle loop,
+// unless it was preempted, hence the yield after a short spin.
+void Backoff(int spins) {
+  if (spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace
+
 DedupeTable::Outcome DedupeTable::CheckAndInsert(const IdHash& hash, int64_t now_second) {
   const uint64_t fingerprint = FingerprintOf(hash.fingerprint_bits);
   const uint64_t now_time = static_cast<uint64_t>(now_second - start_second_) & kTimeMask;
-  const uint64_t mine = Pack(fingerprint, now_time);
+  const uint64_t settled = Pack(fingerprint, now_time);
+  const uint64_t pending = settled | kPendingBit;
   if (copying_.load(std::memory_order_acquire)) [[unlikely]] {
     CopyBucketOnce(FirstBucket(hash));
     CopyBucketOnce(SecondBucket(hash));
   }
   uint64_t* const buckets[2] = {BucketAt(FirstBucket(hash)), BucketAt(SecondBucket(hash))};
-  // Position p in 0..31: bucket p / 16, slot p % 16. This order decides who wins a race.
-  auto slot_at = [&](size_t position) {
-    return std::atomic_ref<uint64_t>(buckets[position / kBucketSize][position % kBucketSize]);
+  // Position p in 0..31: bucket p / 16, slot p % 16.
+  auto word_at = [&](size_t position) {
+    return &buckets[position / kBucketSize][position % kBucketSize];
   };
+  auto slot_at = [&](size_t position) { return std::atomic_ref<uint64_t>(*word_at(position)); };
   constexpr uint64_t kHalf = uint64_t{1} << (kTimeBits - 1);
   const uint64_t live_limit = kHalf + static_cast<uint64_t>(horizon_seconds_);
   const uint64_t shifted_now = now_time + kHalf;
-  auto live = [&](uint64_t word) {
-    return (word > kTimeMask) & (((shifted_now - word) & kTimeMask) <= live_limit);
-  };
   for (;;) {
     alignas(16) uint64_t seen[kPositions];
     for (size_t position = 0; position < kPositions; ++position) {
@@ -283,6 +325,7 @@ DedupeTable::Outcome DedupeTable::CheckAndInsert(const IdHash& hash, int64_t now
     }
     const ScanResult scan = Scan(seen, fingerprint, shifted_now, live_limit);
     const uint32_t live_mask = scan.live;
+    // A pending claim of this id counts as seen: one of its claimants will count it.
     const bool duplicate = (scan.live & scan.match) != 0;
     if (duplicate) return Outcome::kDuplicate;
     const uint32_t free_first = ~live_mask & 0xffffu;
@@ -296,31 +339,60 @@ DedupeTable::Outcome DedupeTable::CheckAndInsert(const IdHash& hash, int64_t now
     } else if (free_second != 0) {
       target = kBucketSize + static_cast<size_t>(std::countr_zero(free_second));
     } else {
-      // Both buckets full of live ids (only beyond the stated capacity): evict the oldest.
+      // Both buckets full of live ids (only beyond the stated capacity): evict the oldest
+      // settled one. A pending word belongs to an insert still deciding; it is never taken.
       evicting = true;
-      target = 0;
+      target = kPositions;
       int64_t oldest_age = -1;
       for (size_t position = 0; position < kPositions; ++position) {
+        if (IsPending(seen[position])) continue;
         const int64_t age = AgeOf(seen[position], now_time);
         if (age > oldest_age) {
           oldest_age = age;
           target = position;
         }
       }
-    }
-    uint64_t expected = seen[target];
-    if (!slot_at(target).compare_exchange_strong(expected, mine, std::memory_order_seq_cst)) {
-      continue;  // someone else changed the slot: look again, it may be our own id
-    }
-    // A concurrent insert of the same id that claimed an earlier position wins.
-    for (size_t position = 0; position < target; ++position) {
-      const uint64_t word = slot_at(position).load(std::memory_order_seq_cst);
-      if (live(word) && (word >> kTimeBits) == fingerprint) {
-        uint64_t claimed = mine;
-        slot_at(target).compare_exchange_strong(claimed, 0, std::memory_order_seq_cst);
-        return Outcome::kDuplicate;
+      if (target == kPositions) {  // all 32 pending: wait for one to settle
+        Backoff(0);
+        continue;
       }
     }
+    uint64_t expected = seen[target];
+    if (!slot_at(target).compare_exchange_strong(expected, pending, std::memory_order_seq_cst)) {
+      continue;  // someone else changed the slot: look again, it may be our own id
+    }
+    // Settle the claim against concurrent claims of the same id. Claims are ordered by address
+    // (the same order for every id, so waits never form a cycle): a lower claim, pending or
+    // settled, wins; a higher settled claim wins; a higher pending claim is waited for (it backs
+    // off if it sees this one; otherwise it settles and wins). Why exactly one claimant counts:
+    // all accesses are seq_cst, so of two claims at x < y, if Y settled then Y's read of x
+    // preceded X's CAS, so Y's CAS did too, and X's later read of y sees Y's claim (pending, then
+    // settled) and X backs off; and a claimant only backs off for a claim that can still win
+    // (every backing-off chain ends at a lowest claim or a settled one).
+    // Every word is read again after the claim. The snapshot above held no live word with this
+    // fingerprint, so when none differs from it there is no rival (the common case, and the
+    // cheap one: 12 ns an insert in a micro-benchmark); otherwise each is read and judged.
+    const uint64_t* const own = word_at(target);
+    seen[target] = pending;
+    uint64_t differences = 0;
+    for (size_t position = 0; position < kPositions; ++position) {
+      differences |= slot_at(position).load(std::memory_order_seq_cst) ^ seen[position];
+    }
+    for (size_t position = 0; differences != 0 && position < kPositions; ++position) {
+      if (position == target) continue;
+      uint64_t word = slot_at(position).load(std::memory_order_seq_cst);
+      for (int spins = 0;; ++spins) {
+        if ((word >> kTagShift) != fingerprint || !IsLive(word, shifted_now, live_limit)) break;
+        if (word_at(position) < own || !IsPending(word)) {
+          slot_at(target).store(0, std::memory_order_release);  // withdraw: only we change it
+          return Outcome::kDuplicate;
+        }
+        Backoff(spins);  // a higher claim still pending: wait for it to settle
+        word = slot_at(position).load(std::memory_order_seq_cst);
+      }
+    }
+    // Release: a waiting rival's load sees the claim settled or withdrawn, and either is final.
+    slot_at(target).store(settled, std::memory_order_release);
     return evicting ? Outcome::kInsertedEvicted : Outcome::kInserted;
   }
 }

@@ -41,16 +41,18 @@ class IdHasher {
 //
 // Layout: 2^capacity_log2 64-bit words (8 bytes per slot; the default 2^22 is 32 MiB, mapped
 // lazily and on transparent huge pages where available), in buckets of 16 words (128 bytes, two
-// adjacent cache lines). A word packs a 40-bit fingerprint (never 0, so 0 means empty) and the
-// 24-bit second, relative to the table's creation, at which the id was accepted.
+// adjacent cache lines). A word packs a 39-bit fingerprint (never 0, so 0 means empty), a pending
+// bit (the claim of an insert still in progress) and the 24-bit second, relative to the table's
+// creation, at which the id was accepted.
 //
 // Two choices: every id has two buckets (independent hash bits). CheckAndInsert() reads both
 // (32 words; Prefetch() starts the four line fetches early). A live word with the id's
-// fingerprint in either bucket means duplicate. Otherwise the id claims the first free slot
+// fingerprint in either bucket, settled or pending, means duplicate. Otherwise the id claims the
+// first free slot
 // (empty, or expired: older than the horizon) of the bucket with fewer live ids (ties: the
-// first), with a CAS. Only when both buckets hold 16 live ids each does it evict the oldest of
-// the 32: an early eviction (Outcome::kInsertedEvicted), after which a retry of the evicted id
-// would count again.
+// first), with a CAS. Only when both buckets hold 16 live ids each does it evict the oldest
+// settled one of the 32: an early eviction (Outcome::kInsertedEvicted), after which a retry of
+// the evicted id would count again.
 //
 // Capacity (capacity_ids() = 3/4 of the slots; 3,145,728 ids at the default 2^22): the number of
 // ids accepted within one horizon the table is built to hold without early evictions. With two
@@ -60,15 +62,16 @@ class IdHasher {
 // earlier design) overflowed from about 9% load on. So early evictions mean that more distinct
 // ids arrived within one horizon than the stated capacity: raise dedupe_capacity_log2.
 //
-// A failed CAS re-runs the whole check. After claiming, the id re-reads the positions before its
-// own (bucket 1 slots 0..15, then bucket 2 slots 0..15): if a concurrent insert of the same id
-// claimed one of them, this one backs off and reports a duplicate. Two threads racing with one id
-// read the same 32 words and so pick the same slot (one CAS fails, its re-check sees the other);
-// they can pick different slots only if a third insert changes one of those words between their
-// two reads, and then both may count (a window of nanoseconds, needing a concurrent retry).
+// Races: a failed CAS re-runs the whole check. The claim is written pending; the insert then
+// re-reads the other 31 words and settles it against any concurrent claim of the same id (which
+// can sit in another slot when a third insert changed the buckets between the two racers'
+// reads). Claims are ordered by address: a lower claim or a settled higher one wins, and this one
+// is withdrawn (kDuplicate); a pending higher one is waited for. Exactly one racer counts (the
+// proof is at the settle loop). A pending word is live and never evicted or reused, so only its
+// writer changes it; the wait is a few hundred nanoseconds unless the other racer is preempted.
 //
 // False positives: a new id is reported as a duplicate only if one of the at most 32 live ids of
-// its two buckets has the same 40-bit fingerprint: probability <= 32 / 2^40 = 2.9e-11 per event.
+// its two buckets has the same 39-bit fingerprint: probability <= 32 / 2^39 = 5.8e-11 per event.
 // The stored second wraps after 2^24 s (194 days); a word that old is long expired unless
 // untouched for exactly a multiple of that span, which only matters together with a fingerprint
 // match.
@@ -76,7 +79,8 @@ class IdHasher {
 // A duplicate does not refresh the stored second: an id counts again `horizon_seconds` after it
 // was first accepted (a duplicate within [0, horizon] seconds of acceptance, by whole seconds).
 //
-// Thread-safe; all operations are lock-free and allocation-free.
+// Thread-safe and allocation-free. Lock-free except where two inserts of one id race: then the
+// lower claimant may wait for the higher one to settle.
 class DedupeTable {
  public:
   enum class Outcome {
@@ -124,13 +128,15 @@ class DedupeTable {
   // A restore, before any insert: `bitmap` has one bit per bucket (bit b % 8 of byte b / 8) and
   // `words` the kBucketSize words of each set bucket in order; the other buckets stay empty (and
   // unmapped). False when the sizes do not match.
+  // Pending bits are cleared on load. Checkpoints written with 40-bit fingerprints (before the
+  // pending bit) load as well: their top 39 bits are the fingerprint the hash gives now.
   bool LoadBuckets(std::string_view bitmap, std::string_view words);
 
   // Compares the vectorized scan of a bucket pair with the portable one and with the plain
   // definition of a live word, on `rounds` random pairs; returns how many disagreed.
   static size_t ScanMismatchesForTest(uint64_t seed, size_t rounds);
 
-  static constexpr int kFingerprintBits = 40;
+  static constexpr int kFingerprintBits = 39;
   static constexpr int kTimeBits = 24;
   static constexpr size_t kBucketSize = 16;
 
