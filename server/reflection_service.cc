@@ -34,9 +34,8 @@ void SetError(grpc::StatusCode code, const std::string& message,
   response->mutable_error_response()->set_error_message(message);
 }
 
-class ReflectionReactor final
-    : public grpc::ServerBidiReactor<refl::ServerReflectionRequest,
-                                     refl::ServerReflectionResponse> {
+class ReflectionReactor final : public grpc::ServerBidiReactor<refl::ServerReflectionRequest,
+                                                               refl::ServerReflectionResponse> {
  public:
   ReflectionReactor(const ReflectionService& service, grpc::Status refusal)
       : service_(service), start_(std::chrono::steady_clock::now()) {
@@ -51,7 +50,7 @@ class ReflectionReactor final
   }
 
   void OnReadDone(bool ok) override {
-    CallbackEntered(this);
+    const ReactionScope reaction(this);
     if (!ok) {  // the client has sent everything (or the call is gone)
       Finish(grpc::Status::OK);
       return;
@@ -61,7 +60,7 @@ class ReflectionReactor final
   }
 
   void OnWriteDone(bool ok) override {
-    CallbackEntered(this);
+    const ReactionScope reaction(this);
     if (!ok) {
       code_ = grpc::StatusCode::CANCELLED;
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
@@ -71,7 +70,7 @@ class ReflectionReactor final
   }
 
   void OnDone() override {
-    CallbackEntered(this);
+    DoneEntered(this);
     service_.metrics().open_streams(Method::kServerReflectionInfo).Decrement();
     service_.metrics().RpcHandled(
         Method::kServerReflectionInfo, code_,
@@ -118,8 +117,8 @@ refl::ServerReflectionResponse ReflectionService::Answer(
     case refl::ServerReflectionRequest::kFileByFilename: {
       const FileDescriptor* file = pool->FindFileByName(request.file_by_filename());
       if (file == nullptr) {
-        SetError(grpc::StatusCode::NOT_FOUND, "file_by_filename: no file '" +
-                                                  request.file_by_filename() + "' in this server",
+        SetError(grpc::StatusCode::NOT_FOUND,
+                 "file_by_filename: no file '" + request.file_by_filename() + "' in this server",
                  &response);
       } else {
         AddFileAndImports(file, sent, response.mutable_file_descriptor_response());
@@ -146,8 +145,7 @@ refl::ServerReflectionResponse ReflectionService::Answer(
       if (extension == nullptr) {
         SetError(grpc::StatusCode::NOT_FOUND,
                  "file_containing_extension: no extension " +
-                     std::to_string(ask.extension_number()) + " of '" + ask.containing_type() +
-                     "'",
+                     std::to_string(ask.extension_number()) + " of '" + ask.containing_type() + "'",
                  &response);
       } else {
         AddFileAndImports(extension->file(), sent, response.mutable_file_descriptor_response());

@@ -132,7 +132,7 @@ class ListUsersReactor final : public grpc::ServerWriteReactor<userservice::User
   }
 
   void OnWriteDone(bool ok) override {
-    CallbackEntered(this);
+    const ReactionScope reaction(this);
     if (!ok) {
       Done({grpc::StatusCode::CANCELLED, "the client went away"});
       return;
@@ -140,7 +140,7 @@ class ListUsersReactor final : public grpc::ServerWriteReactor<userservice::User
     WriteNext();
   }
   void OnDone() override {
-    CallbackEntered(this);
+    DoneEntered(this);
     delete this;
   }
 
@@ -217,7 +217,7 @@ class UpdateUserReactor final : public grpc::ServerReadReactor<userservice::User
   }
 
   void OnReadDone(bool ok) override {
-    CallbackEntered(this);
+    const ReactionScope reaction(this);
     if (!ok) {  // half-closed (or gone): answer with what was done
       Done(grpc::Status::OK);
       return;
@@ -238,7 +238,7 @@ class UpdateUserReactor final : public grpc::ServerReadReactor<userservice::User
     StartRead(&item_);
   }
   void OnDone() override {
-    CallbackEntered(this);
+    DoneEntered(this);
     delete this;
   }
 
@@ -322,7 +322,7 @@ class ChatReactor final
   }
 
   void OnReadDone(bool ok) override {
-    CallbackEntered(this);
+    const ReactionScope reaction(this);
     if (!ok) {  // the client half-closed: finish once what is queued is written
       bool idle;
       {
@@ -355,7 +355,7 @@ class ChatReactor final
   }
 
   void OnWriteDone(bool ok) override {
-    CallbackEntered(this);
+    const ReactionScope reaction(this);
     const userservice::SupportMessage* next = nullptr;
     bool finish = false;
     {
@@ -377,7 +377,7 @@ class ChatReactor final
   }
 
   void OnDone() override {
-    CallbackEntered(this);
+    DoneEntered(this);
     // Read under the mutex that their writes held: gRPC orders OnDone after them, but in code
     // ThreadSanitizer cannot see. Leave() is called without it (Deliver locks hub, then us).
     bool joined;
@@ -428,7 +428,7 @@ class RefusedChat final
     Finish(status);
   }
   void OnDone() override {
-    CallbackEntered(this);
+    DoneEntered(this);
     delete this;
   }
 };
