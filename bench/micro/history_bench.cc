@@ -24,11 +24,8 @@
 //   build/release/bench/micro/history_bench --hours 24 --rate 1000     (the README's figures)
 //   build/release/bench/micro/history_bench --smoke                    (CI: seconds)
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +46,7 @@
 #include "server/rollup_writer.h"
 #include "server/storage/rollup_accumulator.h"
 #include "server/storage/rollup_store.h"
+#include "tests/support/server_process.h"  // FreeLoopbackPort
 
 namespace {
 
@@ -64,27 +62,15 @@ double Percentile(std::vector<double> values, double q) {
   return values[static_cast<size_t>(q * static_cast<double>(values.size() - 1))];
 }
 
-// A loopback TCP port nobody listens on now.
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    ::close(fd);
-    return 0;
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 // Step 4: the store copied to a "new node" over NATS, against a filesystem copy. False on error.
 bool MeasureCopy(rta::storage::RollupStore* store, const std::string& dir) {
   const char* configured = std::getenv("RTA_NATS_SERVER");
   const std::string binary = configured != nullptr ? configured : "/usr/sbin/nats-server";
-  const int port = FreePort();
+  const int port = rta::testing::FreeLoopbackPort();
+  if (port == 0) {
+    std::fprintf(stderr, "history_bench: no free loopback port for nats-server\n");
+    return false;
+  }
   const pid_t nats = ::fork();
   if (nats == 0) {
     const int null = ::open("/dev/null", O_WRONLY);
