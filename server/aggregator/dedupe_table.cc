@@ -62,6 +62,19 @@ uint64_t Pack(uint64_t fingerprint, uint64_t time) {
 
 bool IsPending(uint64_t word) { return (word & kPendingBit) != 0; }
 
+// One step of waiting for another thread to finish something short (a pending claim to settle,
+// a bucket's copy): a pause while the wait is young, then a yield, in case that thread was
+// preempted.
+void Backoff(int spins) {
+  if (spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } else {
+    std::this_thread::yield();
+  }
+}
+
 // Seconds since the word was written, from 24-bit wrapping times. A word from the "future" (the
 // clock stepped back) has age 0, so a clock step never makes ids forgettable.
 int64_t AgeOf(uint64_t word, uint64_t now_time) {
@@ -253,11 +266,7 @@ void DedupeTable::CopyBucketOnce(size_t bucket) {
     state.store(2, std::memory_order_release);
     return;
   }
-  for (int spins = 0; state.load(std::memory_order_acquire) != 2; ++spins) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
+  for (int spins = 0; state.load(std::memory_order_acquire) != 2; ++spins) Backoff(spins);
 }
 
 void DedupeTable::FinishCopy() {
@@ -283,22 +292,6 @@ bool DedupeTable::LoadBuckets(std::string_view bitmap, std::string_view words) {
   }
   return offset == words.size();
 }
-
-namespace {
-
-// Waits for another thread's pending claim to settle: the wait lasts that thread's settle loop,
-// unless it was preempted, hence the yield after a short spin.
-void Backoff(int spins) {
-  if (spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  } else {
-    std::this_thread::yield();
-  }
-}
-
-}  // namespace
 
 DedupeTable::Outcome DedupeTable::CheckAndInsert(const IdHash& hash, int64_t now_second) {
   const uint64_t fingerprint = FingerprintOf(hash.fingerprint_bits);

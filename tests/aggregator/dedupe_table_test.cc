@@ -169,12 +169,6 @@ TEST_CASE("dedupe table's vectorized bucket scan agrees with the plain definitio
   CHECK(DedupeTable::ScanMismatchesForTest(0x9e3779b97f4a7c15ull, 100'000) == 0);
 }
 
-}  // namespace
-}  // namespace rta::agg
-
-namespace rta::agg {
-namespace {
-
 // A checkpoint written before the pending bit holds words with a 40-bit fingerprint above the
 // 24-bit time. Its ids must still be remembered after a restore by this version.
 TEST_CASE("dedupe table restores words written with 40-bit fingerprints", "[aggregator][dedupe]") {
