@@ -72,6 +72,10 @@ bool MeasureCopy(rta::storage::RollupStore* store, const std::string& dir) {
     return false;
   }
   const pid_t nats = ::fork();
+  if (nats < 0) {
+    std::perror("history_bench: fork for nats-server");
+    return false;
+  }
   if (nats == 0) {
     const int null = ::open("/dev/null", O_WRONLY);
     ::dup2(null, 1);

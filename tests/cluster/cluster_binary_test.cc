@@ -111,14 +111,9 @@ TEST_CASE("with --cluster, kill -9 of the node and of a NATS server mid-replay: 
 
   const std::string summary_path = dir.path() + "/summary.json";
   const std::string reporter_log = dir.path() + "/reporter.log";
-  const pid_t reporter = fork();
-  if (reporter == 0) {
-    dup2(open(summary_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
-    dup2(open(reporter_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
-    execl(RTA_EVENT_REPORTER_BINARY, "event_reporter", "replay", file.c_str(), "--server",
-          address.c_str(), "--json", "--quiet", static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t reporter =
+      Spawn({RTA_EVENT_REPORTER_BINARY, "replay", file, "--server", address, "--json", "--quiet"},
+            summary_path, reporter_log);
   // Mid-replay: the node, then a NATS server (the stream keeps a quorum of two), then the node
   // again. The reporter re-sends what was not acknowledged.
   std::this_thread::sleep_for(std::chrono::milliseconds(700));

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -28,10 +30,12 @@ inline std::string Join(const std::vector<std::string>& parts) {
   return out;
 }
 
-// A client binary run in the background with stdout and stderr to files.
+// A client binary run in the background with stdout and stderr to files; FAILs when it cannot
+// be forked (a pid of -1 must never reach kill(), where it means every process of ours).
 inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& out,
                    const std::string& err) {
   const pid_t pid = fork();
+  if (pid < 0) FAIL("fork for " << argv.front() << ": " << std::strerror(errno));
   if (pid == 0) {
     dup2(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
     dup2(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);

@@ -304,6 +304,7 @@ TEST_CASE(
 
   const std::string summary_path = dir.path() + "/summary.json";
   const pid_t reporter = fork();
+  REQUIRE(reporter >= 0);
   if (reporter == 0) {
     const int out = open(summary_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1);

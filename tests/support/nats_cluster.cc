@@ -8,12 +8,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "tests/support/server_process.h"
 
@@ -31,18 +35,47 @@ bool Accepts(int port) {
   return ok;
 }
 
-std::string Binary() {
+std::string DefaultBinary() {
   const char* env = std::getenv("RTA_NATS_SERVER");
   return env != nullptr && *env != '\0' ? env : "/usr/sbin/nats-server";
 }
 
 }  // namespace
 
-NatsCluster::NatsCluster(int size) {
+NatsCluster::NatsCluster(int size, std::string binary)
+    : binary_(binary.empty() ? DefaultBinary() : std::move(binary)) {
   char path[] = "/tmp/rta_nats_XXXXXX";
-  if (mkdtemp(path) == nullptr) return;
+  if (mkdtemp(path) == nullptr) {
+    error_ = std::string("mkdtemp: ") + std::strerror(errno);
+    std::fprintf(stderr, "NatsCluster: %s\n", error_.c_str());
+    return;
+  }
   dir_ = path;
   servers_.resize(size);
+  // A server that cannot bind a port exits at once ("address already in use"): another process
+  // took one of the ports picked for it. Such a start is retried on fresh ports, from an empty
+  // store, so that a collision costs a second rather than the test; the reason goes to stderr.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1; attempt <= kAttempts && !ok_; ++attempt) {
+    if (attempt > 1) {
+      for (int i = 0; i < size; ++i) Kill(i);
+      std::error_code ignored;
+      for (const auto& entry : std::filesystem::directory_iterator(dir_, ignored)) {
+        std::filesystem::remove_all(entry.path(), ignored);
+      }
+    }
+    WriteConfigs();
+    ok_ = true;
+    for (int i = 0; i < size && ok_; ++i) ok_ = Start(i);
+    if (!ok_) {
+      std::fprintf(stderr, "NatsCluster: start %d of %d failed: %s\n", attempt, kAttempts,
+                   error_.c_str());
+    }
+  }
+}
+
+void NatsCluster::WriteConfigs() {
+  const int size = static_cast<int>(servers_.size());
   for (Server& server : servers_) {
     server.client_port = FreeLoopbackPort();
     server.cluster_port = FreeLoopbackPort();
@@ -53,7 +86,7 @@ NatsCluster::NatsCluster(int size) {
     const std::string name = "n" + std::to_string(i);
     server.config_path = dir_ + "/" + name + ".conf";
     server.log_path = dir_ + "/" + name + ".log";
-    std::ofstream config(server.config_path);
+    std::ofstream config(server.config_path, std::ios::trunc);
     config << "server_name: " << name << "\n"
            << "listen: 127.0.0.1:" << server.client_port << "\n"
            << "http: 127.0.0.1:" << server.monitor_port
@@ -70,8 +103,6 @@ NatsCluster::NatsCluster(int size) {
     }
     config << "  ]\n}\n";
   }
-  ok_ = true;
-  for (int i = 0; i < size; ++i) ok_ &= Start(i);
 }
 
 NatsCluster::~NatsCluster() {
@@ -95,9 +126,20 @@ std::string NatsCluster::url(int server) const {
 bool NatsCluster::Start(int index) {
   Server& server = servers_[index];
   if (server.pid > 0) return true;
-  const std::string binary = Binary();
+  const std::string& binary = binary_;
   const pid_t parent = getpid();
-  server.pid = fork();
+  // fork() fails with EAGAIN when the machine is at its process or thread limit for a moment
+  // (the suite runs servers in parallel); that is waited out, a little.
+  for (int tries = 0; tries < 50; ++tries) {
+    server.pid = fork();
+    if (server.pid >= 0 || errno != EAGAIN) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (server.pid < 0) {
+    error_ = "n" + std::to_string(index) + ": fork: " + std::strerror(errno);
+    server.pid = 0;
+    return false;
+  }
   if (server.pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
@@ -111,11 +153,22 @@ bool NatsCluster::Start(int index) {
     int status = 0;
     if (waitpid(server.pid, &status, WNOHANG) == server.pid) {
       server.pid = 0;
+      error_ = "n" + std::to_string(index) + " (" + binary + ") exited with " +
+               DescribeWaitStatus(status) + " before it accepted connections; its log ends:\n" +
+               LogTail(index);
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  error_ = "n" + std::to_string(index) + " did not accept connections on port " +
+           std::to_string(server.client_port) + " within 20 s; its log ends:\n" + LogTail(index);
   return false;
+}
+
+std::string NatsCluster::LogTail(int index) const {
+  const std::string log = Log(index);
+  constexpr size_t kTail = 1500;
+  return log.size() <= kTail ? log : log.substr(log.size() - kTail);
 }
 
 void NatsCluster::Wait(int index, int timeout_ms) {

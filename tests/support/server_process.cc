@@ -12,8 +12,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -58,25 +60,48 @@ int BindLoopback(int port) {
 
 }  // namespace
 
-// Below the kernel's ephemeral range (net.ipv4.ip_local_port_range), not from it: the kernel
+// Outside the kernel's ephemeral range (net.ipv4.ip_local_port_range), not from it: the kernel
 // hands ports of that range to every bind(0) and connect() on the machine, so a port taken
 // from it can go to another test's client or server before our server binds it (CI saw
-// "Address already in use" so once the NATS tests ran beside the rest of the suite). Below the
-// range only another pick like this one can collide, which the random start and the bind
-// check make rare.
+// "Address already in use" so once the NATS tests ran beside the rest of the suite). Outside
+// the range only another pick like this one can collide, which the random choice and the bind
+// check make rare. The larger span of [10000, low) and (high, 65535] is used, so a machine whose
+// range starts low (some containers use 1024-65535) still gets ports outside it when it can.
+//
+// A port is never handed out twice by one process: a test picks all its ports before it starts
+// the servers that bind them, and a killed server's port, free for a moment, must not go to the
+// next pick while the test means to restart the server on it. Thread-safe.
 int FreeLoopbackPort() {
   int ephemeral_low = 32768;
-  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  int ephemeral_high = 60999;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low >> ephemeral_high;
   constexpr int kLowest = 10000;
-  if (ephemeral_low - kLowest >= 1000) {
-    thread_local std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
-    std::uniform_int_distribution<int> pick(kLowest, ephemeral_low - 1);
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      const int port = pick(random);
-      if (BindLoopback(port) == port) return port;
+  constexpr int kHighest = 65535;
+  const int below = ephemeral_low - kLowest;
+  const int above = kHighest - ephemeral_high;
+  int first = kLowest;
+  int last = ephemeral_low - 1;
+  if (above > below) {
+    first = ephemeral_high + 1;
+    last = kHighest;
+  }
+  if (last - first + 1 < 1000) {  // no room outside: anywhere, still checked and never repeated
+    first = 1024;
+    last = kHighest;
+  }
+  static std::mutex mutex;
+  static std::set<int> handed_out;
+  std::lock_guard<std::mutex> lock(mutex);
+  thread_local std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  std::uniform_int_distribution<int> pick(first, last);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int port = pick(random);
+    if (handed_out.count(port) == 0 && BindLoopback(port) == port) {
+      handed_out.insert(port);
+      return port;
     }
   }
-  return BindLoopback(0);
+  return 0;
 }
 
 std::string ServerProcess::DefaultBinary() {

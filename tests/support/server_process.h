@@ -24,9 +24,9 @@ namespace rta::testing {
 // cannot be had.
 double MetricTotal(const std::string& address, const std::string& metric = "events_total");
 
-// A loopback port free right now (a restarted server must come back on the same one), below
+// A loopback port free right now (a restarted server must come back on the same one), outside
 // the kernel's ephemeral range so that no other process's bind(0) or connect() takes it before
-// the server binds it; 0 if none could be had.
+// the server binds it, and never the same one twice in a process; 0 if none could be had.
 int FreeLoopbackPort();
 
 class ServerProcess {
