@@ -33,6 +33,7 @@ using rta::testing::LogTail;
 using rta::testing::ReadFile;
 using rta::testing::Scrape;
 using rta::testing::Spawn;
+using rta::testing::StartNode;
 using rta::testing::WaitChild;
 
 // A generated traffic file and its exact answers.
@@ -97,17 +98,15 @@ TEST_CASE("with --cluster, kill -9 of the node and of a NATS server mid-replay: 
       page_views += nlohmann::json::parse(line).value("event_type", "") == "page_view";
     }
   }
-  const int port = rta::testing::FreeLoopbackPort();
-  const std::string address = "127.0.0.1:" + std::to_string(port);
-  const std::vector<std::string> args = {
-      "--data-dir",      dir.path() + "/data", "--listen", address,     "--cluster",
-      Join(nats.urls()), "--cluster-node",     "node-a",   "--tick-ms", "100"};
+  std::vector<std::string> args = {
+      "--data-dir",      dir.path() + "/data", "--listen", "127.0.0.1:0", "--cluster",
+      Join(nats.urls()), "--cluster-node",     "node-a",   "--tick-ms",   "100"};
   // Fails the test with the server's own log when it did not come up.
   auto started = [](ServerProcess& process) {
     if (!process.listening()) FAIL("the server did not start:\n" << process.Log());
   };
-  auto server = std::make_unique<ServerProcess>(args);
-  started(*server);
+  auto server = StartNode(args);  // restarts come back on its address
+  const std::string address = server->address();
 
   const std::string summary_path = dir.path() + "/summary.json";
   const std::string reporter_log = dir.path() + "/reporter.log";
@@ -162,11 +161,10 @@ TEST_CASE("with --cluster, kill -9 of the node and of a NATS server mid-replay: 
   server.reset();
   auto fresh_args = args;
   fresh_args[1] = dir.path() + "/elsewhere";
-  ServerProcess fresh(fresh_args);
-  started(fresh);
-  CHECK(rta::testing::WaitFor([&] { return MetricTotal(fresh.address()) == kEvents; },
+  const auto fresh = StartNode(fresh_args);
+  CHECK(rta::testing::WaitFor([&] { return MetricTotal(fresh->address()) == kEvents; },
                               std::chrono::seconds(60)));
-  CHECK(MetricTotal(fresh.address(), "page_views") == static_cast<double>(page_views));
+  CHECK(MetricTotal(fresh->address(), "page_views") == static_cast<double>(page_views));
 }
 
 TEST_CASE("three nodes share ingest: node and NATS server loss, exact everywhere",
@@ -181,17 +179,16 @@ TEST_CASE("three nodes share ingest: node and NATS server loss, exact everywhere
   std::vector<std::vector<std::string>> args;
   std::vector<std::string> addresses;
   for (const char* name : {"node-a", "node-b", "node-c"}) {
-    const std::string address = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
-    addresses.push_back(address);
-    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", address, "--metrics-listen",
-                    "127.0.0.1:0", "--cluster", Join(nats.urls()), "--cluster-node", name,
-                    "--cluster-partitions", std::to_string(kPartitions), "--cluster-lease-ms",
-                    std::to_string(kLeaseMs), "--cluster-exchange-ms", "250", "--tick-ms", "100"});
+    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", "127.0.0.1:0",
+                    "--metrics-listen", "127.0.0.1:0", "--cluster", Join(nats.urls()),
+                    "--cluster-node", name, "--cluster-partitions", std::to_string(kPartitions),
+                    "--cluster-lease-ms", std::to_string(kLeaseMs), "--cluster-exchange-ms", "250",
+                    "--tick-ms", "100"});
   }
   std::vector<std::unique_ptr<ServerProcess>> nodes;
-  for (const auto& node_args : args) {
-    nodes.push_back(std::make_unique<ServerProcess>(node_args));
-    if (!nodes.back()->listening()) FAIL("a node did not start:\n" << nodes.back()->Log());
+  for (auto& node_args : args) {
+    nodes.push_back(StartNode(node_args));
+    addresses.push_back(nodes.back()->address());
   }
   auto owned = [&](size_t i) {
     return std::max(0.0, Scrape(*nodes[i], "analytics_cluster_partitions_owned"));
@@ -315,19 +312,18 @@ TEST_CASE("a paused owner wakes up after its lease moved: default lease, nothing
   std::vector<std::vector<std::string>> args;
   std::vector<std::string> addresses;
   for (const char* name : {"node-a", "node-b"}) {
-    const std::string address = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
-    addresses.push_back(address);
-    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", address, "--metrics-listen",
-                    "127.0.0.1:0", "--cluster", Join(nats.urls()), "--cluster-node", name,
-                    "--cluster-partitions", std::to_string(kPartitions), "--cluster-exchange-ms",
-                    "250", "--tick-ms", "100", "--dedupe-horizon-seconds", "3"});
+    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", "127.0.0.1:0",
+                    "--metrics-listen", "127.0.0.1:0", "--cluster", Join(nats.urls()),
+                    "--cluster-node", name, "--cluster-partitions", std::to_string(kPartitions),
+                    "--cluster-exchange-ms", "250", "--tick-ms", "100", "--dedupe-horizon-seconds",
+                    "3"});
     // The default --cluster-lease-ms; a short de-dup horizon lets the owners trim the event
     // stream within the test (nothing is re-sent here: node-b, the only receiver, never stops).
   }
   std::vector<std::unique_ptr<ServerProcess>> nodes;
-  for (const auto& node_args : args) {
-    nodes.push_back(std::make_unique<ServerProcess>(node_args));
-    if (!nodes.back()->listening()) FAIL("a node did not start:\n" << nodes.back()->Log());
+  for (auto& node_args : args) {
+    nodes.push_back(StartNode(node_args));
+    addresses.push_back(nodes.back()->address());
   }
   auto owned = [&](size_t i) {
     return std::max(0.0, Scrape(*nodes[i], "analytics_cluster_partitions_owned"));
@@ -419,13 +415,11 @@ TEST_CASE("a paused owner wakes up after its lease moved: default lease, nothing
   // A node that starts now rebuilds the exact totals from the chains alone.
   std::vector<std::string> fresh_args = args[1];
   fresh_args[1] = dir.path() + "/node-c";
-  fresh_args[3] = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
   fresh_args[9] = "node-c";
-  ServerProcess fresh(fresh_args);
-  REQUIRE(fresh.listening());
-  CHECK(rta::testing::WaitFor([&] { return MetricTotal(fresh.address()) == traffic.events; },
+  const auto fresh = StartNode(fresh_args);
+  CHECK(rta::testing::WaitFor([&] { return MetricTotal(fresh->address()) == traffic.events; },
                               std::chrono::seconds(30)));
-  CHECK(MetricTotal(fresh.address(), "page_views") == static_cast<double>(traffic.page_views));
+  CHECK(MetricTotal(fresh->address(), "page_views") == static_cast<double>(traffic.page_views));
 }
 
 namespace {

@@ -50,6 +50,7 @@ using rta::testing::ReadFile;
 using rta::testing::Scrape;
 using rta::testing::ServerProcess;
 using rta::testing::Spawn;
+using rta::testing::StartNode;
 using rta::testing::TempDir;
 using rta::testing::WaitChild;
 using Stub = analytics::AnalyticsService::Stub;
@@ -389,19 +390,18 @@ TEST_CASE(
   std::vector<std::vector<std::string>> args;
   std::vector<std::string> addresses;
   for (const char* name : {"node-a", "node-b", "node-c"}) {
-    const std::string address = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
-    addresses.push_back(address);
     // The default --history-flush-ms (2000): a kill -9 then usually finds folded events not
     // yet shipped, which the partitions' new owners must fold again.
-    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", address, "--metrics-listen",
-                    "127.0.0.1:0", "--cluster", Join(nats.urls()), "--cluster-node", name,
-                    "--cluster-partitions", std::to_string(kPartitions), "--cluster-lease-ms",
-                    std::to_string(kLeaseMs), "--cluster-exchange-ms", "250", "--tick-ms", "100"});
+    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", "127.0.0.1:0",
+                    "--metrics-listen", "127.0.0.1:0", "--cluster", Join(nats.urls()),
+                    "--cluster-node", name, "--cluster-partitions", std::to_string(kPartitions),
+                    "--cluster-lease-ms", std::to_string(kLeaseMs), "--cluster-exchange-ms", "250",
+                    "--tick-ms", "100"});
   }
   Nodes nodes;
-  for (const auto& node_args : args) {
-    nodes.push_back(std::make_unique<ServerProcess>(node_args));
-    if (!nodes.back()->listening()) FAIL("a node did not start:\n" << nodes.back()->Log());
+  for (auto& node_args : args) {
+    nodes.push_back(StartNode(node_args));  // restarts come back on its address
+    addresses.push_back(nodes.back()->address());
   }
   std::vector<std::unique_ptr<Stub>> stubs;
   for (const std::string& address : addresses) {
@@ -581,17 +581,13 @@ TEST_CASE(
   if (!nodes[kAway]->listening()) FAIL("the node did not restart:\n" << nodes[kAway]->Log());
   {
     std::vector<std::string> fourth = args[kAway];
-    const std::string address = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
     for (size_t i = 0; i + 1 < fourth.size(); ++i) {
       if (fourth[i] == "--data-dir") fourth[i + 1] = dir.path() + "/node-d";
-      if (fourth[i] == "--listen") fourth[i + 1] = address;
       if (fourth[i] == "--cluster-node") fourth[i + 1] = "node-d";
     }
-    nodes.push_back(
-        std::make_unique<ServerProcess>(fourth, ServerProcess::DefaultBinary(), kSlowStartLimit));
-    if (!nodes.back()->listening()) FAIL("the new node did not start:\n" << nodes.back()->Log());
+    nodes.push_back(StartNode(fourth, kSlowStartLimit));
     stubs.push_back(analytics::AnalyticsService::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials())));
+        grpc::CreateChannel(nodes.back()->address(), grpc::InsecureChannelCredentials())));
   }
   const auto copied_at = std::chrono::steady_clock::now();
   const bool all_exact = WaitAllExact(stubs, all, std::chrono::seconds(60), &last);

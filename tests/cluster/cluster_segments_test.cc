@@ -51,6 +51,7 @@ using rta::testing::ReadFile;
 using rta::testing::Scrape;
 using rta::testing::ServerProcess;
 using rta::testing::Spawn;
+using rta::testing::StartNode;
 using rta::testing::TempDir;
 using rta::testing::WaitChild;
 using rta::testing::WaitFor;
@@ -331,17 +332,17 @@ TEST_CASE(
 
   constexpr int kPartitions = 8;
   constexpr int kLeaseMs = 2000;
+  std::vector<std::vector<std::string>> args;
   std::vector<std::string> addresses;
   Nodes nodes;
   for (const char* name : {"node-a", "node-b", "node-c"}) {
-    const std::string address = "127.0.0.1:" + std::to_string(rta::testing::FreeLoopbackPort());
-    addresses.push_back(address);
-    nodes.push_back(std::make_unique<ServerProcess>(std::vector<std::string>{
-        "--data-dir", dir.path() + "/" + name, "--listen", address, "--metrics-listen",
-        "127.0.0.1:0", "--cluster", Join(nats.urls()), "--cluster-node", name,
-        "--cluster-partitions", std::to_string(kPartitions), "--cluster-lease-ms",
-        std::to_string(kLeaseMs), "--cluster-exchange-ms", "250", "--tick-ms", "100"}));
-    if (!nodes.back()->listening()) FAIL("a node did not start:\n" << nodes.back()->Log());
+    args.push_back({"--data-dir", dir.path() + "/" + name, "--listen", "127.0.0.1:0",
+                    "--metrics-listen", "127.0.0.1:0", "--cluster", Join(nats.urls()),
+                    "--cluster-node", name, "--cluster-partitions", std::to_string(kPartitions),
+                    "--cluster-lease-ms", std::to_string(kLeaseMs), "--cluster-exchange-ms", "250",
+                    "--tick-ms", "100"});
+    nodes.push_back(StartNode(args.back()));
+    addresses.push_back(nodes.back()->address());
   }
   std::vector<std::unique_ptr<Stub>> stubs;
   for (const std::string& address : addresses) {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +47,25 @@ inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& out,
     _exit(127);
   }
   return pid;
+}
+
+// Starts a node with `args`, whose --listen is set to 127.0.0.1:0: the kernel picks a free port
+// as the node binds it, so that no other process can take the port first, as it can take one
+// picked beforehand on a busy machine. The address the node got is written back into `args`, so
+// that a restart with them comes back on it. FAILs with the node's log when it did not start.
+inline std::unique_ptr<ServerProcess> StartNode(
+    std::vector<std::string>& args, std::chrono::seconds start_limit = std::chrono::seconds(20)) {
+  size_t listen = 0;
+  while (listen + 1 < args.size() && args[listen] != "--listen") ++listen;
+  if (listen + 1 >= args.size()) {
+    listen = args.size();
+    args.insert(args.end(), {"--listen", ""});
+  }
+  args[listen + 1] = "127.0.0.1:0";
+  auto node = std::make_unique<ServerProcess>(args, ServerProcess::DefaultBinary(), start_limit);
+  if (!node->listening()) FAIL("a node did not start:\n" << node->Log());
+  args[listen + 1] = node->address();
+  return node;
 }
 
 // Waits for a child; its wait status, or FAILs after `limit`.
