@@ -33,7 +33,6 @@
 namespace {
 
 using rta::testing::DescribeWaitStatus;
-using rta::testing::FreeLoopbackPort;
 using rta::testing::HttpGet;
 using rta::testing::MakeEvent;
 using rta::testing::NowMs;
@@ -296,11 +295,13 @@ TEST_CASE(
   }
   REQUIRE(lines == static_cast<uint64_t>(events));
   const std::string data_dir = dir.path() + "/data";
-  const int port = FreeLoopbackPort();
-  const std::string address = "127.0.0.1:" + std::to_string(port);
-  auto args = DurableArgs(data_dir, {"--listen", address});
+  // The first start binds a port the kernel picks (no other process can take it first); the
+  // restarts ask for the same one, as a real client's endpoint.
+  auto args = DurableArgs(data_dir, {"--listen", "127.0.0.1:0"});
   auto server = std::make_unique<ServerProcess>(args);
   REQUIRE(server->listening());
+  const std::string address = server->address();
+  args = DurableArgs(data_dir, {"--listen", address});
 
   const std::string summary_path = dir.path() + "/summary.json";
   const pid_t reporter = fork();

@@ -61,24 +61,25 @@ TEST_CASE(
     "kill -9 and SIGTERM while a client posts over HTTP with retries: each event counted once",
     "[http][durability][kill]") {
   rta::testing::TempDir dir;
-  const int grpc_port = rta::testing::FreeLoopbackPort();
-  const int http_port = rta::testing::FreeLoopbackPort();
-  REQUIRE(grpc_port > 0);
-  REQUIRE(http_port > 0);
-  // The same ports after every restart, as a real client's endpoint; no per-address rate limit
-  // (the test posts as fast as the server answers).
-  const std::vector<std::string> flags = {"--data-dir",
-                                          dir.path(),
-                                          "--listen",
-                                          "127.0.0.1:" + std::to_string(grpc_port),
-                                          "--http-listen",
-                                          "127.0.0.1:" + std::to_string(http_port),
-                                          "--http-events-per-second-per-address",
-                                          "0",
-                                          "--tick-ms",
-                                          "100"};
+  // The same ports after every restart, as a real client's endpoint: the first start binds
+  // ports the kernel picks (no other process can take them first), and the restarts ask for
+  // those. No per-address rate limit (the test posts as fast as the server answers).
+  std::vector<std::string> flags = {"--data-dir",
+                                    dir.path(),
+                                    "--listen",
+                                    "127.0.0.1:0",
+                                    "--http-listen",
+                                    "127.0.0.1:0",
+                                    "--http-events-per-second-per-address",
+                                    "0",
+                                    "--tick-ms",
+                                    "100"};
   auto server = std::make_unique<rta::testing::ServerProcess>(flags);
   REQUIRE(server->listening());
+  const int http_port = server->http_port();
+  REQUIRE(http_port > 0);
+  flags[3] = server->address();
+  flags[5] = "127.0.0.1:" + std::to_string(http_port);
 
   constexpr int kBatches = 300;
   constexpr int kPerBatch = 20;
