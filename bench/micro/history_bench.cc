@@ -24,11 +24,6 @@
 //   build/release/bench/micro/history_bench --hours 24 --rate 1000     (the README's figures)
 //   build/release/bench/micro/history_bench --smoke                    (CI: seconds)
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -37,7 +32,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "event_reporter/traffic_generator.h"
@@ -46,7 +40,7 @@
 #include "server/rollup_writer.h"
 #include "server/storage/rollup_accumulator.h"
 #include "server/storage/rollup_store.h"
-#include "tests/support/server_process.h"  // FreeLoopbackPort
+#include "tests/support/nats_cluster.h"
 
 namespace {
 
@@ -64,44 +58,17 @@ double Percentile(std::vector<double> values, double q) {
 
 // Step 4: the store copied to a "new node" over NATS, against a filesystem copy. False on error.
 bool MeasureCopy(rta::storage::RollupStore* store, const std::string& dir) {
-  const char* configured = std::getenv("RTA_NATS_SERVER");
-  const std::string binary = configured != nullptr ? configured : "/usr/sbin/nats-server";
-  const int port = rta::testing::FreeLoopbackPort();
-  if (port == 0) {
-    std::fprintf(stderr, "history_bench: no free loopback port for nats-server\n");
+  // A standalone JetStream server on loopback, as the cluster tests start one
+  // ($RTA_NATS_SERVER or Debian's nats-server); killed when this returns.
+  const rta::testing::NatsCluster nats(1);
+  if (!nats.ok()) {
+    std::fprintf(stderr, "history_bench: nats-server did not start: %s\n", nats.error().c_str());
     return false;
   }
-  const pid_t nats = ::fork();
-  if (nats < 0) {
-    std::perror("history_bench: fork for nats-server");
-    return false;
-  }
-  if (nats == 0) {
-    const int null = ::open("/dev/null", O_WRONLY);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    const std::string port_text = std::to_string(port);
-    ::execl(binary.c_str(), binary.c_str(), "-a", "127.0.0.1", "-p", port_text.c_str(),
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  struct Stop {
-    pid_t pid;
-    ~Stop() {
-      ::kill(pid, SIGTERM);
-      ::waitpid(pid, nullptr, 0);
-    }
-  } stop{nats};
   std::string error;
-  std::unique_ptr<rta::cluster::NatsSession> session;
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (session == nullptr && Clock::now() < deadline) {
-    session = rta::cluster::NatsSession::Connect({"nats://127.0.0.1:" + std::to_string(port)}, 5000,
-                                                 &error);
-    if (session == nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  const auto session = rta::cluster::NatsSession::Connect(nats.urls(), 5000, &error);
   if (session == nullptr) {
-    std::fprintf(stderr, "history_bench: %s (%s)\n", error.c_str(), binary.c_str());
+    std::fprintf(stderr, "history_bench: %s\n", error.c_str());
     return false;
   }
   rta::cluster::HistoryExporter::Source source;

@@ -48,11 +48,10 @@ class IdHasher {
 // Two choices: every id has two buckets (independent hash bits). CheckAndInsert() reads both
 // (32 words; Prefetch() starts the four line fetches early). A live word with the id's
 // fingerprint in either bucket, settled or pending, means duplicate. Otherwise the id claims the
-// first free slot
-// (empty, or expired: older than the horizon) of the bucket with fewer live ids (ties: the
-// first), with a CAS. Only when both buckets hold 16 live ids each does it evict the oldest
-// settled one of the 32: an early eviction (Outcome::kInsertedEvicted), after which a retry of
-// the evicted id would count again.
+// first free slot (empty, or expired: older than the horizon) of the bucket with fewer live ids
+// (ties: the first), with a CAS. Only when both buckets hold 16 live ids each does it evict the
+// oldest settled one of the 32: an early eviction (Outcome::kInsertedEvicted), after which a
+// retry of the evicted id would count again.
 //
 // Capacity (capacity_ids() = 3/4 of the slots; 3,145,728 ids at the default 2^22): the number of
 // ids accepted within one horizon the table is built to hold without early evictions. With two
