@@ -213,41 +213,68 @@ std::string Reporter::Lane::LinesText(size_t from, size_t to) const {
 
 void Reporter::Lane::Refused(const std::string& what, const std::string& message,
                              const std::optional<analytics::EventResponse>& trailer) {
-  // analytics_server names a message it cannot parse by its position in the stream ("message
-  // #N ...", 0-based), and puts what it counted before it in the trailer. When both are there
-  // and agree with what was sent, the events before that message are acknowledged and only
-  // the rest fail; the message's input lines say where to look.
-  std::string where;
-  unsigned long long position = 0;
-  size_t before = 0, size = 0;  // events before message #position, and in it
-  bool located = false;
-  if (std::sscanf(message.c_str(), "message #%llu", &position) == 1) {
-    const bool batched = reporter_.options_.protocol == Protocol::kBatches;
-    if (batched && position < batches_.size()) {
-      for (size_t i = 0; i < position; ++i) before += batches_[i].events_size();
-      size = batches_[position].events_size();
-      located = true;
-    } else if (!batched && position < events_) {
-      before = position;
-      size = 1;
-      located = true;
+  // analytics_server ends a stream it refuses with what it counted before the refusal in the
+  // trailer (a message it cannot parse, a batch over --max-batch-events, ...). It counts whole
+  // messages in order, so when the trailer's count is the events of the stream's first
+  // messages, those were counted and only the rest fail; a count that matches no such prefix
+  // is not trusted, and every event of the stream fails. A message the server names by its
+  // position ("message #N", 0-based) also says where to look in the input.
+  const bool batched = reporter_.options_.protocol == Protocol::kBatches;
+  size_t counted_events = 0;
+  bool counted_known = false;
+  if (trailer) {
+    const uint64_t counted = trailer->accepted() + trailer->duplicates() + trailer->rejected();
+    if (!batched) {
+      counted_known = counted <= events_;
+    } else {
+      uint64_t prefix = 0;
+      for (size_t i = 0; i <= batches_.size() && prefix <= counted; ++i) {
+        if (prefix == counted) {
+          counted_known = true;
+          break;
+        }
+        if (i < batches_.size()) prefix += static_cast<uint64_t>(batches_[i].events_size());
+      }
     }
+    if (counted_known) counted_events = static_cast<size_t>(counted);
   }
-  if (located) {
-    const std::string lines = LinesText(before, before + size);
+  unsigned long long position = 0;
+  const bool named = std::sscanf(message.c_str(), "message #%llu", &position) == 1;
+  size_t before = 0, size = 0;  // events before message #position, and in it
+  if (named && batched && position < batches_.size()) {
+    for (size_t i = 0; i < position; ++i) before += batches_[i].events_size();
+    size = batches_[position].events_size();
+  } else if (named && !batched && position < events_) {
+    before = position;
+    size = 1;
+  }
+  // A named message and a count that disagree: neither is trusted.
+  if (size > 0 && counted_events != before) counted_events = 0;
+  const std::string counted_text =
+      std::to_string(counted_events) + (counted_events == 1 ? " event" : " events");
+  std::string where;
+  if (named) {
+    const std::string lines = size > 0 ? LinesText(before, before + size) : "";
     if (!lines.empty()) where = "message #" + std::to_string(position) + " carried " + lines;
-    const uint64_t counted =
-        trailer ? trailer->accepted() + trailer->duplicates() + trailer->rejected() : 0;
-    if (trailer && counted == before) {
-      CountResponse(*trailer);
-      events_ -= before;  // what is left fails when the delivery stops
-      lines_.erase(lines_.begin(), lines_.begin() + std::min(before, lines_.size()));
-      where += std::string(where.empty() ? "" : "; ") + "the " + std::to_string(before) +
-               " events before it were counted";
+    if (counted_events > 0) {
+      where += std::string(where.empty() ? "" : "; ") + "the " + counted_text + " before it " +
+               (counted_events == 1 ? "was" : "were") + " counted";
     }
   } else {
-    const std::string lines = LinesText(0, lines_.size());
-    if (!lines.empty()) where = "that stream carried " + lines;
+    const std::string lines = LinesText(counted_events, lines_.size());
+    if (counted_events > 0) {
+      where = "the server counted the stream's first " +
+              (counted_events == 1 ? std::string("event") : counted_text) +
+              (lines.empty() ? "" : "; the rest carried " + lines);
+    } else if (!lines.empty()) {
+      where = "that stream carried " + lines;
+    }
+  }
+  if (counted_events > 0) {
+    CountResponse(*trailer);
+    events_ -= counted_events;  // what is left fails when the delivery stops
+    lines_.erase(lines_.begin(), lines_.begin() + static_cast<std::ptrdiff_t>(
+                                                      std::min(counted_events, lines_.size())));
   }
   reporter_.Stop("the server refused the events (" + what + "); retrying cannot fix this" +
                  (where.empty() ? "" : " (" + where + ")"));

@@ -112,10 +112,10 @@ struct DeliveryStats {
 // are re-sent, which the de-duplication makes safe), and after kMaxConsecutiveMismatches in a
 // row on the same events the delivery stops: a server that keeps miscounting is not one to
 // trust with more. A refusal that retrying cannot fix (UNAUTHENTICATED, PERMISSION_DENIED,
-// INVALID_ARGUMENT, ...) stops the delivery, with the server's message; when the server names
-// the message it refused ("message #N", 0-based) and reports what it counted before it in the
-// trailer `rta-event-response-bin`, the events before that message are counted and only the
-// rest fail.
+// INVALID_ARGUMENT, ...) stops the delivery, with the server's message; when the server reports
+// what it counted before the refusal in the trailer `rta-event-response-bin` and that is the
+// events of the stream's first messages, those are counted and only the rest fail (a message
+// the server names, "message #N" 0-based, must be the first one not counted).
 // Interruption (options.interrupted): Submit fails from then on; what was taken is still
 // delivered for at most options.drain; then streams are cancelled and what is left counts as
 // unacknowledged (stats().first_unacknowledged_line says where the input is to be resumed).

@@ -4,11 +4,16 @@
 // PublishEvents), load balancing over two servers.
 #include "event_reporter/reporter.h"
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -45,6 +50,9 @@ class FakeIngestServer final : public analytics::AnalyticsService::Service {
     int short_answers = 0;
     int over_answers = 0;
     grpc::Status refusal = grpc::Status::OK;
+    // With `refusal`: the trailer rta-event-response-bin claims this many events accepted
+    // (-1: no trailer).
+    int refusal_counted = -1;
     int unparseable_message = -1;
   };
 
@@ -77,6 +85,7 @@ class FakeIngestServer final : public analytics::AnalyticsService::Service {
       if (messages == script_.unparseable_message) return Unparseable(messages, ids, context);
       for (const analytics::EventData& event : batch.events()) ids.push_back(event.event_id());
     }
+    if (!script_.refusal.ok()) return Refusal(context);
     return Answer(ids, response);
   }
 
@@ -89,10 +98,22 @@ class FakeIngestServer final : public analytics::AnalyticsService::Service {
       if (messages == script_.unparseable_message) return Unparseable(messages, ids, context);
       ids.push_back(event.event_id());
     }
+    if (!script_.refusal.ok()) return Refusal(context);
     return Answer(ids, response);
   }
 
  private:
+  grpc::Status Refusal(grpc::ServerContext* context) {
+    std::lock_guard lock(mutex_);
+    ++streams_;
+    if (script_.refusal_counted >= 0) {
+      analytics::EventResponse counted;
+      counted.set_accepted(static_cast<uint64_t>(script_.refusal_counted));
+      context->AddTrailingMetadata("rta-event-response-bin", counted.SerializeAsString());
+    }
+    return script_.refusal;
+  }
+
   grpc::Status Unparseable(int position, const std::vector<std::string>& before,
                            grpc::ServerContext* context) {
     analytics::EventResponse counted;
@@ -218,22 +239,96 @@ TEST_CASE("a refusal that retrying cannot fix stops the delivery", "[reporter][r
   const CliRun run = Run({"replay", path, "--server", server.address(), "--json", "--batch-size",
                           "50", "--protocol", protocol});
   INFO(run.err);
+  INFO(run.out);
   CHECK(run.status == 1);
-  // A lane's first batch holds the events of its sessions (each session goes to one lane): up
-  // to 50 of the 100, whichever lane the server answers first.
-  CHECK_THAT(run.err, Catch::Contains(protocol == "batches"
-                                          ? "the server refused the events (INVALID_ARGUMENT: "
-                                            "events: batch #0 has "
-                                          : "the server refused the events (INVALID_ARGUMENT: "
-                                            "events: batch sequence 1 has "));
-  CHECK_THAT(run.err, Catch::Contains(" events, limit 10)"));
+  // A lane's batches hold the events of its sessions (each session goes to one lane): up to 50
+  // of the 100, whichever lane the server answers first. A batch is usually the first of its
+  // lane; one that the linger closed early (a slow read of the file) holds at most 10 events
+  // and is accepted, and the refused one comes after it.
+  CHECK_THAT(run.err, Catch::Contains("the server refused the events (INVALID_ARGUMENT: events: "
+                                      "batch ") &&
+                          Catch::Contains(" events, limit 10)"));
   const auto summary = run.Summary();
-  // Every line is accounted for: failed once delivered, or never sent after the stop (how many
-  // lines were read before the refusal arrived depends on timing).
+  // Every line is accounted for once: accepted (a batch within the limit), failed once
+  // delivered, or never sent after the stop (how many lines were read before the refusal
+  // arrived depends on timing).
   const uint64_t not_sent = summary.value("not_sent", uint64_t{0});
-  CHECK(summary["failed"].get<uint64_t>() + not_sent == 100);
+  CHECK(summary["accepted"].get<uint64_t>() + summary["failed"].get<uint64_t>() + not_sent == 100);
+  CHECK(summary["accepted"].get<uint64_t>() == Total(server, "events_total"));
   CHECK(summary["failed"].get<uint64_t>() >= 1);
   CHECK(summary["retries"] == 0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a refusal after an accepted batch: every line is accepted, failed or not sent once",
+          "[reporter][retry]") {
+  // The input is a named pipe that gives the first line alone and the other 99 a second later,
+  // long after the linger (200 ms here): the lane's first batch holds one event, which the
+  // server accepts, and its next one the 50 that the linger gathers, which it refuses (at most
+  // 10 per batch).
+  auto config = ServerHarness::DefaultConfig();
+  config.max_batch_events = 10;
+  ServerHarness server(config);
+  const std::string path = GenerateFile("refused_late.jsonl", 100, 4);
+  std::vector<std::string> lines;
+  {
+    std::ifstream file(path);
+    for (std::string line; std::getline(file, line);) lines.push_back(line);
+  }
+  REQUIRE(lines.size() == 100);
+  const std::string protocol = GENERATE("publish", "batches");
+  const std::string fifo = path + ".fifo";
+  std::remove(fifo.c_str());
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::thread writer([&] {
+    // A reader that ends early makes write() fail with EPIPE here instead of a SIGPIPE.
+    sigset_t pipe_signal;
+    sigemptyset(&pipe_signal);
+    sigaddset(&pipe_signal, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+    const int fd = ::open(fifo.c_str(), O_WRONLY);  // waits for the replay to open it
+    if (fd < 0) return;
+    auto write_lines = [fd](const std::vector<std::string>& from, size_t begin, size_t end) {
+      std::string text;
+      for (size_t i = begin; i < end; ++i) text += from[i] + "\n";
+      for (size_t at = 0; at < text.size();) {
+        const ssize_t n = ::write(fd, text.data() + at, text.size() - at);
+        if (n <= 0) return;
+        at += static_cast<size_t>(n);
+      }
+    };
+    write_lines(lines, 0, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    write_lines(lines, 1, lines.size());
+    ::close(fd);
+  });
+  const CliRun run = Run({"replay", fifo, "--server", server.address(), "--json", "--batch-size",
+                          "50", "--linger-ms", "200", "--streams", "1", "--protocol", protocol});
+  // Releases the writer if the replay never opened the pipe (then the checks below fail).
+  if (const int fd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK); fd >= 0) ::close(fd);
+  writer.join();
+  INFO(run.err);
+  INFO(run.out);
+  CHECK(run.status == 1);
+  CHECK_THAT(run.err, Catch::Contains(protocol == "batches"
+                                          ? "(INVALID_ARGUMENT: events: batch #1 has 50 events, "
+                                            "limit 10)"
+                                          : "(INVALID_ARGUMENT: events: batch sequence 2 has 50 "
+                                            "events, limit 10)"));
+  if (protocol == "batches") {
+    // Its stream ended with the refusal; the trailer said what it had counted before.
+    CHECK_THAT(run.err, Catch::Contains("(the server counted the stream's first event; the rest "
+                                        "carried input lines 2-100)"));
+  }
+  const auto summary = run.Summary();
+  CHECK(summary["accepted"] == 1);
+  CHECK(Total(server, "events_total") == 1);
+  const uint64_t not_sent = summary.value("not_sent", uint64_t{0});
+  CHECK(summary["failed"].get<uint64_t>() >= 50);
+  CHECK(summary["failed"].get<uint64_t>() + not_sent == 99);
+  CHECK(summary["duplicates"] == 0);
+  CHECK(summary["rejected"] == 0);
+  std::remove(fifo.c_str());
   std::remove(path.c_str());
 }
 
@@ -357,5 +452,38 @@ TEST_CASE("INVALID_ARGUMENT ends the delivery with the server's own message", "[
     CHECK(summary["retries"] == 0);
     CHECK(summary["ack_mismatches"] == 0);
     CHECK(server.streams() == 1);
+  }
+  SECTION("a refusal whose trailer counts the first two batches: they count, the rest fails") {
+    FakeIngestServer::Script script;
+    script.refusal = {grpc::StatusCode::INVALID_ARGUMENT, "events: batch #2 has too many events"};
+    script.refusal_counted = 10;
+    FakeIngestServer server(script);
+    args[3] = server.address();
+    const CliRun run = Run(args, IdLines(20));
+    CHECK(run.status == 1);
+    const std::string expected =
+        "the server refused the events (INVALID_ARGUMENT: events: batch #2 has too many events); "
+        "retrying cannot fix this (the server counted the stream's first 10 events; the rest "
+        "carried input lines 11-20)";
+    CHECK_THAT(run.err, Catch::Contains(expected));
+    const auto summary = run.Summary();
+    CHECK(summary["accepted"] == 10);
+    CHECK(summary["failed"] == 10);
+    CHECK(summary["retries"] == 0);
+  }
+  SECTION("a refusal whose trailer count is not whole messages: nothing of it is trusted") {
+    FakeIngestServer::Script script;
+    script.refusal = {grpc::StatusCode::INVALID_ARGUMENT, "events: refused"};
+    script.refusal_counted = 7;  // one event at a time, the first 7; in batches of 5, none
+    FakeIngestServer server(script);
+    args[3] = server.address();
+    const CliRun run = Run(args, IdLines(20));
+    CHECK(run.status == 1);
+    const auto summary = run.Summary();
+    CHECK(summary["accepted"] == (batched ? 0 : 7));
+    CHECK(summary["failed"] == (batched ? 20 : 13));
+    CHECK_THAT(run.err, Catch::Contains(batched ? "(that stream carried input lines 1-20)"
+                                                : "(the server counted the stream's first 7 "
+                                                  "events; the rest carried input lines 8-20)"));
   }
 }
