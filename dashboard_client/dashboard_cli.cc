@@ -49,7 +49,8 @@ The history (past ranges, from the server's rollups; with --once):
   --step 1m|1h|1d       the series' step, default automatic from the range
   --compare             also the previous period of the same length, and the change
 
-Keys: w window 1m/5m/1h, p pause, r reconnect now, c support chat, ? help, q quit.
+Keys: w window 1m/5m/1h, t history (a past range; there f filter, b breakdown), p pause,
+r reconnect now, c support chat, ? help, q quit.
 The support chat (c) reaches the server's admins (it needs the analyst role once tokens are
 required); in it, Enter sends, "@user text" answers a user (admins), Ctrl-R reconnects and Esc
 closes the pane.

@@ -40,7 +40,7 @@ void DrawTitle(const ViewState& view, Screen* screen) {
   screen->Put(1, 0, "Real-time analytics · window " + WindowLabel(view.window), Style::kTitle);
   // Every key when they fit, else the two that matter most to someone new.
   for (const std::string keys :
-       {"w window  p pause  r reconnect  c chat  ? help  q quit ", "? help  q quit "}) {
+       {"w window  t history  p pause  r reconnect  c chat  ? help  q quit ", "? help  q quit "}) {
     if (static_cast<int>(DisplayWidth(keys)) + 36 <= screen->width()) {
       screen->PutRight(screen->width(), 0, keys, Style::kTitle);
       break;
