@@ -70,7 +70,8 @@ const char kDeliveryOnlyHelp[] =
   --drain-ms N          after Ctrl-C / SIGTERM: how long to wait for acknowledgements of what
                         was read, default 5000
   --batch-size N        events per batch message, default 500
-  --batch-bytes N       bytes per batch message, default 524288
+  --batch-bytes N       bytes per batch message, default 524288 (lowered by itself to a
+                        server whose --max-message-bytes is smaller)
   --linger-ms N         how long a batch waits to fill up, default 20
   --streams N           concurrent streams, default 2
   --stream-events N     batches: events per stream before it is closed and acknowledged,

@@ -32,6 +32,46 @@ std::string Seconds(std::chrono::milliseconds duration) {
   return text;
 }
 
+// The largest message the server takes, from gRPC's refusal of a larger one (RESOURCE_EXHAUSTED,
+// "Received message larger than max (62709 vs. 20000)": the server's --max-message-bytes is below
+// this client's --batch-bytes); 0 when `status` is not that refusal.
+size_t ServerMessageLimit(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return 0;
+  const std::string& text = status.error_message();
+  const size_t at = text.find("larger than max (");
+  unsigned long long size = 0, limit = 0;
+  if (at == std::string::npos ||
+      std::sscanf(text.c_str() + at, "larger than max (%llu vs. %llu)", &size, &limit) != 2) {
+    return 0;
+  }
+  return static_cast<size_t>(limit);
+}
+
+// An event's bytes in a batch, as Submit() counts them for --batch-bytes.
+size_t EventBytes(const analytics::EventData& event) { return event.ByteSizeLong() + 4; }
+
+// Splits `events` in order into runs of at most `max_bytes` (EventBytes; an event larger than
+// that alone in its run). `lines` (one per event) is split the same way into *line_runs.
+std::vector<analytics::EventBatch> SplitEvents(
+    google::protobuf::RepeatedPtrField<analytics::EventData>* events,
+    const std::vector<uint64_t>& lines, size_t max_bytes,
+    std::vector<std::vector<uint64_t>>* line_runs) {
+  std::vector<analytics::EventBatch> runs;
+  size_t bytes = 0;
+  for (int i = 0; i < events->size(); ++i) {
+    const size_t event_bytes = EventBytes(events->Get(i));
+    if (runs.empty() || (bytes > 0 && bytes + event_bytes > max_bytes)) {
+      runs.emplace_back();
+      line_runs->emplace_back();
+      bytes = 0;
+    }
+    runs.back().add_events()->Swap(events->Mutable(i));
+    line_runs->back().push_back(static_cast<size_t>(i) < lines.size() ? lines[i] : 0);
+    bytes += event_bytes;
+  }
+  return runs;
+}
+
 bool WriteBatch(grpc::ClientWriter<analytics::EventBatch>& writer,
                 const analytics::EventBatch& batch) {
   return writer.Write(batch);
@@ -80,6 +120,16 @@ class Reporter::LaneBase {
                    const google::protobuf::RepeatedPtrField<std::string>& errors,
                    const std::vector<uint64_t>& lines, const char* scope);
 
+  // What a lane did about a stream the server ended because a message was over its size limit.
+  enum class Fit {
+    kRefitted,   // smaller batches from now on, the unacknowledged events in smaller messages
+    kUnchanged,  // nothing to change: an ordinary failure
+  };
+  // Gives up on an event that is `bytes` in a message of its own, over the server's `limit`:
+  // no message can carry it (the server would refuse it as too large anyway). It counts as
+  // failed; the delivery goes on without it.
+  void DropOverLimit(uint64_t line, size_t bytes, size_t limit);
+
   Reporter& reporter_;
   EventQueue& queue_;  // this lane's: the events of the sessions Submit() routes here
   std::mt19937_64 rng_;
@@ -110,6 +160,10 @@ class Reporter::Lane : public Reporter::LaneBase {
   void Refused(const std::string& what, const std::string& message,
                const std::optional<analytics::EventResponse>& trailer);
   void DropPending();
+  // After the server refused a message over `server_limit` bytes: lowers the batch size and
+  // splits the stream's batches to it (dropping an event no message can carry), so that the
+  // resend goes through.
+  Fit FitMessages(size_t server_limit);
   std::string LinesText(size_t from, size_t to) const;
 
   // The current stream's events, as written, kept for a resend until acknowledged.
@@ -139,6 +193,11 @@ void Reporter::Lane::Run() {
       continue;
     }
     if (reporter_.drain_expired()) continue;  // cancelled at the drain's end
+    if (const size_t limit = ServerMessageLimit(status);
+        limit > 0 && FitMessages(limit) == Fit::kRefitted) {
+      reporter_.retries_.fetch_add(1, std::memory_order_relaxed);
+      continue;  // at once: the same events, in messages the server takes
+    }
     const auto now = Clock::now();
     if (failures_++ == 0) first_failure_ = now;
     // What went wrong, for the messages below.
@@ -321,7 +380,7 @@ grpc::Status Reporter::Lane::Stream(std::unique_ptr<grpc::ClientWriter<Message>>
     analytics::EventBatch batch;
     const size_t taken =
         queue_.PopBatch(std::min(options.batch_events, options.stream_events - events_),
-                        options.batch_bytes, stream_end, options.linger, &batch, &lines_);
+                        reporter_.batch_bytes(), stream_end, options.linger, &batch, &lines_);
     if (taken == 0) break;  // the input ended, or the stream is old enough to close
     events_ += taken;
     reporter_.sent_.fetch_add(taken, std::memory_order_relaxed);
@@ -389,6 +448,57 @@ void Reporter::LaneBase::SleepUnlessStopped(std::chrono::milliseconds duration) 
   }
 }
 
+void Reporter::LaneBase::DropOverLimit(uint64_t line, size_t bytes, size_t limit) {
+  reporter_.GiveUp(1, {line});
+  reporter_.Log("not sent: the event " +
+                (line > 0 ? "on input line " + std::to_string(line) + " " : std::string()) + "is " +
+                std::to_string(bytes) +
+                " bytes in a message of its own, over the server's limit of " +
+                std::to_string(limit) + " bytes (its --max-message-bytes)");
+}
+
+Reporter::LaneBase::Fit Reporter::Lane::FitMessages(size_t server_limit) {
+  bool changed = false;
+  const size_t max_bytes = reporter_.LowerBatchBytes(server_limit, &changed);
+  const bool per_event = reporter_.options_.protocol == Protocol::kEvents;
+  // The stream's events in order, without those no message can carry, in batches that fit.
+  // (ReportEvent sends one event per message whatever the batches.)
+  std::vector<analytics::EventBatch> fitted;
+  std::vector<uint64_t> lines;
+  size_t position = 0;
+  for (analytics::EventBatch& batch : batches_) {
+    analytics::EventBatch kept;
+    for (int i = 0; i < batch.events_size(); ++i, ++position) {
+      const uint64_t line = position < lines_.size() ? lines_[position] : 0;
+      analytics::EventBatch alone;
+      *alone.add_events() = batch.events(i);
+      const size_t bytes = per_event ? batch.events(i).ByteSizeLong() : alone.ByteSizeLong();
+      if (bytes > server_limit) {
+        DropOverLimit(line, bytes, server_limit);
+        --events_;
+        changed = true;
+        continue;
+      }
+      kept.add_events()->Swap(batch.mutable_events(i));
+      lines.push_back(line);
+    }
+    if (kept.events_size() == 0) continue;
+    if (per_event || kept.ByteSizeLong() <= max_bytes) {
+      fitted.push_back(std::move(kept));
+      continue;
+    }
+    std::vector<std::vector<uint64_t>> line_runs;  // `lines` keeps the events' order
+    for (analytics::EventBatch& run :
+         SplitEvents(kept.mutable_events(), {}, max_bytes, &line_runs)) {
+      fitted.push_back(std::move(run));
+    }
+    changed = true;
+  }
+  batches_ = std::move(fitted);
+  lines_ = std::move(lines);
+  return changed ? Fit::kRefitted : Fit::kUnchanged;
+}
+
 void Reporter::Lane::DropPending() {
   reporter_.GiveUp(events_, lines_);
   batches_.clear();
@@ -428,6 +538,11 @@ class Reporter::PublishLane : public Reporter::LaneBase {
                     grpc::ClientContext* context);
   void Refused(const std::string& what, const std::string& message);
   void DropWindow();
+  // After the server refused a message over `server_limit` bytes: lowers the batch size and
+  // splits the unacknowledged batches from the refused one on (dropping an event no message can
+  // carry), numbered again from its sequence (the server never read it nor any after it), so
+  // that the resend goes through.
+  Fit FitMessages(size_t server_limit);
   size_t WindowEvents();
   // Continues as a new producer (the next generation of this lane's id), the unacknowledged
   // batches numbered from 1 again.
@@ -473,6 +588,55 @@ void Reporter::PublishLane::NewProducer() {
   }
 }
 
+Reporter::LaneBase::Fit Reporter::PublishLane::FitMessages(size_t server_limit) {
+  bool changed = false;
+  const size_t max_bytes = reporter_.LowerBatchBytes(server_limit, &changed);
+  std::lock_guard lock(mutex_);
+  // The batches before the first one over the limit may have been counted (their acks lost
+  // with the stream): they keep their sequences.
+  size_t first = 0;
+  while (first < window_.size() && window_[first]->bytes <= server_limit) ++first;
+  if (first == window_.size()) return changed ? Fit::kRefitted : Fit::kUnchanged;
+  uint64_t sequence = window_[first]->request.sequence();
+  std::deque<std::shared_ptr<const Pending>> fitted(window_.begin(), window_.begin() + first);
+  for (size_t i = first; i < window_.size(); ++i) {
+    // The batch's events without those no message can carry, in batches that fit.
+    const Pending& old = *window_[i];
+    analytics::PublishRequest kept;
+    std::vector<uint64_t> kept_lines;
+    for (int j = 0; j < old.request.events_size(); ++j) {
+      const uint64_t line = static_cast<size_t>(j) < old.lines.size() ? old.lines[j] : 0;
+      analytics::PublishRequest alone;
+      alone.set_producer_id(old.request.producer_id());
+      alone.set_sequence(old.request.sequence());
+      *alone.add_events() = old.request.events(j);
+      if (const size_t bytes = alone.ByteSizeLong(); bytes > server_limit) {
+        DropOverLimit(line, bytes, server_limit);
+        continue;
+      }
+      *kept.add_events() = old.request.events(j);
+      kept_lines.push_back(line);
+    }
+    std::vector<std::vector<uint64_t>> line_runs;
+    std::vector<analytics::EventBatch> runs =
+        SplitEvents(kept.mutable_events(), kept_lines, max_bytes, &line_runs);
+    for (size_t r = 0; r < runs.size(); ++r) {
+      auto pending = std::make_shared<Pending>();
+      pending->request.set_producer_id(producer_id_);
+      pending->request.set_sequence(sequence++);
+      pending->request.mutable_events()->Swap(runs[r].mutable_events());
+      pending->lines = std::move(line_runs[r]);
+      pending->bytes = pending->request.ByteSizeLong();
+      fitted.push_back(std::move(pending));
+    }
+  }
+  window_ = std::move(fitted);
+  window_bytes_ = 0;
+  for (const auto& pending : window_) window_bytes_ += pending->bytes;
+  next_sequence_ = sequence;
+  return Fit::kRefitted;
+}
+
 void Reporter::PublishLane::DropWindow() {
   std::lock_guard lock(mutex_);
   for (const auto& pending : window_) {
@@ -501,6 +665,11 @@ void Reporter::PublishLane::Run() {
       continue;
     }
     if (reporter_.drain_expired() || reporter_.stopped_.load()) continue;
+    if (const size_t limit = ServerMessageLimit(status);
+        limit > 0 && mismatch.empty() && FitMessages(limit) == Fit::kRefitted) {
+      reporter_.retries_.fetch_add(1, std::memory_order_relaxed);
+      continue;  // at once: the same events, in batches the server takes
+    }
     const auto now = Clock::now();
     if (failures_++ == 0) first_failure_ = now;
     std::string what;
@@ -628,9 +797,11 @@ grpc::Status Reporter::PublishLane::RunStream(std::string* peer, std::string* mi
         writable = false;  // the stream is over: no WritesDone
         break;
       }
-      room_bytes = window_.empty() ? options.batch_bytes
-                                   : std::min(options.batch_bytes,
-                                              options.window_bytes - window_bytes_);
+      const size_t batch_bytes = reporter_.batch_bytes();
+      room_bytes = window_.empty()
+                       ? batch_bytes
+                       : std::min(batch_bytes, options.window_bytes -
+                                                   std::min(options.window_bytes, window_bytes_));
     }
     auto pending = std::make_shared<Pending>();
     analytics::EventBatch batch;
@@ -777,6 +948,7 @@ Reporter::Reporter(std::shared_ptr<grpc::Channel> channel, DeliveryOptions optio
   options_.batch_events = std::max<size_t>(options_.batch_events, 1);
   options_.stream_events = std::max(options_.stream_events, options_.batch_events);
   options_.window_batches = std::max<size_t>(options_.window_batches, 1);
+  batch_bytes_.store(options_.batch_bytes);
   std::random_device seed;
   for (int i = 0; i < options_.streams; ++i) {
     if (options_.protocol == Protocol::kPublish) {
@@ -909,6 +1081,23 @@ void Reporter::Stop(const std::string& reason) {
   size_t dropped = 0;
   for (const auto& queue : queues_) dropped += queue->Abort(&lines);
   GiveUp(dropped, lines);
+}
+
+size_t Reporter::LowerBatchBytes(size_t server_limit, bool* lowered) {
+  // 7/8 of the server's limit leaves room for what a message holds beside its events (the
+  // producer id, the sequence, the fields' tags).
+  const size_t target = std::max<size_t>(server_limit - server_limit / 8, 1);
+  size_t current = batch_bytes_.load();
+  while (target < current && !batch_bytes_.compare_exchange_weak(current, target)) {
+  }
+  *lowered = target < current;
+  if (*lowered) {
+    Log("the server takes messages of at most " + std::to_string(server_limit) +
+        " bytes (its --max-message-bytes), less than --batch-bytes " +
+        std::to_string(options_.batch_bytes) + ": batches are now at most " +
+        std::to_string(target) + " bytes, and what it refused is sent again in smaller ones");
+  }
+  return batch_bytes_.load();
 }
 
 void Reporter::Log(const std::string& message) {

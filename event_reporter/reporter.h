@@ -44,7 +44,7 @@ struct DeliveryOptions {
   // counts of a re-sent batch exact (more re-sends are counted as duplicates).
   size_t window_batches = 8;
   size_t window_bytes = 8 * 1024 * 1024;
-  int streams = 2;                             // concurrent streams
+  int streams = 2;  // concurrent streams
   std::chrono::milliseconds initial_backoff{200};
   std::chrono::milliseconds max_backoff{10'000};
   // Stop retrying the same events after this long without success; they count as failed.
@@ -148,6 +148,11 @@ class Reporter {
   class PublishLane;
   void Stop(const std::string& reason);
   void Log(const std::string& message);
+  // The most bytes a new batch takes: options_.batch_bytes, or less after LowerBatchBytes.
+  size_t batch_bytes() const { return batch_bytes_.load(std::memory_order_relaxed); }
+  // After the server refused a message over `server_limit` bytes: keeps new batches well under
+  // it and says so once (*lowered: this call lowered it). Returns the limit now in force.
+  size_t LowerBatchBytes(size_t server_limit, bool* lowered);
   // Watches options_.interrupted: starts the drain, and ends it at its deadline.
   void WatchInterrupt();
   void BeginDrain();
@@ -164,12 +169,13 @@ class Reporter {
   // One per lane (stream): Submit() routes a session's events to one of them.
   std::vector<std::unique_ptr<EventQueue>> queues_;
   std::atomic<uint64_t> next_lane_{0};  // for events without a session
-  std::string id_prefix_;  // random per run, for events without an id
+  std::string id_prefix_;               // random per run, for events without an id
   std::atomic<uint64_t> next_id_{0};
   std::atomic<uint64_t> sent_{0}, accepted_{0}, duplicates_{0}, rejected_{0}, failed_{0},
       retries_{0}, ack_mismatches_{0}, unacknowledged_{0}, first_unacknowledged_line_{0};
   mutable std::mutex mutex_;  // guards fatal_error_ and serializes options_.log
   std::string fatal_error_;
+  std::atomic<size_t> batch_bytes_{0};
   std::atomic<bool> stopped_{false};
   std::atomic<bool> draining_{false};       // interrupted: Submit fails, the queue is closed
   std::atomic<bool> drain_expired_{false};  // the drain's time is up: give up on the rest
