@@ -360,13 +360,17 @@ rta::server::ServerConfig SmallMessagesConfig() {
 
 TEST_CASE("a server that takes smaller messages than --batch-bytes: batches shrink to fit it",
           "[reporter][retry]") {
-  // 2,000 generated events are about 60 KB per lane's first batch; the server takes 20,000
+  // A batch of 500 generated events (--batch-size) is about 60 KB; the server takes 20,000
   // bytes a message. gRPC refuses the larger messages (RESOURCE_EXHAUSTED, "Received message
-  // larger than max"), which retrying as they are would never fix.
+  // larger than max"), which retrying as they are would never fix. The long linger fills the
+  // first batches however slowly the file is read (under TSan a 20 ms linger closed them
+  // before they reached 20,000 bytes).
   ServerHarness server(SmallMessagesConfig());
   const std::string path = GenerateFile("small_messages.jsonl", 2'000, 5);
   const std::string protocol = GENERATE("publish", "batches", "events");  // events: all fit
-  const CliRun run = Run(SmallMessagesReplay(path, server.address(), protocol));
+  std::vector<std::string> args = SmallMessagesReplay(path, server.address(), protocol);
+  args.insert(args.end(), {"--linger-ms", "1000"});
+  const CliRun run = Run(args);
   INFO(run.err);
   INFO(run.out);
   REQUIRE(run.status == 0);
