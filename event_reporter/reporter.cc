@@ -47,7 +47,8 @@ size_t ServerMessageLimit(const grpc::Status& status) {
   return static_cast<size_t>(limit);
 }
 
-// An event's bytes in a batch, as Submit() counts them for --batch-bytes.
+// An event's bytes in a batch, as --batch-bytes counts them: its own, plus the repeated
+// field's tag and length.
 size_t EventBytes(const analytics::EventData& event) { return event.ByteSizeLong() + 4; }
 
 // Splits `events` in order into runs of at most `max_bytes` (EventBytes; an event larger than
@@ -977,7 +978,7 @@ bool Reporter::Submit(analytics::EventData event, uint64_t line) {
     event.set_event_id(id_prefix_ + "-" +
                        std::to_string(next_id_.fetch_add(1, std::memory_order_relaxed)));
   }
-  const size_t bytes = event.ByteSizeLong() + 4;  // + the repeated field's tag and length
+  const size_t bytes = EventBytes(event);
   // A session's events go to one lane, so they reach the server in the order given (its
   // history attributes a session's events to the session's first one); events without a
   // session are spread over the lanes.
