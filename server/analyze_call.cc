@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "server/ingest_journal.h"
+
 namespace rta::server {
 namespace {
 
@@ -20,12 +22,13 @@ constexpr int64_t kMaxTimerDelayMs = 250;
 AnalyzeCall::AnalyzeCall(ServiceState& state, Worker& worker)
     : state_(state),
       worker_(worker),
-      analyzer_(AnalyzerConfigFor(state.config),
-                [&state](agg::SessionSignal signal, int64_t event_time_ms) {
-                  state.aggregator.RecordSignal(signal, event_time_ms);
-                  state.metrics.SessionSignal(signal);
-                },
-                &state.analyze_sessions) {
+      analyzer_(
+          AnalyzerConfigFor(state.config),
+          [&state](agg::SessionSignal signal, int64_t event_time_ms) {
+            CountSignal(state, signal, event_time_ms);
+            state.metrics.SessionSignal(signal);
+          },
+          &state.analyze_sessions) {
   context_.AsyncNotifyWhenDone(&done_tag_);
   ++pending_ops_;
   state_.service.RequestAnalyzeSession(&context_, &stream_, worker_.cq(), worker_.cq(),

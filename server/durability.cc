@@ -159,7 +159,7 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
   }
   const auto loaded = std::chrono::steady_clock::now();
 
-  uint64_t records = 0, events = 0, since_tick = 0;
+  uint64_t records = 0, events = 0, signals = 0, since_tick = 0;
   LoggedEventReader reader;
   storage::IngestRecord record;
   std::string why;
@@ -171,12 +171,16 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
       since_tick = 0;
     }
   };
+  auto apply_signal = [&](agg::SessionSignal signal, int64_t event_ms) {
+    aggregator->RecordSignal(signal, event_ms);
+    ++signals;
+  };
   bool damaged = false;
   const bool read_ok = log_->ReadFrom(
       checkpoint.cut_lsn + 1,
       [&](storage::Lsn lsn, std::string_view bytes) {
         ++records;
-        if (!reader.Read(lsn, bytes, &record, apply, &why)) {
+        if (!reader.Read(lsn, bytes, &record, apply, &why, apply_signal)) {
           damaged = true;
           return false;
         }
@@ -204,6 +208,7 @@ std::unique_ptr<agg::Aggregator> Durability::Recover(const agg::Clock& clock,
                         {"replayed_records", std::to_string(records)},
                         {"replayed_events", std::to_string(events)},
                         {"replay_ms", Ms(end - loaded)},
+                        {"replayed_signals", std::to_string(signals)},
                         {"producers", std::to_string(producers.size())}});
   return aggregator;
 }

@@ -50,4 +50,23 @@ uint64_t JournalTail(const ServiceState& state) {
   return state.log == nullptr ? 0 : state.log->last_lsn();
 }
 
+void CountSignal(ServiceState& state, agg::SessionSignal signal, int64_t event_time_ms) {
+  if (state.log == nullptr || state.cluster) {
+    state.aggregator.RecordSignal(signal, event_time_ms);
+    return;
+  }
+  // The record carries the time it was counted at, so the replay counts it in the same place.
+  const int64_t now_ms = state.clock.NowMs();
+  const int64_t event_ms = event_time_ms > 0 ? event_time_ms : now_ms;
+  thread_local std::string message;
+  storage::EncodeSignalMessage(static_cast<uint8_t>(signal), event_ms, &message);
+  storage::IngestRecord record;
+  record.kind = storage::RecordKind::kSignal;
+  record.ingest_ms = now_ms;
+  record.message = message;
+  const agg::Aggregator::IngestSection section = state.aggregator.EnterIngest();
+  state.aggregator.RecordSignal(signal, event_ms);
+  AppendToJournal(state, record);
+}
+
 }  // namespace rta::server

@@ -31,4 +31,11 @@ uint64_t AppendToJournal(ServiceState& state, const storage::IngestRecord& recor
 // be on their way to the disk (0 in memory-only mode).
 uint64_t JournalTail(const ServiceState& state);
 
+// Counts one AnalyzeSession signal at event_time_ms (0: now) and, on a single node with a data
+// directory, logs it as a kSignal record in the same ingest section, so that a restart
+// replays it after the checkpoint's cut exactly as it replays events: a signal is never lost
+// to a kill -9 once its record is written, nor counted twice. Not awaited (a signal answers no
+// client acknowledgement). Cluster mode counts it on this node only, unlogged (README).
+void CountSignal(ServiceState& state, agg::SessionSignal signal, int64_t event_time_ms);
+
 }  // namespace rta::server

@@ -1,11 +1,13 @@
 #include "server/logged_events.h"
 
+#include "server/aggregator/metric_catalog.h"
+
 namespace rta::server {
 
 bool LoggedEventReader::Read(
     uint64_t lsn, std::string_view bytes, storage::IngestRecord* record,
     const std::function<void(const analytics::EventData&, int64_t ingest_ms)>& apply,
-    std::string* why) {
+    std::string* why, const SignalApply& apply_signal) {
   if (!storage::DecodeIngestRecord(bytes, record, why)) {
     *why = "log record " + std::to_string(lsn) + ": " + *why;
     return false;
@@ -38,6 +40,14 @@ bool LoggedEventReader::Read(
       break;
     case storage::RecordKind::kProducerOnly:
       break;
+    case storage::RecordKind::kSignal: {
+      uint8_t signal = 0;
+      int64_t event_ms = 0;
+      parsed = storage::DecodeSignalMessage(record->message, &signal, &event_ms) &&
+               signal < agg::kSignalCount;
+      if (parsed && apply_signal) apply_signal(static_cast<agg::SessionSignal>(signal), event_ms);
+      break;
+    }
   }
   if (!parsed) {
     *why = "log record " + std::to_string(lsn) + ": its message does not parse";

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "analytics.pb.h"
+#include "server/aggregator/aggregator.h"
 #include "server/storage/ingest_record.h"
 
 namespace rta::server {
@@ -18,10 +19,12 @@ namespace rta::server {
 class LoggedEventReader {
  public:
   // False with *why naming the record when it does not decode or its message does not parse.
-  // *record holds the decoded header afterwards (views into `bytes`).
+  // *record holds the decoded header afterwards (views into `bytes`). A kSignal record calls
+  // `apply_signal` (when given; the history has no signals and passes none) instead of `apply`.
+  using SignalApply = std::function<void(agg::SessionSignal signal, int64_t event_ms)>;
   bool Read(uint64_t lsn, std::string_view bytes, storage::IngestRecord* record,
             const std::function<void(const analytics::EventData&, int64_t ingest_ms)>& apply,
-            std::string* why);
+            std::string* why, const SignalApply& apply_signal = {});
 
  private:
   analytics::EventData event_;

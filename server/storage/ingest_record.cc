@@ -56,10 +56,10 @@ bool DecodeIngestRecord(std::string_view bytes, IngestRecord* record, std::strin
     *error = "unknown ingest record version " + std::to_string(version);
     return false;
   }
-  if (!Get(&bytes, &kind) || kind < 1 || kind > 4 || !Get(&bytes, &record->ingest_ms) ||
-      !Get(&bytes, &record->sequence) || !Get(&bytes, &record->accepted) ||
-      !Get(&bytes, &record->duplicates) || !Get(&bytes, &record->rejected) ||
-      !Get(&bytes, &id_length) || bytes.size() < id_length) {
+  if (!Get(&bytes, &kind) || kind < 1 || kind > static_cast<uint8_t>(RecordKind::kSignal) ||
+      !Get(&bytes, &record->ingest_ms) || !Get(&bytes, &record->sequence) ||
+      !Get(&bytes, &record->accepted) || !Get(&bytes, &record->duplicates) ||
+      !Get(&bytes, &record->rejected) || !Get(&bytes, &id_length) || bytes.size() < id_length) {
     *error = "ingest record header damaged";
     return false;
   }
@@ -74,6 +74,16 @@ bool DecodeIngestRecord(std::string_view bytes, IngestRecord* record, std::strin
   for (uint32_t& position : record->skipped) Get(&bytes, &position);
   record->message = bytes;
   return true;
+}
+
+void EncodeSignalMessage(uint8_t signal, int64_t event_ms, std::string* out) {
+  out->clear();
+  Put<uint8_t>(out, signal);
+  Put<int64_t>(out, event_ms);
+}
+
+bool DecodeSignalMessage(std::string_view message, uint8_t* signal, int64_t* event_ms) {
+  return message.size() == 9 && Get(&message, signal) && Get(&message, event_ms);
 }
 
 }  // namespace rta::storage

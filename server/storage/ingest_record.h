@@ -25,6 +25,7 @@ enum class RecordKind : uint8_t {
   kEventBatch = 2,    // an EventBatch (ReportEventBatches)
   kPublish = 3,       // a PublishRequest (PublishEvents)
   kProducerOnly = 4,  // no event accepted: records only the producer's sequence and counts
+  kSignal = 5,        // a session-analysis signal (AnalyzeSession): see EncodeSignalMessage
 };
 
 struct IngestRecord {
@@ -45,5 +46,12 @@ void EncodeIngestRecord(const IngestRecord& record, std::string* out);
 // Decodes `bytes`; the views in `record` point into `bytes`. False with `error` set when the
 // record is not one this version wrote.
 bool DecodeIngestRecord(std::string_view bytes, IngestRecord* record, std::string* error);
+
+// A kSignal record's message: u8 signal (agg::SessionSignal) | i64 event time, Unix ms (the
+// time it was counted at, never 0). Signals are derived by the server, not sent by a client,
+// so there are no client bytes to keep as they are; 9 bytes of our own say all of it.
+void EncodeSignalMessage(uint8_t signal, int64_t event_ms, std::string* out);
+// False when `message` is not 9 bytes.
+bool DecodeSignalMessage(std::string_view message, uint8_t* signal, int64_t* event_ms);
 
 }  // namespace rta::storage

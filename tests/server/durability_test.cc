@@ -385,6 +385,64 @@ TEST_CASE(
   CHECK(std::llround(history.totals(3) * 1e4) == revenue_units);
 }
 
+TEST_CASE("AnalyzeSession's signals survive kill -9 and a SIGTERM restart and count once",
+          "[server][binary][durability]") {
+  TempDir dir;
+  // The first start binds a port the kernel picks; the restarts ask for the same one.
+  auto args = DurableArgs(dir.path(), {"--listen", "127.0.0.1:0"});
+  auto server = std::make_unique<ServerProcess>(args);
+  REQUIRE(server->listening());
+  const std::string address = server->address();
+  args = DurableArgs(dir.path(), {"--listen", address});
+  {
+    auto stub = StubFor(address);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto stream = stub->AnalyzeSession(&context);
+    // Two sessions each click one target three times within a second: a rage click each.
+    const int64_t now = NowMs();
+    for (const char* session : {"r1", "r2"}) {
+      for (int i = 0; i < 3; ++i) {
+        analytics::UserAction action;
+        action.set_session_id(session);
+        action.set_action_type("click");
+        action.set_target("#buy");
+        action.set_timestamp_ms(now + i * 100);
+        REQUIRE(stream->Write(action));
+      }
+    }
+    analytics::AnalysisResult result;
+    for (int i = 0; i < 6; ++i) REQUIRE(stream->Read(&result));
+    stream->WritesDone();
+    REQUIRE(stream->Finish().ok());
+  }
+  CHECK(WaitFor([&] { return rta::testing::MetricTotal(address, "rage_clicks") == 2; }));
+  // Two records (the signals; no event was sent), both on disk before the kill.
+  CHECK(WaitFor([&] { return Scrape(*server, "analytics_log_durable_lsn") == 2; }));
+  CHECK(Scrape(*server, "analytics_log_records_total") == 2);
+
+  server->Signal(SIGKILL);
+  REQUIRE(server->WaitForExit(std::chrono::seconds(10)));
+  server = std::make_unique<ServerProcess>(args);
+  REQUIRE(server->listening());
+  CHECK_THAT(server->Log(), Catch::Contains("checkpoint=none") &&
+                                Catch::Contains("replayed_records=2") &&
+                                Catch::Contains("replayed_signals=2"));
+  CHECK(rta::testing::MetricTotal(address, "rage_clicks") == 2);
+  CHECK(rta::testing::MetricTotal(address, "events_total") == 0);
+
+  // At SIGTERM the checkpoint takes them; the next start replays nothing and still has two.
+  server->Signal(SIGTERM);
+  const auto status = server->WaitForExit(std::chrono::seconds(20));
+  REQUIRE(status);
+  CHECK(DescribeWaitStatus(*status) == "exit 0");
+  server = std::make_unique<ServerProcess>(args);
+  REQUIRE(server->listening());
+  CHECK_THAT(server->Log(),
+             Catch::Contains("checkpoint=yes") && Catch::Contains("replayed_signals=0"));
+  CHECK(rta::testing::MetricTotal(address, "rage_clicks") == 2);
+}
+
 TEST_CASE("a torn last record is truncated at start, logged and counted, and the rest is intact",
           "[server][binary][durability]") {
   TempDir dir;
