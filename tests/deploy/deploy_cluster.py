@@ -31,6 +31,7 @@ Both: every analytics node runs with --init-admin 1 (tokens required from the fi
 """
 import json
 import os
+import random
 import re
 import shlex
 import socket
@@ -276,10 +277,42 @@ class Compose:
         fail(f"{self.path}: no analytics_server service")
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, outside the kernel's ephemeral range, never the same one twice.
+
+    As tests/support/server_process.cc's FreeLoopbackPort, for the same reason: the services
+    bind their ports seconds after this plan, and a port from the ephemeral range (a bind to
+    port 0 here) can go to any connect() or bind(0) on the machine meanwhile. CI saw a node
+    fail so ("cannot listen on 127.0.0.1:33299") beside the TSan suite. Outside the range only
+    another pick like this one can take it, which the random choice and the bind check make rare.
+    """
+    low, high = 32768, 60999
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        pass
+    first, last = 10000, low - 1
+    if 65535 - high > low - 10000:  # the larger span outside the range
+        first, last = high + 1, 65535
+    if last - first + 1 < 1000:  # no room outside: anywhere, still checked and never repeated
+        first, last = 1024, 65535
+    pick = random.SystemRandom()
+    for _ in range(200):
+        port = pick.randint(first, last)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    fail(f"no free loopback port in {first}-{last} after 200 tries")
 
 
 def plan(deploy, out_dir, binaries):
