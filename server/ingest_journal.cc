@@ -51,7 +51,11 @@ uint64_t JournalTail(const ServiceState& state) {
 }
 
 void CountSignal(ServiceState& state, agg::SessionSignal signal, int64_t event_time_ms) {
-  if (state.log == nullptr || state.cluster) {
+  // While the log refuses ingest (a write error, or over its pending bound) a signal is counted
+  // unlogged, as in memory-only mode: it holds no client's acknowledgement, and logging it
+  // regardless (AppendAdmitted) would grow the log's pending bytes without a bound.
+  std::string why;
+  if (state.log == nullptr || state.cluster || !JournalAccepts(state, &why)) {
     state.aggregator.RecordSignal(signal, event_time_ms);
     return;
   }

@@ -35,7 +35,8 @@ uint64_t JournalTail(const ServiceState& state);
 // directory, logs it as a kSignal record in the same ingest section, so that a restart
 // replays it after the checkpoint's cut exactly as it replays events: a signal is never lost
 // to a kill -9 once its record is written, nor counted twice. Not awaited (a signal answers no
-// client acknowledgement). Cluster mode counts it on this node only, unlogged (README).
+// client acknowledgement). Cluster mode counts it on this node only, unlogged (README), and so
+// does a node whose log refuses ingest meanwhile (JournalAccepts).
 void CountSignal(ServiceState& state, agg::SessionSignal signal, int64_t event_time_ms);
 
 }  // namespace rta::server
